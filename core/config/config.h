@@ -1,0 +1,134 @@
+/// @brief Typed experiment configuration, one struct per concern, stored as JSON.
+///
+/// Every key, its default and its meaning live in one table (config_keys.cpp); the parser, the
+/// validator and `mst config` documentation are generated from it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace mst {
+
+struct DataConfig {
+  std::string path = "/usr/share/datasets/fashion-mnist";
+  std::string format = "fashion_mnist";  ///< fashion_mnist | cifar10 | image_folder
+  int64_t limit = 0;                     ///< use only the first N training images; 0 = all
+  int64_t load_size = 256;               ///< image_folder: decoded images are resized to this square
+  int workers = 2;                       ///< loader threads decoding ahead of the step
+  int prefetch = 4;                      ///< batches queued ahead of the step
+  std::vector<double> mean;              ///< per-channel normalisation mean; empty = data set default
+  std::vector<double> std;               ///< per-channel normalisation std; empty = data set default
+};
+
+struct ModelConfig {
+  std::string preset = "vit_tiny28";
+  int64_t image_size = 28;     ///< global crop size G the position embedding is made for
+  int64_t patch_size = 4;      ///< P
+  int64_t channels = 1;        ///< 1 or 3
+  int64_t dim = 192;           ///< D
+  int64_t depth = 6;
+  int64_t heads = 3;
+  double mlp_ratio = 4.0;
+  double drop_path = 0.1;      ///< stochastic depth of the student only
+  int64_t head_hidden = 2048;
+  int64_t head_bottleneck = 256;
+  int64_t out_dim = 65536;     ///< K
+  bool norm_last_layer = true;
+  std::vector<int64_t> decoder_widths;  ///< empty = 256 halving per stage (log2(P) stages)
+};
+
+struct CropConfig {
+  int64_t global_size = 28;
+  int64_t local_size = 12;
+  int64_t local_crops = 4;
+  double global_scale_min = 0.4, global_scale_max = 1.0;
+  double local_scale_min = 0.05, local_scale_max = 0.4;
+};
+
+struct AugmentConfig {
+  double flip_p = 0.5;
+  double jitter_p = 0.8;
+  double brightness = 0.4, contrast = 0.4, saturation = 0.2, hue = 0.1;
+  double grayscale_p = 0.2;
+  double blur_sigma_min = 0.1, blur_sigma_max = 2.0;
+  double blur_p_global1 = 1.0, blur_p_global2 = 0.1, blur_p_local = 0.5;
+  double solarize_p = 0.2;  ///< second global crop only
+};
+
+struct MaskConfig {
+  std::string strategy = "attention_guided";  ///< none | random | attention_guided | attention_high
+  double p = 0.1;
+  int64_t num = 8;
+};
+
+struct LossConfig {
+  double lambda_ce = 1.0;
+  double lambda_rec = 0.6;
+  double student_temp = 0.1;
+  double teacher_temp_start = 0.04;
+  double teacher_temp = 0.07;
+  double teacher_temp_warmup_epochs = 30;
+  double center_momentum = 0.9;
+};
+
+struct OptimConfig {
+  double lr = 5e-4;  ///< per 256 images; the step lr is lr * batch / 256
+  double min_lr = 1e-6;
+  double warmup_epochs = 10;
+  double weight_decay = 0.04, weight_decay_end = 0.4;
+  double clip_grad = 3.0;  ///< global gradient-norm clip; 0 = off
+  double freeze_last_layer_epochs = 1;
+  double momentum_teacher = 0.996, momentum_teacher_end = 1.0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+
+struct TrainConfig {
+  double epochs = 100;  ///< may be fractional for short runs
+  int64_t batch_size = 64;
+  int64_t seed = 0;
+  int threads = 0;  ///< CPU threads; 0 = all cores
+  int64_t log_every = 10;       ///< steps between metric rows in run.h5
+  int64_t checkpoint_every = 500;
+  int64_t snapshot_every = 200;  ///< steps between probe-image snapshots; 0 = off
+  std::vector<int64_t> probe_images{0, 1, 2, 3, 4, 5, 6, 7};
+};
+
+struct EvalConfig {
+  double every_epochs = 0;  ///< k-NN during training; 0 = off
+  int64_t k = 20;
+  int64_t subset = 10000;  ///< training images used as the k-NN bank during training; 0 = all
+  double temperature = 0.07;
+};
+
+struct Config {
+  DataConfig data;
+  ModelConfig model;
+  CropConfig crops;
+  AugmentConfig augment;
+  MaskConfig masking;
+  LossConfig loss;
+  OptimConfig optim;
+  TrainConfig train;
+  EvalConfig eval;
+};
+
+/// Parses a JSON object into a Config: presets first, then explicit keys. Unknown keys, wrong types
+/// and out-of-range values throw MstError naming the key (and `source`, e.g. the file name).
+Config configFromJson(const nlohmann::json& json, const std::string& source = "config");
+nlohmann::json configToJson(const Config& config);
+/// Reads a JSON file (MstError names the file on I/O or syntax errors), then configFromJson.
+nlohmann::json loadJsonFile(const std::string& path);
+/// Applies `key.path=value` to a JSON object; the value is parsed as JSON, else taken as a string.
+void applyOverride(nlohmann::json& json, const std::string& assignment);
+/// Checks cross-field rules (image size divisible by the patch, heads divide dim, ...).
+void validateConfig(const Config& config);
+/// Markdown table of every key with its type, default and meaning.
+std::string configKeysMarkdown();
+/// Names of the model presets, and the model config of one (MstError for an unknown name).
+std::vector<std::string> modelPresetNames();
+ModelConfig modelPreset(const std::string& name);
+
+}  // namespace mst

@@ -1,0 +1,76 @@
+/// @brief Batches a Dataset on worker threads, ahead of the training step, in a reproducible order.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "core/data/dataset.h"
+
+namespace mst {
+
+struct LoaderOptions {
+  int64_t batch_size = 64;
+  int64_t seed = 0;
+  bool shuffle = true;
+  bool drop_last = true;
+  int workers = 2;
+  int prefetch = 4;
+  bool pin_memory = false;  ///< page-locked host tensors (only when CUDA is available)
+};
+
+struct Batch {
+  torch::Tensor images;   ///< (B, C, H, W) uint8
+  torch::Tensor labels;   ///< (B) int64
+  torch::Tensor indices;  ///< (B) int64 data set indices actually delivered
+  int64_t epoch = 0;
+  int64_t index = 0;      ///< batch index within the epoch
+};
+
+/// The order of epoch e is a permutation drawn from (seed, e) alone, so a run resumed at
+/// (epoch, batch) sees exactly the batches the uninterrupted run would have seen. A corrupt image
+/// is replaced by the next readable index (deterministically) and counted.
+class Loader {
+ public:
+  Loader(const Dataset& dataset, LoaderOptions options);
+  ~Loader();  ///< stops and joins the workers
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  int64_t batchesPerEpoch() const;
+  /// Starts delivering epoch `epoch` from batch `first_batch` (stops any epoch in flight).
+  void start(int64_t epoch, int64_t first_batch = 0);
+  /// Next batch in order, or nullopt at the end of the epoch.
+  std::optional<Batch> next();
+  /// Images that failed to decode so far (each counted once per failed read).
+  int64_t corruptCount() const { return corrupt_.load(); }
+
+ private:
+  void stopWorkers();
+  void workerLoop();
+  Batch makeBatch(int64_t batch_index);
+
+  const Dataset& dataset_;
+  LoaderOptions options_;
+  torch::Tensor order_;  ///< (N) int64 permutation of the current epoch
+  int64_t epoch_ = 0;
+  int64_t end_batch_ = 0;
+  int64_t next_to_deliver_ = 0;
+  int64_t next_to_claim_ = 0;
+  std::map<int64_t, Batch> ready_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> corrupt_{0};
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace mst

@@ -1,0 +1,1 @@
+// @brief Anchor translation unit that owns the tests precompiled header.
