@@ -23,21 +23,22 @@ struct DataConfig {
   std::vector<double> std;               ///< per-channel normalisation std; empty = data set default
 };
 
+/// Defaults = the vit_tiny28 preset (the Fashion-MNIST experiment).
 struct ModelConfig {
   std::string preset = "vit_tiny28";
   int64_t image_size = 28;     ///< global crop size G the position embedding is made for
   int64_t patch_size = 4;      ///< P
   int64_t channels = 1;        ///< 1 or 3
-  int64_t dim = 192;           ///< D
-  int64_t depth = 6;
-  int64_t heads = 3;
+  int64_t dim = 128;           ///< D
+  int64_t depth = 4;
+  int64_t heads = 4;
   double mlp_ratio = 4.0;
   double drop_path = 0.1;      ///< stochastic depth of the student only
-  int64_t head_hidden = 2048;
-  int64_t head_bottleneck = 256;
-  int64_t out_dim = 65536;     ///< K
+  int64_t head_hidden = 512;
+  int64_t head_bottleneck = 64;
+  int64_t out_dim = 1024;      ///< K
   bool norm_last_layer = true;
-  std::vector<int64_t> decoder_widths;  ///< empty = 256 halving per stage (log2(P) stages)
+  std::vector<int64_t> decoder_widths{64, 32};  ///< empty = 256 halving per stage (log2(P) stages)
 };
 
 struct CropConfig {

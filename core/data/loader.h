@@ -5,6 +5,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <exception>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -38,6 +40,9 @@ struct Batch {
 /// The order of epoch e is a permutation drawn from (seed, e) alone, so a run resumed at
 /// (epoch, batch) sees exactly the batches the uninterrupted run would have seen. A corrupt image
 /// is replaced by the next readable index (deterministically) and counted.
+///
+/// Threading: start(), next() and the destructor are called from one consumer thread; workers
+/// only touch the queue under `mutex_` and read the dataset through its thread-safe read().
 class Loader {
  public:
   Loader(const Dataset& dataset, LoaderOptions options);
@@ -71,6 +76,11 @@ class Loader {
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> corrupt_{0};
   std::vector<std::thread> workers_;
+  /// First exception thrown by a worker, rethrown by next() once the batches before
+  /// `error_batch_` are delivered; workers claim nothing at or after `error_batch_`.
+  std::exception_ptr error_;
+  int64_t error_batch_ = std::numeric_limits<int64_t>::max();
+  bool pin_ = false;  ///< options_.pin_memory and CUDA is available
 };
 
 }  // namespace mst

@@ -3,8 +3,16 @@
 /// Layout (DESIGN.md): `/config` attribute `json`; `/metrics/<name>`, `/metrics/step`,
 /// `/metrics/epoch` (1-D, one row per logged step); `/eval/step`, `/eval/epoch`, `/eval/<name>`;
 /// `/snapshots/step`, `/snapshots/{images,attention,mask_random,mask_guided,reconstruction}` (first
-/// axis = snapshot); `/events/step` + `/events/message` (variable-length strings: warnings such as
-/// skipped corrupt images, NaN stops).
+/// axis = snapshot); `/events/step` + `/events/message` (warnings such as skipped corrupt images,
+/// NaN stops). `/events/message` and the `json` attributes are fixed-length UTF-8 strings (messages
+/// are cut at 256 bytes): SWMR readers cannot follow variable-length data while the file is written.
+///
+/// Every dataset of a group has one row per step of the group's `step` column. An append extends
+/// the value columns before `step`, so a polling reader that trusts `len(step)` never reads a row
+/// that is not written yet. With `probes == 0` the snapshot datasets still exist, with N = 0.
+///
+/// Threading: a RunLog is used by one thread (the trainer). The readers open the file per call and
+/// may run on any thread or in another process.
 #pragma once
 
 #include <cstdint>
@@ -38,15 +46,24 @@ class RunLog {
   /// complete) or reopens it (resume=true) and drops every row whose step is > `resume_step`, so
   /// that a resumed run appends without duplicating or losing steps. Throws MstError naming the
   /// file when it cannot be created or does not have the expected layout.
+  ///
+  /// Resume details: a missing file is created as new; the `/config` json is replaced by
+  /// `config_json`; metric or eval names new to the file get a column whose earlier rows are NaN,
+  /// and columns the file has beyond `shape` are kept and receive NaN; snapshot datasets must match
+  /// the shape's probe dimensions. A file left by a killed writer (SWMR flag still set) is reopened
+  /// as `h5clear -s` would, so two writers on one file are the caller's error to avoid.
   RunLog(const std::string& path, const std::string& config_json, const RunLogShape& shape,
          bool resume, int64_t resume_step);
   ~RunLog();
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
 
-  /// One row: values missing from `values` are written as NaN. Flushed for SWMR readers.
+  /// One row: values missing from `values` are written as NaN; names that are not columns of the
+  /// group are ignored. Flushed for SWMR readers.
   void appendMetrics(int64_t step, double epoch, const std::map<std::string, double>& values);
   void appendEval(int64_t step, double epoch, const std::map<std::string, double>& values);
+  /// views: shapes as in ProbeViews with N = probes, C/H/W and h/w as in the RunLogShape; any
+  /// device and dtype (floats stored as float32, masks as uint8).
   void appendSnapshot(int64_t step, const ProbeViews& views);
   void appendEvent(int64_t step, const std::string& message);
   void flush();
@@ -57,7 +74,8 @@ class RunLog {
 };
 
 /// Writes the `mst inspect` layout: /inspect/{images,attention,mask_random,mask_guided,
-/// reconstruction} and attribute /inspect json.
+/// reconstruction} and attribute /inspect json. Written beside `path` and renamed over it, so an
+/// existing file is never left half-written. views: N may be 0; masks stored as uint8.
 void writeInspectFile(const std::string& path, const ProbeViews& views,
                       const std::string& config_json);
 
@@ -69,5 +87,7 @@ std::string readLogAttribute(const std::string& path, const std::string& object,
 /// Reads a dataset of any rank as float (uint8 converted); shape in `dims`.
 std::vector<float> readLogArray(const std::string& path, const std::string& dataset,
                                 std::vector<int64_t>* dims);
+/// Reads a 1-D string dataset (fixed- or variable-length), e.g. `/events/message`.
+std::vector<std::string> readLogStrings(const std::string& path, const std::string& dataset);
 
 }  // namespace mst

@@ -1,0 +1,169 @@
+/// @brief `mst bench` implementation (see bench.h).
+#include "core/bench/bench.h"
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include <hdf5.h>
+
+#include "core/model/decoder.h"
+#include "core/train/engine.h"
+#include "core/util/torch_compat.h"
+
+#ifdef MST_HAVE_OPENCV
+#include <opencv2/core/version.hpp>
+#endif
+
+namespace mst {
+namespace {
+
+void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
+}
+
+/// ViT forward MACs on `n` patches (+ CLS).
+double vitMacs(const ModelConfig& m, int64_t n) {
+  const double T = static_cast<double>(n + 1), D = static_cast<double>(m.dim);
+  const double hidden = D * m.mlp_ratio;
+  const double per_block = T * (3 * D * D + D * D + 2 * D * hidden) + 2 * T * T * D;
+  const double patch = static_cast<double>(n) * m.channels * m.patch_size * m.patch_size * D;
+  return patch + per_block * static_cast<double>(m.depth);
+}
+
+double headMacs(const ModelConfig& m) {
+  return static_cast<double>(m.dim * m.head_hidden + m.head_hidden * m.head_hidden +
+                             m.head_hidden * m.head_bottleneck + m.head_bottleneck * m.out_dim);
+}
+
+double decoderMacs(const ModelConfig& m, int64_t g) {
+  double macs = 0;
+  int64_t in = m.dim, size = g;
+  for (int64_t w : decoderWidths(m)) {
+    macs += static_cast<double>(size * size * 9 * in * w);
+    size *= 2;
+    in = w;
+  }
+  return macs + static_cast<double>(size * size * 9 * in * m.channels);
+}
+
+}  // namespace
+
+double stepFlopsPerImage(const Config& c) {
+  const auto& m = c.model;
+  const int64_t gg = c.crops.global_size / m.patch_size, lg = c.crops.local_size / m.patch_size;
+  const double global = vitMacs(m, gg * gg) + headMacs(m);
+  const double local = vitMacs(m, lg * lg) + headMacs(m);
+  const double student = 2 * global + static_cast<double>(c.crops.local_crops) * local +
+                         2 * decoderMacs(m, gg);
+  const double teacher = 2 * global;
+  return 2.0 * (3.0 * student + teacher);  // backward ≈ 2× forward
+}
+
+double peakResidentMb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0.0;
+}
+
+nlohmann::json runBench(const Config& config, const BenchOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  Config c = config;
+  c.train.batch_size = o.batch;
+  EngineOptions eo;
+  eo.device = o.device;
+  eo.steps_per_epoch = 1000;
+  eo.total_steps = 100000;  // mid-schedule values; the step's cost does not depend on them
+  eo.mean.assign(c.model.channels, 0.5);
+  eo.std.assign(c.model.channels, 0.25);
+  c.optim.freeze_last_layer_epochs = 0;
+  Engine engine(c, eo);
+  torch::manual_seed(1);
+  auto images = torch::randint(0, 256, {o.batch, c.model.channels, c.crops.global_size,
+                                        c.crops.global_size},
+                               torch::TensorOptions().dtype(torch::kUInt8))
+                    .to(o.device);
+  for (int64_t i = 0; i < o.warmup; ++i) engine.trainStep(images);
+  synchronize(o.device);
+  auto start = Clock::now();
+  StepMetrics last;
+  for (int64_t i = 0; i < o.steps; ++i) last = engine.trainStep(images);
+  synchronize(o.device);
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  double loss = last.loss.item<double>();
+
+  // The machine's own matrix-product rate on the same device and dtype, measured now.
+  const int64_t n = o.device.is_cuda() ? 8192 : 1024;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(o.device));
+  auto b = torch::randn({n, n}, torch::TensorOptions().device(o.device));
+  auto r = torch::matmul(a, b);
+  synchronize(o.device);
+  int reps = 0;
+  auto mm_start = Clock::now();
+  double mm_seconds = 0;
+  do {
+    r = torch::matmul(a, b);
+    ++reps;
+    synchronize(o.device);
+    mm_seconds = std::chrono::duration<double>(Clock::now() - mm_start).count();
+  } while (mm_seconds < 1.0);
+  double matmul_gflops = 2.0 * n * n * n * reps / mm_seconds / 1e9;
+
+  double flops = stepFlopsPerImage(c);
+  double img_s = static_cast<double>(o.batch * o.steps) / seconds;
+  nlohmann::json out;
+  out["img_s"] = img_s;
+  out["step_ms"] = 1000.0 * seconds / static_cast<double>(o.steps);
+  out["peak_mem_mb"] = peakResidentMb();
+  out["gflop_per_image"] = flops / 1e9;
+  out["achieved_gflops"] = flops * img_s / 1e9;
+  out["matmul_gflops"] = matmul_gflops;
+  out["matmul_fraction"] = flops * img_s / 1e9 / matmul_gflops;
+  out["device"] = o.device.str();
+  out["threads"] = at::get_num_threads();
+  out["batch"] = o.batch;
+  out["steps"] = o.steps;
+  out["final_loss"] = loss;
+  return out;
+}
+
+nlohmann::json systemInfo() {
+  nlohmann::json info;
+  info["libtorch"] = torchVersionString();
+  info["threads"] = at::get_num_threads();
+  info["hardware_threads"] = std::thread::hardware_concurrency();
+  // Force BLAS to load, then read which shared object really serves it.
+  auto warm = torch::matmul(torch::ones({64, 64}), torch::ones({64, 64}));
+  (void)warm;
+  std::string blas = "unknown";
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto pos = line.find('/');
+    if (pos == std::string::npos) continue;
+    std::string lib = line.substr(pos);
+    if (lib.find("openblas") != std::string::npos || lib.find("libblas") != std::string::npos ||
+        lib.find("mkl") != std::string::npos || lib.find("blis") != std::string::npos) {
+      blas = lib;
+      break;
+    }
+  }
+  info["blas"] = blas;
+  info["blas_is_openblas"] = blas.find("openblas") != std::string::npos;
+  info["parallel"] = at::get_parallel_info();
+  info["cuda_available"] = torch::cuda::is_available();
+  info["cuda_devices"] = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
+  unsigned maj = 0, min = 0, rel = 0;
+  H5get_libversion(&maj, &min, &rel);
+  info["hdf5"] = std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel);
+#ifdef MST_HAVE_OPENCV
+  info["opencv"] = CV_VERSION;
+#else
+  info["opencv"] = "not built in";
+#endif
+  return info;
+}
+
+}  // namespace mst

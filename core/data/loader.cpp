@@ -1,0 +1,189 @@
+/// @brief Loader: in-order batches from worker threads, a bounded queue, (seed, epoch) permutations.
+#include "core/data/loader.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "core/util/error.h"
+
+namespace mst {
+namespace {
+
+/// splitmix64 finaliser: neighbouring (seed, epoch) pairs give unrelated generator states.
+uint64_t splitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/// Depends on (seed, epoch) only, never on how many epochs ran before: that is what makes a
+/// resumed run see the same order. Folded to 32 bits because the CPU mt19937 keeps only those.
+uint64_t epochSeed(int64_t seed, int64_t epoch) {
+  const uint64_t mixed = splitMix64(splitMix64(static_cast<uint64_t>(seed)) ^
+                                    static_cast<uint64_t>(epoch));
+  return (mixed ^ (mixed >> 32)) & 0xffffffffULL;
+}
+
+}  // namespace
+
+Loader::Loader(const Dataset& dataset, LoaderOptions options)
+    : dataset_(dataset), options_(options) {
+  if (options_.batch_size <= 0) {
+    throw MstError("loader: batch size must be positive, got " +
+                   std::to_string(options_.batch_size));
+  }
+  options_.workers = std::max(1, options_.workers);
+  options_.prefetch = std::max(1, options_.prefetch);
+  pin_ = options_.pin_memory && torch::cuda::is_available();
+}
+
+Loader::~Loader() { stopWorkers(); }
+
+int64_t Loader::batchesPerEpoch() const {
+  const int64_t n = dataset_.size();
+  const int64_t b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+void Loader::start(int64_t epoch, int64_t first_batch) {
+  stopWorkers();
+  const int64_t batches = batchesPerEpoch();
+  if (first_batch < 0 || first_batch > batches) {
+    throw MstError("loader: cannot start epoch " + std::to_string(epoch) + " at batch " +
+                   std::to_string(first_batch) + ": an epoch has " + std::to_string(batches) +
+                   " batches of " + std::to_string(options_.batch_size));
+  }
+  const int64_t n = dataset_.size();
+  if (options_.shuffle) {
+    at::Generator generator = at::detail::createCPUGenerator(epochSeed(options_.seed, epoch));
+    order_ = torch::randperm(n, generator, torch::kInt64);
+  } else {
+    order_ = torch::arange(n, torch::kInt64);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    epoch_ = epoch;
+    end_batch_ = batches;
+    next_to_deliver_ = first_batch;
+    next_to_claim_ = first_batch;
+    ready_.clear();
+    error_ = nullptr;
+    error_batch_ = std::numeric_limits<int64_t>::max();
+    stopping_ = false;
+  }
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back(&Loader::workerLoop, this);
+}
+
+std::optional<Batch> Loader::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (next_to_deliver_ >= end_batch_) return std::nullopt;
+  // Every batch below error_batch_ was claimed before the failure and will arrive, so this wait
+  // ends: the consumer sees the same batches, then the same exception, whatever the timing.
+  cv_.wait(lock, [this] {
+    return ready_.count(next_to_deliver_) > 0 || next_to_deliver_ >= error_batch_;
+  });
+  auto it = ready_.find(next_to_deliver_);
+  if (it == ready_.end()) std::rethrow_exception(error_);
+  Batch batch = std::move(it->second);
+  ready_.erase(it);
+  ++next_to_deliver_;
+  lock.unlock();
+  cv_.notify_all();  // a prefetch slot is free
+  return batch;
+}
+
+void Loader::stopWorkers() {
+  {
+    // Under the lock so a worker between its predicate check and its wait cannot miss the flag.
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+  workers_.clear();
+  std::lock_guard<std::mutex> lock(mutex_);
+  ready_.clear();
+}
+
+void Loader::workerLoop() {
+  const int64_t prefetch = options_.prefetch;
+  for (;;) {
+    int64_t batch_index = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      // Claimed-but-undelivered batches never exceed `prefetch`: that bounds memory.
+      cv_.wait(lock, [&] {
+        return stopping_ || next_to_claim_ >= std::min(end_batch_, error_batch_) ||
+               next_to_claim_ - next_to_deliver_ < prefetch;
+      });
+      if (stopping_ || next_to_claim_ >= std::min(end_batch_, error_batch_)) return;
+      batch_index = next_to_claim_++;
+    }
+    Batch batch;
+    std::exception_ptr error;
+    try {
+      batch = makeBatch(batch_index);
+    } catch (...) {
+      // Carried to the consumer thread: an exception escaping a std::thread would terminate.
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (error) {
+        if (batch_index < error_batch_) {
+          error_ = error;
+          error_batch_ = batch_index;
+        }
+      } else if (!stopping_) {
+        ready_.emplace(batch_index, std::move(batch));
+      }
+    }
+    cv_.notify_all();
+  }
+}
+
+Batch Loader::makeBatch(int64_t batch_index) {
+  const int64_t n = dataset_.size();
+  const int64_t first = batch_index * options_.batch_size;
+  const int64_t count = std::min(options_.batch_size, n - first);
+  const ImageShape shape = dataset_.shape();
+  const int64_t bytes = shape.bytes();
+
+  // Allocated page-locked up front rather than pinned afterwards: saves one copy per batch.
+  const auto options = torch::TensorOptions().pinned_memory(pin_);
+  Batch batch;
+  batch.epoch = epoch_;
+  batch.index = batch_index;
+  batch.images = torch::empty({count, shape.channels, shape.height, shape.width},
+                              options.dtype(torch::kUInt8));
+  batch.labels = torch::empty({count}, options.dtype(torch::kInt64));
+  batch.indices = torch::empty({count}, options.dtype(torch::kInt64));
+  uint8_t* images = batch.images.data_ptr<uint8_t>();
+  int64_t* labels = batch.labels.data_ptr<int64_t>();
+  int64_t* indices = batch.indices.data_ptr<int64_t>();
+  const int64_t* order = order_.data_ptr<int64_t>();
+
+  for (int64_t i = 0; i < count; ++i) {
+    // A decode can take milliseconds: check between images so start()/~Loader() return quickly.
+    if (stopping_) return Batch{};
+    int64_t index = order[first + i];
+    int64_t attempts = 0;
+    // Replacement walks the data set order, not the permutation, so it is the same every epoch.
+    while (!dataset_.read(index, images + i * bytes)) {
+      ++corrupt_;
+      if (++attempts >= n) {
+        throw MstError("loader: no image of " + dataset_.describe() + " could be decoded");
+      }
+      index = (index + 1) % n;
+    }
+    labels[i] = dataset_.label(index);
+    indices[i] = index;
+  }
+  return batch;
+}
+
+}  // namespace mst

@@ -1,0 +1,39 @@
+/// @brief Global image decoder implementation (see decoder.h).
+#include "core/model/decoder.h"
+
+#include <cmath>
+
+namespace mst {
+
+std::vector<int64_t> decoderWidths(const ModelConfig& c) {
+  if (!c.decoder_widths.empty()) return c.decoder_widths;
+  std::vector<int64_t> widths;
+  int64_t w = 256;
+  for (int64_t p = c.patch_size; p > 1; p >>= 1, w = std::max<int64_t>(w / 2, 1)) widths.push_back(w);
+  return widths;
+}
+
+DecoderImpl::DecoderImpl(const ModelConfig& c) {
+  namespace nn = torch::nn;
+  stages = register_module("stages", nn::Sequential());
+  int64_t in = c.dim;
+  for (int64_t w : decoderWidths(c)) {
+    stages->push_back(nn::Conv2d(nn::Conv2dOptions(in, w, 3).padding(1).bias(false)));
+    stages->push_back(nn::BatchNorm2d(w));
+    stages->push_back(nn::ReLU(nn::ReLUOptions(true)));
+    stages->push_back(nn::Upsample(
+        nn::UpsampleOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest)));
+    in = w;
+  }
+  out = register_module("out", nn::Conv2d(nn::Conv2dOptions(in, c.channels, 3).padding(1)));
+}
+
+torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
+  const int64_t B = patches.size(0), n = patches.size(1), D = patches.size(2);
+  const auto g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+  TORCH_CHECK(g * g == n, "Decoder: patch count ", n, " is not a square grid");
+  auto x = patches.transpose(1, 2).reshape({B, D, g, g});
+  return out(stages->forward(x));
+}
+
+}  // namespace mst

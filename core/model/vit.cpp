@@ -1,0 +1,132 @@
+/// @brief Vision Transformer implementation (see vit.h).
+#include "core/model/vit.h"
+
+#include <cmath>
+
+namespace mst {
+
+void truncNormal_(torch::Tensor& t, double std) {
+  torch::NoGradGuard guard;
+  t.normal_(0.0, std).clamp_(-2.0 * std, 2.0 * std);
+}
+
+namespace {
+
+void initLinear(torch::nn::Linear& layer) {
+  truncNormal_(layer->weight, 0.02);
+  if (layer->bias.defined()) torch::nn::init::zeros_(layer->bias);
+}
+
+/// Per-sample residual-branch keep mask scaled by 1/keep (stochastic depth).
+torch::Tensor dropPath(const torch::Tensor& branch, double rate, at::Generator* gen) {
+  if (rate <= 0.0 || gen == nullptr) return branch;
+  double keep = 1.0 - rate;
+  auto shape = std::vector<int64_t>(branch.dim(), 1);
+  shape[0] = branch.size(0);
+  auto u = torch::rand(shape, *gen, branch.options());
+  return branch * (u < keep).to(branch.scalar_type()).div_(keep);
+}
+
+}  // namespace
+
+AttentionImpl::AttentionImpl(int64_t dim, int64_t heads_)
+    : heads(heads_), scale(1.0 / std::sqrt(static_cast<double>(dim / heads_))) {
+  qkv = register_module("qkv", torch::nn::Linear(dim, 3 * dim));
+  proj = register_module("proj", torch::nn::Linear(dim, dim));
+  initLinear(qkv);
+  initLinear(proj);
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_attention) {
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
+  // (B, T, 3D) → (3, B, h, T, d)
+  auto qkv_t = qkv(x).reshape({B, T, 3, heads, D / heads}).permute({2, 0, 3, 1, 4});
+  auto q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
+  auto attn = torch::matmul(q * scale, k.transpose(-2, -1)).softmax(-1);  // (B, h, T, T)
+  if (cls_attention) *cls_attention = attn.select(2, 0).narrow(-1, 1, T - 1).mean(1);  // Eq. 4
+  auto out = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, D});
+  return proj(out);
+}
+
+BlockImpl::BlockImpl(int64_t dim, int64_t heads, double mlp_ratio) {
+  const int64_t hidden = static_cast<int64_t>(std::llround(dim * mlp_ratio));
+  norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
+  attn = register_module("attn", Attention(dim, heads));
+  norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
+  fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
+  fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
+  initLinear(fc1);
+  initLinear(fc2);
+}
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::Generator* gen,
+                                 torch::Tensor* cls_attention) {
+  auto y = x + dropPath(attn(norm1(x), cls_attention), drop_path, gen);
+  return y + dropPath(fc2(torch::gelu(fc1(norm2(y)))), drop_path, gen);
+}
+
+VitImpl::VitImpl(const ModelConfig& c)
+    : patch_size(c.patch_size), dim(c.dim), grid(c.image_size / c.patch_size) {
+  patch_embed = register_module(
+      "patch_embed", torch::nn::Linear(c.channels * c.patch_size * c.patch_size, c.dim));
+  initLinear(patch_embed);
+  cls_token = register_parameter("cls_token", torch::zeros({1, 1, c.dim}));
+  pos_embed = register_parameter("pos_embed", torch::zeros({1, 1 + grid * grid, c.dim}));
+  mask_token = register_parameter("mask_token", torch::zeros({1, 1, c.dim}));
+  truncNormal_(cls_token, 0.02);
+  truncNormal_(pos_embed, 0.02);
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.depth; ++i) blocks->push_back(Block(c.dim, c.heads, c.mlp_ratio));
+  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim}).eps(1e-6)));
+}
+
+torch::Tensor VitImpl::positionEmbedding(int64_t g) {
+  if (g == grid) return pos_embed;
+  auto cls_pos = pos_embed.narrow(1, 0, 1);
+  auto patch_pos = pos_embed.narrow(1, 1, grid * grid)
+                       .reshape({1, grid, grid, dim})
+                       .permute({0, 3, 1, 2});
+  patch_pos = torch::nn::functional::interpolate(
+      patch_pos, torch::nn::functional::InterpolateFuncOptions()
+                     .size(std::vector<int64_t>{g, g})
+                     .mode(torch::kBicubic)
+                     .align_corners(false));
+  return torch::cat({cls_pos, patch_pos.permute({0, 2, 3, 1}).reshape({1, g * g, dim})}, 1);
+}
+
+torch::Tensor VitImpl::embed(const torch::Tensor& images, const torch::Tensor& mask) {
+  const int64_t B = images.size(0), C = images.size(1), S = images.size(2), P = patch_size;
+  TORCH_CHECK(S == images.size(3) && S % P == 0, "Vit: crop size ", S,
+              " must be square and divisible by the patch ", P);
+  const int64_t g = S / P;
+  // (B, C, g, P, g, P) → (B, g*g, C*P*P): patch pixels in the conv weight's (C, P, P) order.
+  auto patches = images.reshape({B, C, g, P, g, P}).permute({0, 2, 4, 1, 3, 5}).reshape(
+      {B, g * g, C * P * P});
+  auto x = patch_embed(patches);
+  if (mask.defined()) {
+    TORCH_CHECK(mask.sizes() == torch::IntArrayRef({B, g * g}), "Vit: mask must be (B, n)");
+    x = torch::where(mask.unsqueeze(-1), mask_token.to(x.scalar_type()), x);  // Eq. 6
+  }
+  x = torch::cat({cls_token.expand({B, 1, dim}).to(x.scalar_type()), x}, 1);
+  return x + positionEmbedding(g);
+}
+
+VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
+                           bool want_attention, double drop_path, at::Generator* gen) {
+  auto x = embed(images, mask);
+  VitOutput out;
+  const int64_t depth = static_cast<int64_t>(blocks->size());
+  for (int64_t i = 0; i < depth; ++i) {
+    // DeiT rule: rates grow linearly from 0 to drop_path over the depth.
+    double rate = depth > 1 ? drop_path * static_cast<double>(i) / (depth - 1) : drop_path;
+    bool last = i == depth - 1;
+    x = blocks[i]->as<Block>()->forward(x, rate, gen,
+                                        last && want_attention ? &out.cls_attention : nullptr);
+  }
+  x = norm(x);
+  out.cls = x.select(1, 0);
+  out.patches = x.narrow(1, 1, x.size(1) - 1);
+  return out;
+}
+
+}  // namespace mst

@@ -1,0 +1,73 @@
+/// @brief Vision Transformer with a learnable [MASK] token and the last block's CLS attention.
+#pragma once
+
+#include <optional>
+
+#include <torch/torch.h>
+
+#include "core/config/config.h"
+
+namespace mst {
+
+/// Multi-head self-attention with one fused qkv projection.
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(int64_t dim, int64_t heads);
+  /// x: (B, T, D) → (B, T, D). If `cls_attention` is given it receives (B, T-1): the CLS row of
+  /// softmax(q k^T / sqrt(d)) with the CLS column dropped, averaged over heads (Eq. 4).
+  torch::Tensor forward(const torch::Tensor& x, torch::Tensor* cls_attention = nullptr);
+
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  int64_t heads;
+  double scale;
+};
+TORCH_MODULE(Attention);
+
+/// Pre-norm transformer block with stochastic depth on both residual branches.
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(int64_t dim, int64_t heads, double mlp_ratio);
+  /// x: (B, T, D) → (B, T, D). `drop_path` > 0 drops whole residual branches per sample, drawn
+  /// from `gen` (training of the student only).
+  torch::Tensor forward(const torch::Tensor& x, double drop_path, at::Generator* gen,
+                        torch::Tensor* cls_attention = nullptr);
+
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Block);
+
+struct VitOutput {
+  torch::Tensor cls;            ///< (B, D) final-norm CLS token
+  torch::Tensor patches;        ///< (B, n, D) final-norm patch tokens
+  torch::Tensor cls_attention;  ///< (B, n) last block's CLS attention (only when requested)
+};
+
+class VitImpl : public torch::nn::Module {
+ public:
+  explicit VitImpl(const ModelConfig& config);
+
+  /// Tokens entering the first block. images: (B, C, S, S) with S a multiple of P;
+  /// mask: (B, n) bool or undefined — masked patch embeddings are replaced by the [MASK] token
+  /// *before* the position embedding is added (Eq. 6). Returns (B, 1 + n, D).
+  torch::Tensor embed(const torch::Tensor& images, const torch::Tensor& mask = {});
+  /// Full forward; `drop_path` applies per block with the linearly increasing DeiT rule.
+  VitOutput forward(const torch::Tensor& images, const torch::Tensor& mask = {},
+                    bool want_attention = false, double drop_path = 0.0,
+                    at::Generator* gen = nullptr);
+  /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs.
+  torch::Tensor positionEmbedding(int64_t grid);
+
+  int64_t patch_size, dim, grid;
+  torch::nn::Linear patch_embed{nullptr};  ///< a conv with kernel = stride = P, as a matmul
+  torch::Tensor cls_token, pos_embed, mask_token;
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+};
+TORCH_MODULE(Vit);
+
+/// Truncated normal N(0, std) clipped at two standard deviations, in place.
+void truncNormal_(torch::Tensor& t, double std);
+
+}  // namespace mst

@@ -1,0 +1,291 @@
+/// @brief Engine implementation (see engine.h).
+#include "core/train/engine.h"
+
+#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "core/train/losses.h"
+#include "core/util/error.h"
+#include "core/util/torch_compat.h"
+
+namespace mst {
+namespace {
+
+using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+
+void collect(Named& out, const std::string& prefix, torch::nn::Module& module) {
+  for (const auto& item : module.named_parameters(/*recurse=*/true))
+    out.emplace_back(prefix + item.key(), item.value());
+}
+
+ModelConfig teacherModel(ModelConfig m) {
+  m.drop_path = 0.0;
+  return m;
+}
+
+/// Images to the global crop size, float [0,1], with the network's channel count.
+torch::Tensor probeInput(const MultiCrop& augment, const torch::Tensor& images, int64_t size,
+                         const torch::Device& device) {
+  auto x = augment.toFloat(images.to(device));
+  if (x.size(2) != size || x.size(3) != size) {
+    x = torch::nn::functional::interpolate(
+        x, torch::nn::functional::InterpolateFuncOptions()
+               .size(std::vector<int64_t>{size, size})
+               .mode(torch::kBilinear)
+               .align_corners(false));
+  }
+  return x;
+}
+
+}  // namespace
+
+Engine::Engine(const Config& config, const EngineOptions& options)
+    : config_(config), options_(options),
+      schedules_(config, options.steps_per_epoch, options.total_steps),
+      augment_(config.crops, config.augment, config.model.channels, options.mean, options.std),
+      strategy_(parseMaskStrategy(config.masking.strategy)) {
+  // The initial weights are a function of the seed alone.
+  torch::manual_seed(static_cast<uint64_t>(config.train.seed));
+  student_vit = Vit(config.model);
+  student_head = DinoHead(config.model);
+  decoder = Decoder(config.model);
+  teacher_vit = Vit(teacherModel(config.model));
+  teacher_head = DinoHead(teacherModel(config.model));
+  for (torch::nn::Module* m : std::initializer_list<torch::nn::Module*>{
+           student_vit.get(), student_head.get(), decoder.get(), teacher_vit.get(),
+           teacher_head.get()})
+    m->to(options.device);
+  teacher_vit->eval();
+  teacher_head->eval();
+
+  Named s, t;
+  collect(s, "vit.", *student_vit);
+  collect(s, "head.", *student_head);
+  const size_t shared = s.size();
+  collect(s, "decoder.", *decoder);
+  collect(t, "vit.", *teacher_vit);
+  collect(t, "head.", *teacher_head);
+  TORCH_CHECK(t.size() == shared, "Engine: teacher and student parameter lists differ");
+  student = FlatParams(s, /*with_grads=*/true);
+  teacher = FlatParams(t, /*with_grads=*/false);
+  for (auto& [name, p] : t) p.set_requires_grad(false);
+  {
+    torch::NoGradGuard guard;
+    teacher.values().copy_(student.values().narrow(0, 0, teacher.numel()));
+  }
+  for (const auto& slice : student.slices()) {
+    if (slice.name.rfind("head.", 0) == 0 && DinoHeadImpl::isLastLayer(slice.name)) {
+      if (last_numel_ == 0) last_offset_ = slice.offset;
+      TORCH_CHECK(slice.offset == last_offset_ + last_numel_, "Engine: last layer not contiguous");
+      last_numel_ += slice.numel;
+    }
+  }
+  exp_avg = torch::zeros_like(student.values());
+  exp_avg_sq = torch::zeros_like(student.values());
+  decay_mask = student.decayMask();
+  center = torch::zeros({1, config.model.out_dim}, student.values().options());
+}
+
+int64_t Engine::patchesPerCrop() const {
+  int64_t g = config_.crops.global_size / config_.model.patch_size;
+  return g * g;
+}
+
+torch::Tensor Engine::lastLayerSlice(torch::Tensor& flat) const {
+  return flat.narrow(0, last_offset_, last_numel_);
+}
+
+void Engine::adamw(const ScheduleValues& s) {
+  torch::NoGradGuard guard;
+  const auto& o = config_.optim;
+  const double t = static_cast<double>(step_ + 1);
+  const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
+  auto& p = student.values();
+  auto& g = student.grads();
+  exp_avg.mul_(o.beta1).add_(g, 1.0 - o.beta1);
+  exp_avg_sq.mul_(o.beta2).addcmul_(g, g, 1.0 - o.beta2);
+  p.addcmul_(p, decay_mask, -s.lr * s.weight_decay);  // decoupled decay, matrices only
+  auto denom = (exp_avg_sq / bc2).sqrt_().add_(o.eps);
+  p.addcdiv_(exp_avg, denom, -s.lr / bc1);
+}
+
+StepMetrics Engine::trainStep(const torch::Tensor& images) {
+  StepMetrics m;
+  m.step = step_;
+  m.schedule = schedules_.at(step_);
+  const auto& sch = m.schedule;
+  at::Generator gen = makeGenerator(options_.device, mixSeed(config_.train.seed, step_));
+
+  auto views = augment_(images.to(options_.device), gen);
+  const int64_t B = images.size(0);
+
+  // Teacher on the global crops only, never masked; its last-block CLS attention picks the mask.
+  torch::Tensor teacher_out, attention;
+  {
+    torch::NoGradGuard guard;
+    auto out = teacher_vit->forward(views.globals, {}, /*want_attention=*/true);
+    teacher_out = teacher_head->forward(out.cls);
+    attention = out.cls_attention;
+  }
+  auto uniform = torch::rand(attention.sizes(), gen, attention.options());
+  auto mask = makeMask(strategy_, attention, uniform, config_.masking.p, config_.masking.num);
+
+  const double drop = config_.model.drop_path;
+  auto global_out = student_vit->forward(views.globals, mask, false, drop, &gen);
+  torch::Tensor cls = global_out.cls;
+  if (views.locals.defined()) {
+    auto local_out = student_vit->forward(views.locals, {}, false, drop, &gen);
+    cls = torch::cat({cls, local_out.cls}, 0);
+  }
+  auto student_out = student_head->forward(cls);
+  auto reconstruction = decoder->forward(global_out.patches);
+
+  m.loss_ce = distillationLoss(student_out, teacher_out, center, config_.loss.student_temp,
+                               sch.teacher_temp);
+  m.loss_rec = reconstructionLoss(reconstruction, views.globals);  // unmasked, normalised target
+  m.loss = config_.loss.lambda_ce * m.loss_ce + config_.loss.lambda_rec * m.loss_rec;
+
+  student.grads().zero_();
+  m.loss.backward();
+  {
+    torch::NoGradGuard guard;
+    auto& grads = student.grads();
+    m.grad_norm = grads.norm();
+    if (config_.optim.clip_grad > 0) {
+      // min(1, clip / norm) as a tensor: no host synchronisation.
+      grads.mul_((config_.optim.clip_grad / (m.grad_norm + 1e-6)).clamp_max(1.0));
+    }
+    torch::Tensor frozen;
+    if (sch.freeze_last_layer) {
+      lastLayerSlice(grads).zero_();
+      frozen = lastLayerSlice(student.values()).clone();
+    }
+    adamw(sch);
+    if (frozen.defined()) lastLayerSlice(student.values()).copy_(frozen);
+    // θ_t ← m θ_t + (1 − m) θ_s over the shared (ViT + head) prefix of the flat buffers.
+    teacher.values().mul_(sch.momentum).add_(student.values().narrow(0, 0, teacher.numel()),
+                                             1.0 - sch.momentum);
+    updateCenter(center, teacher_out, config_.loss.center_momentum);
+    m.mask_ratio = mask.to(torch::kFloat).mean();
+  }
+  m.loss = m.loss.detach();
+  m.loss_ce = m.loss_ce.detach();
+  m.loss_rec = m.loss_rec.detach();
+  (void)B;
+  ++step_;
+  return m;
+}
+
+ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskConfig& masking) {
+  torch::NoGradGuard guard;
+  const int64_t G = config_.crops.global_size, P = config_.model.patch_size, g = G / P;
+  auto x = probeInput(augment_, images, G, options_.device);
+  auto normalized = augment_.normalize(x);
+  auto out = teacher_vit->forward(normalized, {}, /*want_attention=*/true);
+  at::Generator gen = makeGenerator(options_.device, seed);
+  auto uniform = torch::rand(out.cls_attention.sizes(), gen, out.cls_attention.options());
+  auto strategy = parseMaskStrategy(masking.strategy);
+  bool high = strategy == MaskStrategy::AttentionHigh;
+  auto guided = makeMask(high ? MaskStrategy::AttentionHigh : MaskStrategy::AttentionGuided,
+                         out.cls_attention, uniform, masking.p, masking.num);
+  auto random = makeMask(MaskStrategy::Random, out.cls_attention, uniform, masking.p, masking.num);
+  auto seen = makeMask(strategy, out.cls_attention, uniform, masking.p, masking.num);
+  decoder->eval();
+  auto recon = decoder->forward(student_vit->forward(normalized, seen).patches);
+  decoder->train();
+  const int64_t N = images.size(0);
+  ProbeViews v;
+  v.images = x.cpu();
+  v.attention = out.cls_attention.reshape({N, g, g}).to(torch::kFloat).cpu();
+  v.mask_random = random.reshape({N, g, g}).to(torch::kUInt8).cpu();
+  v.mask_guided = guided.reshape({N, g, g}).to(torch::kUInt8).cpu();
+  v.reconstruction = augment_.denormalize(recon).clamp(0, 1).to(torch::kFloat).cpu();
+  return v;
+}
+
+torch::Tensor Engine::teacherFeatures(const torch::Tensor& images) {
+  torch::NoGradGuard guard;
+  auto x = probeInput(augment_, images, config_.crops.global_size, options_.device);
+  return teacher_vit->forward(augment_.normalize(x)).cls.to(torch::kFloat);
+}
+
+void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra) const {
+  nlohmann::json meta;
+  meta["format"] = "mst-checkpoint-1";
+  meta["step"] = step_;
+  meta["model"] = configToJson(config_)["model"];
+  meta["config"] = configToJson(config_);
+  meta["torch"] = torchVersionString();
+  meta["extra"] = extra;
+  torch::serialize::OutputArchive archive;
+  archive.write("meta", c10::IValue(meta.dump()));
+  archive.write("student", student.values().cpu());
+  archive.write("teacher", teacher.values().cpu());
+  archive.write("exp_avg", exp_avg.cpu());
+  archive.write("exp_avg_sq", exp_avg_sq.cpu());
+  archive.write("center", center.cpu());
+  for (const auto& b : decoder->named_buffers()) archive.write("decoder." + b.key(), b.value().cpu());
+  const std::string tmp = path + ".tmp";
+  try {
+    archive.save_to(tmp);
+  } catch (const std::exception& e) {
+    std::remove(tmp.c_str());
+    throw MstError("cannot write checkpoint " + tmp + ": " + e.what());
+  }
+  int fd = ::open(tmp.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw MstError("cannot move checkpoint into place at " + path);
+  }
+}
+
+nlohmann::json Engine::loadCheckpoint(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  nlohmann::json meta;
+  try {
+    archive.load_from(path);
+    c10::IValue value;
+    archive.read("meta", value);
+    meta = nlohmann::json::parse(value.toStringRef());
+  } catch (const std::exception& e) {
+    throw MstError("checkpoint " + path + " cannot be read (corrupt or not an MST checkpoint)");
+  }
+  if (meta.value("format", "") != "mst-checkpoint-1")
+    throw MstError("checkpoint " + path + " is not an MST checkpoint");
+  auto model_now = configToJson(config_)["model"];
+  auto model_then = meta["model"];
+  model_now.erase("drop_path");
+  model_then.erase("drop_path");
+  if (model_now != model_then)
+    throw MstError("checkpoint " + path + " has another architecture: " + model_then.dump() +
+                   " (this config: " + model_now.dump() + ")");
+  torch::NoGradGuard guard;
+  auto restore = [&](const std::string& key, torch::Tensor& target) {
+    torch::Tensor value;
+    try {
+      archive.read(key, value);
+    } catch (const std::exception&) {
+      throw MstError("checkpoint " + path + " lacks '" + key + "'");
+    }
+    if (value.numel() != target.numel())
+      throw MstError("checkpoint " + path + ": '" + key + "' has " +
+                     std::to_string(value.numel()) + " values, expected " +
+                     std::to_string(target.numel()));
+    target.copy_(value.view(target.sizes()));
+  };
+  restore("student", student.values());
+  restore("teacher", teacher.values());
+  restore("exp_avg", exp_avg);
+  restore("exp_avg_sq", exp_avg_sq);
+  restore("center", center);
+  for (auto& b : decoder->named_buffers()) restore("decoder." + b.key(), b.value());
+  step_ = meta.value("step", int64_t{0});
+  return meta.value("extra", nlohmann::json::object());
+}
+
+}  // namespace mst

@@ -1,0 +1,84 @@
+/// @brief The MST training state and one training step (METHOD.md steps 1-8, Alg. 2).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/augment/multicrop.h"
+#include "core/config/config.h"
+#include "core/log/run_log.h"
+#include "core/masking/masking.h"
+#include "core/model/decoder.h"
+#include "core/model/dino_head.h"
+#include "core/model/vit.h"
+#include "core/train/flat_params.h"
+#include "core/train/schedules.h"
+
+namespace mst {
+
+/// Losses and schedule values of one step. Tensors stay on the device (0-dim) so that a step
+/// needs no host synchronisation; read them with .item() only when logging.
+struct StepMetrics {
+  int64_t step = 0;
+  torch::Tensor loss, loss_ce, loss_rec, grad_norm, mask_ratio;
+  ScheduleValues schedule;
+};
+
+struct EngineOptions {
+  torch::Device device = torch::kCPU;
+  int64_t steps_per_epoch = 1;
+  int64_t total_steps = 1;
+  std::vector<double> mean, std;  ///< normalisation (data set defaults unless the config sets it)
+};
+
+class Engine {
+ public:
+  Engine(const Config& config, const EngineOptions& options);
+
+  /// One step on a batch of raw images (B, C, H, W) uint8 (any device): augment, teacher, mask,
+  /// student, losses, AdamW, EMA, centre. All randomness comes from (seed, step).
+  StepMetrics trainStep(const torch::Tensor& images);
+
+  /// Attention, masks from one shared draw (seed), and reconstruction for unaugmented images
+  /// (N, C, H, W) uint8, resized to the global crop size. Uses the current weights, eval mode.
+  ProbeViews probe(const torch::Tensor& images, uint64_t seed, const MaskConfig& masking);
+  /// Teacher CLS features of the last block, (B, D) float, for k-NN and the linear probe.
+  torch::Tensor teacherFeatures(const torch::Tensor& images);
+
+  /// Atomic write (temporary file, fsync, rename): a crash mid-write leaves the old file intact.
+  void saveCheckpoint(const std::string& path, const nlohmann::json& extra = {}) const;
+  /// Restores everything saved; MstError naming the file for a corrupt file or another
+  /// architecture. Returns the `extra` object that was saved with it.
+  nlohmann::json loadCheckpoint(const std::string& path);
+
+  int64_t step() const { return step_; }
+  const Config& config() const { return config_; }
+  const Schedules& schedules() const { return schedules_; }
+  const MultiCrop& augment() const { return augment_; }
+  torch::Device device() const { return options_.device; }
+  /// Number of masked-input patches per global crop.
+  int64_t patchesPerCrop() const;
+
+  Vit student_vit{nullptr}, teacher_vit{nullptr};
+  DinoHead student_head{nullptr}, teacher_head{nullptr};
+  Decoder decoder{nullptr};
+  FlatParams student, teacher;
+  torch::Tensor exp_avg, exp_avg_sq, decay_mask, center;
+
+ private:
+  void adamw(const ScheduleValues& s);
+  torch::Tensor lastLayerSlice(torch::Tensor& flat) const;
+
+  Config config_;
+  EngineOptions options_;
+  Schedules schedules_;
+  MultiCrop augment_;
+  MaskStrategy strategy_;
+  int64_t step_ = 0;
+  int64_t last_offset_ = 0, last_numel_ = 0;  ///< the head's last layer inside the flat buffer
+};
+
+}  // namespace mst

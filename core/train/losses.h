@@ -1,0 +1,22 @@
+/// @brief The two MST losses: self-distillation cross-entropy (Eq. 2) and reconstruction (Eq. 9).
+#pragma once
+
+#include <torch/torch.h>
+
+namespace mst {
+
+/// L_CE of Eq. 2 over every pair (teacher crop i ∈ {g1, g2}, student crop j ≠ i).
+/// student: (S*B, K) logits, crop-major (g1, g2, local 1..N); teacher: (2*B, K) logits (g1, g2);
+/// center: (1, K). Returns a scalar: sum over pairs of mean_b H(softmax((t_i - c)/τ_t),
+/// softmax(s_j/τ_s)), divided by the number of pairs 2S - 2.
+torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
+                               const torch::Tensor& center, double student_temp,
+                               double teacher_temp);
+
+/// c ← m c + (1 − m) mean_rows(teacher), in place. teacher: (R, K), center: (1, K).
+void updateCenter(torch::Tensor& center, const torch::Tensor& teacher, double momentum);
+
+/// L_rec of Eq. 9: mean absolute error over all pixels, channels and images.
+torch::Tensor reconstructionLoss(const torch::Tensor& reconstruction, const torch::Tensor& target);
+
+}  // namespace mst

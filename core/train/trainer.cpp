@@ -1,0 +1,215 @@
+/// @brief Trainer implementation (see trainer.h).
+#include "core/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <filesystem>
+#include <thread>
+
+#include "core/data/dataset.h"
+#include "core/data/loader.h"
+#include "core/train/engine.h"
+#include "core/util/error.h"
+
+namespace mst {
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& metricNames() {
+  static const std::vector<std::string> names{"loss", "loss_ce",      "loss_rec",   "lr",
+                                              "wd",   "momentum",     "teacher_temp",
+                                              "mask_ratio", "grad_norm", "img_s"};
+  return names;
+}
+
+Trainer::Trainer(Config config, TrainerOptions options, TrainObserver* observer)
+    : config_(std::move(config)), options_(std::move(options)), observer_(observer) {}
+
+TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>* pause) {
+  using Clock = std::chrono::steady_clock;
+  auto say = [this](const std::string& text) {
+    if (observer_) observer_->onMessage(text);
+  };
+  auto dataset = openDataset(config_.data, /*train=*/true);
+  const auto shape = dataset->shape();
+  LoaderOptions lo;
+  lo.batch_size = config_.train.batch_size;
+  lo.seed = config_.train.seed;
+  lo.workers = config_.data.workers;
+  lo.prefetch = config_.data.prefetch;
+  lo.pin_memory = options_.device.is_cuda();
+  if (dataset->size() < lo.batch_size)
+    throw MstError("config key train.batch_size (" + std::to_string(lo.batch_size) +
+                   ") exceeds the " + std::to_string(dataset->size()) + " training images of " +
+                   config_.data.path);
+  Loader loader(*dataset, lo);
+  const int64_t per_epoch = loader.batchesPerEpoch();
+  const auto total = std::max<int64_t>(
+      1, static_cast<int64_t>(std::ceil(config_.train.epochs * static_cast<double>(per_epoch))));
+
+  EngineOptions eo;
+  eo.device = options_.device;
+  eo.steps_per_epoch = per_epoch;
+  eo.total_steps = total;
+  eo.mean = config_.data.mean.empty() ? dataset->defaultMean() : config_.data.mean;
+  eo.std = config_.data.std.empty() ? dataset->defaultStd() : config_.data.std;
+  Engine engine(config_, eo);
+
+  fs::create_directories(options_.out_dir);
+  const std::string ckpt = (fs::path(options_.out_dir) / "checkpoint.pt").string();
+  const std::string log_path = (fs::path(options_.out_dir) / "run.h5").string();
+  bool resumed = false;
+  if (options_.resume && fs::exists(ckpt)) {
+    engine.loadCheckpoint(ckpt);
+    resumed = true;
+    say("resumed from " + ckpt + " at step " + std::to_string(engine.step()));
+  } else if (options_.resume) {
+    say("no checkpoint in " + options_.out_dir + ": starting a new run");
+  }
+
+  // Probe images: fixed training-set indices, shown in every snapshot.
+  std::vector<int64_t> probes;
+  for (int64_t i : config_.train.probe_images)
+    if (i < dataset->size()) probes.push_back(i);
+  torch::Tensor probe_images;
+  if (!probes.empty() && config_.train.snapshot_every > 0) {
+    probe_images = torch::empty({static_cast<int64_t>(probes.size()), shape.channels,
+                                 shape.height, shape.width},
+                                torch::kUInt8);
+    for (size_t i = 0; i < probes.size(); ++i)
+      if (!dataset->read(probes[i], probe_images[static_cast<int64_t>(i)].data_ptr<uint8_t>()))
+        probe_images[static_cast<int64_t>(i)].zero_();
+  }
+
+  RunLogShape ls;
+  ls.metrics = metricNames();
+  ls.evals = {"knn_top1"};
+  ls.probes = probe_images.defined() ? probe_images.size(0) : 0;
+  ls.channels = config_.model.channels;
+  ls.height = ls.width = config_.crops.global_size;
+  ls.grid_h = ls.grid_w = config_.crops.global_size / config_.model.patch_size;
+  RunLog log(log_path, configToJson(config_).dump(), ls, resumed, engine.step());
+
+  const int64_t target = options_.max_steps > 0 ? std::min(options_.max_steps, total) : total;
+  TrainSummary summary;
+  summary.total_steps = total;
+  summary.checkpoint = ckpt;
+  summary.log = log_path;
+  TrainProgress progress;
+  progress.total_steps = total;
+  progress.target_steps = target;
+  progress.step = engine.step();
+  progress.epoch = static_cast<double>(engine.step()) / static_cast<double>(per_epoch);
+  if (observer_) observer_->onStart(progress);
+
+  auto snapshot = [&](int64_t step) {
+    if (!probe_images.defined()) return;
+    auto views = engine.probe(probe_images, static_cast<uint64_t>(config_.train.seed),
+                              config_.masking);
+    log.appendSnapshot(step, views);
+    if (observer_) observer_->onSnapshot(step, views);
+  };
+  if (!resumed && engine.step() == 0) snapshot(0);
+
+  int64_t loaded_epoch = -1;
+  std::deque<std::pair<Clock::time_point, int64_t>> recent;  // for img/s over the last steps
+  recent.emplace_back(Clock::now(), engine.step());
+  StepMetrics last;
+  bool have_last = false;
+  auto save = [&] {
+    engine.saveCheckpoint(ckpt, {{"epoch", static_cast<double>(engine.step()) / per_epoch}});
+  };
+
+  while (engine.step() < target) {
+    if (stop && stop->load()) {
+      summary.stopped = true;
+      break;
+    }
+    while (pause && pause->load() && !(stop && stop->load()))
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (stop && stop->load()) {
+      summary.stopped = true;
+      break;
+    }
+    const int64_t step = engine.step();
+    const int64_t epoch = step / per_epoch;
+    if (epoch != loaded_epoch) {
+      loader.start(epoch, step % per_epoch);
+      loaded_epoch = epoch;
+    }
+    auto batch = loader.next();
+    if (!batch) throw MstError("data loader ended early in epoch " + std::to_string(epoch));
+    last = engine.trainStep(batch->images);
+    have_last = true;
+    const int64_t done = engine.step();
+
+    const bool log_now = done % config_.train.log_every == 0 || done == target;
+    const bool check_now = !options_.device.is_cuda() || log_now;
+    if (check_now) {
+      double ce = last.loss_ce.item<double>(), rec = last.loss_rec.item<double>();
+      if (!std::isfinite(ce) || !std::isfinite(rec)) {
+        std::string term = !std::isfinite(ce) ? "loss_ce" : "loss_rec";
+        std::string msg = "non-finite " + term + " at step " + std::to_string(step) +
+                          ": the run stopped; the last good checkpoint " + ckpt + " is kept";
+        log.appendEvent(step, msg);
+        log.flush();
+        throw MstError(msg);
+      }
+    }
+    recent.emplace_back(Clock::now(), done);
+    while (recent.size() > 20) recent.pop_front();
+    double seconds = std::chrono::duration<double>(recent.back().first - recent.front().first).count();
+    double img_s = seconds > 0 ? static_cast<double>(recent.back().second - recent.front().second) *
+                                     static_cast<double>(config_.train.batch_size) / seconds
+                               : 0.0;
+    progress.step = done;
+    progress.epoch = static_cast<double>(done) / static_cast<double>(per_epoch);
+    progress.img_s = img_s;
+    progress.eta_s = img_s > 0 ? static_cast<double>(target - done) *
+                                     static_cast<double>(config_.train.batch_size) / img_s
+                               : 0.0;
+    if (log_now) {
+      std::map<std::string, double> values{
+          {"loss", last.loss.item<double>()},
+          {"loss_ce", last.loss_ce.item<double>()},
+          {"loss_rec", last.loss_rec.item<double>()},
+          {"lr", last.schedule.lr},
+          {"wd", last.schedule.weight_decay},
+          {"momentum", last.schedule.momentum},
+          {"teacher_temp", last.schedule.teacher_temp},
+          {"mask_ratio", last.mask_ratio.item<double>()},
+          {"grad_norm", last.grad_norm.item<double>()},
+          {"img_s", img_s}};
+      log.appendMetrics(done, progress.epoch, values);
+      progress.loss = values["loss"];
+      progress.loss_ce = values["loss_ce"];
+      progress.loss_rec = values["loss_rec"];
+      if (observer_) observer_->onMetrics(done, progress.epoch, values);
+    }
+    if (config_.train.snapshot_every > 0 && done % config_.train.snapshot_every == 0)
+      snapshot(done);
+    if (done % config_.train.checkpoint_every == 0 && done != target) save();
+    if (observer_) observer_->onProgress(progress);
+  }
+  save();
+  if (loader.corruptCount() > 0) {
+    std::string msg = std::to_string(loader.corruptCount()) +
+                      " images could not be decoded and were skipped";
+    log.appendEvent(engine.step(), msg);
+    say(msg);
+  }
+  log.flush();
+  summary.steps = engine.step();
+  summary.epoch = static_cast<double>(engine.step()) / static_cast<double>(per_epoch);
+  summary.finished = engine.step() >= total;
+  summary.corrupt_images = loader.corruptCount();
+  summary.img_s = progress.img_s;
+  if (have_last) {
+    summary.loss = last.loss.item<double>();
+    summary.loss_ce = last.loss_ce.item<double>();
+    summary.loss_rec = last.loss_rec.item<double>();
+  }
+  return summary;
+}
+
+}  // namespace mst

@@ -1,0 +1,74 @@
+/// @brief The training run: data, engine, run log, checkpoints, reported through an observer.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "core/config/config.h"
+#include "core/log/run_log.h"
+
+namespace mst {
+
+struct TrainProgress {
+  int64_t step = 0;         ///< steps completed
+  int64_t total_steps = 0;  ///< steps of the full run (schedules are laid out for it)
+  int64_t target_steps = 0; ///< where this invocation stops (max-steps or the full run)
+  double epoch = 0;
+  double img_s = 0;  ///< images per second over the recent steps
+  double eta_s = 0;  ///< to target_steps
+  double loss = 0, loss_ce = 0, loss_rec = 0;
+};
+
+/// Plain C++ observer: the engine never talks to a UI. Called on the training thread; an
+/// implementation that feeds a UI must hand the data over (queued signals), not draw.
+class TrainObserver {
+ public:
+  virtual ~TrainObserver() = default;
+  virtual void onStart(const TrainProgress&) {}
+  virtual void onProgress(const TrainProgress&) {}
+  virtual void onMetrics(int64_t step, double epoch, const std::map<std::string, double>&) {}
+  virtual void onSnapshot(int64_t step, const ProbeViews&) {}
+  virtual void onMessage(const std::string&) {}
+};
+
+struct TrainerOptions {
+  std::string out_dir;
+  bool resume = false;
+  int64_t max_steps = 0;  ///< stop (with a checkpoint) once this many steps are done; 0 = run all
+  torch::Device device = torch::kCPU;
+};
+
+struct TrainSummary {
+  int64_t steps = 0, total_steps = 0;
+  double epoch = 0;
+  double loss = 0, loss_ce = 0, loss_rec = 0;
+  double img_s = 0;
+  bool finished = false;  ///< the full schedule is done
+  bool stopped = false;   ///< stopped by the caller's flag
+  int64_t corrupt_images = 0;
+  std::string checkpoint, log;
+};
+
+/// Names of the per-step metrics written to /metrics in run.h5.
+const std::vector<std::string>& metricNames();
+
+class Trainer {
+ public:
+  Trainer(Config config, TrainerOptions options, TrainObserver* observer = nullptr);
+  /// Runs until the schedule ends, max_steps is reached, or `*stop` becomes true (checked between
+  /// steps; a checkpoint is written either way). While `*pause` is true no step starts.
+  /// Throws MstError on bad input and on a non-finite loss (naming the step and the term; the
+  /// last good checkpoint is kept).
+  TrainSummary run(const std::atomic<bool>* stop = nullptr,
+                   const std::atomic<bool>* pause = nullptr);
+
+ private:
+  Config config_;
+  TrainerOptions options_;
+  TrainObserver* observer_;
+};
+
+}  // namespace mst

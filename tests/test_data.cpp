@@ -1,0 +1,815 @@
+/// @brief Data sets and loader: file-format checks, split sizes, reproducible batch order.
+#include <QtTest/QtTest>
+
+#include <QDir>
+#include <QElapsedTimer>
+#include <QTemporaryDir>
+
+#include <torch/torch.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <numeric>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifdef MST_HAVE_OPENCV
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#endif
+
+#include "core/config/config.h"
+#include "core/data/dataset.h"
+#include "core/data/loader.h"
+#include "core/util/error.h"
+
+namespace {
+
+const char* const kFashionDir = "/usr/share/datasets/fashion-mnist";
+
+/// The MstError message thrown by `action`, or an empty string when it did not throw.
+QString errorOf(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const mst::MstError& error) {
+    return QString::fromStdString(error.what());
+  }
+  return {};
+}
+
+std::string path(const QTemporaryDir& dir, const QString& name) {
+  return dir.filePath(name).toStdString();
+}
+
+void appendBigEndian32(QByteArray& bytes, uint32_t value) {
+  bytes.append(char(value >> 24)).append(char(value >> 16)).append(char(value >> 8)).append(char(value));
+}
+
+void writePlain(const std::string& file, const QByteArray& bytes) {
+  std::ofstream out(file, std::ios::binary);
+  out.write(bytes.constData(), bytes.size());
+  QVERIFY(out.good());
+}
+
+void writeGz(const std::string& file, const QByteArray& bytes) {
+  gzFile out = gzopen(file.c_str(), "wb");
+  QVERIFY(out != nullptr);
+  QCOMPARE(gzwrite(out, bytes.constData(), unsigned(bytes.size())), int(bytes.size()));
+  QCOMPARE(gzclose(out), Z_OK);
+}
+
+uint8_t idxPixel(int64_t image, int64_t offset) { return uint8_t((image * 31 + offset * 7) % 256); }
+
+/// IDX images whose header promises `header_count` 28x28 images and that holds `actual_count`.
+QByteArray idxImages(uint32_t magic, uint32_t header_count, int64_t actual_count) {
+  QByteArray bytes;
+  appendBigEndian32(bytes, magic);
+  appendBigEndian32(bytes, header_count);
+  appendBigEndian32(bytes, 28);
+  appendBigEndian32(bytes, 28);
+  for (int64_t i = 0; i < actual_count; ++i) {
+    for (int64_t j = 0; j < 28 * 28; ++j) bytes.append(char(idxPixel(i, j)));
+  }
+  return bytes;
+}
+
+QByteArray idxLabels(uint32_t magic, uint32_t header_count, const QByteArray& labels) {
+  QByteArray bytes;
+  appendBigEndian32(bytes, magic);
+  appendBigEndian32(bytes, header_count);
+  return bytes + labels;
+}
+
+uint8_t cifarPixel(int64_t record, int64_t offset) {
+  return uint8_t((record * 13 + offset * 5 + offset / 1024) % 256);
+}
+
+/// CIFAR-10 records for global record numbers first.. with the given labels.
+QByteArray cifarRecords(int64_t first, const std::vector<int>& labels) {
+  QByteArray bytes;
+  for (size_t r = 0; r < labels.size(); ++r) {
+    bytes.append(char(labels[r]));
+    for (int64_t j = 0; j < 3072; ++j) bytes.append(char(cifarPixel(first + int64_t(r), j)));
+  }
+  return bytes;
+}
+
+/// Train batches of 2, 3, 1, 2, 2 records (labels = record % 10) and a 3-record test batch.
+void writeCifar(const QString& dir) {
+  QVERIFY(QDir().mkpath(dir));
+  const int counts[5] = {2, 3, 1, 2, 2};
+  int64_t record = 0;
+  for (int b = 0; b < 5; ++b) {
+    std::vector<int> labels;
+    for (int r = 0; r < counts[b]; ++r) labels.push_back(int((record + r) % 10));
+    writePlain(QDir(dir).filePath(QString("data_batch_%1.bin").arg(b + 1)).toStdString(),
+               cifarRecords(record, labels));
+    record += counts[b];
+  }
+  writePlain(QDir(dir).filePath("test_batch.bin").toStdString(), cifarRecords(100, {9, 0, 5}));
+}
+
+/// In-memory data set of 1x2x3 images whose bytes encode the index; can fail or throw on demand.
+class FakeDataset : public mst::Dataset {
+ public:
+  explicit FakeDataset(int64_t n, std::set<int64_t> corrupt = {}, int64_t throw_at = -1,
+                       int sleep_us = 0)
+      : n_(n), corrupt_(std::move(corrupt)), throw_at_(throw_at), sleep_us_(sleep_us) {}
+
+  static uint8_t byte(int64_t index, int64_t j) { return uint8_t((index * 7 + j) % 256); }
+
+  int64_t size() const override { return n_; }
+  mst::ImageShape shape() const override { return {1, 2, 3}; }
+  int64_t numClasses() const override { return 10; }
+  int64_t label(int64_t index) const override { return index % 10; }
+  bool read(int64_t index, uint8_t* dst) const override {
+    ++reads;
+    if (sleep_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
+    if (index == throw_at_) throw mst::MstError("fake: index " + std::to_string(index) + " broke");
+    if (corrupt_.count(index) > 0) return false;
+    for (int64_t j = 0; j < 6; ++j) dst[j] = byte(index, j);
+    return true;
+  }
+  std::vector<double> defaultMean() const override { return {0.5}; }
+  std::vector<double> defaultStd() const override { return {0.5}; }
+  std::string describe() const override { return "fake (" + std::to_string(n_) + " images)"; }
+
+  mutable std::atomic<int64_t> reads{0};
+
+ private:
+  int64_t n_;
+  std::set<int64_t> corrupt_;
+  int64_t throw_at_;
+  int sleep_us_;
+};
+
+/// Every batch of one epoch, in delivery order.
+std::vector<mst::Batch> epochBatches(mst::Loader& loader, int64_t epoch, int64_t first = 0) {
+  loader.start(epoch, first);
+  std::vector<mst::Batch> batches;
+  while (auto batch = loader.next()) batches.push_back(std::move(*batch));
+  return batches;
+}
+
+std::vector<int64_t> indicesOf(const std::vector<mst::Batch>& batches) {
+  std::vector<int64_t> indices;
+  for (const mst::Batch& batch : batches) {
+    const auto* data = batch.indices.data_ptr<int64_t>();
+    indices.insert(indices.end(), data, data + batch.indices.numel());
+  }
+  return indices;
+}
+
+#ifdef MST_HAVE_OPENCV
+/// train/cat: 3 PNGs (solid 40x30, red-centred 64x16 stripes, solid 8x8) and a .txt;
+/// train/dog: 2 PNGs and a corrupt .jpg (index 5 once sorted); val/cat and val/dog: 1 PNG each.
+void writeImageFolder(const QString& root) {
+  const QDir dir(root);
+  for (const char* sub : {"train/cat", "train/dog", "val/cat", "val/dog"}) QVERIFY(dir.mkpath(sub));
+  auto write = [&](const QString& name, const cv::Mat& image) {
+    QVERIFY(cv::imwrite(dir.filePath(name).toStdString(), image));
+  };
+  write("train/cat/c0.png", cv::Mat(30, 40, CV_8UC3, cv::Scalar(10, 20, 30)));  // BGR
+  cv::Mat stripes(16, 64, CV_8UC3, cv::Scalar(255, 0, 0));
+  stripes(cv::Rect(24, 0, 16, 16)).setTo(cv::Scalar(0, 0, 255));
+  stripes(cv::Rect(40, 0, 24, 16)).setTo(cv::Scalar(0, 255, 0));
+  write("train/cat/c1.png", stripes);
+  write("train/cat/c2.png", cv::Mat(8, 8, CV_8UC3, cv::Scalar(200, 100, 50)));
+  writePlain(dir.filePath("train/cat/notes.txt").toStdString(), "not an image");
+  write("train/dog/d0.png", cv::Mat(20, 20, CV_8UC3, cv::Scalar(1, 2, 3)));
+  write("train/dog/d1.png", cv::Mat(20, 20, CV_8UC3, cv::Scalar(4, 5, 6)));
+  QByteArray noise;
+  for (int i = 0; i < 500; ++i) noise.append(char((i * 37 + 11) % 256));
+  writePlain(dir.filePath("train/dog/zz_corrupt.jpg").toStdString(), noise);
+  write("val/cat/v0.png", cv::Mat(20, 20, CV_8UC3, cv::Scalar(7, 8, 9)));
+  write("val/dog/v1.png", cv::Mat(20, 20, CV_8UC3, cv::Scalar(7, 8, 9)));
+}
+
+mst::DataConfig imageFolderConfig(const QString& root) {
+  mst::DataConfig config;
+  config.format = "image_folder";
+  config.path = root.toStdString();
+  config.load_size = 16;
+  return config;
+}
+#endif
+
+}  // namespace
+
+class TestData : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void fashionMnistReal_data();
+  void fashionMnistReal();
+  void fashionMnistLimit();
+  void idxErrors_data();
+  void idxErrors();
+  void idxTruncatedGzipStream();
+  void idxUncompressed();
+  void cifar10Synthetic_data();
+  void cifar10Synthetic();
+  void cifar10Errors_data();
+  void cifar10Errors();
+  void imageFolder();
+  void imageFolderFlat();
+  void imageFolderErrors_data();
+  void imageFolderErrors();
+  void unknownFormat();
+  void loaderCoversEpoch_data();
+  void loaderCoversEpoch();
+  void loaderOrderDeterministic();
+  void loaderResume_data();
+  void loaderResume();
+  void loaderRestartMidEpoch();
+  void loaderCorrupt_data();
+  void loaderCorrupt();
+  void loaderImageFolderCorrupt();
+  void loaderWorkerException();
+  void loaderPrefetchBound();
+  void loaderDestructorMidEpoch();
+};
+
+void TestData::fashionMnistReal_data() {
+  QTest::addColumn<bool>("train");
+  QTest::addColumn<qint64>("size");
+  QTest::newRow("train") << true << qint64(60000);
+  QTest::newRow("test") << false << qint64(10000);
+}
+
+void TestData::fashionMnistReal() {
+  QFETCH(bool, train);
+  QFETCH(qint64, size);
+  if (!QFileInfo::exists(kFashionDir)) QSKIP("Fashion-MNIST files not installed");
+  mst::DataConfig config;
+  config.path = kFashionDir;
+  config.limit = 512;  // applies to the training split only
+  const auto dataset = mst::openDataset(config, train);
+  QCOMPARE(dataset->size(), train ? 512 : size);
+  config.limit = 0;
+  const auto full = mst::openDataset(config, train);
+  QCOMPARE(full->size(), size);
+  QCOMPARE(full->shape().channels, 1);
+  QCOMPARE(full->shape().height, 28);
+  QCOMPARE(full->shape().width, 28);
+  QCOMPARE(full->numClasses(), 10);
+  QCOMPARE(full->defaultMean().size(), size_t(1));
+  QVERIFY(QString::fromStdString(full->describe()).contains(QString::number(size)));
+
+  std::vector<int64_t> per_class(10, 0);
+  for (int64_t i = 0; i < full->size(); ++i) {
+    const int64_t label = full->label(i);
+    QVERIFY(label >= 0 && label < 10);
+    ++per_class[size_t(label)];
+  }
+  // Fashion-MNIST is balanced: every class present, equally often.
+  for (int64_t count : per_class) QCOMPARE(count, size / 10);
+
+  std::vector<uint8_t> image(784);
+  QVERIFY(full->read(size - 1, image.data()));
+  QVERIFY(*std::max_element(image.begin(), image.end()) > 0);
+}
+
+void TestData::fashionMnistLimit() {
+  if (!QFileInfo::exists(kFashionDir)) QSKIP("Fashion-MNIST files not installed");
+  mst::DataConfig config;
+  config.path = kFashionDir;
+  const auto full = mst::openDataset(config, true);
+  config.limit = 512;
+  const auto limited = mst::openDataset(config, true);
+  QCOMPARE(limited->size(), 512);
+  QVERIFY(QString::fromStdString(limited->describe()).contains("512"));
+  // A prefix, not a sample: index i is the same image with or without the limit.
+  std::vector<uint8_t> a(784), b(784);
+  for (int64_t i : {0, 200, 511}) {
+    QVERIFY(limited->read(i, a.data()));
+    QVERIFY(full->read(i, b.data()));
+    QVERIFY(a == b);
+    QCOMPARE(limited->label(i), full->label(i));
+  }
+
+  mst::LoaderOptions options;
+  options.batch_size = 128;
+  mst::Loader loader(*limited, options);
+  QCOMPARE(loader.batchesPerEpoch(), 4);
+  const auto batches = epochBatches(loader, 0);
+  QCOMPARE(batches.size(), size_t(4));
+  QCOMPARE(batches[0].images.sizes(), (torch::IntArrayRef{128, 1, 28, 28}));
+  QCOMPARE(batches[0].images.scalar_type(), torch::kUInt8);
+  QCOMPARE(batches[0].labels.scalar_type(), torch::kInt64);
+  QVERIFY(batches[0].labels.max().item<int64_t>() <= 9);
+}
+
+void TestData::idxErrors_data() {
+  QTest::addColumn<uint>("imageMagic");
+  QTest::addColumn<uint>("imageHeaderCount");
+  QTest::addColumn<int>("imageCount");
+  QTest::addColumn<uint>("labelMagic");
+  QTest::addColumn<uint>("labelHeaderCount");
+  QTest::addColumn<QByteArray>("labels");
+  QTest::addColumn<QString>("badFile");
+  QTest::addColumn<QString>("detail");
+  const QByteArray good("\x01\x02\x03", 3);
+  const QString images = "train-images-idx3-ubyte.gz";
+  const QString labels = "train-labels-idx1-ubyte.gz";
+  QTest::newRow("image magic") << 0x804u << 3u << 3 << 0x801u << 3u << good << images << "magic";
+  QTest::newRow("label magic") << 0x803u << 3u << 3 << 0x803u << 3u << good << labels << "magic";
+  // 16 + 100 * 784 = 78416 bytes promised, 16 + 3 * 784 = 2368 present.
+  QTest::newRow("images truncated")
+      << 0x803u << 100u << 3 << 0x801u << 3u << good << images << "78416 bytes), found 2368";
+  QTest::newRow("images trailing") << 0x803u << 2u << 3 << 0x801u << 3u << good << images
+                                   << "trailing";
+  QTest::newRow("labels truncated") << 0x803u << 3u << 3 << 0x801u << 10u << good << labels
+                                    << "truncated";
+  QTest::newRow("label out of range") << 0x803u << 3u << 3 << 0x801u << 3u
+                                      << QByteArray("\x01\x0a\x03", 3) << labels << "0..9";
+  QTest::newRow("count mismatch") << 0x803u << 3u << 3 << 0x801u << 4u
+                                  << QByteArray("\x01\x02\x03\x04", 4) << labels << "3 images";
+}
+
+void TestData::idxErrors() {
+  QFETCH(uint, imageMagic);
+  QFETCH(uint, imageHeaderCount);
+  QFETCH(int, imageCount);
+  QFETCH(uint, labelMagic);
+  QFETCH(uint, labelHeaderCount);
+  QFETCH(QByteArray, labels);
+  QFETCH(QString, badFile);
+  QFETCH(QString, detail);
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  writeGz(path(dir, "train-images-idx3-ubyte.gz"), idxImages(imageMagic, imageHeaderCount, imageCount));
+  writeGz(path(dir, "train-labels-idx1-ubyte.gz"), idxLabels(labelMagic, labelHeaderCount, labels));
+  mst::DataConfig config;
+  config.path = dir.path().toStdString();
+  const QString message = errorOf([&] { mst::openDataset(config, true); });
+  QVERIFY2(message.contains(dir.filePath(badFile)), qPrintable(message));
+  QVERIFY2(message.contains(detail), qPrintable(message));
+}
+
+void TestData::idxTruncatedGzipStream() {
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  const std::string images = path(dir, "train-images-idx3-ubyte.gz");
+  writeGz(images, idxImages(0x803, 50, 50));
+  writeGz(path(dir, "train-labels-idx1-ubyte.gz"), idxLabels(0x801, 50, QByteArray(50, '\x02')));
+  // Cut the compressed stream itself, as an interrupted download would.
+  std::ifstream in(images, std::ios::binary);
+  const std::string whole((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  writePlain(images, QByteArray::fromStdString(whole.substr(0, whole.size() / 2)));
+  mst::DataConfig config;
+  config.path = dir.path().toStdString();
+  const QString message = errorOf([&] { mst::openDataset(config, true); });
+  QVERIFY2(message.contains(QString::fromStdString(images)), qPrintable(message));
+}
+
+void TestData::idxUncompressed() {
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  writePlain(path(dir, "t10k-images-idx3-ubyte"), idxImages(0x803, 4, 4));
+  writePlain(path(dir, "t10k-labels-idx1-ubyte"), idxLabels(0x801, 4, QByteArray("\x09\x00\x05\x01", 4)));
+  mst::DataConfig config;
+  config.path = dir.path().toStdString();
+  const auto dataset = mst::openDataset(config, false);
+  QCOMPARE(dataset->size(), 4);
+  QCOMPARE(dataset->label(0), 9);
+  QCOMPARE(dataset->label(2), 5);
+  std::vector<uint8_t> image(784);
+  QVERIFY(dataset->read(3, image.data()));
+  for (int64_t j : {0, 1, 400, 783}) QCOMPARE(image[size_t(j)], idxPixel(3, j));
+
+  // The training split is absent: the error names the file it looked for.
+  const QString message = errorOf([&] { mst::openDataset(config, true); });
+  QVERIFY2(message.contains(dir.filePath("train-images-idx3-ubyte.gz")), qPrintable(message));
+}
+
+void TestData::cifar10Synthetic_data() {
+  QTest::addColumn<QString>("subfolder");
+  QTest::newRow("flat") << QString();
+  QTest::newRow("tarball layout") << QString("cifar-10-batches-bin");
+}
+
+void TestData::cifar10Synthetic() {
+  QFETCH(QString, subfolder);
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  writeCifar(subfolder.isEmpty() ? dir.path() : dir.filePath(subfolder));
+  mst::DataConfig config;
+  config.format = "cifar10";
+  config.path = dir.path().toStdString();
+
+  const auto train = mst::openDataset(config, true);
+  QCOMPARE(train->size(), 10);
+  QCOMPARE(train->numClasses(), 10);
+  QCOMPARE(train->shape().bytes(), 3072);
+  QCOMPARE(train->defaultMean().size(), size_t(3));
+  for (int64_t i = 0; i < train->size(); ++i) QCOMPARE(train->label(i), i % 10);
+  std::vector<uint8_t> image(3072);
+  // Record 3 is the second record of data_batch_2: batches concatenate in order.
+  QVERIFY(train->read(3, image.data()));
+  const int64_t green_y5_x7 = 1024 + 5 * 32 + 7;  // CHW: R plane (1024 bytes), then G, then B
+  QCOMPARE(image[size_t(green_y5_x7)], cifarPixel(3, green_y5_x7));
+  QCOMPARE(image[0], cifarPixel(3, 0));
+  QCOMPARE(image[3071], cifarPixel(3, 3071));
+
+  config.limit = 4;
+  QCOMPARE(mst::openDataset(config, true)->size(), 4);
+  const auto test = mst::openDataset(config, false);
+  QCOMPARE(test->size(), 3);
+  QCOMPARE(test->label(0), 9);
+  QCOMPARE(test->label(2), 5);
+  QVERIFY(test->read(1, image.data()));
+  QCOMPARE(image[2048], cifarPixel(101, 2048));
+}
+
+void TestData::cifar10Errors_data() {
+  QTest::addColumn<QString>("file");
+  QTest::addColumn<QByteArray>("content");  // empty = delete the file
+  QTest::addColumn<bool>("train");
+  QTest::addColumn<QString>("detail");
+  QTest::newRow("size not a multiple")
+      << "data_batch_3.bin" << cifarRecords(0, {1, 2}) + QByteArray(5, '\0') << true << "3073";
+  QTest::newRow("missing file") << "data_batch_4.bin" << QByteArray() << true << "missing";
+  QTest::newRow("label out of range") << "test_batch.bin" << cifarRecords(0, {3, 10}) << false
+                                      << "0..9";
+}
+
+void TestData::cifar10Errors() {
+  QFETCH(QString, file);
+  QFETCH(QByteArray, content);
+  QFETCH(bool, train);
+  QFETCH(QString, detail);
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  writeCifar(dir.path());
+  if (content.isEmpty()) {
+    QVERIFY(QFile::remove(dir.filePath(file)));
+  } else {
+    writePlain(path(dir, file), content);
+  }
+  mst::DataConfig config;
+  config.format = "cifar10";
+  config.path = dir.path().toStdString();
+  const QString message = errorOf([&] { mst::openDataset(config, train); });
+  QVERIFY2(message.contains(dir.filePath(file)), qPrintable(message));
+  QVERIFY2(message.contains(detail), qPrintable(message));
+}
+
+void TestData::imageFolder() {
+#ifndef MST_HAVE_OPENCV
+  QSKIP("built without OpenCV");
+#else
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  writeImageFolder(dir.path());
+  const mst::DataConfig config = imageFolderConfig(dir.path());
+  const auto train = mst::openDataset(config, true);
+  QCOMPARE(train->size(), 6);  // the .txt is not listed; the corrupt .jpg is (found at read time)
+  QCOMPARE(train->numClasses(), 2);
+  QCOMPARE(train->shape().channels, 3);
+  QCOMPARE(train->shape().height, 16);
+  QCOMPARE(train->shape().width, 16);
+  QCOMPARE(train->defaultMean(), (std::vector<double>{0.485, 0.456, 0.406}));
+  const std::vector<int64_t> labels{0, 0, 0, 1, 1, 1};
+  for (int64_t i = 0; i < 6; ++i) QCOMPARE(train->label(i), labels[size_t(i)]);
+
+  const int64_t plane = 16 * 16;
+  std::vector<uint8_t> image(size_t(3 * plane));
+  auto planeIs = [&](int64_t channel, int expected, int tolerance) {
+    for (int64_t j = 0; j < plane; ++j) {
+      if (std::abs(int(image[size_t(channel * plane + j)]) - expected) > tolerance) return false;
+    }
+    return true;
+  };
+  // Solid BGR (10, 20, 30), shrunk: RGB planes, CHW.
+  QVERIFY(train->read(0, image.data()));
+  QVERIFY(planeIs(0, 30, 0) && planeIs(1, 20, 0) && planeIs(2, 10, 0));
+  // 64x16 with a red 16-column centre: shorter side already 16, so only the centre crop remains.
+  QVERIFY(train->read(1, image.data()));
+  QVERIFY(planeIs(0, 255, 0) && planeIs(1, 0, 0) && planeIs(2, 0, 0));
+  // 8x8 enlarged to 16x16.
+  QVERIFY(train->read(2, image.data()));
+  QVERIFY(planeIs(0, 50, 1) && planeIs(1, 100, 1) && planeIs(2, 200, 1));
+  QVERIFY(!train->read(5, image.data()));  // corrupt: false, no exception
+  QVERIFY(train->read(4, image.data()));
+
+  const auto val = mst::openDataset(config, false);
+  QCOMPARE(val->size(), 2);
+  QCOMPARE(val->numClasses(), 2);
+  QCOMPARE(val->label(0), 0);
+  QCOMPARE(val->label(1), 1);
+  QVERIFY(val->read(1, image.data()));
+  QVERIFY(planeIs(0, 9, 0));
+#endif
+}
+
+void TestData::imageFolderFlat() {
+#ifndef MST_HAVE_OPENCV
+  QSKIP("built without OpenCV");
+#else
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  writeImageFolder(dir.path());
+  // No train/ subfolder: the folder itself is the training split.
+  const QString flat = dir.filePath("train");
+  const auto train = mst::openDataset(imageFolderConfig(flat), true);
+  QCOMPARE(train->size(), 6);
+  QCOMPARE(train->numClasses(), 2);
+  const QString message = errorOf([&] { mst::openDataset(imageFolderConfig(flat), false); });
+  QVERIFY2(message.contains(QDir(flat).filePath("val")), qPrintable(message));
+#endif
+}
+
+void TestData::imageFolderErrors_data() {
+  QTest::addColumn<QString>("layout");  // folders to create below the root, comma separated
+  QTest::addColumn<QString>("named");   // the folder the message must name, relative to the root
+  QTest::newRow("missing") << "" << "absent";
+  QTest::newRow("empty") << "empty" << "empty";
+  QTest::newRow("classes without images") << "bare/a,bare/b" << "bare";
+  QTest::newRow("empty train/") << "split/train,split/val/a" << "split/train";
+}
+
+void TestData::imageFolderErrors() {
+#ifndef MST_HAVE_OPENCV
+  QSKIP("built without OpenCV");
+#else
+  QFETCH(QString, layout);
+  QFETCH(QString, named);
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  for (const QString& folder : layout.split(',', Qt::SkipEmptyParts)) {
+    QVERIFY(QDir(dir.path()).mkpath(folder));
+  }
+  if (layout.contains("bare")) writePlain(path(dir, "bare/a/readme.txt"), "text only");
+  const QString root = dir.filePath(named.section('/', 0, 0));
+  const QString message = errorOf([&] { mst::openDataset(imageFolderConfig(root), true); });
+  QVERIFY2(message.contains(dir.filePath(named)), qPrintable(message));
+#endif
+}
+
+void TestData::unknownFormat() {
+  mst::DataConfig config;
+  config.format = "hdf5";
+  const QString message = errorOf([&] { mst::openDataset(config, true); });
+  QVERIFY2(message.contains("data.format") && message.contains("hdf5") &&
+               message.contains("image_folder"),
+           qPrintable(message));
+}
+
+void TestData::loaderCoversEpoch_data() {
+  QTest::addColumn<qint64>("n");
+  QTest::addColumn<qint64>("batch");
+  QTest::addColumn<bool>("dropLast");
+  QTest::addColumn<bool>("shuffle");
+  QTest::addColumn<int>("workers");
+  QTest::addColumn<int>("prefetch");
+  QTest::addColumn<qint64>("batches");
+  QTest::newRow("shuffled, drop last") << qint64(100) << qint64(8) << true << true << 3 << 2 << qint64(12);
+  QTest::newRow("shuffled, keep last") << qint64(100) << qint64(8) << false << true << 2 << 4 << qint64(13);
+  QTest::newRow("ordered, one worker") << qint64(37) << qint64(5) << false << false << 1 << 1 << qint64(8);
+  QTest::newRow("batch > n, keep") << qint64(5) << qint64(8) << false << true << 2 << 2 << qint64(1);
+  QTest::newRow("batch > n, drop") << qint64(5) << qint64(8) << true << true << 2 << 2 << qint64(0);
+  QTest::newRow("zero workers = 1") << qint64(20) << qint64(4) << true << true << 0 << 0 << qint64(5);
+}
+
+void TestData::loaderCoversEpoch() {
+  QFETCH(qint64, n);
+  QFETCH(qint64, batch);
+  QFETCH(bool, dropLast);
+  QFETCH(bool, shuffle);
+  QFETCH(int, workers);
+  QFETCH(int, prefetch);
+  QFETCH(qint64, batches);
+  FakeDataset dataset(n);
+  mst::LoaderOptions options;
+  options.batch_size = batch;
+  options.drop_last = dropLast;
+  options.shuffle = shuffle;
+  options.workers = workers;
+  options.prefetch = prefetch;
+  options.seed = 7;
+  mst::Loader loader(dataset, options);
+  QCOMPARE(loader.batchesPerEpoch(), batches);
+
+  const auto delivered = epochBatches(loader, 3);
+  QCOMPARE(int64_t(delivered.size()), batches);
+  QVERIFY(!loader.next().has_value());  // stays at the end
+  for (size_t k = 0; k < delivered.size(); ++k) {
+    const mst::Batch& b = delivered[k];
+    QCOMPARE(b.index, int64_t(k));
+    QCOMPARE(b.epoch, 3);
+    const int64_t rows = b.indices.numel();
+    QCOMPARE(b.images.sizes(), (torch::IntArrayRef{rows, 1, 2, 3}));
+    QCOMPARE(b.labels.numel(), rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t index = b.indices[r].item<int64_t>();
+      QCOMPARE(b.labels[r].item<int64_t>(), index % 10);
+      const uint8_t* pixels = b.images.data_ptr<uint8_t>() + r * 6;
+      for (int64_t j = 0; j < 6; ++j) QCOMPARE(pixels[j], FakeDataset::byte(index, j));
+    }
+  }
+  const std::vector<int64_t> indices = indicesOf(delivered);
+  QCOMPARE(int64_t(indices.size()), dropLast ? (n / batch) * batch : n);
+  QCOMPARE(std::set<int64_t>(indices.begin(), indices.end()).size(), indices.size());
+  std::vector<int64_t> identity(indices.size());
+  std::iota(identity.begin(), identity.end(), 0);
+  if (!shuffle) QCOMPARE(indices, identity);
+  if (shuffle && indices.size() > 8) QVERIFY(indices != identity);
+  QCOMPARE(loader.corruptCount(), 0);
+}
+
+void TestData::loaderOrderDeterministic() {
+  FakeDataset dataset(200);
+  auto order = [&](int64_t seed, int64_t epoch, int workers) {
+    mst::LoaderOptions options;
+    options.batch_size = 16;
+    options.seed = seed;
+    options.workers = workers;
+    mst::Loader loader(dataset, options);
+    return indicesOf(epochBatches(loader, epoch));
+  };
+  const auto reference = order(1, 5, 2);
+  QCOMPARE(order(1, 5, 2), reference);
+  QCOMPARE(order(1, 5, 5), reference);  // worker count and timing do not change the order
+  QVERIFY(order(1, 6, 2) != reference);
+  QVERIFY(order(2, 5, 2) != reference);
+
+  // The same loader revisiting an epoch after others gets the same order: (seed, epoch) alone.
+  mst::LoaderOptions options;
+  options.batch_size = 16;
+  options.seed = 1;
+  mst::Loader loader(dataset, options);
+  epochBatches(loader, 0);
+  epochBatches(loader, 9);
+  QCOMPARE(indicesOf(epochBatches(loader, 5)), reference);
+}
+
+void TestData::loaderResume_data() {
+  QTest::addColumn<qint64>("first");
+  QTest::newRow("from 0") << qint64(0);
+  QTest::newRow("from 3") << qint64(3);
+  QTest::newRow("last batch") << qint64(9);
+  QTest::newRow("past the end") << qint64(10);
+}
+
+void TestData::loaderResume() {
+  QFETCH(qint64, first);
+  FakeDataset dataset(83);
+  mst::LoaderOptions options;
+  options.batch_size = 8;
+  options.seed = 42;
+  options.workers = 3;
+  mst::Loader full(dataset, options);
+  QCOMPARE(full.batchesPerEpoch(), 10);
+  const auto reference = epochBatches(full, 2);
+  mst::Loader resumed(dataset, options);
+  const auto rest = epochBatches(resumed, 2, first);
+  QCOMPARE(int64_t(rest.size()), 10 - first);
+  for (size_t k = 0; k < rest.size(); ++k) {
+    const mst::Batch& expected = reference[size_t(first) + k];
+    QCOMPARE(rest[k].index, expected.index);
+    QVERIFY(torch::equal(rest[k].indices, expected.indices));
+    QVERIFY(torch::equal(rest[k].images, expected.images));
+    QVERIFY(torch::equal(rest[k].labels, expected.labels));
+  }
+  QVERIFY(!errorOf([&] { resumed.start(2, 11); }).isEmpty());
+}
+
+void TestData::loaderRestartMidEpoch() {
+  FakeDataset dataset(64);
+  mst::LoaderOptions options;
+  options.batch_size = 4;
+  options.workers = 4;
+  options.prefetch = 6;
+  mst::Loader loader(dataset, options);
+  mst::Loader fresh(dataset, options);
+  const auto reference = indicesOf(epochBatches(fresh, 1));
+  loader.start(0);
+  QVERIFY(loader.next().has_value());
+  QVERIFY(loader.next().has_value());
+  // Batches of epoch 0 still queued or in flight must not leak into epoch 1.
+  QCOMPARE(indicesOf(epochBatches(loader, 1)), reference);
+}
+
+void TestData::loaderCorrupt_data() {
+  QTest::addColumn<QList<qint64>>("corrupt");
+  QTest::addColumn<QList<qint64>>("delivered");
+  QTest::addColumn<qint64>("failures");
+  QTest::newRow("one") << QList<qint64>{3} << QList<qint64>{0, 1, 2, 4, 4, 5, 6, 7} << qint64(1);
+  // Index 3 fails, then its replacement 4 fails; index 4 itself fails once more.
+  QTest::newRow("two adjacent") << QList<qint64>{3, 4} << QList<qint64>{0, 1, 2, 5, 5, 5, 6, 7}
+                                << qint64(3);
+  QTest::newRow("wraps around") << QList<qint64>{7} << QList<qint64>{0, 1, 2, 3, 4, 5, 6, 0}
+                                << qint64(1);
+}
+
+void TestData::loaderCorrupt() {
+  QFETCH(QList<qint64>, corrupt);
+  QFETCH(QList<qint64>, delivered);
+  QFETCH(qint64, failures);
+  FakeDataset dataset(8, std::set<int64_t>(corrupt.begin(), corrupt.end()));
+  mst::LoaderOptions options;
+  options.batch_size = 4;
+  options.shuffle = false;
+  mst::Loader loader(dataset, options);
+  const auto batches = epochBatches(loader, 0);
+  const std::vector<int64_t> indices = indicesOf(batches);
+  QCOMPARE(indices, std::vector<int64_t>(delivered.begin(), delivered.end()));
+  QCOMPARE(loader.corruptCount(), failures);
+  // The replacement's pixels and label travel with it.
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const mst::Batch& b = batches[i / 4];
+    QCOMPARE(b.images.data_ptr<uint8_t>()[(i % 4) * 6], FakeDataset::byte(indices[i], 0));
+    QCOMPARE(b.labels[int64_t(i % 4)].item<int64_t>(), indices[i] % 10);
+  }
+}
+
+void TestData::loaderImageFolderCorrupt() {
+#ifndef MST_HAVE_OPENCV
+  QSKIP("built without OpenCV");
+#else
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  writeImageFolder(dir.path());
+  const auto dataset = mst::openDataset(imageFolderConfig(dir.path()), true);
+  mst::LoaderOptions options;
+  options.batch_size = 2;
+  options.drop_last = false;
+  mst::Loader loader(*dataset, options);
+  const auto batches = epochBatches(loader, 0);
+  QCOMPARE(batches.size(), size_t(3));
+  QCOMPARE(batches[0].images.sizes(), (torch::IntArrayRef{2, 3, 16, 16}));
+  const std::vector<int64_t> indices = indicesOf(batches);
+  QCOMPARE(std::count(indices.begin(), indices.end(), 5), 0);  // the corrupt .jpg
+  QCOMPARE(std::count(indices.begin(), indices.end(), 0), 2);  // its replacement (5 + 1) mod 6
+  QCOMPARE(loader.corruptCount(), 1);
+#endif
+}
+
+void TestData::loaderWorkerException() {
+  FakeDataset dataset(20, {}, /*throw_at=*/9);
+  mst::LoaderOptions options;
+  options.batch_size = 4;
+  options.shuffle = false;
+  options.workers = 3;
+  mst::Loader loader(dataset, options);
+  loader.start(0);
+  // Batches before the failing one arrive, then the worker's exception surfaces here, every time.
+  QCOMPARE(loader.next()->index, 0);
+  QCOMPARE(loader.next()->index, 1);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const QString message = errorOf([&] { loader.next(); });
+    QVERIFY2(message.contains("index 9 broke"), qPrintable(message));
+  }
+  // A new start recovers: batches 3 and 4 do not touch index 9.
+  const auto rest = epochBatches(loader, 0, 3);
+  QCOMPARE(rest.size(), size_t(2));
+}
+
+void TestData::loaderPrefetchBound() {
+  FakeDataset dataset(1000);
+  mst::LoaderOptions options;
+  options.batch_size = 10;
+  options.workers = 4;
+  options.prefetch = 3;
+  mst::Loader loader(dataset, options);
+  loader.start(0);
+  QTRY_COMPARE(dataset.reads.load(), 30);
+  QTest::qWait(100);
+  QCOMPARE(dataset.reads.load(), 30);  // workers wait instead of running ahead
+  QVERIFY(loader.next().has_value());
+  QTRY_COMPARE(dataset.reads.load(), 40);
+}
+
+void TestData::loaderDestructorMidEpoch() {
+  FakeDataset dataset(100000, {}, -1, /*sleep_us=*/500);
+  mst::LoaderOptions options;
+  options.batch_size = 64;
+  options.workers = 4;
+  options.prefetch = 4;
+  QElapsedTimer timer;
+  timer.start();
+  {
+    mst::Loader never_started(dataset, options);
+  }
+  {
+    mst::Loader loader(dataset, options);
+    loader.start(0);
+  }
+  {
+    mst::Loader loader(dataset, options);
+    loader.start(0);
+    QVERIFY(loader.next().has_value());
+  }
+  // A batch takes 64 * 0.5 ms; the workers notice the stop between images.
+  QVERIFY2(timer.elapsed() < 2000, qPrintable(QString::number(timer.elapsed())));
+}
+
+QTEST_APPLESS_MAIN(TestData)
+#include "test_data.moc"
