@@ -1,12 +1,12 @@
 /// @brief Data sets and loader: file-format checks, split sizes, reproducible batch order.
-#include <QtTest/QtTest>
+// LibTorch before Qt: Qt's `slots` keyword macro breaks LibTorch's IValue headers otherwise.
+#include <torch/torch.h>
+#include <zlib.h>
 
+#include <QtTest/QtTest>
 #include <QDir>
 #include <QElapsedTimer>
 #include <QTemporaryDir>
-
-#include <torch/torch.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -48,7 +48,10 @@ std::string path(const QTemporaryDir& dir, const QString& name) {
 }
 
 void appendBigEndian32(QByteArray& bytes, uint32_t value) {
-  bytes.append(char(value >> 24)).append(char(value >> 16)).append(char(value >> 8)).append(char(value));
+  bytes.append(char(value >> 24))
+      .append(char(value >> 16))
+      .append(char(value >> 8))
+      .append(char(value));
 }
 
 void writePlain(const std::string& file, const QByteArray& bytes) {
@@ -323,12 +326,12 @@ void TestData::idxErrors_data() {
   // 16 + 100 * 784 = 78416 bytes promised, 16 + 3 * 784 = 2368 present.
   QTest::newRow("images truncated")
       << 0x803u << 100u << 3 << 0x801u << 3u << good << images << "78416 bytes), found 2368";
-  QTest::newRow("images trailing") << 0x803u << 2u << 3 << 0x801u << 3u << good << images
-                                   << "trailing";
-  QTest::newRow("labels truncated") << 0x803u << 3u << 3 << 0x801u << 10u << good << labels
-                                    << "truncated";
-  QTest::newRow("label out of range") << 0x803u << 3u << 3 << 0x801u << 3u
-                                      << QByteArray("\x01\x0a\x03", 3) << labels << "0..9";
+  QTest::newRow("images trailing")
+      << 0x803u << 2u << 3 << 0x801u << 3u << good << images << "trailing";
+  QTest::newRow("labels truncated")
+      << 0x803u << 3u << 3 << 0x801u << 10u << good << labels << "truncated";
+  QTest::newRow("label out of range")
+      << 0x803u << 3u << 3 << 0x801u << 3u << QByteArray("\x01\x0a\x03", 3) << labels << "0..9";
   QTest::newRow("count mismatch") << 0x803u << 3u << 3 << 0x801u << 4u
                                   << QByteArray("\x01\x02\x03\x04", 4) << labels << "3 images";
 }
@@ -344,7 +347,8 @@ void TestData::idxErrors() {
   QFETCH(QString, detail);
   QTemporaryDir dir;
   QVERIFY(dir.isValid());
-  writeGz(path(dir, "train-images-idx3-ubyte.gz"), idxImages(imageMagic, imageHeaderCount, imageCount));
+  writeGz(path(dir, "train-images-idx3-ubyte.gz"),
+          idxImages(imageMagic, imageHeaderCount, imageCount));
   writeGz(path(dir, "train-labels-idx1-ubyte.gz"), idxLabels(labelMagic, labelHeaderCount, labels));
   mst::DataConfig config;
   config.path = dir.path().toStdString();
@@ -373,7 +377,8 @@ void TestData::idxUncompressed() {
   QTemporaryDir dir;
   QVERIFY(dir.isValid());
   writePlain(path(dir, "t10k-images-idx3-ubyte"), idxImages(0x803, 4, 4));
-  writePlain(path(dir, "t10k-labels-idx1-ubyte"), idxLabels(0x801, 4, QByteArray("\x09\x00\x05\x01", 4)));
+  writePlain(path(dir, "t10k-labels-idx1-ubyte"),
+             idxLabels(0x801, 4, QByteArray("\x09\x00\x05\x01", 4)));
   mst::DataConfig config;
   config.path = dir.path().toStdString();
   const auto dataset = mst::openDataset(config, false);
@@ -436,8 +441,8 @@ void TestData::cifar10Errors_data() {
   QTest::newRow("size not a multiple")
       << "data_batch_3.bin" << cifarRecords(0, {1, 2}) + QByteArray(5, '\0') << true << "3073";
   QTest::newRow("missing file") << "data_batch_4.bin" << QByteArray() << true << "missing";
-  QTest::newRow("label out of range") << "test_batch.bin" << cifarRecords(0, {3, 10}) << false
-                                      << "0..9";
+  QTest::newRow("label out of range")
+      << "test_batch.bin" << cifarRecords(0, {3, 10}) << false << "0..9";
 }
 
 void TestData::cifar10Errors() {
@@ -529,10 +534,10 @@ void TestData::imageFolderFlat() {
 void TestData::imageFolderErrors_data() {
   QTest::addColumn<QString>("layout");  // folders to create below the root, comma separated
   QTest::addColumn<QString>("named");   // the folder the message must name, relative to the root
-  QTest::newRow("missing") << "" << "absent";
-  QTest::newRow("empty") << "empty" << "empty";
-  QTest::newRow("classes without images") << "bare/a,bare/b" << "bare";
-  QTest::newRow("empty train/") << "split/train,split/val/a" << "split/train";
+  QTest::newRow("missing") << QString() << QString("absent");
+  QTest::newRow("empty") << QString("empty") << QString("empty");
+  QTest::newRow("classes without images") << QString("bare/a,bare/b") << QString("bare");
+  QTest::newRow("empty train/") << QString("split/train,split/val/a") << QString("split/train");
 }
 
 void TestData::imageFolderErrors() {
@@ -570,12 +575,17 @@ void TestData::loaderCoversEpoch_data() {
   QTest::addColumn<int>("workers");
   QTest::addColumn<int>("prefetch");
   QTest::addColumn<qint64>("batches");
-  QTest::newRow("shuffled, drop last") << qint64(100) << qint64(8) << true << true << 3 << 2 << qint64(12);
-  QTest::newRow("shuffled, keep last") << qint64(100) << qint64(8) << false << true << 2 << 4 << qint64(13);
-  QTest::newRow("ordered, one worker") << qint64(37) << qint64(5) << false << false << 1 << 1 << qint64(8);
-  QTest::newRow("batch > n, keep") << qint64(5) << qint64(8) << false << true << 2 << 2 << qint64(1);
+  QTest::newRow("shuffled, drop last")
+      << qint64(100) << qint64(8) << true << true << 3 << 2 << qint64(12);
+  QTest::newRow("shuffled, keep last")
+      << qint64(100) << qint64(8) << false << true << 2 << 4 << qint64(13);
+  QTest::newRow("ordered, one worker")
+      << qint64(37) << qint64(5) << false << false << 1 << 1 << qint64(8);
+  QTest::newRow("batch > n, keep")
+      << qint64(5) << qint64(8) << false << true << 2 << 2 << qint64(1);
   QTest::newRow("batch > n, drop") << qint64(5) << qint64(8) << true << true << 2 << 2 << qint64(0);
-  QTest::newRow("zero workers = 1") << qint64(20) << qint64(4) << true << true << 0 << 0 << qint64(5);
+  QTest::newRow("zero workers = 1")
+      << qint64(20) << qint64(4) << true << true << 0 << 0 << qint64(5);
 }
 
 void TestData::loaderCoversEpoch() {
@@ -679,6 +689,7 @@ void TestData::loaderResume() {
     QVERIFY(torch::equal(rest[k].labels, expected.labels));
   }
   QVERIFY(!errorOf([&] { resumed.start(2, 11); }).isEmpty());
+  QVERIFY(!resumed.next().has_value());
 }
 
 void TestData::loaderRestartMidEpoch() {
@@ -795,9 +806,7 @@ void TestData::loaderDestructorMidEpoch() {
   options.prefetch = 4;
   QElapsedTimer timer;
   timer.start();
-  {
-    mst::Loader never_started(dataset, options);
-  }
+  { mst::Loader never_started(dataset, options); }
   {
     mst::Loader loader(dataset, options);
     loader.start(0);

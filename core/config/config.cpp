@@ -396,6 +396,7 @@ Config configFromJson(const json& input, const std::string& source) {
   std::function<void(const std::string&, const json&)> walk = [&](const std::string& prefix,
                                                                    const json& node) {
     for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!it.key().empty() && it.key()[0] == '_') continue;  // "_comment" and friends
       std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
       if (it->is_object())
         walk(key, *it);

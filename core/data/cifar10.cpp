@@ -49,7 +49,8 @@ Cifar10::Cifar10(const std::string& folder, bool train) : train_(train) {
   const fs::path dir = batchFolder(folder);
   std::vector<fs::path> files;
   if (train) {
-    for (int i = 1; i <= 5; ++i) files.push_back(dir / ("data_batch_" + std::to_string(i) + ".bin"));
+    for (int i = 1; i <= 5; ++i)
+      files.push_back(dir / ("data_batch_" + std::to_string(i) + ".bin"));
   } else {
     files.push_back(dir / "test_batch.bin");
   }

@@ -110,10 +110,10 @@ FashionMnist::FashionMnist(const std::string& folder, bool train) : train_(train
                    std::to_string(rows) + "x" + std::to_string(cols));
   }
   const uint64_t pixel_bytes = uint64_t(count) * rows * cols;
-  checkByteCount(image_path,
-                 std::to_string(count) + " images of " + std::to_string(rows) + "x" +
-                     std::to_string(cols),
-                 16 + pixel_bytes, image_bytes.size());
+  checkByteCount(
+      image_path,
+      std::to_string(count) + " images of " + std::to_string(rows) + "x" + std::to_string(cols),
+      16 + pixel_bytes, image_bytes.size());
 
   const std::vector<uint8_t> label_bytes = readAll(label_path);
   if (label_bytes.size() < 8) {

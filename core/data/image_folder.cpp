@@ -58,18 +58,19 @@ std::vector<std::string> imageFiles(const fs::path& class_dir, const fs::path& s
 ImageFolder::ImageFolder(const std::string& root, bool train, int64_t load_size)
     : train_(train), load_size_(load_size) {
 #ifndef MST_HAVE_OPENCV
-  throw MstError("image_folder needs OpenCV (imgcodecs, imgproc), which this build lacks; "
-                 "rebuild with OpenCV or use data.format fashion_mnist or cifar10 (data.path " +
-                 root + ")");
+  throw MstError(
+      "image_folder needs OpenCV (imgcodecs, imgproc), which this build lacks; "
+      "rebuild with OpenCV or use data.format fashion_mnist or cifar10 (data.path " +
+      root + ")");
 #else
   if (load_size <= 0) {
     throw MstError("data.load_size must be positive for image_folder, got " +
                    std::to_string(load_size));
   }
-  if (!fs::is_directory(root)) {
-    throw MstError("image_folder: folder " + root + " does not exist (data.path)");
-  }
   try {
+    if (!fs::is_directory(root)) {
+      throw MstError("image_folder: folder " + root + " does not exist (data.path)");
+    }
     const fs::path train_dir = fs::path(root) / "train";
     const bool has_train = fs::is_directory(train_dir);
     const fs::path class_root = has_train ? train_dir : fs::path(root);
@@ -83,8 +84,8 @@ ImageFolder::ImageFolder(const std::string& root, bool train, int64_t load_size)
     if (!train) {
       split_dir = fs::path(root) / "val";
       if (!has_train) {
-        throw MstError("image_folder: no test split: " + split_dir.string() + " is not used because " +
-                       root + " has no train/ subfolder, so it is itself the training split");
+        throw MstError("image_folder: no test split " + split_dir.string() + ": " + root +
+                       " has no train/ subfolder, so it is itself the training split");
       }
       if (!fs::is_directory(split_dir)) {
         throw MstError("image_folder: test split folder " + split_dir.string() + " does not exist");

@@ -34,9 +34,9 @@ class ImageFolder : public Dataset {
  private:
   bool train_;
   int64_t load_size_;
-  std::string split_dir_;             ///< folder holding the class subfolders of this split
+  std::string split_dir_;  ///< folder holding the class subfolders of this split
   std::vector<std::string> classes_;
-  std::vector<std::string> files_;    ///< relative to split_dir_, sorted within each class
+  std::vector<std::string> files_;  ///< relative to split_dir_, sorted within each class
   std::vector<int32_t> labels_;
 };
 

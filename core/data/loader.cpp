@@ -1,4 +1,4 @@
-/// @brief Loader: in-order batches from worker threads, a bounded queue, (seed, epoch) permutations.
+/// @brief Loader: in-order batches from worker threads, bounded queue, (seed, epoch) orders.
 #include "core/data/loader.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -23,8 +23,8 @@ uint64_t splitMix64(uint64_t x) {
 /// Depends on (seed, epoch) only, never on how many epochs ran before: that is what makes a
 /// resumed run see the same order. Folded to 32 bits because the CPU mt19937 keeps only those.
 uint64_t epochSeed(int64_t seed, int64_t epoch) {
-  const uint64_t mixed = splitMix64(splitMix64(static_cast<uint64_t>(seed)) ^
-                                    static_cast<uint64_t>(epoch));
+  const uint64_t mixed =
+      splitMix64(splitMix64(static_cast<uint64_t>(seed)) ^ static_cast<uint64_t>(epoch));
   return (mixed ^ (mixed >> 32)) & 0xffffffffULL;
 }
 
@@ -50,13 +50,13 @@ int64_t Loader::batchesPerEpoch() const {
 }
 
 void Loader::start(int64_t epoch, int64_t first_batch) {
-  stopWorkers();
   const int64_t batches = batchesPerEpoch();
   if (first_batch < 0 || first_batch > batches) {
     throw MstError("loader: cannot start epoch " + std::to_string(epoch) + " at batch " +
                    std::to_string(first_batch) + ": an epoch has " + std::to_string(batches) +
                    " batches of " + std::to_string(options_.batch_size));
   }
+  stopWorkers();
   const int64_t n = dataset_.size();
   if (options_.shuffle) {
     at::Generator generator = at::detail::createCPUGenerator(epochSeed(options_.seed, epoch));
@@ -107,6 +107,7 @@ void Loader::stopWorkers() {
   workers_.clear();
   std::lock_guard<std::mutex> lock(mutex_);
   ready_.clear();
+  end_batch_ = next_to_deliver_;  // nothing left to wait for: next() returns nullopt
 }
 
 void Loader::workerLoop() {

@@ -1,7 +1,8 @@
-/// @brief HDF5 run log (SWMR writer, truncating resume), inspect file writer, and read-only readers.
+/// @brief HDF5 run log (SWMR writer, truncating resume), inspect file writer, and readers.
 #include "core/log/run_log.h"
 
 #include <hdf5.h>
+#include <torch/types.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,8 +12,6 @@
 #include <system_error>
 #include <utility>
 
-#include <torch/types.h>
-
 #include "core/util/error.h"
 
 namespace mst {
@@ -20,7 +19,7 @@ namespace {
 
 constexpr hsize_t kMetricChunkRows = 256;
 constexpr hsize_t kEventChunkRows = 64;
-constexpr size_t kEventMessageBytes = 256;
+constexpr size_t kEventMessageBytes = 256;  ///< field size: messages keep 255 bytes and a NUL
 const char* const kSnapshotNames[] = {"images", "attention", "mask_random", "mask_guided",
                                       "reconstruction"};
 
@@ -136,11 +135,11 @@ std::string dimsText(const std::vector<hsize_t>& dims) {
   return text + ")";
 }
 
-/// Fixed-length UTF-8 string type: readable by h5dump/h5py and safe for SWMR readers.
+/// Fixed-length UTF-8 string type of `bytes` including the terminating NUL: SWMR readers cannot
+/// follow variable-length data, and null-terminated strings print cleanly in h5dump.
 TypeHandle fixedStringType(size_t bytes, const std::string& where) {
   TypeHandle type(check(H5Tcopy(H5T_C_S1), where, "cannot create a string type"));
-  if (H5Tset_size(type.get(), std::max<size_t>(bytes, 1)) < 0 ||
-      H5Tset_strpad(type.get(), H5T_STR_NULLPAD) < 0 ||
+  if (H5Tset_size(type.get(), bytes) < 0 || H5Tset_strpad(type.get(), H5T_STR_NULLTERM) < 0 ||
       H5Tset_cset(type.get(), H5T_CSET_UTF8) < 0)
     fail(where, "cannot create a string type");
   return type;
@@ -150,13 +149,12 @@ void writeStringAttribute(hid_t object, const std::string& objectName, const std
                           const std::string& value, const std::string& where) {
   const std::string what = "cannot write attribute " + name + " of " + objectName;
   if (H5Aexists(object, name.c_str()) > 0 && H5Adelete(object, name.c_str()) < 0) fail(where, what);
-  TypeHandle type = fixedStringType(value.size(), where);
+  TypeHandle type = fixedStringType(value.size() + 1, where);
   SpaceHandle space(check(H5Screate(H5S_SCALAR), where, what));
-  AttrHandle attr(check(
-      H5Acreate2(object, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), where,
-      what));
-  std::string buffer = value.empty() ? std::string(1, '\0') : value;
-  if (H5Awrite(attr.get(), type.get(), buffer.data()) < 0) fail(where, what);
+  AttrHandle attr(
+      check(H5Acreate2(object, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+            where, what));
+  if (H5Awrite(attr.get(), type.get(), value.c_str()) < 0) fail(where, what);
 }
 
 /// Decodes `count` strings of file type `fileType`; `read` fills the buffer for a memory type.
@@ -214,15 +212,14 @@ void createColumn(hid_t group, const std::string& name, hid_t type,
     maxDims.push_back(d == 0 ? H5S_UNLIMITED : d);
     chunk.push_back(std::max<hsize_t>(d, 1));
   }
-  SpaceHandle space(
-      check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), maxDims.data()), where,
-            what));
+  SpaceHandle space(check(
+      H5Screate_simple(static_cast<int>(dims.size()), dims.data(), maxDims.data()), where, what));
   PlistHandle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), where, what));
   if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0) fail(where, what);
   if (fill && H5Pset_fill_value(dcpl.get(), H5T_NATIVE_DOUBLE, fill) < 0) fail(where, what);
-  DatasetHandle dset(check(H5Dcreate2(group, name.c_str(), type, space.get(), H5P_DEFAULT,
-                                      dcpl.get(), H5P_DEFAULT),
-                           where, what));
+  DatasetHandle dset(check(
+      H5Dcreate2(group, name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+      where, what));
 }
 
 /// Writes one row (all trailing elements) at index `row`, growing the dataset to `row + 1` rows.
@@ -281,25 +278,25 @@ void requireNumeric(hid_t dset, const std::string& path, const std::string& data
 }
 
 DatasetHandle openDataset(hid_t file, const std::string& path, const std::string& dataset) {
-  if (!linkExists(file, dataset)) throw MstError(path + ": cannot read " + dataset + ": no such dataset");
-  return DatasetHandle(check(H5Dopen2(file, dataset.c_str(), H5P_DEFAULT), path,
-                             "cannot open dataset " + dataset));
+  if (!linkExists(file, dataset))
+    throw MstError(path + ": cannot read " + dataset + ": no such dataset");
+  return DatasetHandle(
+      check(H5Dopen2(file, dataset.c_str(), H5P_DEFAULT), path, "cannot open dataset " + dataset));
 }
 
 /// Detached, contiguous CPU copy in `type` with exactly `sizes`, for writing.
 torch::Tensor hostTensor(const torch::Tensor& t, torch::ScalarType type,
                          const std::vector<int64_t>& sizes, const char* name) {
   TORCH_CHECK(t.defined(), name, " is undefined");
-  TORCH_CHECK(t.sizes() == torch::IntArrayRef(sizes), name, " has shape ", t.sizes(),
-              ", expected ", torch::IntArrayRef(sizes));
+  TORCH_CHECK(t.sizes() == torch::IntArrayRef(sizes), name, " has shape ", t.sizes(), ", expected ",
+              torch::IntArrayRef(sizes));
   return t.detach().to(torch::kCPU, type).contiguous();
 }
 
 struct SnapshotArrays {
   torch::Tensor images, attention, mask_random, mask_guided, reconstruction;
   const torch::Tensor& operator[](int i) const {
-    const torch::Tensor* all[] = {&images, &attention, &mask_random, &mask_guided,
-                                  &reconstruction};
+    const torch::Tensor* all[] = {&images, &attention, &mask_random, &mask_guided, &reconstruction};
     return *all[i];
   }
 };
@@ -321,8 +318,8 @@ bool isMaskName(const std::string& name) { return name == "mask_random" || name 
 
 /// Rows of one group: the datasets that share its `step` column.
 struct RowGroup {
-  std::string name;                   ///< "/metrics"
-  std::vector<std::string> columns;   ///< every dataset except step, in write order
+  std::string name;                    ///< "/metrics"
+  std::vector<std::string> columns;    ///< every dataset except step, in write order
   std::vector<DatasetHandle> handles;  ///< parallel to columns
   DatasetHandle step;
   hsize_t rows = 0;
@@ -374,7 +371,8 @@ struct RunLog::Impl {
       return it == groupRows.end() ? hsize_t(0) : it->second;
     };
     auto scalarColumns = [&](const std::string& g, const std::vector<std::string>& names) {
-      GroupHandle group(check(H5Gopen2(file.get(), g.c_str(), H5P_DEFAULT), where, "cannot open " + g));
+      GroupHandle group(
+          check(H5Gopen2(file.get(), g.c_str(), H5P_DEFAULT), where, "cannot open " + g));
       if (!linkExists(group.get(), "step"))
         createColumn(group.get(), "step", H5T_STD_I64LE, {}, rowsOf(g), kMetricChunkRows, nullptr,
                      where, g + "/step");
@@ -389,8 +387,8 @@ struct RunLog::Impl {
     scalarColumns("/metrics", shape.metrics);
     scalarColumns("/eval", shape.evals);
 
-    GroupHandle snap(check(H5Gopen2(file.get(), "/snapshots", H5P_DEFAULT), where,
-                           "cannot open /snapshots"));
+    GroupHandle snap(
+        check(H5Gopen2(file.get(), "/snapshots", H5P_DEFAULT), where, "cannot open /snapshots"));
     const hsize_t snapRows = rowsOf("/snapshots");
     if (!linkExists(snap.get(), "step"))
       createColumn(snap.get(), "step", H5T_STD_I64LE, {}, snapRows, kMetricChunkRows, nullptr,
@@ -398,22 +396,14 @@ struct RunLog::Impl {
     for (const char* n : kSnapshotNames) {
       const std::string full = std::string("/snapshots/") + n;
       std::vector<hsize_t> trailing = snapshotTrailing(n);
-      if (!linkExists(snap.get(), n)) {
-        // One snapshot per chunk: a reader fetches one snapshot with one chunk read.
+      // One snapshot per chunk: a reader fetches one snapshot with one chunk read.
+      if (!linkExists(snap.get(), n))
         createColumn(snap.get(), n, isMaskName(n) ? H5T_STD_U8LE : H5T_IEEE_F32LE, trailing,
                      snapRows, 1, isMaskName(n) ? nullptr : &nan, where, full);
-        continue;
-      }
-      DatasetHandle d(check(H5Dopen2(snap.get(), n, H5P_DEFAULT), where, "cannot open " + full));
-      std::vector<hsize_t> dims = datasetDims(d.get(), where, full);
-      std::vector<hsize_t> have(dims.begin() + std::min<size_t>(1, dims.size()), dims.end());
-      if (have != trailing)
-        throw MstError(where + ": " + full + " holds snapshots of shape " + dimsText(have) +
-                       " but this run writes " + dimsText(trailing));
     }
 
-    GroupHandle ev(check(H5Gopen2(file.get(), "/events", H5P_DEFAULT), where,
-                         "cannot open /events"));
+    GroupHandle ev(
+        check(H5Gopen2(file.get(), "/events", H5P_DEFAULT), where, "cannot open /events"));
     const hsize_t eventRows = rowsOf("/events");
     if (!linkExists(ev.get(), "step"))
       createColumn(ev.get(), "step", H5T_STD_I64LE, {}, eventRows, kEventChunkRows, nullptr, where,
@@ -423,6 +413,29 @@ struct RunLog::Impl {
       createColumn(ev.get(), "message", str.get(), {}, eventRows, kEventChunkRows, nullptr, where,
                    "/events/message");
     }
+  }
+
+  /// Refuses, before anything is modified, a file whose snapshots or events this run could not
+  /// append to: unknown datasets there, or snapshots of other probe dimensions.
+  void validateExisting() const {
+    const std::vector<std::string> snapshotNames(std::begin(kSnapshotNames),
+                                                 std::end(kSnapshotNames));
+    for (const std::string& n : linkNames(file.get(), "/snapshots", where)) {
+      const std::string full = "/snapshots/" + n;
+      if (n == "step") continue;
+      if (std::find(snapshotNames.begin(), snapshotNames.end(), n) == snapshotNames.end())
+        throw MstError(where + ": unexpected dataset " + full + ": not an MST run log");
+      DatasetHandle d(
+          check(H5Dopen2(file.get(), full.c_str(), H5P_DEFAULT), where, "cannot open " + full));
+      std::vector<hsize_t> dims = datasetDims(d.get(), where, full);
+      std::vector<hsize_t> have(dims.begin() + std::min<size_t>(1, dims.size()), dims.end());
+      if (have != snapshotTrailing(n))
+        throw MstError(where + ": " + full + " holds snapshots of shape " + dimsText(have) +
+                       " but this run writes " + dimsText(snapshotTrailing(n)));
+    }
+    for (const std::string& n : linkNames(file.get(), "/events", where))
+      if (n != "step" && n != "message")
+        throw MstError(where + ": unexpected dataset /events/" + n + ": not an MST run log");
   }
 
   /// Drops rows whose step is > resumeStep in every dataset of `group` and returns the row count
@@ -435,12 +448,12 @@ struct RunLog::Impl {
     std::vector<hsize_t> stepDims = datasetDims(step.get(), where, stepName);
     if (stepDims.size() != 1) throw MstError(where + ": " + stepName + " is not 1-D");
     std::vector<int64_t> steps(stepDims[0]);
-    if (!steps.empty() && H5Dread(step.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                  steps.data()) < 0)
+    if (!steps.empty() &&
+        H5Dread(step.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()) < 0)
       fail(where, "cannot read " + stepName);
-    hsize_t keep = std::find_if(steps.begin(), steps.end(),
-                                [&](int64_t s) { return s > resumeStep; }) -
-                   steps.begin();
+    hsize_t keep =
+        std::find_if(steps.begin(), steps.end(), [&](int64_t s) { return s > resumeStep; }) -
+        steps.begin();
 
     std::vector<std::pair<std::string, DatasetHandle>> all;
     for (const std::string& n : linkNames(file.get(), group, where)) {
@@ -461,18 +474,24 @@ struct RunLog::Impl {
     return keep;
   }
 
-  /// Opens `group`'s datasets for appending: `preferred` columns first, then any others the file
-  /// has (kept from an earlier run, they receive NaN).
-  void openGroup(RowGroup* g, const std::string& name, const std::vector<std::string>& preferred) {
+  /// Opens `group`'s datasets for appending: `preferred` columns first, then, if `keepOthers`,
+  /// any others the file has (from an earlier run; they receive NaN). Without `keepOthers` an
+  /// unknown dataset is an error, since no value could be written to keep it aligned.
+  void openGroup(RowGroup* g, const std::string& name, const std::vector<std::string>& preferred,
+                 bool keepOthers) {
     g->name = name;
     g->columns = preferred;
-    for (const std::string& n : linkNames(file.get(), name, where))
-      if (n != "step" && std::find(g->columns.begin(), g->columns.end(), n) == g->columns.end())
-        g->columns.push_back(n);
+    for (const std::string& n : linkNames(file.get(), name, where)) {
+      if (n == "step" || std::find(g->columns.begin(), g->columns.end(), n) != g->columns.end())
+        continue;
+      if (!keepOthers)
+        throw MstError(where + ": unexpected dataset " + name + "/" + n + ": not an MST run log");
+      g->columns.push_back(n);
+    }
     for (const std::string& n : g->columns) {
       const std::string full = name + "/" + n;
-      g->handles.emplace_back(check(H5Dopen2(file.get(), full.c_str(), H5P_DEFAULT), where,
-                                    "cannot open " + full));
+      g->handles.emplace_back(
+          check(H5Dopen2(file.get(), full.c_str(), H5P_DEFAULT), where, "cannot open " + full));
     }
     const std::string stepName = name + "/step";
     g->step = DatasetHandle(check(H5Dopen2(file.get(), stepName.c_str(), H5P_DEFAULT), where,
@@ -538,7 +557,7 @@ RunLog::RunLog(const std::string& path, const std::string& config_json, const Ru
       std::string detail = hdf5Detail();
       PlistHandle clearing(H5Pcopy(fapl.get()));
       hbool_t clear = true;
-      if (clearing.valid() && false)
+      if (clearing.valid() && H5Pset(clearing.get(), "clear_status_flags", &clear) >= 0)
         id = H5Fopen(path.c_str(), H5F_ACC_RDWR, clearing.get());
       if (id < 0) throw MstError(d.where + ": cannot open for resuming" + detail);
       // Space the killed writer had allocated may lie past the recorded end of file; new
@@ -549,15 +568,16 @@ RunLog::RunLog(const std::string& path, const std::string& config_json, const Ru
       }
     }
     d.file = FileHandle(id);
-    for (const char* required : {"/metrics/step", "/metrics/epoch", "/eval/step",
-                                 "/snapshots/step", "/events/step", "/events/message"})
+    for (const char* required : {"/metrics/step", "/metrics/epoch", "/eval/step", "/snapshots/step",
+                                 "/events/step", "/events/message"})
       if (!linkExists(d.file.get(), required))
         throw MstError("run log " + path + " does not have " + required + ": not an MST run log");
+    d.validateExisting();
     for (const char* g : {"/metrics", "/eval", "/snapshots", "/events"})
       groupRows[g] = d.truncateGroup(g, resume_step);
     d.ensureLayout(groupRows);
-    GroupHandle config(check(H5Gopen2(d.file.get(), "/config", H5P_DEFAULT), d.where,
-                             "cannot open /config"));
+    GroupHandle config(
+        check(H5Gopen2(d.file.get(), "/config", H5P_DEFAULT), d.where, "cannot open /config"));
     writeStringAttribute(config.get(), "/config", "json", config_json, d.where);
   } else {
     // Built beside `path` and renamed over it once the layout is complete, so a failed start
@@ -567,8 +587,8 @@ RunLog::RunLog(const std::string& path, const std::string& config_json, const Ru
       d.file = FileHandle(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
                                 "run log " + tmp, "cannot create"));
       d.ensureLayout(groupRows);
-      GroupHandle config(check(H5Gopen2(d.file.get(), "/config", H5P_DEFAULT), d.where,
-                               "cannot open /config"));
+      GroupHandle config(
+          check(H5Gopen2(d.file.get(), "/config", H5P_DEFAULT), d.where, "cannot open /config"));
       writeStringAttribute(config.get(), "/config", "json", config_json, d.where);
       config.reset();
       if (H5Fflush(d.file.get(), H5F_SCOPE_LOCAL) < 0) fail(d.where, "cannot flush " + tmp);
@@ -588,21 +608,24 @@ RunLog::RunLog(const std::string& path, const std::string& config_json, const Ru
   std::vector<std::string> metricColumns{"epoch"}, evalColumns{"epoch"};
   metricColumns.insert(metricColumns.end(), shape.metrics.begin(), shape.metrics.end());
   evalColumns.insert(evalColumns.end(), shape.evals.begin(), shape.evals.end());
-  d.openGroup(&d.metrics, "/metrics", metricColumns);
-  d.openGroup(&d.eval, "/eval", evalColumns);
+  d.openGroup(&d.metrics, "/metrics", metricColumns, true);
+  d.openGroup(&d.eval, "/eval", evalColumns, true);
   d.openGroup(&d.snapshots, "/snapshots",
-              std::vector<std::string>(std::begin(kSnapshotNames), std::end(kSnapshotNames)));
-  d.openGroup(&d.events, "/events", {"message"});
+              std::vector<std::string>(std::begin(kSnapshotNames), std::end(kSnapshotNames)),
+              false);
+  d.openGroup(&d.events, "/events", {"message"}, false);
 }
 
 RunLog::~RunLog() {
-  if (!impl_ || !impl_->file.valid()) return;
+  if (!impl_) return;
   ErrorSilencer silence;
   // Errors are ignored: a destructor cannot report them, and closing still releases the file.
-  H5Fflush(impl_->file.get(), H5F_SCOPE_LOCAL);
+  if (impl_->file.valid()) H5Fflush(impl_->file.get(), H5F_SCOPE_LOCAL);
+  impl_.reset();  // closes datasets, then the file, while HDF5's error printing is still off
 }
 
-void RunLog::appendMetrics(int64_t step, double epoch, const std::map<std::string, double>& values) {
+void RunLog::appendMetrics(int64_t step, double epoch,
+                           const std::map<std::string, double>& values) {
   ErrorSilencer silence;
   impl_->appendScalars(&impl_->metrics, step, epoch, values);
 }
@@ -619,14 +642,11 @@ void RunLog::appendSnapshot(int64_t step, const ProbeViews& views) {
       hostViews(views, s.probes, s.channels, s.height, s.width, s.grid_h, s.grid_w);
   ErrorSilencer silence;
   RowGroup& g = d.snapshots;
+  // The columns are exactly kSnapshotNames, in that order (openGroup without keepOthers).
   for (size_t i = 0; i < g.columns.size(); ++i) {
     const std::string& n = g.columns[i];
-    auto known = std::find(std::begin(kSnapshotNames), std::end(kSnapshotNames), n);
-    if (known == std::end(kSnapshotNames))
-      throw MstError(d.where + ": unexpected dataset /snapshots/" + n);
-    const torch::Tensor& t = host[static_cast<int>(known - std::begin(kSnapshotNames))];
     writeRow(g.handles[i].get(), g.rows, isMaskName(n) ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
-             t.data_ptr(), d.where, "/snapshots/" + n);
+             host[static_cast<int>(i)].data_ptr(), d.where, "/snapshots/" + n);
   }
   d.appendStep(&g, step);
 }
@@ -635,13 +655,10 @@ void RunLog::appendEvent(int64_t step, const std::string& message) {
   ErrorSilencer silence;
   Impl& d = *impl_;
   TypeHandle type = fixedStringType(kEventMessageBytes, d.where);
-  std::string buffer = truncateUtf8(message, kEventMessageBytes);
+  std::string buffer = truncateUtf8(message, kEventMessageBytes - 1);
   buffer.resize(kEventMessageBytes, '\0');
-  RowGroup& g = d.events;
-  for (size_t i = 0; i < g.columns.size(); ++i) {
-    if (g.columns[i] != "message") throw MstError(d.where + ": unexpected dataset /events/" + g.columns[i]);
-    writeRow(g.handles[i].get(), g.rows, type.get(), buffer.data(), d.where, "/events/message");
-  }
+  RowGroup& g = d.events;  // one column: message (openGroup without keepOthers)
+  writeRow(g.handles.at(0).get(), g.rows, type.get(), buffer.data(), d.where, "/events/message");
   d.appendStep(&g, step);
 }
 
@@ -667,21 +684,21 @@ void writeInspectFile(const std::string& path, const ProbeViews& views,
     {
       FileHandle file(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
                             "inspect file " + tmp, "cannot create"));
-      GroupHandle group(check(
-          H5Gcreate2(file.get(), "/inspect", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), where,
-          "cannot create /inspect"));
+      GroupHandle group(
+          check(H5Gcreate2(file.get(), "/inspect", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), where,
+                "cannot create /inspect"));
       for (int i = 0; i < 5; ++i) {
         const std::string name = kSnapshotNames[i];
         const torch::Tensor& t = host[i];
         const bool mask = isMaskName(name);
         std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
         const std::string what = "cannot write /inspect/" + name;
-        SpaceHandle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
-                                where, what));
-        DatasetHandle dset(check(
-            H5Dcreate2(group.get(), name.c_str(), mask ? H5T_STD_U8LE : H5T_IEEE_F32LE, space.get(),
-                       H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-            where, what));
+        SpaceHandle space(check(
+            H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), where, what));
+        DatasetHandle dset(
+            check(H5Dcreate2(group.get(), name.c_str(), mask ? H5T_STD_U8LE : H5T_IEEE_F32LE,
+                             space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                  where, what));
         if (t.numel() > 0 && H5Dwrite(dset.get(), mask ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
                                       H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
           fail(where, what);

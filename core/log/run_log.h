@@ -5,7 +5,7 @@
 /// `/snapshots/step`, `/snapshots/{images,attention,mask_random,mask_guided,reconstruction}` (first
 /// axis = snapshot); `/events/step` + `/events/message` (warnings such as skipped corrupt images,
 /// NaN stops). `/events/message` and the `json` attributes are fixed-length UTF-8 strings (messages
-/// are cut at 256 bytes): SWMR readers cannot follow variable-length data while the file is written.
+/// are cut to 255 bytes): SWMR readers cannot follow variable-length data while it is written.
 ///
 /// Every dataset of a group has one row per step of the group's `step` column. An append extends
 /// the value columns before `step`, so a polling reader that trusts `len(step)` never reads a row

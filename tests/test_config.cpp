@@ -1,0 +1,113 @@
+/// @brief Config parsing: presets, overrides, and one clear error naming the key.
+#include <QtTest/QtTest>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config/config.h"
+#include "core/util/error.h"
+
+using namespace mst;
+using json = nlohmann::json;
+
+class TestConfig : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void defaultsRoundTrip() {
+    Config c;
+    auto j = configToJson(c);
+    auto back = configFromJson(j);
+    QCOMPARE(configToJson(back), j);
+  }
+
+  void presetThenExplicitKeys() {
+    auto c = configFromJson(json{{"model", {{"preset", "deit_s16"}, {"depth", 3}}},
+                                 {"crops", {{"global_size", 224}, {"local_size", 96}}}});
+    QCOMPARE(c.model.dim, int64_t{384});
+    QCOMPARE(c.model.depth, int64_t{3});
+    QCOMPARE(c.model.out_dim, int64_t{65536});
+    // Dotted spelling is accepted too.
+    auto d = configFromJson(json{{"masking.p", 0.25}});
+    QCOMPARE(d.masking.p, 0.25);
+  }
+
+  void overrides() {
+    json j = json::object();
+    applyOverride(j, "masking.num=4");
+    applyOverride(j, "masking.strategy=random");
+    applyOverride(j, "train.probe_images=[1,2]");
+    auto c = configFromJson(j);
+    QCOMPARE(c.masking.num, int64_t{4});
+    QCOMPARE(c.masking.strategy, std::string("random"));
+    QCOMPARE(c.train.probe_images, (std::vector<int64_t>{1, 2}));
+  }
+
+  void badValuesNameTheKey_data() {
+    QTest::addColumn<QString>("text");
+    QTest::addColumn<QString>("key");
+    QTest::newRow("unknown key") << R"({"masking": {"q": 1}})" << "masking.q";
+    QTest::newRow("wrong type") << R"({"train": {"epochs": "many"}})" << "train.epochs";
+    QTest::newRow("p > 1") << R"({"masking": {"p": 1.5}})" << "masking.p";
+    QTest::newRow("p < 0") << R"({"masking": {"p": -0.1}})" << "masking.p";
+    QTest::newRow("num < 1") << R"({"masking": {"num": 0}})" << "masking.num";
+    QTest::newRow("strategy") << R"({"masking": {"strategy": "often"}})" << "masking.strategy";
+    QTest::newRow("batch < 1") << R"({"train": {"batch_size": 0}})" << "train.batch_size";
+    QTest::newRow("heads ∤ dim") << R"({"model": {"dim": 100, "heads": 3}})" << "model.heads";
+    QTest::newRow("size % patch") << R"({"model": {"image_size": 30}})" << "model.image_size";
+    QTest::newRow("local > global")
+        << R"({"crops": {"local_size": 32, "global_size": 28}})" << "crops.local_size";
+    QTest::newRow("format") << R"({"data": {"format": "tfrecord"}})" << "data.format";
+    QTest::newRow("preset") << R"({"model": {"preset": "vit_huge"}})" << "model.preset";
+    QTest::newRow("channels") << R"({"model": {"channels": 2}})" << "model.channels";
+  }
+  void badValuesNameTheKey() {
+    QFETCH(QString, text);
+    QFETCH(QString, key);
+    try {
+      configFromJson(json::parse(text.toStdString()), "exp.json");
+      QFAIL("no error");
+    } catch (const MstError& e) {
+      QString message = e.what();
+      QVERIFY2(message.contains(key), qPrintable(message));
+      QVERIFY2(!message.contains('\n'), qPrintable(message));
+    }
+  }
+
+  void badFileNamesTheFile() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("broken.json").toStdString();
+    std::ofstream(path) << "{ \"train\": ";
+    try {
+      loadJsonFile(path);
+      QFAIL("no error");
+    } catch (const MstError& e) {
+      QVERIFY(QString(e.what()).contains("broken.json"));
+    }
+    QVERIFY_THROWS_EXCEPTION(MstError, loadJsonFile(dir.filePath("missing.json").toStdString()));
+  }
+
+  void experimentsParse_data() {
+    QTest::addColumn<QString>("file");
+    for (const char* name : {"fashion_mnist.json", "deit_s16_imagenet.json", "bench_tiny28.json"})
+      QTest::newRow(name) << QString(name);
+  }
+  void experimentsParse() {
+    QFETCH(QString, file);
+    auto c = configFromJson(loadJsonFile(std::string(MST_SOURCE_DIR) + "/experiments/" +
+                                         file.toStdString()));
+    QVERIFY(c.train.batch_size >= 1);
+  }
+
+  void documentationIsInSync() {
+    // docs/config.md embeds the generated key table: regenerate with `mst config --keys`.
+    std::ifstream in(std::string(MST_SOURCE_DIR) + "/docs/config.md");
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    QVERIFY2(doc.find(configKeysMarkdown()) != std::string::npos,
+             "docs/config.md is out of date: run tools/update_docs.sh");
+  }
+};
+
+QTEST_APPLESS_MAIN(TestConfig)
+#include "test_config.moc"

@@ -1,0 +1,207 @@
+/// @brief Training step properties: EMA, centre, checkpoint round trip, resume, a short real run.
+#include <QtTest/QtTest>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/config/config.h"
+#include "core/log/run_log.h"
+#include "core/train/engine.h"
+#include "core/train/trainer.h"
+#include "core/util/error.h"
+
+using namespace mst;
+
+namespace {
+
+Config microConfig() {
+  Config c;
+  c.model = modelPreset("vit_micro28");
+  c.crops.local_crops = 2;
+  c.train.batch_size = 8;
+  c.train.seed = 7;
+  c.train.epochs = 10;
+  c.optim.freeze_last_layer_epochs = 0.5;
+  return c;
+}
+
+EngineOptions engineOptions() {
+  EngineOptions o;
+  o.steps_per_epoch = 4;
+  o.total_steps = 40;
+  o.mean = {0.3};
+  o.std = {0.35};
+  return o;
+}
+
+/// Deterministic images for step i.
+torch::Tensor batchFor(int64_t i) {
+  auto gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
+  gen.set_current_seed(100 + i);
+  return torch::randint(0, 256, {8, 1, 28, 28}, gen, torch::kUInt8);
+}
+
+bool fashionMnistPresent() {
+  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+}  // namespace
+
+class TestEngine : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void initTestCase() { at::set_num_threads(2); }
+
+  void stepUpdatesTeacherByEma() {
+    Engine e(microConfig(), engineOptions());
+    QVERIFY(torch::equal(e.teacher.values(), e.student.values().narrow(0, 0, e.teacher.numel())));
+    auto teacher_before = e.teacher.values().clone();
+    auto m = e.trainStep(batchFor(0));
+    const double mom = m.schedule.momentum;
+    QVERIFY(mom > 0.99 && mom < 1.0);
+    auto expected = teacher_before * mom + e.student.values().narrow(0, 0, e.teacher.numel()) * (1 - mom);
+    QVERIFY(torch::allclose(e.teacher.values(), expected, 1e-6, 1e-7));
+    QVERIFY(!torch::equal(e.teacher.values(), teacher_before));
+  }
+
+  void stepMovesCenterAndFreezesLastLayer() {
+    Engine e(microConfig(), engineOptions());
+    auto last = [&] {
+      for (const auto& s : e.student.slices())
+        if (s.name == "head.last_v") return e.student.values().narrow(0, s.offset, s.numel).clone();
+      return torch::Tensor();
+    };
+    auto before = last();
+    QVERIFY(before.defined());
+    e.trainStep(batchFor(0));  // step 0 < 0.5 epoch = 2 steps: frozen
+    QVERIFY(torch::equal(last(), before));
+    QVERIFY(e.center.abs().sum().item<double>() > 0);
+    e.trainStep(batchFor(1));
+    e.trainStep(batchFor(2));  // step 2: free
+    QVERIFY(!torch::equal(last(), before));
+  }
+
+  void lossesFiniteAndGradientsFlowToAllStudentParts() {
+    Engine e(microConfig(), engineOptions());
+    auto m = e.trainStep(batchFor(0));
+    QVERIFY(std::isfinite(m.loss.item<double>()));
+    QVERIFY(m.loss_rec.item<double>() > 0);
+    double expected = m.loss_ce.item<double>() + 0.6 * m.loss_rec.item<double>();
+    QVERIFY(std::abs(m.loss.item<double>() - expected) < 1e-4);
+    for (const auto& s : e.student.slices()) {
+      if (s.name.find("mask_token") != std::string::npos) continue;  // p=0.1 may mask nothing
+      if (s.name.find("last_") != std::string::npos) continue;       // frozen in epoch 0
+      double g = e.student.grads().narrow(0, s.offset, s.numel).abs().sum().item<double>();
+      QVERIFY2(g > 0, s.name.c_str());
+    }
+  }
+
+  void checkpointRoundTripContinuesBitForBit() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("ckpt.pt").toStdString();
+    Engine a(microConfig(), engineOptions());
+    for (int i = 0; i < 3; ++i) a.trainStep(batchFor(i));
+    a.saveCheckpoint(path);
+    std::vector<double> straight;
+    for (int i = 3; i < 5; ++i) straight.push_back(a.trainStep(batchFor(i)).loss.item<double>());
+
+    Engine b(microConfig(), engineOptions());
+    b.loadCheckpoint(path);
+    QCOMPARE(b.step(), int64_t{3});
+    std::vector<double> resumed;
+    for (int i = 3; i < 5; ++i) resumed.push_back(b.trainStep(batchFor(i)).loss.item<double>());
+    QCOMPARE(resumed, straight);
+    QVERIFY(torch::equal(a.student.values(), b.student.values()));
+    QVERIFY(torch::equal(a.teacher.values(), b.teacher.values()));
+    QVERIFY(torch::equal(a.center, b.center));
+  }
+
+  void checkpointOfAnotherArchitectureIsRejected() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("ckpt.pt").toStdString();
+    Engine a(microConfig(), engineOptions());
+    a.saveCheckpoint(path);
+    auto other = microConfig();
+    other.model.depth = 3;
+    Engine b(other, engineOptions());
+    try {
+      b.loadCheckpoint(path);
+      QFAIL("loaded a checkpoint of another architecture");
+    } catch (const MstError& e) {
+      QVERIFY(QString(e.what()).contains("architecture"));
+      QVERIFY(QString(e.what()).contains("ckpt.pt"));
+    }
+    std::ofstream(dir.filePath("junk.pt").toStdString()) << "not a checkpoint";
+    QVERIFY_THROWS_EXCEPTION(MstError, b.loadCheckpoint(dir.filePath("junk.pt").toStdString()));
+  }
+
+  void trainerResumeEqualsUninterruptedRun() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    auto c = microConfig();
+    c.data.limit = 128;
+    c.train.batch_size = 16;  // 8 steps per epoch
+    c.train.epochs = 2;
+    c.train.log_every = 1;
+    c.train.snapshot_every = 4;
+    c.train.probe_images = {0, 1};
+    QTemporaryDir dir;
+    TrainerOptions straight;
+    straight.out_dir = dir.filePath("straight").toStdString();
+    straight.max_steps = 11;
+    auto s1 = Trainer(c, straight).run();
+    QCOMPARE(s1.steps, int64_t{11});
+
+    TrainerOptions part = straight;
+    part.out_dir = dir.filePath("resumed").toStdString();
+    part.max_steps = 6;  // crosses no epoch boundary; the resume then crosses one
+    Trainer(c, part).run();
+    part.max_steps = 11;
+    part.resume = true;
+    auto s2 = Trainer(c, part).run();
+    QCOMPARE(s2.steps, int64_t{11});
+    QCOMPARE(s2.loss, s1.loss);
+
+    auto steps = readLogDataset(part.out_dir + "/run.h5", "/metrics/step");
+    QCOMPARE(static_cast<int64_t>(steps.size()), int64_t{11});  // no duplicated or lost rows
+    for (size_t i = 0; i < steps.size(); ++i) QCOMPARE(steps[i], static_cast<double>(i + 1));
+    auto l1 = readLogDataset(straight.out_dir + "/run.h5", "/metrics/loss");
+    auto l2 = readLogDataset(part.out_dir + "/run.h5", "/metrics/loss");
+    QCOMPARE(l1, l2);
+    auto snaps = readLogDataset(part.out_dir + "/run.h5", "/snapshots/step");
+    QCOMPARE(snaps, (std::vector<double>{0, 4, 8}));
+  }
+
+  void thirtyStepsOnFashionMnistLowerTheLoss() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    auto c = microConfig();
+    c.data.limit = 512;
+    c.train.batch_size = 32;
+    c.train.epochs = 2;  // 16 steps per epoch
+    c.train.log_every = 1;
+    c.optim.lr = 4e-3;
+    QTemporaryDir dir;
+    TrainerOptions o;
+    o.out_dir = dir.path().toStdString();
+    o.max_steps = 30;
+    auto s = Trainer(c, o).run();
+    QCOMPARE(s.steps, int64_t{30});
+    const std::string log = o.out_dir + "/run.h5";
+    for (const char* name : {"loss", "loss_ce", "loss_rec"}) {
+      auto v = readLogDataset(log, std::string("/metrics/") + name);
+      QCOMPARE(static_cast<int64_t>(v.size()), int64_t{30});
+      for (double x : v) QVERIFY2(std::isfinite(x), name);
+    }
+    auto loss = readLogDataset(log, "/metrics/loss");
+    double first = 0, last = 0;
+    for (int i = 0; i < 5; ++i) first += loss[i] / 5, last += loss[25 + i] / 5;
+    QVERIFY2(last < first, qPrintable(QString("first %1 last %2").arg(first).arg(last)));
+    auto ratio = readLogDataset(log, "/metrics/mask_ratio");
+    QVERIFY(ratio.back() >= 0 && ratio.back() < 0.2);
+    QVERIFY(std::filesystem::exists(s.checkpoint));
+  }
+};
+
+QTEST_APPLESS_MAIN(TestEngine)
+#include "test_engine.moc"

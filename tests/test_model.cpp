@@ -1,0 +1,163 @@
+/// @brief ViT, CLS attention (Eq. 4), [MASK] substitution (Eq. 6), head and decoder shapes.
+#include <QtTest/QtTest>
+#include <torch/torch.h>
+
+#include "core/config/config.h"
+#include "core/model/decoder.h"
+#include "core/model/dino_head.h"
+#include "core/model/vit.h"
+
+using namespace mst;
+
+namespace {
+ModelConfig micro() { return modelPreset("vit_micro28"); }
+}  // namespace
+
+class TestModel : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void forwardShapes() {
+    torch::manual_seed(0);
+    auto c = micro();
+    Vit vit(c);
+    auto out = vit->forward(torch::randn({3, 1, 28, 28}), {}, true);
+    QCOMPARE(out.cls.sizes().vec(), (std::vector<int64_t>{3, c.dim}));
+    QCOMPARE(out.patches.sizes().vec(), (std::vector<int64_t>{3, 49, c.dim}));
+    QCOMPARE(out.cls_attention.sizes().vec(), (std::vector<int64_t>{3, 49}));
+    // Local crops use an interpolated position embedding.
+    auto local = vit->forward(torch::randn({2, 1, 12, 12}));
+    QCOMPARE(local.patches.size(1), int64_t{9});
+  }
+
+  void clsAttentionMatchesManualEq4() {
+    torch::manual_seed(1);
+    auto c = micro();
+    c.heads = 4;
+    Vit vit(c);
+    vit->eval();
+    torch::NoGradGuard guard;
+    auto x = torch::randn({2, 1, 28, 28});
+    auto out = vit->forward(x, {}, true);
+
+    // Recompute from the last block's q and k by hand.
+    auto t = vit->embed(x);
+    const int64_t depth = static_cast<int64_t>(vit->blocks->size());
+    for (int64_t i = 0; i + 1 < depth; ++i) t = vit->blocks[i]->as<Block>()->forward(t, 0, nullptr);
+    auto last = vit->blocks[depth - 1]->as<Block>();
+    auto y = last->norm1(t);
+    auto qkv = last->attn->qkv(y);  // (B, T, 3D)
+    const int64_t D = c.dim, h = c.heads, d = D / h, T = t.size(1);
+    auto q = qkv.narrow(2, 0, D).reshape({2, T, h, d});
+    auto k = qkv.narrow(2, D, D).reshape({2, T, h, d});
+    auto expected = torch::zeros({2, T - 1});
+    for (int64_t head = 0; head < h; ++head) {
+      auto qc = q.select(2, head).select(1, 0);                 // (B, d) CLS query
+      auto kh = k.select(2, head);                              // (B, T, d)
+      auto logits = torch::einsum("bd,btd->bt", {qc, kh}) / std::sqrt(static_cast<double>(d));
+      expected += logits.softmax(-1).narrow(1, 1, T - 1) / static_cast<double>(h);
+    }
+    QVERIFY(torch::allclose(out.cls_attention, expected, 1e-5, 1e-6));
+    // Each head's row sums to 1 over T tokens, so the patch part sums to less than 1.
+    QVERIFY((out.cls_attention.sum(1) < 1.0).all().item<bool>());
+  }
+
+  void maskTokenReplacesPatchBeforePositionEmbedding() {
+    torch::manual_seed(2);
+    auto c = micro();
+    Vit vit(c);
+    torch::NoGradGuard guard;
+    vit->mask_token.normal_();
+    auto a = torch::randn({1, 1, 28, 28}), b = torch::randn({1, 1, 28, 28});
+    auto mask = torch::zeros({1, 49}, torch::kBool);
+    mask[0][5] = true;
+    auto ea = vit->embed(a, mask), eb = vit->embed(b, mask);
+    // Masked position: [MASK] + position embedding, whatever the image.
+    auto expected = vit->mask_token[0][0] + vit->pos_embed[0][6];
+    QVERIFY(torch::allclose(ea[0][6], expected, 1e-6, 1e-6));
+    QVERIFY(torch::allclose(eb[0][6], expected, 1e-6, 1e-6));
+    // Unmasked positions still depend on the image.
+    QVERIFY(!torch::allclose(ea[0][7], eb[0][7]));
+    // Without a mask, the same position depends on the image.
+    QVERIFY(!torch::allclose(vit->embed(a)[0][6], vit->embed(b)[0][6]));
+  }
+
+  void patchEmbeddingEqualsConvolution() {
+    torch::manual_seed(3);
+    auto c = micro();
+    c.channels = 3;
+    Vit vit(c);
+    torch::NoGradGuard guard;
+    auto x = torch::randn({2, 3, 28, 28});
+    auto e = vit->embed(x).narrow(1, 1, 49) - vit->pos_embed.narrow(1, 1, 49);
+    auto w = vit->patch_embed->weight.view({c.dim, 3, 4, 4});
+    auto conv = torch::conv2d(x, w, vit->patch_embed->bias, 4).flatten(2).transpose(1, 2);
+    QVERIFY(torch::allclose(e, conv, 1e-4, 1e-5));
+  }
+
+  void decoderRestoresCropSize_data() {
+    QTest::addColumn<int>("patch");
+    QTest::addColumn<int>("size");
+    QTest::addColumn<int>("channels");
+    QTest::newRow("P=4") << 4 << 28 << 1;
+    QTest::newRow("P=8") << 8 << 32 << 3;
+    QTest::newRow("P=16") << 16 << 64 << 3;
+  }
+  void decoderRestoresCropSize() {
+    QFETCH(int, patch);
+    QFETCH(int, size);
+    QFETCH(int, channels);
+    auto c = micro();
+    c.patch_size = patch;
+    c.image_size = size;
+    c.channels = channels;
+    c.decoder_widths = {};
+    Decoder decoder(c);
+    const int64_t g = size / patch;
+    auto out = decoder->forward(torch::randn({2, g * g, c.dim}));
+    QCOMPARE(out.sizes().vec(), (std::vector<int64_t>{2, channels, size, size}));
+    QCOMPARE(static_cast<int64_t>(decoderWidths(c).size()),
+             static_cast<int64_t>(std::log2(patch)));
+    QCOMPARE(decoderWidths(c).front(), int64_t{256});
+  }
+
+  void headIsWeightNormalised() {
+    torch::manual_seed(4);
+    auto c = micro();
+    DinoHead head(c);
+    auto out = head->forward(torch::randn({5, c.dim}));
+    QCOMPARE(out.sizes().vec(), (std::vector<int64_t>{5, c.out_dim}));
+    // Unit bottleneck and unit weight rows (gain 1): every logit is a cosine in [-1, 1].
+    QVERIFY(out.abs().max().item<float>() <= 1.0f + 1e-5f);
+    // Scaling the direction does not change the output (weight normalisation).
+    auto x = torch::randn({5, c.dim});
+    auto before = head->forward(x);
+    {
+      torch::NoGradGuard guard;
+      head->last_v.mul_(3.0);
+    }
+    QVERIFY(torch::allclose(before, head->forward(x), 1e-5, 1e-6));
+    // norm_last_layer: the gain is not a trainable parameter.
+    bool gain_trainable = false;
+    for (const auto& p : head->named_parameters())
+      if (p.key().find("last_g") != std::string::npos) gain_trainable = true;
+    QVERIFY(!gain_trainable);
+  }
+
+  void dropPathOnlyWithAGenerator() {
+    torch::manual_seed(5);
+    auto c = micro();
+    Vit vit(c);
+    auto x = torch::randn({4, 1, 28, 28});
+    auto a = vit->forward(x, {}, false, 0.5, nullptr).cls;
+    auto b = vit->forward(x, {}, false, 0.0, nullptr).cls;
+    QVERIFY(torch::allclose(a, b));  // no generator → deterministic, no drop
+    at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
+    gen.set_current_seed(1);
+    auto d = vit->forward(x, {}, false, 0.9, &gen).cls;
+    QVERIFY(!torch::allclose(d, b));
+  }
+};
+
+QTEST_APPLESS_MAIN(TestModel)
+#include "test_model.moc"
