@@ -105,7 +105,7 @@ class TestConfig : public QObject {
     std::ifstream in(std::string(MST_SOURCE_DIR) + "/docs/config.md");
     std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     QVERIFY2(doc.find(configKeysMarkdown()) != std::string::npos,
-             "docs/config.md is out of date: run tools/update_docs.sh");
+             "docs/config.md is out of date: run scripts/update_docs.sh");
   }
 };
 

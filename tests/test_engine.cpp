@@ -193,10 +193,22 @@ class TestEngine : public QObject {
       QCOMPARE(static_cast<int64_t>(v.size()), int64_t{30});
       for (double x : v) QVERIFY2(std::isfinite(x), name);
     }
+    // L_rec falls at once. L_CE first rises towards ln K while the centre flattens the initially
+    // peaked teacher (DINO's early phase), so it is held to that bound rather than to a fall; the
+    // total must end below its peak.
+    auto mean5 = [](const std::vector<double>& v, size_t from) {
+      double m = 0;
+      for (size_t i = from; i < from + 5; ++i) m += v[i] / 5;
+      return m;
+    };
+    auto rec = readLogDataset(log, "/metrics/loss_rec");
+    QVERIFY2(mean5(rec, 25) < 0.7 * mean5(rec, 0),
+             qPrintable(QString("rec %1 -> %2").arg(mean5(rec, 0)).arg(mean5(rec, 25))));
+    auto ce = readLogDataset(log, "/metrics/loss_ce");
+    const double ln_k = std::log(static_cast<double>(c.model.out_dim));
+    for (double x : ce) QVERIFY2(x > 0 && x < ln_k + 0.2, qPrintable(QString::number(x)));
     auto loss = readLogDataset(log, "/metrics/loss");
-    double first = 0, last = 0;
-    for (int i = 0; i < 5; ++i) first += loss[i] / 5, last += loss[25 + i] / 5;
-    QVERIFY2(last < first, qPrintable(QString("first %1 last %2").arg(first).arg(last)));
+    QVERIFY(mean5(loss, 25) < *std::max_element(loss.begin(), loss.end()));
     auto ratio = readLogDataset(log, "/metrics/mask_ratio");
     QVERIFY(ratio.back() >= 0 && ratio.back() < 0.2);
     QVERIFY(std::filesystem::exists(s.checkpoint));

@@ -368,8 +368,8 @@ ModelConfig modelPreset(const std::string& name) {
     m.image_size = 28, m.patch_size = 4, m.channels = 1, m.dim = 64, m.depth = 2, m.heads = 2;
     m.head_hidden = 128, m.head_bottleneck = 32, m.out_dim = 256, m.decoder_widths = {32, 16};
   } else if (name == "vit_tiny28") {  // Fashion-MNIST default, sized for 2 CPU cores
-    m.image_size = 28, m.patch_size = 4, m.channels = 1, m.dim = 128, m.depth = 4, m.heads = 4;
-    m.head_hidden = 512, m.head_bottleneck = 64, m.out_dim = 1024, m.decoder_widths = {64, 32};
+    m.image_size = 28, m.patch_size = 4, m.channels = 1, m.dim = 96, m.depth = 4, m.heads = 3;
+    m.head_hidden = 512, m.head_bottleneck = 128, m.out_dim = 1024, m.decoder_widths = {64, 32};
   } else if (name == "vit_small28") {  // bench_tiny28's network
     m.image_size = 28, m.patch_size = 4, m.channels = 3, m.dim = 192, m.depth = 6, m.heads = 3;
     m.head_hidden = 1024, m.head_bottleneck = 128, m.out_dim = 4096, m.decoder_widths = {96, 48};

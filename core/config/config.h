@@ -29,13 +29,13 @@ struct ModelConfig {
   int64_t image_size = 28;     ///< global crop size G the position embedding is made for
   int64_t patch_size = 4;      ///< P
   int64_t channels = 1;        ///< 1 or 3
-  int64_t dim = 128;           ///< D
+  int64_t dim = 96;            ///< D
   int64_t depth = 4;
-  int64_t heads = 4;
+  int64_t heads = 3;
   double mlp_ratio = 4.0;
   double drop_path = 0.1;      ///< stochastic depth of the student only
   int64_t head_hidden = 512;
-  int64_t head_bottleneck = 64;
+  int64_t head_bottleneck = 128;
   int64_t out_dim = 1024;      ///< K
   bool norm_last_layer = true;
   std::vector<int64_t> decoder_widths{64, 32};  ///< empty = 256 halving per stage (log2(P) stages)
@@ -87,8 +87,8 @@ struct OptimConfig {
 };
 
 struct TrainConfig {
-  double epochs = 100;  ///< may be fractional for short runs
-  int64_t batch_size = 64;
+  double epochs = 10;  ///< may be fractional for short runs
+  int64_t batch_size = 128;
   int64_t seed = 0;
   int threads = 0;  ///< CPU threads; 0 = all cores
   int64_t log_every = 10;       ///< steps between metric rows in run.h5
