@@ -716,6 +716,57 @@ void writeInspectFile(const std::string& path, const ProbeViews& views,
   }
 }
 
+void writeTableFile(const std::string& path, const std::string& group_name,
+                    const std::vector<TableColumn>& columns, const std::string& json) {
+  ErrorSilencer silence;
+  const std::string tmp = path + ".tmp";
+  const std::string where = "table file " + path;
+  const std::string group_path = "/" + group_name;
+  try {
+    {
+      FileHandle file(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                            "table file " + tmp, "cannot create"));
+      GroupHandle group(check(H5Gcreate2(file.get(), group_path.c_str(), H5P_DEFAULT,
+                                         H5P_DEFAULT, H5P_DEFAULT),
+                              where, "cannot create " + group_path));
+      for (const auto& column : columns) {
+        const std::string what = "cannot write " + group_path + "/" + column.name;
+        const hsize_t rows = column.is_string ? column.strings.size() : column.numbers.size();
+        SpaceHandle space(check(H5Screate_simple(1, &rows, nullptr), where, what));
+        if (column.is_string) {
+          size_t width = 1;
+          for (const auto& text : column.strings) width = std::max(width, text.size() + 1);
+          TypeHandle type = fixedStringType(width, where);
+          std::vector<char> buffer(rows * width, '\0');
+          for (size_t i = 0; i < rows; ++i)
+            std::copy(column.strings[i].begin(), column.strings[i].end(), buffer.begin() + i * width);
+          DatasetHandle dset(check(H5Dcreate2(group.get(), column.name.c_str(), type.get(),
+                                              space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                   where, what));
+          if (rows > 0 &&
+              H5Dwrite(dset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0)
+            fail(where, what);
+        } else {
+          DatasetHandle dset(check(H5Dcreate2(group.get(), column.name.c_str(), H5T_IEEE_F64LE,
+                                              space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                   where, what));
+          if (rows > 0 && H5Dwrite(dset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                   column.numbers.data()) < 0)
+            fail(where, what);
+        }
+      }
+      writeStringAttribute(group.get(), group_path, "json", json, where);
+      group.reset();
+      if (file.close() < 0) fail(where, "cannot write " + tmp);
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw MstError(where + ": cannot rename " + tmp + " to it");
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
 std::vector<double> readLogDataset(const std::string& path, const std::string& dataset) {
   ErrorSilencer silence;
   FileHandle file = openForRead(path);

@@ -79,6 +79,19 @@ class RunLog {
 void writeInspectFile(const std::string& path, const ProbeViews& views,
                       const std::string& config_json);
 
+/// One column of a small table file: numbers (float64) or strings (fixed-length UTF-8).
+struct TableColumn {
+  std::string name;
+  bool is_string = false;
+  std::vector<double> numbers;
+  std::vector<std::string> strings;
+};
+
+/// Writes /<group>/<column> 1-D datasets and attribute `json` on the group, to a temporary file
+/// renamed into place (a reader never sees half a table). Used for sweep.h5.
+void writeTableFile(const std::string& path, const std::string& group,
+                    const std::vector<TableColumn>& columns, const std::string& json);
+
 /// Readers (open read-only in SWMR mode, so they work on a file still being written).
 std::vector<double> readLogDataset(const std::string& path, const std::string& dataset);
 std::vector<std::string> listLogGroup(const std::string& path, const std::string& group);

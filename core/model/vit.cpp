@@ -129,4 +129,15 @@ VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mas
   return out;
 }
 
+torch::Tensor VitImpl::lastBlocksCls(const torch::Tensor& images, int64_t n_blocks) {
+  auto x = embed(images);
+  const int64_t depth = static_cast<int64_t>(blocks->size());
+  std::vector<torch::Tensor> cls;
+  for (int64_t i = 0; i < depth; ++i) {
+    x = blocks[i]->as<Block>()->forward(x, 0.0, nullptr);
+    if (i >= depth - n_blocks) cls.push_back(norm(x).select(1, 0));
+  }
+  return torch::cat(cls, 1);
+}
+
 }  // namespace mst

@@ -56,6 +56,9 @@ class VitImpl : public torch::nn::Module {
   VitOutput forward(const torch::Tensor& images, const torch::Tensor& mask = {},
                     bool want_attention = false, double drop_path = 0.0,
                     at::Generator* gen = nullptr);
+  /// (B, n_blocks * D): CLS of each of the last `n_blocks` blocks through the final norm,
+  /// concatenated from the earliest to the last (DINO's linear-probe feature).
+  torch::Tensor lastBlocksCls(const torch::Tensor& images, int64_t n_blocks);
   /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs.
   torch::Tensor positionEmbedding(int64_t grid);
 

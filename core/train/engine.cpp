@@ -204,10 +204,11 @@ ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskC
   return v;
 }
 
-torch::Tensor Engine::teacherFeatures(const torch::Tensor& images) {
+torch::Tensor Engine::teacherFeatures(const torch::Tensor& images, int64_t blocks) {
   torch::NoGradGuard guard;
   auto x = probeInput(augment_, images, config_.crops.global_size, options_.device);
-  return teacher_vit->forward(augment_.normalize(x)).cls.to(torch::kFloat);
+  if (blocks <= 1) return teacher_vit->forward(augment_.normalize(x)).cls.to(torch::kFloat);
+  return teacher_vit->lastBlocksCls(augment_.normalize(x), blocks).to(torch::kFloat);
 }
 
 void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra) const {
@@ -244,7 +245,7 @@ void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra
   }
 }
 
-nlohmann::json Engine::loadCheckpoint(const std::string& path) {
+nlohmann::json readCheckpointMeta(const std::string& path) {
   torch::serialize::InputArchive archive;
   nlohmann::json meta;
   try {
@@ -252,11 +253,22 @@ nlohmann::json Engine::loadCheckpoint(const std::string& path) {
     c10::IValue value;
     archive.read("meta", value);
     meta = nlohmann::json::parse(value.toStringRef());
-  } catch (const std::exception& e) {
+  } catch (const std::exception&) {
+    throw MstError("checkpoint " + path + " cannot be read (missing, corrupt or not an MST checkpoint)");
+  }
+  if (!meta.is_object() || meta.value("format", "") != "mst-checkpoint-1" || !meta.contains("config"))
+    throw MstError("checkpoint " + path + " is not an MST checkpoint");
+  return meta;
+}
+
+nlohmann::json Engine::loadCheckpoint(const std::string& path) {
+  nlohmann::json meta = readCheckpointMeta(path);
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const std::exception&) {
     throw MstError("checkpoint " + path + " cannot be read (corrupt or not an MST checkpoint)");
   }
-  if (meta.value("format", "") != "mst-checkpoint-1")
-    throw MstError("checkpoint " + path + " is not an MST checkpoint");
   auto model_now = configToJson(config_)["model"];
   auto model_then = meta["model"];
   model_now.erase("drop_path");

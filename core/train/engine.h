@@ -34,6 +34,10 @@ struct EngineOptions {
   std::vector<double> mean, std;  ///< normalisation (data set defaults unless the config sets it)
 };
 
+/// The meta record of a checkpoint (format, step, model, config, extra) without loading weights.
+/// MstError naming the file when it is missing, corrupt or not an MST checkpoint.
+nlohmann::json readCheckpointMeta(const std::string& path);
+
 class Engine {
  public:
   Engine(const Config& config, const EngineOptions& options);
@@ -45,8 +49,9 @@ class Engine {
   /// Attention, masks from one shared draw (seed), and reconstruction for unaugmented images
   /// (N, C, H, W) uint8, resized to the global crop size. Uses the current weights, eval mode.
   ProbeViews probe(const torch::Tensor& images, uint64_t seed, const MaskConfig& masking);
-  /// Teacher CLS features of the last block, (B, D) float, for k-NN and the linear probe.
-  torch::Tensor teacherFeatures(const torch::Tensor& images);
+  /// Teacher CLS features, (B, blocks * D) float: the final-norm CLS of the last `blocks` blocks,
+  /// concatenated (blocks = 1: the k-NN feature; 4: DINO's linear-probe feature).
+  torch::Tensor teacherFeatures(const torch::Tensor& images, int64_t blocks = 1);
 
   /// Atomic write (temporary file, fsync, rename): a crash mid-write leaves the old file intact.
   void saveCheckpoint(const std::string& path, const nlohmann::json& extra = {}) const;

@@ -9,6 +9,7 @@
 
 #include "core/data/dataset.h"
 #include "core/data/loader.h"
+#include "core/eval/evaluate.h"
 #include "core/train/engine.h"
 #include "core/util/error.h"
 
@@ -111,6 +112,25 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   };
   if (!resumed && engine.step() == 0) snapshot(0);
 
+  // k-NN of the teacher during training, on a subset of the training set as the bank.
+  const int64_t eval_every =
+      config_.eval.every_epochs > 0
+          ? std::max<int64_t>(1, static_cast<int64_t>(std::llround(config_.eval.every_epochs *
+                                                                   static_cast<double>(per_epoch))))
+          : 0;
+  auto evaluate = [&](int64_t step) {
+    EvalOptions eo;
+    eo.device = options_.device;
+    eo.ks = {config_.eval.k};
+    eo.temperature = config_.eval.temperature;
+    eo.train_limit = config_.eval.subset;
+    auto result = evaluateKnn(engine, config_, FeatureKind::TeacherCls, eo);
+    std::map<std::string, double> values{{"knn_top1", result["knn_top1"].get<double>()}};
+    const double epoch = static_cast<double>(step) / static_cast<double>(per_epoch);
+    log.appendEval(step, epoch, values);
+    if (observer_) observer_->onEval(step, epoch, values);
+  };
+
   int64_t loaded_epoch = -1;
   std::deque<std::pair<Clock::time_point, int64_t>> recent;  // for img/s over the last steps
   recent.emplace_back(Clock::now(), engine.step());
@@ -188,6 +208,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     }
     if (config_.train.snapshot_every > 0 && done % config_.train.snapshot_every == 0)
       snapshot(done);
+    if (eval_every > 0 && (done % eval_every == 0 || done == total)) evaluate(done);
     if (done % config_.train.checkpoint_every == 0 && done != target) save();
     if (observer_) observer_->onProgress(progress);
   }

@@ -31,6 +31,8 @@ class TrainObserver {
   virtual void onProgress(const TrainProgress&) {}
   virtual void onMetrics(int64_t step, double epoch, const std::map<std::string, double>&) {}
   virtual void onSnapshot(int64_t step, const ProbeViews&) {}
+  /// k-NN during training (eval.every_epochs): {"knn_top1": percent}.
+  virtual void onEval(int64_t step, double epoch, const std::map<std::string, double>&) {}
   virtual void onMessage(const std::string&) {}
 };
 

@@ -1,0 +1,69 @@
+/// @brief `mst eval knn|linear`: representation quality of a checkpoint (or of random weights).
+#include <iostream>
+
+#include "app/cli/common.h"
+#include "core/eval/evaluate.h"
+#include "core/train/engine.h"
+#include "core/util/error.h"
+
+namespace mst::cli {
+
+Command registerEval(CLI::App& app) {
+  struct Options {
+    Common common;
+    std::string checkpoint;
+    std::string ks = "10,20";
+    std::string features = "teacher";
+    int64_t train_limit = 0, test_limit = 0, epochs = 100;
+    double lr = 0.1;
+    int blocks = 1;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("eval", "k-NN or linear-probe top-1 on the test split");
+  cmd->require_subcommand(1);
+  auto* knn = cmd->add_subcommand("knn", "Weighted k-NN on L2-normalised features (App. D)");
+  auto* linear = cmd->add_subcommand("linear", "Linear classifier on frozen features (App. E)");
+  for (auto* sub : {knn, linear}) {
+    o->common.add(sub);
+    sub->add_option("--checkpoint", o->checkpoint,
+                    "Checkpoint (its config is the base); none = random weights from the seed");
+    sub->add_option("--features", o->features, "teacher | pixels")
+        ->check(CLI::IsMember({"teacher", "pixels"}));
+    sub->add_option("--train-limit", o->train_limit, "Training images used (0 = all)");
+    sub->add_option("--test-limit", o->test_limit, "Test images used (0 = all)");
+  }
+  knn->add_option("--k", o->ks, "Neighbour counts, e.g. 10,20");
+  linear->add_option("--epochs", o->epochs, "Probe training epochs");
+  linear->add_option("--lr", o->lr, "Peak SGD learning rate at batch 256");
+  linear->add_option("--blocks", o->blocks, "CLS of the last N blocks, concatenated (1 or 4)")
+      ->check(CLI::IsMember({1, 4}));
+  return {cmd, [o, knn, linear] {
+            nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
+                                                        : checkpointConfig(o->checkpoint);
+            auto config = o->common.config(base);
+            o->common.applyThreads(config);
+            auto device = o->common.device();
+            auto engine = makeEvalEngine(config, o->checkpoint, device);
+            EvalOptions eo;
+            eo.device = device;
+            eo.train_limit = o->train_limit;
+            eo.test_limit = o->test_limit;
+            eo.temperature = config.eval.temperature;
+            eo.ks = parseIndexList(o->ks, "--k");
+            for (int64_t k : eo.ks)
+              if (k < 1) throw MstError("--k values must be >= 1");
+            eo.linear.epochs = o->epochs;
+            eo.linear.lr = o->lr;
+            eo.linear.seed = static_cast<uint64_t>(config.train.seed);
+            FeatureKind kind = o->features == "pixels" ? FeatureKind::Pixels
+                               : o->blocks >= 4        ? FeatureKind::TeacherLast4Cls
+                                                       : FeatureKind::TeacherCls;
+            nlohmann::json result = *knn ? evaluateKnn(*engine, config, kind, eo)
+                                         : evaluateLinear(*engine, config, kind, eo);
+            result["checkpoint"] = o->checkpoint.empty() ? "random init" : o->checkpoint;
+            printResult(result);
+            (void)linear;
+          }};
+}
+
+}  // namespace mst::cli

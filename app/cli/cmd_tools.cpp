@@ -1,0 +1,64 @@
+/// @brief `mst bench`, `mst doctor`, `mst config`: speed, installation facts, config keys.
+#include <iostream>
+
+#include "app/cli/common.h"
+#include "core/bench/bench.h"
+
+namespace mst::cli {
+
+Command registerBench(CLI::App& app) {
+  struct Options {
+    Common common;
+    BenchOptions bench;
+    bool synthetic = true;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("bench", "Training-step throughput on synthetic images");
+  o->common.add(cmd);
+  cmd->add_option("--batch", o->bench.batch, "Images per step");
+  cmd->add_option("--steps", o->bench.steps, "Timed steps (after warm-up)");
+  cmd->add_option("--warmup", o->bench.warmup, "Untimed warm-up steps");
+  cmd->add_flag("--synthetic", o->synthetic, "Synthetic images (the only source for now)");
+  return {cmd, [o] {
+            auto config = o->common.config();
+            o->common.applyThreads(config);
+            o->bench.device = o->common.device();
+            printResult(runBench(config, o->bench));
+          }};
+}
+
+Command registerDoctor(CLI::App& app) {
+  auto common = std::make_shared<Common>();
+  auto* cmd = app.add_subcommand("doctor", "LibTorch, BLAS in use, threads, CUDA, HDF5, OpenCV");
+  common->add(cmd);
+  return {cmd, [common] {
+            common->applyThreads(Config{});
+            auto info = systemInfo();
+            for (auto it = info.begin(); it != info.end(); ++it)
+              std::cerr << it.key() << ": "
+                        << (it->is_string() ? it->get<std::string>() : it->dump()) << "\n";
+            if (!info["blas_is_openblas"].get<bool>())
+              std::cerr << "warning: BLAS is not OpenBLAS: install libopenblas0-openmp (about 12x "
+                           "faster than the reference BLAS)\n";
+            printResult(info);
+          }};
+}
+
+Command registerConfig(CLI::App& app) {
+  struct Options {
+    Common common;
+    bool keys = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("config", "Print the resolved config, or every key (--keys)");
+  o->common.add(cmd);
+  cmd->add_flag("--keys", o->keys, "Markdown table of every key, its default and meaning");
+  return {cmd, [o] {
+            if (o->keys)
+              std::cout << configKeysMarkdown();
+            else
+              printResult(configToJson(o->common.config()));
+          }};
+}
+
+}  // namespace mst::cli

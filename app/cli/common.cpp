@@ -1,0 +1,124 @@
+/// @brief Shared CLI pieces (see common.h).
+#include "app/cli/common.h"
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "core/util/error.h"
+
+namespace mst::cli {
+
+std::atomic<bool> g_stop{false};
+
+void installStopHandlers() {
+  std::signal(SIGINT, [](int) { g_stop = true; });
+  std::signal(SIGTERM, [](int) { g_stop = true; });
+}
+
+void Common::add(CLI::App* cmd) {
+  cmd->add_option("--config", config_file, "Experiment JSON file");
+  cmd->add_option("--set", overrides, "Override a config key: key.path=value (repeatable)");
+  cmd->add_option("--device", device_spec, "cpu | cuda | cuda:N | cuda:0,1");
+  cmd->add_option("--threads", threads, "CPU threads (overrides train.threads; 0 = all cores)");
+}
+
+nlohmann::json Common::experimentJson(const nlohmann::json& base, nlohmann::json* sweep) const {
+  nlohmann::json j = base.is_object() ? base : nlohmann::json::object();
+  if (!config_file.empty()) {
+    auto file = loadJsonFile(config_file);
+    if (!file.is_object()) throw MstError("config file " + config_file + " is not a JSON object");
+    if (file.contains("sweep")) {
+      if (sweep) *sweep = file["sweep"];
+      file.erase("sweep");
+    }
+    j.merge_patch(file);
+  }
+  for (const auto& o : overrides) applyOverride(j, o);
+  return j;
+}
+
+Config Common::config(const nlohmann::json& base) const {
+  auto c = configFromJson(experimentJson(base), config_file.empty() ? "--set" : config_file);
+  if (threads >= 0) c.train.threads = threads;
+  return c;
+}
+
+std::vector<torch::Device> Common::devices() const {
+  if (device_spec == "cpu") return {torch::kCPU};
+  if (device_spec.rfind("cuda", 0) != 0)
+    throw MstError("--device must be cpu, cuda, cuda:N or cuda:0,1,... (got '" + device_spec + "')");
+  if (!torch::cuda::is_available())
+    throw MstError("--device " + device_spec + ": this LibTorch build sees no CUDA device");
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  if (device_spec == "cuda") return {torch::Device(torch::kCUDA, 0)};
+  std::vector<torch::Device> out;
+  std::stringstream list(device_spec.substr(device_spec.find(':') + 1));
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    int64_t index = -1;
+    try {
+      index = std::stoll(item);
+    } catch (const std::exception&) {
+    }
+    if (index < 0 || index >= count)
+      throw MstError("--device " + device_spec + ": no CUDA device '" + item + "' (this machine has " +
+                     std::to_string(count) + ")");
+    out.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  return out;
+}
+
+torch::Device Common::device() const {
+  auto all = devices();
+  if (all.size() > 1)
+    throw MstError("--device " + device_spec +
+                   ": this command runs on one device (data-parallel training is not available "
+                   "yet)");
+  return all.front();
+}
+
+void Common::applyThreads(const Config& config) const {
+  int n = threads >= 0 ? threads : config.train.threads;
+  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(std::max(n, 1));
+}
+
+void printResult(const nlohmann::json& result) { std::cout << result.dump() << std::endl; }
+
+std::string clockText(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e8) return "--:--";
+  auto s = static_cast<long>(seconds);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%02ld:%02ld", s / 60, s % 60);
+  return buf;
+}
+
+std::vector<int64_t> parseIndexList(const std::string& text, const std::string& option) {
+  std::vector<int64_t> out;
+  std::stringstream parts(text);
+  std::string part;
+  try {
+    while (std::getline(parts, part, ',')) {
+      auto dash = part.find('-');
+      if (dash == std::string::npos) {
+        out.push_back(std::stoll(part));
+      } else {
+        int64_t a = std::stoll(part.substr(0, dash)), b = std::stoll(part.substr(dash + 1));
+        if (b < a || a < 0) throw std::invalid_argument(part);
+        for (int64_t i = a; i <= b; ++i) out.push_back(i);
+      }
+    }
+  } catch (const std::exception&) {
+    throw MstError(option + " expects indices like 0-7 or 1,3,5 (got '" + text + "')");
+  }
+  if (out.empty()) throw MstError(option + " names no index");
+  return out;
+}
+
+}  // namespace mst::cli

@@ -1,0 +1,61 @@
+/// @brief Pieces every `mst` command shares: common options, config resolution, devices, output.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/config/config.h"
+
+namespace mst::cli {
+
+/// Options every command takes (DESIGN.md "CLI").
+struct Common {
+  std::string config_file;
+  std::vector<std::string> overrides;
+  std::string device_spec = "cpu";
+  int threads = -1;
+
+  void add(CLI::App* cmd);
+  /// The experiment JSON: `base` (e.g. a checkpoint's config) under the --config file under
+  /// every --set; the sweep section, if any, is removed into `sweep` when given.
+  nlohmann::json experimentJson(const nlohmann::json& base = nlohmann::json::object(),
+                      nlohmann::json* sweep = nullptr) const;
+  Config config(const nlohmann::json& base = nlohmann::json::object()) const;
+  /// All devices named by --device (cuda:0,1 → two); MstError when CUDA is absent.
+  std::vector<torch::Device> devices() const;
+  torch::Device device() const;
+  /// Sets LibTorch's thread count: --threads, else the config's train.threads, 0 = all cores.
+  void applyThreads(const Config& config) const;
+};
+
+/// A registered sub-command and what runs when it is chosen.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<void()> run;
+};
+
+Command registerTrain(CLI::App& app);
+Command registerEval(CLI::App& app);
+Command registerSweep(CLI::App& app);
+Command registerInspect(CLI::App& app);
+Command registerBench(CLI::App& app);
+Command registerDoctor(CLI::App& app);
+Command registerConfig(CLI::App& app);
+
+/// The final JSON line on stdout.
+void printResult(const nlohmann::json& result);
+/// "1:02:03" / "02:03" for an ETA.
+std::string clockText(double seconds);
+/// Parses "0-7", "1,3,5" or "0-3,9" into indices; MstError naming `option` otherwise.
+std::vector<int64_t> parseIndexList(const std::string& text, const std::string& option);
+/// Set by SIGINT/SIGTERM: commands stop between steps and save.
+extern std::atomic<bool> g_stop;
+void installStopHandlers();
+
+}  // namespace mst::cli

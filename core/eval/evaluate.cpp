@@ -1,0 +1,85 @@
+/// @brief Evaluation entry points (see evaluate.h).
+#include "core/eval/evaluate.h"
+
+#include "core/data/dataset.h"
+#include "core/eval/knn.h"
+#include "core/train/engine.h"
+#include "core/util/error.h"
+
+namespace mst {
+namespace {
+
+struct Splits {
+  std::unique_ptr<Dataset> train, test;
+};
+
+Splits openSplits(const Config& config) {
+  DataConfig data = config.data;
+  data.limit = 0;  // evaluation uses the whole training split unless EvalOptions limits it
+  return {openDataset(data, true), openDataset(data, false)};
+}
+
+}  // namespace
+
+std::string featureKindName(FeatureKind kind) {
+  switch (kind) {
+    case FeatureKind::TeacherCls: return "teacher_cls";
+    case FeatureKind::TeacherLast4Cls: return "teacher_last4_cls";
+    case FeatureKind::Pixels: return "pixels";
+  }
+  return "?";
+}
+
+nlohmann::json checkpointConfig(const std::string& checkpoint) {
+  return readCheckpointMeta(checkpoint).at("config");
+}
+
+std::unique_ptr<Engine> makeEvalEngine(const Config& config, const std::string& checkpoint,
+                                       const torch::Device& device) {
+  auto train = openDataset(config.data, true);
+  EngineOptions eo;
+  eo.device = device;
+  eo.mean = config.data.mean.empty() ? train->defaultMean() : config.data.mean;
+  eo.std = config.data.std.empty() ? train->defaultStd() : config.data.std;
+  auto engine = std::make_unique<Engine>(config, eo);
+  if (!checkpoint.empty()) engine->loadCheckpoint(checkpoint);
+  return engine;
+}
+
+nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kind,
+                           const EvalOptions& o) {
+  auto splits = openSplits(config);
+  auto bank = extractFeatures(engine, *splits.train, kind, o.train_limit, o.batch);
+  auto queries = extractFeatures(engine, *splits.test, kind, o.test_limit, o.batch);
+  KnnOptions ko;
+  ko.ks = o.ks;
+  ko.temperature = o.temperature;
+  ko.num_classes = std::max(splits.train->numClasses(), splits.test->numClasses());
+  auto acc = knnAccuracy(l2Normalize(bank.features.to(o.device)), bank.labels,
+                         l2Normalize(queries.features.to(o.device)), queries.labels, ko);
+  nlohmann::json out;
+  int64_t kmax = 0;
+  for (auto& [k, a] : acc) {
+    out["knn_top1_k" + std::to_string(k)] = a;
+    if (k >= kmax) kmax = k, out["knn_top1"] = a;
+  }
+  out["features"] = featureKindName(kind);
+  out["train"] = bank.labels.size(0);
+  out["test"] = queries.labels.size(0);
+  return out;
+}
+
+nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind kind,
+                              const EvalOptions& o) {
+  auto splits = openSplits(config);
+  auto train = extractFeatures(engine, *splits.train, kind, o.train_limit, o.batch);
+  auto test = extractFeatures(engine, *splits.test, kind, o.test_limit, o.batch);
+  LinearProbeOptions lo = o.linear;
+  lo.num_classes = std::max(splits.train->numClasses(), splits.test->numClasses());
+  auto r = linearProbe(train, test, lo);
+  return {{"linear_top1", r.test_top1}, {"linear_train_top1", r.train_top1},
+          {"features", featureKindName(kind)}, {"epochs", lo.epochs},
+          {"train", train.labels.size(0)}, {"test", test.labels.size(0)}};
+}
+
+}  // namespace mst

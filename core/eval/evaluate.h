@@ -1,0 +1,48 @@
+/// @brief Evaluation entry points shared by `mst eval`, `mst sweep`, the trainer and the GUI.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/config/config.h"
+#include "core/eval/features.h"
+#include "core/eval/linear_probe.h"
+
+namespace mst {
+
+class Engine;
+
+struct EvalOptions {
+  torch::Device device = torch::kCPU;
+  std::vector<int64_t> ks{10, 20};
+  double temperature = 0.07;
+  int64_t train_limit = 0;  ///< training images in the k-NN bank / probe set; 0 = all
+  int64_t test_limit = 0;   ///< test images; 0 = all
+  int64_t batch = 256;
+  LinearProbeOptions linear;
+};
+
+/// The config of a checkpoint (its meta record). MstError naming the file when unreadable.
+nlohmann::json checkpointConfig(const std::string& checkpoint);
+
+/// An engine for evaluation: weights from `checkpoint`, or freshly initialised from the config's
+/// seed when `checkpoint` is empty.
+std::unique_ptr<Engine> makeEvalEngine(const Config& config, const std::string& checkpoint,
+                                       const torch::Device& device);
+
+/// k-NN top-1 on the data set of `config` (train split = bank, test split = queries):
+/// {"knn_top1": <largest k>, "knn_top1_k<k>": …, "features": …, "train": N, "test": M}.
+nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kind,
+                           const EvalOptions& options);
+
+/// Linear probe top-1: {"linear_top1": …, "linear_train_top1": …, "features": …}.
+nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind kind,
+                              const EvalOptions& options);
+
+std::string featureKindName(FeatureKind kind);
+
+}  // namespace mst

@@ -1,0 +1,248 @@
+/// @brief Grid sweeps implementation (see sweep.h).
+#include "core/eval/sweep.h"
+
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "core/config/config.h"
+#include "core/log/run_log.h"
+#include "core/train/engine.h"
+#include "core/train/trainer.h"
+#include "core/util/error.h"
+
+namespace mst {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+std::string valueText(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+/// A folder-name-safe label: 03_masking.p=0.1_masking.num=8.
+std::string cellName(int64_t index, const std::vector<SweepAxis>& axes,
+                     const std::vector<json>& values) {
+  std::ostringstream name;
+  name << (index < 10 ? "0" : "") << index;
+  for (size_t a = 0; a < axes.size(); ++a) {
+    name << "_" << axes[a].key << "=";
+    for (char ch : valueText(values[a])) name << (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' ? ch : '_');
+  }
+  return name.str();
+}
+
+void writeJsonAtomically(const std::string& path, const json& value) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << value.dump(2) << "\n";
+    if (!out) throw MstError("cannot write " + tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+std::string csvField(const std::string& text) {
+  if (text.find_first_of(",\"\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char ch : text) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return quoted + "\"";
+}
+
+}  // namespace
+
+SweepAxis parseAxis(const std::string& spec) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 >= spec.size())
+    throw MstError("--grid expects key=v1,v2,... (got '" + spec + "')");
+  SweepAxis axis;
+  axis.key = spec.substr(0, eq);
+  std::stringstream values(spec.substr(eq + 1));
+  std::string item;
+  while (std::getline(values, item, ',')) {
+    if (item.empty()) throw MstError("--grid " + axis.key + ": empty value in '" + spec + "'");
+    try {
+      axis.values.push_back(json::parse(item));
+    } catch (const json::parse_error&) {
+      axis.values.push_back(item);
+    }
+  }
+  return axis;
+}
+
+std::vector<SweepAxis> defaultGrid() {
+  return {{"masking.p", {0.05, 0.1, 0.15}}, {"masking.num", {1, 2, 4, 8}}};
+}
+
+std::vector<SweepCell> expandGrid(const json& base, const std::vector<SweepAxis>& axes,
+                                  const std::string& out_dir) {
+  std::vector<SweepCell> cells(1);
+  for (const auto& axis : axes) {
+    if (axis.values.empty()) throw MstError("--grid " + axis.key + " has no values");
+    std::vector<SweepCell> next;
+    for (const auto& cell : cells)
+      for (const auto& v : axis.values) {
+        SweepCell c = cell;
+        c.values.push_back(v);
+        next.push_back(c);
+      }
+    cells = std::move(next);
+  }
+  for (size_t i = 0; i < cells.size(); ++i) {
+    auto& cell = cells[i];
+    cell.index = static_cast<int64_t>(i);
+    cell.dir = (fs::path(out_dir) / cellName(cell.index, axes, cell.values)).string();
+    json config = base;
+    for (size_t a = 0; a < axes.size(); ++a)
+      applyOverride(config, axes[a].key + "=" + cell.values[a].dump());
+    configFromJson(config, "sweep cell " + std::to_string(i));  // reject a bad grid up front
+  }
+  return cells;
+}
+
+std::optional<json> readCellResult(const std::string& dir) {
+  const auto path = fs::path(dir) / "result.json";
+  if (!fs::exists(path)) return std::nullopt;
+  std::ifstream in(path);
+  try {
+    return json::parse(in);
+  } catch (const json::parse_error&) {
+    return std::nullopt;  // an unreadable result is redone, not trusted
+  }
+}
+
+void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& axes,
+                      const std::vector<SweepCell>& cells) {
+  fs::create_directories(out_dir);
+  const std::string csv_path = (fs::path(out_dir) / "sweep.csv").string();
+  {
+    std::ofstream csv(csv_path + ".tmp");
+    csv << "cell";
+    for (const auto& axis : axes) csv << "," << csvField(axis.key);
+    csv << ",status,knn_top1,linear_top1,dir\n";
+    for (const auto& c : cells) {
+      csv << c.index;
+      for (const auto& v : c.values) csv << "," << csvField(valueText(v));
+      csv << "," << c.status << ",";
+      if (c.knn_top1) csv << *c.knn_top1;
+      csv << ",";
+      if (c.linear_top1) csv << *c.linear_top1;
+      csv << "," << csvField(c.dir) << "\n";
+    }
+    if (!csv) throw MstError("cannot write " + csv_path);
+  }
+  fs::rename(csv_path + ".tmp", csv_path);
+
+  std::vector<TableColumn> columns;
+  TableColumn index{"cell"}, status{"status", true}, knn{"knn_top1"}, linear{"linear_top1"};
+  for (const auto& c : cells) {
+    index.numbers.push_back(static_cast<double>(c.index));
+    status.strings.push_back(c.status);
+    knn.numbers.push_back(c.knn_top1.value_or(std::nan("")));
+    linear.numbers.push_back(c.linear_top1.value_or(std::nan("")));
+  }
+  columns.push_back(index);
+  json grid = json::array();
+  for (size_t a = 0; a < axes.size(); ++a) {
+    bool numeric = true;
+    for (const auto& v : axes[a].values) numeric = numeric && v.is_number();
+    TableColumn col{axes[a].key, !numeric};
+    for (const auto& c : cells) {
+      if (numeric)
+        col.numbers.push_back(c.values[a].get<double>());
+      else
+        col.strings.push_back(valueText(c.values[a]));
+    }
+    columns.push_back(col);
+    grid.push_back({{"key", axes[a].key}, {"values", axes[a].values}});
+  }
+  columns.push_back(status);
+  columns.push_back(knn);
+  columns.push_back(linear);
+  writeTableFile((fs::path(out_dir) / "sweep.h5").string(), "sweep", columns,
+                 json{{"grid", grid}}.dump());
+}
+
+std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& axes,
+                                const SweepOptions& options, SweepObserver* observer,
+                                const std::atomic<bool>* stop) {
+  auto cells = expandGrid(base, axes, options.out_dir);
+  fs::create_directories(options.out_dir);
+  for (auto& cell : cells) {
+    if (auto result = readCellResult(cell.dir)) {
+      cell.status = "done";
+      if (result->contains("knn_top1")) cell.knn_top1 = (*result)["knn_top1"].get<double>();
+      if (result->contains("linear_top1")) cell.linear_top1 = (*result)["linear_top1"].get<double>();
+    }
+  }
+  std::mutex mutex;  // guards `cells`, `next`, the tables and the observer
+  size_t next = 0;
+  writeSweepTables(options.out_dir, axes, cells);
+
+  auto work = [&](torch::Device device) {
+    while (true) {
+      SweepCell* cell = nullptr;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        while (next < cells.size() && cells[next].status == "done") ++next;
+        if (next >= cells.size() || (stop && stop->load())) return;
+        cell = &cells[next++];
+        cell->status = "running";
+        writeSweepTables(options.out_dir, axes, cells);
+        if (observer) observer->onCellStarted(*cell);
+      }
+      json result;
+      try {
+        json config = base;
+        for (size_t a = 0; a < axes.size(); ++a)
+          applyOverride(config, axes[a].key + "=" + cell->values[a].dump());
+        Config c = configFromJson(config, "sweep cell " + std::to_string(cell->index));
+        TrainerOptions to;
+        to.out_dir = cell->dir;
+        to.resume = true;  // a cell interrupted mid-training continues where it stopped
+        to.max_steps = options.max_steps;
+        to.device = device;
+        auto summary = Trainer(c, to).run(stop);
+        if (summary.stopped) {
+          std::lock_guard<std::mutex> lock(mutex);
+          cell->status = "pending";
+          writeSweepTables(options.out_dir, axes, cells);
+          return;
+        }
+        auto engine = makeEvalEngine(c, summary.checkpoint, device);
+        EvalOptions eo = options.eval;
+        eo.device = device;
+        result["cell"] = cell->index;
+        for (size_t a = 0; a < axes.size(); ++a) result["grid"][axes[a].key] = cell->values[a];
+        result["steps"] = summary.steps;
+        result["loss"] = summary.loss;
+        if (options.knn) result.update(evaluateKnn(*engine, c, FeatureKind::TeacherCls, eo));
+        if (options.linear) {
+          auto linear = evaluateLinear(*engine, c, FeatureKind::TeacherCls, eo);
+          result["linear_top1"] = linear["linear_top1"];
+          result["linear_train_top1"] = linear["linear_train_top1"];
+        }
+        writeJsonAtomically((fs::path(cell->dir) / "result.json").string(), result);
+        std::lock_guard<std::mutex> lock(mutex);
+        cell->status = "done";
+        if (result.contains("knn_top1")) cell->knn_top1 = result["knn_top1"].get<double>();
+        if (result.contains("linear_top1")) cell->linear_top1 = result["linear_top1"].get<double>();
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mutex);
+        cell->status = "failed";
+        cell->error = e.what();
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      writeSweepTables(options.out_dir, axes, cells);
+      if (observer) observer->onCellFinished(*cell);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t d = 1; d < options.devices.size(); ++d) threads.emplace_back(work, options.devices[d]);
+  work(options.devices.empty() ? torch::Device(torch::kCPU) : options.devices.front());
+  for (auto& t : threads) t.join();
+  return cells;
+}
+
+}  // namespace mst

@@ -1,0 +1,69 @@
+/// @brief Grid sweeps over config keys (Tables 4 and 5): one run per cell, k-NN / linear read-outs.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/eval/evaluate.h"
+
+namespace mst {
+
+struct SweepAxis {
+  std::string key;                    ///< a config key, e.g. masking.p
+  std::vector<nlohmann::json> values;
+};
+
+struct SweepCell {
+  int64_t index = 0;
+  std::vector<nlohmann::json> values;  ///< one per axis
+  std::string dir;                     ///< the cell's run folder
+  std::string status = "pending";      ///< pending | running | done | failed
+  std::optional<double> knn_top1, linear_top1;
+  std::string error;
+};
+
+struct SweepOptions {
+  std::string out_dir;
+  int64_t max_steps = 0;  ///< cut each cell's training at N steps; 0 = the full schedule
+  bool knn = true, linear = true;
+  std::vector<torch::Device> devices{torch::kCPU};  ///< one cell at a time per device
+  EvalOptions eval;
+};
+
+/// Parses "key=v1,v2,..." (values as JSON, else strings); MstError naming the key on bad input.
+SweepAxis parseAxis(const std::string& spec);
+/// The paper's Table 5 grid: masking.p ∈ {0.05, 0.1, 0.15} × masking.num ∈ {1, 2, 4, 8}.
+std::vector<SweepAxis> defaultGrid();
+/// Cartesian product, the last axis varying fastest; every cell's config is validated first.
+std::vector<SweepCell> expandGrid(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
+                                  const std::string& out_dir);
+
+class SweepObserver {
+ public:
+  virtual ~SweepObserver() = default;
+  virtual void onCellStarted(const SweepCell&) {}
+  virtual void onCellFinished(const SweepCell&) {}
+};
+
+/// Runs every cell not already finished (a cell is finished when its folder holds result.json),
+/// rewriting out_dir/sweep.csv and out_dir/sweep.h5 after each. A failing cell is recorded and
+/// the sweep goes on. Returns the cells with their results.
+std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
+                                const SweepOptions& options, SweepObserver* observer = nullptr,
+                                const std::atomic<bool>* stop = nullptr);
+
+/// Writes sweep.csv (one row per cell: index, grid values, status, knn_top1, linear_top1) and
+/// sweep.h5 (/sweep/<column> datasets, /sweep attribute json with the grid).
+void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& axes,
+                      const std::vector<SweepCell>& cells);
+
+/// Reads a finished cell's result.json, if any.
+std::optional<nlohmann::json> readCellResult(const std::string& dir);
+
+}  // namespace mst

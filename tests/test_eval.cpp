@@ -1,0 +1,174 @@
+/// @brief k-NN (App. D), linear probe (App. E) and resumable sweeps.
+#include <torch/torch.h>
+#include <QtTest/QtTest>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/eval/knn.h"
+#include "core/eval/linear_probe.h"
+#include "core/eval/sweep.h"
+#include "core/log/run_log.h"
+#include "core/util/error.h"
+
+using namespace mst;
+
+namespace {
+
+/// `per_class` points around each of `classes` orthogonal directions, well separated.
+FeatureSet clusters(int64_t classes, int64_t per_class, int64_t dim, double noise, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto labels = torch::arange(classes).repeat_interleave(per_class);
+  auto centres = torch::eye(classes, dim) * 5.0;
+  auto x = centres.index_select(0, labels) + noise * torch::randn({classes * per_class, dim});
+  return {x, labels};
+}
+
+bool fashionMnistPresent() {
+  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+class StopAfterFirst : public SweepObserver {
+ public:
+  explicit StopAfterFirst(std::atomic<bool>* stop) : stop_(stop) {}
+  void onCellStarted(const SweepCell& c) override { started.push_back(c.index); }
+  void onCellFinished(const SweepCell&) override {
+    if (stop_) stop_->store(true);
+  }
+  std::vector<int64_t> started;
+
+ private:
+  std::atomic<bool>* stop_;
+};
+
+}  // namespace
+
+class TestEval : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void knnSeparatedClustersAreExact() {
+    auto bank = clusters(5, 40, 16, 0.3, 1), queries = clusters(5, 10, 16, 0.3, 2);
+    KnnOptions o;
+    o.ks = {1, 10, 20};
+    o.num_classes = 5;
+    auto acc = knnAccuracy(torch::nn::functional::normalize(bank.features,
+                                                            torch::nn::functional::NormalizeFuncOptions().dim(1)),
+                           bank.labels,
+                           torch::nn::functional::normalize(queries.features,
+                                                            torch::nn::functional::NormalizeFuncOptions().dim(1)),
+                           queries.labels, o);
+    for (auto& [k, a] : acc) QCOMPARE(a, 100.0);
+  }
+
+  void knnVoteIsWeightedByExpSimOverT() {
+    // Two class-0 neighbours at cosine 0.5 and one class-1 neighbour at cosine 0.6 (k = 3):
+    // a plain majority says 0; the exp(sim/T) vote says 1 when exp(0.6/T) > 2 exp(0.5/T).
+    auto unit = [](double c) { return std::vector<double>{c, std::sqrt(1 - c * c)}; };
+    auto a = unit(0.5), b = unit(0.6);
+    auto bank = torch::tensor({a[0], a[1], a[0], -a[1], b[0], b[1]}, torch::kFloat).view({3, 2});
+    auto labels = torch::tensor({0, 0, 1}, torch::kLong);
+    auto query = torch::tensor({1.0, 0.0}, torch::kFloat).view({1, 2});
+    KnnOptions o;
+    o.ks = {3};
+    o.num_classes = 2;
+    o.temperature = 0.07;  // exp(0.1/0.07) = 4.17 > 2 → class 1
+    QCOMPARE(knnPredict(bank, labels, query, o)[3].item<int64_t>(), int64_t{1});
+    o.temperature = 0.5;   // exp(0.1/0.5) = 1.22 < 2 → class 0
+    QCOMPARE(knnPredict(bank, labels, query, o)[3].item<int64_t>(), int64_t{0});
+  }
+
+  void chunkedEqualsUnchunked() {
+    torch::manual_seed(3);
+    auto norm = [](const torch::Tensor& x) {
+      return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    };
+    auto bank = norm(torch::randn({500, 24})), queries = norm(torch::randn({77, 24}));
+    auto labels = torch::randint(0, 7, {500}, torch::kLong);
+    KnnOptions whole;
+    whole.ks = {5, 20};
+    whole.num_classes = 7;
+    KnnOptions chunked = whole;
+    chunked.bank_chunk = 37;
+    chunked.query_chunk = 11;
+    auto a = knnPredict(bank, labels, queries, whole), b = knnPredict(bank, labels, queries, chunked);
+    for (int64_t k : whole.ks) QVERIFY(torch::equal(a[k], b[k]));
+  }
+
+  void linearProbeSeparatesLinearlySeparableData() {
+    torch::manual_seed(4);
+    auto x = torch::randn({600, 8});
+    auto w = torch::randn({8, 3});
+    auto y = torch::matmul(x, w).argmax(1);  // labels from a linear rule: separable
+    FeatureSet train{x.narrow(0, 0, 500), y.narrow(0, 0, 500)};
+    FeatureSet test{x.narrow(0, 500, 100), y.narrow(0, 500, 100)};
+    LinearProbeOptions o;
+    o.epochs = 60;
+    o.num_classes = 3;
+    o.lr = 0.5;
+    auto r = linearProbe(train, test, o);
+    QVERIFY2(r.train_top1 > 97.0, qPrintable(QString::number(r.train_top1)));
+    QVERIFY2(r.test_top1 > 93.0, qPrintable(QString::number(r.test_top1)));
+  }
+
+  void gridParsingAndExpansion() {
+    auto axis = parseAxis("masking.strategy=none,random,attention_guided");
+    QCOMPARE(axis.values.size(), size_t{3});
+    QVERIFY(axis.values[1].is_string());
+    auto num = parseAxis("masking.num=1,2");
+    QVERIFY(num.values[0].is_number_integer());
+    auto cells = expandGrid(nlohmann::json::object(), {axis, num}, "/tmp/x");
+    QCOMPARE(cells.size(), size_t{6});
+    QCOMPARE(cells[1].values[1].get<int>(), 2);  // last axis fastest
+    QVERIFY_THROWS_EXCEPTION(MstError, parseAxis("masking.p"));
+    QVERIFY_THROWS_EXCEPTION(MstError, expandGrid(nlohmann::json::object(),
+                                                  {parseAxis("masking.p=0.1,7")}, "/tmp/x"));
+    QCOMPARE(defaultGrid().size(), size_t{2});
+  }
+
+  void sweepResumesWithoutRedoingCells() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    at::set_num_threads(2);
+    QTemporaryDir dir;
+    nlohmann::json base = {{"model", {{"preset", "vit_micro28"}}},
+                           {"data", {{"limit", 64}}},
+                           {"crops", {{"local_crops", 1}}},
+                           {"train", {{"batch_size", 16}, {"epochs", 1}, {"snapshot_every", 0}}}};
+    std::vector<SweepAxis> axes{parseAxis("masking.num=1,8")};
+    SweepOptions o;
+    o.out_dir = dir.path().toStdString();
+    o.max_steps = 2;
+    o.eval.train_limit = 200;
+    o.eval.test_limit = 100;
+    o.eval.ks = {5};
+    o.eval.linear.epochs = 2;
+    std::atomic<bool> stop{false};
+    StopAfterFirst first(&stop);
+    auto cells = runSweep(base, axes, o, &first, &stop);
+    QCOMPARE(first.started, (std::vector<int64_t>{0}));
+    QCOMPARE(cells[0].status, std::string("done"));
+    QCOMPARE(cells[1].status, std::string("pending"));
+    QVERIFY(cells[0].knn_top1.has_value() && *cells[0].knn_top1 >= 0 && *cells[0].knn_top1 <= 100);
+
+    StopAfterFirst second(nullptr);
+    cells = runSweep(base, axes, o, &second, nullptr);
+    QCOMPARE(second.started, (std::vector<int64_t>{1}));  // cell 0 is not redone
+    QCOMPARE(cells[1].status, std::string("done"));
+
+    std::ifstream csv(o.out_dir + "/sweep.csv");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(csv, line);) lines.push_back(line);
+    QCOMPARE(lines.size(), size_t{3});  // header + one row per cell
+    QVERIFY(QString::fromStdString(lines[0]).startsWith("cell,masking.num,status,knn_top1"));
+    QVERIFY(QString::fromStdString(lines[1]).startsWith("0,1,done,"));
+    QVERIFY(QString::fromStdString(lines[2]).startsWith("1,8,done,"));
+    auto nums = readLogDataset(o.out_dir + "/sweep.h5", "/sweep/masking.num");
+    QCOMPARE(nums, (std::vector<double>{1, 8}));
+    auto knn = readLogDataset(o.out_dir + "/sweep.h5", "/sweep/knn_top1");
+    QCOMPARE(knn.size(), size_t{2});
+    QVERIFY(std::isfinite(knn[0]) && std::isfinite(knn[1]));
+  }
+};
+
+QTEST_APPLESS_MAIN(TestEval)
+#include "test_eval.moc"
