@@ -395,14 +395,14 @@ void TestRunLog::inspectFileLayout() {
   mst::ProbeViews views = knownViews(shape, 3);
   mst::writeInspectFile(path, views, config);
   QVERIFY(!std::filesystem::exists(path + ".tmp"));
-  QCOMPARE(qs(mst::readLogAttribute(path, "/inspect", "json")), qs(config));
+  QCOMPARE(qs(mst::readLogAttribute(path, "/inspect/config", "json")), qs(config));
   const std::map<std::string, std::pair<std::vector<int64_t>, std::string>> expected{
       {"images", {{2, 1, 4, 4}, "f32"}},
       {"reconstruction", {{2, 1, 4, 4}, "f32"}},
       {"attention", {{2, 2, 2}, "f32"}},
       {"mask_random", {{2, 2, 2}, "u8"}},
       {"mask_guided", {{2, 2, 2}, "u8"}}};
-  QCOMPARE(mst::listLogGroup(path, "/inspect").size(), expected.size());
+  QCOMPARE(mst::listLogGroup(path, "/inspect").size(), expected.size() + 1);  // + config
   for (const auto& [name, want] : expected) {
     std::vector<int64_t> dims;
     std::vector<float> values = mst::readLogArray(path, "/inspect/" + name, &dims);
@@ -417,7 +417,7 @@ void TestRunLog::inspectFileLayout() {
   // A bad view leaves the existing file untouched.
   views.reconstruction = torch::zeros({1, 1, 4, 4});
   QVERIFY_THROWS_EXCEPTION(c10::Error, mst::writeInspectFile(path, views, "{}"));
-  QCOMPARE(qs(mst::readLogAttribute(path, "/inspect", "json")), qs(config));
+  QCOMPARE(qs(mst::readLogAttribute(path, "/inspect/config", "json")), qs(config));
 }
 
 void TestRunLog::resumeOnForeignFileNamesIt_data() {

@@ -9,14 +9,22 @@
 namespace mst {
 namespace {
 
-struct Splits {
-  std::unique_ptr<Dataset> train, test;
+struct SplitFeatures {
+  FeatureSet train, test;
+  int64_t num_classes = 0;
 };
 
-Splits openSplits(const Config& config) {
+/// Features of both splits; evaluation uses the whole training split (not data.limit) unless
+/// EvalOptions limits it.
+SplitFeatures splitFeatures(Engine& engine, const Config& config, FeatureKind kind,
+                            const EvalOptions& o) {
   DataConfig data = config.data;
-  data.limit = 0;  // evaluation uses the whole training split unless EvalOptions limits it
-  return {openDataset(data, true), openDataset(data, false)};
+  data.limit = 0;
+  auto train = openDataset(data, true);
+  auto test = openDataset(data, false);
+  return {extractFeatures(engine, *train, kind, o.train_limit, o.batch),
+          extractFeatures(engine, *test, kind, o.test_limit, o.batch),
+          std::max(train->numClasses(), test->numClasses())};
 }
 
 }  // namespace
@@ -48,13 +56,13 @@ std::unique_ptr<Engine> makeEvalEngine(const Config& config, const std::string& 
 
 nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kind,
                            const EvalOptions& o) {
-  auto splits = openSplits(config);
-  auto bank = extractFeatures(engine, *splits.train, kind, o.train_limit, o.batch);
-  auto queries = extractFeatures(engine, *splits.test, kind, o.test_limit, o.batch);
+  auto splits = splitFeatures(engine, config, kind, o);
+  const auto& bank = splits.train;
+  const auto& queries = splits.test;
   KnnOptions ko;
   ko.ks = o.ks;
   ko.temperature = o.temperature;
-  ko.num_classes = std::max(splits.train->numClasses(), splits.test->numClasses());
+  ko.num_classes = splits.num_classes;
   auto acc = knnAccuracy(l2Normalize(bank.features.to(o.device)), bank.labels,
                          l2Normalize(queries.features.to(o.device)), queries.labels, ko);
   nlohmann::json out;
@@ -71,11 +79,11 @@ nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kin
 
 nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind kind,
                               const EvalOptions& o) {
-  auto splits = openSplits(config);
-  auto train = extractFeatures(engine, *splits.train, kind, o.train_limit, o.batch);
-  auto test = extractFeatures(engine, *splits.test, kind, o.test_limit, o.batch);
+  auto splits = splitFeatures(engine, config, kind, o);
+  const auto& train = splits.train;
+  const auto& test = splits.test;
   LinearProbeOptions lo = o.linear;
-  lo.num_classes = std::max(splits.train->numClasses(), splits.test->numClasses());
+  lo.num_classes = splits.num_classes;
   auto r = linearProbe(train, test, lo);
   return {{"linear_top1", r.test_top1}, {"linear_train_top1", r.train_top1},
           {"features", featureKindName(kind)}, {"epochs", lo.epochs},

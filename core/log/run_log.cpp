@@ -325,6 +325,29 @@ struct RowGroup {
   hsize_t rows = 0;
 };
 
+/// Builds a fresh HDF5 file at `path` + ".tmp" with `fill(file)`, then renames it over `path`, so a
+/// reader never sees half a file and a failure leaves any previous file untouched.
+void writeFileAtomically(const std::string& path, const std::string& where,
+                         const std::function<void(hid_t)>& fill) {
+  ErrorSilencer silence;
+  const std::string tmp = path + ".tmp";
+  try {
+    {
+      FileHandle file(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                            where + " (" + tmp + ")", "cannot create"));
+      fill(file.get());
+      // Closed explicitly (not by the destructor) so that a failed final write is reported.
+      if (file.close() < 0) fail(where, "cannot write " + tmp);
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw MstError(where + ": cannot rename " + tmp + " to it");
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+
 }  // namespace
 
 struct RunLog::Impl {
@@ -677,94 +700,64 @@ void writeInspectFile(const std::string& path, const ProbeViews& views,
       hostViews(views, n, views.images.size(1), views.images.size(2), views.images.size(3),
                 views.attention.size(1), views.attention.size(2));
 
-  ErrorSilencer silence;
-  const std::string tmp = path + ".tmp";
   const std::string where = "inspect file " + path;
-  try {
-    {
-      FileHandle file(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
-                            "inspect file " + tmp, "cannot create"));
-      GroupHandle group(
-          check(H5Gcreate2(file.get(), "/inspect", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), where,
-                "cannot create /inspect"));
-      for (int i = 0; i < 5; ++i) {
-        const std::string name = kSnapshotNames[i];
-        const torch::Tensor& t = host[i];
-        const bool mask = isMaskName(name);
-        std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
-        const std::string what = "cannot write /inspect/" + name;
-        SpaceHandle space(check(
-            H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), where, what));
-        DatasetHandle dset(
-            check(H5Dcreate2(group.get(), name.c_str(), mask ? H5T_STD_U8LE : H5T_IEEE_F32LE,
-                             space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                  where, what));
-        if (t.numel() > 0 && H5Dwrite(dset.get(), mask ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
-                                      H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
-          fail(where, what);
-      }
-      writeStringAttribute(group.get(), "/inspect", "json", config_json, where);
-      group.reset();
-      // Closed explicitly (not by the destructor) so that a failed final write is reported.
-      if (file.close() < 0) fail(where, "cannot write " + tmp);
+  writeFileAtomically(path, where, [&](hid_t file) {
+    GroupHandle group(check(H5Gcreate2(file, "/inspect", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                            where, "cannot create /inspect"));
+    for (int i = 0; i < 5; ++i) {
+      const std::string name = kSnapshotNames[i];
+      const torch::Tensor& t = host[i];
+      const bool mask = isMaskName(name);
+      std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+      const std::string what = "cannot write /inspect/" + name;
+      SpaceHandle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                              where, what));
+      DatasetHandle dset(check(H5Dcreate2(group.get(), name.c_str(),
+                                          mask ? H5T_STD_U8LE : H5T_IEEE_F32LE, space.get(),
+                                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                               where, what));
+      if (t.numel() > 0 && H5Dwrite(dset.get(), mask ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
+                                    H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
+        fail(where, what);
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw MstError(where + ": cannot rename " + tmp + " to it");
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
+    // DESIGN.md: the settings live in attribute `json` of /inspect/config.
+    GroupHandle config(check(
+        H5Gcreate2(group.get(), "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), where,
+        "cannot create /inspect/config"));
+    writeStringAttribute(config.get(), "/inspect/config", "json", config_json, where);
+  });
 }
 
 void writeTableFile(const std::string& path, const std::string& group_name,
                     const std::vector<TableColumn>& columns, const std::string& json) {
-  ErrorSilencer silence;
-  const std::string tmp = path + ".tmp";
   const std::string where = "table file " + path;
   const std::string group_path = "/" + group_name;
-  try {
-    {
-      FileHandle file(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
-                            "table file " + tmp, "cannot create"));
-      GroupHandle group(check(H5Gcreate2(file.get(), group_path.c_str(), H5P_DEFAULT,
-                                         H5P_DEFAULT, H5P_DEFAULT),
-                              where, "cannot create " + group_path));
-      for (const auto& column : columns) {
-        const std::string what = "cannot write " + group_path + "/" + column.name;
-        const hsize_t rows = column.is_string ? column.strings.size() : column.numbers.size();
-        SpaceHandle space(check(H5Screate_simple(1, &rows, nullptr), where, what));
-        if (column.is_string) {
-          size_t width = 1;
-          for (const auto& text : column.strings) width = std::max(width, text.size() + 1);
-          TypeHandle type = fixedStringType(width, where);
-          std::vector<char> buffer(rows * width, '\0');
-          for (size_t i = 0; i < rows; ++i)
-            std::copy(column.strings[i].begin(), column.strings[i].end(), buffer.begin() + i * width);
-          DatasetHandle dset(check(H5Dcreate2(group.get(), column.name.c_str(), type.get(),
-                                              space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                                   where, what));
-          if (rows > 0 &&
-              H5Dwrite(dset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0)
-            fail(where, what);
-        } else {
-          DatasetHandle dset(check(H5Dcreate2(group.get(), column.name.c_str(), H5T_IEEE_F64LE,
-                                              space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                                   where, what));
-          if (rows > 0 && H5Dwrite(dset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                   column.numbers.data()) < 0)
-            fail(where, what);
-        }
-      }
-      writeStringAttribute(group.get(), group_path, "json", json, where);
-      group.reset();
-      if (file.close() < 0) fail(where, "cannot write " + tmp);
+  writeFileAtomically(path, where, [&](hid_t file) {
+    GroupHandle group(check(
+        H5Gcreate2(file, group_path.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), where,
+        "cannot create " + group_path));
+    for (const auto& column : columns) {
+      const std::string what = "cannot write " + group_path + "/" + column.name;
+      const hsize_t rows = column.is_string ? column.strings.size() : column.numbers.size();
+      SpaceHandle space(check(H5Screate_simple(1, &rows, nullptr), where, what));
+      size_t width = 1;
+      for (const auto& text : column.strings) width = std::max(width, text.size() + 1);
+      TypeHandle text_type = fixedStringType(width, where);
+      const hid_t file_type = column.is_string ? text_type.get() : H5T_IEEE_F64LE;
+      const hid_t memory_type = column.is_string ? text_type.get() : H5T_NATIVE_DOUBLE;
+      std::vector<char> text(column.is_string ? rows * width : 0, '\0');
+      for (size_t i = 0; column.is_string && i < rows; ++i)
+        std::copy(column.strings[i].begin(), column.strings[i].end(), text.begin() + i * width);
+      const void* data = column.is_string ? static_cast<const void*>(text.data())
+                                          : static_cast<const void*>(column.numbers.data());
+      DatasetHandle dset(check(H5Dcreate2(group.get(), column.name.c_str(), file_type, space.get(),
+                                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                               where, what));
+      if (rows > 0 && H5Dwrite(dset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        fail(where, what);
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw MstError(where + ": cannot rename " + tmp + " to it");
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
+    writeStringAttribute(group.get(), group_path, "json", json, where);
+  });
 }
 
 std::vector<double> readLogDataset(const std::string& path, const std::string& dataset) {

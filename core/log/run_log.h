@@ -74,7 +74,7 @@ class RunLog {
 };
 
 /// Writes the `mst inspect` layout: /inspect/{images,attention,mask_random,mask_guided,
-/// reconstruction} and attribute /inspect json. Written beside `path` and renamed over it, so an
+/// reconstruction} and attribute `json` of the group /inspect/config. Written beside `path` and renamed over it, so an
 /// existing file is never left half-written. views: N may be 0; masks stored as uint8.
 void writeInspectFile(const std::string& path, const ProbeViews& views,
                       const std::string& config_json);
