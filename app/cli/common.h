@@ -47,6 +47,7 @@ Command registerInspect(CLI::App& app);
 Command registerBench(CLI::App& app);
 Command registerDoctor(CLI::App& app);
 Command registerConfig(CLI::App& app);
+Command registerLog(CLI::App& app);
 
 /// The final JSON line on stdout.
 void printResult(const nlohmann::json& result);

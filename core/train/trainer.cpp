@@ -164,12 +164,16 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     const int64_t done = engine.step();
 
     const bool log_now = done % config_.train.log_every == 0 || done == target;
-    const bool check_now = !options_.device.is_cuda() || log_now;
-    if (check_now) {
-      double ce = last.loss_ce.item<double>(), rec = last.loss_rec.item<double>();
-      if (!std::isfinite(ce) || !std::isfinite(rec)) {
-        std::string term = !std::isfinite(ce) ? "loss_ce" : "loss_rec";
-        std::string msg = "non-finite " + term + " at step " + std::to_string(step) +
+    // On the CPU every step is checked (a scalar read is free); on CUDA only where the host reads
+    // anyway, and always before a checkpoint, so that no checkpoint ever holds non-finite weights.
+    const bool checkpoint_now = done % config_.train.checkpoint_every == 0 || done == target;
+    if (!options_.device.is_cuda() || log_now || checkpoint_now) {
+      const std::pair<const char*, const torch::Tensor*> terms[] = {
+          {"loss_ce", &last.loss_ce}, {"loss_rec", &last.loss_rec}, {"loss", &last.loss},
+          {"grad_norm", &last.grad_norm}};  // a non-finite gradient has already spoilt the update
+      for (const auto& [name, value] : terms) {
+        if (std::isfinite(value->item<double>())) continue;
+        std::string msg = std::string("non-finite ") + name + " at step " + std::to_string(step) +
                           ": the run stopped; the last good checkpoint " + ckpt + " is kept";
         log.appendEvent(step, msg);
         log.flush();
@@ -209,7 +213,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     if (config_.train.snapshot_every > 0 && done % config_.train.snapshot_every == 0)
       snapshot(done);
     if (eval_every > 0 && (done % eval_every == 0 || done == total)) evaluate(done);
-    if (done % config_.train.checkpoint_every == 0 && done != target) save();
+    if (checkpoint_now && done != target) save();
     if (observer_) observer_->onProgress(progress);
   }
   save();
