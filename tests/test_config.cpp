@@ -75,6 +75,19 @@ class TestConfig : public QObject {
     }
   }
 
+  void fieldChecksForForms() {
+    Config c;
+    QCOMPARE(checkConfigValue(c, "masking.p", 0.2), std::string());
+    QVERIFY(QString::fromStdString(checkConfigValue(c, "masking.p", 1.5)).contains("masking.p"));
+    QVERIFY(QString::fromStdString(checkConfigValue(c, "model.heads", 5)).contains("model.heads"));
+    QVERIFY(QString::fromStdString(checkConfigValue(c, "train.epochs", "x")).contains("number"));
+    QVERIFY(!checkConfigValue(c, "no.such", 1).empty());
+    QCOMPARE(configValue(c, "masking.num").get<int64_t>(), c.masking.num);
+    auto keys = configKeys();
+    QVERIFY(keys.size() > 60);
+    for (const auto& k : keys) QVERIFY2(!k.help.empty(), k.key.c_str());
+  }
+
   void badFileNamesTheFile() {
     QTemporaryDir dir;
     const std::string path = dir.filePath("broken.json").toStdString();

@@ -526,6 +526,34 @@ void validateConfig(const Config& c) {
     fail("data.std", "must have as many entries as data.mean");
 }
 
+std::vector<ConfigKeyInfo> configKeys() {
+  std::vector<ConfigKeyInfo> out;
+  for (const auto& def : keyTable()) out.push_back({def.key, def.type, def.help});
+  return out;
+}
+
+json configValue(const Config& config, const std::string& key) {
+  const KeyDef* def = findKey(key);
+  if (!def) throw MstError("unknown config key '" + key + "'");
+  return def->get(config);
+}
+
+std::string checkConfigValue(const Config& config, const std::string& key, const json& value) {
+  const KeyDef* def = findKey(key);
+  if (!def) return "unknown config key '" + key + "'";
+  Config trial = config;
+  try {
+    def->set(trial, value);
+    if (key == "model.preset") trial.model = modelPreset(trial.model.preset);
+    validateConfig(trial);
+  } catch (const std::invalid_argument& e) {
+    return "config key " + key + " " + e.what();
+  } catch (const MstError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::string configKeysMarkdown() {
   Config defaults;
   std::ostringstream out;

@@ -126,6 +126,19 @@ nlohmann::json loadJsonFile(const std::string& path);
 void applyOverride(nlohmann::json& json, const std::string& assignment);
 /// Checks cross-field rules (image size divisible by the patch, heads divide dim, ...).
 void validateConfig(const Config& config);
+/// One documented key, for forms that list every key (the workbench's config editor).
+struct ConfigKeyInfo {
+  std::string key;   ///< dotted path, e.g. masking.p
+  std::string type;  ///< number | integer | bool | string | number[] | integer[]
+  std::string help;
+};
+std::vector<ConfigKeyInfo> configKeys();
+/// Value of `key` in `config` as JSON (MstError for an unknown key).
+nlohmann::json configValue(const Config& config, const std::string& key);
+/// The error a form shows at the field: "" when `key` = `value` is valid on top of `config`
+/// (type, range and the cross-field rules), else the same one-line message the parser gives.
+std::string checkConfigValue(const Config& config, const std::string& key,
+                             const nlohmann::json& value);
 /// Markdown table of every key with its type, default and meaning.
 std::string configKeysMarkdown();
 /// Names of the model presets, and the model config of one (MstError for an unknown name).
