@@ -37,7 +37,7 @@ Command registerEval(CLI::App& app) {
   linear->add_option("--lr", o->lr, "Peak SGD learning rate at batch 256");
   linear->add_option("--blocks", o->blocks, "CLS of the last N blocks, concatenated (1 or 4)")
       ->check(CLI::IsMember({1, 4}));
-  return {cmd, [o, knn, linear] {
+  return {cmd, [o, knn] {
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
                                                         : checkpointConfig(o->checkpoint);
             auto config = o->common.config(base);
@@ -62,7 +62,6 @@ Command registerEval(CLI::App& app) {
                                          : evaluateLinear(*engine, config, kind, eo);
             result["checkpoint"] = o->checkpoint.empty() ? "random init" : o->checkpoint;
             printResult(result);
-            (void)linear;
           }};
 }
 

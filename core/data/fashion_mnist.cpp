@@ -82,6 +82,20 @@ void checkByteCount(const std::string& path, const std::string& promise, uint64_
   }
 }
 
+/// Checks an IDX file's header length and magic number; `kind` is "image" or "label".
+void checkIdxHeader(const std::string& path, const std::vector<uint8_t>& bytes, size_t header,
+                    uint32_t magic, const std::string& kind) {
+  if (bytes.size() < header) {
+    throw MstError(path + ": truncated IDX file: expected a " + std::to_string(header) +
+                   "-byte header, found " + std::to_string(bytes.size()) + " bytes");
+  }
+  const uint32_t found = bigEndian32(bytes.data());
+  if (found != magic) {
+    throw MstError(path + ": not an IDX " + kind + " file (magic " + hex32(found) +
+                   ", expected " + hex32(magic) + ")");
+  }
+}
+
 }  // namespace
 
 FashionMnist::FashionMnist(const std::string& folder, bool train) : train_(train) {
@@ -93,15 +107,7 @@ FashionMnist::FashionMnist(const std::string& folder, bool train) : train_(train
   const std::string label_path = locate(folder, prefix + "-labels-idx1-ubyte");
 
   const std::vector<uint8_t> image_bytes = readAll(image_path);
-  if (image_bytes.size() < 16) {
-    throw MstError(image_path + ": truncated IDX file: expected a 16-byte header, found " +
-                   std::to_string(image_bytes.size()) + " bytes");
-  }
-  const uint32_t image_magic = bigEndian32(image_bytes.data());
-  if (image_magic != kImageMagic) {
-    throw MstError(image_path + ": not an IDX image file (magic " + hex32(image_magic) +
-                   ", expected " + hex32(kImageMagic) + ")");
-  }
+  checkIdxHeader(image_path, image_bytes, 16, kImageMagic, "image");
   const uint32_t count = bigEndian32(image_bytes.data() + 4);
   const uint32_t rows = bigEndian32(image_bytes.data() + 8);
   const uint32_t cols = bigEndian32(image_bytes.data() + 12);
@@ -116,15 +122,7 @@ FashionMnist::FashionMnist(const std::string& folder, bool train) : train_(train
       16 + pixel_bytes, image_bytes.size());
 
   const std::vector<uint8_t> label_bytes = readAll(label_path);
-  if (label_bytes.size() < 8) {
-    throw MstError(label_path + ": truncated IDX file: expected an 8-byte header, found " +
-                   std::to_string(label_bytes.size()) + " bytes");
-  }
-  const uint32_t label_magic = bigEndian32(label_bytes.data());
-  if (label_magic != kLabelMagic) {
-    throw MstError(label_path + ": not an IDX label file (magic " + hex32(label_magic) +
-                   ", expected " + hex32(kLabelMagic) + ")");
-  }
+  checkIdxHeader(label_path, label_bytes, 8, kLabelMagic, "label");
   const uint32_t label_count = bigEndian32(label_bytes.data() + 4);
   checkByteCount(label_path, std::to_string(label_count) + " labels", 8 + uint64_t(label_count),
                  label_bytes.size());

@@ -50,6 +50,15 @@ std::string csvField(const std::string& text) {
   return quoted + "\"";
 }
 
+/// The base config with the cell's grid values applied.
+json cellJson(const json& base, const std::vector<SweepAxis>& axes,
+              const std::vector<json>& values) {
+  json config = base;
+  for (size_t a = 0; a < axes.size(); ++a)
+    applyOverride(config, axes[a].key + "=" + values[a].dump());
+  return config;
+}
+
 }  // namespace
 
 SweepAxis parseAxis(const std::string& spec) {
@@ -93,10 +102,8 @@ std::vector<SweepCell> expandGrid(const json& base, const std::vector<SweepAxis>
     auto& cell = cells[i];
     cell.index = static_cast<int64_t>(i);
     cell.dir = (fs::path(out_dir) / cellName(cell.index, axes, cell.values)).string();
-    json config = base;
-    for (size_t a = 0; a < axes.size(); ++a)
-      applyOverride(config, axes[a].key + "=" + cell.values[a].dump());
-    configFromJson(config, "sweep cell " + std::to_string(i));  // reject a bad grid up front
+    // Reject a bad grid before any cell trains.
+    configFromJson(cellJson(base, axes, cell.values), "sweep cell " + std::to_string(i));
   }
   return cells;
 }
@@ -194,10 +201,8 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
       }
       json result;
       try {
-        json config = base;
-        for (size_t a = 0; a < axes.size(); ++a)
-          applyOverride(config, axes[a].key + "=" + cell->values[a].dump());
-        Config c = configFromJson(config, "sweep cell " + std::to_string(cell->index));
+        Config c = configFromJson(cellJson(base, axes, cell->values),
+                                  "sweep cell " + std::to_string(cell->index));
         TrainerOptions to;
         to.out_dir = cell->dir;
         to.resume = true;  // a cell interrupted mid-training continues where it stopped

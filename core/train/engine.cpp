@@ -118,7 +118,6 @@ StepMetrics Engine::trainStep(const torch::Tensor& images) {
   at::Generator gen = makeGenerator(options_.device, mixSeed(config_.train.seed, step_));
 
   auto views = augment_(images.to(options_.device), gen);
-  const int64_t B = images.size(0);
 
   // Teacher on the global crops only, never masked; its last-block CLS attention picks the mask.
   torch::Tensor teacher_out, attention;
@@ -172,7 +171,6 @@ StepMetrics Engine::trainStep(const torch::Tensor& images) {
   m.loss = m.loss.detach();
   m.loss_ce = m.loss_ce.detach();
   m.loss_rec = m.loss_rec.detach();
-  (void)B;
   ++step_;
   return m;
 }
@@ -245,8 +243,10 @@ void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra
   }
 }
 
-nlohmann::json readCheckpointMeta(const std::string& path) {
-  torch::serialize::InputArchive archive;
+namespace {
+
+/// Loads `path` into `archive` and returns its validated meta record.
+nlohmann::json openCheckpoint(const std::string& path, torch::serialize::InputArchive& archive) {
   nlohmann::json meta;
   try {
     archive.load_from(path);
@@ -261,14 +261,16 @@ nlohmann::json readCheckpointMeta(const std::string& path) {
   return meta;
 }
 
-nlohmann::json Engine::loadCheckpoint(const std::string& path) {
-  nlohmann::json meta = readCheckpointMeta(path);
+}  // namespace
+
+nlohmann::json readCheckpointMeta(const std::string& path) {
   torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(path);
-  } catch (const std::exception&) {
-    throw MstError("checkpoint " + path + " cannot be read (corrupt or not an MST checkpoint)");
-  }
+  return openCheckpoint(path, archive);
+}
+
+nlohmann::json Engine::loadCheckpoint(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  nlohmann::json meta = openCheckpoint(path, archive);
   auto model_now = configToJson(config_)["model"];
   auto model_then = meta["model"];
   model_now.erase("drop_path");
