@@ -18,7 +18,7 @@ done
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config
   qt6-base-dev qt6-svg-dev libqcustomplot-dev libgl-dev libxkbcommon-dev
   libtorch-dev libopenblas0-openmp libopencv-dev libhdf5-dev hdf5-tools
-  nlohmann-json3-dev libcli11-dev zlib1g-dev dataset-fashion-mnist xvfb xauth)
+  nlohmann-json3-dev libcli11-dev zlib1g-dev libgloo-dev dataset-fashion-mnist xvfb xauth)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

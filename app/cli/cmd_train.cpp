@@ -1,12 +1,24 @@
-/// @brief `mst train`: pre-train with a progress bar; DIR/run.h5 + DIR/checkpoint.pt.
+/// @brief `mst train`: pre-train with a progress bar; DIR/run.h5 + DIR/checkpoint.pt; one rank of
+/// a data-parallel run (torchrun/SLURM environment) or the launcher of one rank per local device.
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "app/cli/common.h"
+#include "core/dist/dist_context.h"
 #include "core/train/trainer.h"
+#include "core/util/devices.h"
+#include "core/util/error.h"
+
+extern char** environ;
 
 namespace mst::cli {
 namespace {
@@ -47,6 +59,82 @@ class ProgressPrinter : public TrainObserver {
   std::chrono::steady_clock::time_point printed_{};
 };
 
+/// This process's own argv, for starting more ranks of the same command.
+std::vector<std::string> ownCommandLine() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  std::string arg;
+  while (std::getline(in, arg, '\0')) args.push_back(arg);
+  if (args.empty()) throw MstError("cannot read this process's command line to start more ranks");
+  return args;
+}
+
+/// Ranks 1..world-1 of a one-machine run as child processes running this same command with the
+/// torchrun variables set; this process is rank 0. Children are killed if rank 0 fails.
+class LocalRanks {
+ public:
+  LocalRanks(int world, int port) {
+    const auto args = ownCommandLine();
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const char* ours[] = {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=",
+                          "MASTER_ADDR=", "MASTER_PORT="};
+    std::vector<std::string> base;
+    for (char** e = environ; *e; ++e) {
+      bool replaced = false;
+      for (const char* o : ours) replaced |= std::strncmp(*e, o, std::strlen(o)) == 0;
+      if (!replaced) base.emplace_back(*e);
+    }
+    for (int rank = 1; rank < world; ++rank) {
+      std::vector<std::string> env = base;
+      for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+               {"RANK", std::to_string(rank)},
+               {"WORLD_SIZE", std::to_string(world)},
+               {"LOCAL_RANK", std::to_string(rank)},
+               {"LOCAL_WORLD_SIZE", std::to_string(world)},
+               {"MASTER_ADDR", "127.0.0.1"},
+               {"MASTER_PORT", std::to_string(port)}})
+        env.push_back(k + "=" + v);
+      std::vector<char*> envp;
+      for (auto& e : env) envp.push_back(e.data());
+      envp.push_back(nullptr);
+      pid_t pid = 0;
+      // posix_spawn, not fork: LibTorch's threads make anything but exec unsafe in a fork child.
+      if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data()) != 0) {
+        killAll();
+        throw MstError("cannot start data-parallel rank " + std::to_string(rank));
+      }
+      pids_.push_back(pid);
+    }
+  }
+  ~LocalRanks() { killAll(); }
+
+  /// After rank 0 succeeded: every child's exit; MstError naming the first that failed.
+  void join() {
+    std::string failed;
+    for (size_t i = 0; i < pids_.size(); ++i) {
+      int status = 0;
+      if (waitpid(pids_[i], &status, 0) < 0) continue;
+      if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) && failed.empty())
+        failed = "data-parallel rank " + std::to_string(i + 1) + " failed (" +
+                 (WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                      : "exit status " + std::to_string(WEXITSTATUS(status))) +
+                 ")";
+    }
+    pids_.clear();
+    if (!failed.empty()) throw MstError(failed);
+  }
+
+ private:
+  void killAll() {
+    for (pid_t pid : pids_) ::kill(pid, SIGKILL);
+    for (pid_t pid : pids_) waitpid(pid, nullptr, 0);
+    pids_.clear();
+  }
+  std::vector<pid_t> pids_;
+};
+
 }  // namespace
 
 Command registerTrain(CLI::App& app) {
@@ -55,6 +143,8 @@ Command registerTrain(CLI::App& app) {
     std::string out;
     int64_t max_steps = 0;
     bool resume = false;
+    double dist_timeout = 600;
+    int ranks = 0;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("train", "Pre-train MST: DIR/run.h5 (log) and DIR/checkpoint.pt");
@@ -62,22 +152,74 @@ Command registerTrain(CLI::App& app) {
   cmd->add_option("--out", o->out, "Run folder")->required();
   cmd->add_option("--max-steps", o->max_steps, "Stop with a checkpoint once N steps are done");
   cmd->add_flag("--resume", o->resume, "Continue exactly from DIR/checkpoint.pt");
+  cmd->add_option("--dist-timeout", o->dist_timeout,
+                  "Data parallel: seconds a rank waits for a dead or hung peer before the run "
+                  "stops with an error")
+      ->check(CLI::Range(1.0, 86400.0));
+  cmd->add_option("--ranks", o->ranks,
+                  "Data-parallel ranks on this machine's CPU, one process each (a --device list "
+                  "starts one rank per GPU)")
+      ->check(CLI::Range(1, 256));
   return {cmd, [o] {
             auto config = o->common.config();
-            o->common.applyThreads(config);
             TrainerOptions to;
             to.out_dir = o->out;
             to.resume = o->resume;
             to.max_steps = o->max_steps;
-            to.device = o->common.device();
+            const auto devices = o->common.devices();
+            const auto timeout = std::chrono::milliseconds(
+                static_cast<int64_t>(std::llround(o->dist_timeout * 1000.0)));
+            std::unique_ptr<LocalRanks> children;
+            if (auto env = distContextFromEnv(); env && env->distributed()) {
+              // One rank of a torchrun/SLURM (or our own) launch: a device list or a bare "cuda"
+              // means the entry / GPU of this machine's LOCAL_RANK.
+              to.dist = *env;
+              if (devices.size() > 1) {
+                if (env->local_rank >= static_cast<int>(devices.size()))
+                  throw MstError("LOCAL_RANK " + std::to_string(env->local_rank) +
+                                 " has no entry in --device " + o->common.device_spec);
+                to.device = devices[env->local_rank];
+              } else if (o->common.device_spec == "cuda") {
+                to.device = torch::Device(torch::kCUDA,
+                                          static_cast<c10::DeviceIndex>(env->local_rank));
+              } else {
+                to.device = devices.front();
+              }
+            } else if (devices.size() > 1 || o->ranks > 1) {
+              const int world = devices.size() > 1 ? static_cast<int>(devices.size()) : o->ranks;
+              if (devices.size() > 1 && o->ranks > 0 && o->ranks != world)
+                throw MstError("--ranks " + std::to_string(o->ranks) + " disagrees with the " +
+                               std::to_string(world) + " devices of --device " +
+                               o->common.device_spec);
+              to.dist.world_size = world;
+              to.dist.master_port = freeTcpPort();
+              to.device = devices.front();
+              children = std::make_unique<LocalRanks>(world, to.dist.master_port);
+            } else {
+              to.device = devices.front();
+            }
+            to.dist.timeout = timeout;
+            // CPU ranks sharing a machine share its cores (torchrun's LOCAL_WORLD_SIZE).
+            if (to.dist.distributed() && to.device.is_cpu() && o->common.threads < 0 &&
+                config.train.threads == 0) {
+              const char* local_world = std::getenv("LOCAL_WORLD_SIZE");
+              const int share = children ? to.dist.world_size
+                                         : (local_world ? std::max(1, std::atoi(local_world)) : 1);
+              config.train.threads =
+                  std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / share);
+            }
+            o->common.applyThreads(config);
+            const bool rank0 = to.dist.rank == 0;
             ProgressPrinter printer;
             installStopHandlers();
-            auto s = Trainer(config, to, &printer).run(&g_stop);
+            auto s = Trainer(config, to, rank0 ? &printer : nullptr).run(&g_stop);
+            if (children) children->join();
+            if (!rank0) return;  // one run, one result line: rank 0's
             printResult({{"steps", s.steps}, {"total_steps", s.total_steps}, {"epoch", s.epoch},
                          {"loss", s.loss}, {"loss_ce", s.loss_ce}, {"loss_rec", s.loss_rec},
                          {"img_s", s.img_s}, {"finished", s.finished}, {"stopped", s.stopped},
                          {"corrupt_images", s.corrupt_images}, {"checkpoint", s.checkpoint},
-                         {"log", s.log}});
+                         {"log", s.log}, {"world_size", to.dist.world_size}});
           }};
 }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/util/devices.h"
 #include "core/util/error.h"
 
 namespace mst::cli {
@@ -75,15 +76,12 @@ torch::Device Common::device() const {
   auto all = devices();
   if (all.size() > 1)
     throw MstError("--device " + device_spec +
-                   ": this command runs on one device (data-parallel training is not available "
-                   "yet)");
+                   ": this command runs on one device (only `mst train` trains on several)");
   return all.front();
 }
 
 void Common::applyThreads(const Config& config) const {
-  int n = threads >= 0 ? threads : config.train.threads;
-  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(std::max(n, 1));
+  setComputeThreads(threads >= 0 ? threads : config.train.threads);
 }
 
 void printResult(const nlohmann::json& result) { std::cout << result.dump() << std::endl; }

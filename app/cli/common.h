@@ -29,6 +29,7 @@ struct Common {
   Config config(const nlohmann::json& base = nlohmann::json::object()) const;
   /// All devices named by --device (cuda:0,1 → two); MstError when CUDA is absent.
   std::vector<torch::Device> devices() const;
+  /// The one device named by --device; MstError for a list (only `mst train` takes one).
   torch::Device device() const;
   /// Sets LibTorch's thread count: --threads, else the config's train.threads, 0 = all cores.
   void applyThreads(const Config& config) const;

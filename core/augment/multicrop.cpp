@@ -8,15 +8,16 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-/// (B) uniform draws in [lo, hi).
+/// (B) uniform draws in [lo, hi): this shard's rows of the global batch's draw.
 torch::Tensor uniform(int64_t n, double lo, double hi, at::Generator& gen,
-                      const torch::TensorOptions& options) {
-  return torch::rand({n}, gen, options).mul_(hi - lo).add_(lo);
+                      const torch::TensorOptions& options, const BatchShard& shard) {
+  return shard.rand({n}, gen, options).mul_(hi - lo).add_(lo);
 }
 
 /// (B) bool, true with probability p.
-torch::Tensor coin(int64_t n, double p, at::Generator& gen, const torch::TensorOptions& options) {
-  return torch::rand({n}, gen, options) < p;
+torch::Tensor coin(int64_t n, double p, at::Generator& gen, const torch::TensorOptions& options,
+                   const BatchShard& shard) {
+  return shard.rand({n}, gen, options) < p;
 }
 
 /// Rows of `yes` where `apply` (B) is true, else rows of `no`.
@@ -67,19 +68,20 @@ torch::Tensor MultiCrop::denormalize(const torch::Tensor& x) const {
 }
 
 torch::Tensor MultiCrop::randomResizedCrop(const torch::Tensor& x, int64_t size, double smin,
-                                           double smax, at::Generator& gen) const {
+                                           double smax, at::Generator& gen,
+                                           const BatchShard& shard) const {
   const int64_t B = x.size(0);
   auto opt = x.options();
   // Area fraction and log-uniform aspect ratio, as torchvision's RandomResizedCrop; crops that
   // would leave the image are shrunk to fit instead of re-drawn, to stay batched.
-  auto area = uniform(B, smin, smax, gen, opt);
-  auto log_ratio = uniform(B, std::log(3.0 / 4.0), std::log(4.0 / 3.0), gen, opt);
+  auto area = uniform(B, smin, smax, gen, opt, shard);
+  auto log_ratio = uniform(B, std::log(3.0 / 4.0), std::log(4.0 / 3.0), gen, opt, shard);
   auto ratio = log_ratio.exp();
   auto w = (area * ratio).sqrt().clamp_max_(1.0);  // fractions of the side
   auto h = (area / ratio).sqrt().clamp_max_(1.0);
-  auto cx = (torch::rand({B}, gen, opt) * 2 - 1) * (1 - w);  // centre in [-1, 1] coordinates
-  auto cy = (torch::rand({B}, gen, opt) * 2 - 1) * (1 - h);
-  auto flip = torch::where(coin(B, augment_.flip_p, gen, opt), torch::full({B}, -1.0, opt),
+  auto cx = (shard.rand({B}, gen, opt) * 2 - 1) * (1 - w);  // centre in [-1, 1] coordinates
+  auto cy = (shard.rand({B}, gen, opt) * 2 - 1) * (1 - h);
+  auto flip = torch::where(coin(B, augment_.flip_p, gen, opt, shard), torch::full({B}, -1.0, opt),
                            torch::ones({B}, opt));
   auto zero = torch::zeros({B}, opt);
   auto theta = torch::stack({torch::stack({w * flip, zero, cx}, 1), torch::stack({zero, h, cy}, 1)},
@@ -91,11 +93,12 @@ torch::Tensor MultiCrop::randomResizedCrop(const torch::Tensor& x, int64_t size,
                                      .align_corners(false));
 }
 
-torch::Tensor MultiCrop::gaussianBlur(const torch::Tensor& x, double p, at::Generator& gen) const {
+torch::Tensor MultiCrop::gaussianBlur(const torch::Tensor& x, double p, at::Generator& gen,
+                                      const BatchShard& shard) const {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   auto opt = x.options();
-  auto apply = coin(B, p, gen, opt);
-  auto sigma = uniform(B, augment_.blur_sigma_min, augment_.blur_sigma_max, gen, opt);
+  auto apply = coin(B, p, gen, opt, shard);
+  auto sigma = uniform(B, augment_.blur_sigma_min, augment_.blur_sigma_max, gen, opt, shard);
   if (p <= 0) return x;
   int64_t radius = static_cast<int64_t>(std::ceil(3.0 * augment_.blur_sigma_max));
   radius = std::min<int64_t>(radius, std::min(H, W) / 2 - 1);
@@ -114,15 +117,16 @@ torch::Tensor MultiCrop::gaussianBlur(const torch::Tensor& x, double p, at::Gene
   return y.view({B, C, H, W});
 }
 
-torch::Tensor MultiCrop::colorJitter(const torch::Tensor& x, at::Generator& gen) const {
+torch::Tensor MultiCrop::colorJitter(const torch::Tensor& x, at::Generator& gen,
+                                     const BatchShard& shard) const {
   const int64_t B = x.size(0);
   auto opt = x.options();
-  auto apply = coin(B, augment_.jitter_p, gen, opt);
+  auto apply = coin(B, augment_.jitter_p, gen, opt, shard);
   const auto& a = augment_;
-  auto b = uniform(B, 1 - a.brightness, 1 + a.brightness, gen, opt).view({-1, 1, 1, 1});
-  auto c = uniform(B, 1 - a.contrast, 1 + a.contrast, gen, opt).view({-1, 1, 1, 1});
-  auto s = uniform(B, 1 - a.saturation, 1 + a.saturation, gen, opt).view({-1, 1, 1, 1});
-  auto hue = uniform(B, -a.hue, a.hue, gen, opt).view({-1, 1, 1});
+  auto b = uniform(B, 1 - a.brightness, 1 + a.brightness, gen, opt, shard).view({-1, 1, 1, 1});
+  auto c = uniform(B, 1 - a.contrast, 1 + a.contrast, gen, opt, shard).view({-1, 1, 1, 1});
+  auto s = uniform(B, 1 - a.saturation, 1 + a.saturation, gen, opt, shard).view({-1, 1, 1, 1});
+  auto hue = uniform(B, -a.hue, a.hue, gen, opt, shard).view({-1, 1, 1});
   auto y = (x * b).clamp_(0, 1);
   auto gray = channels_ == 3 ? luminance(y) : y;
   y = ((y - gray.mean({1, 2, 3}, true)) * c + gray.mean({1, 2, 3}, true)).clamp_(0, 1);
@@ -144,25 +148,29 @@ torch::Tensor MultiCrop::colorJitter(const torch::Tensor& x, at::Generator& gen)
   return pick(apply, y, x);
 }
 
-torch::Tensor MultiCrop::randomGrayscale(const torch::Tensor& x, at::Generator& gen) const {
-  auto apply = coin(x.size(0), augment_.grayscale_p, gen, x.options());
+torch::Tensor MultiCrop::randomGrayscale(const torch::Tensor& x, at::Generator& gen,
+                                         const BatchShard& shard) const {
+  auto apply = coin(x.size(0), augment_.grayscale_p, gen, x.options(), shard);
   if (channels_ != 3) return x;
   return pick(apply, luminance(x).expand_as(x), x);
 }
 
-torch::Tensor MultiCrop::solarize(const torch::Tensor& x, double p, at::Generator& gen) const {
-  auto apply = coin(x.size(0), p, gen, x.options());
+torch::Tensor MultiCrop::solarize(const torch::Tensor& x, double p, at::Generator& gen,
+                                  const BatchShard& shard) const {
+  auto apply = coin(x.size(0), p, gen, x.options(), shard);
   return pick(apply, torch::where(x >= 0.5, 1 - x, x), x);
 }
 
-Views MultiCrop::operator()(const torch::Tensor& images, at::Generator& gen) const {
+Views MultiCrop::operator()(const torch::Tensor& images, at::Generator& gen,
+                            const BatchShard& shard) const {
   auto x = toFloat(images);
   const auto& c = crops_;
   auto globalView = [&](double blur_p, double solarize_p) {
-    auto v = randomResizedCrop(x, c.global_size, c.global_scale_min, c.global_scale_max, gen);
-    v = randomGrayscale(colorJitter(v, gen), gen);
-    v = gaussianBlur(v, blur_p, gen);
-    if (solarize_p > 0) v = solarize(v, solarize_p, gen);
+    auto v =
+        randomResizedCrop(x, c.global_size, c.global_scale_min, c.global_scale_max, gen, shard);
+    v = randomGrayscale(colorJitter(v, gen, shard), gen, shard);
+    v = gaussianBlur(v, blur_p, gen, shard);
+    if (solarize_p > 0) v = solarize(v, solarize_p, gen, shard);
     return normalize(v);
   };
   Views views;
@@ -172,9 +180,11 @@ Views MultiCrop::operator()(const torch::Tensor& images, at::Generator& gen) con
   if (c.local_crops > 0) {
     // All local crops in one batch: (N*B) rows, each crop j a contiguous block of B rows.
     auto rep = x.repeat({c.local_crops, 1, 1, 1});
-    auto v = randomResizedCrop(rep, c.local_size, c.local_scale_min, c.local_scale_max, gen);
-    v = randomGrayscale(colorJitter(v, gen), gen);
-    v = gaussianBlur(v, augment_.blur_p_local, gen);
+    const auto blocks = shard.grouped(c.local_crops);
+    auto v = randomResizedCrop(rep, c.local_size, c.local_scale_min, c.local_scale_max, gen,
+                               blocks);
+    v = randomGrayscale(colorJitter(v, gen, blocks), gen, blocks);
+    v = gaussianBlur(v, augment_.blur_p_local, gen, blocks);
     views.locals = normalize(v);
   }
   return views;

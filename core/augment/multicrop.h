@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/config/config.h"
+#include "core/dist/batch_shard.h"
 
 namespace mst {
 
@@ -15,14 +16,17 @@ struct Views {
 };
 
 /// Every random choice is drawn from the generator passed in, in batches: one call per
-/// augmentation per crop set, never a per-image loop.
+/// augmentation per crop set, never a per-image loop. Under data parallelism `shard` says which
+/// rows of the global batch the images are: parameters are drawn for the global batch and this
+/// rank keeps its rows, so N ranks see exactly the crops one process would for the whole batch.
 class MultiCrop {
  public:
   MultiCrop(const CropConfig& crops, const AugmentConfig& augment, int64_t channels,
             std::vector<double> mean, std::vector<double> std);
 
   /// images: (B, C_in, H, W) uint8 or float in [0,1] on the training device → Views.
-  Views operator()(const torch::Tensor& images, at::Generator& gen) const;
+  Views operator()(const torch::Tensor& images, at::Generator& gen,
+                   const BatchShard& shard = {}) const;
 
   /// Channel conversion + [0,1] scaling only: (B, C_in, H, W) → (B, channels, H, W) float.
   torch::Tensor toFloat(const torch::Tensor& images) const;
@@ -33,12 +37,16 @@ class MultiCrop {
   /// Random-resized crops: (B, C, H, W) → (B, C, size, size), area fraction in [smin, smax],
   /// aspect ratio in [3/4, 4/3], horizontal flip with probability flip_p.
   torch::Tensor randomResizedCrop(const torch::Tensor& x, int64_t size, double smin, double smax,
-                                  at::Generator& gen) const;
+                                  at::Generator& gen, const BatchShard& shard = {}) const;
   /// Per-sample Gaussian blur, applied to each row with probability p.
-  torch::Tensor gaussianBlur(const torch::Tensor& x, double p, at::Generator& gen) const;
-  torch::Tensor colorJitter(const torch::Tensor& x, at::Generator& gen) const;
-  torch::Tensor randomGrayscale(const torch::Tensor& x, at::Generator& gen) const;
-  torch::Tensor solarize(const torch::Tensor& x, double p, at::Generator& gen) const;
+  torch::Tensor gaussianBlur(const torch::Tensor& x, double p, at::Generator& gen,
+                             const BatchShard& shard = {}) const;
+  torch::Tensor colorJitter(const torch::Tensor& x, at::Generator& gen,
+                            const BatchShard& shard = {}) const;
+  torch::Tensor randomGrayscale(const torch::Tensor& x, at::Generator& gen,
+                                const BatchShard& shard = {}) const;
+  torch::Tensor solarize(const torch::Tensor& x, double p, at::Generator& gen,
+                         const BatchShard& shard = {}) const;
 
  private:
   CropConfig crops_;

@@ -24,6 +24,7 @@ struct KeyDef {
   std::string help;
   std::function<json(const Config&)> get;
   std::function<void(Config&, const json&)> set;
+  std::vector<std::string> choices;  ///< enumerated strings (for forms)
 };
 
 template <class T>
@@ -140,6 +141,15 @@ KeyDef field(std::string key, S Config::*section, T S::*member, std::string help
   return def;
 }
 
+/// An enumerated string key: checked with oneOf() and listed for forms.
+template <class S>
+KeyDef choiceField(std::string key, S Config::*section, std::string S::*member, std::string help,
+                   std::vector<std::string> choices) {
+  KeyDef def = field(std::move(key), section, member, std::move(help), oneOf(choices));
+  def.choices = std::move(choices);
+  return def;
+}
+
 const std::vector<KeyDef>& keyTable() {
   static const std::vector<KeyDef> table = [] {
     using C = Config;
@@ -149,8 +159,8 @@ const std::vector<KeyDef>& keyTable() {
                       "Data set location: the Fashion-MNIST folder (IDX .gz), the CIFAR-10 "
                       "binary folder, or an ImageFolder root (train/ and val/ with one sub-folder "
                       "per class)."));
-    t.push_back(field("data.format", &C::data, &DataConfig::format, "Reader for data.path.",
-                      oneOf({"fashion_mnist", "cifar10", "image_folder"})));
+    t.push_back(choiceField("data.format", &C::data, &DataConfig::format, "Reader for data.path.",
+                      {"fashion_mnist", "cifar10", "image_folder"}));
     t.push_back(field("data.limit", &C::data, &DataConfig::limit,
                       "Use only the first N training images; 0 = all.", atLeast<int64_t>(0)));
     t.push_back(field("data.load_size", &C::data, &DataConfig::load_size,
@@ -169,10 +179,10 @@ const std::vector<KeyDef>& keyTable() {
                       "Per-channel normalisation std; [] = the data set's own.",
                       allInRange(1e-6, 10)));
     // model
-    t.push_back(field("model.preset", &C::model, &ModelConfig::preset,
+    t.push_back(choiceField("model.preset", &C::model, &ModelConfig::preset,
                       "Architecture preset applied before the other model.* keys: vit_micro28, "
                       "vit_tiny28, vit_small28, deit_s16, deit_t16.",
-                      oneOf(modelPresetNames())));
+                      modelPresetNames()));
     t.push_back(field("model.image_size", &C::model, &ModelConfig::image_size,
                       "Global crop size G that the position embedding is made for.",
                       atLeast<int64_t>(4)));
@@ -254,9 +264,9 @@ const std::vector<KeyDef>& keyTable() {
     t.push_back(field("augment.solarize_p", &C::augment, &AugmentConfig::solarize_p,
                       "Solarisation probability of the second global crop.", inRange(0, 1)));
     // masking
-    t.push_back(field("masking.strategy", &C::masking, &MaskConfig::strategy,
+    t.push_back(choiceField("masking.strategy", &C::masking, &MaskConfig::strategy,
                       "Which patches the student sees as [MASK] (METHOD.md step 3).",
-                      oneOf({"none", "random", "attention_guided", "attention_high"})));
+                      {"none", "random", "attention_guided", "attention_high"}));
     t.push_back(field("masking.p", &C::masking, &MaskConfig::p,
                       "Masking probability of each candidate patch.", inRange(0, 1)));
     t.push_back(field("masking.num", &C::masking, &MaskConfig::num,
@@ -528,7 +538,7 @@ void validateConfig(const Config& c) {
 
 std::vector<ConfigKeyInfo> configKeys() {
   std::vector<ConfigKeyInfo> out;
-  for (const auto& def : keyTable()) out.push_back({def.key, def.type, def.help});
+  for (const auto& def : keyTable()) out.push_back({def.key, def.type, def.help, def.choices});
   return out;
 }
 

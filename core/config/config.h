@@ -131,6 +131,7 @@ struct ConfigKeyInfo {
   std::string key;   ///< dotted path, e.g. masking.p
   std::string type;  ///< number | integer | bool | string | number[] | integer[]
   std::string help;
+  std::vector<std::string> choices;  ///< the allowed values of an enumerated string, else empty
 };
 std::vector<ConfigKeyInfo> configKeys();
 /// Value of `key` in `config` as JSON (MstError for an unknown key).

@@ -36,6 +36,13 @@ Loader::Loader(const Dataset& dataset, LoaderOptions options)
     throw MstError("loader: batch size must be positive, got " +
                    std::to_string(options_.batch_size));
   }
+  if (options_.shard_count < 1 || options_.shard_rank < 0 ||
+      options_.shard_rank >= options_.shard_count ||
+      options_.batch_size % options_.shard_count != 0) {
+    throw MstError("loader: shard " + std::to_string(options_.shard_rank) + " of " +
+                   std::to_string(options_.shard_count) + " does not divide the batch of " +
+                   std::to_string(options_.batch_size));
+  }
   options_.workers = std::max(1, options_.workers);
   options_.prefetch = std::max(1, options_.prefetch);
   pin_ = options_.pin_memory && torch::cuda::is_available();
@@ -149,8 +156,10 @@ void Loader::workerLoop() {
 
 Batch Loader::makeBatch(int64_t batch_index) {
   const int64_t n = dataset_.size();
-  const int64_t first = batch_index * options_.batch_size;
-  const int64_t count = std::min(options_.batch_size, n - first);
+  // This shard's rows of the global batch; the whole batch when not sharded.
+  const int64_t local = options_.batch_size / options_.shard_count;
+  const int64_t first = batch_index * options_.batch_size + options_.shard_rank * local;
+  const int64_t count = std::max<int64_t>(0, std::min(local, n - first));
   const ImageShape shape = dataset_.shape();
   const int64_t bytes = shape.bytes();
 

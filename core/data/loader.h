@@ -27,6 +27,10 @@ struct LoaderOptions {
   int workers = 2;
   int prefetch = 4;
   bool pin_memory = false;  ///< page-locked host tensors (only when CUDA is available)
+  /// Data parallel: batch_size is the global batch, which fixes the order and the batches per
+  /// epoch; this loader delivers only rows [rank × b, (rank + 1) × b) of each, b = batch_size /
+  /// shard_count, so the ranks together read every global batch once.
+  int64_t shard_rank = 0, shard_count = 1;
 };
 
 struct Batch {

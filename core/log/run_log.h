@@ -23,6 +23,8 @@
 
 #include <torch/types.h>
 
+#include "core/log/log_reader.h"
+
 namespace mst {
 
 /// Per-probe-image views that the inspector and the snapshots share.
@@ -91,16 +93,5 @@ struct TableColumn {
 /// renamed into place (a reader never sees half a table). Used for sweep.h5.
 void writeTableFile(const std::string& path, const std::string& group,
                     const std::vector<TableColumn>& columns, const std::string& json);
-
-/// Readers (open read-only in SWMR mode, so they work on a file still being written).
-std::vector<double> readLogDataset(const std::string& path, const std::string& dataset);
-std::vector<std::string> listLogGroup(const std::string& path, const std::string& group);
-std::string readLogAttribute(const std::string& path, const std::string& object,
-                             const std::string& attribute);
-/// Reads a dataset of any rank as float (uint8 converted); shape in `dims`.
-std::vector<float> readLogArray(const std::string& path, const std::string& dataset,
-                                std::vector<int64_t>* dims);
-/// Reads a 1-D string dataset (fixed- or variable-length), e.g. `/events/message`.
-std::vector<std::string> readLogStrings(const std::string& path, const std::string& dataset);
 
 }  // namespace mst

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "core/dist/sync_batch_norm.h"
+
 namespace mst {
 
 std::vector<int64_t> decoderWidths(const ModelConfig& c) {
@@ -33,7 +35,14 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
   const auto g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
   TORCH_CHECK(g * g == n, "Decoder: patch count ", n, " is not a square grid");
   auto x = patches.transpose(1, 2).reshape({B, D, g, g});
-  return out(stages->forward(x));
+  if (sync_ == nullptr || !is_training()) return out(stages->forward(x));
+  for (auto& stage : *stages) {
+    if (auto* bn = stage.ptr()->as<torch::nn::BatchNorm2dImpl>())
+      x = syncBatchNorm(x, *bn, *sync_);
+    else
+      x = stage.forward<torch::Tensor>(x);
+  }
+  return out(x);
 }
 
 }  // namespace mst

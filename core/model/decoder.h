@@ -7,6 +7,8 @@
 
 namespace mst {
 
+class Communicator;
+
 /// Channel widths of the decoder stages: config.decoder_widths, or 256 halving per stage.
 std::vector<int64_t> decoderWidths(const ModelConfig& config);
 
@@ -15,9 +17,16 @@ class DecoderImpl : public torch::nn::Module {
   explicit DecoderImpl(const ModelConfig& config);
   /// patches: (B, n, D) with n = g*g → image (B, C, g*P, g*P) in normalised units.
   torch::Tensor forward(const torch::Tensor& patches);
+  /// Data parallel: in training mode, BatchNorm statistics come from every rank's rows (SyncBN,
+  /// paper App. C), so N ranks normalise as one process on the global batch would. nullptr
+  /// (the default) = plain BatchNorm. `comm` must outlive the decoder's use.
+  void setSync(Communicator* comm) { sync_ = comm; }
 
   torch::nn::Sequential stages{nullptr};
   torch::nn::Conv2d out{nullptr};
+
+ private:
+  Communicator* sync_ = nullptr;
 };
 TORCH_MODULE(Decoder);
 

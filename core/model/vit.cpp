@@ -18,12 +18,13 @@ void initLinear(torch::nn::Linear& layer) {
 }
 
 /// Per-sample residual-branch keep mask scaled by 1/keep (stochastic depth).
-torch::Tensor dropPath(const torch::Tensor& branch, double rate, at::Generator* gen) {
+torch::Tensor dropPath(const torch::Tensor& branch, double rate, at::Generator* gen,
+                       const BatchShard& shard) {
   if (rate <= 0.0 || gen == nullptr) return branch;
   double keep = 1.0 - rate;
   auto shape = std::vector<int64_t>(branch.dim(), 1);
   shape[0] = branch.size(0);
-  auto u = torch::rand(shape, *gen, branch.options());
+  auto u = shard.rand(shape, *gen, branch.options());
   return branch * (u < keep).to(branch.scalar_type()).div_(keep);
 }
 
@@ -60,9 +61,9 @@ BlockImpl::BlockImpl(int64_t dim, int64_t heads, double mlp_ratio) {
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::Generator* gen,
-                                 torch::Tensor* cls_attention) {
-  auto y = x + dropPath(attn(norm1(x), cls_attention), drop_path, gen);
-  return y + dropPath(fc2(torch::gelu(fc1(norm2(y)))), drop_path, gen);
+                                 torch::Tensor* cls_attention, const BatchShard& shard) {
+  auto y = x + dropPath(attn(norm1(x), cls_attention), drop_path, gen, shard);
+  return y + dropPath(fc2(torch::gelu(fc1(norm2(y)))), drop_path, gen, shard);
 }
 
 VitImpl::VitImpl(const ModelConfig& c)
@@ -112,7 +113,8 @@ torch::Tensor VitImpl::embed(const torch::Tensor& images, const torch::Tensor& m
 }
 
 VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
-                           bool want_attention, double drop_path, at::Generator* gen) {
+                           bool want_attention, double drop_path, at::Generator* gen,
+                           const BatchShard& shard) {
   auto x = embed(images, mask);
   VitOutput out;
   const int64_t depth = static_cast<int64_t>(blocks->size());
@@ -120,8 +122,8 @@ VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mas
     // DeiT rule: rates grow linearly from 0 to drop_path over the depth.
     double rate = depth > 1 ? drop_path * static_cast<double>(i) / (depth - 1) : drop_path;
     bool last = i == depth - 1;
-    x = blocks[i]->as<Block>()->forward(x, rate, gen,
-                                        last && want_attention ? &out.cls_attention : nullptr);
+    x = blocks[i]->as<Block>()->forward(
+        x, rate, gen, last && want_attention ? &out.cls_attention : nullptr, shard);
   }
   x = norm(x);
   out.cls = x.select(1, 0);

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/config/config.h"
+#include "core/dist/batch_shard.h"
 
 namespace mst {
 
@@ -28,9 +29,9 @@ class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(int64_t dim, int64_t heads, double mlp_ratio);
   /// x: (B, T, D) → (B, T, D). `drop_path` > 0 drops whole residual branches per sample, drawn
-  /// from `gen` (training of the student only).
+  /// from `gen` (training of the student only) for the global batch that `shard` places x in.
   torch::Tensor forward(const torch::Tensor& x, double drop_path, at::Generator* gen,
-                        torch::Tensor* cls_attention = nullptr);
+                        torch::Tensor* cls_attention = nullptr, const BatchShard& shard = {});
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};
@@ -52,10 +53,11 @@ class VitImpl : public torch::nn::Module {
   /// mask: (B, n) bool or undefined — masked patch embeddings are replaced by the [MASK] token
   /// *before* the position embedding is added (Eq. 6). Returns (B, 1 + n, D).
   torch::Tensor embed(const torch::Tensor& images, const torch::Tensor& mask = {});
-  /// Full forward; `drop_path` applies per block with the linearly increasing DeiT rule.
+  /// Full forward; `drop_path` applies per block with the linearly increasing DeiT rule, its
+  /// draws shaped by the global batch of which `shard` says these images are rows.
   VitOutput forward(const torch::Tensor& images, const torch::Tensor& mask = {},
                     bool want_attention = false, double drop_path = 0.0,
-                    at::Generator* gen = nullptr);
+                    at::Generator* gen = nullptr, const BatchShard& shard = {});
   /// (B, n_blocks * D): CLS of each of the last `n_blocks` blocks through the final norm,
   /// concatenated from the earliest to the last (DINO's linear-probe feature).
   torch::Tensor lastBlocksCls(const torch::Tensor& images, int64_t n_blocks);

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "core/dist/communicator.h"
+#include "core/dist/gradient_reducer.h"
 #include "core/train/losses.h"
 #include "core/util/error.h"
 #include "core/util/torch_compat.h"
@@ -17,6 +19,12 @@ using Named = std::vector<std::pair<std::string, torch::Tensor>>;
 void collect(Named& out, const std::string& prefix, torch::nn::Module& module) {
   for (const auto& item : module.named_parameters(/*recurse=*/true))
     out.emplace_back(prefix + item.key(), item.value());
+}
+
+/// The schedules' view of the config: the lr is scaled by the global batch (METHOD.md step 8).
+Config scheduleConfig(Config c, const EngineOptions& o) {
+  if (o.comm) c.train.batch_size *= o.comm->worldSize();
+  return c;
 }
 
 ModelConfig teacherModel(ModelConfig m) {
@@ -42,7 +50,7 @@ torch::Tensor probeInput(const MultiCrop& augment, const torch::Tensor& images, 
 
 Engine::Engine(const Config& config, const EngineOptions& options)
     : config_(config), options_(options),
-      schedules_(config, options.steps_per_epoch, options.total_steps),
+      schedules_(scheduleConfig(config, options), options.steps_per_epoch, options.total_steps),
       augment_(config.crops, config.augment, config.model.channels, options.mean, options.std),
       strategy_(parseMaskStrategy(config.masking.strategy)) {
   // The initial weights are a function of the seed alone.
@@ -85,6 +93,27 @@ Engine::Engine(const Config& config, const EngineOptions& options)
   exp_avg_sq = torch::zeros_like(student.values());
   decay_mask = student.decayMask();
   center = torch::zeros({1, config.model.out_dim}, student.values().options());
+  if (options.comm) {
+    std::vector<torch::Tensor> params;
+    for (auto& [name, p] : s) params.push_back(p);
+    reducer_ = std::make_unique<GradientReducer>(*options.comm, std::move(params), student.grads(),
+                                                 options.bucket_bytes);
+    decoder->setSync(options.comm);
+  }
+}
+
+Engine::~Engine() = default;
+
+void Engine::syncFromRank0() {
+  if (!options_.comm) return;
+  torch::NoGradGuard guard;
+  std::vector<torch::Tensor> state{student.values(), teacher.values(), exp_avg, exp_avg_sq,
+                                   center};
+  for (auto& b : decoder->named_buffers()) state.push_back(b.value());
+  auto step = torch::full({1}, step_, torch::TensorOptions(torch::kInt64).device(options_.device));
+  state.push_back(step);
+  options_.comm->broadcast(state, /*root=*/0);
+  step_ = step.item<int64_t>();
 }
 
 int64_t Engine::patchesPerCrop() const {
@@ -110,14 +139,18 @@ void Engine::adamw(const ScheduleValues& s) {
   p.addcdiv_(exp_avg, denom, -s.lr / bc1);
 }
 
-StepMetrics Engine::trainStep(const torch::Tensor& images) {
+StepMetrics Engine::trainStep(const torch::Tensor& images, bool stop_vote) {
+  Communicator* comm = options_.comm;
+  // Which rows of the global batch these are; the whole batch (plain torch::rand) without comm.
+  const BatchShard shard =
+      comm ? shardOf(comm->rank(), comm->worldSize(), images.size(0)) : BatchShard{};
   StepMetrics m;
   m.step = step_;
   m.schedule = schedules_.at(step_);
   const auto& sch = m.schedule;
   at::Generator gen = makeGenerator(options_.device, mixSeed(config_.train.seed, step_));
 
-  auto views = augment_(images.to(options_.device), gen);
+  auto views = augment_(images.to(options_.device), gen, shard);
 
   // Teacher on the global crops only, never masked; its last-block CLS attention picks the mask.
   torch::Tensor teacher_out, attention;
@@ -127,14 +160,15 @@ StepMetrics Engine::trainStep(const torch::Tensor& images) {
     teacher_out = teacher_head->forward(out.cls);
     attention = out.cls_attention;
   }
-  auto uniform = torch::rand(attention.sizes(), gen, attention.options());
+  auto uniform = shard.grouped(2).rand(attention.sizes(), gen, attention.options());
   auto mask = makeMask(strategy_, attention, uniform, config_.masking.p, config_.masking.num);
 
   const double drop = config_.model.drop_path;
-  auto global_out = student_vit->forward(views.globals, mask, false, drop, &gen);
+  auto global_out = student_vit->forward(views.globals, mask, false, drop, &gen, shard.grouped(2));
   torch::Tensor cls = global_out.cls;
   if (views.locals.defined()) {
-    auto local_out = student_vit->forward(views.locals, {}, false, drop, &gen);
+    auto local_out = student_vit->forward(views.locals, {}, false, drop, &gen,
+                                          shard.grouped(config_.crops.local_crops));
     cls = torch::cat({cls, local_out.cls}, 0);
   }
   auto student_out = student_head->forward(cls);
@@ -146,7 +180,9 @@ StepMetrics Engine::trainStep(const torch::Tensor& images) {
   m.loss = config_.loss.lambda_ce * m.loss_ce + config_.loss.lambda_rec * m.loss_rec;
 
   student.grads().zero_();
-  m.loss.backward();
+  if (reducer_) reducer_->prepare();
+  m.loss.backward();  // data parallel: SyncBN's and the gradient buckets' all-reduces run inside
+  if (reducer_) reducer_->finish();  // grads = mean over ranks = the global batch's gradient
   {
     torch::NoGradGuard guard;
     auto& grads = student.grads();
@@ -165,8 +201,29 @@ StepMetrics Engine::trainStep(const torch::Tensor& images) {
     // θ_t ← m θ_t + (1 − m) θ_s over the shared (ViT + head) prefix of the flat buffers.
     teacher.values().mul_(sch.momentum).add_(student.values().narrow(0, 0, teacher.numel()),
                                              1.0 - sch.momentum);
-    updateCenter(center, teacher_out, config_.loss.center_momentum);
     m.mask_ratio = mask.to(torch::kFloat).mean();
+    if (!comm) {
+      updateCenter(center, teacher_out, config_.loss.center_momentum);
+    } else {
+      // One all-reduce for everything global about the step: the teacher's batch mean (the
+      // centre's input, METHOD.md step 7), the losses and mask ratio for the log, the stop votes.
+      const int64_t K = teacher_out.size(1);
+      auto fopt = center.options();
+      auto stats = torch::cat({teacher_out.mean(0).to(fopt.dtype()),
+                               torch::stack({m.loss.detach(), m.loss_ce.detach(),
+                                             m.loss_rec.detach(), m.mask_ratio})
+                                   .to(fopt.dtype()),
+                               torch::full({1}, stop_vote ? 1.0 : 0.0, fopt)});
+      comm->allReduceSum(stats);
+      auto mean = stats.narrow(0, 0, K + 4) / static_cast<double>(comm->worldSize());
+      const double cm = config_.loss.center_momentum;
+      center.mul_(cm).add_(mean.narrow(0, 0, K).view({1, K}), 1.0 - cm);
+      m.loss = mean[K];
+      m.loss_ce = mean[K + 1];
+      m.loss_rec = mean[K + 2];
+      m.mask_ratio = mean[K + 3];
+      m.stop_votes = stats[K + 4];
+    }
   }
   m.loss = m.loss.detach();
   m.loss_ce = m.loss_ce.detach();

@@ -9,6 +9,7 @@
 
 #include "core/augment/multicrop.h"
 #include "core/config/config.h"
+#include "core/dist/batch_shard.h"
 #include "core/log/run_log.h"
 #include "core/masking/masking.h"
 #include "core/model/decoder.h"
@@ -24,14 +25,28 @@ namespace mst {
 struct StepMetrics {
   int64_t step = 0;
   torch::Tensor loss, loss_ce, loss_rec, grad_norm, mask_ratio;
+  /// Data parallel only: ranks that asked to stop at this step (0-dim float, summed over ranks);
+  /// every rank reads the same value, so all stop after the same step. Undefined otherwise.
+  torch::Tensor stop_votes;
   ScheduleValues schedule;
 };
+
+class Communicator;
+class GradientReducer;
 
 struct EngineOptions {
   torch::Device device = torch::kCPU;
   int64_t steps_per_epoch = 1;
   int64_t total_steps = 1;
   std::vector<double> mean, std;  ///< normalisation (data set defaults unless the config sets it)
+  /// Data parallel (not owned, outlives the engine); nullptr = one process. Then every rank
+  /// passes trainStep its rows of a global batch of world_size × B (B the same on every rank):
+  /// the lr follows the global batch, random draws are global-batch shaped, gradients and the
+  /// centre are averaged over ranks and the decoder's BatchNorm is synchronised, so the update
+  /// equals one process's on the global batch up to float summation order.
+  Communicator* comm = nullptr;
+  /// Gradient all-reduce bucket size (data parallel only).
+  int64_t bucket_bytes = int64_t{25} << 20;
 };
 
 /// The meta record of a checkpoint (format, step, model, config, extra) without loading weights.
@@ -41,10 +56,16 @@ nlohmann::json readCheckpointMeta(const std::string& path);
 class Engine {
  public:
   Engine(const Config& config, const EngineOptions& options);
+  ~Engine();
 
   /// One step on a batch of raw images (B, C, H, W) uint8 (any device): augment, teacher, mask,
-  /// student, losses, AdamW, EMA, centre. All randomness comes from (seed, step).
-  StepMetrics trainStep(const torch::Tensor& images);
+  /// student, losses, AdamW, EMA, centre. All randomness comes from (seed, step). Data parallel:
+  /// `images` are this rank's rows of the global batch, and the returned losses, mask ratio and
+  /// grad norm are global-batch values; `stop_vote` is this rank's wish to stop after the step.
+  StepMetrics trainStep(const torch::Tensor& images, bool stop_vote = false);
+  /// Data parallel: every rank takes rank 0's weights, optimiser state, centre, decoder
+  /// statistics and step (after construction or rank 0's loadCheckpoint). No-op otherwise.
+  void syncFromRank0();
 
   /// Attention, masks from one shared draw (seed), and reconstruction for unaugmented images
   /// (N, C, H, W) uint8, resized to the global crop size. Uses the current weights, eval mode.
@@ -84,6 +105,7 @@ class Engine {
   MaskStrategy strategy_;
   int64_t step_ = 0;
   int64_t last_offset_ = 0, last_numel_ = 0;  ///< the head's last layer inside the flat buffer
+  std::unique_ptr<GradientReducer> reducer_;  ///< data parallel only
 };
 
 }  // namespace mst

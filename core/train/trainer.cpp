@@ -8,10 +8,14 @@
 #include <thread>
 
 #include "core/data/dataset.h"
+#include "core/dist/communicator.h"
 #include "core/data/loader.h"
 #include "core/eval/evaluate.h"
 #include "core/train/engine.h"
 #include "core/util/error.h"
+#if defined(MST_HAVE_CUDA)
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 namespace mst {
 namespace fs = std::filesystem;
@@ -19,7 +23,8 @@ namespace fs = std::filesystem;
 const std::vector<std::string>& metricNames() {
   static const std::vector<std::string> names{"loss", "loss_ce",      "loss_rec",   "lr",
                                               "wd",   "momentum",     "teacher_temp",
-                                              "mask_ratio", "grad_norm", "img_s"};
+                                              "mask_ratio", "grad_norm", "img_s",
+                                              "wall_s"};
   return names;
 }
 
@@ -28,19 +33,34 @@ Trainer::Trainer(Config config, TrainerOptions options, TrainObserver* observer)
 
 TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>* pause) {
   using Clock = std::chrono::steady_clock;
-  auto say = [this](const std::string& text) {
-    if (observer_) observer_->onMessage(text);
+#if defined(MST_HAVE_CUDA)
+  if (options_.device.is_cuda()) c10::cuda::set_device(options_.device.index());
+#endif
+  // Data parallel: the process group first, so that a missing peer fails before any work.
+  std::unique_ptr<Communicator> comm;
+  if (options_.dist.distributed())
+    comm = std::make_unique<Communicator>(options_.dist, options_.device);
+  const int world = comm ? comm->worldSize() : 1;
+  const bool writer = !comm || comm->rank() == 0;  // run.h5, checkpoints, observer
+  TrainObserver* const observer = writer ? observer_ : nullptr;
+  auto say = [observer](const std::string& text) {
+    if (observer) observer->onMessage(text);
   };
+  const int64_t step_images = config_.train.batch_size * world;  // the global batch
+
   auto dataset = openDataset(config_.data, /*train=*/true);
   const auto shape = dataset->shape();
   LoaderOptions lo;
-  lo.batch_size = config_.train.batch_size;
+  lo.batch_size = step_images;  // the order and the epoch are the global batch's
+  lo.shard_rank = comm ? comm->rank() : 0;
+  lo.shard_count = world;
   lo.seed = config_.train.seed;
   lo.workers = config_.data.workers;
   lo.prefetch = config_.data.prefetch;
   lo.pin_memory = options_.device.is_cuda();
   if (dataset->size() < lo.batch_size)
-    throw MstError("config key train.batch_size (" + std::to_string(lo.batch_size) +
+    throw MstError("config key train.batch_size (" + std::to_string(config_.train.batch_size) +
+                   (world > 1 ? " × " + std::to_string(world) + " ranks" : std::string()) +
                    ") exceeds the " + std::to_string(dataset->size()) + " training images of " +
                    config_.data.path);
   Loader loader(*dataset, lo);
@@ -54,18 +74,49 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   eo.total_steps = total;
   eo.mean = config_.data.mean.empty() ? dataset->defaultMean() : config_.data.mean;
   eo.std = config_.data.std.empty() ? dataset->defaultStd() : config_.data.std;
+  eo.comm = comm.get();
   Engine engine(config_, eo);
 
-  fs::create_directories(options_.out_dir);
   const std::string ckpt = (fs::path(options_.out_dir) / "checkpoint.pt").string();
   const std::string log_path = (fs::path(options_.out_dir) / "run.h5").string();
   bool resumed = false;
-  if (options_.resume && fs::exists(ckpt)) {
-    engine.loadCheckpoint(ckpt);
-    resumed = true;
-    say("resumed from " + ckpt + " at step " + std::to_string(engine.step()));
-  } else if (options_.resume) {
-    say("no checkpoint in " + options_.out_dir + ": starting a new run");
+  double wall_offset = 0;  // training seconds before this invocation (pauses excluded)
+  std::string resume_error;
+  if (writer) {
+    fs::create_directories(options_.out_dir);
+    try {
+      if (options_.resume && fs::exists(ckpt)) {
+        const auto extra = engine.loadCheckpoint(ckpt);
+        if (extra.is_object() && extra.contains("wall_s") && extra["wall_s"].is_number())
+          wall_offset = extra["wall_s"].get<double>();
+        // Another world size means another global batch: other steps per epoch, another lr.
+        const int64_t then = extra.is_object() ? extra.value("world_size", int64_t{1}) : 1;
+        if (then != world)
+          throw MstError("checkpoint " + ckpt + " was written by a run of " +
+                         std::to_string(then) + " rank(s); resume it with the same number (not " +
+                         std::to_string(world) + ")");
+        resumed = true;
+        say("resumed from " + ckpt + " at step " + std::to_string(engine.step()));
+      } else if (options_.resume) {
+        say("no checkpoint in " + options_.out_dir + ": starting a new run");
+      }
+    } catch (const std::exception& e) {
+      if (!comm) throw;
+      resume_error = e.what();
+    }
+  }
+  if (comm) {
+    // Rank 0's verdict on the checkpoint first, so that the others do not wait for weights that
+    // never come; then rank 0's state (fresh or resumed) everywhere.
+    auto failed = torch::full({1}, resume_error.empty() ? 0 : 1,
+                              torch::TensorOptions(torch::kInt64).device(options_.device));
+    comm->broadcast({failed}, 0);
+    if (failed.item<int64_t>() != 0) {
+      if (writer) throw MstError(resume_error);
+      throw MstError("data-parallel rank " + std::to_string(comm->rank()) +
+                     ": rank 0 could not resume (see its error)");
+    }
+    engine.syncFromRank0();
   }
 
   // Probe images: fixed training-set indices, shown in every snapshot.
@@ -73,7 +124,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   for (int64_t i : config_.train.probe_images)
     if (i < dataset->size()) probes.push_back(i);
   torch::Tensor probe_images;
-  if (!probes.empty() && config_.train.snapshot_every > 0) {
+  if (writer && !probes.empty() && config_.train.snapshot_every > 0) {
     probe_images = torch::empty({static_cast<int64_t>(probes.size()), shape.channels,
                                  shape.height, shape.width},
                                 torch::kUInt8);
@@ -84,12 +135,16 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
 
   RunLogShape ls;
   ls.metrics = metricNames();
+  for (int r = 0; r < world && world > 1; ++r) ls.metrics.push_back("img_s_rank" + std::to_string(r));
   ls.evals = {"knn_top1"};
   ls.probes = probe_images.defined() ? probe_images.size(0) : 0;
   ls.channels = config_.model.channels;
   ls.height = ls.width = config_.crops.global_size;
   ls.grid_h = ls.grid_w = config_.crops.global_size / config_.model.patch_size;
-  RunLog log(log_path, configToJson(config_).dump(), ls, resumed, engine.step());
+  std::unique_ptr<RunLog> log;
+  if (writer)
+    log = std::make_unique<RunLog>(log_path, configToJson(config_).dump(), ls, resumed,
+                                   engine.step());
 
   const int64_t target = options_.max_steps > 0 ? std::min(options_.max_steps, total) : total;
   TrainSummary summary;
@@ -101,18 +156,20 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   progress.target_steps = target;
   progress.step = engine.step();
   progress.epoch = static_cast<double>(engine.step()) / static_cast<double>(per_epoch);
-  if (observer_) observer_->onStart(progress);
+  if (observer) observer->onStart(progress);
 
   auto snapshot = [&](int64_t step) {
     if (!probe_images.defined()) return;
     auto views = engine.probe(probe_images, static_cast<uint64_t>(config_.train.seed),
                               config_.masking);
-    log.appendSnapshot(step, views);
-    if (observer_) observer_->onSnapshot(step, views);
+    log->appendSnapshot(step, views);
+    if (observer) observer->onSnapshot(step, views);
   };
   if (!resumed && engine.step() == 0) snapshot(0);
 
-  // k-NN of the teacher during training, on a subset of the training set as the bank.
+  // k-NN of the teacher during training, on a subset of the training set as the bank. Every rank
+  // computes it (no collectives inside): rank 0 alone would leave the others waiting in the next
+  // step's all-reduce for as long as the evaluation takes, which may exceed the timeout.
   const int64_t eval_every =
       config_.eval.every_epochs > 0
           ? std::max<int64_t>(1, static_cast<int64_t>(std::llround(config_.eval.every_epochs *
@@ -127,8 +184,8 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     auto result = evaluateKnn(engine, config_, FeatureKind::TeacherCls, eo);
     std::map<std::string, double> values{{"knn_top1", result["knn_top1"].get<double>()}};
     const double epoch = static_cast<double>(step) / static_cast<double>(per_epoch);
-    log.appendEval(step, epoch, values);
-    if (observer_) observer_->onEval(step, epoch, values);
+    if (log) log->appendEval(step, epoch, values);
+    if (observer) observer->onEval(step, epoch, values);
   };
 
   int64_t loaded_epoch = -1;
@@ -136,18 +193,37 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   recent.emplace_back(Clock::now(), engine.step());
   StepMetrics last;
   bool have_last = false;
-  auto save = [&] {
-    engine.saveCheckpoint(ckpt, {{"epoch", static_cast<double>(engine.step()) / per_epoch}});
+  const auto started = Clock::now();
+  double paused_s = 0;
+  auto wallSeconds = [&] {
+    return wall_offset + std::chrono::duration<double>(Clock::now() - started).count() - paused_s;
   };
+  auto save = [&] {
+    if (!writer) return;  // one writer; its write is atomic (temporary file, fsync, rename)
+    nlohmann::json extra{{"epoch", static_cast<double>(engine.step()) / per_epoch},
+                         {"wall_s", wallSeconds()}};
+    if (world > 1) extra["world_size"] = world;
+    engine.saveCheckpoint(ckpt, extra);
+  };
+  // Data parallel: stop votes of the last two steps. Reading the older one lets the host run a
+  // step ahead of the device (CUDA); every rank reads the same sums, so all stop together.
+  torch::Tensor votes_older, votes_newer;
 
   while (engine.step() < target) {
-    if (stop && stop->load()) {
+    const bool stop_asked = stop && stop->load();
+    if (comm ? (votes_older.defined() && votes_older.item<double>() > 0) : stop_asked) {
       summary.stopped = true;
       break;
     }
-    while (pause && pause->load() && !(stop && stop->load()))
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (stop && stop->load()) {
+    if (!comm && pause && pause->load()) {
+      const auto paused_at = Clock::now();
+      while (pause->load() && !(stop && stop->load()))
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      paused_s += std::chrono::duration<double>(Clock::now() - paused_at).count();
+      recent.clear();  // img/s must not count the pause
+      recent.emplace_back(Clock::now(), engine.step());
+    }
+    if (!comm && stop && stop->load()) {
       summary.stopped = true;
       break;
     }
@@ -159,8 +235,10 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     }
     auto batch = loader.next();
     if (!batch) throw MstError("data loader ended early in epoch " + std::to_string(epoch));
-    last = engine.trainStep(batch->images);
+    last = engine.trainStep(batch->images, stop_asked);
     have_last = true;
+    votes_older = votes_newer;
+    votes_newer = last.stop_votes;
     const int64_t done = engine.step();
 
     const bool log_now = done % config_.train.log_every == 0 || done == target;
@@ -175,8 +253,10 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
         if (std::isfinite(value->item<double>())) continue;
         std::string msg = std::string("non-finite ") + name + " at step " + std::to_string(step) +
                           ": the run stopped; the last good checkpoint " + ckpt + " is kept";
-        log.appendEvent(step, msg);
-        log.flush();
+        if (log) {
+          log->appendEvent(step, msg);
+          log->flush();
+        }
         throw MstError(msg);
       }
     }
@@ -184,13 +264,13 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     while (recent.size() > 20) recent.pop_front();
     double seconds = std::chrono::duration<double>(recent.back().first - recent.front().first).count();
     double img_s = seconds > 0 ? static_cast<double>(recent.back().second - recent.front().second) *
-                                     static_cast<double>(config_.train.batch_size) / seconds
+                                     static_cast<double>(step_images) / seconds
                                : 0.0;
     progress.step = done;
     progress.epoch = static_cast<double>(done) / static_cast<double>(per_epoch);
     progress.img_s = img_s;
     progress.eta_s = img_s > 0 ? static_cast<double>(target - done) *
-                                     static_cast<double>(config_.train.batch_size) / img_s
+                                     static_cast<double>(step_images) / img_s
                                : 0.0;
     if (log_now) {
       std::map<std::string, double> values{
@@ -203,27 +283,42 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
           {"teacher_temp", last.schedule.teacher_temp},
           {"mask_ratio", last.mask_ratio.item<double>()},
           {"grad_norm", last.grad_norm.item<double>()},
-          {"img_s", img_s}};
-      log.appendMetrics(done, progress.epoch, values);
+          {"img_s", img_s},
+          {"wall_s", wallSeconds()}};
+      if (comm) {
+        // Per-rank throughput: a slow GPU or host shows here, not in the global img/s. Each rank
+        // fills its slot; the sum is everyone's.
+        auto each = torch::zeros({world}, torch::TensorOptions(torch::kDouble).device(
+                                               options_.device));
+        each[comm->rank()] = img_s / world;  // this rank's own images per second
+        comm->allReduceSum(each);
+        each = each.cpu();
+        progress.rank_img_s.assign(each.data_ptr<double>(), each.data_ptr<double>() + world);
+        for (int r = 0; r < world; ++r)
+          values["img_s_rank" + std::to_string(r)] = progress.rank_img_s[r];
+      }
+      if (log) log->appendMetrics(done, progress.epoch, values);
       progress.loss = values["loss"];
       progress.loss_ce = values["loss_ce"];
       progress.loss_rec = values["loss_rec"];
-      if (observer_) observer_->onMetrics(done, progress.epoch, values);
+      if (observer) observer->onMetrics(done, progress.epoch, values);
     }
     if (config_.train.snapshot_every > 0 && done % config_.train.snapshot_every == 0)
       snapshot(done);
     if (eval_every > 0 && (done % eval_every == 0 || done == total)) evaluate(done);
     if (checkpoint_now && done != target) save();
-    if (observer_) observer_->onProgress(progress);
+    if (observer) observer->onProgress(progress);
   }
   save();
   if (loader.corruptCount() > 0) {
     std::string msg = std::to_string(loader.corruptCount()) +
                       " images could not be decoded and were skipped";
-    log.appendEvent(engine.step(), msg);
+    if (log) log->appendEvent(engine.step(), msg);
     say(msg);
   }
-  log.flush();
+  if (log) log->flush();
+  // No rank reports success before rank 0's checkpoint and log are complete.
+  if (comm) comm->barrier();
   summary.steps = engine.step();
   summary.epoch = static_cast<double>(engine.step()) / static_cast<double>(per_epoch);
   summary.finished = engine.step() >= total;

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "core/config/config.h"
+#include "core/dist/dist_context.h"
 #include "core/log/run_log.h"
 
 namespace mst {
@@ -17,8 +18,10 @@ struct TrainProgress {
   int64_t total_steps = 0;  ///< steps of the full run (schedules are laid out for it)
   int64_t target_steps = 0; ///< where this invocation stops (max-steps or the full run)
   double epoch = 0;
-  double img_s = 0;  ///< images per second over the recent steps
+  double img_s = 0;  ///< images per second over the recent steps (all ranks together)
   double eta_s = 0;  ///< to target_steps
+  /// Data parallel: each rank's images per second at the last logged step (index = rank).
+  std::vector<double> rank_img_s;
   double loss = 0, loss_ce = 0, loss_rec = 0;
 };
 
@@ -40,7 +43,11 @@ struct TrainerOptions {
   std::string out_dir;
   bool resume = false;
   int64_t max_steps = 0;  ///< stop (with a checkpoint) once this many steps are done; 0 = run all
-  torch::Device device = torch::kCPU;
+  torch::Device device = torch::kCPU;  ///< this rank's device when data-parallel
+  /// This process's place in a data-parallel run; world_size 1 (the default) = one process.
+  /// Rank 0 alone writes run.h5 and checkpoints, reports to the observer and reads a checkpoint
+  /// to resume from; train.batch_size is per rank.
+  DistContext dist;
 };
 
 struct TrainSummary {
@@ -62,6 +69,8 @@ class Trainer {
   Trainer(Config config, TrainerOptions options, TrainObserver* observer = nullptr);
   /// Runs until the schedule ends, max_steps is reached, or `*stop` becomes true (checked between
   /// steps; a checkpoint is written either way). While `*pause` is true no step starts.
+  /// Data parallel: a rank's stop is voted on and every rank stops after the same step; `pause`
+  /// is ignored (a paused rank would stall its peers into their timeout).
   /// Throws MstError on bad input and on a non-finite loss (naming the step and the term; the
   /// last good checkpoint is kept).
   TrainSummary run(const std::atomic<bool>* stop = nullptr,

@@ -6,6 +6,15 @@
 
 #include <torch/torch.h>
 
+/// c10d's process-group type that ProcessGroupGloo/NCCL derive from and that holds the
+/// collectives: ProcessGroup in 1.13, Backend since 2.0. Only meaningful where the c10d headers
+/// are included (core/dist/communicator.cpp).
+#if TORCH_VERSION_MAJOR >= 2
+#define MST_C10D_BACKEND c10d::Backend
+#else
+#define MST_C10D_BACKEND c10d::ProcessGroup
+#endif
+
 namespace mst {
 
 /// A fresh generator for `device`, seeded with `seed`, independent of the global one. Cloning the

@@ -1,0 +1,54 @@
+/// @brief mst-workbench: parses the command line and shows the main window.
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QTimer>
+
+#include "app/gui/main_window.h"
+#include "widgets/curve_panel.h"
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setApplicationName("mst-workbench");
+  QApplication::setApplicationVersion("0.1.0");
+  QCommandLineParser cli;
+  cli.setApplicationDescription("MST Workbench: train and study Masked Self-Supervised Transformers");
+  cli.addHelpOption();
+  cli.addVersionOption();
+  cli.addPositionalArgument("runs", "Run logs (run.h5 or run folders) to open", "[runs...]");
+  const QCommandLineOption config({"c", "config"}, "Experiment JSON file.", "file");
+  const QCommandLineOption out({"o", "out"}, "Run folder (resumed when it has a checkpoint).", "dir");
+  const QCommandLineOption workspace("workspace", "Folder whose runs are listed.", "dir");
+  const QCommandLineOption device("device", "cpu | cuda:N", "device");
+  const QCommandLineOption max_steps("max-steps", "Stop a run (with a checkpoint) after N steps.", "N");
+  const QCommandLineOption start("start", "Start training at once.");
+  const QCommandLineOption screenshot("screenshot",
+                                      "Save a PNG of the window when the run ends, then quit.",
+                                      "file");
+  cli.addOptions({config, out, workspace, device, max_steps, start, screenshot});
+  cli.process(app);
+
+  mst::WorkbenchOptions options;
+  options.config_path = cli.value(config);
+  options.out_dir = cli.value(out);
+  options.workspace = cli.value(workspace);
+  options.device = cli.value(device);
+  options.max_steps = cli.value(max_steps).toLongLong();
+  mst::MainWindow window(options);
+  window.show();
+  for (const QString& run : cli.positionalArguments()) {
+    QString error;
+    if (!window.openRun(run, &error)) qWarning("%s", qPrintable(error));
+  }
+  if (cli.isSet(screenshot)) {
+    const QString file = cli.value(screenshot);
+    QObject::connect(&window, &mst::MainWindow::runFinished, &window, [&window, file] {
+      QTimer::singleShot(600, &window, [&window, file] {  // let the last redraw land
+        window.curves()->flushRedraw();
+        window.grab().save(file);
+        QApplication::quit();
+      });
+    });
+  }
+  if (cli.isSet(start) || cli.isSet(screenshot)) QTimer::singleShot(0, &window, &mst::MainWindow::startRun);
+  return QApplication::exec();
+}

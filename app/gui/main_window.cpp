@@ -1,0 +1,536 @@
+/// @brief MainWindow: docks, menus and the wiring between widgets, worker and run logs.
+#include "app/gui/main_window.h"
+
+#include <QApplication>
+#include <QCloseEvent>
+#include <QDateTime>
+#include <QDir>
+#include <QDockWidget>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QInputDialog>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QScrollArea>
+#include <QStatusBar>
+#include <QTimer>
+#include <QToolButton>
+#include <QVBoxLayout>
+
+#include "app/gui/run_reader.h"
+#include "core/util/devices.h"
+#include "widgets/config_form.h"
+#include "widgets/curve_panel.h"
+#include "widgets/device_picker.h"
+#include "widgets/run_controls.h"
+#include "widgets/run_list.h"
+
+namespace mst {
+
+namespace {
+
+QString clockText(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e8) return "--:--";
+  const qint64 s = static_cast<qint64>(seconds + 0.5);
+  return s >= 3600 ? QString("%1:%2:%3")
+                         .arg(s / 3600)
+                         .arg((s / 60) % 60, 2, 10, QChar('0'))
+                         .arg(s % 60, 2, 10, QChar('0'))
+                   : QString("%1:%2").arg(s / 60, 2, 10, QChar('0')).arg(s % 60, 2, 10, QChar('0'));
+}
+
+}  // namespace
+
+MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
+    : QMainWindow(parent), options_(options) {
+  setWindowTitle("MST Workbench");
+  setDockNestingEnabled(true);
+  worker_ = new TrainWorker(this);
+  curves_ = new CurvePanel(this);
+  setCentralWidget(curves_);
+  buildDocks();
+  buildMenus();
+
+  if (!options_.config_path.isEmpty()) {
+    QString error;
+    if (!loadExperiment(options_.config_path, &error)) appendLog(error, /*error=*/true);
+  }
+  refreshForm();
+
+  QString workspace = options_.workspace;
+  if (workspace.isEmpty())
+    workspace = options_.out_dir.isEmpty() ? QDir::current().filePath("runs")
+                                           : QFileInfo(options_.out_dir).absolutePath();
+  QDir().mkpath(workspace);
+  runs_->setWorkspace(workspace);
+  setOutDir(options_.out_dir.isEmpty()
+                ? QDir(workspace).filePath(
+                      QDateTime::currentDateTime().toString("'run-'yyyyMMdd-HHmmss"))
+                : options_.out_dir);
+
+  QVector<DeviceInfo> devices;
+  for (const auto& d : listDevices())
+    devices.push_back({QString::fromStdString(d.id), QString::fromStdString(d.name),
+                       static_cast<qint64>(d.memory_bytes)});
+  devices_->setDevices(devices);
+  if (!options_.device.isEmpty())
+    devices_->setSelection(options_.device);
+  else if (devices.size() > 1)
+    devices_->setSelection(devices[1].id);
+
+  connect(worker_, &TrainWorker::started, this, [this](const TrainStatus& s) {
+    controls_->setState(RunState::Running);
+    onStatus(s);
+  });
+  connect(worker_, &TrainWorker::status, this, &MainWindow::onStatus);
+  connect(worker_, &TrainWorker::rows, this,
+          [this](const CurveTable& metrics, const CurveTable& eval) {
+            if (!live_id_.isEmpty()) curves_->appendRows(live_id_, metrics, eval);
+          });
+  connect(worker_, &TrainWorker::message, this, [this](const QString& m) { appendLog(m); });
+  connect(worker_, &TrainWorker::finished, this, &MainWindow::onFinished);
+  connect(controls_, &RunControls::startClicked, this, &MainWindow::startRun);
+  connect(controls_, &RunControls::pauseClicked, this, &MainWindow::pauseRun);
+  connect(controls_, &RunControls::resumeClicked, this, &MainWindow::resumeRun);
+  connect(controls_, &RunControls::stopClicked, this, &MainWindow::stopRun);
+  connect(runs_, &RunList::shownChanged, this, &MainWindow::setRunShown);
+  connect(runs_, &RunList::activated, this, [this](const QString& dir) {
+    runs_->setShown(dir, true);
+  });
+  controls_->setState(RunState::Idle);
+
+  poll_timer_ = new QTimer(this);
+  poll_timer_->setInterval(1000);
+  connect(poll_timer_, &QTimer::timeout, this, &MainWindow::pollRuns);
+  poll_timer_->start();
+  resize(1500, 920);
+}
+
+MainWindow::~MainWindow() {
+  worker_->stop();
+  worker_->wait(-1);
+}
+
+void MainWindow::buildDocks() {
+  // Experiment: file buttons, run folder, devices, the config form.
+  auto* exp = new QWidget;
+  auto* exp_layout = new QVBoxLayout(exp);
+  auto* file_row = new QHBoxLayout;
+  auto* load = new QPushButton("Load…");
+  auto* save = new QPushButton("Save…");
+  auto* reset = new QPushButton("Defaults");
+  load->setToolTip("Load an experiment JSON file");
+  save->setToolTip("Save the experiment (the keys you set) as JSON");
+  reset->setToolTip("Back to the built-in defaults");
+  file_row->addWidget(load);
+  file_row->addWidget(save);
+  file_row->addWidget(reset);
+  file_row->addStretch();
+  exp_layout->addLayout(file_row);
+  auto* folder_row = new QHBoxLayout;
+  out_edit_ = new QLineEdit;
+  out_edit_->setToolTip(
+      "Run folder: run.h5 and checkpoint.pt go here; a folder with a checkpoint is resumed");
+  auto* browse = new QToolButton;
+  browse->setText("…");
+  auto* fresh = new QToolButton;
+  fresh->setText("New");
+  fresh->setToolTip("A new, time-stamped run folder in the workspace");
+  folder_row->addWidget(new QLabel("Run folder"));
+  folder_row->addWidget(out_edit_, 1);
+  folder_row->addWidget(browse);
+  folder_row->addWidget(fresh);
+  exp_layout->addLayout(folder_row);
+  devices_ = new DevicePicker;
+  exp_layout->addWidget(devices_);
+  form_ = new ConfigForm;
+  exp_layout->addWidget(form_, 1);
+  auto* exp_dock = new QDockWidget("Experiment", this);
+  exp_dock->setObjectName("experiment");
+  exp_dock->setWidget(exp);
+  addDockWidget(Qt::LeftDockWidgetArea, exp_dock);
+
+  form_->setFields(ExperimentModel::fieldSpecs());
+  form_->setValidator(
+      [this](const QString& key, const QString& value) { return experiment_.check(key, value); });
+  connect(form_, &ConfigForm::valueChanged, this, [this](const QString& key, const QString& v) {
+    const QString why = experiment_.set(key, v);
+    if (!why.isEmpty()) appendLog(why, /*error=*/true);
+    if (key == "model.preset") refreshForm();  // the preset changes the architecture keys
+  });
+  connect(load, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, "Load experiment", "experiments",
+                                                      "Experiment (*.json)");
+    QString error;
+    if (!path.isEmpty() && !loadExperiment(path, &error)) showError("Load experiment", error);
+  });
+  connect(save, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, "Save experiment", experiment_path_,
+                                                      "Experiment (*.json)");
+    QString error;
+    if (!path.isEmpty() && !saveExperiment(path, &error)) showError("Save experiment", error);
+  });
+  connect(reset, &QPushButton::clicked, this, [this] {
+    experiment_.setJson(nlohmann::json::object(), "defaults");
+    refreshForm();
+  });
+  connect(browse, &QToolButton::clicked, this, [this] {
+    const QString dir = QFileDialog::getExistingDirectory(this, "Run folder", outDir());
+    if (!dir.isEmpty()) setOutDir(dir);
+  });
+  connect(fresh, &QToolButton::clicked, this, [this] {
+    setOutDir(QDir(runs_->workspace())
+                  .filePath(QDateTime::currentDateTime().toString("'run-'yyyyMMdd-HHmmss")));
+  });
+
+  // Run: controls and the message log.
+  auto* run = new QWidget;
+  auto* run_layout = new QVBoxLayout(run);
+  controls_ = new RunControls;
+  run_layout->addWidget(controls_);
+  log_ = new QPlainTextEdit;
+  log_->setReadOnly(true);
+  log_->setMaximumBlockCount(5000);
+  run_layout->addWidget(log_, 1);
+  auto* run_dock = new QDockWidget("Run", this);
+  run_dock->setObjectName("run");
+  run_dock->setWidget(run);
+  addDockWidget(Qt::RightDockWidgetArea, run_dock);
+
+  runs_ = new RunList;
+  auto* runs_dock = new QDockWidget("Runs", this);
+  runs_dock->setObjectName("runs");
+  runs_dock->setWidget(runs_);
+  addDockWidget(Qt::RightDockWidgetArea, runs_dock);
+  resizeDocks({exp_dock, run_dock}, {430, 360}, Qt::Horizontal);
+
+  step_label_ = new QLabel("idle");
+  speed_label_ = new QLabel;
+  eta_label_ = new QLabel;
+  device_label_ = new QLabel;
+  progress_ = new QProgressBar;
+  progress_->setMaximumWidth(220);
+  progress_->setTextVisible(true);
+  statusBar()->addWidget(step_label_);
+  statusBar()->addWidget(progress_);
+  statusBar()->addPermanentWidget(speed_label_);
+  statusBar()->addPermanentWidget(eta_label_);
+  statusBar()->addPermanentWidget(device_label_);
+}
+
+void MainWindow::buildMenus() {
+  QMenu* file = menuBar()->addMenu("&File");
+  file->addAction("&Open run log…", QKeySequence::Open, this, [this] {
+    const QString path =
+        QFileDialog::getOpenFileName(this, "Open run log", runs_->workspace(), "Run log (*.h5)");
+    QString error;
+    if (!path.isEmpty() && !openRun(path, &error)) showError("Open run log", error);
+  });
+  file->addAction("Set &workspace…", this, [this] {
+    const QString dir = QFileDialog::getExistingDirectory(this, "Workspace", runs_->workspace());
+    if (!dir.isEmpty()) runs_->setWorkspace(dir);
+  });
+  file->addSeparator();
+  file->addAction("Export &plot…", this, [this] { exportPlotDialog(/*csv=*/false); });
+  file->addAction("Export plot &data (CSV)…", this, [this] { exportPlotDialog(/*csv=*/true); });
+  file->addAction("Save run &log (HDF5) as…", this, [this] {
+    QString run = live_id_;
+    if (run.isEmpty() && !runs_->shownRuns().isEmpty()) run = runs_->shownRuns().front();
+    if (run.isEmpty()) run = outDir();
+    const QString target = QFileDialog::getSaveFileName(
+        this, "Save run log", QFileInfo(run).fileName() + ".h5", "HDF5 (*.h5)");
+    QString error;
+    if (!target.isEmpty() && !saveRunLog(run, target, &error)) showError("Save run log", error);
+  });
+  file->addSeparator();
+  file->addAction("&Quit", QKeySequence::Quit, this, &QWidget::close);
+
+  QMenu* run = menuBar()->addMenu("&Run");
+  run->addAction("&Start", this, &MainWindow::startRun);
+  run->addAction("&Pause", this, &MainWindow::pauseRun);
+  run->addAction("&Resume", this, &MainWindow::resumeRun);
+  run->addAction("S&top (with a checkpoint)", this, &MainWindow::stopRun);
+
+  QMenu* view = menuBar()->addMenu("&View");
+  for (QDockWidget* dock : findChildren<QDockWidget*>()) view->addAction(dock->toggleViewAction());
+}
+
+QString MainWindow::outDir() const { return out_edit_->text(); }
+void MainWindow::setOutDir(const QString& dir) { out_edit_->setText(QDir::cleanPath(dir)); }
+
+QString MainWindow::runId(const QString& path) {
+  return QDir::cleanPath(QFileInfo(runLogPath(path)).absolutePath());
+}
+
+void MainWindow::refreshForm() { form_->setValues(experiment_.formValues()); }
+
+bool MainWindow::loadExperiment(const QString& path, QString* error) {
+  try {
+    experiment_.load(path);
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromStdString(e.what());
+    return false;
+  }
+  experiment_path_ = path;
+  refreshForm();
+  appendLog("experiment " + path);
+  return true;
+}
+
+bool MainWindow::saveExperiment(const QString& path, QString* error) {
+  try {
+    experiment_.save(path);
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromStdString(e.what());
+    return false;
+  }
+  experiment_path_ = path;
+  return true;
+}
+
+bool MainWindow::saveRunLog(const QString& run, const QString& target, QString* error) {
+  const QString source = runLogPath(run);
+  if (!QFileInfo::exists(source)) {
+    if (error) *error = source + ": no such run log";
+    return false;
+  }
+  const QString tmp = target + ".part";
+  QFile::remove(tmp);
+  if (!QFile::copy(source, tmp)) {
+    if (error) *error = "cannot write " + target;
+    return false;
+  }
+  QFile::remove(target);
+  if (!QFile::rename(tmp, target)) {
+    if (error) *error = "cannot write " + target;
+    return false;
+  }
+  return true;
+}
+
+bool MainWindow::openRun(const QString& path, QString* error) {
+  const QString id = runId(path);
+  try {
+    readRunCurves(id, 0, 0);  // a bad file gets its message here, before the list changes
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromStdString(e.what());
+    return false;
+  }
+  runs_->addRun(id);
+  runs_->setShown(id, true);
+  if (!curves_->runIds().contains(id)) setRunShown(id, true);
+  return true;
+}
+
+void MainWindow::setRunShown(const QString& path, bool shown) {
+  const QString id = runId(path);
+  if (!shown) {
+    followed_.remove(id);
+    if (id != live_id_) curves_->removeRun(id);
+    return;
+  }
+  if (id == live_id_ || followed_.contains(id)) return;
+  followed_.insert(id, Followed{});
+  pollRuns();
+}
+
+void MainWindow::pollRuns() {
+  for (auto it = followed_.begin(); it != followed_.end(); ++it) {
+    const QString& id = it.key();
+    if (id == live_id_) continue;
+    Followed& f = it.value();
+    const QFileInfo info(runLogPath(id));
+    if (!info.exists()) continue;
+    const qint64 mtime = info.lastModified().toMSecsSinceEpoch();
+    if (mtime == f.mtime_ms && info.size() == f.size) continue;
+    try {
+      RunCurves run = readRunCurves(id, f.metrics_rows, f.eval_rows);
+      if (f.mtime_ms < 0) {
+        curves_->setRun(run);
+      } else if (run.metrics.rows() > 0 || run.eval.rows() > 0) {
+        curves_->appendRows(id, run.metrics, run.eval);
+      }
+      f.metrics_rows += run.metrics.rows();
+      f.eval_rows += run.eval.rows();
+      f.mtime_ms = mtime;
+      f.size = info.size();
+    } catch (const std::exception& e) {
+      // A file in the middle of being created: try again on the next tick, say it once.
+      if (f.mtime_ms != -2) appendLog(QString::fromStdString(e.what()), /*error=*/true);
+      f.mtime_ms = -2;
+    }
+  }
+}
+
+void MainWindow::startRun() {
+  if (worker_->isRunning()) return;
+  if (form_->hasErrors()) {
+    showError("Start", "The experiment has fields with errors (shown in red); fix them first.");
+    return;
+  }
+  const QString dir = outDir();
+  if (dir.isEmpty()) {
+    showError("Start", "Choose a run folder first.");
+    return;
+  }
+  const QString id = runId(dir);
+  const bool resume = QFileInfo::exists(QDir(dir).filePath("checkpoint.pt"));
+  // The live run's curves come from the worker; rows already in the file (a resumed run) first.
+  followed_.remove(id);
+  curves_->removeRun(id);
+  RunCurves start;
+  if (resume && QFileInfo::exists(runLogPath(dir))) {
+    try {
+      start = readRunCurves(dir);
+    } catch (const std::exception& e) {
+      appendLog(QString::fromStdString(e.what()), /*error=*/true);
+    }
+  }
+  start.id = id;
+  start.label = QFileInfo(id).fileName();
+  curves_->setRun(start);
+  live_id_ = id;
+
+  TrainRequest request;
+  request.config_json = QString::fromStdString(experiment_.json().dump());
+  request.out_dir = dir;
+  request.device = devices_->selection();
+  request.resume = resume;
+  request.max_steps = options_.max_steps;
+  QString error;
+  if (!worker_->start(request, &error)) {
+    live_id_.clear();
+    showError("Start", error);
+    return;
+  }
+  form_->setReadOnly(true);
+  devices_->setEnabled(false);
+  out_edit_->setEnabled(false);
+  controls_->setState(RunState::Running);
+  appendLog((resume ? "resuming " : "starting ") + dir + " on " + request.device);
+  runs_->addRun(id);
+  runs_->setShown(id, true);
+}
+
+void MainWindow::pauseRun() {
+  if (!worker_->isRunning()) return;
+  worker_->pause();
+  controls_->setState(RunState::Paused);
+  step_label_->setText(step_label_->text() + " (paused)");
+}
+
+void MainWindow::resumeRun() {
+  if (!worker_->isRunning()) return;
+  worker_->resume();
+  controls_->setState(RunState::Running);
+}
+
+void MainWindow::stopRun() {
+  if (!worker_->isRunning()) return;
+  worker_->stop();
+  controls_->setState(RunState::Stopping);
+  appendLog("stopping after the current step (a checkpoint is written)…");
+}
+
+void MainWindow::onStatus(const TrainStatus& s) {
+  step_label_->setText(QString("step %1 / %2 · epoch %3")
+                           .arg(s.step)
+                           .arg(s.target_steps)
+                           .arg(s.epoch, 0, 'f', 2));
+  progress_->setRange(0, static_cast<int>(std::max<qint64>(1, s.target_steps)));
+  progress_->setValue(static_cast<int>(s.step));
+  speed_label_->setText(QString("%1 img/s").arg(s.img_s, 0, 'f', 1));
+  eta_label_->setText("ETA " + clockText(s.eta_s));
+  device_label_->setText(s.device);
+}
+
+void MainWindow::onFinished(bool ok, const QString& error, const QString& checkpoint,
+                            bool completed) {
+  const QString id = live_id_;
+  live_id_.clear();
+  form_->setReadOnly(false);
+  devices_->setEnabled(true);
+  out_edit_->setEnabled(true);
+  controls_->setState(RunState::Idle);
+  worker_->wait(-1);
+  if (ok) {
+    appendLog(completed ? "finished; checkpoint " + checkpoint
+                        : "stopped; checkpoint " + checkpoint + " (Start resumes it)");
+    step_label_->setText(step_label_->text().remove(" (paused)") +
+                         (completed ? " · finished" : " · stopped"));
+  } else {
+    appendLog(error, /*error=*/true);
+    step_label_->setText("error");
+    showError("Training stopped", error);
+  }
+  // From now on the run is an ordinary log: follow it from the file (it may be resumed elsewhere).
+  if (!id.isEmpty() && runs_->shownRuns().contains(id)) {
+    Followed f;
+    try {
+      const RunCurves run = readRunCurves(id);
+      curves_->setRun(run);
+      const QFileInfo info(runLogPath(id));
+      f.metrics_rows = run.metrics.rows();
+      f.eval_rows = run.eval.rows();
+      f.mtime_ms = info.lastModified().toMSecsSinceEpoch();
+      f.size = info.size();
+    } catch (const std::exception&) {
+    }
+    followed_.insert(id, f);
+  }
+  emit runFinished(ok, error);
+}
+
+void MainWindow::exportPlotDialog(bool csv) {
+  bool picked = false;
+  const QString plot = QInputDialog::getItem(this, "Export", "Plot", curves_->plotNames(), 0,
+                                             /*editable=*/false, &picked);
+  if (!picked) return;
+  const QString path = QFileDialog::getSaveFileName(
+      this, csv ? "Export plot data" : "Export plot", plot + (csv ? ".csv" : ".pdf"),
+      csv ? "CSV (*.csv)" : "Figure (*.png *.pdf *.svg)");
+  if (path.isEmpty()) return;
+  QString error;
+  bool done = false;
+  if (csv) {
+    done = curves_->exportCsv(plot, path, &error);
+  } else {
+    const int w = QInputDialog::getInt(this, "Export", "Width (px)", 800, 100, 10000);
+    const int h = QInputDialog::getInt(this, "Export", "Height (px)", 500, 100, 10000);
+    done = curves_->exportFigure(plot, path, w, h, &error);
+  }
+  if (!done) showError("Export", error);
+}
+
+void MainWindow::appendLog(const QString& text, bool error) {
+  const QString time = QDateTime::currentDateTime().toString("HH:mm:ss");
+  log_->appendHtml(QString("<span style='color:%1'>%2 %3</span>")
+                       .arg(error ? "#c62828" : "palette(text)", time, text.toHtmlEscaped()));
+  if (error) statusBar()->showMessage(text, 10000);
+}
+
+void MainWindow::showError(const QString& title, const QString& text) {
+  // Non-modal: the window (and a test's event loop) keeps running while it is shown.
+  auto* box = new QMessageBox(QMessageBox::Warning, title, text, QMessageBox::Ok, this);
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  box->setObjectName("errorBox");
+  box->open();
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  if (worker_->isRunning()) {
+    appendLog("stopping the run before closing (a checkpoint is written)…");
+    worker_->stop();
+    worker_->wait(-1);
+  }
+  event->accept();
+}
+
+}  // namespace mst

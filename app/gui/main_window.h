@@ -1,0 +1,108 @@
+/// @brief The workbench window: lays out the panels and wires them to the worker and the run logs.
+#pragma once
+
+#include <QHash>
+#include <QMainWindow>
+#include <QPointer>
+
+#include "app/gui/config_bridge.h"
+#include "app/gui/train_worker.h"
+
+class QLabel;
+class QLineEdit;
+class QPlainTextEdit;
+class QProgressBar;
+class QTimer;
+
+namespace mst {
+
+class ConfigForm;
+class CurvePanel;
+class DevicePicker;
+class RunControls;
+class RunList;
+
+struct WorkbenchOptions {
+  QString config_path;  ///< experiment JSON (empty = built-in defaults)
+  QString out_dir;      ///< run folder (empty = a new folder in the workspace)
+  QString workspace;    ///< folder whose runs are listed (empty = parent of out_dir, else ./runs)
+  QString device;       ///< "cpu", "cuda:0", ... (empty = the first GPU if any, else cpu)
+  qint64 max_steps = 0;
+};
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+ public:
+  explicit MainWindow(const WorkbenchOptions& options, QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  CurvePanel* curves() const { return curves_; }
+  ConfigForm* form() const { return form_; }
+  RunList* runList() const { return runs_; }
+  RunControls* controls() const { return controls_; }
+  TrainWorker* worker() const { return worker_; }
+  ExperimentModel& experiment() { return experiment_; }
+  QString outDir() const;
+  void setOutDir(const QString& dir);
+  /// The id (absolute run folder) plots use for the run in `path`.
+  static QString runId(const QString& path);
+  /// Shows a run log in the plots and follows it while it grows; false + *error on a bad file.
+  bool openRun(const QString& path, QString* error = nullptr);
+  bool loadExperiment(const QString& path, QString* error = nullptr);
+  bool saveExperiment(const QString& path, QString* error = nullptr);
+  /// Copies the run log of `run` (a folder or run.h5) to `target`.
+  bool saveRunLog(const QString& run, const QString& target, QString* error = nullptr);
+
+ public slots:
+  void startRun();
+  void pauseRun();
+  void resumeRun();
+  void stopRun();
+  /// Reads the rows that followed runs gained since the last poll (the 1 s timer calls it).
+  void pollRuns();
+
+ signals:
+  void runFinished(bool ok, const QString& error);
+
+ protected:
+  void closeEvent(QCloseEvent* event) override;
+
+ private:
+  struct Followed {
+    int metrics_rows = 0, eval_rows = 0;
+    qint64 size = -1;
+    qint64 mtime_ms = -1;
+  };
+
+  void buildMenus();
+  void buildDocks();
+  void refreshForm();
+  void appendLog(const QString& text, bool error = false);
+  void showError(const QString& title, const QString& text);
+  void setRunShown(const QString& path, bool shown);
+  void onStatus(const TrainStatus& status);
+  void onFinished(bool ok, const QString& error, const QString& checkpoint, bool completed);
+  void exportPlotDialog(bool csv);
+
+  WorkbenchOptions options_;
+  ExperimentModel experiment_;
+  QString experiment_path_;
+  TrainWorker* worker_ = nullptr;
+  CurvePanel* curves_ = nullptr;
+  ConfigForm* form_ = nullptr;
+  RunList* runs_ = nullptr;
+  RunControls* controls_ = nullptr;
+  DevicePicker* devices_ = nullptr;
+  QLineEdit* out_edit_ = nullptr;
+  QPlainTextEdit* log_ = nullptr;
+  QLabel* step_label_ = nullptr;
+  QLabel* speed_label_ = nullptr;
+  QLabel* eta_label_ = nullptr;
+  QLabel* device_label_ = nullptr;
+  QProgressBar* progress_ = nullptr;
+  QTimer* poll_timer_ = nullptr;
+  QHash<QString, Followed> followed_;
+  QString live_id_;  ///< the run the worker is training (fed by signals, not polled)
+};
+
+}  // namespace mst

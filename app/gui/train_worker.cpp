@@ -1,0 +1,240 @@
+/// @brief TrainWorker / TrainJob: the trainer on a background thread (see train_worker.h).
+// LibTorch before any Qt header: Qt's `slots` macro breaks LibTorch's IValue headers.
+#include <torch/torch.h>
+
+#include "app/gui/train_worker.h"
+
+#include <QElapsedTimer>
+#include <QMetaObject>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config/config.h"
+#include "core/train/trainer.h"
+#include "core/util/devices.h"
+#include "core/util/error.h"
+
+namespace mst {
+
+namespace {
+
+/// Tensor (N, ...) of one probe's float values, flattened.
+QVector<float> floatsOf(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  return QVector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+QVector<quint8> bytesOf(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kUInt8).contiguous();
+  return QVector<quint8>(c.data_ptr<uint8_t>(), c.data_ptr<uint8_t>() + c.numel());
+}
+
+}  // namespace
+
+/// Converts ProbeViews (tensors) to the widgets' plain ProbeImage values.
+QVector<ProbeImage> probeImagesOf(const ProbeViews& views) {
+  QVector<ProbeImage> out;
+  if (!views.images.defined()) return out;
+  const int64_t n = views.images.size(0);
+  for (int64_t i = 0; i < n; ++i) {
+    ProbeImage p;
+    p.title = QString("#%1").arg(i);
+    p.channels = static_cast<int>(views.images.size(1));
+    p.height = static_cast<int>(views.images.size(2));
+    p.width = static_cast<int>(views.images.size(3));
+    p.image = floatsOf(views.images[i]);
+    p.grid_h = static_cast<int>(views.attention.size(1));
+    p.grid_w = static_cast<int>(views.attention.size(2));
+    p.attention = floatsOf(views.attention[i]);
+    p.mask_random = bytesOf(views.mask_random[i]);
+    p.mask_guided = bytesOf(views.mask_guided[i]);
+    if (views.reconstruction.defined()) p.reconstruction = floatsOf(views.reconstruction[i]);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+/// Lives on the worker thread; adapts TrainObserver to TrainWorker's signals.
+class TrainJob : public QObject, public TrainObserver {
+  Q_OBJECT
+ public:
+  TrainJob(TrainWorker* owner, TrainRequest request, std::atomic<bool>* stop,
+           std::atomic<bool>* pause)
+      : owner_(owner), request_(std::move(request)), stop_(stop), pause_(pause) {}
+
+ public slots:
+  void run() {
+    bool ok = true, completed = false;
+    QString error, checkpoint;
+    try {
+      Config config = configFromJson(nlohmann::json::parse(request_.config_json.toStdString()),
+                                     "experiment");
+      setComputeThreads(config.train.threads);  // OpenMP's thread count is per thread: set it here
+      TrainerOptions options;
+      options.out_dir = request_.out_dir.toStdString();
+      options.resume = request_.resume;
+      options.max_steps = request_.max_steps;
+      options.device = parseDevice(request_.device);
+      device_ = request_.device;
+      Trainer trainer(config, options, this);
+      const TrainSummary summary = trainer.run(stop_, pause_);
+      checkpoint = QString::fromStdString(summary.checkpoint);
+      completed = summary.finished;
+      if (summary.corrupt_images > 0)
+        emit owner_->message(QString("%1 images could not be decoded and were skipped")
+                                 .arg(summary.corrupt_images));
+    } catch (const std::exception& e) {
+      ok = false;
+      error = QString::fromStdString(e.what());
+    }
+    flushRows(/*force=*/true);
+    emit owner_->finished(ok, error, checkpoint, completed);
+    emit done();
+  }
+
+ signals:
+  void done();
+
+ public:
+  // TrainObserver, called on this (the worker) thread.
+  void onStart(const TrainProgress& p) override {
+    emit owner_->started(statusOf(p));
+  }
+  void onProgress(const TrainProgress& p) override {
+    last_ = p;
+    if (status_timer_.isValid() && status_timer_.elapsed() < 100) return;
+    status_timer_.start();
+    emit owner_->status(statusOf(p));
+    flushRows(/*force=*/false);
+  }
+  void onMetrics(int64_t step, double epoch, const std::map<std::string, double>& values) override {
+    appendRow(&metrics_, step, epoch, values);
+  }
+  void onEval(int64_t step, double epoch, const std::map<std::string, double>& values) override {
+    appendRow(&eval_, step, epoch, values);
+    flushRows(/*force=*/true);  // rare and important: show at once
+  }
+  void onSnapshot(int64_t step, const ProbeViews& views) override {
+    emit owner_->snapshot(step, probeImagesOf(views));
+  }
+  void onMessage(const std::string& text) override {
+    emit owner_->message(QString::fromStdString(text));
+  }
+
+ private:
+  static torch::Device parseDevice(const QString& spec) {
+    if (spec.contains(','))
+      throw MstError("device '" + spec.toStdString() +
+                     "': training on several devices at once is not available in this build");
+    torch::Device device(spec.toStdString());
+    if (device.is_cuda() && !torch::cuda::is_available())
+      throw MstError("device '" + spec.toStdString() + "': this build has no CUDA device");
+    return device;
+  }
+
+  TrainStatus statusOf(const TrainProgress& p) const {
+    TrainStatus s;
+    s.step = p.step;
+    s.total_steps = p.total_steps;
+    s.target_steps = p.target_steps;
+    s.epoch = p.epoch;
+    s.img_s = p.img_s;
+    s.eta_s = p.eta_s;
+    s.loss = p.loss;
+    s.device = device_;
+    return s;
+  }
+
+  void appendRow(CurveTable* table, int64_t step, double epoch,
+                 const std::map<std::string, double>& values) {
+    CurveTable row;
+    row.step = {static_cast<double>(step)};
+    row.epoch = {epoch};
+    auto wall = values.find("wall_s");
+    // /eval has no wall_s: take the time of the newest metrics row.
+    const double wall_s = wall != values.end() ? wall->second : last_wall_;
+    if (wall != values.end()) last_wall_ = wall->second;
+    row.wall_s = {wall_s};
+    for (const auto& [name, value] : values)
+      if (name != "wall_s") row.columns[QString::fromStdString(name)] = {value};
+    table->append(row);
+  }
+
+  void flushRows(bool force) {
+    if (metrics_.rows() == 0 && eval_.rows() == 0) return;
+    if (!force && rows_timer_.isValid() && rows_timer_.elapsed() < 100) return;
+    rows_timer_.start();
+    emit owner_->rows(metrics_, eval_);
+    metrics_ = CurveTable();
+    eval_ = CurveTable();
+  }
+
+  TrainWorker* owner_;
+  TrainRequest request_;
+  std::atomic<bool>* stop_;
+  std::atomic<bool>* pause_;
+  QString device_;
+  TrainProgress last_;
+  CurveTable metrics_, eval_;
+  double last_wall_ = 0;
+  QElapsedTimer status_timer_, rows_timer_;
+};
+
+TrainWorker::TrainWorker(QObject* parent) : QObject(parent) {
+  qRegisterMetaType<mst::TrainStatus>();
+  qRegisterMetaType<mst::CurveTable>();
+  qRegisterMetaType<QVector<mst::ProbeImage>>();
+}
+
+TrainWorker::~TrainWorker() {
+  stop();
+  wait(-1);
+}
+
+bool TrainWorker::start(const TrainRequest& request, QString* error) {
+  if (isRunning()) {
+    if (error) *error = "a run is already going";
+    return false;
+  }
+  if (thread_) {
+    thread_->wait();
+    delete thread_;
+    thread_ = nullptr;
+  }
+  stop_ = false;
+  pause_ = false;
+  thread_ = new QThread();
+  thread_->setObjectName("mst-train");
+  job_ = new TrainJob(this, request, &stop_, &pause_);
+  job_->moveToThread(thread_);
+  connect(thread_, &QThread::started, job_, &TrainJob::run);
+  // Direct: quit() is thread-safe, and a queued call would wait for the GUI thread, which may be
+  // blocked in wait().
+  connect(job_, &TrainJob::done, thread_, &QThread::quit, Qt::DirectConnection);
+  connect(thread_, &QThread::finished, job_, &QObject::deleteLater);
+  thread_->start();
+  return true;
+}
+
+void TrainWorker::pause() { pause_ = true; }
+void TrainWorker::resume() { pause_ = false; }
+void TrainWorker::stop() {
+  stop_ = true;
+  pause_ = false;
+}
+bool TrainWorker::isRunning() const { return thread_ && thread_->isRunning(); }
+bool TrainWorker::isPaused() const { return pause_.load(); }
+
+bool TrainWorker::wait(int timeout_ms) {
+  if (!thread_) return true;
+  const bool ended = timeout_ms < 0 ? thread_->wait() : thread_->wait(QDeadlineTimer(timeout_ms));
+  if (ended) {
+    delete thread_;
+    thread_ = nullptr;
+    job_ = nullptr;
+  }
+  return ended;
+}
+
+}  // namespace mst
+
+#include "train_worker.moc"

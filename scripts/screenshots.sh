@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# @brief Screenshots of the workbench during a short real run (for the README): trains a small
+# Fashion-MNIST run from the window, then saves the window as PNG. Offscreen by default; set
+# SCREENSHOT_PLATFORM=xvfb to render under Xvfb instead (real window manager fonts).
+# Usage: scripts/screenshots.sh [OUT_DIR=docs/images] [STEPS=120]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-docs/images}
+STEPS=${2:-120}
+mkdir -p "$OUT"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/shot.json" <<'JSON'
+{
+  "_comment": "A short run for screenshots: the default network on 4,096 images, a row per 2 steps.",
+  "data": {"path": "/usr/share/datasets/fashion-mnist", "format": "fashion_mnist", "limit": 4096},
+  "train": {"epochs": 10, "batch_size": 64, "log_every": 2, "snapshot_every": 20,
+            "checkpoint_every": 200},
+  "eval": {"every_epochs": 0.5, "subset": 2000}
+}
+JSON
+args=(--config "$work/shot.json" --workspace "$work/runs" --out "$work/runs/fashion_mnist"
+      --max-steps "$STEPS" --screenshot "$OUT/workbench.png")
+if [[ "${SCREENSHOT_PLATFORM:-offscreen}" == xvfb ]]; then
+  xvfb-run -a -s "-screen 0 1600x1000x24" build/bin/mst-workbench "${args[@]}"
+else
+  QT_QPA_PLATFORM=offscreen build/bin/mst-workbench "${args[@]}"
+fi
+echo "screenshots: $OUT/workbench.png"

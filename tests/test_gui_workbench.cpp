@@ -1,0 +1,222 @@
+/// @brief The workbench window end to end: start / pause / resume / stop a tiny run, a responsive
+/// event loop, exports, field errors, and a run log followed while another process writes it.
+#include <QtTest/QtTest>
+
+#include <QLabel>
+#include <QProcess>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "app/gui/main_window.h"
+#include "app/gui/run_reader.h"
+#include "widgets/config_form.h"
+#include "widgets/curve_panel.h"
+#include "widgets/run_list.h"
+
+using namespace mst;
+
+namespace {
+
+bool fashionMnistPresent() {
+  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+/// A run that takes a few seconds on one core: vit_micro28 on 512 images, one row per step.
+nlohmann::json tinyExperiment(int epochs = 2) {
+  return {{"model", {{"preset", "vit_micro28"}}},
+          {"data", {{"limit", 512}, {"workers", 1}}},
+          {"crops", {{"local_crops", 1}}},
+          {"eval", {{"every_epochs", 0}}},
+          {"train",
+           {{"batch_size", 16}, {"epochs", epochs}, {"log_every", 1}, {"checkpoint_every", 50},
+            {"snapshot_every", 0}, {"threads", 1}}}};
+}
+
+QString writeJson(const QString& path, const nlohmann::json& json) {
+  QFile f(path);
+  f.open(QIODevice::WriteOnly);
+  f.write(QByteArray::fromStdString(json.dump(2)));
+  return path;
+}
+
+QByteArray head(const QString& path, int n) {
+  QFile f(path);
+  if (!f.open(QIODevice::ReadOnly)) return {};
+  return f.read(n);
+}
+
+}  // namespace
+
+class TestGuiWorkbench : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void init() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+  }
+
+  void startPauseResumeStopFromTheWindow() {
+    QTemporaryDir dir;
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    o.out_dir = dir.filePath("tiny");
+    o.config_path = writeJson(dir.filePath("tiny.json"), tinyExperiment(/*epochs=*/20));
+    MainWindow window(o);
+    window.show();
+    const QString id = MainWindow::runId(o.out_dir);
+
+    // The event loop must stay responsive while the engine trains: a 10 ms timer's largest gap.
+    QElapsedTimer clock;
+    qint64 last = -1, worst = 0;
+    QTimer ticker;
+    ticker.setInterval(10);
+    connect(&ticker, &QTimer::timeout, [&] {
+      const qint64 now = clock.elapsed();
+      if (last >= 0) worst = std::max(worst, now - last);
+      last = now;
+    });
+
+    QSignalSpy rows(window.worker(), &TrainWorker::rows);
+    window.startRun();
+    clock.start();
+    ticker.start();
+    QVERIFY(rows.wait(60000));
+    QTRY_VERIFY_WITH_TIMEOUT(window.curves()->pointCount("loss", id) >= 3, 60000);
+    const int before = window.curves()->pointCount("loss", id);
+    QTest::qWait(1500);
+    window.curves()->flushRedraw();
+    QVERIFY2(window.curves()->pointCount("loss", id) > before, "the loss plot gains points");
+    ticker.stop();
+    QVERIFY2(worst < 100, qPrintable(QString("event loop stalled %1 ms").arg(worst)));
+
+    // Pause: after the step in flight, no more rows come.
+    window.pauseRun();
+    QTest::qWait(1500);
+    rows.clear();
+    const int paused_points = window.curves()->pointCount("loss", id);
+    QTest::qWait(1500);
+    QCOMPARE(rows.count(), 0);
+    window.curves()->flushRedraw();
+    QCOMPARE(window.curves()->pointCount("loss", id), paused_points);
+    // Resume: rows come again.
+    window.resumeRun();
+    QVERIFY(rows.wait(30000));
+
+    // Stop: a checkpoint the command line resumes.
+    QSignalSpy finished(&window, &MainWindow::runFinished);
+    window.stopRun();
+    QVERIFY(finished.wait(60000));
+    QCOMPARE(finished.front().at(0).toBool(), true);
+    const QString ckpt = QDir(o.out_dir).filePath("checkpoint.pt");
+    QVERIFY(QFileInfo::exists(ckpt));
+    const auto stopped_rows = readRunCurves(o.out_dir).metrics.rows();
+    QVERIFY(stopped_rows > 0);
+
+    QProcess mst;
+    mst.start(QString(MST_BINARY_DIR) + "/mst",
+              {"train", "--config", o.config_path, "--out", o.out_dir, "--resume", "--max-steps",
+               QString::number(stopped_rows + 2), "--threads", "1"});
+    QVERIFY(mst.waitForFinished(120000));
+    QVERIFY2(mst.exitCode() == 0, mst.readAllStandardError().constData());
+    const auto out = nlohmann::json::parse(mst.readAllStandardOutput().trimmed().split('\n').last().toStdString());
+    QCOMPARE(out["steps"].get<int64_t>(), static_cast<int64_t>(stopped_rows + 2));
+    QCOMPARE(readRunCurves(o.out_dir).metrics.rows(), stopped_rows + 2);
+  }
+
+  void exportsHaveTheirSignatures() {
+    QTemporaryDir dir;
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    o.out_dir = dir.filePath("tiny");
+    o.config_path = writeJson(dir.filePath("tiny.json"), tinyExperiment());
+    o.max_steps = 4;
+    MainWindow window(o);
+    QSignalSpy finished(&window, &MainWindow::runFinished);
+    window.startRun();
+    QVERIFY(finished.wait(120000));
+    QVERIFY(finished.front().at(0).toBool());
+    window.curves()->flushRedraw();
+    struct Case {
+      const char* name;
+      QByteArray start;
+    };
+    for (const Case& c : {Case{"loss.png", "\x89PNG"}, Case{"loss.pdf", "%PDF"},
+                          Case{"loss.svg", ""}, Case{"loss.csv", ""}}) {
+      const QString path = dir.filePath(c.name);
+      QString error;
+      const bool ok = path.endsWith(".csv") ? window.curves()->exportCsv("loss", path, &error)
+                                            : window.curves()->exportFigure("loss", path, 640, 400, &error);
+      QVERIFY2(ok, qPrintable(error));
+      QVERIFY(QFileInfo(path).size() > 0);
+      if (!c.start.isEmpty()) QCOMPARE(head(path, c.start.size()), c.start);
+    }
+    QVERIFY(head(dir.filePath("loss.svg"), 4096).contains("<svg"));
+    const QList<QByteArray> csv = head(dir.filePath("loss.csv"), 1 << 20).trimmed().split('\n');
+    QCOMPARE(csv.size(), 1 + 4);  // header + one line per logged step
+    // The run log saved as a copy opens as HDF5.
+    QString error;
+    QVERIFY2(window.saveRunLog(o.out_dir, dir.filePath("copy.h5"), &error), qPrintable(error));
+    QCOMPARE(head(dir.filePath("copy.h5"), 8), QByteArray("\x89HDF\r\n\x1a\n"));
+    QCOMPARE(readRunCurves(dir.filePath("copy.h5")).metrics.rows(), 4);
+  }
+
+  void formRejectsAnInvalidValueAtTheField() {
+    QTemporaryDir dir;
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    MainWindow window(o);
+    window.show();
+    ConfigForm* form = window.form();
+    const QString error = form->editField("masking.p", "1.5");
+    QVERIFY(error.contains("masking.p"));
+    QCOMPARE(form->fieldError("masking.p"), error);
+    QVERIFY(form->errorLabel("masking.p")->isVisible());
+    QCOMPARE(window.experiment().config().masking.p, 0.1);  // not applied
+    // A cross-field rule: 5 heads do not divide the width.
+    QVERIFY(!form->editField("model.heads", "5").isEmpty());
+    // A valid value is applied and clears the message.
+    QCOMPARE(form->editField("masking.p", "0.15"), QString());
+    QCOMPARE(window.experiment().config().masking.p, 0.15);
+    QVERIFY(form->fieldError("masking.p").isEmpty());
+  }
+
+  void followsARunLogWrittenByAnotherProcess() {
+    QTemporaryDir dir;
+    const QString config = writeJson(dir.filePath("tiny.json"), tinyExperiment(/*epochs=*/4));
+    const QString run = dir.filePath("external");
+    QProcess mst;
+    mst.start(QString(MST_BINARY_DIR) + "/mst",
+              {"train", "--config", config, "--out", run, "--threads", "1"});
+    QVERIFY(mst.waitForStarted());
+    const QString log = QDir(run).filePath("run.h5");
+    QTRY_VERIFY_WITH_TIMEOUT(QFileInfo::exists(log), 60000);
+    // Wait for a first row, then open it as a user would.
+    QTRY_VERIFY_WITH_TIMEOUT([&] {
+      try {
+        return readRunCurves(run).metrics.rows() > 0;
+      } catch (...) {
+        return false;
+      }
+    }(), 60000);
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    MainWindow window(o);
+    QString error;
+    QVERIFY2(window.openRun(run, &error), qPrintable(error));
+    const QString id = MainWindow::runId(run);
+    window.curves()->flushRedraw();
+    const int first = window.curves()->pointCount("loss", id);
+    QVERIFY(first > 0);
+    QTRY_VERIFY_WITH_TIMEOUT((window.curves()->flushRedraw(),
+                              window.curves()->pointCount("loss", id) > first + 2),
+                             60000);
+    QVERIFY(window.runList()->runs().contains(id) || window.runList()->count() > 0);
+    mst.kill();
+    mst.waitForFinished();
+  }
+};
+
+QTEST_MAIN(TestGuiWorkbench)
+#include "test_gui_workbench.moc"

@@ -1,0 +1,488 @@
+/// @brief CurvePanel and CurveTable properties: EMA by hand, NaN padding, coalesced live redraws,
+/// legend, log-y, x axis, zoom that survives appends, hover read-out and every export format.
+#include <qcustomplot.h>
+
+#include <QtTest>
+#include <cmath>
+#include <limits>
+
+#include "widgets/curve_panel.h"
+#include "widgets/curve_table.h"
+
+using mst::CurvePanel;
+using mst::CurveTable;
+using mst::RunCurves;
+using mst::XAxis;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+/// `rows` logged steps of a falling loss; every 4th row lacks loss_ce (NaN); epochs of 10 steps.
+CurveTable makeMetrics(int rows, int firstStep = 0, double offset = 0.0) {
+  CurveTable table;
+  QVector<double> loss, lossCe, lr;
+  for (int i = 0; i < rows; ++i) {
+    const int step = firstStep + i;
+    table.step << step;
+    table.epoch << step / 10.0;
+    table.wall_s << 2.0 * step;
+    loss << 2.0 / (1.0 + 0.01 * step) + offset + 0.05 * std::sin(step);
+    lossCe << (step % 4 == 3 ? kNaN : 1.5 - 0.001 * step);
+    lr << 1e-3 * (step + 1) / (firstStep + rows);
+  }
+  table.columns["loss"] = loss;
+  table.columns["loss_ce"] = lossCe;
+  table.columns["lr"] = lr;
+  return table;
+}
+
+/// k-NN top-1 every 25 steps, with step only (as /eval logs it).
+CurveTable makeEval(int rows, int every = 25) {
+  CurveTable table;
+  for (int i = 0; i < rows; ++i) {
+    table.step << (i + 1) * every;
+    table.columns["knn_top1"] << 40.0 + 5.0 * i;
+  }
+  return table;
+}
+
+RunCurves makeRun(const QString& id, int rows, double offset = 0.0) {
+  return RunCurves{id, id, makeMetrics(rows, 0, offset), makeEval(rows / 25)};
+}
+
+bool sameDouble(double a, double b) {
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+  return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b));
+}
+
+QByteArray readAll(const QString& path) {
+  QFile file(path);
+  return file.open(QIODevice::ReadOnly) ? file.readAll() : QByteArray();
+}
+
+}  // namespace
+
+class TestWidgetPlots : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void debiasedEma_data() {
+    QTest::addColumn<QVector<double>>("input");
+    QTest::addColumn<double>("weight");
+    QTest::addColumn<QVector<double>>("expected");
+    // w = 0.5 by hand: s = 0.5, 1.25, (NaN skipped), 2.625; debias 1 - 0.5^n = 0.5, 0.75, 0.875.
+    QTest::newRow("w0.5 with NaN") << QVector<double>{1, 2, kNaN, 4} << 0.5
+                                   << QVector<double>{1.0, 1.25 / 0.75, kNaN, 2.625 / 0.875};
+    QTest::newRow("leading NaN") << QVector<double>{kNaN, 2, 6} << 0.5
+                                 << QVector<double>{kNaN, 2, (0.5 + 3.0) / 0.75};
+    QTest::newRow("w0 identity") << QVector<double>{3, kNaN, -1, 7} << 0.0
+                                 << QVector<double>{3, kNaN, -1, 7};
+    QTest::newRow("constant stays")
+        << QVector<double>{5, 5, 5, 5} << 0.99 << QVector<double>{5, 5, 5, 5};
+    QTest::newRow("empty") << QVector<double>{} << 0.6 << QVector<double>{};
+  }
+  void debiasedEma() {
+    QFETCH(QVector<double>, input);
+    QFETCH(double, weight);
+    QFETCH(QVector<double>, expected);
+    const QVector<double> out = mst::debiasedEma(input, weight);
+    QCOMPARE(out.size(), expected.size());
+    for (int i = 0; i < out.size(); ++i) {
+      QVERIFY2(sameDouble(out[i], expected[i]),
+               qPrintable(QString("i=%1: %2 vs %3").arg(i).arg(out[i]).arg(expected[i])));
+    }
+  }
+
+  void appendPadsMissingColumns() {
+    CurveTable a;
+    a.step = {0, 1};
+    a.epoch = {0, 0};
+    a.columns["loss"] = {3, 2};
+    CurveTable b;
+    b.step = {2, 3, 4};
+    b.epoch = {1, 1, 1};
+    b.columns["lr"] = {0.1, 0.2, 0.3};
+    a.append(b);
+    QCOMPARE(a.rows(), 5);
+    QCOMPARE(a.step, (QVector<double>{0, 1, 2, 3, 4}));
+    QCOMPARE(a.epoch, (QVector<double>{0, 0, 1, 1, 1}));
+    QVERIFY(a.wall_s.isEmpty());  // empty on both sides stays empty
+    QCOMPARE(a.columns.size(), 2);
+    const QVector<double> loss = a.columns["loss"], lr = a.columns["lr"];
+    QCOMPARE(loss.size(), 5);
+    QCOMPARE(lr.size(), 5);
+    QCOMPARE(loss.mid(0, 2), (QVector<double>{3, 2}));
+    for (int i = 2; i < 5; ++i) QVERIFY(std::isnan(loss[i]));
+    for (int i = 0; i < 2; ++i) QVERIFY(std::isnan(lr[i]));
+    QCOMPARE(lr.mid(2), (QVector<double>{0.1, 0.2, 0.3}));
+  }
+
+  void plotNamesInOrder() {
+    CurvePanel panel;
+    QCOMPARE(panel.plotNames(), (QStringList{"loss", "loss_ce", "loss_rec", "knn_top1", "lr", "wd",
+                                             "momentum", "teacher_temp", "mask_ratio"}));
+    for (const QString& name : panel.plotNames()) QVERIFY(panel.plot(name));
+    QVERIFY(!panel.plot("nope"));
+  }
+
+  void setRunDrawsEveryLoggedRow() {
+    CurvePanel panel;
+    panel.setRun(makeRun("run-a", 200));
+    panel.flushRedraw();
+    QCOMPARE(panel.pointCount("loss", "run-a"), 200);
+    QCOMPARE(panel.pointCount("loss_ce", "run-a"), 150);  // NaN rows are not logged points
+    QCOMPARE(panel.pointCount("knn_top1", "run-a"), 8);
+    QCOMPARE(panel.pointCount("wd", "run-a"), 0);
+    QCOMPARE(panel.pointCount("loss", "nope"), -1);
+    QCOMPARE(panel.runIds(), QStringList{"run-a"});
+  }
+
+  void replacingKeepsOneRun() {
+    CurvePanel panel;
+    panel.setRun(makeRun("run-a", 200));
+    panel.flushRedraw();
+    RunCurves shorter = makeRun("run-a", 50);
+    shorter.label = "renamed";
+    panel.setRun(shorter);
+    panel.flushRedraw();
+    QCOMPARE(panel.runIds(), QStringList{"run-a"});
+    QCOMPARE(panel.pointCount("loss", "run-a"), 50);
+    QCOMPARE(panel.plot("loss")->graphCount(), 2);  // raw + smoothed, not doubled
+    QCOMPARE(panel.plot("loss")->legend->itemCount(), 1);
+    auto* item = qobject_cast<QCPPlottableLegendItem*>(panel.plot("loss")->legend->item(0));
+    QVERIFY(item);
+    QCOMPARE(item->plottable()->name(), QString("renamed"));
+  }
+
+  void appendRowsWaitsForRedraw() {
+    CurvePanel panel;
+    panel.setRun(makeRun("run-a", 100));
+    panel.flushRedraw();
+    panel.appendRows("run-a", makeMetrics(30, 100), makeEval(1, 125));
+    QCOMPARE(panel.pointCount("loss", "run-a"), 100);  // coalesced: nothing drawn per append
+    panel.appendRows("run-a", makeMetrics(20, 130), CurveTable{});
+    QCOMPARE(panel.pointCount("loss", "run-a"), 100);
+    panel.flushRedraw();
+    QCOMPARE(panel.pointCount("loss", "run-a"), 150);
+    QCOMPARE(panel.pointCount("knn_top1", "run-a"), 5);
+    // The timer alone also redraws.
+    panel.appendRows("run-a", makeMetrics(10, 150), CurveTable{});
+    QCOMPARE(panel.pointCount("loss", "run-a"), 150);
+    QTRY_COMPARE(panel.pointCount("loss", "run-a"), 160);
+  }
+
+  void incrementalSmoothingMatchesFullRecompute() {
+    CurvePanel panel;
+    panel.setSmoothing(0.9);
+    panel.setRun(makeRun("run-a", 120));
+    panel.flushRedraw();
+    panel.appendRows("run-a", makeMetrics(80, 120), CurveTable{});
+    panel.flushRedraw();
+    const QVector<double> loss = makeMetrics(200).columns["loss"];
+    const QVector<double> expected = mst::debiasedEma(loss, 0.9);
+    const auto data = panel.plot("loss")->graph(1)->data();  // graph 0 raw, graph 1 smoothed
+    QCOMPARE(data->size(), 200);
+    for (int i = 0; i < 200; ++i) {
+      QVERIFY2(sameDouble(data->at(i)->value, expected[i]), qPrintable(QString::number(i)));
+      QCOMPARE(data->at(i)->key, double(i));
+    }
+    // Schedules are exact values: drawn raw in full colour, never smoothed.
+    QCOMPARE(panel.plot("lr")->graph(0)->dataCount(), 200);
+    QCOMPARE(panel.plot("lr")->graph(1)->dataCount(), 0);
+    QCOMPARE(panel.plot("lr")->graph(0)->pen().color().alpha(), 255);
+    // Changing the weight recomputes everything from row 0.
+    panel.setSmoothing(0.5);
+    panel.flushRedraw();
+    QVERIFY(sameDouble(panel.plot("loss")->graph(1)->data()->at(199)->value,
+                       mst::debiasedEma(loss, 0.5)[199]));
+    QCOMPARE(panel.smoothing(), 0.5);
+    panel.setSmoothing(5.0);
+    QCOMPARE(panel.smoothing(), 0.99);
+  }
+
+  void unknownIdOnAppendAddsRun() {
+    CurvePanel panel;
+    panel.appendRows("live", makeMetrics(10), CurveTable{});
+    panel.flushRedraw();
+    QCOMPARE(panel.runIds(), QStringList{"live"});
+    QCOMPARE(panel.pointCount("loss", "live"), 10);
+  }
+
+  void legendHasOneEntryPerRun() {
+    CurvePanel panel;
+    panel.setRun(makeRun("run-a", 100));
+    panel.flushRedraw();
+    QCustomPlot* loss = panel.plot("loss");
+    QVERIFY(!loss->legend->visible());  // one run: the title says enough
+    panel.setRun(makeRun("run-b", 100, 0.2));
+    panel.flushRedraw();
+    QCOMPARE(loss->graphCount(), 4);
+    QCOMPARE(loss->legend->itemCount(), 2);
+    QVERIFY(loss->legend->visible());
+    // Different runs, different colours; raw is the same colour, faded.
+    const QColor a = loss->graph(1)->pen().color(), b = loss->graph(3)->pen().color();
+    QVERIFY(a != b);
+    QCOMPARE(loss->graph(0)->pen().color().rgb(), a.rgb());
+    QVERIFY(loss->graph(0)->pen().color().alpha() < 100);
+    panel.removeRun("run-a");
+    panel.flushRedraw();
+    QCOMPARE(panel.runIds(), QStringList{"run-b"});
+    QCOMPARE(loss->graphCount(), 2);
+    QCOMPARE(loss->legend->itemCount(), 1);
+    QVERIFY(!loss->legend->visible());
+    QCOMPARE(loss->graph(1)->pen().color(), b);  // colours stay with their runs
+  }
+
+  void logYSwitchesScaleAndSkipsNonPositive() {
+    CurvePanel panel;
+    RunCurves run = makeRun("run-a", 40);
+    run.metrics.columns["loss_rec"] = QVector<double>(40, 1.0);
+    run.metrics.columns["loss_rec"][3] = 0.0;
+    run.metrics.columns["loss_rec"][7] = -2.0;
+    panel.setRun(run);
+    panel.flushRedraw();
+    QCOMPARE(panel.pointCount("loss_rec", "run-a"), 40);
+    QCOMPARE(panel.plot("loss")->yAxis->scaleType(), QCPAxis::stLinear);
+    panel.setLogY(true);
+    QVERIFY(panel.logY());
+    panel.flushRedraw();
+    for (const QString& name : panel.plotNames()) {
+      QCOMPARE(panel.plot(name)->yAxis->scaleType(), QCPAxis::stLogarithmic);
+      QVERIFY(panel.plot(name)->yAxis->ticker().dynamicCast<QCPAxisTickerLog>());
+    }
+    QCOMPARE(panel.pointCount("loss_rec", "run-a"), 38);
+    QVERIFY(panel.plot("loss_rec")->yAxis->range().lower > 0);
+    panel.setLogY(false);
+    panel.flushRedraw();
+    QCOMPARE(panel.plot("loss")->yAxis->scaleType(), QCPAxis::stLinear);
+    QVERIFY(!panel.plot("loss")->yAxis->ticker().dynamicCast<QCPAxisTickerLog>());
+    QCOMPARE(panel.pointCount("loss_rec", "run-a"), 40);
+  }
+
+  void xAxisPutsEpochOnKeys() {
+    CurvePanel panel;
+    const RunCurves run = makeRun("run-a", 100);
+    panel.setRun(run);
+    panel.flushRedraw();
+    panel.setXAxis(XAxis::Epoch);
+    QCOMPARE(panel.xAxis(), XAxis::Epoch);
+    panel.flushRedraw();
+    const auto loss = panel.plot("loss")->graph(0)->data();
+    QCOMPARE(loss->size(), 100);
+    for (int i = 0; i < 100; ++i) QCOMPARE(loss->at(i)->key, run.metrics.epoch[i]);
+    QCOMPARE(panel.plot("loss")->xAxis->range().upper, run.metrics.epoch.last());
+    // /eval logs only its step: epochs come from the metrics table (10 steps per epoch here).
+    const auto knn = panel.plot("knn_top1")->graph(0)->data();
+    QCOMPARE(knn->size(), 4);
+    QCOMPARE(knn->at(0)->key, 2.5);
+    QCOMPARE(knn->at(3)->key, 10.0);  // step 100, one past the last metrics row: extrapolated
+    panel.setXAxis(XAxis::WallTime);
+    panel.flushRedraw();
+    QCOMPARE(panel.plot("loss")->graph(0)->data()->at(10)->key, 20.0);
+    QVERIFY(panel.plot("loss")->xAxis->ticker().dynamicCast<QCPAxisTickerTime>());
+  }
+
+  void userZoomSurvivesAppendsUntilDoubleClick() {
+    CurvePanel panel;
+    panel.resize(900, 700);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    panel.setRun(makeRun("run-a", 100));
+    panel.flushRedraw();
+    QCustomPlot* loss = panel.plot("loss");
+    QCOMPARE(loss->xAxis->range().upper, 99.0);
+    const QPoint centre = loss->axisRect()->rect().center();
+    QWheelEvent wheel(centre, loss->mapToGlobal(centre), QPoint(), QPoint(0, 120), Qt::NoButton,
+                      Qt::NoModifier, Qt::NoScrollPhase, false);
+    QApplication::sendEvent(loss, &wheel);
+    const QCPRange zoomed = loss->xAxis->range();
+    QVERIFY(zoomed.size() < 99.0);
+    panel.appendRows("run-a", makeMetrics(100, 100), CurveTable{});
+    panel.flushRedraw();
+    QCOMPARE(loss->xAxis->range(), zoomed);
+    QCOMPARE(panel.plot("lr")->xAxis->range().upper, 199.0);  // other plots still follow
+    // Sent directly: QTest::mouseDClick leaves the offscreen window system's button state behind.
+    QMouseEvent dclick(QEvent::MouseButtonDblClick, centre, loss->mapToGlobal(centre),
+                       Qt::LeftButton, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(loss, &dclick);
+    QCOMPARE(loss->xAxis->range().upper, 199.0);
+  }
+
+  void hoverReadsOutEveryRun() {
+    CurvePanel panel;
+    panel.resize(900, 700);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    panel.setRun(makeRun("run-a", 100));
+    panel.setRun(makeRun("run-b", 100, 0.5));
+    panel.flushRedraw();
+    QSignalSpy spy(&panel, &CurvePanel::hoverText);
+    QCustomPlot* loss = panel.plot("loss");
+    const QPoint at(int(loss->xAxis->coordToPixel(40.2)), loss->axisRect()->rect().center().y());
+    QTest::mouseMove(loss, at);
+    QTRY_VERIFY(!spy.isEmpty());
+    const QString text = spy.last().first().toString();
+    QVERIFY2(text.startsWith("step 40 · run-a "), qPrintable(text));
+    QVERIFY2(text.contains(" · run-b "), qPrintable(text));
+  }
+
+  void exportFigureFormats_data() {
+    QTest::addColumn<QString>("suffix");
+    QTest::addColumn<QByteArray>("magic");
+    QTest::newRow("png") << "png" << QByteArray("\x89PNG");
+    QTest::newRow("pdf") << "pdf" << QByteArray("%PDF");
+    QTest::newRow("svg") << "svg" << QByteArray("<svg");
+  }
+  void exportFigureFormats() {
+    QFETCH(QString, suffix);
+    QFETCH(QByteArray, magic);
+    QTemporaryDir dir;
+    CurvePanel panel;
+    panel.setRun(makeRun("run-a", 100));
+    panel.setRun(makeRun("run-b", 100, 0.3));
+    const QString path = dir.filePath("loss." + suffix);
+    QString error;
+    QVERIFY2(panel.exportFigure("loss", path, 800, 500, &error), qPrintable(error));
+    const QByteArray bytes = readAll(path);
+    QVERIFY(bytes.size() > 200);
+    if (suffix == "svg") {
+      QVERIFY(bytes.contains(magic));
+      QVERIFY(bytes.contains("width=\"800"));  // the pixel size was honoured
+    } else {
+      QVERIFY(bytes.startsWith(magic));
+    }
+    if (suffix == "png") QCOMPARE(QImage(path).size(), QSize(800, 500));
+  }
+
+  void exportFigureRejectsBadInput_data() {
+    QTest::addColumn<QString>("plot");
+    QTest::addColumn<QString>("file");
+    QTest::newRow("suffix") << "loss"
+                            << "loss.jpg";
+    QTest::newRow("no suffix") << "loss"
+                               << "loss";
+    QTest::newRow("plot") << "nope"
+                          << "nope.png";
+    QTest::newRow("folder") << "loss"
+                            << "missing/dir/loss.png";
+  }
+  void exportFigureRejectsBadInput() {
+    QFETCH(QString, plot);
+    QFETCH(QString, file);
+    QTemporaryDir dir;
+    CurvePanel panel;
+    panel.setRun(makeRun("run-a", 10));
+    QString error;
+    QVERIFY(!panel.exportFigure(plot, dir.filePath(file), 800, 500, &error));
+    QVERIFY(!error.isEmpty());
+    QVERIFY(!QFileInfo::exists(dir.filePath(file)));
+  }
+
+  void exportCsvHasOneLinePerRowPerRun() {
+    QTemporaryDir dir;
+    CurvePanel panel;
+    panel.setSmoothing(0.6);
+    RunCurves a = makeRun("run-a", 30);
+    a.label = "run a, long";  // needs quoting
+    panel.setRun(a);
+    panel.setRun(makeRun("run-b", 20));
+    const QString path = dir.filePath("loss.csv");
+    QString error;
+    QVERIFY2(panel.exportCsv("loss", path, &error), qPrintable(error));
+    const QStringList lines = QString::fromUtf8(readAll(path)).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(lines.first(), QString("run,step,epoch,wall_s,loss,loss_smoothed"));
+    QCOMPARE(lines.size(), 1 + 30 + 20);
+    QVERIFY(lines[1].startsWith("\"run a, long\",0,0,0,"));
+    const QStringList last = lines.last().split(',');
+    QCOMPARE(last.size(), 6);
+    QCOMPARE(last[0], QString("run-b"));
+    QCOMPARE(last[1].toDouble(), 19.0);
+    QCOMPARE(last[2].toDouble(), 1.9);
+    QCOMPARE(last[3].toDouble(), 38.0);
+    const QVector<double> loss = makeMetrics(20).columns["loss"];
+    QVERIFY(sameDouble(last[4].toDouble(), loss[19]));
+    QVERIFY(sameDouble(last[5].toDouble(), mst::debiasedEma(loss, 0.6)[19]));
+    // NaN rows are not logged values: loss_ce skips every 4th row.
+    QVERIFY(panel.exportCsv("loss_ce", path));
+    QCOMPARE(QString::fromUtf8(readAll(path)).split('\n', Qt::SkipEmptyParts).size(), 1 + 23 + 15);
+    QVERIFY(!panel.exportCsv("loss", dir.filePath("missing/x.csv"), &error));
+    QVERIFY(!error.isEmpty());
+  }
+
+  void emptyPlotSaysNoData() {
+    CurvePanel panel;
+    panel.setRun(makeRun("run-a", 10));  // fewer than 25 steps: no k-NN row yet
+    panel.flushRedraw();
+    auto texts = [&](const QString& name) {
+      QCustomPlot* plot = panel.plot(name);
+      for (int i = 0; i < plot->itemCount(); ++i) {
+        auto* text = qobject_cast<QCPItemText*>(plot->item(i));
+        if (text && text->text() == "no data") return text->visible();
+      }
+      return false;
+    };
+    QVERIFY(texts("knn_top1"));
+    QVERIFY(!texts("loss"));
+  }
+
+  void staysFastWithTenLongRuns() {
+    CurvePanel panel;
+    panel.resize(1200, 800);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    QElapsedTimer timer;
+    timer.start();
+    for (int r = 0; r < 10; ++r) panel.setRun(makeRun(QString("run-%1").arg(r), 50000, 0.1 * r));
+    panel.flushRedraw();
+    const qint64 loadMs = timer.elapsed();
+    QCOMPARE(panel.pointCount("loss", "run-9"), 50000);
+    // A live tick: a few rows for one run must redraw fast (no recomputation of 500k points).
+    timer.restart();
+    for (int tick = 0; tick < 10; ++tick) {
+      panel.appendRows("run-3", makeMetrics(5, 50000 + 5 * tick, 0.3), CurveTable{});
+      panel.flushRedraw();
+    }
+    const qint64 tickMs = timer.elapsed() / 10;
+    qInfo("10 runs x 50k rows: load + first redraw %lld ms, one live tick %lld ms", loadMs, tickMs);
+    QCOMPARE(panel.pointCount("loss", "run-3"), 50050);
+    QVERIFY2(tickMs < 400, qPrintable(QString::number(tickMs)));
+    if (qEnvironmentVariableIsSet("MST_SCREENSHOT_DIR")) {
+      panel.setSmoothing(0.9);
+      panel.flushRedraw();
+      panel.grab().save(QDir(qEnvironmentVariable("MST_SCREENSHOT_DIR")).filePath("curves10.png"));
+    }
+  }
+
+  void screenshot() {
+    if (!qEnvironmentVariableIsSet("MST_SCREENSHOT_DIR")) QSKIP("set MST_SCREENSHOT_DIR to look");
+    const QDir out(qEnvironmentVariable("MST_SCREENSHOT_DIR"));
+    CurvePanel panel;
+    panel.resize(1100, 760);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    panel.setRun(makeRun("baseline", 400));
+    panel.setRun(makeRun("attention-guided p=0.1", 300, -0.15));
+    panel.flushRedraw();
+    QCustomPlot* loss = panel.plot("loss");
+    QTest::mouseMove(
+        loss, QPoint(int(loss->xAxis->coordToPixel(150)), int(loss->yAxis->coordToPixel(1.0))));
+    QTest::qWait(50);
+    panel.grab().save(out.filePath("curves.png"));
+    panel.setLogY(true);
+    panel.setXAxis(XAxis::WallTime);
+    panel.flushRedraw();
+    panel.grab().save(out.filePath("curves_log_wall.png"));
+    for (const char* suffix : {"png", "svg", "pdf"}) {
+      QVERIFY(panel.exportFigure("loss", out.filePath(QString("loss_export.") + suffix), 800, 500));
+    }
+    CurvePanel single;
+    single.resize(1100, 760);
+    single.setRun(makeRun("only", 20));
+    single.flushRedraw();
+    single.grab().save(out.filePath("curves_single.png"));
+  }
+};
+
+QTEST_MAIN(TestWidgetPlots)
+#include "test_widget_plots.moc"

@@ -1,0 +1,874 @@
+/// @brief CurvePanel: dirty-plot redraws on a 40 ms timer, incremental live appends, hover
+/// read-out, zoom that survives redraws, and PNG/PDF/SVG/CSV export.
+#include "widgets/curve_panel.h"
+
+#include <qcustomplot.h>
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDialog>
+#include <QDialogButtonBox>
+#include <QFile>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QMenu>
+#include <QMessageBox>
+#include <QSlider>
+#include <QSpinBox>
+#include <QSvgGenerator>
+#include <QTextStream>
+#include <QTimer>
+#include <QToolButton>
+#include <QVBoxLayout>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace mst {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int kRedrawDelayMs = 40;  // coalesces bursts of appends (PlotJuggler's choice)
+constexpr int kRawAlpha = 60;
+constexpr int kSliderSteps = 99;  // slider 0..99 <-> weight 0..0.99
+constexpr int kColumns = 3;
+constexpr int kMaxScatterPoints = 60;  // markers only while they stay readable
+constexpr int kLegendRowsPerColumn = 5;
+constexpr int kLegendSamples = 400;  // points per curve sampled to find a free legend corner
+const QString kEvalPlot = QStringLiteral("knn_top1");
+/// Only the per-batch losses are noisy. Schedules (lr, wd, ...) are exact values an EMA would only
+/// shift, and k-NN accuracy is logged every few epochs, where an EMA over a handful of points
+/// lags and misleads: those are drawn raw, in full colour.
+bool isSmoothed(const QString& plot) { return plot.startsWith(QLatin1String("loss")); }
+const QStringList kPlotNames = {"loss", "loss_ce",  "loss_rec",     "knn_top1",  "lr",
+                                "wd",   "momentum", "teacher_temp", "mask_ratio"};
+
+/// matplotlib's tab10: a palette researchers already read, distinguishable in print.
+QColor paletteColour(int index) {
+  static const QColor kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  return kPalette[index % 10];
+}
+
+/// y at `x` on the polyline (xs, ys), xs ascending; extrapolates linearly past either end.
+double interpolate(const QVector<double>& xs, const QVector<double>& ys, double x) {
+  const int n = std::min(xs.size(), ys.size());
+  if (n == 0 || !std::isfinite(x)) return kNaN;
+  if (n == 1) return ys[0];
+  int hi = int(std::lower_bound(xs.begin(), xs.begin() + n, x) - xs.begin());
+  hi = std::clamp(hi, 1, n - 1);
+  const double x0 = xs[hi - 1], x1 = xs[hi];
+  if (x1 == x0) return ys[hi];
+  return ys[hi - 1] + (ys[hi] - ys[hi - 1]) * (x - x0) / (x1 - x0);
+}
+
+/// Key of `row` of `table` on `axis`. Eval rows usually log only their step, so they borrow epoch
+/// and wall time from the metrics table by interpolating over step.
+double keyAt(const CurveTable& table, const CurveTable& metrics, XAxis axis, int row) {
+  const QVector<double>& own = axis == XAxis::Step    ? table.step
+                               : axis == XAxis::Epoch ? table.epoch
+                                                      : table.wall_s;
+  if (row < own.size()) return own[row];
+  if (axis == XAxis::Step) return table.step.isEmpty() ? double(row) : kNaN;
+  if (&table == &metrics || row >= table.step.size()) return kNaN;
+  return interpolate(metrics.step, axis == XAxis::Epoch ? metrics.epoch : metrics.wall_s,
+                     table.step[row]);
+}
+
+double valueAt(const QVector<double>& column, int row) {
+  return row < column.size() ? column[row] : kNaN;
+}
+
+QString csvField(const QString& text) {
+  if (!text.contains(QLatin1Char(',')) && !text.contains(QLatin1Char('"'))) return text;
+  return QLatin1Char('"') + QString(text).replace("\"", "\"\"") + QLatin1Char('"');
+}
+
+QString csvNumber(double value) {
+  // Shortest text that reads back to the same double: exact, and still short for 0.1 or 1500.
+  return std::isfinite(value) ? QString::number(value, 'g', QLocale::FloatingPointShortest)
+                              : QString();
+}
+
+/// Index of the point of `graph` whose key is nearest `key`, or -1 when it has none.
+int nearestIndex(const QCPGraph* graph, double key) {
+  const auto data = graph->data();
+  if (data->isEmpty()) return -1;
+  auto it = data->findBegin(key, false);
+  if (it == data->constEnd()) return data->size() - 1;
+  int index = int(it - data->constBegin());
+  if (index > 0 && std::abs((it - 1)->key - key) < std::abs(it->key - key)) --index;
+  return index;
+}
+
+/// Asks for an export size in pixels (default 800 x 500); false when cancelled.
+bool askFigureSize(QWidget* parent, QSize* size) {
+  QDialog dialog(parent);
+  dialog.setWindowTitle(QObject::tr("Figure size"));
+  auto* width = new QSpinBox(&dialog);
+  auto* height = new QSpinBox(&dialog);
+  for (QSpinBox* box : {width, height}) {
+    box->setRange(100, 8000);
+    box->setSuffix(QObject::tr(" px"));
+  }
+  width->setValue(size->width());
+  height->setValue(size->height());
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, &dialog);
+  QObject::connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
+  QObject::connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
+  auto* form = new QFormLayout(&dialog);
+  form->addRow(QObject::tr("Width"), width);
+  form->addRow(QObject::tr("Height"), height);
+  form->addRow(buttons);
+  if (dialog.exec() != QDialog::Accepted) return false;
+  *size = QSize(width->value(), height->value());
+  return true;
+}
+
+}  // namespace
+
+CurvePanel::CurvePanel(QWidget* parent) : QWidget(parent) {
+  redrawTimer_ = new QTimer(this);
+  redrawTimer_->setSingleShot(true);
+  redrawTimer_->setInterval(kRedrawDelayMs);
+  connect(redrawTimer_, &QTimer::timeout, this, &CurvePanel::flushRedraw);
+
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(4, 4, 4, 4);
+  layout->setSpacing(2);
+  layout->addWidget(buildToolbar());
+
+  hoverLabel_ = new QLabel(this);
+  hoverLabel_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  hoverLabel_->setMinimumHeight(hoverLabel_->fontMetrics().height() + 4);
+  hoverLabel_->setStyleSheet(QStringLiteral("padding-left: 4px;"));
+  layout->addWidget(hoverLabel_);
+
+  auto* grid = new QGridLayout;
+  grid->setSpacing(4);
+  plots_.resize(kPlotNames.size());
+  dirty_.assign(kPlotNames.size(), false);
+  for (int i = 0; i < int(plots_.size()); ++i) {
+    buildPlot(i);
+    grid->addWidget(plots_[i].widget, i / kColumns, i % kColumns);
+  }
+  layout->addLayout(grid, 1);
+  for (int i = 0; i < int(plots_.size()); ++i) {
+    applyAxisStyle(i);
+    plots_[i].widget->replot();
+  }
+}
+
+CurvePanel::~CurvePanel() = default;
+
+QWidget* CurvePanel::buildToolbar() {
+  auto* bar = new QWidget(this);
+  auto* row = new QHBoxLayout(bar);
+  row->setContentsMargins(0, 0, 0, 0);
+
+  row->addWidget(new QLabel(tr("Smoothing"), bar));
+  smoothingSlider_ = new QSlider(Qt::Horizontal, bar);
+  smoothingSlider_->setRange(0, kSliderSteps);
+  smoothingSlider_->setFixedWidth(140);
+  smoothingSlider_->setToolTip(tr("Debiased exponential moving average weight"));
+  row->addWidget(smoothingSlider_);
+  smoothingValue_ = new QLabel(bar);
+  smoothingValue_->setMinimumWidth(smoothingValue_->fontMetrics().horizontalAdvance("0.00") + 4);
+  row->addWidget(smoothingValue_);
+  connect(smoothingSlider_, &QSlider::valueChanged, this,
+          [this](int value) { setSmoothing(value / 100.0); });
+
+  row->addSpacing(12);
+  logYBox_ = new QCheckBox(tr("Log y"), bar);
+  row->addWidget(logYBox_);
+  connect(logYBox_, &QCheckBox::toggled, this, &CurvePanel::setLogY);
+
+  row->addSpacing(12);
+  row->addWidget(new QLabel(tr("X axis"), bar));
+  xAxisCombo_ = new QComboBox(bar);
+  xAxisCombo_->addItem(tr("step"), int(XAxis::Step));
+  xAxisCombo_->addItem(tr("epoch"), int(XAxis::Epoch));
+  xAxisCombo_->addItem(tr("wall time"), int(XAxis::WallTime));
+  row->addWidget(xAxisCombo_);
+  connect(xAxisCombo_, &QComboBox::currentIndexChanged, this,
+          [this](int index) { setXAxis(XAxis(xAxisCombo_->itemData(index).toInt())); });
+
+  row->addStretch(1);
+  auto* exportButton = new QToolButton(bar);
+  exportButton->setText(tr("Export"));
+  exportButton->setPopupMode(QToolButton::InstantPopup);
+  auto* menu = new QMenu(exportButton);
+  QAction* figure = menu->addAction(QString());
+  QAction* data = menu->addAction(QString());
+  menu->addSeparator();
+  menu->addAction(tr("All plots as figures…"), this, &CurvePanel::exportAllDialog);
+  // The "current" plot is the one last right-clicked, so name it in the menu.
+  connect(menu, &QMenu::aboutToShow, this, [this, figure, data] {
+    const QString name = plots_[lastMenuPlot_].name;
+    figure->setText(tr("Figure of %1…").arg(name));
+    data->setText(tr("Data of %1 (CSV)…").arg(name));
+  });
+  connect(figure, &QAction::triggered, this, [this] { exportFigureDialog(lastMenuPlot_); });
+  connect(data, &QAction::triggered, this, [this] { exportCsvDialog(lastMenuPlot_); });
+  exportButton->setMenu(menu);
+  row->addWidget(exportButton);
+
+  smoothingSlider_->setValue(int(std::lround(smoothing_ * 100)));
+  smoothingValue_->setText(QString::number(smoothing_, 'f', 2));
+  return bar;
+}
+
+void CurvePanel::buildPlot(int index) {
+  PlotView& view = plots_[index];
+  view.name = kPlotNames[index];
+  auto* plot = new QCustomPlot(this);
+  view.widget = plot;
+  plot->setMinimumSize(240, 170);
+  plot->setMouseTracking(true);
+  plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+  plot->setAutoAddPlottableToLegend(false);
+  plot->setNoAntialiasingOnDrag(true);  // keeps panning smooth through 10 x 50k points
+  plot->setContextMenuPolicy(Qt::CustomContextMenu);
+  plot->installEventFilter(this);
+
+  QFont titleFont = font();
+  titleFont.setBold(true);
+  plot->plotLayout()->insertRow(0);
+  plot->plotLayout()->addElement(0, 0, new QCPTextElement(plot, view.name, titleFont));
+
+  // Raw curves on their own layer below "main" so that no run's faded raw curve covers another
+  // run's smoothed one.
+  plot->addLayer(QStringLiteral("raw"), plot->layer(QStringLiteral("main")), QCustomPlot::limBelow);
+  // The tracer lives on a buffered layer of its own: hovering replots only that layer.
+  plot->layer(QStringLiteral("overlay"))->setMode(QCPLayer::lmBuffered);
+
+  QFont small = font();
+  small.setPointSizeF(std::max(7.0, font().pointSizeF() - 1));
+  for (QCPAxis* axis : {plot->xAxis, plot->yAxis}) {
+    axis->setTickLabelFont(small);
+    axis->setLabelFont(small);
+  }
+  plot->legend->setFont(small);
+  plot->legend->setBrush(QColor(255, 255, 255, 200));
+  plot->legend->setBorderPen(QPen(QColor(0, 0, 0, 60)));
+  plot->legend->setRowSpacing(0);
+  plot->legend->setColumnSpacing(6);
+  plot->legend->setIconSize(18, 8);
+  plot->legend->setMargins(QMargins(5, 3, 5, 3));
+  plot->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+
+  view.emptyText = new QCPItemText(plot);
+  view.emptyText->position->setType(QCPItemPosition::ptAxisRectRatio);
+  view.emptyText->position->setCoords(0.5, 0.5);
+  view.emptyText->setText(tr("no data"));
+  view.emptyText->setColor(QColor(150, 150, 150));
+  view.emptyText->setFont(small);
+
+  view.tracer = new QCPItemTracer(plot);
+  view.tracer->setLayer(QStringLiteral("overlay"));
+  view.tracer->setStyle(QCPItemTracer::tsCircle);
+  view.tracer->setSize(7);
+  view.tracer->setVisible(false);
+
+  connect(plot, &QCustomPlot::mouseMove, this, [this, index](QMouseEvent* event) {
+    if (event->buttons() & Qt::LeftButton) plots_[index].userZoomed = true;
+    hover(index, event->pos());
+  });
+  connect(plot, &QCustomPlot::mouseWheel, this,
+          [this, index](QWheelEvent*) { plots_[index].userZoomed = true; });
+  connect(plot, &QCustomPlot::mouseDoubleClick, this, [this, index](QMouseEvent*) {
+    plots_[index].userZoomed = false;
+    rescale(index);
+    plots_[index].widget->replot();
+  });
+  connect(plot, &QCustomPlot::customContextMenuRequested, this,
+          [this, index](const QPoint& pos) { showContextMenu(index, pos); });
+}
+
+QStringList CurvePanel::plotNames() const { return kPlotNames; }
+
+CurvePanel::Run* CurvePanel::findRun(const QString& id) const {
+  for (const auto& run : runs_) {
+    if (run->curves.id == id) return run.get();
+  }
+  return nullptr;
+}
+
+int CurvePanel::plotIndex(const QString& name) const { return int(kPlotNames.indexOf(name)); }
+
+void CurvePanel::setRun(const RunCurves& curves) {
+  Run* run = findRun(curves.id);
+  if (!run) {
+    runs_.push_back(std::make_unique<Run>());
+    run = runs_.back().get();
+    run->colour = paletteColour(nextColour_++);
+    run->series.resize(plots_.size());
+    for (int p = 0; p < int(plots_.size()); ++p) {
+      Series& series = run->series[p];
+      QCustomPlot* plot = plots_[p].widget;
+      series.raw = plot->addGraph();
+      series.raw->setLayer(QStringLiteral("raw"));
+      series.smooth = plot->addGraph();
+      series.smooth->addToLegend();  // one legend entry per run, not per raw/smoothed graph
+    }
+  }
+  run->curves = curves;
+  for (int p = 0; p < int(plots_.size()); ++p) {
+    run->series[p].smooth->setName(curves.label);
+    styleSeries(*run, p);
+  }
+  markAllDirty(/*rebuild=*/false);
+  for (Series& series : run->series) series.rebuild = true;
+}
+
+void CurvePanel::appendRows(const QString& id, const CurveTable& metrics, const CurveTable& eval) {
+  Run* run = findRun(id);
+  if (!run) {
+    setRun(RunCurves{id, id, metrics, eval});
+    return;
+  }
+  run->curves.metrics.append(metrics);
+  run->curves.eval.append(eval);
+  // Only the new rows are turned into points at the next redraw (Series::rowsDone).
+  for (int p = 0; p < int(plots_.size()); ++p) {
+    const bool isEval = plots_[p].name == kEvalPlot;
+    const CurveTable& rows = isEval ? eval : metrics;
+    if (rows.columns.contains(plots_[p].name)) markDirty(p, /*rebuild=*/false);
+  }
+}
+
+void CurvePanel::removeRun(const QString& id) {
+  auto it = std::find_if(runs_.begin(), runs_.end(),
+                         [&id](const auto& run) { return run->curves.id == id; });
+  if (it == runs_.end()) return;
+  for (int p = 0; p < int(plots_.size()); ++p) {
+    plots_[p].widget->removeGraph((*it)->series[p].raw);
+    plots_[p].widget->removeGraph((*it)->series[p].smooth);
+  }
+  runs_.erase(it);
+  clearHover();
+  markAllDirty(/*rebuild=*/false);
+}
+
+QStringList CurvePanel::runIds() const {
+  QStringList ids;
+  for (const auto& run : runs_) ids << run->curves.id;
+  return ids;
+}
+
+void CurvePanel::setSmoothing(double weight) {
+  weight = std::clamp(weight, 0.0, kSliderSteps / 100.0);
+  {
+    const QSignalBlocker blocker(smoothingSlider_);
+    smoothingSlider_->setValue(int(std::lround(weight * 100)));
+  }
+  smoothingValue_->setText(QString::number(weight, 'f', 2));
+  if (weight == smoothing_) return;
+  smoothing_ = weight;
+  markAllDirty(/*rebuild=*/true);
+}
+
+double CurvePanel::smoothing() const { return smoothing_; }
+
+void CurvePanel::setLogY(bool on) {
+  {
+    const QSignalBlocker blocker(logYBox_);
+    logYBox_->setChecked(on);
+  }
+  if (on == logY_) return;
+  logY_ = on;
+  for (int p = 0; p < int(plots_.size()); ++p) {
+    plots_[p].userZoomed = false;  // a linear range means nothing on a log axis
+    applyAxisStyle(p);
+  }
+  markAllDirty(/*rebuild=*/true);
+}
+
+bool CurvePanel::logY() const { return logY_; }
+
+void CurvePanel::setXAxis(XAxis axis) {
+  {
+    const QSignalBlocker blocker(xAxisCombo_);
+    xAxisCombo_->setCurrentIndex(xAxisCombo_->findData(int(axis)));
+  }
+  if (axis == xAxis_) return;
+  xAxis_ = axis;
+  for (int p = 0; p < int(plots_.size()); ++p) {
+    plots_[p].userZoomed = false;
+    applyAxisStyle(p);
+  }
+  markAllDirty(/*rebuild=*/true);
+}
+
+XAxis CurvePanel::xAxis() const { return xAxis_; }
+
+int CurvePanel::pointCount(const QString& plot, const QString& id) const {
+  const int p = plotIndex(plot);
+  const Run* run = findRun(id);
+  if (p < 0 || !run) return -1;
+  return run->series[p].raw->dataCount();
+}
+
+QCustomPlot* CurvePanel::plot(const QString& name) const {
+  const int p = plotIndex(name);
+  return p < 0 ? nullptr : plots_[p].widget;
+}
+
+void CurvePanel::markDirty(int plot, bool rebuild) {
+  dirty_[plot] = true;
+  if (rebuild) {
+    clearHover();  // the tracer would point at a value that is about to move
+    for (auto& run : runs_) run->series[plot].rebuild = true;
+  }
+  if (!redrawTimer_->isActive()) redrawTimer_->start();
+}
+
+void CurvePanel::markAllDirty(bool rebuild) {
+  for (int p = 0; p < int(plots_.size()); ++p) markDirty(p, rebuild);
+}
+
+void CurvePanel::flushRedraw() {
+  redrawTimer_->stop();
+  for (int p = 0; p < int(plots_.size()); ++p) {
+    if (dirty_[p]) redrawPlot(p);
+    dirty_[p] = false;
+  }
+}
+
+void CurvePanel::redrawPlot(int p) {
+  PlotView& view = plots_[p];
+  bool anyPoints = false;
+  for (auto& run : runs_) {
+    updateSeries(*run, p);
+    anyPoints = anyPoints || run->series[p].raw->dataCount() > 0;
+  }
+  QCustomPlot* plot = view.widget;
+  plot->legend->setVisible(runs_.size() > 1 && anyPoints);
+  view.emptyText->setVisible(!anyPoints);
+  // An empty plot stays quiet: no made-up 0..1 tick labels next to "no data".
+  plot->xAxis->setTickLabels(anyPoints);
+  plot->yAxis->setTickLabels(anyPoints);
+  if (!view.userZoomed) rescale(p);
+  placeLegend(p);
+  plot->replot();
+}
+
+void CurvePanel::updateSeries(Run& run, int p) {
+  Series& series = run.series[p];
+  const bool isEval = plots_[p].name == kEvalPlot;
+  const bool smoothed = isSmoothed(plots_[p].name);
+  const CurveTable& table = isEval ? run.curves.eval : run.curves.metrics;
+  if (series.rebuild) {
+    series.raw->data()->clear();
+    series.smooth->data()->clear();
+    series.rowsDone = 0;
+    series.ema = DebiasedEmaState(smoothed ? smoothing_ : 0.0);
+    series.keyMin = series.valueMin = kInf;
+    series.keyMax = series.valueMax = -kInf;
+    series.rebuild = false;
+  }
+  const QVector<double> values = table.columns.value(plots_[p].name);
+  const int rows = table.rows();
+  QVector<double> rawKeys, rawValues, smoothKeys, smoothValues;
+  rawKeys.reserve(rows - series.rowsDone);
+  rawValues.reserve(rows - series.rowsDone);
+  for (int row = series.rowsDone; row < rows; ++row) {
+    const double value = valueAt(values, row);
+    if (!std::isfinite(value)) continue;
+    const double smoothedValue =
+        series.ema.push(value);  // before the key/log checks: same EMA always
+    const double key = keyAt(table, run.curves.metrics, xAxis_, row);
+    if (!std::isfinite(key)) continue;
+    if (!logY_ || value > 0) {
+      rawKeys.append(key);
+      rawValues.append(value);
+      series.keyMin = std::min(series.keyMin, key);
+      series.keyMax = std::max(series.keyMax, key);
+      series.valueMin = std::min(series.valueMin, value);
+      series.valueMax = std::max(series.valueMax, value);
+    }
+    if (smoothed && (!logY_ || smoothedValue > 0)) {
+      smoothKeys.append(key);
+      smoothValues.append(smoothedValue);
+    }
+  }
+  series.rowsDone = rows;
+  if (isEval) {
+    const int points = series.raw->dataCount() + rawKeys.size();
+    series.raw->setScatterStyle(points <= kMaxScatterPoints
+                                    ? QCPScatterStyle(QCPScatterStyle::ssCircle, run.colour, 5)
+                                    : QCPScatterStyle());
+  }
+  // Logged steps are ascending, so QCustomPlot appends instead of re-sorting 50k points.
+  series.raw->addData(rawKeys, rawValues, std::is_sorted(rawKeys.begin(), rawKeys.end()));
+  series.smooth->addData(smoothKeys, smoothValues,
+                         std::is_sorted(smoothKeys.begin(), smoothKeys.end()));
+}
+
+void CurvePanel::rescale(int p) {
+  double keyMin = kInf, keyMax = -kInf, valueMin = kInf, valueMax = -kInf;
+  for (const auto& run : runs_) {
+    const Series& series = run->series[p];
+    if (series.raw->dataCount() == 0) continue;
+    keyMin = std::min(keyMin, series.keyMin);
+    keyMax = std::max(keyMax, series.keyMax);
+    // A debiased EMA is a convex combination of the raw values, so the raw range covers it.
+    valueMin = std::min(valueMin, series.valueMin);
+    valueMax = std::max(valueMax, series.valueMax);
+  }
+  QCustomPlot* plot = plots_[p].widget;
+  if (keyMin > keyMax) {
+    plot->xAxis->setRange(0, 1);
+    plot->yAxis->setRange(logY_ ? QCPRange(0.1, 10) : QCPRange(0, 1));
+    return;
+  }
+  if (keyMin == keyMax) {
+    keyMin -= 0.5;
+    keyMax += 0.5;
+  }
+  plot->xAxis->setRange(keyMin, keyMax);
+  if (logY_) {
+    // 5% head room in decades, and one decade around a constant curve.
+    const double decades = std::max(std::log10(valueMax / valueMin), 1e-12);
+    const double pad = valueMin == valueMax ? 1.0 : 0.05 * decades;
+    plot->yAxis->setRange(valueMin / std::pow(10.0, pad), valueMax * std::pow(10.0, pad));
+  } else {
+    const double span = valueMax - valueMin;
+    const double pad = span > 0 ? 0.05 * span : std::max(std::abs(valueMax) * 0.05, 0.5);
+    plot->yAxis->setRange(valueMin - pad, valueMax + pad);
+  }
+}
+
+void CurvePanel::placeLegend(int p) {
+  QCustomPlot* plot = plots_[p].widget;
+  QCPLegend* legend = plot->legend;
+  if (!legend->visible()) return;
+  // Ten runs in one column would fill a small plot; wrap them into columns of five.
+  const int wrap = legend->itemCount() > kLegendRowsPerColumn + 1 ? kLegendRowsPerColumn : 0;
+  if (legend->wrap() != wrap) {
+    legend->setWrap(wrap);
+    legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, /*rearrange=*/true);
+    legend->setFillOrder(QCPLayoutGrid::foRowsFirst, /*rearrange=*/true);
+  }
+  const QRect area = plot->axisRect()->rect();
+  if (area.width() < 10 || area.height() < 10) return;  // not laid out yet
+  // Pick the corner that hides the fewest curve points (falling losses leave the top right free,
+  // a rising accuracy the bottom right).
+  const QSize size = legend->minimumOuterSizeHint().boundedTo(area.size());
+  const Qt::Alignment corners[] = {Qt::AlignTop | Qt::AlignRight, Qt::AlignBottom | Qt::AlignRight,
+                                   Qt::AlignTop | Qt::AlignLeft, Qt::AlignBottom | Qt::AlignLeft};
+  QRect rects[4];
+  for (int c = 0; c < 4; ++c) {
+    const int x = corners[c] & Qt::AlignRight ? area.right() - size.width() : area.left();
+    const int y = corners[c] & Qt::AlignBottom ? area.bottom() - size.height() : area.top();
+    rects[c] = QRect(QPoint(x, y), size).adjusted(-8, -8, 8, 8);
+  }
+  int hidden[4] = {0, 0, 0, 0};
+  for (const auto& run : runs_) {
+    const Series& series = run->series[p];
+    for (const QCPGraph* graph : {series.raw, series.smooth}) {
+      const auto data = graph->data();
+      const int stride = std::max(1, data->size() / kLegendSamples);
+      for (int i = 0; i < data->size(); i += stride) {
+        const auto point = data->at(i);
+        const QPoint pixel(int(plot->xAxis->coordToPixel(point->key)),
+                           int(plot->yAxis->coordToPixel(point->value)));
+        for (int c = 0; c < 4; ++c) hidden[c] += rects[c].contains(pixel);
+      }
+    }
+  }
+  const int best = int(std::min_element(hidden, hidden + 4) - hidden);
+  plot->axisRect()->insetLayout()->setInsetAlignment(0, corners[best]);
+}
+
+void CurvePanel::applyAxisStyle(int p) {
+  QCustomPlot* plot = plots_[p].widget;
+  if (logY_) {
+    plot->yAxis->setScaleType(QCPAxis::stLogarithmic);
+    plot->yAxis->setTicker(QSharedPointer<QCPAxisTickerLog>::create());
+    plot->yAxis->setNumberFormat(QStringLiteral("gb"));
+    plot->yAxis->setNumberPrecision(3);
+  } else {
+    plot->yAxis->setScaleType(QCPAxis::stLinear);
+    plot->yAxis->setTicker(QSharedPointer<QCPAxisTicker>::create());
+    plot->yAxis->setNumberFormat(QStringLiteral("gb"));
+    plot->yAxis->setNumberPrecision(4);
+  }
+  switch (xAxis_) {
+    case XAxis::Step:
+      plot->xAxis->setTicker(QSharedPointer<QCPAxisTicker>::create());
+      plot->xAxis->setNumberFormat(QStringLiteral("gb"));
+      plot->xAxis->setNumberPrecision(6);
+      plot->xAxis->setLabel(tr("step"));
+      break;
+    case XAxis::Epoch:
+      plot->xAxis->setTicker(QSharedPointer<QCPAxisTicker>::create());
+      plot->xAxis->setNumberFormat(QStringLiteral("gb"));
+      plot->xAxis->setNumberPrecision(4);
+      plot->xAxis->setLabel(tr("epoch"));
+      break;
+    case XAxis::WallTime: {
+      auto ticker = QSharedPointer<QCPAxisTickerTime>::create();
+      ticker->setTimeFormat(QStringLiteral("%h:%m:%s"));
+      plot->xAxis->setTicker(ticker);
+      plot->xAxis->setLabel(tr("wall time (h:m:s)"));
+      break;
+    }
+  }
+}
+
+void CurvePanel::styleSeries(const Run& run, int p) {
+  const Series& series = run.series[p];
+  QColor faded = run.colour;
+  faded.setAlpha(kRawAlpha);
+  if (!isSmoothed(plots_[p].name)) {
+    series.raw->setPen(QPen(run.colour, 1.6));
+  } else {
+    series.raw->setPen(QPen(faded, 1.0));
+  }
+  series.smooth->setPen(QPen(run.colour, 1.6));
+}
+
+QString CurvePanel::keyText(double key) const {
+  switch (xAxis_) {
+    case XAxis::Step:
+      return tr("step %1").arg(qint64(std::llround(key)));
+    case XAxis::Epoch:
+      return tr("epoch %1").arg(key, 0, 'f', 2);
+    case XAxis::WallTime: {
+      const qint64 seconds = std::llround(key);
+      return tr("time %1:%2:%3")
+          .arg(seconds / 3600)
+          .arg(seconds / 60 % 60, 2, 10, QLatin1Char('0'))
+          .arg(seconds % 60, 2, 10, QLatin1Char('0'));
+    }
+  }
+  return {};
+}
+
+void CurvePanel::hover(int p, const QPoint& pos) {
+  PlotView& view = plots_[p];
+  QCustomPlot* plot = view.widget;
+  if (!plot->axisRect()->rect().contains(pos)) {
+    clearHover();
+    return;
+  }
+  // The drawn (smoothed when present) curve is what the eye follows, so read it out.
+  auto shown = [p](const Run& run) {
+    const Series& series = run.series[p];
+    return series.smooth->dataCount() > 0 ? series.smooth : series.raw;
+  };
+  const double cursorKey = plot->xAxis->pixelToCoord(pos.x());
+  const Run* nearestRun = nullptr;
+  double nearestKey = 0, nearestValue = 0, nearestPixels = kInf;
+  for (const auto& run : runs_) {
+    const QCPGraph* graph = shown(*run);
+    const int index = nearestIndex(graph, cursorKey);
+    if (index < 0) continue;
+    const auto point = graph->data()->at(index);
+    const double pixels = std::abs(plot->xAxis->coordToPixel(point->key) - pos.x()) +
+                          std::abs(plot->yAxis->coordToPixel(point->value) - pos.y());
+    if (pixels < nearestPixels) {
+      nearestPixels = pixels;
+      nearestRun = run.get();
+      nearestKey = point->key;
+      nearestValue = point->value;
+    }
+  }
+  if (!nearestRun) {
+    clearHover();
+    return;
+  }
+  QStringList parts{keyText(nearestKey)};
+  for (const auto& run : runs_) {
+    const QCPGraph* graph = shown(*run);
+    const int index = nearestIndex(graph, nearestKey);
+    if (index < 0) continue;
+    parts << QStringLiteral("%1 %2")
+                 .arg(run->curves.label)
+                 .arg(graph->data()->at(index)->value, 0, 'g', 4);
+  }
+  const QString text = parts.join(QStringLiteral(" · "));
+  view.tracer->position->setCoords(nearestKey, nearestValue);
+  view.tracer->setPen(QPen(nearestRun->colour, 1.5));
+  view.tracer->setBrush(Qt::white);
+  view.tracer->setVisible(true);
+  plot->layer(QStringLiteral("overlay"))->replot();
+  for (int other = 0; other < int(plots_.size()); ++other) {
+    if (other != p && plots_[other].tracer->visible()) {
+      plots_[other].tracer->setVisible(false);
+      plots_[other].widget->layer(QStringLiteral("overlay"))->replot();
+    }
+  }
+  if (text != hoverLabel_->text()) {
+    hoverLabel_->setText(text);
+    emit hoverText(text);
+  }
+}
+
+void CurvePanel::clearHover() {
+  for (PlotView& view : plots_) {
+    if (!view.tracer->visible()) continue;
+    view.tracer->setVisible(false);
+    view.widget->layer(QStringLiteral("overlay"))->replot();
+  }
+  if (!hoverLabel_->text().isEmpty()) {
+    hoverLabel_->clear();
+    emit hoverText(QString());
+  }
+}
+
+bool CurvePanel::eventFilter(QObject* watched, QEvent* event) {
+  if (event->type() == QEvent::Leave) clearHover();
+  return QWidget::eventFilter(watched, event);
+}
+
+void CurvePanel::showContextMenu(int p, const QPoint& pos) {
+  lastMenuPlot_ = p;
+  QMenu menu(this);
+  menu.addAction(tr("Export figure…"), this, [this, p] { exportFigureDialog(p); });
+  menu.addAction(tr("Export data (CSV)…"), this, [this, p] { exportCsvDialog(p); });
+  menu.addSeparator();
+  menu.addAction(tr("Reset zoom"), this, [this, p] {
+    plots_[p].userZoomed = false;
+    rescale(p);
+    plots_[p].widget->replot();
+  });
+  menu.exec(plots_[p].widget->mapToGlobal(pos));
+}
+
+bool CurvePanel::exportFigure(const QString& plotName, const QString& path, int width, int height,
+                              QString* error) {
+  auto fail = [error](const QString& message) {
+    if (error) *error = message;
+    return false;
+  };
+  const int p = plotIndex(plotName);
+  if (p < 0) return fail(tr("no plot named \"%1\"").arg(plotName));
+  const QString suffix = QFileInfo(path).suffix().toLower();
+  if (suffix != "png" && suffix != "pdf" && suffix != "svg") {
+    return fail(tr("cannot export \"%1\": use a .png, .pdf or .svg file name").arg(path));
+  }
+  if (width <= 0 || height <= 0) return fail(tr("figure size must be positive"));
+  QFile file(path);
+  // QSvgGenerator and QPrinter do not report unwritable paths, so probe the file first.
+  if (!file.open(QIODevice::WriteOnly)) {
+    return fail(tr("cannot write %1: %2").arg(path, file.errorString()));
+  }
+  flushRedraw();
+  clearHover();  // the tracer belongs to the screen, not to the figure
+  QCustomPlot* plot = plots_[p].widget;
+  bool ok = true;
+  if (suffix == "svg") {
+    QSvgGenerator generator;
+    generator.setOutputDevice(&file);
+    generator.setSize(QSize(width, height));
+    generator.setViewBox(QRect(0, 0, width, height));
+    generator.setTitle(plotName);
+    QCPPainter painter(&generator);
+    plot->toPainter(&painter, width, height);
+    ok = painter.end();
+  } else {
+    file.close();
+    ok = suffix == "png" ? plot->savePng(path, width, height)
+                         : plot->savePdf(path, width, height, QCP::epNoCosmetic);
+  }
+  if (!ok) return fail(tr("writing %1 failed").arg(path));
+  return true;
+}
+
+bool CurvePanel::exportCsv(const QString& plotName, const QString& path, QString* error) const {
+  auto fail = [error](const QString& message) {
+    if (error) *error = message;
+    return false;
+  };
+  const int p = plotIndex(plotName);
+  if (p < 0) return fail(tr("no plot named \"%1\"").arg(plotName));
+  QFile file(path);
+  if (!file.open(QIODevice::WriteOnly | QIODevice::Text)) {
+    return fail(tr("cannot write %1: %2").arg(path, file.errorString()));
+  }
+  QTextStream out(&file);
+  out << "run,step,epoch,wall_s," << plotName << ',' << plotName << "_smoothed\n";
+  const bool isEval = plotName == kEvalPlot;
+  for (const auto& run : runs_) {
+    const CurveTable& table = isEval ? run->curves.eval : run->curves.metrics;
+    const QVector<double> values = table.columns.value(plotName);
+    DebiasedEmaState ema(isSmoothed(plotName) ? smoothing_ : 0.0);
+    const QString label = csvField(run->curves.label);
+    for (int row = 0; row < table.rows(); ++row) {
+      const double value = valueAt(values, row);
+      if (!std::isfinite(value)) continue;
+      const double smoothed = ema.push(value);
+      const CurveTable& metrics = run->curves.metrics;
+      out << label << ',' << csvNumber(keyAt(table, metrics, XAxis::Step, row)) << ','
+          << csvNumber(keyAt(table, metrics, XAxis::Epoch, row)) << ','
+          << csvNumber(keyAt(table, metrics, XAxis::WallTime, row)) << ',' << csvNumber(value)
+          << ',' << csvNumber(smoothed) << '\n';
+    }
+  }
+  out.flush();
+  if (file.error() != QFile::NoError) return fail(tr("writing %1 failed").arg(path));
+  return true;
+}
+
+void CurvePanel::exportFigureDialog(int p) {
+  const QString name = plots_[p].name;
+  QString filter;
+  QString path = QFileDialog::getSaveFileName(
+      this, tr("Export figure of %1").arg(name), QDir(lastDir_).filePath(name + ".png"),
+      tr("PNG image (*.png);;PDF document (*.pdf);;SVG drawing (*.svg)"), &filter);
+  if (path.isEmpty()) return;
+  if (QFileInfo(path).suffix().isEmpty()) {
+    path += filter.contains("pdf") ? ".pdf" : filter.contains("svg") ? ".svg" : ".png";
+  }
+  lastDir_ = QFileInfo(path).absolutePath();
+  QSize size(800, 500);
+  if (!askFigureSize(this, &size)) return;
+  QString error;
+  if (!exportFigure(name, path, size.width(), size.height(), &error)) {
+    QMessageBox::warning(this, tr("Export figure"), error);
+  }
+}
+
+void CurvePanel::exportAllDialog() {
+  QString filter;
+  const QString base = QFileDialog::getSaveFileName(
+      this, tr("Export all plots (one file per plot, name_<plot>.ext)"),
+      QDir(lastDir_).filePath("curves.pdf"),
+      tr("PDF document (*.pdf);;PNG image (*.png);;SVG drawing (*.svg)"), &filter);
+  if (base.isEmpty()) return;
+  QFileInfo info(base);
+  QString suffix = info.suffix();
+  if (suffix.isEmpty())
+    suffix = filter.contains("png") ? "png" : filter.contains("svg") ? "svg" : "pdf";
+  lastDir_ = info.absolutePath();
+  QSize size(800, 500);
+  if (!askFigureSize(this, &size)) return;
+  QStringList errors;
+  for (const PlotView& view : plots_) {
+    const QString path = QDir(info.absolutePath())
+                             .filePath(info.completeBaseName() + '_' + view.name + '.' + suffix);
+    QString error;
+    if (!exportFigure(view.name, path, size.width(), size.height(), &error)) errors << error;
+  }
+  if (!errors.isEmpty()) QMessageBox::warning(this, tr("Export figures"), errors.join('\n'));
+}
+
+void CurvePanel::exportCsvDialog(int p) {
+  const QString name = plots_[p].name;
+  const QString path =
+      QFileDialog::getSaveFileName(this, tr("Export data of %1").arg(name),
+                                   QDir(lastDir_).filePath(name + ".csv"), tr("CSV table (*.csv)"));
+  if (path.isEmpty()) return;
+  lastDir_ = QFileInfo(path).absolutePath();
+  QString error;
+  if (!exportCsv(name, path, &error)) QMessageBox::warning(this, tr("Export data"), error);
+}
+
+}  // namespace mst

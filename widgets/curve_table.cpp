@@ -1,0 +1,69 @@
+/// @brief CurveTable row appends with NaN padding, and the debiased EMA smoother.
+#include "widgets/curve_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace mst {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+/// Appends `more` (padded to `more_rows`) to `column` (padded to `rows` first), so that both
+/// sides keep one value per row even when a metric was only logged by one of them.
+void appendPadded(QVector<double>& column, int rows, const QVector<double>& more, int more_rows) {
+  column.reserve(rows + more_rows);
+  while (column.size() < rows) column.append(kNaN);
+  column.resize(std::min<int>(column.size(), rows));
+  column.append(more.mid(0, more_rows));
+  while (column.size() < rows + more_rows) column.append(kNaN);
+}
+
+}  // namespace
+
+int CurveTable::rows() const {
+  if (!step.isEmpty()) return step.size();
+  int longest = 0;
+  for (const QVector<double>& column : columns) longest = std::max<int>(longest, column.size());
+  return longest;
+}
+
+void CurveTable::append(const CurveTable& more) {
+  const int own_rows = rows();
+  const int more_rows = more.rows();
+  if (more_rows == 0) return;
+  for (auto [own, theirs] : {std::pair{&step, &more.step}, std::pair{&epoch, &more.epoch},
+                             std::pair{&wall_s, &more.wall_s}}) {
+    if (own->isEmpty() && theirs->isEmpty()) continue;
+    appendPadded(*own, own_rows, *theirs, more_rows);
+  }
+  for (auto it = more.columns.cbegin(); it != more.columns.cend(); ++it) {
+    appendPadded(columns[it.key()], own_rows, it.value(), more_rows);
+  }
+  // Columns that `more` did not log still need one (NaN) value per new row.
+  for (auto it = columns.begin(); it != columns.end(); ++it) {
+    if (!more.columns.contains(it.key())) appendPadded(it.value(), own_rows, {}, more_rows);
+  }
+}
+
+DebiasedEmaState::DebiasedEmaState(double weight) : weight_(weight) {}
+
+double DebiasedEmaState::push(double value) {
+  if (!std::isfinite(value)) return kNaN;
+  // w = 0 must return the input bit-for-bit, which the general formula only does approximately.
+  if (weight_ == 0.0) return value;
+  state_ = weight_ * state_ + (1.0 - weight_) * value;
+  decay_ *= weight_;
+  return state_ / (1.0 - decay_);
+}
+
+QVector<double> debiasedEma(const QVector<double>& values, double weight) {
+  DebiasedEmaState ema(weight);
+  QVector<double> out;
+  out.reserve(values.size());
+  for (double value : values) out.append(ema.push(value));
+  return out;
+}
+
+}  // namespace mst

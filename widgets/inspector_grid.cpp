@@ -1,0 +1,413 @@
+/// @brief Inspector grid painting, hit testing, tooltips and figure export.
+#include "widgets/inspector_grid.h"
+
+#include <QEvent>
+#include <QHelpEvent>
+#include <QMouseEvent>
+#include <QPaintEvent>
+#include <QPainter>
+#include <QToolTip>
+#include <algorithm>
+#include <cmath>
+
+namespace mst {
+namespace {
+
+constexpr int kMinCell = 16;
+constexpr double kThresholdMass = 0.6;  // DINO's visualisation keeps 60 % of the attention mass
+constexpr int kFigureFontPixels = 13;
+
+int countMasked(const QVector<quint8>& mask) {
+  return static_cast<int>(std::count_if(mask.begin(), mask.end(), [](quint8 m) { return m != 0; }));
+}
+
+/// A grey square with a short note, for a view the probe does not have.
+void paintPlaceholder(QImage& cell, const QRect& area, const QString& note) {
+  QPainter painter(&cell);
+  painter.fillRect(area, QColor(0xE9, 0xEC, 0xEF));
+  QFont font = painter.font();
+  font.setPixelSize(std::max(8, area.height() / 9));
+  painter.setFont(font);
+  painter.setPen(QColor(0x86, 0x8E, 0x96));
+  painter.drawText(area, Qt::AlignCenter | Qt::TextWordWrap, note);
+}
+
+}  // namespace
+
+QRect InspectorGrid::Layout::cell(int row, int column) const {
+  return QRect(margin + row_title_width + column * (cell_px + gap),
+               margin + header_height + row * (cell_px + gap), cell_px, cell_px);
+}
+
+QRect InspectorGrid::Layout::rowTitle(int row) const {
+  return QRect(margin, margin + header_height + row * (cell_px + gap), row_title_width - 8,
+               cell_px);
+}
+
+QRect InspectorGrid::Layout::header(int column) const {
+  return QRect(margin + row_title_width + column * (cell_px + gap), margin, cell_px,
+               header_height - 6);
+}
+
+InspectorGrid::InspectorGrid(QWidget* parent) : QWidget(parent) {
+  setMouseTracking(true);  // row hover highlight
+  setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Preferred);
+}
+
+void InspectorGrid::setImages(const QVector<ProbeImage>& images) {
+  images_ = images;
+  hovered_row_ = -1;
+  invalidate();
+}
+
+const QVector<ProbeImage>& InspectorGrid::images() const { return images_; }
+
+void InspectorGrid::setShowThreshold(bool on) {
+  if (on == show_threshold_) return;
+  show_threshold_ = on;
+  invalidate();
+}
+
+bool InspectorGrid::showThreshold() const { return show_threshold_; }
+
+void InspectorGrid::setCellSize(int pixels) {
+  pixels = std::max(pixels, kMinCell);
+  if (pixels == cell_size_) return;
+  cell_size_ = pixels;
+  invalidate();
+}
+
+int InspectorGrid::cellSize() const { return cell_size_; }
+
+QVector<InspectorColumn> InspectorGrid::columns() const {
+  QVector<InspectorColumn> out = {InspectorColumn::Input, InspectorColumn::Attention,
+                                  InspectorColumn::RandomMask, InspectorColumn::GuidedMask,
+                                  InspectorColumn::Reconstruction};
+  if (show_threshold_) out.append(InspectorColumn::Threshold);
+  return out;
+}
+
+QString InspectorGrid::columnTitle(InspectorColumn column) {
+  switch (column) {
+    case InspectorColumn::Input:
+      return QStringLiteral("Input");
+    case InspectorColumn::Attention:
+      return QStringLiteral("Attention");
+    case InspectorColumn::RandomMask:
+      return QStringLiteral("Random mask");
+    case InspectorColumn::GuidedMask:
+      return QStringLiteral("Attention-guided mask");
+    case InspectorColumn::Reconstruction:
+      return QStringLiteral("Reconstruction");
+    case InspectorColumn::Threshold:
+      return QStringLiteral("Top-60% attention");
+  }
+  return QString();
+}
+
+// Orange and blue stay distinct for the common colour-vision deficiencies; purple for the third.
+QColor InspectorGrid::randomMaskColour() { return QColor(0xF7, 0x67, 0x07); }
+QColor InspectorGrid::guidedMaskColour() { return QColor(0x22, 0x8B, 0xE6); }
+QColor InspectorGrid::thresholdColour() { return QColor(0xBE, 0x4B, 0xDB); }
+
+QImage InspectorGrid::renderCell(int row, InspectorColumn column) const {
+  return renderCellAt(row, column, cell_size_);
+}
+
+QImage InspectorGrid::renderCellAt(int row, InspectorColumn column, int pixels) const {
+  if (row < 0 || row >= images_.size() || pixels <= 0) return QImage();
+  const ProbeImage& p = images_[row];
+  QImage cell(pixels, pixels, QImage::Format_ARGB32);
+  cell.fill(Qt::transparent);
+  if (p.height <= 0 || p.width <= 0) {
+    paintPlaceholder(cell, cell.rect(), QStringLiteral("no image"));
+    return cell;
+  }
+  // Whole multiples keep every source pixel the same size (crisp 28-px images); images larger
+  // than the cell are shrunk smoothly instead.
+  const int scale = pixels / std::max(p.height, p.width);
+  const QSize fitted = scale >= 1
+                           ? QSize(p.width * scale, p.height * scale)
+                           : QSize(p.width, p.height).scaled(pixels, pixels, Qt::KeepAspectRatio);
+  const QRect area(QPoint((pixels - fitted.width()) / 2, (pixels - fitted.height()) / 2), fitted);
+  const int overlay_scale = std::max(scale, 1);
+
+  QImage content;
+  QString missing;
+  switch (column) {
+    case InspectorColumn::Input:
+      content = maskOverlay(p, {}, QColor(), overlay_scale);
+      missing = QStringLiteral("no image");
+      break;
+    case InspectorColumn::Attention:
+      content = attentionHeatmap(p);
+      missing = QStringLiteral("no attention");
+      break;
+    case InspectorColumn::RandomMask:
+      if (p.mask_random.size() == p.grid_h * p.grid_w && p.grid_h > 0)
+        content = maskOverlay(p, p.mask_random, randomMaskColour(), overlay_scale);
+      missing = QStringLiteral("no mask");
+      break;
+    case InspectorColumn::GuidedMask:
+      if (p.mask_guided.size() == p.grid_h * p.grid_w && p.grid_h > 0)
+        content = maskOverlay(p, p.mask_guided, guidedMaskColour(), overlay_scale);
+      missing = QStringLiteral("no mask");
+      break;
+    case InspectorColumn::Reconstruction:
+      content = planesToQImage(p.reconstruction, p.channels, p.height, p.width);
+      if (!content.isNull())
+        content = content.scaled(content.width() * overlay_scale, content.height() * overlay_scale,
+                                 Qt::IgnoreAspectRatio, Qt::FastTransformation);
+      missing = QStringLiteral("no reconstruction");
+      break;
+    case InspectorColumn::Threshold:
+      if (p.attention.size() == p.grid_h * p.grid_w && p.grid_h > 0)
+        content = maskOverlay(p, attentionThresholdMask(p.attention, kThresholdMass),
+                              thresholdColour(), overlay_scale);
+      missing = QStringLiteral("no attention");
+      break;
+  }
+  if (content.isNull()) {
+    paintPlaceholder(cell, area, missing);
+    return cell;
+  }
+  if (content.size() != area.size()) {
+    // The patch-grid heat map is always stretched with nearest neighbour so patches stay blocks.
+    const bool blocks = column == InspectorColumn::Attention || scale >= 1;
+    content = content.scaled(area.size(), Qt::IgnoreAspectRatio,
+                             blocks ? Qt::FastTransformation : Qt::SmoothTransformation);
+  }
+  QPainter painter(&cell);
+  painter.drawImage(area.topLeft(), content);
+  return cell;
+}
+
+InspectorGrid::Layout InspectorGrid::layoutFor(const QFont& font) const {
+  Layout layout;
+  layout.cell_px = cell_size_;
+  const QFontMetrics metrics(font);
+  int header = metrics.height();
+  const QVector<InspectorColumn> cols = columns();
+  for (InspectorColumn c : cols) {
+    const QRect r = metrics.boundingRect(QRect(0, 0, layout.cell_px, 1000),
+                                         Qt::AlignHCenter | Qt::TextWordWrap, columnTitle(c));
+    header = std::max(header, r.height());
+  }
+  layout.header_height = header + 6;
+  int title = 0;
+  for (const ProbeImage& p : images_) title = std::max(title, metrics.horizontalAdvance(p.title));
+  layout.row_title_width = std::max(title, metrics.horizontalAdvance(QStringLiteral("#00"))) + 8;
+  const int n_cols = cols.size(), n_rows = images_.size();
+  layout.size =
+      QSize(2 * layout.margin + layout.row_title_width + n_cols * layout.cell_px +
+                (n_cols - 1) * layout.gap,
+            2 * layout.margin + layout.header_height + std::max(n_rows, 1) * layout.cell_px +
+                (std::max(n_rows, 1) - 1) * layout.gap);
+  return layout;
+}
+
+QRect InspectorGrid::cellRect(int row, InspectorColumn column) const {
+  const int index = columns().indexOf(column);
+  if (row < 0 || row >= images_.size() || index < 0) return QRect();
+  return layoutFor(font()).cell(row, index);
+}
+
+QSize InspectorGrid::sizeHint() const { return layoutFor(font()).size; }
+
+QSize InspectorGrid::minimumSizeHint() const {
+  // One row is enough to be useful; a scroll area shows the rest.
+  const Layout layout = layoutFor(font());
+  return QSize(layout.size.width(), 2 * layout.margin + layout.header_height + layout.cell_px);
+}
+
+void InspectorGrid::paintGrid(QPainter& painter, const Layout& layout, const QFont& font,
+                              const QColor& text_colour, int pixels_per_cell,
+                              bool use_cache) const {
+  const QVector<InspectorColumn> cols = columns();
+  painter.setFont(font);
+  painter.setPen(text_colour);
+  for (int c = 0; c < cols.size(); ++c)
+    painter.drawText(layout.header(c), Qt::AlignHCenter | Qt::AlignBottom | Qt::TextWordWrap,
+                     columnTitle(cols[c]));
+  if (use_cache && cache_.size() != images_.size() * cols.size()) {
+    cache_.clear();
+    for (int r = 0; r < images_.size(); ++r)
+      for (InspectorColumn c : cols) cache_.append(renderCellAt(r, c, cell_size_));
+  }
+  painter.setRenderHint(QPainter::SmoothPixmapTransform, false);
+  for (int r = 0; r < images_.size(); ++r) {
+    painter.setPen(text_colour);
+    painter.drawText(layout.rowTitle(r), Qt::AlignRight | Qt::AlignVCenter, images_[r].title);
+    for (int c = 0; c < cols.size(); ++c) {
+      const QImage cell =
+          use_cache ? cache_[r * cols.size() + c] : renderCellAt(r, cols[c], pixels_per_cell);
+      painter.drawImage(QRectF(layout.cell(r, c)), cell);
+    }
+  }
+}
+
+void InspectorGrid::paintEvent(QPaintEvent*) {
+  QPainter painter(this);
+  painter.setRenderHint(QPainter::TextAntialiasing);
+  const Layout layout = layoutFor(font());
+  if (images_.isEmpty()) {
+    paintGrid(painter, layout, font(), palette().color(QPalette::WindowText), cell_size_, true);
+    painter.setPen(palette().color(QPalette::PlaceholderText));
+    const QRect body(layout.margin + layout.row_title_width, layout.margin + layout.header_height,
+                     layout.size.width() - 2 * layout.margin - layout.row_title_width,
+                     layout.cell_px);
+    painter.drawText(body, Qt::AlignCenter | Qt::TextWordWrap,
+                     tr("No probe images yet: run Inspect or open an inspect file."));
+    return;
+  }
+  if (hovered_row_ >= 0 && hovered_row_ < images_.size()) {
+    const QRect first = layout.rowTitle(hovered_row_);
+    const QRect last = layout.cell(hovered_row_, columns().size() - 1);
+    QColor highlight = palette().color(QPalette::Highlight);
+    highlight.setAlpha(40);
+    painter.setRenderHint(QPainter::Antialiasing);
+    painter.setPen(Qt::NoPen);
+    painter.setBrush(highlight);
+    painter.drawRoundedRect(QRect(first.topLeft(), last.bottomRight()).adjusted(-4, -3, 3, 3), 4,
+                            4);
+    painter.setRenderHint(QPainter::Antialiasing, false);
+  }
+  paintGrid(painter, layout, font(), palette().color(QPalette::WindowText), cell_size_, true);
+}
+
+int InspectorGrid::rowAt(const QPoint& pos) const {
+  const Layout layout = layoutFor(font());
+  const int n_cols = columns().size();
+  for (int r = 0; r < images_.size(); ++r) {
+    const QRect span(layout.rowTitle(r).topLeft(), layout.cell(r, n_cols - 1).bottomRight());
+    if (span.contains(pos)) return r;
+  }
+  return -1;
+}
+
+void InspectorGrid::mousePressEvent(QMouseEvent* event) {
+  if (event->button() == Qt::LeftButton) {
+    const int row = rowAt(event->position().toPoint());
+    if (row >= 0) emit imageClicked(row);
+  }
+  QWidget::mousePressEvent(event);
+}
+
+void InspectorGrid::mouseMoveEvent(QMouseEvent* event) {
+  const int row = rowAt(event->position().toPoint());
+  if (row != hovered_row_) {
+    hovered_row_ = row;
+    setCursor(row >= 0 ? Qt::PointingHandCursor : Qt::ArrowCursor);
+    update();
+  }
+  QWidget::mouseMoveEvent(event);
+}
+
+void InspectorGrid::leaveEvent(QEvent* event) {
+  if (hovered_row_ >= 0) {
+    hovered_row_ = -1;
+    update();
+  }
+  QWidget::leaveEvent(event);
+}
+
+QString InspectorGrid::cellToolTip(int row, InspectorColumn column) const {
+  const ProbeImage& p = images_[row];
+  const int n = p.grid_h * p.grid_w;
+  auto masked = [n](const QVector<quint8>& mask) {
+    if (mask.size() != n || n == 0) return QStringLiteral("no mask");
+    const int k = countMasked(mask);
+    return QStringLiteral("%1 of %2 patches masked (%3 %)")
+        .arg(k)
+        .arg(n)
+        .arg(100.0 * k / n, 0, 'f', 1);
+  };
+  QString detail;
+  switch (column) {
+    case InspectorColumn::Input:
+      detail = QStringLiteral("%1 x %2, %3 channel(s), %4 x %5 patches")
+                   .arg(p.width)
+                   .arg(p.height)
+                   .arg(p.channels)
+                   .arg(p.grid_w)
+                   .arg(p.grid_h);
+      break;
+    case InspectorColumn::Attention:
+      if (p.attention.size() == n && n > 0) {
+        const auto [lo, hi] = std::minmax_element(p.attention.begin(), p.attention.end());
+        detail = QStringLiteral("teacher CLS attention %1 .. %2 (dark = low)")
+                     .arg(*lo, 0, 'g', 3)
+                     .arg(*hi, 0, 'g', 3);
+      }
+      break;
+    case InspectorColumn::RandomMask:
+      detail = masked(p.mask_random);
+      break;
+    case InspectorColumn::GuidedMask:
+      detail = masked(p.mask_guided);
+      break;
+    case InspectorColumn::Reconstruction:
+      detail = p.reconstruction.isEmpty() ? QStringLiteral("no reconstruction")
+                                          : QStringLiteral("decoder output");
+      break;
+    case InspectorColumn::Threshold:
+      if (p.attention.size() == n && n > 0)
+        detail = QStringLiteral("%1 of %2 patches hold 60 % of the attention")
+                     .arg(countMasked(attentionThresholdMask(p.attention, kThresholdMass)))
+                     .arg(n);
+      break;
+  }
+  return QStringLiteral("<b>%1</b> %2<br>%3")
+      .arg(p.title.toHtmlEscaped(), columnTitle(column), detail.toHtmlEscaped());
+}
+
+bool InspectorGrid::event(QEvent* event) {
+  if (event->type() == QEvent::ToolTip) {
+    const auto* help = static_cast<QHelpEvent*>(event);
+    const Layout layout = layoutFor(font());
+    const QVector<InspectorColumn> cols = columns();
+    for (int r = 0; r < images_.size(); ++r) {
+      for (int c = 0; c < cols.size(); ++c) {
+        const QRect rect = layout.cell(r, c);
+        if (rect.contains(help->pos())) {
+          QToolTip::showText(help->globalPos(), cellToolTip(r, cols[c]), this, rect);
+          return true;
+        }
+      }
+    }
+    QToolTip::hideText();
+    event->ignore();
+    return true;
+  }
+  return QWidget::event(event);
+}
+
+void InspectorGrid::changeEvent(QEvent* event) {
+  if (event->type() == QEvent::FontChange) invalidate();
+  QWidget::changeEvent(event);
+}
+
+void InspectorGrid::invalidate() {
+  cache_.clear();
+  updateGeometry();
+  update();
+}
+
+bool InspectorGrid::exportFigure(const QString& path, QString* error) const {
+  if (images_.isEmpty()) {
+    if (error) *error = QStringLiteral("no probe images to export to %1").arg(path);
+    return false;
+  }
+  // Pixel-sized font: the same layout on every device whatever its resolution.
+  QFont font = this->font();
+  font.setPixelSize(kFigureFontPixels);
+  const Layout layout = layoutFor(font);
+  return paintToFile(
+      path, layout.size,
+      [&](QPainter& painter) {
+        paintGrid(painter, layout, font, Qt::black, 2 * cell_size_, false);
+      },
+      error);
+}
+
+}  // namespace mst

@@ -1,0 +1,103 @@
+/// @brief Inspector grid: one row per probe image with its input, attention, random and
+/// attention-guided masks, reconstruction (and optionally the top-60% attention map), like the
+/// paper's Figure 2; exports the same layout as a publication figure.
+#pragma once
+
+#include <QColor>
+#include <QImage>
+#include <QRect>
+#include <QVector>
+#include <QWidget>
+
+#include "widgets/probe_image.h"
+
+namespace mst {
+
+enum class InspectorColumn { Input, Attention, RandomMask, GuidedMask, Reconstruction, Threshold };
+
+/// Grid of probe images; paints itself (no child widgets), so it renders offscreen as it does on
+/// screen. Meant to sit in a QScrollArea: its size hint is the whole grid at the cell size.
+class InspectorGrid : public QWidget {
+  Q_OBJECT
+ public:
+  explicit InspectorGrid(QWidget* parent = nullptr);
+
+  /// Replaces the rows; images whose sizes do not match show a "no data" cell for that view.
+  void setImages(const QVector<ProbeImage>& images);
+  const QVector<ProbeImage>& images() const;
+
+  /// Shows or hides the optional 6th column, the patches holding 60 % of the attention.
+  void setShowThreshold(bool on);
+  bool showThreshold() const;
+
+  /// Each cell is `pixels` x `pixels` (default 112, at least 16); images keep their aspect ratio.
+  void setCellSize(int pixels);
+  int cellSize() const;
+
+  /// The columns currently shown, left to right.
+  QVector<InspectorColumn> columns() const;
+
+  /// The cell image of `row` in `column`, cellSize() square, exactly what the grid shows
+  /// (transparent where the image does not fill the square). Null for an invalid row.
+  QImage renderCell(int row, InspectorColumn column) const;
+
+  /// The cell's rectangle in widget coordinates; empty when the row or column is not shown.
+  QRect cellRect(int row, InspectorColumn column) const;
+
+  /// Publication figure like the paper's Figure 2: column titles ("Input", "Attention",
+  /// "Random mask", "Attention-guided mask", "Reconstruction", ["Top-60% attention"]), one row per
+  /// image, white background; .png / .pdf / .svg from the suffix. False + *error on failure.
+  bool exportFigure(const QString& path, QString* error = nullptr) const;
+
+  /// Column title as shown above the grid and in the figure.
+  static QString columnTitle(InspectorColumn column);
+  /// Overlay colours, the same in every row and in the figure.
+  static QColor randomMaskColour();
+  static QColor guidedMaskColour();
+  static QColor thresholdColour();
+
+  QSize sizeHint() const override;
+  QSize minimumSizeHint() const override;
+
+ signals:
+  /// A click anywhere on a row's cells or title.
+  void imageClicked(int row);
+
+ protected:
+  void paintEvent(QPaintEvent* event) override;
+  void mousePressEvent(QMouseEvent* event) override;
+  void mouseMoveEvent(QMouseEvent* event) override;
+  void leaveEvent(QEvent* event) override;
+  bool event(QEvent* event) override;
+  void changeEvent(QEvent* event) override;
+
+ private:
+  /// Geometry for one font and cell size, shared by the widget and the figure.
+  struct Layout {
+    int margin = 8, gap = 6, cell_px = 112;
+    int row_title_width = 0, header_height = 0;
+    QSize size;
+    QRect cell(int row, int column) const;
+    QRect rowTitle(int row) const;
+    QRect header(int column) const;
+  };
+  Layout layoutFor(const QFont& font) const;
+  /// The cell at `pixels` resolution (the figure renders at twice the screen size).
+  QImage renderCellAt(int row, InspectorColumn column, int pixels) const;
+  /// Paints titles and cells: the widget's cached cells when `use_cache`, else cells rendered at
+  /// `pixels_per_cell` (the figure).
+  void paintGrid(QPainter& painter, const Layout& layout, const QFont& font,
+                 const QColor& text_colour, int pixels_per_cell, bool use_cache) const;
+  /// Row under `pos` or -1.
+  int rowAt(const QPoint& pos) const;
+  QString cellToolTip(int row, InspectorColumn column) const;
+  void invalidate();
+
+  QVector<ProbeImage> images_;
+  bool show_threshold_ = false;
+  int cell_size_ = 112;
+  int hovered_row_ = -1;
+  mutable QVector<QImage> cache_;  // row-major over columns(); rebuilt lazily after changes
+};
+
+}  // namespace mst

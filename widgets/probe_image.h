@@ -1,0 +1,60 @@
+/// @brief A probe image with its attention and masks as plain Qt values, and the QImage renderings
+/// (image, attention heat map, mask overlays) that the inspector grid composes.
+#pragma once
+
+#include <QColor>
+#include <QImage>
+#include <QSizeF>
+#include <QString>
+#include <QVector>
+#include <functional>
+
+class QPainter;
+
+namespace mst {
+
+/// One probe image and its views, as plain values (the app converts from tensors / HDF5).
+struct ProbeImage {
+  QString title;  // e.g. "#3"
+  int channels = 1, height = 0, width = 0;
+  QVector<float> image;           // (C,H,W) in [0,1]
+  int grid_h = 0, grid_w = 0;     // patch grid
+  QVector<float> attention;       // (grid_h*grid_w) teacher CLS attention (non-negative)
+  QVector<quint8> mask_random;    // (grid_h*grid_w) 1 = masked
+  QVector<quint8> mask_guided;    // (grid_h*grid_w)
+  QVector<float> reconstruction;  // (C,H,W) in [0,1], may be empty
+};
+
+/// DINO-style threshold map: 1 for the smallest set of patches holding at least `mass` of the
+/// total attention (largest first; ties by lower index). Negative or non-finite attention counts
+/// as 0; an all-zero map gives an all-zero mask.
+QVector<quint8> attentionThresholdMask(const QVector<float>& attention, double mass = 0.6);
+
+/// (C,H,W) planes in [0,1] as an ARGB32 image: grayscale for C=1, RGB from the first three planes
+/// for C>=3 (C=2 shows plane 0). Values are clamped. A null QImage when sizes do not match.
+QImage planesToQImage(const QVector<float>& planes, int channels, int height, int width);
+
+/// The probe's input image (grayscale or RGB, ARGB32); null when `p.image` has the wrong size.
+QImage imageToQImage(const ProbeImage& p);
+
+/// Per-patch attention as a grid_w x grid_h image in the inferno colour map, normalised min..max
+/// over the image (a constant map shows the middle colour). Null when the sizes do not match.
+QImage attentionHeatmap(const ProbeImage& p);
+
+/// The image with masked patches drawn over it (semi-transparent fill in `colour` + patch outline),
+/// at `scale` pixels per image pixel (nearest neighbour). Pixels of unmasked patches are exactly
+/// those of the plain image at that scale. A mask of the wrong size draws no patches.
+QImage maskOverlay(const ProbeImage& p, const QVector<quint8>& mask, const QColor& colour,
+                   int scale);
+
+/// Perceptual colour maps sampled at t in [0,1] (clamped), from matplotlib's tables.
+QColor viridisColour(double t);
+QColor infernoColour(double t);
+
+/// Writes what `paint` draws on a `size` canvas (logical units) to `path`, the format chosen by
+/// the suffix: .png (white background, 2x pixels), .pdf (one page of `size` points) or .svg.
+/// Shared by the widgets' exportFigure. False + *error (naming the file) on failure.
+bool paintToFile(const QString& path, const QSizeF& size,
+                 const std::function<void(QPainter&)>& paint, QString* error);
+
+}  // namespace mst

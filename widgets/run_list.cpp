@@ -1,0 +1,283 @@
+/// @brief RunList: workspace scan for run.h5 files, relative times, live markers, context menu.
+#include "widgets/run_list.h"
+
+#include <QApplication>
+#include <QClipboard>
+#include <QDesktopServices>
+#include <QDir>
+#include <QFileInfo>
+#include <QHeaderView>
+#include <QLabel>
+#include <QMenu>
+#include <QStackedLayout>
+#include <QStyle>
+#include <QTimer>
+#include <QTreeWidget>
+#include <QUrl>
+#include <QVBoxLayout>
+#include <algorithm>
+
+namespace mst {
+
+namespace {
+
+enum Column { kName = 0, kModified, kSize, kLive, kColumnCount };
+constexpr int kDirRole = Qt::UserRole;
+constexpr int kSortRole = Qt::UserRole + 1;
+constexpr int kRescanMs = 2000;
+constexpr qint64 kLiveSeconds = 30;
+const char kRunFile[] = "run.h5";
+
+QString cleanAbsolute(const QString& path) {
+  return QDir::cleanPath(QFileInfo(path).absoluteFilePath());
+}
+
+/// "12 s ago", "3 min ago", "5 h ago", "2 d ago", then the date.
+QString relativeTime(const QDateTime& when, const QDateTime& now) {
+  const qint64 s = std::max<qint64>(0, when.secsTo(now));
+  if (s < 60) return RunList::tr("%1 s ago").arg(s);
+  if (s < 3600) return RunList::tr("%1 min ago").arg(s / 60);
+  if (s < 86400) return RunList::tr("%1 h ago").arg(s / 3600);
+  if (s < 7 * 86400) return RunList::tr("%1 d ago").arg(s / 86400);
+  return QLocale().toString(when.date(), QLocale::ShortFormat);
+}
+
+/// Sorts each column by its raw value (times and sizes as numbers, names case-insensitively).
+class RunItem : public QTreeWidgetItem {
+ public:
+  using QTreeWidgetItem::QTreeWidgetItem;
+  bool operator<(const QTreeWidgetItem& other) const override {
+    const int column = treeWidget() ? treeWidget()->sortColumn() : kModified;
+    const QVariant a = data(column, kSortRole), b = other.data(column, kSortRole);
+    if (a.typeId() == QMetaType::QString) return a.toString() < b.toString();
+    return a.toLongLong() < b.toLongLong();
+  }
+};
+
+}  // namespace
+
+RunList::RunList(QWidget* parent) : QWidget(parent) {
+  tree_ = new QTreeWidget(this);
+  tree_->setColumnCount(kColumnCount);
+  tree_->setHeaderLabels({tr("Run"), tr("Modified"), tr("Size"), tr("Status")});
+  tree_->setRootIsDecorated(false);
+  tree_->setUniformRowHeights(true);
+  tree_->setAlternatingRowColors(true);
+  tree_->setSelectionMode(QAbstractItemView::ExtendedSelection);
+  tree_->setContextMenuPolicy(Qt::CustomContextMenu);
+  tree_->setSortingEnabled(true);
+  tree_->sortByColumn(kModified, Qt::DescendingOrder);
+  tree_->headerItem()->setToolTip(kName, tr("Checked runs are overlaid in the plots"));
+  QHeaderView* header = tree_->header();
+  header->setStretchLastSection(false);
+  header->setSectionResizeMode(kName, QHeaderView::Stretch);
+  for (int c : {kModified, kSize, kLive})
+    header->setSectionResizeMode(c, QHeaderView::ResizeToContents);
+  tree_->headerItem()->setTextAlignment(kSize, Qt::AlignRight | Qt::AlignVCenter);
+
+  empty_ = new QLabel(this);
+  empty_->setAlignment(Qt::AlignCenter);
+  empty_->setWordWrap(true);
+  empty_->setMargin(12);
+  empty_->setForegroundRole(QPalette::PlaceholderText);
+
+  stack_ = new QStackedLayout;
+  stack_->addWidget(tree_);
+  stack_->addWidget(empty_);
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  layout->addLayout(stack_);
+
+  connect(tree_, &QTreeWidget::itemChanged, this, &RunList::onItemChanged);
+  connect(tree_, &QTreeWidget::itemActivated, this, [this](QTreeWidgetItem* item) {
+    emit activated(item->data(kName, kDirRole).toString());
+  });
+  connect(tree_, &QTreeWidget::customContextMenuRequested, this, &RunList::showContextMenu);
+
+  // Polling, not QFileSystemWatcher: a watcher sees neither new files two levels down nor the
+  // appends of a writer that keeps run.h5 open, and the scan is a few dozen stat calls.
+  timer_ = new QTimer(this);
+  timer_->setInterval(kRescanMs);
+  connect(timer_, &QTimer::timeout, this, &RunList::rescan);
+  timer_->start();
+  rescan();
+}
+
+RunList::~RunList() = default;
+
+void RunList::setWorkspace(const QString& dir) {
+  workspace_ = dir.isEmpty() ? QString() : cleanAbsolute(dir);
+  rescan();
+}
+
+QString RunList::workspace() const { return workspace_; }
+
+void RunList::addRun(const QString& run_dir) {
+  QFileInfo info(run_dir);
+  const QString dir = info.isFile() ? cleanAbsolute(info.absolutePath()) : cleanAbsolute(run_dir);
+  if (!external_.contains(dir)) external_ << dir;
+  rescan();
+}
+
+QVector<RunList::Entry> RunList::scanWorkspace() const {
+  QVector<Entry> entries;
+  if (workspace_.isEmpty()) return entries;
+  auto consider = [&entries](const QString& dir) {
+    const QFileInfo log(dir + '/' + kRunFile);
+    if (log.isFile()) entries.push_back({dir, log.lastModified(), 0});
+  };
+  const QDir root(workspace_);
+  for (const QString& name : root.entryList(QDir::Dirs | QDir::NoDotAndDotDot)) {
+    const QString dir = workspace_ + '/' + name;
+    consider(dir);
+    for (const QString& cell : QDir(dir).entryList(QDir::Dirs | QDir::NoDotAndDotDot))
+      consider(dir + '/' + cell);
+  }
+  return entries;
+}
+
+void RunList::rescan() {
+  QMap<QString, Entry> found;
+  for (const Entry& e : scanWorkspace()) found.insert(e.dir, e);
+  for (const QString& dir : external_) {
+    if (found.contains(dir) || !QFileInfo(dir).isDir()) continue;
+    const QFileInfo log(dir + '/' + kRunFile);
+    found.insert(dir, {dir, log.exists() ? log.lastModified() : QFileInfo(dir).lastModified(), 0});
+  }
+  for (Entry& e : found) {
+    // The folder's files (log, checkpoint, inspect files): what deleting the run would free.
+    for (const QFileInfo& file : QDir(e.dir).entryInfoList(QDir::Files | QDir::Hidden))
+      e.size += file.size();
+  }
+
+  QStringList dropped;
+  updating_ = true;
+  tree_->setSortingEnabled(false);  // sort once at the end, not once per changed cell
+  for (int i = tree_->topLevelItemCount() - 1; i >= 0; --i) {
+    const QString dir = tree_->topLevelItem(i)->data(kName, kDirRole).toString();
+    if (!found.contains(dir)) {
+      delete tree_->takeTopLevelItem(i);
+      if (shown_.take(dir)) dropped << dir;
+    }
+  }
+  for (const Entry& e : found) {
+    QTreeWidgetItem* item = itemFor(e.dir);
+    if (!item) {
+      item = new RunItem(tree_);
+      item->setData(kName, kDirRole, e.dir);
+      item->setCheckState(kName, Qt::Unchecked);
+      item->setIcon(kName, style()->standardIcon(QStyle::SP_DirIcon));
+      item->setTextAlignment(kSize, Qt::AlignRight | Qt::AlignVCenter);
+    }
+    updateItem(item, e);
+  }
+  tree_->setSortingEnabled(true);
+  updating_ = false;
+  stack_->setCurrentWidget(found.isEmpty() ? static_cast<QWidget*>(empty_) : tree_);
+  empty_->setText(workspace_.isEmpty()
+                      ? tr("No workspace folder chosen.")
+                      : tr("No runs in %1 yet.\nEach sub-folder with a run.h5 shows up here.")
+                            .arg(QDir::toNativeSeparators(workspace_)));
+  for (const QString& dir : dropped) emit shownChanged(dir, false);
+}
+
+void RunList::updateItem(QTreeWidgetItem* item, const Entry& e) {
+  const QDateTime now = QDateTime::currentDateTime();
+  QString name;
+  if (!workspace_.isEmpty() && e.dir.startsWith(workspace_ + '/')) {
+    name = QDir(workspace_).relativeFilePath(e.dir);
+  } else {
+    name = QDir::toNativeSeparators(e.dir);
+    const QString home = QDir::homePath();
+    if (name.startsWith(home + '/')) name = "~" + name.mid(home.size());
+  }
+  item->setText(kName, name);
+  item->setToolTip(kName, QDir::toNativeSeparators(e.dir));
+  item->setData(kName, kSortRole, name.toLower());
+
+  item->setText(kModified, relativeTime(e.modified, now));
+  item->setToolTip(kModified, QLocale().toString(e.modified, QLocale::LongFormat));
+  item->setData(kModified, kSortRole, e.modified.toMSecsSinceEpoch());
+
+  item->setText(kSize, QLocale().formattedDataSize(e.size, 1, QLocale::DataSizeTraditionalFormat));
+  item->setData(kSize, kSortRole, e.size);
+
+  const qint64 age = e.modified.secsTo(now);
+  const bool live = age >= -kLiveSeconds && age <= kLiveSeconds;
+  item->setText(kLive, live ? tr("● live") : QString());
+  item->setForeground(kLive, QColor("#2e7d32"));
+  item->setToolTip(kLive,
+                   live ? tr("run.h5 was written in the last %1 s").arg(kLiveSeconds) : QString());
+  item->setData(kLive, kSortRole, live ? e.modified.toMSecsSinceEpoch() : 0);
+}
+
+QTreeWidgetItem* RunList::itemFor(const QString& run_dir) const {
+  for (int i = 0; i < tree_->topLevelItemCount(); ++i) {
+    QTreeWidgetItem* item = tree_->topLevelItem(i);
+    if (item->data(kName, kDirRole).toString() == run_dir) return item;
+  }
+  return nullptr;
+}
+
+int RunList::count() const { return tree_->topLevelItemCount(); }
+
+QStringList RunList::runs() const {
+  QStringList out;
+  for (int i = 0; i < tree_->topLevelItemCount(); ++i)
+    out << tree_->topLevelItem(i)->data(kName, kDirRole).toString();
+  return out;
+}
+
+QStringList RunList::shownRuns() const {
+  QStringList out;
+  for (int i = 0; i < tree_->topLevelItemCount(); ++i) {
+    const QTreeWidgetItem* item = tree_->topLevelItem(i);
+    if (item->checkState(kName) == Qt::Checked) out << item->data(kName, kDirRole).toString();
+  }
+  return out;
+}
+
+void RunList::setShown(const QString& run_dir, bool shown) {
+  if (QTreeWidgetItem* item = itemFor(cleanAbsolute(run_dir)))
+    item->setCheckState(kName, shown ? Qt::Checked : Qt::Unchecked);  // onItemChanged emits
+}
+
+void RunList::onItemChanged(QTreeWidgetItem* item, int column) {
+  if (updating_ || column != kName) return;
+  const QString dir = item->data(kName, kDirRole).toString();
+  const bool shown = item->checkState(kName) == Qt::Checked;
+  if (shown_.value(dir, false) == shown) return;
+  if (shown)
+    shown_.insert(dir, true);
+  else
+    shown_.remove(dir);
+  emit shownChanged(dir, shown);
+}
+
+void RunList::showContextMenu(const QPoint& pos) {
+  QTreeWidgetItem* item = tree_->itemAt(pos);
+  QMenu menu(this);
+  if (item) {
+    // "Show in plots" acts on the whole selection when the clicked run is part of it.
+    QList<QTreeWidgetItem*> targets = tree_->selectedItems();
+    if (!targets.contains(item)) targets = {item};
+    const QString dir = item->data(kName, kDirRole).toString();
+    QAction* show = menu.addAction(tr("Show in plots"));
+    show->setCheckable(true);
+    show->setChecked(item->checkState(kName) == Qt::Checked);
+    connect(show, &QAction::toggled, this, [this, targets](bool on) {
+      for (QTreeWidgetItem* t : targets) setShown(t->data(kName, kDirRole).toString(), on);
+    });
+    menu.addSeparator();
+    menu.addAction(style()->standardIcon(QStyle::SP_DirOpenIcon), tr("Open folder"), this,
+                   [dir] { QDesktopServices::openUrl(QUrl::fromLocalFile(dir)); });
+    menu.addAction(tr("Copy path"), this,
+                   [dir] { QApplication::clipboard()->setText(QDir::toNativeSeparators(dir)); });
+    menu.addSeparator();
+  }
+  menu.addAction(style()->standardIcon(QStyle::SP_BrowserReload), tr("Rescan now"), this,
+                 &RunList::rescan);
+  menu.exec(tree_->viewport()->mapToGlobal(pos));
+}
+
+}  // namespace mst

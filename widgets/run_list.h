@@ -1,0 +1,72 @@
+/// @brief RunList: the runs of a workspace folder (found by file name only), checkable for plots.
+#pragma once
+
+#include <QDateTime>
+#include <QMap>
+#include <QString>
+#include <QStringList>
+#include <QVector>
+#include <QWidget>
+
+class QLabel;
+class QStackedLayout;
+class QTimer;
+class QTreeWidget;
+class QTreeWidgetItem;
+
+namespace mst {
+
+/// The runs of a workspace folder: every DIR/*/run.h5 and DIR/*/*/run.h5 (sweep cells), found by
+/// the file system only (no HDF5 here), rescanned every 2 s; plus runs added from elsewhere.
+/// Columns: check box + name (path relative to the workspace), last modified, size of the run
+/// folder's files, and a "live" marker while run.h5 was written in the last 30 s. Newest first.
+class RunList : public QWidget {
+  Q_OBJECT
+ public:
+  explicit RunList(QWidget* parent = nullptr);
+  ~RunList() override;
+
+  /// Lists the runs under `dir` (absolute or relative) and keeps rescanning it every 2 s.
+  void setWorkspace(const QString& dir);
+  QString workspace() const;
+  /// A run opened from outside the workspace (its folder, or its run.h5); kept while it exists.
+  void addRun(const QString& run_dir);
+  /// Reads the folders again now: new runs appear, vanished ones go, times and sizes refresh.
+  void rescan();
+  int count() const;
+  /// Run folders (absolute, cleaned paths), in the order listed.
+  QStringList runs() const;
+  /// The checked runs (overlaid in the plots), in the order listed.
+  QStringList shownRuns() const;
+  /// Checks or unchecks `run_dir`; emits shownChanged when that changes something.
+  void setShown(const QString& run_dir, bool shown);
+  /// The tree itself, for the app to size or style it.
+  QTreeWidget* tree() const { return tree_; }
+
+ signals:
+  void shownChanged(const QString& run_dir, bool shown);
+  void activated(const QString& run_dir);  // double-click / Enter
+
+ private:
+  struct Entry {
+    QString dir;
+    QDateTime modified;
+    qint64 size = 0;
+  };
+  QVector<Entry> scanWorkspace() const;
+  void updateItem(QTreeWidgetItem* item, const Entry& entry);
+  QTreeWidgetItem* itemFor(const QString& run_dir) const;
+  void showContextMenu(const QPoint& pos);
+  void onItemChanged(QTreeWidgetItem* item, int column);
+
+  QString workspace_;
+  QStringList external_;       // addRun folders outside the workspace scan
+  QMap<QString, bool> shown_;  // what shownChanged last said, per run folder
+  QTreeWidget* tree_ = nullptr;
+  QLabel* empty_ = nullptr;
+  QStackedLayout* stack_ = nullptr;
+  QTimer* timer_ = nullptr;
+  bool updating_ = false;  // item changes made by the code, not by the user
+};
+
+}  // namespace mst
