@@ -1,13 +1,12 @@
 /// @brief Data parallel on c10d (Gloo on loopback): N ranks × B equal one process on N×B.
-#include <QtTest/QtTest>
 #include <torch/torch.h>
 
+#include <QtTest/QtTest>
 #include <csignal>
 #include <filesystem>
 #include <future>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/config/config.h"
 #include "core/dist/communicator.h"
@@ -65,8 +64,13 @@ nlohmann::json tinyRun() {
           {"masking", {{"strategy", "random"}, {"p", 0.3}}},
           {"optim", {{"freeze_last_layer_epochs", 0}, {"lr", 0.05}}},
           {"train",
-           {{"batch_size", 4}, {"epochs", 4}, {"log_every", 1}, {"checkpoint_every", 100},
-            {"snapshot_every", 0}, {"threads", 1}, {"seed", 5}}}};
+           {{"batch_size", 4},
+            {"epochs", 4},
+            {"log_every", 1},
+            {"checkpoint_every", 100},
+            {"snapshot_every", 0},
+            {"threads", 1},
+            {"seed", 5}}}};
 }
 
 /// One rank of a two-process run on `port`, as torchrun would start it.
@@ -192,8 +196,8 @@ class TestDist : public QObject {
     QVERIFY(torch::equal(ranks[0]->student.values(), ranks[1]->student.values()));
     QVERIFY(torch::equal(ranks[0]->teacher.values(), ranks[1]->teacher.values()));
     QVERIFY(torch::equal(ranks[0]->center, ranks[1]->center));
-    const double moved = maxAbsDiff(single.student.values(), Engine(microConfig(), engineOptions())
-                                                                  .student.values());
+    const double moved = maxAbsDiff(single.student.values(),
+                                    Engine(microConfig(), engineOptions()).student.values());
     QVERIFY2(moved > 1e-3, "the weights must move for the comparison to mean anything");
     const double dw = maxAbsDiff(ranks[0]->student.values(), single.student.values());
     qInfo("in-process: weights moved by up to %g; two ranks vs one process: %g", moved, dw);
@@ -222,8 +226,8 @@ class TestDist : public QObject {
     }
     const int port = freeTcpPort();
     auto args = [&](const QString& out) {
-      return QStringList{"train", "--config", cfg, "--out", dir.filePath(out), "--max-steps", "3",
-                         "--dist-timeout", "30"};
+      return QStringList{"train", "--config",       cfg, "--out", dir.filePath(out), "--max-steps",
+                         "3",     "--dist-timeout", "30"};
     };
     auto r0 = startRank(0, port, args("rank0"));
     auto r1 = startRank(1, port, args("rank1"));
@@ -273,9 +277,10 @@ class TestDist : public QObject {
     }
     auto train = [&](const QString& out, int steps, QStringList extra) {
       QProcess p;
-      p.start(mstBinary(), QStringList{"train", "--config", cfg, "--out", dir.filePath(out),
-                                       "--max-steps", QString::number(steps), "--dist-timeout",
-                                       "30"} + extra);
+      p.start(mstBinary(),
+              QStringList{"train", "--config", cfg, "--out", dir.filePath(out), "--max-steps",
+                          QString::number(steps), "--dist-timeout", "30"} +
+                  extra);
       p.waitForFinished(60000);
       return std::make_pair(p.exitCode(), QString(p.readAllStandardError()));
     };
@@ -316,8 +321,13 @@ class TestDist : public QObject {
     }
     const int port = freeTcpPort();
     const double timeout_s = 3;
-    QStringList args{"train",          "--config", cfg, "--out", dir.filePath("out"),
-                     "--dist-timeout", QString::number(timeout_s)};
+    QStringList args{"train",
+                     "--config",
+                     cfg,
+                     "--out",
+                     dir.filePath("out"),
+                     "--dist-timeout",
+                     QString::number(timeout_s)};
     auto r0 = startRank(0, port, args);
     auto r1 = startRank(1, port, args);
     // Both are training once rank 0 has written its first checkpoint.
@@ -333,9 +343,9 @@ class TestDist : public QObject {
     QVERIFY(r0->exitCode() != 0);
     const QString err = QString(r0->readAllStandardError()).trimmed();
     const QString last = err.split('\n').last();
-    QVERIFY2(last.contains("data-parallel rank 0 of 2") && last.contains("peer"),
-             qPrintable(err));
+    QVERIFY2(last.contains("data-parallel rank 0 of 2") && last.contains("peer"), qPrintable(err));
     QVERIFY2(took < timeout_s + 5, qPrintable(QString("took %1 s").arg(took)));
+    qInfo("rank 0 exited after %.1f s: %s", took, qPrintable(last));
     // The last checkpoint is intact: it loads.
     Engine check(configFromJson(run), engineOptions());
     check.loadCheckpoint(ckpt);
@@ -356,7 +366,8 @@ class TestDist : public QObject {
     auto train = [&](const QString& out, QStringList extra) {
       QProcess p;
       p.start(mstBinary(), QStringList{"train", "--config", cfg, "--out", dir.filePath(out),
-                                       "--max-steps", "3", "--dist-timeout", "60"} + extra);
+                                       "--max-steps", "3", "--dist-timeout", "60"} +
+                               extra);
       p.waitForFinished(120000);
       return p.exitCode();
     };

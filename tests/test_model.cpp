@@ -60,6 +60,9 @@ class TestModel : public QObject {
     QVERIFY(torch::allclose(out.cls_attention, expected, 1e-5, 1e-6));
     // Each head's row sums to 1 over T tokens, so the patch part sums to less than 1.
     QVERIFY((out.cls_attention.sum(1) < 1.0).all().item<bool>());
+    // Per head: the mean over heads is the Eq. 4 map.
+    QCOMPARE(out.cls_attention_heads.size(1), c.heads);
+    QVERIFY(torch::allclose(out.cls_attention_heads.mean(1), out.cls_attention));
   }
 
   void maskTokenReplacesPatchBeforePositionEmbedding() {

@@ -597,7 +597,9 @@ void CurvePanel::applyAxisStyle(int p) {
     plot->yAxis->setScaleType(QCPAxis::stLinear);
     plot->yAxis->setTicker(QSharedPointer<QCPAxisTicker>::create());
     plot->yAxis->setNumberFormat(QStringLiteral("gb"));
-    plot->yAxis->setNumberPrecision(4);
+    // 'g' drops trailing zeros, so 6 digits cost nothing on coarse axes and keep the ticks of a
+    // slowly moving schedule (momentum 0.9960 .. 0.9973) apart.
+    plot->yAxis->setNumberPrecision(6);
   }
   switch (xAxis_) {
     case XAxis::Step:

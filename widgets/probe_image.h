@@ -23,6 +23,8 @@ struct ProbeImage {
   QVector<quint8> mask_random;    // (grid_h*grid_w) 1 = masked
   QVector<quint8> mask_guided;    // (grid_h*grid_w)
   QVector<float> reconstruction;  // (C,H,W) in [0,1], may be empty
+  int heads = 0;                   // attention heads in attention_heads (0 = not given)
+  QVector<float> attention_heads;  // (heads*grid_h*grid_w) per-head attention; the mean is `attention`
 };
 
 /// DINO-style threshold map: 1 for the smallest set of patches holding at least `mass` of the

@@ -2,6 +2,7 @@
 #include "app/cli/common.h"
 #include "core/data/dataset.h"
 #include "core/eval/evaluate.h"
+#include "core/inspect/inspect.h"
 #include "core/log/run_log.h"
 #include "core/train/engine.h"
 #include "core/util/error.h"
@@ -11,7 +12,7 @@ namespace mst::cli {
 Command registerInspect(CLI::App& app) {
   struct Options {
     Common common;
-    std::string checkpoint, images = "0-7", out;
+    std::string checkpoint, images = "0-7", folder, out;
     int64_t seed = 0;
   };
   auto o = std::make_shared<Options>();
@@ -21,6 +22,8 @@ Command registerInspect(CLI::App& app) {
   o->common.add(cmd);
   cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint; none = random weights from the seed");
   cmd->add_option("--images", o->images, "Training-set indices, e.g. 0-7 or 1,5,9");
+  cmd->add_option("--folder", o->folder,
+                  "Your own images (png/jpg/...) instead of training images (--images ignored)");
   cmd->add_option("--seed", o->seed, "Seed of the mask draw");
   cmd->add_option("--out", o->out, "Output HDF5 file")->required();
   return {cmd, [o] {
@@ -28,19 +31,13 @@ Command registerInspect(CLI::App& app) {
                                                         : checkpointConfig(o->checkpoint);
             auto config = o->common.config(base);
             o->common.applyThreads(config);
-            auto indices = parseIndexList(o->images, "--images");
-            auto dataset = openDataset(config.data, true);
-            const auto shape = dataset->shape();
-            auto images = torch::empty({static_cast<int64_t>(indices.size()), shape.channels,
-                                        shape.height, shape.width},
-                                       torch::kUInt8);
-            for (size_t i = 0; i < indices.size(); ++i) {
-              if (indices[i] >= dataset->size())
-                throw MstError("--images: index " + std::to_string(indices[i]) + " is past the " +
-                               std::to_string(dataset->size()) + " training images");
-              if (!dataset->read(indices[i], images[static_cast<int64_t>(i)].data_ptr<uint8_t>()))
-                throw MstError("--images: image " + std::to_string(indices[i]) +
-                               " cannot be decoded");
+            std::vector<int64_t> indices;
+            torch::Tensor images;
+            if (o->folder.empty()) {
+              indices = parseIndexList(o->images, "--images");
+              images = loadProbeImages(config, indices);
+            } else {
+              images = loadImageFolder(config, o->folder);
             }
             auto engine = makeEvalEngine(config, o->checkpoint, o->common.device());
             auto views = engine->probe(images, static_cast<uint64_t>(o->seed), config.masking);
@@ -49,10 +46,11 @@ Command registerInspect(CLI::App& app) {
                                 {"strategy", config.masking.strategy},
                                 {"seed", o->seed},
                                 {"images", indices},
+                                {"folder", o->folder},
                                 {"checkpoint", o->checkpoint}};
             writeInspectFile(o->out, views, meta.dump());
             printResult({{"out", o->out},
-                         {"images", indices.size()},
+                         {"images", images.size(0)},
                          {"masked_random", views.mask_random.sum().item<int64_t>()},
                          {"masked_guided", views.mask_guided.sum().item<int64_t>()}});
           }};

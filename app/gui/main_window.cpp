@@ -16,7 +16,9 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QPlainTextEdit>
+#include <QProcess>
 #include <QProgressBar>
+#include <QTabWidget>
 #include <QPushButton>
 #include <QScrollArea>
 #include <QStatusBar>
@@ -24,7 +26,9 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include "app/gui/inspector_panel.h"
 #include "app/gui/run_reader.h"
+#include "app/gui/sweep_panel.h"
 #include "core/util/devices.h"
 #include "widgets/config_form.h"
 #include "widgets/curve_panel.h"
@@ -53,8 +57,15 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   setWindowTitle("MST Workbench");
   setDockNestingEnabled(true);
   worker_ = new TrainWorker(this);
-  curves_ = new CurvePanel(this);
-  setCentralWidget(curves_);
+  curves_ = new CurvePanel;
+  inspector_ = new InspectorPanel;
+  sweeps_ = new SweepPanel;
+  tabs_ = new QTabWidget;
+  tabs_->addTab(curves_, "Curves");
+  tabs_->addTab(inspector_, "Inspector");
+  tabs_->addTab(sweeps_, "Sweep");
+  tabs_->setDocumentMode(true);
+  setCentralWidget(tabs_);
   buildDocks();
   buildMenus();
 
@@ -63,6 +74,7 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
     if (!loadExperiment(options_.config_path, &error)) appendLog(error, /*error=*/true);
   }
   refreshForm();
+  experimentChanged();
 
   QString workspace = options_.workspace;
   if (workspace.isEmpty())
@@ -95,6 +107,22 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
             if (!live_id_.isEmpty()) curves_->appendRows(live_id_, metrics, eval);
           });
   connect(worker_, &TrainWorker::message, this, [this](const QString& m) { appendLog(m); });
+  connect(worker_, &TrainWorker::snapshot, inspector_, &InspectorPanel::addLiveSnapshot);
+  connect(inspector_, &InspectorPanel::failed, this,
+          [this](const QString& e) { appendLog("inspector: " + e, /*error=*/true); });
+  connect(sweeps_, &SweepPanel::message, this,
+          [this](const QString& m, bool error) { appendLog(m, error); });
+  connect(sweeps_, &SweepPanel::openRun, this, [this](const QString& dir) {
+    QString error;
+    if (!openRun(dir, &error)) {
+      appendLog(error, /*error=*/true);
+      return;
+    }
+    inspector_->setRun(runId(dir));
+    tabs_->setCurrentWidget(curves_);
+  });
+  connect(devices_, &DevicePicker::selectionChanged, sweeps_, &SweepPanel::setDevices);
+  sweeps_->setDevices(devices_->selection());
   connect(worker_, &TrainWorker::finished, this, &MainWindow::onFinished);
   connect(controls_, &RunControls::startClicked, this, &MainWindow::startRun);
   connect(controls_, &RunControls::pauseClicked, this, &MainWindow::pauseRun);
@@ -103,6 +131,7 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   connect(runs_, &RunList::shownChanged, this, &MainWindow::setRunShown);
   connect(runs_, &RunList::activated, this, [this](const QString& dir) {
     runs_->setShown(dir, true);
+    if (runId(dir) != live_id_) inspector_->setRun(runId(dir));
   });
   controls_->setState(RunState::Idle);
 
@@ -164,6 +193,7 @@ void MainWindow::buildDocks() {
     const QString why = experiment_.set(key, v);
     if (!why.isEmpty()) appendLog(why, /*error=*/true);
     if (key == "model.preset") refreshForm();  // the preset changes the architecture keys
+    experimentChanged();
   });
   connect(load, &QPushButton::clicked, this, [this] {
     const QString path = QFileDialog::getOpenFileName(this, "Load experiment", "experiments",
@@ -180,6 +210,7 @@ void MainWindow::buildDocks() {
   connect(reset, &QPushButton::clicked, this, [this] {
     experiment_.setJson(nlohmann::json::object(), "defaults");
     refreshForm();
+    experimentChanged();
   });
   connect(browse, &QToolButton::clicked, this, [this] {
     const QString dir = QFileDialog::getExistingDirectory(this, "Run folder", outDir());
@@ -280,6 +311,7 @@ bool MainWindow::loadExperiment(const QString& path, QString* error) {
   }
   experiment_path_ = path;
   refreshForm();
+  experimentChanged();
   appendLog("experiment " + path);
   return true;
 }
@@ -357,6 +389,7 @@ void MainWindow::pollRuns() {
       } else if (run.metrics.rows() > 0 || run.eval.rows() > 0) {
         curves_->appendRows(id, run.metrics, run.eval);
       }
+      if (id == process_run_id_ && run.metrics.rows() > 0) updateStatusFromRows(run.metrics);
       f.metrics_rows += run.metrics.rows();
       f.eval_rows += run.eval.rows();
       f.mtime_ms = mtime;
@@ -369,8 +402,18 @@ void MainWindow::pollRuns() {
   }
 }
 
+bool MainWindow::running() const {
+  return worker_->isRunning() || (process_ && process_->state() != QProcess::NotRunning);
+}
+
+void MainWindow::experimentChanged() {
+  const QString json = QString::fromStdString(experiment_.json().dump());
+  inspector_->setExperimentJson(json);
+  sweeps_->setExperimentJson(json);
+}
+
 void MainWindow::startRun() {
-  if (worker_->isRunning()) return;
+  if (running()) return;
   if (form_->hasErrors()) {
     showError("Start", "The experiment has fields with errors (shown in red); fix them first.");
     return;
@@ -396,7 +439,6 @@ void MainWindow::startRun() {
   start.id = id;
   start.label = QFileInfo(id).fileName();
   curves_->setRun(start);
-  live_id_ = id;
 
   TrainRequest request;
   request.config_json = QString::fromStdString(experiment_.json().dump());
@@ -405,10 +447,19 @@ void MainWindow::startRun() {
   request.resume = resume;
   request.max_steps = options_.max_steps;
   QString error;
-  if (!worker_->start(request, &error)) {
-    live_id_.clear();
-    showError("Start", error);
-    return;
+  if (request.device.contains(',')) {
+    if (!startProcessRun(request, &error)) {
+      showError("Start", error);
+      return;
+    }
+  } else {
+    live_id_ = id;
+    if (!worker_->start(request, &error)) {
+      live_id_.clear();
+      showError("Start", error);
+      return;
+    }
+    inspector_->setRun(id, worker_);
   }
   form_->setReadOnly(true);
   devices_->setEnabled(false);
@@ -420,6 +471,12 @@ void MainWindow::startRun() {
 }
 
 void MainWindow::pauseRun() {
+  if (process_) {
+    appendLog("a data-parallel run cannot pause (its ranks would time each other out); Stop "
+              "writes a checkpoint and Start resumes it",
+              /*error=*/true);
+    return;
+  }
   if (!worker_->isRunning()) return;
   worker_->pause();
   controls_->setState(RunState::Paused);
@@ -433,6 +490,12 @@ void MainWindow::resumeRun() {
 }
 
 void MainWindow::stopRun() {
+  if (process_ && process_->state() != QProcess::NotRunning) {
+    process_->terminate();  // SIGTERM: every rank stops after the same step, with a checkpoint
+    controls_->setState(RunState::Stopping);
+    appendLog("stopping the data-parallel run (a checkpoint is written)…");
+    return;
+  }
   if (!worker_->isRunning()) return;
   worker_->stop();
   controls_->setState(RunState::Stopping);
@@ -460,6 +523,7 @@ void MainWindow::onFinished(bool ok, const QString& error, const QString& checkp
   out_edit_->setEnabled(true);
   controls_->setState(RunState::Idle);
   worker_->wait(-1);
+  inspector_->setLiveWorker(nullptr);
   if (ok) {
     appendLog(completed ? "finished; checkpoint " + checkpoint
                         : "stopped; checkpoint " + checkpoint + " (Start resumes it)");
@@ -486,6 +550,71 @@ void MainWindow::onFinished(bool ok, const QString& error, const QString& checkp
     followed_.insert(id, f);
   }
   emit runFinished(ok, error);
+}
+
+bool MainWindow::startProcessRun(const TrainRequest& request, QString* error) {
+  QDir().mkpath(request.out_dir);
+  const QString config = QDir(request.out_dir).filePath("experiment.json");
+  {
+    QFile f(config);
+    if (!f.open(QIODevice::WriteOnly) || f.write(request.config_json.toUtf8()) < 0) {
+      *error = "cannot write " + config;
+      return false;
+    }
+  }
+  QStringList args{"train", "--config", config, "--out", request.out_dir, "--device",
+                   request.device};
+  if (request.resume) args << "--resume";
+  if (request.max_steps > 0) args << "--max-steps" << QString::number(request.max_steps);
+  delete process_;
+  process_ = new QProcess(this);
+  process_->setProgram(QDir(QCoreApplication::applicationDirPath()).filePath("mst"));
+  process_->setArguments(args);
+  const QString id = runId(request.out_dir);
+  process_run_id_ = id;
+  auto stderr_tail = std::make_shared<QString>();
+  connect(process_, &QProcess::readyReadStandardError, this, [this, stderr_tail] {
+    for (const QString& line : QString::fromUtf8(process_->readAllStandardError()).split('\n')) {
+      const QString text = line.section('\r', -1).trimmed();
+      if (text.isEmpty()) continue;
+      *stderr_tail = text;
+      if (!text.contains("img/s")) appendLog(text);  // progress bar lines go to the status bar
+    }
+  });
+  connect(process_, &QProcess::finished, this, [this, stderr_tail](int code, QProcess::ExitStatus) {
+    const QString id = process_run_id_;
+    process_run_id_.clear();
+    pollRuns();
+    onFinished(code == 0, code == 0 ? QString() : *stderr_tail,
+               QDir(id).filePath("checkpoint.pt"), /*completed=*/false);
+    process_->deleteLater();
+    process_ = nullptr;
+  });
+  process_->start();
+  if (!process_->waitForStarted(10000)) {
+    *error = "cannot start " + process_->program() + ": " + process_->errorString();
+    delete process_;
+    process_ = nullptr;
+    return false;
+  }
+  followed_.insert(id, Followed{});
+  inspector_->setRun(id);
+  device_label_->setText(request.device);
+  return true;
+}
+
+void MainWindow::updateStatusFromRows(const CurveTable& metrics) {
+  const int last = metrics.rows() - 1;
+  TrainStatus s;
+  s.step = static_cast<qint64>(metrics.step[last]);
+  s.epoch = metrics.epoch.value(last);
+  s.img_s = metrics.columns.value("img_s").value(last);
+  s.target_steps = std::max<qint64>(progress_->maximum(), s.step);
+  QStringList ranks;
+  for (int r = 0; metrics.columns.contains(QString("img_s_rank%1").arg(r)); ++r)
+    ranks << QString("rank %1: %2").arg(r).arg(metrics.columns[QString("img_s_rank%1").arg(r)].value(last), 0, 'f', 0);
+  s.device = devices_->selection() + (ranks.isEmpty() ? QString() : " · " + ranks.join(" · ") + " img/s");
+  onStatus(s);
 }
 
 void MainWindow::exportPlotDialog(bool csv) {
@@ -525,6 +654,11 @@ void MainWindow::showError(const QString& title, const QString& text) {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
+  if (process_ && process_->state() != QProcess::NotRunning) {
+    appendLog("stopping the data-parallel run before closing (a checkpoint is written)…");
+    process_->terminate();
+    process_->waitForFinished(120000);
+  }
   if (worker_->isRunning()) {
     appendLog("stopping the run before closing (a checkpoint is written)…");
     worker_->stop();

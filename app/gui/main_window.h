@@ -11,7 +11,9 @@
 class QLabel;
 class QLineEdit;
 class QPlainTextEdit;
+class QProcess;
 class QProgressBar;
+class QTabWidget;
 class QTimer;
 
 namespace mst {
@@ -19,7 +21,9 @@ namespace mst {
 class ConfigForm;
 class CurvePanel;
 class DevicePicker;
+class InspectorPanel;
 class RunControls;
+class SweepPanel;
 class RunList;
 
 struct WorkbenchOptions {
@@ -41,6 +45,10 @@ class MainWindow : public QMainWindow {
   RunList* runList() const { return runs_; }
   RunControls* controls() const { return controls_; }
   TrainWorker* worker() const { return worker_; }
+  InspectorPanel* inspector() const { return inspector_; }
+  SweepPanel* sweeps() const { return sweeps_; }
+  QTabWidget* tabs() const { return tabs_; }
+  DevicePicker* devicePicker() const { return devices_; }
   ExperimentModel& experiment() { return experiment_; }
   QString outDir() const;
   void setOutDir(const QString& dir);
@@ -83,12 +91,23 @@ class MainWindow : public QMainWindow {
   void onStatus(const TrainStatus& status);
   void onFinished(bool ok, const QString& error, const QString& checkpoint, bool completed);
   void exportPlotDialog(bool csv);
+  void experimentChanged();
+  /// Several devices: `mst train` in a child process (one rank per device), followed by its log.
+  bool startProcessRun(const TrainRequest& request, QString* error);
+  void updateStatusFromRows(const CurveTable& metrics);
+  bool running() const;
 
   WorkbenchOptions options_;
   ExperimentModel experiment_;
   QString experiment_path_;
   TrainWorker* worker_ = nullptr;
   CurvePanel* curves_ = nullptr;
+  InspectorPanel* inspector_ = nullptr;
+  SweepPanel* sweeps_ = nullptr;
+  QTabWidget* tabs_ = nullptr;
+  QProcess* process_ = nullptr;  ///< a data-parallel run in a child process
+  QString process_run_id_;
+  qint64 process_target_steps_ = 0;
   ConfigForm* form_ = nullptr;
   RunList* runs_ = nullptr;
   RunControls* controls_ = nullptr;

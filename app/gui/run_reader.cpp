@@ -50,8 +50,8 @@ CurveTable readGroup(const std::string& file, const std::string& group, int from
 }  // namespace
 
 QString runLogPath(const QString& path) {
-  QFileInfo info(path);
-  return info.isDir() ? QDir(path).filePath("run.h5") : path;
+  // By name, not by what exists: a run folder that is not created yet is still a folder.
+  return path.endsWith(".h5", Qt::CaseInsensitive) ? path : QDir(path).filePath("run.h5");
 }
 
 RunCurves readRunCurves(const QString& path, int metrics_from, int eval_from) {

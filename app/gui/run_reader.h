@@ -8,7 +8,7 @@
 
 namespace mst {
 
-/// `path`: a run folder or its run.h5.
+/// `path`: a run folder or an .h5 run log (a name ending in .h5 is the log itself).
 QString runLogPath(const QString& path);
 
 /// Rows of /metrics from `metrics_from` on and of /eval from `eval_from` on. The `step` column

@@ -4,6 +4,8 @@
 
 #include "app/gui/train_worker.h"
 
+#include "app/gui/inspect_service.h"
+
 #include <QElapsedTimer>
 #include <QMetaObject>
 
@@ -16,50 +18,13 @@
 
 namespace mst {
 
-namespace {
-
-/// Tensor (N, ...) of one probe's float values, flattened.
-QVector<float> floatsOf(const torch::Tensor& t) {
-  auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-  return QVector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-QVector<quint8> bytesOf(const torch::Tensor& t) {
-  auto c = t.detach().to(torch::kCPU, torch::kUInt8).contiguous();
-  return QVector<quint8>(c.data_ptr<uint8_t>(), c.data_ptr<uint8_t>() + c.numel());
-}
-
-}  // namespace
-
-/// Converts ProbeViews (tensors) to the widgets' plain ProbeImage values.
-QVector<ProbeImage> probeImagesOf(const ProbeViews& views) {
-  QVector<ProbeImage> out;
-  if (!views.images.defined()) return out;
-  const int64_t n = views.images.size(0);
-  for (int64_t i = 0; i < n; ++i) {
-    ProbeImage p;
-    p.title = QString("#%1").arg(i);
-    p.channels = static_cast<int>(views.images.size(1));
-    p.height = static_cast<int>(views.images.size(2));
-    p.width = static_cast<int>(views.images.size(3));
-    p.image = floatsOf(views.images[i]);
-    p.grid_h = static_cast<int>(views.attention.size(1));
-    p.grid_w = static_cast<int>(views.attention.size(2));
-    p.attention = floatsOf(views.attention[i]);
-    p.mask_random = bytesOf(views.mask_random[i]);
-    p.mask_guided = bytesOf(views.mask_guided[i]);
-    if (views.reconstruction.defined()) p.reconstruction = floatsOf(views.reconstruction[i]);
-    out.push_back(std::move(p));
-  }
-  return out;
-}
-
 /// Lives on the worker thread; adapts TrainObserver to TrainWorker's signals.
 class TrainJob : public QObject, public TrainObserver {
   Q_OBJECT
  public:
   TrainJob(TrainWorker* owner, TrainRequest request, std::atomic<bool>* stop,
-           std::atomic<bool>* pause)
-      : owner_(owner), request_(std::move(request)), stop_(stop), pause_(pause) {}
+           std::atomic<bool>* pause, LiveProbe* probe)
+      : owner_(owner), request_(std::move(request)), stop_(stop), pause_(pause), probe_(probe) {}
 
  public slots:
   void run() {
@@ -115,6 +80,10 @@ class TrainJob : public QObject, public TrainObserver {
   }
   void onSnapshot(int64_t step, const ProbeViews& views) override {
     emit owner_->snapshot(step, probeImagesOf(views));
+  }
+  void betweenSteps(Engine& engine) override {
+    ProbeResult result;
+    if (probe_->serve(engine, &result)) emit owner_->probed(result);
   }
   void onMessage(const std::string& text) override {
     emit owner_->message(QString::fromStdString(text));
@@ -172,6 +141,7 @@ class TrainJob : public QObject, public TrainObserver {
   TrainRequest request_;
   std::atomic<bool>* stop_;
   std::atomic<bool>* pause_;
+  LiveProbe* probe_;
   QString device_;
   TrainProgress last_;
   CurveTable metrics_, eval_;
@@ -183,6 +153,7 @@ TrainWorker::TrainWorker(QObject* parent) : QObject(parent) {
   qRegisterMetaType<mst::TrainStatus>();
   qRegisterMetaType<mst::CurveTable>();
   qRegisterMetaType<QVector<mst::ProbeImage>>();
+  qRegisterMetaType<mst::ProbeResult>();
 }
 
 TrainWorker::~TrainWorker() {
@@ -204,7 +175,7 @@ bool TrainWorker::start(const TrainRequest& request, QString* error) {
   pause_ = false;
   thread_ = new QThread();
   thread_->setObjectName("mst-train");
-  job_ = new TrainJob(this, request, &stop_, &pause_);
+  job_ = new TrainJob(this, request, &stop_, &pause_, &live_probe_);
   job_->moveToThread(thread_);
   connect(thread_, &QThread::started, job_, &TrainJob::run);
   // Direct: quit() is thread-safe, and a queued call would wait for the GUI thread, which may be
@@ -221,6 +192,12 @@ void TrainWorker::stop() {
   stop_ = true;
   pause_ = false;
 }
+bool TrainWorker::requestProbe(const ProbeRequest& request) {
+  if (!isRunning()) return false;
+  live_probe_.post(request, QString());
+  return true;
+}
+
 bool TrainWorker::isRunning() const { return thread_ && thread_->isRunning(); }
 bool TrainWorker::isPaused() const { return pause_.load(); }
 

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <memory>
 
+#include "app/gui/inspect_service.h"
 #include "widgets/curve_table.h"
 #include "widgets/probe_image.h"
 
@@ -55,6 +56,9 @@ class TrainWorker : public QObject {
   bool isPaused() const;
   /// Blocks until the thread has ended (tests, shutdown); false on timeout.
   bool wait(int timeout_ms);
+  /// Probes the run's current weights before the next step (also while paused); the answer comes
+  /// as probed(). A newer request replaces one not served yet. False when no run is going.
+  bool requestProbe(const ProbeRequest& request);
 
  signals:
   void started(const mst::TrainStatus& status);
@@ -63,6 +67,7 @@ class TrainWorker : public QObject {
   void rows(const mst::CurveTable& metrics, const mst::CurveTable& eval);
   void snapshot(qint64 step, const QVector<mst::ProbeImage>& images);
   void message(const QString& text);
+  void probed(const mst::ProbeResult& result);
   /// ok = no error; completed = the whole schedule is done (not stopped / cut at max_steps).
   void finished(bool ok, const QString& error, const QString& checkpoint, bool completed);
 
@@ -71,6 +76,7 @@ class TrainWorker : public QObject {
   TrainJob* job_ = nullptr;
   std::atomic<bool> stop_{false};
   std::atomic<bool> pause_{false};
+  LiveProbe live_probe_;
 };
 
 }  // namespace mst

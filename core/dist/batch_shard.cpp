@@ -6,8 +6,8 @@ namespace mst {
 torch::Tensor BatchShard::rand(at::IntArrayRef shape, at::Generator& gen,
                                const torch::TensorOptions& options) const {
   if (whole()) return torch::rand(shape, gen, options);
-  TORCH_CHECK(!shape.empty() && groups >= 1 && shape[0] % groups == 0,
-              "BatchShard: ", shape[0], " rows are not ", groups, " equal blocks");
+  TORCH_CHECK(!shape.empty() && groups >= 1 && shape[0] % groups == 0, "BatchShard: ", shape[0],
+              " rows are not ", groups, " equal blocks");
   const int64_t local = shape[0] / groups;
   TORCH_CHECK(offset + local <= global, "BatchShard: rows ", offset, "+", local,
               " exceed the global block of ", global);

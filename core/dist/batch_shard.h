@@ -1,9 +1,9 @@
 /// @brief This process's rows of a global batch, and random draws shaped by the global batch.
 #pragma once
 
-#include <cstdint>
-
 #include <torch/torch.h>
+
+#include <cstdint>
 
 namespace mst {
 

@@ -1,12 +1,16 @@
 /// @brief Communicator on c10d (see communicator.h).
 #include "core/dist/communicator.h"
 
-#include <cstdlib>
-
 #include <c10/util/Exception.h>
+
+#include <cstdlib>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if defined(MST_HAVE_CUDA)
+// The header is empty unless NCCL support is declared; CUDA builds of LibTorch have it.
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -61,9 +65,8 @@ Communicator::Communicator(const DistContext& context, const torch::Device& devi
     so.timeout = context.timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(context.master_addr, so);
   } catch (const std::exception& e) {
-    throw MstError("data-parallel rank " + std::to_string(context.rank) +
-                   ": no rendezvous at " + where + " within " + std::to_string(seconds) +
-                   " s: " + firstLine(e));
+    throw MstError("data-parallel rank " + std::to_string(context.rank) + ": no rendezvous at " +
+                   where + " within " + std::to_string(seconds) + " s: " + firstLine(e));
   }
   try {
     if (device.is_cuda()) {
@@ -72,8 +75,8 @@ Communicator::Communicator(const DistContext& context, const torch::Device& devi
       // its own message); blocking waits would cost a host synchronisation per collective.
       auto options = c10d::ProcessGroupNCCL::Options::create();
       options->timeout = context.timeout;
-      impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(
-          impl_->store, context.rank, context.world_size, options);
+      impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, context.rank,
+                                                                 context.world_size, options);
 #else
       throw MstError("this build has no CUDA: NCCL is not available");
 #endif
@@ -88,8 +91,8 @@ Communicator::Communicator(const DistContext& context, const torch::Device& devi
       else
         options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       options->threads = 2;
-      impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
-          impl_->store, context.rank, context.world_size, options);
+      impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, context.rank,
+                                                                 context.world_size, options);
     }
   } catch (const MstError&) {
     throw;
@@ -110,8 +113,8 @@ void Communicator::fail(const std::string& what, const std::exception& e) const 
   std::snprintf(limit, sizeof limit, "%g", seconds);
   throw MstError("data-parallel rank " + std::to_string(context_.rank) + " of " +
                  std::to_string(context_.world_size) + ": " + what +
-                 " failed: a peer died or did not answer within " + limit + " s (" +
-                 firstLine(e) + ")");
+                 " failed: a peer died or did not answer within " + limit + " s (" + firstLine(e) +
+                 ")");
 }
 
 void Communicator::broadcast(std::vector<torch::Tensor> tensors, int root) {
@@ -134,7 +137,7 @@ void Communicator::allReduceSum(torch::Tensor& tensor) {
 }
 
 Communicator::Pending Communicator::allReduceSumAsync(torch::Tensor tensor,
-                                                       const std::string& what) {
+                                                      const std::string& what) {
   TORCH_CHECK(tensor.is_contiguous(), "Communicator::allReduceSum: tensor must be contiguous");
   Pending pending;
   pending.impl_ = std::make_unique<Pending::Impl>();

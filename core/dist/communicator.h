@@ -1,11 +1,11 @@
 /// @brief The process group of a data-parallel run (c10d: TCPStore, Gloo on CPU, NCCL on CUDA).
 #pragma once
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "core/dist/dist_context.h"
 

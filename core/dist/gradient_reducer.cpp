@@ -24,7 +24,8 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> 
                                  torch::Tensor grads, int64_t bucket_bytes)
     : comm_(comm), grads_(std::move(grads)), params_(std::move(params)) {
   TORCH_CHECK(grads_.dim() == 1 && grads_.is_contiguous(), "GradientReducer: flat grads expected");
-  const int64_t cap = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(grads_.element_size()));
+  const int64_t cap =
+      std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(grads_.element_size()));
   const auto base = static_cast<const char*>(grads_.data_ptr());
   bucket_of_.resize(params_.size());
   // From the last parameter backwards: each grad is a view at a known offset of grads_.
@@ -83,9 +84,9 @@ void GradientReducer::markReady(size_t param) {
 void GradientReducer::start(Bucket& b) {
   if (b.started) return;
   b.started = true;
-  b.work = comm_.allReduceSumAsync(grads_.narrow(0, b.offset, b.numel),
-                                   "gradient all-reduce (bucket at " + std::to_string(b.offset) +
-                                       ")");
+  b.work =
+      comm_.allReduceSumAsync(grads_.narrow(0, b.offset, b.numel),
+                              "gradient all-reduce (bucket at " + std::to_string(b.offset) + ")");
 }
 
 void GradientReducer::finish() {

@@ -1,12 +1,12 @@
 /// @brief Averages the flat gradient buffer over ranks in buckets, overlapping the backward pass.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "core/dist/communicator.h"
 
@@ -53,7 +53,7 @@ class GradientReducer {
   Communicator& comm_;
   torch::Tensor grads_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_;  ///< per parameter
+  std::vector<size_t> bucket_of_;                                     ///< per parameter
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  ///< kept alive: hooks on them
   std::vector<uintptr_t> hook_keys_;
   std::vector<torch::Tensor> params_;

@@ -19,8 +19,8 @@ struct AllReduceSumFunction : public torch::autograd::Function<AllReduceSumFunct
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto* comm = reinterpret_cast<Communicator*>(
-        static_cast<intptr_t>(ctx->saved_data["comm"].toInt()));
+    auto* comm =
+        reinterpret_cast<Communicator*>(static_cast<intptr_t>(ctx->saved_data["comm"].toInt()));
     auto g = grads[0].contiguous().clone();
     comm->allReduceSum(g);
     return {g, torch::Tensor()};

@@ -36,6 +36,19 @@ void writeInspectFile(const std::string& path, const ProbeViews& views,
                                     H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
         fail(where, what);
     }
+    if (views.attention_heads.defined() && views.attention_heads.numel() > 0) {
+      auto heads = views.attention_heads.detach().to(torch::kCPU, torch::kFloat).contiguous();
+      std::vector<hsize_t> dims(heads.sizes().begin(), heads.sizes().end());
+      const std::string what = "cannot write /inspect/attention_heads";
+      SpaceHandle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                              where, what));
+      DatasetHandle dset(check(H5Dcreate2(group.get(), "attention_heads", H5T_IEEE_F32LE,
+                                          space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                               where, what));
+      if (H5Dwrite(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                   heads.data_ptr()) < 0)
+        fail(where, what);
+    }
     // DESIGN.md: the settings live in attribute `json` of /inspect/config.
     GroupHandle config(check(
         H5Gcreate2(group.get(), "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), where,

@@ -34,6 +34,9 @@ struct ProbeViews {
   torch::Tensor mask_random;     ///< (N, h, w) uint8
   torch::Tensor mask_guided;     ///< (N, h, w) uint8
   torch::Tensor reconstruction;  ///< (N, C, H, W) float, unnormalised [0,1]
+  /// (N, heads, h, w) float, the attention per head (the inspector's head choice); may be
+  /// undefined. Written to inspect files as /inspect/attention_heads, not to the run log.
+  torch::Tensor attention_heads;
 };
 
 struct RunLogShape {

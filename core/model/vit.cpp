@@ -44,7 +44,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_
   auto qkv_t = qkv(x).reshape({B, T, 3, heads, D / heads}).permute({2, 0, 3, 1, 4});
   auto q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
   auto attn = torch::matmul(q * scale, k.transpose(-2, -1)).softmax(-1);  // (B, h, T, T)
-  if (cls_attention) *cls_attention = attn.select(2, 0).narrow(-1, 1, T - 1).mean(1);  // Eq. 4
+  // Per head (B, h, n); the Vit averages over heads (Eq. 4) and keeps the heads for inspection.
+  if (cls_attention) *cls_attention = attn.select(2, 0).narrow(-1, 1, T - 1);
   auto out = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, D});
   return proj(out);
 }
@@ -123,8 +124,9 @@ VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mas
     double rate = depth > 1 ? drop_path * static_cast<double>(i) / (depth - 1) : drop_path;
     bool last = i == depth - 1;
     x = blocks[i]->as<Block>()->forward(
-        x, rate, gen, last && want_attention ? &out.cls_attention : nullptr, shard);
+        x, rate, gen, last && want_attention ? &out.cls_attention_heads : nullptr, shard);
   }
+  if (want_attention) out.cls_attention = out.cls_attention_heads.mean(1);  // Eq. 4
   x = norm(x);
   out.cls = x.select(1, 0);
   out.patches = x.narrow(1, 1, x.size(1) - 1);

@@ -14,8 +14,8 @@ namespace mst {
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t dim, int64_t heads);
-  /// x: (B, T, D) → (B, T, D). If `cls_attention` is given it receives (B, T-1): the CLS row of
-  /// softmax(q k^T / sqrt(d)) with the CLS column dropped, averaged over heads (Eq. 4).
+  /// x: (B, T, D) → (B, T, D). If `cls_attention` is given it receives (B, heads, T-1): the CLS
+  /// row of softmax(q k^T / sqrt(d)) per head with the CLS column dropped (Eq. 4 averages it).
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor* cls_attention = nullptr);
 
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
@@ -42,7 +42,8 @@ TORCH_MODULE(Block);
 struct VitOutput {
   torch::Tensor cls;            ///< (B, D) final-norm CLS token
   torch::Tensor patches;        ///< (B, n, D) final-norm patch tokens
-  torch::Tensor cls_attention;  ///< (B, n) last block's CLS attention (only when requested)
+  torch::Tensor cls_attention;  ///< (B, n) last block's CLS attention, mean of heads (Eq. 4; only when requested)
+  torch::Tensor cls_attention_heads;  ///< (B, heads, n) the same per head (only when requested)
 };
 
 class VitImpl : public torch::nn::Module {

@@ -253,6 +253,8 @@ ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskC
   ProbeViews v;
   v.images = x.cpu();
   v.attention = out.cls_attention.reshape({N, g, g}).to(torch::kFloat).cpu();
+  v.attention_heads =
+      out.cls_attention_heads.reshape({N, out.cls_attention_heads.size(1), g, g}).to(torch::kFloat).cpu();
   v.mask_random = random.reshape({N, g, g}).to(torch::kUInt8).cpu();
   v.mask_guided = guided.reshape({N, g, g}).to(torch::kUInt8).cpu();
   v.reconstruction = augment_.denormalize(recon).clamp(0, 1).to(torch::kFloat).cpu();

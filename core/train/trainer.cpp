@@ -34,7 +34,9 @@ Trainer::Trainer(Config config, TrainerOptions options, TrainObserver* observer)
 TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>* pause) {
   using Clock = std::chrono::steady_clock;
 #if defined(MST_HAVE_CUDA)
-  if (options_.device.is_cuda()) c10::cuda::set_device(options_.device.index());
+  // Per-thread current device: NCCL and the caching allocator follow it.
+  if (options_.device.is_cuda() && options_.device.has_index())
+    c10::cuda::set_device(options_.device.index());
 #endif
   // Data parallel: the process group first, so that a missing peer fails before any work.
   std::unique_ptr<Communicator> comm;
@@ -215,10 +217,13 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
       summary.stopped = true;
       break;
     }
+    if (observer_) observer_->betweenSteps(engine);
     if (!comm && pause && pause->load()) {
       const auto paused_at = Clock::now();
-      while (pause->load() && !(stop && stop->load()))
+      while (pause->load() && !(stop && stop->load())) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (observer_) observer_->betweenSteps(engine);
+      }
       paused_s += std::chrono::duration<double>(Clock::now() - paused_at).count();
       recent.clear();  // img/s must not count the pause
       recent.emplace_back(Clock::now(), engine.step());

@@ -13,6 +13,8 @@
 
 namespace mst {
 
+class Engine;
+
 struct TrainProgress {
   int64_t step = 0;         ///< steps completed
   int64_t total_steps = 0;  ///< steps of the full run (schedules are laid out for it)
@@ -37,6 +39,9 @@ class TrainObserver {
   /// k-NN during training (eval.every_epochs): {"knn_top1": percent}.
   virtual void onEval(int64_t step, double epoch, const std::map<std::string, double>&) {}
   virtual void onMessage(const std::string&) {}
+  /// Called on the training thread before each step and every 20 ms while paused: the one moment
+  /// the weights are still, e.g. for an inspector that probes the current weights. Keep it short.
+  virtual void betweenSteps(Engine&) {}
 };
 
 struct TrainerOptions {

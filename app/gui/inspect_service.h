@@ -1,0 +1,87 @@
+/// @brief Probe views (attention, both masks, reconstruction) computed away from the GUI thread:
+/// from a checkpoint on a thread of its own, or from a running trainer's current weights.
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <QVector>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "widgets/probe_image.h"
+
+namespace mst {
+
+class Engine;
+struct ProbeViews;
+
+/// Tensors → the widgets' plain values (per-head attention included when present).
+QVector<ProbeImage> probeImagesOf(const ProbeViews& views);
+
+/// What to show: which images, and how to draw the masks.
+struct ProbeRequest {
+  qint64 id = 0;                 ///< echoed back with the result
+  QVector<qint64> indices;       ///< training-set images (ignored when folder is set)
+  QString folder;                ///< the user's own image files
+  qint64 seed = 0;               ///< of the uniform draw both masks share
+  QString strategy = "attention_guided";  ///< the guided column: attention_guided | attention_high
+  double p = 0.1;
+  int num = 8;
+};
+
+/// Result of a probe.
+struct ProbeResult {
+  qint64 id = 0;
+  qint64 step = -1;  ///< training step of the weights
+  QVector<ProbeImage> images;
+  QString error;
+};
+
+/// Runs probes from checkpoints on a worker thread; requests are served newest first (one that is
+/// superseded before it starts is dropped). Thread-safe to call from the GUI thread.
+class InspectService : public QObject {
+  Q_OBJECT
+ public:
+  explicit InspectService(QObject* parent = nullptr);
+  ~InspectService() override;
+  /// `checkpoint`: an MST checkpoint; `experiment_json`: the config used when the checkpoint
+  /// is empty (fresh weights from its seed), and for the data set.
+  void request(const QString& checkpoint, const QString& experiment_json, const ProbeRequest& r);
+  bool busy() const;
+
+ signals:
+  void ready(const mst::ProbeResult& result);
+
+ private:
+  struct Pending;
+  void serve();
+  std::mutex mutex_;
+  std::unique_ptr<Pending> pending_;
+  std::atomic<bool> running_{false};
+  class QThread* thread_ = nullptr;
+};
+
+/// Serves probe requests on the training thread between steps (TrainObserver::betweenSteps): the
+/// run's current weights, no copy. Thread-safe `post`; `serve` runs on the training thread.
+class LiveProbe {
+ public:
+  void post(const ProbeRequest& request, const QString& experiment_json);
+  /// Runs the newest pending request, if any; returns false when there was none.
+  bool serve(Engine& engine, ProbeResult* result);
+
+ private:
+  std::mutex mutex_;
+  bool has_ = false;
+  ProbeRequest request_;
+  QString experiment_json_;
+};
+
+/// Writes probe images in the `mst inspect` layout (DESIGN.md) with the settings as json.
+void writeInspectFileFromImages(const QString& path, const QVector<ProbeImage>& images,
+                                const ProbeRequest& settings, const QString& source);
+
+}  // namespace mst
+
+Q_DECLARE_METATYPE(mst::ProbeResult)

@@ -1,0 +1,379 @@
+/// @brief InspectorPanel (see inspector_panel.h).
+#include "app/gui/inspector_panel.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDir>
+#include <QDoubleSpinBox>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QRandomGenerator>
+#include <QScrollArea>
+#include <QSlider>
+#include <QSpinBox>
+#include <QVBoxLayout>
+
+#include "app/gui/run_reader.h"
+#include "app/gui/train_worker.h"
+#include "widgets/inspector_grid.h"
+
+namespace mst {
+
+InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
+  service_ = new InspectService(this);
+  connect(service_, &InspectService::ready, this, &InspectorPanel::onResult);
+
+  auto* layout = new QVBoxLayout(this);
+  auto* row1 = new QHBoxLayout;
+  images_edit_ = new QLineEdit("0-7");
+  images_edit_->setToolTip("Training-set indices, e.g. 0-7 or 3,17,42");
+  images_edit_->setMaximumWidth(120);
+  auto* random_images = new QPushButton("Random");
+  random_images->setToolTip("Eight training images at random");
+  auto* folder = new QPushButton("Folder…");
+  folder->setToolTip("Your own image files (png, jpg, ...)");
+  row1->addWidget(new QLabel("Images"));
+  row1->addWidget(images_edit_);
+  row1->addWidget(random_images);
+  row1->addWidget(folder);
+  row1->addSpacing(12);
+  strategy_ = new QComboBox;
+  strategy_->addItem("attention-guided (low)", "attention_guided");
+  strategy_->addItem("attention-high", "attention_high");
+  strategy_->setToolTip("What the guided column masks: the least attended patches (MST) or the "
+                        "most attended ones");
+  p_ = new QDoubleSpinBox;
+  p_->setRange(0, 1);
+  p_->setSingleStep(0.05);
+  p_->setDecimals(2);
+  p_->setValue(0.1);
+  p_->setToolTip("masking.p: probability of masking each candidate patch");
+  num_ = new QSpinBox;
+  num_->setRange(1, 4096);
+  num_->setValue(8);
+  num_->setToolTip("masking.num: candidates are the floor(n/num) lowest-attention patches");
+  seed_ = new QSpinBox;
+  seed_->setRange(0, 1 << 30);
+  seed_->setToolTip("Seed of the one uniform draw both masks share");
+  auto* reseed = new QPushButton("Redraw");
+  reseed->setToolTip("A new seed: both masks drawn again");
+  head_ = new QComboBox;
+  head_->addItem("mean", -1);
+  head_->setToolTip("Attention map: the mean over heads (what the mask uses) or one head");
+  threshold_ = new QCheckBox("Top-60 % map");
+  threshold_->setToolTip("DINO-style: the smallest set of patches holding 60 % of the attention");
+  for (auto [label, w] : {std::pair<const char*, QWidget*>{"Strategy", strategy_},
+                          {"p", p_},
+                          {"num", num_},
+                          {"Seed", seed_}}) {
+    row1->addWidget(new QLabel(label));
+    row1->addWidget(w);
+  }
+  row1->addWidget(reseed);
+  row1->addWidget(new QLabel("Head"));
+  row1->addWidget(head_);
+  row1->addWidget(threshold_);
+  row1->addStretch();
+  layout->addLayout(row1);
+
+  auto* row2 = new QHBoxLayout;
+  slider_ = new QSlider(Qt::Horizontal);
+  slider_->setEnabled(false);
+  slider_->setToolTip("Snapshots logged during training (with the run's mask settings)");
+  slider_label_ = new QLabel("no snapshots");
+  auto* checkpoint = new QPushButton("Checkpoint…");
+  checkpoint->setToolTip("Weights from any checkpoint");
+  auto* fig = new QPushButton("Export figure…");
+  auto* h5 = new QPushButton("Export HDF5…");
+  row2->addWidget(new QLabel("Snapshot"));
+  row2->addWidget(slider_, 1);
+  row2->addWidget(slider_label_);
+  row2->addWidget(checkpoint);
+  row2->addWidget(fig);
+  row2->addWidget(h5);
+  layout->addLayout(row2);
+
+  status_ = new QLabel;
+  status_->setWordWrap(true);
+  layout->addWidget(status_);
+  grid_ = new InspectorGrid;
+  auto* scroll = new QScrollArea;
+  scroll->setWidget(grid_);
+  scroll->setWidgetResizable(false);
+  layout->addWidget(scroll, 1);
+
+  auto redrawSoon = [this] {
+    if (!updating_) redraw();
+  };
+  connect(images_edit_, &QLineEdit::editingFinished, this, [this, redrawSoon] {
+    folder_.clear();
+    redrawSoon();
+  });
+  connect(random_images, &QPushButton::clicked, this, [this] {
+    QStringList picks;
+    for (int i = 0; i < 8; ++i) picks << QString::number(QRandomGenerator::global()->bounded(10000));
+    folder_.clear();
+    images_edit_->setText(picks.join(','));
+    redraw();
+  });
+  connect(folder, &QPushButton::clicked, this, [this] {
+    const QString dir = QFileDialog::getExistingDirectory(this, "Image folder");
+    if (!dir.isEmpty()) setImageFolder(dir);
+  });
+  connect(strategy_, &QComboBox::currentIndexChanged, this, redrawSoon);
+  connect(p_, &QDoubleSpinBox::valueChanged, this, redrawSoon);
+  connect(num_, &QSpinBox::valueChanged, this, redrawSoon);
+  connect(seed_, &QSpinBox::valueChanged, this, redrawSoon);
+  connect(reseed, &QPushButton::clicked, this,
+          [this] { seed_->setValue(QRandomGenerator::global()->bounded(1 << 30)); });
+  connect(head_, &QComboBox::currentIndexChanged, this, [this] { applyHead(); });
+  connect(threshold_, &QCheckBox::toggled, grid_, &InspectorGrid::setShowThreshold);
+  connect(slider_, &QSlider::valueChanged, this, [this](int i) {
+    if (updating_) return;
+    follow_latest_ = i == slider_->maximum();
+    showSnapshot(i);
+  });
+  connect(checkpoint, &QPushButton::clicked, this, [this] {
+    const QString file = QFileDialog::getOpenFileName(this, "Checkpoint", run_dir_,
+                                                      "Checkpoint (*.pt)");
+    if (!file.isEmpty()) setCheckpoint(file);
+  });
+  connect(fig, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, "Export inspector figure",
+                                                      "inspector.pdf", "Figure (*.png *.pdf *.svg)");
+    QString error;
+    if (!path.isEmpty() && !exportFigure(path, &error)) emit failed(error);
+  });
+  connect(h5, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, "Export inspector data",
+                                                      "inspect.h5", "HDF5 (*.h5)");
+    QString error;
+    if (!path.isEmpty() && !exportHdf5(path, &error)) emit failed(error);
+  });
+}
+
+void InspectorPanel::setRun(const QString& run_dir, TrainWorker* live_worker) {
+  run_dir_ = run_dir;
+  checkpoint_.clear();
+  setLiveWorker(live_worker);
+  live_snapshots_.clear();
+  follow_latest_ = true;
+  refreshSnapshots();
+}
+
+void InspectorPanel::setLiveWorker(TrainWorker* worker) {
+  if (worker_ && worker_ != worker) disconnect(worker_, &TrainWorker::probed, this, nullptr);
+  worker_ = worker;
+  if (worker)
+    connect(worker, &TrainWorker::probed, this, &InspectorPanel::onResult, Qt::UniqueConnection);
+  if (!worker) refreshSnapshots();  // the file now holds every snapshot
+}
+
+void InspectorPanel::setCheckpoint(const QString& checkpoint) {
+  checkpoint_ = checkpoint;
+  redraw();
+}
+
+void InspectorPanel::setExperimentJson(const QString& json) { experiment_json_ = json; }
+
+void InspectorPanel::addLiveSnapshot(qint64 step, const QVector<ProbeImage>& images) {
+  live_snapshots_.insert(step, images);
+  refreshSnapshots();
+}
+
+void InspectorPanel::setImageIndices(const QString& spec) {
+  folder_.clear();
+  images_edit_->setText(spec);
+  redraw();
+}
+
+void InspectorPanel::setImageFolder(const QString& folder) {
+  folder_ = folder;
+  redraw();
+}
+
+void InspectorPanel::setMaskSettings(const QString& strategy, double p, int num) {
+  updating_ = true;
+  const int i = strategy_->findData(strategy);
+  if (i >= 0) strategy_->setCurrentIndex(i);
+  p_->setValue(p);
+  num_->setValue(num);
+  updating_ = false;
+  redraw();
+}
+
+void InspectorPanel::setSeed(qint64 seed) {
+  updating_ = true;
+  seed_->setValue(static_cast<int>(seed));
+  updating_ = false;
+  redraw();
+}
+
+void InspectorPanel::setHead(int head) {
+  const int i = head_->findData(head);
+  if (i >= 0) head_->setCurrentIndex(i);
+  applyHead();
+}
+
+void InspectorPanel::setShowThreshold(bool on) { threshold_->setChecked(on); }
+
+QVector<qint64> InspectorPanel::parseIndices(QString* error) const {
+  QVector<qint64> out;
+  for (const QString& part : images_edit_->text().split(',', Qt::SkipEmptyParts)) {
+    const QStringList range = part.trimmed().split('-');
+    bool ok1 = false, ok2 = true;
+    const qint64 a = range[0].toLongLong(&ok1);
+    const qint64 b = range.size() == 2 ? range[1].toLongLong(&ok2) : a;
+    if (!ok1 || !ok2 || range.size() > 2 || b < a || b - a > 255) {
+      *error = "Images: '" + part.trimmed() + "' is not an index or a range like 0-7";
+      return {};
+    }
+    for (qint64 i = a; i <= b; ++i) out.push_back(i);
+  }
+  if (out.isEmpty()) *error = "Images: give indices such as 0-7";
+  return out;
+}
+
+ProbeRequest InspectorPanel::currentRequest() const {
+  ProbeRequest r;
+  QString error;
+  r.indices = parseIndices(&error);
+  r.folder = folder_;
+  r.seed = seed_->value();
+  r.strategy = strategy_->currentData().toString();
+  r.p = p_->value();
+  r.num = num_->value();
+  return r;
+}
+
+void InspectorPanel::redraw() {
+  QString error;
+  ProbeRequest r = currentRequest();
+  if (folder_.isEmpty()) parseIndices(&error);
+  if (!error.isEmpty()) {
+    status_->setText(error);
+    emit failed(error);
+    return;
+  }
+  r.id = next_id_++;
+  waiting_id_ = r.id;
+  if (worker_ && worker_->requestProbe(r)) {
+    status_->setText("computing from the current weights of the running training…");
+    return;
+  }
+  QString checkpoint = checkpoint_;
+  if (checkpoint.isEmpty() && !run_dir_.isEmpty()) {
+    const QString candidate = QDir(run_dir_).filePath("checkpoint.pt");
+    if (QFileInfo::exists(candidate)) checkpoint = candidate;
+  }
+  QString json = experiment_json_;
+  if (checkpoint.isEmpty() && json.isEmpty()) json = "{}";
+  status_->setText(checkpoint.isEmpty() ? "computing with fresh weights (no checkpoint)…"
+                                        : "computing from " + checkpoint + "…");
+  service_->request(checkpoint, json, r);
+}
+
+void InspectorPanel::onResult(const ProbeResult& result) {
+  if (result.id != waiting_id_) return;  // superseded
+  if (!result.error.isEmpty()) {
+    status_->setText(result.error);
+    emit failed(result.error);
+    return;
+  }
+  const ProbeRequest r = currentRequest();
+  showImages(result.images, result.step,
+             QString("weights at step %1 · %2, p = %3, num = %4, seed %5")
+                 .arg(result.step)
+                 .arg(r.strategy)
+                 .arg(r.p)
+                 .arg(r.num)
+                 .arg(r.seed));
+}
+
+void InspectorPanel::showImages(const QVector<ProbeImage>& images, qint64 step,
+                                const QString& what) {
+  raw_ = images;
+  const int heads = images.isEmpty() ? 0 : images.front().heads;
+  if (head_->count() != heads + 1) {
+    const int keep = head_->currentData().toInt();
+    head_->blockSignals(true);
+    head_->clear();
+    head_->addItem("mean", -1);
+    for (int h = 0; h < heads; ++h) head_->addItem(QString("head %1").arg(h + 1), h);
+    head_->setCurrentIndex(std::max(0, head_->findData(keep)));
+    head_->blockSignals(false);
+  }
+  status_->setText(what);
+  applyHead();
+  emit updated(step);
+}
+
+void InspectorPanel::applyHead() {
+  const int head = head_->currentData().toInt();
+  shown_ = raw_;
+  if (head >= 0) {
+    for (ProbeImage& p : shown_) {
+      const int n = p.grid_h * p.grid_w;
+      if (head < p.heads && p.attention_heads.size() >= (head + 1) * n)
+        p.attention = p.attention_heads.mid(head * n, n);
+    }
+  }
+  grid_->setImages(shown_);
+  grid_->adjustSize();
+}
+
+const QVector<ProbeImage>& InspectorPanel::shownImages() const { return shown_; }
+QString InspectorPanel::statusText() const { return status_->text(); }
+
+void InspectorPanel::refreshSnapshots() {
+  QVector<qint64> steps = live_snapshots_.keys().toVector();
+  if (!run_dir_.isEmpty() && live_snapshots_.isEmpty()) steps = readSnapshotSteps(run_dir_);
+  snapshot_steps_ = steps;
+  updating_ = true;
+  slider_->setEnabled(steps.size() > 0);
+  slider_->setRange(0, std::max<int>(0, static_cast<int>(steps.size()) - 1));
+  if (follow_latest_) slider_->setValue(slider_->maximum());
+  updating_ = false;
+  if (steps.isEmpty()) {
+    slider_label_->setText("no snapshots");
+    return;
+  }
+  if (follow_latest_) showSnapshot(slider_->maximum());
+}
+
+void InspectorPanel::showSnapshot(int index) {
+  if (index < 0 || index >= snapshot_steps_.size()) return;
+  const qint64 step = snapshot_steps_[index];
+  slider_label_->setText(QString("step %1").arg(step));
+  QVector<ProbeImage> images = live_snapshots_.value(step);
+  if (images.isEmpty() && !run_dir_.isEmpty()) {
+    try {
+      images = readSnapshot(run_dir_, index);
+    } catch (const std::exception& e) {
+      status_->setText(QString::fromUtf8(e.what()));
+      return;
+    }
+  }
+  showImages(images, step, QString("snapshot at step %1 (the run's mask settings)").arg(step));
+}
+
+bool InspectorPanel::exportFigure(const QString& path, QString* error) const {
+  return grid_->exportFigure(path, error);
+}
+
+bool InspectorPanel::exportHdf5(const QString& path, QString* error) const {
+  try {
+    writeInspectFileFromImages(path, shown_, currentRequest(),
+                               checkpoint_.isEmpty() ? run_dir_ : checkpoint_);
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromUtf8(e.what());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace mst

@@ -1,0 +1,98 @@
+/// @brief The mask-strategy inspector: probe images with attention, random and attention-guided
+/// masks from one draw, reconstructions; redrawn from the current weights or browsed through the
+/// run's snapshots.
+#pragma once
+
+#include <QMap>
+#include <QPointer>
+#include <QWidget>
+
+#include "app/gui/inspect_service.h"
+
+class QCheckBox;
+class QComboBox;
+class QDoubleSpinBox;
+class QLabel;
+class QLineEdit;
+class QSlider;
+class QSpinBox;
+
+namespace mst {
+
+class InspectorGrid;
+class TrainWorker;
+
+class InspectorPanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit InspectorPanel(QWidget* parent = nullptr);
+
+  /// The run whose snapshots the slider browses and whose checkpoint.pt gives the weights when no
+  /// training is live; `live` = that run is being trained by `worker` (probes use its weights).
+  void setRun(const QString& run_dir, TrainWorker* live_worker = nullptr);
+  /// Weights from this checkpoint instead of a run's (empty = back to the run).
+  void setCheckpoint(const QString& checkpoint);
+  /// Config for fresh weights when there is neither a run nor a checkpoint.
+  void setExperimentJson(const QString& json);
+  /// A snapshot that the live run just logged (follows the newest unless the user moved away).
+  void addLiveSnapshot(qint64 step, const QVector<ProbeImage>& images);
+  /// Training ended: probes use the checkpoint from now on.
+  void setLiveWorker(TrainWorker* worker);
+
+  // Controls (the same as the user's widgets; setters redraw).
+  void setImageIndices(const QString& spec);  ///< "0-7", "1,5,9"
+  void setImageFolder(const QString& folder);
+  void setMaskSettings(const QString& strategy, double p, int num);
+  void setSeed(qint64 seed);
+  void setHead(int head);  ///< -1 = mean over heads
+  void setShowThreshold(bool on);
+  /// Recomputes from the weights now.
+  void redraw();
+
+  InspectorGrid* grid() const { return grid_; }
+  ProbeRequest currentRequest() const;
+  /// What the grid shows (after the head choice).
+  const QVector<ProbeImage>& shownImages() const;
+  QString statusText() const;
+
+  bool exportFigure(const QString& path, QString* error = nullptr) const;
+  bool exportHdf5(const QString& path, QString* error = nullptr) const;
+
+ signals:
+  /// The grid changed (a probe answer or a snapshot); `step` of the weights.
+  void updated(qint64 step);
+  void failed(const QString& error);
+
+ private:
+  void onResult(const ProbeResult& result);
+  void showImages(const QVector<ProbeImage>& images, qint64 step, const QString& what);
+  void applyHead();
+  void refreshSnapshots();
+  void showSnapshot(int index);
+  QVector<qint64> parseIndices(QString* error) const;
+
+  InspectService* service_ = nullptr;
+  QPointer<TrainWorker> worker_;
+  QString run_dir_, checkpoint_, experiment_json_, folder_;
+  qint64 next_id_ = 1, waiting_id_ = 0;
+  QVector<ProbeImage> raw_;    ///< as computed (all heads)
+  QVector<ProbeImage> shown_;  ///< after the head choice
+  QVector<qint64> snapshot_steps_;
+  QMap<qint64, QVector<ProbeImage>> live_snapshots_;
+  bool follow_latest_ = true;
+  bool updating_ = false;
+
+  InspectorGrid* grid_ = nullptr;
+  QLineEdit* images_edit_ = nullptr;
+  QComboBox* strategy_ = nullptr;
+  QDoubleSpinBox* p_ = nullptr;
+  QSpinBox* num_ = nullptr;
+  QSpinBox* seed_ = nullptr;
+  QComboBox* head_ = nullptr;
+  QCheckBox* threshold_ = nullptr;
+  QSlider* slider_ = nullptr;
+  QLabel* slider_label_ = nullptr;
+  QLabel* status_ = nullptr;
+};
+
+}  // namespace mst

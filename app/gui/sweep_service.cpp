@@ -1,0 +1,181 @@
+/// @brief SweepService (see sweep_service.h).
+// LibTorch before any Qt header: Qt's `slots` macro breaks LibTorch's IValue headers.
+#include <torch/torch.h>
+
+#include "app/gui/sweep_service.h"
+
+#include <QDir>
+#include <QThread>
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "core/eval/sweep.h"
+#include "core/log/log_reader.h"
+#include "core/util/error.h"
+
+namespace mst {
+
+namespace {
+
+std::vector<SweepAxis> parseAxes(const QStringList& specs) {
+  std::vector<SweepAxis> axes;
+  for (const QString& spec : specs)
+    if (!spec.trimmed().isEmpty()) axes.push_back(parseAxis(spec.trimmed().toStdString()));
+  if (axes.empty()) throw MstError("the grid is empty: give one axis per line, key=v1,v2,...");
+  return axes;
+}
+
+QString valueText(const nlohmann::json& v) {
+  return v.is_string() ? QString::fromStdString(v.get<std::string>())
+                       : QString::fromStdString(v.dump());
+}
+
+SweepCellInfo infoOf(const SweepCell& c) {
+  SweepCellInfo info;
+  info.index = static_cast<int>(c.index);
+  for (const auto& v : c.values) info.values << valueText(v);
+  info.dir = QString::fromStdString(c.dir);
+  info.status = QString::fromStdString(c.status);
+  if (c.knn_top1) info.knn = *c.knn_top1;
+  if (c.linear_top1) info.linear = *c.linear_top1;
+  info.error = QString::fromStdString(c.error);
+  return info;
+}
+
+std::vector<torch::Device> parseDevices(const QString& spec) {
+  std::vector<torch::Device> out;
+  const QStringList parts = spec.split(',', Qt::SkipEmptyParts);
+  for (const QString& part : parts) {
+    QString p = part.trimmed();
+    if (p.startsWith("cuda") || p == "cpu") {
+      out.emplace_back(p.toStdString());
+    } else if (!out.empty() && out.back().is_cuda()) {  // "cuda:0,1"
+      out.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(p.toInt()));
+    } else {
+      throw MstError("device '" + spec.toStdString() + "' is not cpu, cuda or cuda:N[,M...]");
+    }
+  }
+  if (out.empty()) out.emplace_back(torch::kCPU);
+  for (const auto& d : out)
+    if (d.is_cuda() && !torch::cuda::is_available())
+      throw MstError("device '" + spec.toStdString() + "': this build has no CUDA device");
+  return out;
+}
+
+class Observer : public SweepObserver {
+ public:
+  explicit Observer(SweepService* owner) : owner_(owner) {}
+  void onCellStarted(const SweepCell& c) override { emit owner_->cellStarted(infoOf(c)); }
+  void onCellFinished(const SweepCell& c) override { emit owner_->cellFinished(infoOf(c)); }
+
+ private:
+  SweepService* owner_;
+};
+
+}  // namespace
+
+SweepService::SweepService(QObject* parent) : QObject(parent) {
+  qRegisterMetaType<mst::SweepCellInfo>();
+}
+
+SweepService::~SweepService() {
+  stop();
+  wait(-1);
+}
+
+bool SweepService::plan(const SweepRequest& request, QVector<SweepCellInfo>* cells,
+                        QString* error) {
+  try {
+    const auto axes = parseAxes(request.axes);
+    const auto base = nlohmann::json::parse(request.experiment_json.toStdString());
+    cells->clear();
+    for (auto cell : expandGrid(base, axes, request.out_dir.toStdString())) {
+      if (auto result = readCellResult(cell.dir)) {
+        cell.status = "done";
+        if (result->contains("knn_top1")) cell.knn_top1 = (*result)["knn_top1"].get<double>();
+        if (result->contains("linear_top1"))
+          cell.linear_top1 = (*result)["linear_top1"].get<double>();
+      }
+      cells->push_back(infoOf(cell));
+    }
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromUtf8(e.what());
+    return false;
+  }
+  return true;
+}
+
+bool SweepService::readAxes(const QString& dir, QStringList* axes, QString* error) {
+  try {
+    const std::string file = QDir(dir).filePath("sweep.h5").toStdString();
+    const auto grid = nlohmann::json::parse(readLogAttribute(file, "/sweep", "json"));
+    const auto& list = grid.is_object() && grid.contains("grid") ? grid["grid"] : grid;
+    axes->clear();
+    for (const auto& axis : list) {
+      QStringList values;
+      for (const auto& v : axis["values"]) values << QString::fromStdString(v.dump());
+      *axes << QString::fromStdString(axis["key"].get<std::string>()) + "=" + values.join(',');
+    }
+    if (axes->isEmpty()) throw MstError(file + ": the sweep has no grid");
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromUtf8(e.what());
+    return false;
+  }
+  return true;
+}
+
+bool SweepService::start(const SweepRequest& request, QString* error) {
+  if (isRunning()) {
+    if (error) *error = "a sweep is already running";
+    return false;
+  }
+  if (thread_) {
+    thread_->wait();
+    delete thread_;
+    thread_ = nullptr;
+  }
+  std::vector<SweepAxis> axes;
+  nlohmann::json base;
+  SweepOptions options;
+  try {
+    axes = parseAxes(request.axes);
+    base = nlohmann::json::parse(request.experiment_json.toStdString());
+    if (request.out_dir.isEmpty()) throw MstError("choose a sweep folder");
+    options.out_dir = request.out_dir.toStdString();
+    options.max_steps = request.max_steps;
+    options.knn = request.knn;
+    options.linear = request.linear;
+    options.devices = parseDevices(request.devices);
+    options.eval.train_limit = request.train_limit;
+    options.eval.test_limit = request.test_limit;
+    expandGrid(base, axes, options.out_dir);  // every cell's config is checked before starting
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromUtf8(e.what());
+    return false;
+  }
+  stop_ = false;
+  thread_ = QThread::create([this, base, axes, options] {
+    Observer observer(this);
+    try {
+      runSweep(base, axes, options, &observer, &stop_);
+      emit finished(true, QString());
+    } catch (const std::exception& e) {
+      emit finished(false, QString::fromUtf8(e.what()));
+    }
+  });
+  thread_->setObjectName("mst-sweep");
+  thread_->start();
+  return true;
+}
+
+void SweepService::stop() { stop_ = true; }
+bool SweepService::isRunning() const { return thread_ && thread_->isRunning(); }
+
+bool SweepService::wait(int timeout_ms) {
+  if (!thread_) return true;
+  return timeout_ms < 0 ? thread_->wait() : thread_->wait(QDeadlineTimer(timeout_ms));
+}
+
+}  // namespace mst

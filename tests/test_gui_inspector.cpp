@@ -1,0 +1,215 @@
+/// @brief The inspector and the sweep panel against the engine: the same masks as `mst inspect`,
+/// the p = 1 rule on what is shown, redraws, and a real sweep filling its heat-map cells.
+#include <QtTest/QtTest>
+
+#include <QProcess>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "app/gui/inspector_panel.h"
+#include "app/gui/sweep_panel.h"
+#include "core/log/log_reader.h"
+#include "widgets/sweep_heatmap.h"
+
+using namespace mst;
+
+namespace {
+
+bool fashionMnistPresent() {
+  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+nlohmann::json tinyExperiment() {
+  return {{"model", {{"preset", "vit_micro28"}}},
+          {"data", {{"limit", 512}, {"workers", 1}}},
+          {"crops", {{"local_crops", 1}}},
+          {"eval", {{"every_epochs", 0}}},
+          {"train",
+           {{"batch_size", 16}, {"epochs", 1}, {"log_every", 1}, {"snapshot_every", 0},
+            {"threads", 1}}}};
+}
+
+QString writeJson(const QString& path, const nlohmann::json& json) {
+  QFile f(path);
+  f.open(QIODevice::WriteOnly);
+  f.write(QByteArray::fromStdString(json.dump(2)));
+  return path;
+}
+
+QString mst() { return QString(MST_BINARY_DIR) + "/mst"; }
+
+bool run(const QStringList& args, QByteArray* err = nullptr) {
+  QProcess p;
+  p.start(mst(), args);
+  if (!p.waitForFinished(300000)) return false;
+  if (err) *err = p.readAllStandardError();
+  return p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0;
+}
+
+QByteArray head(const QString& path, int n) {
+  QFile f(path);
+  if (!f.open(QIODevice::ReadOnly)) return {};
+  return f.read(n);
+}
+
+}  // namespace
+
+class TestGuiInspector : public QObject {
+  Q_OBJECT
+
+  QTemporaryDir dir_;
+  QString config_, checkpoint_;
+
+  /// Waits until the panel shows weights drawn with these settings.
+  static bool waitFor(InspectorPanel& panel, int num, qint64 seed) {
+    const QString want = QString("num = %1, seed %2").arg(num).arg(seed);
+    QElapsedTimer t;
+    t.start();
+    while (t.elapsed() < 120000) {
+      QTest::qWait(50);
+      if (panel.statusText().contains(want) && panel.statusText().startsWith("weights"))
+        return true;
+    }
+    qWarning("inspector status: %s", qPrintable(panel.statusText()));
+    return false;
+  }
+
+ private slots:
+  void initTestCase() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    config_ = writeJson(dir_.filePath("tiny.json"), tinyExperiment());
+    QByteArray err;
+    QVERIFY2(run({"train", "--config", config_, "--out", dir_.filePath("run"), "--max-steps", "3",
+                  "--threads", "1"},
+                 &err),
+             err.constData());
+    checkpoint_ = dir_.filePath("run/checkpoint.pt");
+    QVERIFY(QFileInfo::exists(checkpoint_));
+  }
+
+  void showsTheMasksMstInspectWrites() {
+    const QString file = dir_.filePath("inspect.h5");
+    QByteArray err;
+    QVERIFY2(run({"inspect", "--checkpoint", checkpoint_, "--images", "0-3", "--seed", "7",
+                  "--set", "masking.p=0.5", "--set", "masking.num=2", "--out", file,
+                  "--threads", "1"},
+                 &err),
+             err.constData());
+    InspectorPanel panel;
+    panel.setImageIndices("0-3");
+    panel.setMaskSettings("attention_guided", 0.5, 2);
+    panel.setSeed(7);
+    panel.setCheckpoint(checkpoint_);
+    QVERIFY(waitFor(panel, 2, 7));
+    const auto& shown = panel.shownImages();
+    QCOMPARE(shown.size(), 4);
+    std::vector<int64_t> dims;
+    const auto guided = readLogArray(file.toStdString(), "/inspect/mask_guided", &dims);
+    const auto random = readLogArray(file.toStdString(), "/inspect/mask_random", &dims);
+    const auto attention = readLogArray(file.toStdString(), "/inspect/attention", &dims);
+    const int n = static_cast<int>(dims[1] * dims[2]);
+    int masked = 0, differ = 0;
+    for (int i = 0; i < 4; ++i) {
+      for (int j = 0; j < n; ++j) {
+        QCOMPARE(static_cast<float>(shown[i].mask_guided[j]), guided[i * n + j]);
+        QCOMPARE(static_cast<float>(shown[i].mask_random[j]), random[i * n + j]);
+        QVERIFY(std::abs(shown[i].attention[j] - attention[i * n + j]) < 1e-6);
+        masked += shown[i].mask_guided[j];
+        differ += shown[i].mask_guided[j] != shown[i].mask_random[j];
+      }
+    }
+    QVERIFY(masked > 0);  // p = 0.5 over 24 candidates: some are masked
+    QVERIFY(differ > 0);  // and the strategies pick different patches from the same draw
+  }
+
+  void pOneMasksExactlyTheLowestAttention() {
+    InspectorPanel panel;
+    panel.setImageIndices("0-5");
+    panel.setCheckpoint(checkpoint_);
+    panel.setMaskSettings("attention_guided", 1.0, 4);
+    QVERIFY(waitFor(panel, 4, 0));
+    QSignalSpy updated(&panel, &InspectorPanel::updated);
+    for (const ProbeImage& p : panel.shownImages()) {
+      const int n = p.grid_h * p.grid_w;
+      int count = 0;
+      float max_masked = -1, min_kept = 2;
+      for (int j = 0; j < n; ++j) {
+        if (p.mask_guided[j]) {
+          ++count;
+          max_masked = std::max(max_masked, p.attention[j]);
+        } else {
+          min_kept = std::min(min_kept, p.attention[j]);
+        }
+      }
+      QCOMPARE(count, n / 4);  // floor(n / num) candidates, every one masked at p = 1
+      QVERIFY(max_masked <= min_kept);
+    }
+    // Changing num redraws: floor(49 / 2) patches now.
+    panel.setMaskSettings("attention_guided", 1.0, 2);
+    QVERIFY(waitFor(panel, 2, 0));
+    QVERIFY(updated.count() >= 1);
+    const ProbeImage& p = panel.shownImages().front();
+    QCOMPARE(static_cast<int>(std::count(p.mask_guided.begin(), p.mask_guided.end(), 1)),
+             p.grid_h * p.grid_w / 2);
+    // Exports.
+    for (const auto& [name, magic] : {std::pair<const char*, QByteArray>{"fig.png", "\x89PNG"},
+                                      {"fig.pdf", "%PDF"}}) {
+      QString error;
+      QVERIFY2(panel.exportFigure(dir_.filePath(name), &error), qPrintable(error));
+      QCOMPARE(head(dir_.filePath(name), magic.size()), magic);
+    }
+    QString error;
+    QVERIFY2(panel.exportFigure(dir_.filePath("fig.svg"), &error), qPrintable(error));
+    QVERIFY(head(dir_.filePath("fig.svg"), 4096).contains("<svg"));
+    QVERIFY2(panel.exportHdf5(dir_.filePath("panel.h5"), &error), qPrintable(error));
+    std::vector<int64_t> dims;
+    const auto guided =
+        readLogArray(dir_.filePath("panel.h5").toStdString(), "/inspect/mask_guided", &dims);
+    QCOMPARE(dims[0], 6);
+    QCOMPARE(static_cast<int>(std::accumulate(guided.begin(), guided.end(), 0.0f)),
+             6 * (p.grid_h * p.grid_w / 2));
+  }
+
+  void aSweepFillsItsHeatMap() {
+    SweepPanel panel;
+    panel.setExperimentJson(QString::fromStdString(tinyExperiment().dump()));
+    panel.setGrid({"masking.num=1,4", "masking.p=0.1"});
+    panel.setOutDir(dir_.filePath("sweep"));
+    panel.setMaxSteps(2);
+    panel.setReadoutLimits(512, 256);
+    QSignalSpy finished(panel.service(), &SweepService::finished);
+    QString error;
+    QVERIFY2(panel.launch(&error), qPrintable(error));
+    QCOMPARE(panel.heatmap()->state("1", "0.1"), CellState::Pending);
+    QVERIFY(finished.wait(300000));
+    QVERIFY(finished.front().at(0).toBool());
+    for (const QString num : {"1", "4"}) {
+      QCOMPARE(panel.heatmap()->state(num, "0.1"), CellState::Done);
+      // The value shown is the cell's own result.
+      const QString cell_dir = dir_.filePath("sweep");
+      QDir sweep(cell_dir);
+      const QStringList cells = sweep.entryList({"*masking.num=" + num + "*"}, QDir::Dirs);
+      QCOMPARE(cells.size(), 1);
+      QFile result(sweep.filePath(cells.front() + "/result.json"));
+      QVERIFY(result.open(QIODevice::ReadOnly));
+      const auto json = nlohmann::json::parse(result.readAll().toStdString());
+      QCOMPARE(panel.heatmap()->value(num, "0.1"), json["knn_top1"].get<double>());
+    }
+    // Reopened later, it shows its finished cells.
+    SweepPanel reopened;
+    QVERIFY2(reopened.open(dir_.filePath("sweep"), &error), qPrintable(error));
+    QCOMPARE(reopened.heatmap()->state("4", "0.1"), CellState::Done);
+    QCOMPARE(reopened.heatmap()->value("4", "0.1"), panel.heatmap()->value("4", "0.1"));
+    QVERIFY2(panel.heatmap()->exportFigure(dir_.filePath("heat.png"), &error), qPrintable(error));
+    QCOMPARE(head(dir_.filePath("heat.png"), 4), QByteArray("\x89PNG"));
+    QVERIFY2(panel.heatmap()->exportCsv(dir_.filePath("heat.csv"), &error), qPrintable(error));
+    QCOMPARE(head(dir_.filePath("heat.csv"), 1 << 16).trimmed().split('\n').size(), 1 + 2);
+  }
+};
+
+QTEST_MAIN(TestGuiInspector)
+#include "test_gui_inspector.moc"
