@@ -21,9 +21,11 @@ cat > "$work/shot.json" <<'JSON'
 JSON
 args=(--config "$work/shot.json" --workspace "$work/runs" --out "$work/runs/fashion_mnist"
       --max-steps "$STEPS" --screenshot "$OUT/workbench.png")
+# The Sweep tab shows the Table 5 sweep when one has been run (experiments/RESULTS.md).
+[[ -f runs/table5/sweep.h5 ]] && args+=(--sweep runs/table5)
 if [[ "${SCREENSHOT_PLATFORM:-offscreen}" == xvfb ]]; then
   xvfb-run -a -s "-screen 0 1600x1000x24" build/bin/mst-workbench "${args[@]}"
 else
   QT_QPA_PLATFORM=offscreen build/bin/mst-workbench "${args[@]}"
 fi
-echo "screenshots: $OUT/workbench.png"
+echo "screenshots: $OUT/workbench.png $OUT/workbench-inspector.png $OUT/workbench-sweep.png"

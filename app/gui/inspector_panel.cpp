@@ -36,11 +36,13 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   random_images->setToolTip("Eight training images at random");
   auto* folder = new QPushButton("Folder…");
   folder->setToolTip("Your own image files (png, jpg, ...)");
-  row1->addWidget(new QLabel("Images"));
-  row1->addWidget(images_edit_);
-  row1->addWidget(random_images);
-  row1->addWidget(folder);
-  row1->addSpacing(12);
+  auto* row0 = new QHBoxLayout;
+  row0->addWidget(new QLabel("Images"));
+  row0->addWidget(images_edit_);
+  row0->addWidget(random_images);
+  row0->addWidget(folder);
+  row0->addStretch();
+  layout->addLayout(row0);
   strategy_ = new QComboBox;
   strategy_->addItem("attention-guided (low)", "attention_guided");
   strategy_->addItem("attention-high", "attention_high");
@@ -74,11 +76,16 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
     row1->addWidget(w);
   }
   row1->addWidget(reseed);
-  row1->addWidget(new QLabel("Head"));
-  row1->addWidget(head_);
-  row1->addWidget(threshold_);
   row1->addStretch();
   layout->addLayout(row1);
+  // Second row: the attention view and the export buttons; third: the snapshot slider. Three
+  // short rows keep the panel narrow enough to sit beside the docks.
+  auto* row1b = new QHBoxLayout;
+  row1b->addWidget(new QLabel("Head"));
+  row1b->addWidget(head_);
+  row1b->addWidget(threshold_);
+  row1b->addStretch();
+  layout->addLayout(row1b);
 
   auto* row2 = new QHBoxLayout;
   slider_ = new QSlider(Qt::Horizontal);
@@ -92,10 +99,10 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   row2->addWidget(new QLabel("Snapshot"));
   row2->addWidget(slider_, 1);
   row2->addWidget(slider_label_);
-  row2->addWidget(checkpoint);
-  row2->addWidget(fig);
-  row2->addWidget(h5);
   layout->addLayout(row2);
+  row1b->addWidget(checkpoint);
+  row1b->addWidget(fig);
+  row1b->addWidget(h5);
 
   status_ = new QLabel;
   status_->setWordWrap(true);

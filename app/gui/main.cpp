@@ -3,7 +3,12 @@
 #include <QCommandLineParser>
 #include <QTimer>
 
+#include <QFileInfo>
+#include <QTabWidget>
+
+#include "app/gui/inspector_panel.h"
 #include "app/gui/main_window.h"
+#include "app/gui/sweep_panel.h"
 #include "widgets/curve_panel.h"
 
 int main(int argc, char** argv) {
@@ -21,10 +26,13 @@ int main(int argc, char** argv) {
   const QCommandLineOption device("device", "cpu | cuda:N", "device");
   const QCommandLineOption max_steps("max-steps", "Stop a run (with a checkpoint) after N steps.", "N");
   const QCommandLineOption start("start", "Start training at once.");
-  const QCommandLineOption screenshot("screenshot",
-                                      "Save a PNG of the window when the run ends, then quit.",
-                                      "file");
-  cli.addOptions({config, out, workspace, device, max_steps, start, screenshot});
+  const QCommandLineOption screenshot(
+      "screenshot",
+      "When the run ends, save PNGs of the window (FILE, and FILE-inspector.png, "
+      "FILE-sweep.png for the other tabs), then quit.",
+      "file");
+  const QCommandLineOption sweep("sweep", "Open the sweep in this folder in the Sweep tab.", "dir");
+  cli.addOptions({config, out, workspace, device, max_steps, start, screenshot, sweep});
   cli.process(app);
 
   mst::WorkbenchOptions options;
@@ -39,13 +47,31 @@ int main(int argc, char** argv) {
     QString error;
     if (!window.openRun(run, &error)) qWarning("%s", qPrintable(error));
   }
+  if (cli.isSet(sweep)) {
+    QString error;
+    if (!window.sweeps()->open(cli.value(sweep), &error)) qWarning("%s", qPrintable(error));
+  }
   if (cli.isSet(screenshot)) {
     const QString file = cli.value(screenshot);
-    QObject::connect(&window, &mst::MainWindow::runFinished, &window, [&window, file] {
-      QTimer::singleShot(600, &window, [&window, file] {  // let the last redraw land
+    const QString stem = QFileInfo(file).path() + "/" + QFileInfo(file).completeBaseName();
+    QObject::connect(&window, &mst::MainWindow::runFinished, &window, [&window, file, stem] {
+      QTimer::singleShot(600, &window, [&window, file, stem] {  // let the last redraw land
         window.curves()->flushRedraw();
         window.grab().save(file);
-        QApplication::quit();
+        // The inspector from the final weights, then the sweep tab.
+        window.tabs()->setCurrentWidget(window.inspector());
+        QObject::connect(window.inspector(), &mst::InspectorPanel::updated, &window,
+                         [&window, stem] {
+                           QTimer::singleShot(300, &window, [&window, stem] {
+                             window.grab().save(stem + "-inspector.png");
+                             window.tabs()->setCurrentWidget(window.sweeps());
+                             QTimer::singleShot(300, &window, [&window, stem] {
+                               window.grab().save(stem + "-sweep.png");
+                               QApplication::quit();
+                             });
+                           });
+                         });
+        window.inspector()->redraw();
       });
     });
   }

@@ -181,6 +181,7 @@ void MainWindow::buildDocks() {
   exp_layout->addWidget(devices_);
   form_ = new ConfigForm;
   exp_layout->addWidget(form_, 1);
+  exp->setMinimumWidth(400);  // the form's labels and help text need it
   auto* exp_dock = new QDockWidget("Experiment", this);
   exp_dock->setObjectName("experiment");
   exp_dock->setWidget(exp);
@@ -425,6 +426,7 @@ void MainWindow::startRun() {
   }
   const QString id = runId(dir);
   const bool resume = QFileInfo::exists(QDir(dir).filePath("checkpoint.pt"));
+  QDir().mkpath(dir);  // so that the run list shows (and ticks) the run from the start
   // The live run's curves come from the worker; rows already in the file (a resumed run) first.
   followed_.remove(id);
   curves_->removeRun(id);
