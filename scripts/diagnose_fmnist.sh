@@ -17,7 +17,7 @@ declare -A VARIANT=(
   [weak_aug]="augment.solarize_p=0 augment.blur_p_global1=0 augment.blur_p_global2=0 augment.blur_p_local=0 crops.global_scale_min=0.6"
   [sharp_lr2e3]="loss.teacher_temp=0.03 loss.teacher_temp_start=0.03 optim.lr=0.002"
 )
-ORDER=(base lr2e3 big_local weak_aug no_local sharp_lr2e3)
+ORDER=(base lr2e3 sharp_lr2e3 big_local no_local weak_aug)
 [[ $# -gt 0 ]] && ORDER=("$@")
 mkdir -p runs/diag
 for name in "${ORDER[@]}"; do

@@ -3,6 +3,7 @@
 #include <QtTest/QtTest>
 
 #include <QLabel>
+#include <QMessageBox>
 #include <QProcess>
 
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "app/gui/run_reader.h"
 #include "widgets/config_form.h"
 #include "widgets/curve_panel.h"
+#include "widgets/run_controls.h"
 #include "widgets/run_list.h"
 
 using namespace mst;
@@ -160,6 +162,28 @@ class TestGuiWorkbench : public QObject {
     QVERIFY2(window.saveRunLog(o.out_dir, dir.filePath("copy.h5"), &error), qPrintable(error));
     QCOMPARE(head(dir.filePath("copy.h5"), 8), QByteArray("\x89HDF\r\n\x1a\n"));
     QCOMPARE(readRunCurves(dir.filePath("copy.h5")).metrics.rows(), 4);
+  }
+
+  void aNonFiniteLossIsShownInTheWindow() {
+    QTemporaryDir dir;
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    o.out_dir = dir.filePath("nan");
+    auto exploding = tinyExperiment();
+    exploding["loss"]["lambda_ce"] = 1e300;  // the weighted loss overflows to inf at once
+    o.config_path = writeJson(dir.filePath("nan.json"), exploding);
+    MainWindow window(o);
+    window.show();
+    QSignalSpy finished(&window, &MainWindow::runFinished);
+    window.startRun();
+    QVERIFY(finished.wait(120000));
+    QCOMPARE(finished.front().at(0).toBool(), false);
+    const QString error = finished.front().at(1).toString();
+    QVERIFY2(error.contains("non-finite") && error.contains("at step 0"), qPrintable(error));
+    auto* box = window.findChild<QMessageBox*>("errorBox");
+    QVERIFY(box && box->isVisible());
+    QVERIFY(box->text().contains("non-finite"));
+    QCOMPARE(window.controls()->state(), RunState::Idle);  // ready for another start
   }
 
   void formRejectsAnInvalidValueAtTheField() {

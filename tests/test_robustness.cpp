@@ -113,6 +113,16 @@ class TestRobustness : public QObject {
     QVERIFY(!events.empty() && QString::fromStdString(events.back()).contains("non-finite"));
   }
 
+  void outOfMemoryMessageNamesTheBatchAndAHint() {
+    Config c = configFromJson(tinyRun());
+    c.train.batch_size = 384;
+    const QString m = QString::fromStdString(
+        outOfMemoryMessage(c, torch::Device("cuda:1"), 12, "/runs/a/checkpoint.pt"));
+    for (const char* part : {"out of memory on cuda:1", "at step 12", "train.batch_size=384",
+                             "3 crops per image", "lower train.batch_size", "/runs/a/checkpoint.pt"})
+      QVERIFY2(m.contains(part), qPrintable(m + " lacks " + part));
+  }
+
   void killNineThenResumeEqualsAnUninterruptedRun() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
     if (!QFileInfo::exists(mstBinary())) QSKIP("the mst binary is not built");

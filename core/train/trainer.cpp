@@ -28,6 +28,16 @@ const std::vector<std::string>& metricNames() {
   return names;
 }
 
+std::string outOfMemoryMessage(const Config& config, const torch::Device& device, int64_t step,
+                               const std::string& checkpoint) {
+  const int64_t crops = 2 + config.crops.local_crops;
+  return "out of memory on " + device.str() + " at step " + std::to_string(step) +
+         " with train.batch_size=" + std::to_string(config.train.batch_size) + " (" +
+         std::to_string(crops) + " crops per image, " + std::to_string(config.crops.global_size) +
+         " px global): lower train.batch_size (per device), crops.local_crops or the model size; "
+         "the last checkpoint " + checkpoint + " is intact and --resume continues from it";
+}
+
 Trainer::Trainer(Config config, TrainerOptions options, TrainObserver* observer)
     : config_(std::move(config)), options_(std::move(options)), observer_(observer) {}
 
@@ -240,7 +250,13 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     }
     auto batch = loader.next();
     if (!batch) throw MstError("data loader ended early in epoch " + std::to_string(epoch));
-    last = engine.trainStep(batch->images, stop_asked);
+    try {
+      last = engine.trainStep(batch->images, stop_asked);
+    } catch (const c10::OutOfMemoryError&) {
+      throw MstError(outOfMemoryMessage(config_, options_.device, step, ckpt));
+    } catch (const std::bad_alloc&) {
+      throw MstError(outOfMemoryMessage(config_, options_.device, step, ckpt));
+    }
     have_last = true;
     votes_older = votes_newer;
     votes_newer = last.stop_votes;

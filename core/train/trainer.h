@@ -66,6 +66,10 @@ struct TrainSummary {
   std::string checkpoint, log;
 };
 
+/// The one-line error for an out-of-memory step (CUDA or host): the batch size and what to lower.
+std::string outOfMemoryMessage(const Config& config, const torch::Device& device, int64_t step,
+                               const std::string& checkpoint);
+
 /// Names of the per-step metrics written to /metrics in run.h5.
 const std::vector<std::string>& metricNames();
 
