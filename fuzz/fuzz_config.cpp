@@ -1,7 +1,7 @@
-/// @brief libFuzzer target: config files (loadJsonFile, --set overrides, configFromJson, validation).
-#include <string>
-
+/// @brief libFuzzer target: config files (loadJsonFile, --set overrides, configFromJson,
+/// validation).
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "core/config/config.h"
 #include "core/util/error.h"
@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& key : mst::configKeys()) {
     // Choosing a preset in the form resets every model.* key, so it is not a pure value check.
     if (key.key == "model.preset") continue;
-    const std::string why = mst::checkConfigValue(config, key.key, mst::configValue(config, key.key));
+    const std::string why =
+        mst::checkConfigValue(config, key.key, mst::configValue(config, key.key));
     if (!why.empty()) {
       std::fprintf(stderr, "checkConfigValue rejects an accepted value: %s\n", why.c_str());
       std::abort();

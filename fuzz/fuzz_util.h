@@ -17,8 +17,9 @@ namespace mst::fuzz {
 /// in /dev/shm so that writing every input costs no disk I/O. Removed at exit.
 inline const std::filesystem::path& scratchDir() {
   static const std::filesystem::path dir = [] {
-    std::filesystem::path base =
-        std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
+    std::filesystem::path base = std::filesystem::is_directory("/dev/shm")
+                                     ? "/dev/shm"
+                                     : std::filesystem::temp_directory_path();
     std::filesystem::path d = base / ("mst-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     std::atexit([] {

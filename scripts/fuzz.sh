@@ -57,7 +57,10 @@ cp experiments/*.json "$SEEDS/fuzz_config/"
 # A real checkpoint (raw mode: mode byte 0, then the file), made once by the normal build's CLI.
 CKPT=$WORK/seed-run/checkpoint.pt
 if [[ ! -f $CKPT && -x build/bin/mst ]]; then
+  # The architecture of fuzz/fuzz_checkpoint.cpp's engine (keep in sync): vit_micro28, shrunk.
   build/bin/mst train --set model.preset=vit_micro28 --set data.limit=64 --set train.batch_size=16 \
+    --set model.dim=16 --set model.depth=1 --set model.heads=2 --set model.head_hidden=16 \
+    --set model.head_bottleneck=8 --set model.out_dim=16 --set model.decoder_widths=[8,8] \
     --set train.threads=1 --max-steps 1 --out "$WORK/seed-run" >"$WORK/seed-run.log" 2>&1 ||
     echo "warning: could not make the seed checkpoint (see $WORK/seed-run.log)" >&2
 fi

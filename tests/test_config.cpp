@@ -62,6 +62,32 @@ class TestConfig : public QObject {
     QTest::newRow("preset") << R"({"model": {"preset": "vit_huge"}})" << "model.preset";
     QTest::newRow("channels") << R"({"model": {"channels": 2}})" << "model.channels";
   }
+
+  void integersOutOfRangeAreRejected_data() {
+    QTest::addColumn<QString>("text");
+    QTest::addColumn<QString>("key");
+    QTest::addColumn<QString>("detail");
+    // Found by fuzz/fuzz_config.cpp: 1e300 was cast to int64 (undefined behaviour); 2^64 - 1
+    // wrapped to -1 and 2^32 + 1 loader threads silently became 1.
+    QTest::newRow("float beyond int64") << R"({"train": {"batch_size": 1e300}})"
+                                        << "train.batch_size" << "64-bit range";
+    QTest::newRow("unsigned beyond int64") << R"({"train": {"seed": 18446744073709551615}})"
+                                           << "train.seed" << "64-bit range";
+    QTest::newRow("beyond int") << R"({"data": {"workers": 4294967297}})" << "data.workers"
+                                << "32-bit range";
+  }
+  void integersOutOfRangeAreRejected() {
+    QFETCH(QString, text);
+    QFETCH(QString, key);
+    QFETCH(QString, detail);
+    try {
+      configFromJson(json::parse(text.toStdString()), "exp.json");
+      QFAIL("no error");
+    } catch (const MstError& e) {
+      const QString message = e.what();
+      QVERIFY2(message.contains(key) && message.contains(detail), qPrintable(message));
+    }
+  }
   void badValuesNameTheKey() {
     QFETCH(QString, text);
     QFETCH(QString, key);
@@ -73,6 +99,22 @@ class TestConfig : public QObject {
       QVERIFY2(message.contains(key), qPrintable(message));
       QVERIFY2(!message.contains('\n'), qPrintable(message));
     }
+  }
+
+  void overrideWithInvalidUtf8NamesTheKey() {
+    // Found by fuzz/fuzz_config.cpp: a Latin-1 --set value was accepted, and the run then failed
+    // with a bare json type_error when it wrote config.json or its first checkpoint.
+    json j = json::object();
+    applyOverride(j, "data.path=/data/caf\xe9");
+    try {
+      configFromJson(j, "--set");
+      QFAIL("no error");
+    } catch (const MstError& e) {
+      QVERIFY2(QString(e.what()).contains("data.path"), e.what());
+      QVERIFY2(QString(e.what()).contains("UTF-8"), e.what());
+    }
+    applyOverride(j, "data.path=/data/caf\xc3\xa9");
+    QCOMPARE(configFromJson(j).data.path, std::string("/data/caf\xc3\xa9"));
   }
 
   void fieldChecksForForms() {

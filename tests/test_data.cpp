@@ -216,6 +216,7 @@ class TestData : public QObject {
   void idxErrors();
   void idxTruncatedGzipStream();
   void idxUncompressed();
+  void idxGzipBombStopsAtThePromise();
   void cifar10Synthetic_data();
   void cifar10Synthetic();
   void cifar10Errors_data();
@@ -392,6 +393,29 @@ void TestData::idxUncompressed() {
   // The training split is absent: the error names the file it looked for.
   const QString message = errorOf([&] { mst::openDataset(config, true); });
   QVERIFY2(message.contains(dir.filePath("train-images-idx3-ubyte.gz")), qPrintable(message));
+}
+
+void TestData::idxGzipBombStopsAtThePromise() {
+  // A 256 KiB .gz that inflates to 256 MiB behind a header promising one 28x28 image: the reader
+  // used to inflate all of it before the byte-count check (a real bomb: all memory). Now it
+  // stops one byte past the promise, which the message reflects.
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  const std::string images = path(dir, "train-images-idx3-ubyte.gz");
+  gzFile out = gzopen(images.c_str(), "wb1");
+  QVERIFY(out != nullptr);
+  const QByteArray header = idxImages(0x803, 1, 1);
+  QCOMPARE(gzwrite(out, header.constData(), unsigned(header.size())), int(header.size()));
+  const std::vector<char> zeros(size_t(1) << 20, 0);
+  for (int i = 0; i < 256; ++i)
+    QCOMPARE(gzwrite(out, zeros.data(), unsigned(zeros.size())), int(zeros.size()));
+  QCOMPARE(gzclose(out), Z_OK);
+  writeGz(path(dir, "train-labels-idx1-ubyte.gz"), idxLabels(0x801, 1, QByteArray("\x01", 1)));
+  mst::DataConfig config;
+  config.path = dir.path().toStdString();
+  const QString message = errorOf([&] { mst::openDataset(config, true); });
+  QVERIFY2(message.contains(QString::fromStdString(images)), qPrintable(message));
+  QVERIFY2(message.contains("more than the 800 bytes expected"), qPrintable(message));
 }
 
 void TestData::cifar10Synthetic_data() {

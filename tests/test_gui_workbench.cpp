@@ -91,6 +91,7 @@ class TestGuiWorkbench : public QObject {
     window.curves()->flushRedraw();
     QVERIFY2(window.curves()->pointCount("loss", id) > before, "the loss plot gains points");
     ticker.stop();
+    qInfo("largest event-loop gap while training: %lld ms", static_cast<long long>(worst));
     QVERIFY2(worst < 100, qPrintable(QString("event loop stalled %1 ms").arg(worst)));
 
     // Pause: after the step in flight, no more rows come.

@@ -83,6 +83,69 @@ class TestRobustness : public QObject {
     }
   }
 
+  void editedCheckpointIsAClearErrorAndChangesNothing_data() {
+    QTest::addColumn<QString>("metaPatch");  // JSON merge patch on the meta record
+    QTest::addColumn<QString>("key");        // tensor to replace ("" = none)
+    QTest::addColumn<QString>("replacement");
+    QTest::addColumn<QString>("detail");
+    // Found by fuzz/fuzz_checkpoint.cpp: a negative step loaded (NaN weights on the next step),
+    // a non-string tag or step gave a bare json type_error, and a bad tensor after a good one
+    // left the engine half restored.
+    QTest::newRow("negative step") << R"({"step": -3})" << "" << "" << "step";
+    QTest::newRow("step is a string") << R"({"step": "7"})" << "" << "" << "step";
+    QTest::newRow("step beyond int64") << R"({"step": 1e300})" << "" << "" << "step";
+    QTest::newRow("format is a number") << R"({"format": 1})" << "" << "" << "not an MST";
+    QTest::newRow("no model record") << R"({"model": null})" << "" << "" << "model";
+    QTest::newRow("teacher missing") << "{}" << "teacher" << "drop" << "lacks 'teacher'";
+    QTest::newRow("exp_avg as int64") << "{}" << "exp_avg" << "int64" << "'exp_avg'";
+    QTest::newRow("center too short") << "{}" << "center" << "short" << "'center'";
+  }
+  void editedCheckpointIsAClearErrorAndChangesNothing() {
+    QFETCH(QString, metaPatch);
+    QFETCH(QString, key);
+    QFETCH(QString, replacement);
+    QFETCH(QString, detail);
+    QTemporaryDir dir;
+    const std::string good = dir.filePath("good.pt").toStdString();
+    const std::string edited = dir.filePath("edited.pt").toStdString();
+    Config c = configFromJson(tinyRun());
+    Engine trained(c, engineOptions());
+    trained.trainStep(torch::randint(0, 256, {16, 1, 28, 28}, torch::kUInt8));
+    trained.saveCheckpoint(good);
+
+    torch::serialize::InputArchive in;
+    in.load_from(good);
+    torch::serialize::OutputArchive out;
+    for (const std::string& name : in.keys()) {
+      c10::IValue value;
+      in.read(name, value);
+      if (name == "meta") {
+        auto meta = nlohmann::json::parse(value.toStringRef());
+        meta.merge_patch(nlohmann::json::parse(metaPatch.toStdString()));
+        value = c10::IValue(meta.dump());
+      } else if (name == key.toStdString()) {
+        const torch::Tensor t = value.toTensor();
+        if (replacement == "drop") continue;
+        if (replacement == "int64") value = t.to(torch::kInt64);
+        if (replacement == "short") value = t.flatten().narrow(0, 0, t.numel() - 1).clone();
+      }
+      out.write(name, value);
+    }
+    out.save_to(edited);
+
+    Engine fresh(c, engineOptions());
+    const torch::Tensor before = fresh.student.values().clone();
+    try {
+      fresh.loadCheckpoint(edited);
+      QFAIL("the edited checkpoint loaded");
+    } catch (const MstError& e) {
+      const QString message = e.what();
+      QVERIFY2(message.contains("edited.pt") && message.contains(detail), qPrintable(message));
+    }
+    QCOMPARE(fresh.step(), int64_t{0});
+    QVERIFY(torch::equal(fresh.student.values(), before));
+  }
+
   void nonFiniteLossStopsNamingStepAndTerm() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
     QTemporaryDir dir;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -37,14 +38,28 @@ double typed<double>(const json& value) {
 }
 template <>
 int64_t typed<int64_t>(const json& value) {
+  // Out-of-range values must be rejected, not converted: casting 1e300 to int64 is undefined and
+  // 2^64-1 would wrap to -1 (found by fuzz/fuzz_config.cpp).
+  if (value.is_number_unsigned() &&
+      value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    throw std::invalid_argument("expects an integer in the 64-bit range (got " + value.dump() +
+                                ")");
   if (value.is_number_integer()) return value.get<int64_t>();
-  if (value.is_number_float() && std::floor(value.get<double>()) == value.get<double>())
-    return static_cast<int64_t>(value.get<double>());
+  if (value.is_number_float() && std::floor(value.get<double>()) == value.get<double>()) {
+    const double v = value.get<double>();
+    if (v >= -0x1p63 && v < 0x1p63) return static_cast<int64_t>(v);
+    throw std::invalid_argument("expects an integer in the 64-bit range (got " + value.dump() +
+                                ")");
+  }
   throw std::invalid_argument("expects an integer");
 }
 template <>
 int typed<int>(const json& value) {
-  return static_cast<int>(typed<int64_t>(value));
+  const int64_t v = typed<int64_t>(value);
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+    throw std::invalid_argument("expects an integer in the 32-bit range (got " + value.dump() +
+                                ")");
+  return static_cast<int>(v);
 }
 template <>
 bool typed<bool>(const json& value) {
@@ -54,6 +69,13 @@ bool typed<bool>(const json& value) {
 template <>
 std::string typed<std::string>(const json& value) {
   if (!value.is_string()) throw std::invalid_argument("expects a string");
+  // A --set value is taken verbatim from argv and may be Latin-1; the config is written back as
+  // JSON (config.json, the checkpoint's meta), where dump() throws on it mid-run.
+  try {
+    (void)value.dump();
+  } catch (const json::type_error&) {
+    throw std::invalid_argument("expects a UTF-8 string");
+  }
   return value.get<std::string>();
 }
 template <>

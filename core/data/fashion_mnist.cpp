@@ -3,6 +3,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -32,9 +33,11 @@ std::string hex32(uint32_t value) {
   return text;
 }
 
-/// Whole decompressed content. gzread passes plain files through unchanged, so the uncompressed
-/// fallback needs no second code path.
-std::vector<uint8_t> readAll(const std::string& path) {
+/// Decompressed content, but at most `limit` + 1 bytes: the header's promise bounds the read, so a
+/// small .gz that inflates without end (or a header-less stream of zeros) cannot exhaust memory
+/// before the byte-count check reports it; one byte past `limit` is enough to say "trailing data".
+/// gzread passes plain files through unchanged, so the uncompressed fallback needs no second path.
+std::vector<uint8_t> readAll(const std::string& path, uint64_t limit) {
   gzFile file = gzopen(path.c_str(), "rb");
   if (file == nullptr) throw MstError(path + ": cannot open (" + std::strerror(errno) + ")");
   gzbuffer(file, 1 << 18);
@@ -42,8 +45,10 @@ std::vector<uint8_t> readAll(const std::string& path) {
   constexpr size_t kChunk = size_t(1) << 20;
   for (;;) {
     const size_t old_size = bytes.size();
-    bytes.resize(old_size + kChunk);
-    const int got = gzread(file, bytes.data() + old_size, static_cast<unsigned>(kChunk));
+    if (old_size > limit) break;
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, limit + 1 - old_size));
+    bytes.resize(old_size + want);
+    const int got = gzread(file, bytes.data() + old_size, static_cast<unsigned>(want));
     if (got < 0) {
       int code = Z_OK;
       const std::string message = gzerror(file, &code);
@@ -76,9 +81,9 @@ void checkByteCount(const std::string& path, const std::string& promise, uint64_
     throw MstError(path + ": truncated IDX file: header promises " + promise + " (" +
                    std::to_string(expected) + " bytes), found " + std::to_string(found) + " bytes");
   }
-  if (found > expected) {
-    throw MstError(path + ": IDX file has " + std::to_string(found) + " bytes, expected " +
-                   std::to_string(expected) + " for " + promise + " (trailing data)");
+  if (found > expected) {  // readAll stops one byte past `expected`: the true size is unknown
+    throw MstError(path + ": IDX file has more than the " + std::to_string(expected) +
+                   " bytes expected for " + promise + " (trailing data)");
   }
 }
 
@@ -106,24 +111,27 @@ FashionMnist::FashionMnist(const std::string& folder, bool train) : train_(train
   const std::string image_path = locate(folder, prefix + "-images-idx3-ubyte");
   const std::string label_path = locate(folder, prefix + "-labels-idx1-ubyte");
 
-  const std::vector<uint8_t> image_bytes = readAll(image_path);
-  checkIdxHeader(image_path, image_bytes, 16, kImageMagic, "image");
-  const uint32_t count = bigEndian32(image_bytes.data() + 4);
-  const uint32_t rows = bigEndian32(image_bytes.data() + 8);
-  const uint32_t cols = bigEndian32(image_bytes.data() + 12);
+  // The header first, then no more than it promises (see readAll).
+  const std::vector<uint8_t> image_header = readAll(image_path, 16);
+  checkIdxHeader(image_path, image_header, 16, kImageMagic, "image");
+  const uint32_t count = bigEndian32(image_header.data() + 4);
+  const uint32_t rows = bigEndian32(image_header.data() + 8);
+  const uint32_t cols = bigEndian32(image_header.data() + 12);
   if (count == 0 || rows == 0 || cols == 0 || rows > kMaxSide || cols > kMaxSide) {
     throw MstError(image_path + ": implausible IDX dimensions " + std::to_string(count) + "x" +
                    std::to_string(rows) + "x" + std::to_string(cols));
   }
   const uint64_t pixel_bytes = uint64_t(count) * rows * cols;
+  const std::vector<uint8_t> image_bytes = readAll(image_path, 16 + pixel_bytes);
   checkByteCount(
       image_path,
       std::to_string(count) + " images of " + std::to_string(rows) + "x" + std::to_string(cols),
       16 + pixel_bytes, image_bytes.size());
 
-  const std::vector<uint8_t> label_bytes = readAll(label_path);
-  checkIdxHeader(label_path, label_bytes, 8, kLabelMagic, "label");
-  const uint32_t label_count = bigEndian32(label_bytes.data() + 4);
+  const std::vector<uint8_t> label_header = readAll(label_path, 8);
+  checkIdxHeader(label_path, label_header, 8, kLabelMagic, "label");
+  const uint32_t label_count = bigEndian32(label_header.data() + 4);
+  const std::vector<uint8_t> label_bytes = readAll(label_path, 8 + uint64_t(label_count));
   checkByteCount(label_path, std::to_string(label_count) + " labels", 8 + uint64_t(label_count),
                  label_bytes.size());
   if (label_count != count) {

@@ -315,8 +315,18 @@ nlohmann::json openCheckpoint(const std::string& path, torch::serialize::InputAr
   } catch (const std::exception&) {
     throw MstError("checkpoint " + path + " cannot be read (missing, corrupt or not an MST checkpoint)");
   }
-  if (!meta.is_object() || meta.value("format", "") != "mst-checkpoint-1" || !meta.contains("config"))
+  // json::value() would throw a bare type_error for a non-string tag; compare instead.
+  if (!meta.is_object() || !meta.contains("format") || meta["format"] != "mst-checkpoint-1" ||
+      !meta.contains("config"))
     throw MstError("checkpoint " + path + " is not an MST checkpoint");
+  // The step indexes the schedules (a negative one gives a negative lr and a zero Adam bias
+  // correction: NaN weights) and the model record is compared with the config: a foreign or
+  // hand-edited meta record must fail here, naming the file (found by fuzz/fuzz_checkpoint.cpp).
+  const auto step = meta.find("step");
+  if (step == meta.end() || !step->is_number_integer() || step->get<int64_t>() < 0)
+    throw MstError("checkpoint " + path + ": the meta record's step is not an integer >= 0");
+  if (!meta.contains("model") || !meta["model"].is_object())
+    throw MstError("checkpoint " + path + ": the meta record has no model object");
   return meta;
 }
 
@@ -338,26 +348,37 @@ nlohmann::json Engine::loadCheckpoint(const std::string& path) {
     throw MstError("checkpoint " + path + " has another architecture: " + model_then.dump() +
                    " (this config: " + model_now.dump() + ")");
   torch::NoGradGuard guard;
-  auto restore = [&](const std::string& key, torch::Tensor& target) {
+  // Every tensor is read and checked before any is copied: a bad entry must leave the engine as it
+  // was, not half restored.
+  std::vector<std::pair<torch::Tensor, torch::Tensor*>> loaded;
+  auto read = [&](const std::string& key, torch::Tensor& target) {
     torch::Tensor value;
     try {
       archive.read(key, value);
     } catch (const std::exception&) {
       throw MstError("checkpoint " + path + " lacks '" + key + "'");
     }
+    // Dense, and floating point exactly where the target is (BatchNorm counts are int64).
+    if (value.layout() != torch::kStrided || value.is_complex() ||
+        value.is_floating_point() != target.is_floating_point())
+      throw MstError("checkpoint " + path + ": '" + key + "' is not a dense " +
+                     std::string(target.is_floating_point() ? "floating-point" : "integer") +
+                     " tensor");
     if (value.numel() != target.numel())
       throw MstError("checkpoint " + path + ": '" + key + "' has " +
                      std::to_string(value.numel()) + " values, expected " +
                      std::to_string(target.numel()));
-    target.copy_(value.view(target.sizes()));
+    loaded.emplace_back(value.reshape(target.sizes()), &target);
   };
-  restore("student", student.values());
-  restore("teacher", teacher.values());
-  restore("exp_avg", exp_avg);
-  restore("exp_avg_sq", exp_avg_sq);
-  restore("center", center);
-  for (auto& b : decoder->named_buffers()) restore("decoder." + b.key(), b.value());
-  step_ = meta.value("step", int64_t{0});
+  read("student", student.values());
+  read("teacher", teacher.values());
+  read("exp_avg", exp_avg);
+  read("exp_avg_sq", exp_avg_sq);
+  read("center", center);
+  auto buffers = decoder->named_buffers();  // handles share the module's storage
+  for (auto& b : buffers) read("decoder." + b.key(), b.value());
+  for (auto& [value, target] : loaded) target->copy_(value);
+  step_ = meta["step"].get<int64_t>();
   return meta.value("extra", nlohmann::json::object());
 }
 
