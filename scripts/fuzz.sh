@@ -84,22 +84,22 @@ for target in "${TARGETS[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   : >"$log"
   before=$(ls "$artifacts" | wc -l)
-  execs=0
   deadline=$((SECONDS + DURATION))
   # libFuzzer stops at the first finding; start it again until the time is up so that one cheap
   # crash cannot hide the rest (the same input is saved under the same name, so counts are unique).
   while ((SECONDS < deadline)); do
-    left=$((deadline - SECONDS))
-    "$BUILD/bin/$target" "$corpus" "$SEEDS/$target" -max_total_time="$left" -rss_limit_mb=4096 \
-      -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts/" >>"$log" 2>&1 || true
-    n=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{s += $2} END {print s + 0}')
-    execs=$n
-    if ((left <= 1)); then break; fi
+    found=$(ls "$artifacts" | wc -l)
+    "$BUILD/bin/$target" "$corpus" "$SEEDS/$target" -max_total_time=$((deadline - SECONDS)) \
+      -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts/" \
+      >>"$log" 2>&1 || true
+    # It ended without a finding: the time is up, or it could not start (see the log).
+    if (($(ls "$artifacts" | wc -l) == found)); then break; fi
   done
-  EXECS[$target]=$execs
+  EXECS[$target]=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" |
+    awk '{s += $2} END {print s + 0}')
   CRASHES[$target]=$(($(ls "$artifacts" | wc -l) - before))
   CORPUS[$target]=$(ls "$corpus" | wc -l)
-  echo "$target: $execs executions, ${CRASHES[$target]} new findings (log: $log)" >&2
+  echo "$target: ${EXECS[$target]} executions, ${CRASHES[$target]} new findings (log: $log)" >&2
 done
 
 printf '\n| target | seconds | executions | new crashes | corpus size |\n|---|---|---|---|---|\n'
