@@ -110,7 +110,10 @@ using Check = std::function<std::string(const T&)>;
 template <class T>
 Check<T> atLeast(double lo) {
   return [lo](const T& v) {
-    return static_cast<double>(v) >= lo ? std::string() : "must be >= " + json(lo).dump();
+    // "must be >= 1" for integer bounds, not "1.0".
+    const json bound = std::floor(lo) == lo && std::abs(lo) < 1e15 ? json(static_cast<int64_t>(lo))
+                                                                    : json(lo);
+    return static_cast<double>(v) >= lo ? std::string() : "must be >= " + bound.dump();
   };
 }
 Check<double> inRange(double lo, double hi) {
