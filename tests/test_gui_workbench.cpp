@@ -187,6 +187,30 @@ class TestGuiWorkbench : public QObject {
     QCOMPARE(window.controls()->state(), RunState::Idle);  // ready for another start
   }
 
+  void aDataParallelRunIsOneRunWithOneSetOfCurves() {
+    QTemporaryDir dir;
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    o.out_dir = dir.filePath("two_ranks");
+    auto experiment = tinyExperiment();
+    experiment["train"]["batch_size"] = 8;  // per rank: the global batch is 16
+    o.config_path = writeJson(dir.filePath("dp.json"), experiment);
+    o.cpu_ranks = 2;
+    o.max_steps = 4;
+    MainWindow window(o);
+    QSignalSpy finished(&window, &MainWindow::runFinished);
+    window.startRun();
+    QVERIFY(finished.wait(180000));
+    QVERIFY2(finished.front().at(0).toBool(), qPrintable(finished.front().at(1).toString()));
+    const QString id = MainWindow::runId(o.out_dir);
+    QCOMPARE(window.curves()->runIds(), QStringList{id});
+    QTRY_COMPARE_WITH_TIMEOUT((window.curves()->flushRedraw(), window.curves()->pointCount("loss", id)),
+                              4, 5000);
+    const RunCurves run = readRunCurves(o.out_dir);
+    QVERIFY(run.metrics.columns.contains("img_s_rank0") && run.metrics.columns.contains("img_s_rank1"));
+    QVERIFY(QFileInfo::exists(QDir(o.out_dir).filePath("checkpoint.pt")));
+  }
+
   void formRejectsAnInvalidValueAtTheField() {
     QTemporaryDir dir;
     WorkbenchOptions o;

@@ -26,13 +26,14 @@ int main(int argc, char** argv) {
   const QCommandLineOption device("device", "cpu | cuda:N", "device");
   const QCommandLineOption max_steps("max-steps", "Stop a run (with a checkpoint) after N steps.", "N");
   const QCommandLineOption start("start", "Start training at once.");
+  const QCommandLineOption ranks("ranks", "Data-parallel CPU processes (as mst train --ranks).", "N");
   const QCommandLineOption screenshot(
       "screenshot",
       "When the run ends, save PNGs of the window (FILE, and FILE-inspector.png, "
       "FILE-sweep.png for the other tabs), then quit.",
       "file");
   const QCommandLineOption sweep("sweep", "Open the sweep in this folder in the Sweep tab.", "dir");
-  cli.addOptions({config, out, workspace, device, max_steps, start, screenshot, sweep});
+  cli.addOptions({config, out, workspace, device, max_steps, start, ranks, screenshot, sweep});
   cli.process(app);
 
   mst::WorkbenchOptions options;
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   options.workspace = cli.value(workspace);
   options.device = cli.value(device);
   options.max_steps = cli.value(max_steps).toLongLong();
+  options.cpu_ranks = std::max(1, cli.value(ranks).toInt());
   mst::MainWindow window(options);
   window.show();
   for (const QString& run : cli.positionalArguments()) {

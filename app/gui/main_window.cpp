@@ -16,7 +16,6 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QPlainTextEdit>
-#include <QProcess>
 #include <QProgressBar>
 #include <QTabWidget>
 #include <QPushButton>
@@ -27,6 +26,7 @@
 #include <QVBoxLayout>
 
 #include "app/gui/inspector_panel.h"
+#include "app/gui/process_run.h"
 #include "app/gui/run_reader.h"
 #include "app/gui/sweep_panel.h"
 #include "core/util/devices.h"
@@ -57,6 +57,7 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   setWindowTitle("MST Workbench");
   setDockNestingEnabled(true);
   worker_ = new TrainWorker(this);
+  process_ = new ProcessRun(this);
   curves_ = new CurvePanel;
   inspector_ = new InspectorPanel;
   sweeps_ = new SweepPanel;
@@ -124,6 +125,12 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   connect(devices_, &DevicePicker::selectionChanged, sweeps_, &SweepPanel::setDevices);
   sweeps_->setDevices(devices_->selection());
   connect(worker_, &TrainWorker::finished, this, &MainWindow::onFinished);
+  connect(process_, &ProcessRun::message, this, [this](const QString& m) { appendLog(m); });
+  connect(process_, &ProcessRun::finished, this,
+          [this](bool ok, const QString& error, const QString& checkpoint) {
+            pollRuns();  // the last rows
+            onFinished(ok, error, checkpoint, /*completed=*/false);
+          });
   connect(controls_, &RunControls::startClicked, this, &MainWindow::startRun);
   connect(controls_, &RunControls::pauseClicked, this, &MainWindow::pauseRun);
   connect(controls_, &RunControls::resumeClicked, this, &MainWindow::resumeRun);
@@ -390,7 +397,8 @@ void MainWindow::pollRuns() {
       } else if (run.metrics.rows() > 0 || run.eval.rows() > 0) {
         curves_->appendRows(id, run.metrics, run.eval);
       }
-      if (id == process_run_id_ && run.metrics.rows() > 0) updateStatusFromRows(run.metrics);
+      if (process_->isRunning() && id == runId(process_->runDir()) && run.metrics.rows() > 0)
+        updateStatusFromRows(run.metrics);
       f.metrics_rows += run.metrics.rows();
       f.eval_rows += run.eval.rows();
       f.mtime_ms = mtime;
@@ -404,7 +412,7 @@ void MainWindow::pollRuns() {
 }
 
 bool MainWindow::running() const {
-  return worker_->isRunning() || (process_ && process_->state() != QProcess::NotRunning);
+  return worker_->isRunning() || process_->isRunning();
 }
 
 void MainWindow::experimentChanged() {
@@ -449,11 +457,14 @@ void MainWindow::startRun() {
   request.resume = resume;
   request.max_steps = options_.max_steps;
   QString error;
-  if (request.device.contains(',')) {
-    if (!startProcessRun(request, &error)) {
+  if (request.device.contains(',') || options_.cpu_ranks > 1) {
+    if (!process_->start(request, options_.cpu_ranks, &error)) {
       showError("Start", error);
       return;
     }
+    followed_.insert(id, Followed{});
+    inspector_->setRun(id);
+    device_label_->setText(request.device);
   } else {
     live_id_ = id;
     if (!worker_->start(request, &error)) {
@@ -473,7 +484,7 @@ void MainWindow::startRun() {
 }
 
 void MainWindow::pauseRun() {
-  if (process_) {
+  if (process_->isRunning()) {
     appendLog("a data-parallel run cannot pause (its ranks would time each other out); Stop "
               "writes a checkpoint and Start resumes it",
               /*error=*/true);
@@ -492,8 +503,8 @@ void MainWindow::resumeRun() {
 }
 
 void MainWindow::stopRun() {
-  if (process_ && process_->state() != QProcess::NotRunning) {
-    process_->terminate();  // SIGTERM: every rank stops after the same step, with a checkpoint
+  if (process_->isRunning()) {
+    process_->stop();  // SIGTERM: every rank stops after the same step, with a checkpoint
     controls_->setState(RunState::Stopping);
     appendLog("stopping the data-parallel run (a checkpoint is written)…");
     return;
@@ -554,57 +565,6 @@ void MainWindow::onFinished(bool ok, const QString& error, const QString& checkp
   emit runFinished(ok, error);
 }
 
-bool MainWindow::startProcessRun(const TrainRequest& request, QString* error) {
-  QDir().mkpath(request.out_dir);
-  const QString config = QDir(request.out_dir).filePath("experiment.json");
-  {
-    QFile f(config);
-    if (!f.open(QIODevice::WriteOnly) || f.write(request.config_json.toUtf8()) < 0) {
-      *error = "cannot write " + config;
-      return false;
-    }
-  }
-  QStringList args{"train", "--config", config, "--out", request.out_dir, "--device",
-                   request.device};
-  if (request.resume) args << "--resume";
-  if (request.max_steps > 0) args << "--max-steps" << QString::number(request.max_steps);
-  delete process_;
-  process_ = new QProcess(this);
-  process_->setProgram(QDir(QCoreApplication::applicationDirPath()).filePath("mst"));
-  process_->setArguments(args);
-  const QString id = runId(request.out_dir);
-  process_run_id_ = id;
-  auto stderr_tail = std::make_shared<QString>();
-  connect(process_, &QProcess::readyReadStandardError, this, [this, stderr_tail] {
-    for (const QString& line : QString::fromUtf8(process_->readAllStandardError()).split('\n')) {
-      const QString text = line.section('\r', -1).trimmed();
-      if (text.isEmpty()) continue;
-      *stderr_tail = text;
-      if (!text.contains("img/s")) appendLog(text);  // progress bar lines go to the status bar
-    }
-  });
-  connect(process_, &QProcess::finished, this, [this, stderr_tail](int code, QProcess::ExitStatus) {
-    const QString id = process_run_id_;
-    process_run_id_.clear();
-    pollRuns();
-    onFinished(code == 0, code == 0 ? QString() : *stderr_tail,
-               QDir(id).filePath("checkpoint.pt"), /*completed=*/false);
-    process_->deleteLater();
-    process_ = nullptr;
-  });
-  process_->start();
-  if (!process_->waitForStarted(10000)) {
-    *error = "cannot start " + process_->program() + ": " + process_->errorString();
-    delete process_;
-    process_ = nullptr;
-    return false;
-  }
-  followed_.insert(id, Followed{});
-  inspector_->setRun(id);
-  device_label_->setText(request.device);
-  return true;
-}
-
 void MainWindow::updateStatusFromRows(const CurveTable& metrics) {
   const int last = metrics.rows() - 1;
   TrainStatus s;
@@ -656,10 +616,10 @@ void MainWindow::showError(const QString& title, const QString& text) {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
-  if (process_ && process_->state() != QProcess::NotRunning) {
+  if (process_->isRunning()) {
     appendLog("stopping the data-parallel run before closing (a checkpoint is written)…");
-    process_->terminate();
-    process_->waitForFinished(120000);
+    process_->stop();
+    process_->wait(120000);
   }
   if (worker_->isRunning()) {
     appendLog("stopping the run before closing (a checkpoint is written)…");

@@ -11,7 +11,6 @@
 class QLabel;
 class QLineEdit;
 class QPlainTextEdit;
-class QProcess;
 class QProgressBar;
 class QTabWidget;
 class QTimer;
@@ -22,6 +21,7 @@ class ConfigForm;
 class CurvePanel;
 class DevicePicker;
 class InspectorPanel;
+class ProcessRun;
 class RunControls;
 class SweepPanel;
 class RunList;
@@ -32,6 +32,7 @@ struct WorkbenchOptions {
   QString workspace;    ///< folder whose runs are listed (empty = parent of out_dir, else ./runs)
   QString device;       ///< "cpu", "cuda:0", ... (empty = the first GPU if any, else cpu)
   qint64 max_steps = 0;
+  int cpu_ranks = 1;  ///< > 1: data-parallel CPU processes (as `mst train --ranks N`)
 };
 
 class MainWindow : public QMainWindow {
@@ -92,8 +93,6 @@ class MainWindow : public QMainWindow {
   void onFinished(bool ok, const QString& error, const QString& checkpoint, bool completed);
   void exportPlotDialog(bool csv);
   void experimentChanged();
-  /// Several devices: `mst train` in a child process (one rank per device), followed by its log.
-  bool startProcessRun(const TrainRequest& request, QString* error);
   void updateStatusFromRows(const CurveTable& metrics);
   bool running() const;
 
@@ -105,9 +104,7 @@ class MainWindow : public QMainWindow {
   InspectorPanel* inspector_ = nullptr;
   SweepPanel* sweeps_ = nullptr;
   QTabWidget* tabs_ = nullptr;
-  QProcess* process_ = nullptr;  ///< a data-parallel run in a child process
-  QString process_run_id_;
-  qint64 process_target_steps_ = 0;
+  ProcessRun* process_ = nullptr;  ///< data-parallel runs: `mst train` in a child process
   ConfigForm* form_ = nullptr;
   RunList* runs_ = nullptr;
   RunControls* controls_ = nullptr;

@@ -1,0 +1,78 @@
+/// @brief ProcessRun (see process_run.h).
+#include "app/gui/process_run.h"
+
+#include <QCoreApplication>
+#include <QDir>
+#include <QFile>
+#include <QProcess>
+
+namespace mst {
+
+ProcessRun::ProcessRun(QObject* parent) : QObject(parent) {}
+
+ProcessRun::~ProcessRun() {
+  if (isRunning()) {
+    stop();
+    wait(120000);
+  }
+}
+
+bool ProcessRun::start(const TrainRequest& request, int cpu_ranks, QString* error) {
+  if (isRunning()) {
+    *error = "a run is already going";
+    return false;
+  }
+  QDir().mkpath(request.out_dir);
+  const QString config = QDir(request.out_dir).filePath("experiment.json");
+  {
+    QFile f(config);
+    if (!f.open(QIODevice::WriteOnly) || f.write(request.config_json.toUtf8()) < 0) {
+      *error = "cannot write " + config;
+      return false;
+    }
+  }
+  QStringList args{"train", "--config", config, "--out", request.out_dir, "--device",
+                   request.device};
+  if (cpu_ranks > 1) args << "--ranks" << QString::number(cpu_ranks);
+  if (request.resume) args << "--resume";
+  if (request.max_steps > 0) args << "--max-steps" << QString::number(request.max_steps);
+  delete process_;
+  process_ = new QProcess(this);
+  process_->setProgram(QDir(QCoreApplication::applicationDirPath()).filePath("mst"));
+  process_->setArguments(args);
+  run_dir_ = request.out_dir;
+  last_line_.clear();
+  connect(process_, &QProcess::readyReadStandardError, this, [this] {
+    for (const QString& line : QString::fromUtf8(process_->readAllStandardError()).split('\n')) {
+      const QString text = line.section('\r', -1).trimmed();  // the last state of a progress bar
+      if (text.isEmpty()) continue;
+      last_line_ = text;
+      if (!text.contains("img/s")) emit message(text);  // progress comes from the log instead
+    }
+  });
+  connect(process_, &QProcess::finished, this, [this](int code, QProcess::ExitStatus status) {
+    const bool ok = status == QProcess::NormalExit && code == 0;
+    emit finished(ok, ok ? QString() : (last_line_.isEmpty() ? "mst train failed" : last_line_),
+                  QDir(run_dir_).filePath("checkpoint.pt"));
+  });
+  process_->start();
+  if (!process_->waitForStarted(10000)) {
+    *error = "cannot start " + process_->program() + ": " + process_->errorString();
+    return false;
+  }
+  return true;
+}
+
+void ProcessRun::stop() {
+  if (isRunning()) process_->terminate();
+}
+
+bool ProcessRun::isRunning() const {
+  return process_ && process_->state() != QProcess::NotRunning;
+}
+
+bool ProcessRun::wait(int timeout_ms) {
+  return !isRunning() || process_->waitForFinished(timeout_ms);
+}
+
+}  // namespace mst
