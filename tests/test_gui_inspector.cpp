@@ -11,17 +11,15 @@
 #include <nlohmann/json.hpp>
 
 #include "app/gui/inspector_panel.h"
+#include "tests/test_util.h"
 #include "app/gui/sweep_panel.h"
 #include "core/log/log_reader.h"
 #include "widgets/sweep_heatmap.h"
 
 using namespace mst;
+using namespace mst::test;
 
 namespace {
-
-bool fashionMnistPresent() {
-  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
 
 nlohmann::json tinyExperiment() {
   return {{"model", {{"preset", "vit_micro28"}}},
@@ -33,13 +31,6 @@ nlohmann::json tinyExperiment() {
             {"threads", 1}}}};
 }
 
-QString writeJson(const QString& path, const nlohmann::json& json) {
-  QFile f(path);
-  f.open(QIODevice::WriteOnly);
-  f.write(QByteArray::fromStdString(json.dump(2)));
-  return path;
-}
-
 QString mst() { return QString(MST_BINARY_DIR) + "/mst"; }
 
 bool run(const QStringList& args, QByteArray* err = nullptr) {
@@ -48,12 +39,6 @@ bool run(const QStringList& args, QByteArray* err = nullptr) {
   if (!p.waitForFinished(300000)) return false;
   if (err) *err = p.readAllStandardError();
   return p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0;
-}
-
-QByteArray head(const QString& path, int n) {
-  QFile f(path);
-  if (!f.open(QIODevice::ReadOnly)) return {};
-  return f.read(n);
 }
 
 }  // namespace
@@ -160,11 +145,11 @@ class TestGuiInspector : public QObject {
                                       {"fig.pdf", "%PDF"}}) {
       QString error;
       QVERIFY2(panel.exportFigure(dir_.filePath(name), &error), qPrintable(error));
-      QCOMPARE(head(dir_.filePath(name), magic.size()), magic);
+      QCOMPARE(fileHead(dir_.filePath(name), magic.size()), magic);
     }
     QString error;
     QVERIFY2(panel.exportFigure(dir_.filePath("fig.svg"), &error), qPrintable(error));
-    QVERIFY(head(dir_.filePath("fig.svg"), 4096).contains("<svg"));
+    QVERIFY(fileHead(dir_.filePath("fig.svg"), 4096).contains("<svg"));
     QVERIFY2(panel.exportHdf5(dir_.filePath("panel.h5"), &error), qPrintable(error));
     std::vector<int64_t> dims;
     const auto guided =
@@ -205,9 +190,9 @@ class TestGuiInspector : public QObject {
     QCOMPARE(reopened.heatmap()->state("4", "0.1"), CellState::Done);
     QCOMPARE(reopened.heatmap()->value("4", "0.1"), panel.heatmap()->value("4", "0.1"));
     QVERIFY2(panel.heatmap()->exportFigure(dir_.filePath("heat.png"), &error), qPrintable(error));
-    QCOMPARE(head(dir_.filePath("heat.png"), 4), QByteArray("\x89PNG"));
+    QCOMPARE(fileHead(dir_.filePath("heat.png"), 4), QByteArray("\x89PNG"));
     QVERIFY2(panel.heatmap()->exportCsv(dir_.filePath("heat.csv"), &error), qPrintable(error));
-    QCOMPARE(head(dir_.filePath("heat.csv"), 1 << 16).trimmed().split('\n').size(), 1 + 2);
+    QCOMPARE(fileHead(dir_.filePath("heat.csv"), 1 << 16).trimmed().split('\n').size(), 1 + 2);
   }
 };
 

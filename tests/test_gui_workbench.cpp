@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/gui/main_window.h"
+#include "tests/test_util.h"
 #include "app/gui/run_reader.h"
 #include "widgets/config_form.h"
 #include "widgets/curve_panel.h"
@@ -18,12 +19,9 @@
 #include "widgets/run_list.h"
 
 using namespace mst;
+using namespace mst::test;
 
 namespace {
-
-bool fashionMnistPresent() {
-  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
 
 /// A run that takes a few seconds on one core: vit_micro28 on 512 images, one row per step.
 nlohmann::json tinyExperiment(int epochs = 2) {
@@ -34,19 +32,6 @@ nlohmann::json tinyExperiment(int epochs = 2) {
           {"train",
            {{"batch_size", 16}, {"epochs", epochs}, {"log_every", 1}, {"checkpoint_every", 50},
             {"snapshot_every", 0}, {"threads", 1}}}};
-}
-
-QString writeJson(const QString& path, const nlohmann::json& json) {
-  QFile f(path);
-  f.open(QIODevice::WriteOnly);
-  f.write(QByteArray::fromStdString(json.dump(2)));
-  return path;
-}
-
-QByteArray head(const QString& path, int n) {
-  QFile f(path);
-  if (!f.open(QIODevice::ReadOnly)) return {};
-  return f.read(n);
 }
 
 }  // namespace
@@ -153,15 +138,15 @@ class TestGuiWorkbench : public QObject {
                                             : window.curves()->exportFigure("loss", path, 640, 400, &error);
       QVERIFY2(ok, qPrintable(error));
       QVERIFY(QFileInfo(path).size() > 0);
-      if (!c.start.isEmpty()) QCOMPARE(head(path, c.start.size()), c.start);
+      if (!c.start.isEmpty()) QCOMPARE(fileHead(path, c.start.size()), c.start);
     }
-    QVERIFY(head(dir.filePath("loss.svg"), 4096).contains("<svg"));
-    const QList<QByteArray> csv = head(dir.filePath("loss.csv"), 1 << 20).trimmed().split('\n');
+    QVERIFY(fileHead(dir.filePath("loss.svg"), 4096).contains("<svg"));
+    const QList<QByteArray> csv = fileHead(dir.filePath("loss.csv"), 1 << 20).trimmed().split('\n');
     QCOMPARE(csv.size(), 1 + 4);  // header + one line per logged step
     // The run log saved as a copy opens as HDF5.
     QString error;
     QVERIFY2(window.saveRunLog(o.out_dir, dir.filePath("copy.h5"), &error), qPrintable(error));
-    QCOMPARE(head(dir.filePath("copy.h5"), 8), QByteArray("\x89HDF\r\n\x1a\n"));
+    QCOMPARE(fileHead(dir.filePath("copy.h5"), 8), QByteArray("\x89HDF\r\n\x1a\n"));
     QCOMPARE(readRunCurves(dir.filePath("copy.h5")).metrics.rows(), 4);
   }
 
