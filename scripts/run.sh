@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 OUT="${1:-runs/fashion_mnist}"
 if [[ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" && -x build/bin/mst-workbench ]]; then
-  exec build/bin/mst-workbench --config experiments/fashion_mnist.json --out "$OUT"
+  exec build/bin/mst-workbench --config experiments/fashion_mnist.json --out "$OUT" --start
 fi
 echo "run: no display (or no workbench build): training headless into $OUT"
 resume=()
