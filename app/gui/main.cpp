@@ -4,12 +4,23 @@
 #include <QTimer>
 
 #include <QFileInfo>
+
+#include <atomic>
+#include <csignal>
 #include <QTabWidget>
 
 #include "app/gui/inspector_panel.h"
 #include "app/gui/main_window.h"
 #include "app/gui/sweep_panel.h"
 #include "widgets/curve_panel.h"
+
+namespace {
+// SIGINT / SIGTERM (Ctrl-C in the terminal, a session ending, `kill`): close the window the normal
+// way, so that a run going stops after its step and writes its checkpoint. The handler only sets a
+// flag; a timer on the GUI thread acts on it.
+std::atomic<bool> g_quit_requested{false};
+void requestQuit(int) { g_quit_requested = true; }
+}  // namespace
 
 int main(int argc, char** argv) {
   QApplication app(argc, argv);
@@ -45,6 +56,13 @@ int main(int argc, char** argv) {
   options.cpu_ranks = std::max(1, cli.value(ranks).toInt());
   mst::MainWindow window(options);
   window.show();
+  std::signal(SIGINT, requestQuit);
+  std::signal(SIGTERM, requestQuit);
+  QTimer quit_watch;
+  QObject::connect(&quit_watch, &QTimer::timeout, &window, [&window] {
+    if (g_quit_requested.exchange(false)) window.close();
+  });
+  quit_watch.start(200);
   for (const QString& run : cli.positionalArguments()) {
     QString error;
     if (!window.openRun(run, &error)) qWarning("%s", qPrintable(error));
