@@ -521,6 +521,16 @@ void CurvePanel::rescale(int p) {
     valueMin = std::min(valueMin, series.valueMin);
     valueMax = std::max(valueMax, series.valueMax);
   }
+  // Every plot spans the runs' logged steps (the loss plot's keys), so that a sparse curve such as
+  // the per-epoch k-NN lines up with the losses above it instead of filling its own width.
+  if (keyMin <= keyMax && p != 0) {
+    for (const auto& run : runs_) {
+      const Series& loss = run->series[0];
+      if (loss.raw->dataCount() == 0) continue;
+      keyMin = std::min(keyMin, loss.keyMin);
+      keyMax = std::max(keyMax, loss.keyMax);
+    }
+  }
   QCustomPlot* plot = plots_[p].widget;
   if (keyMin > keyMax) {
     plot->xAxis->setRange(0, 1);
