@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/util/device_spec.h"
 #include "core/util/devices.h"
 #include "core/util/error.h"
 
@@ -48,28 +49,7 @@ Config Common::config(const nlohmann::json& base) const {
 }
 
 std::vector<torch::Device> Common::devices() const {
-  if (device_spec == "cpu") return {torch::kCPU};
-  if (device_spec.rfind("cuda", 0) != 0)
-    throw MstError("--device must be cpu, cuda, cuda:N or cuda:0,1,... (got '" + device_spec + "')");
-  if (!torch::cuda::is_available())
-    throw MstError("--device " + device_spec + ": this LibTorch build sees no CUDA device");
-  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-  if (device_spec == "cuda") return {torch::Device(torch::kCUDA, 0)};
-  std::vector<torch::Device> out;
-  std::stringstream list(device_spec.substr(device_spec.find(':') + 1));
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    int64_t index = -1;
-    try {
-      index = std::stoll(item);
-    } catch (const std::exception&) {
-    }
-    if (index < 0 || index >= count)
-      throw MstError("--device " + device_spec + ": no CUDA device '" + item + "' (this machine has " +
-                     std::to_string(count) + ")");
-    out.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-  }
-  return out;
+  return parseDeviceSpec(device_spec, "--device");
 }
 
 torch::Device Common::device() const {

@@ -13,6 +13,7 @@
 
 #include "core/eval/sweep.h"
 #include "core/log/log_reader.h"
+#include "core/util/device_spec.h"
 #include "core/util/error.h"
 
 namespace mst {
@@ -42,26 +43,6 @@ SweepCellInfo infoOf(const SweepCell& c) {
   if (c.linear_top1) info.linear = *c.linear_top1;
   info.error = QString::fromStdString(c.error);
   return info;
-}
-
-std::vector<torch::Device> parseDevices(const QString& spec) {
-  std::vector<torch::Device> out;
-  const QStringList parts = spec.split(',', Qt::SkipEmptyParts);
-  for (const QString& part : parts) {
-    QString p = part.trimmed();
-    if (p.startsWith("cuda") || p == "cpu") {
-      out.emplace_back(p.toStdString());
-    } else if (!out.empty() && out.back().is_cuda()) {  // "cuda:0,1"
-      out.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(p.toInt()));
-    } else {
-      throw MstError("device '" + spec.toStdString() + "' is not cpu, cuda or cuda:N[,M...]");
-    }
-  }
-  if (out.empty()) out.emplace_back(torch::kCPU);
-  for (const auto& d : out)
-    if (d.is_cuda() && !torch::cuda::is_available())
-      throw MstError("device '" + spec.toStdString() + "': this build has no CUDA device");
-  return out;
 }
 
 class Observer : public SweepObserver {
@@ -147,7 +128,7 @@ bool SweepService::start(const SweepRequest& request, QString* error) {
     options.max_steps = request.max_steps;
     options.knn = request.knn;
     options.linear = request.linear;
-    options.devices = parseDevices(request.devices);
+    options.devices = parseDeviceSpec(request.devices.toStdString(), "device");
     options.eval.train_limit = request.train_limit;
     options.eval.test_limit = request.test_limit;
     expandGrid(base, axes, options.out_dir);  // every cell's config is checked before starting

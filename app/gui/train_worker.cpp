@@ -13,6 +13,7 @@
 
 #include "core/config/config.h"
 #include "core/train/trainer.h"
+#include "core/util/device_spec.h"
 #include "core/util/devices.h"
 #include "core/util/error.h"
 
@@ -38,7 +39,12 @@ class TrainJob : public QObject, public TrainObserver {
       options.out_dir = request_.out_dir.toStdString();
       options.resume = request_.resume;
       options.max_steps = request_.max_steps;
-      options.device = parseDevice(request_.device);
+      // Several devices train in a child process (ProcessRun), never here.
+      const auto devices = parseDeviceSpec(request_.device.toStdString(), "device");
+      if (devices.size() != 1)
+        throw MstError("device '" + request_.device.toStdString() +
+                       "': several devices train as a data-parallel child process");
+      options.device = devices.front();
       device_ = request_.device;
       Trainer trainer(config, options, this);
       const TrainSummary summary = trainer.run(stop_, pause_);
@@ -90,16 +96,6 @@ class TrainJob : public QObject, public TrainObserver {
   }
 
  private:
-  static torch::Device parseDevice(const QString& spec) {
-    if (spec.contains(','))
-      throw MstError("device '" + spec.toStdString() +
-                     "': training on several devices at once is not available in this build");
-    torch::Device device(spec.toStdString());
-    if (device.is_cuda() && !torch::cuda::is_available())
-      throw MstError("device '" + spec.toStdString() + "': this build has no CUDA device");
-    return device;
-  }
-
   TrainStatus statusOf(const TrainProgress& p) const {
     TrainStatus s;
     s.step = p.step;
