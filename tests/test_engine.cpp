@@ -57,8 +57,10 @@ class TestEngine : public QObject {
   void stepUpdatesTeacherByEma() {
     Engine e(microConfig(), engineOptions());
     QVERIFY(torch::equal(e.teacher.values(), e.student.values().narrow(0, 0, e.teacher.numel())));
+    // Step 0 has lr 0 (the warm-up starts there): the student moves from step 1 on.
+    e.trainStep(batchFor(0));
     auto teacher_before = e.teacher.values().clone();
-    auto m = e.trainStep(batchFor(0));
+    auto m = e.trainStep(batchFor(1));
     const double mom = m.schedule.momentum;
     QVERIFY(mom > 0.99 && mom < 1.0);
     auto expected = teacher_before * mom + e.student.values().narrow(0, 0, e.teacher.numel()) * (1 - mom);

@@ -3,6 +3,8 @@
 
 #include "app/cli/common.h"
 #include "core/bench/bench.h"
+#include "core/bench/gpu_checks.h"
+#include "core/util/error.h"
 
 namespace mst::cli {
 
@@ -24,6 +26,28 @@ Command registerBench(CLI::App& app) {
             o->common.applyThreads(config);
             o->bench.device = o->common.device();
             printResult(runBench(config, o->bench));
+          }};
+}
+
+Command registerGpuCheck(CLI::App& app) {
+  auto common = std::make_shared<Common>();
+  auto* cmd = app.add_subcommand(
+      "gpucheck", "CUDA correctness: CPU vs CUDA losses (fp32, bf16), masks, graph replay vs eager");
+  common->add(cmd);
+  return {cmd, [common] {
+            // The checks' small default experiment, under --config and every --set.
+            auto config = common->config(configToJson(gpuCheckConfig()));
+            common->applyThreads(config);
+            if (!cudaPresent()) {
+              printResult({{"skipped", "no CUDA device"}});
+              return;
+            }
+            int failed = 0;
+            for (const auto& check : runGpuChecks(config)) {
+              failed += check.passed ? 0 : 1;
+              printResult({{"check", check.name}, {"passed", check.passed}, {"values", check.values}});
+            }
+            if (failed > 0) throw MstError(std::to_string(failed) + " GPU check(s) failed");
           }};
 }
 

@@ -47,6 +47,7 @@ Command registerSweep(CLI::App& app);
 Command registerInspect(CLI::App& app);
 Command registerBench(CLI::App& app);
 Command registerDoctor(CLI::App& app);
+Command registerGpuCheck(CLI::App& app);
 Command registerConfig(CLI::App& app);
 Command registerLog(CLI::App& app);
 

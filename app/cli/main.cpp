@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::vector<Command> commands{registerTrain(app),   registerEval(app),  registerSweep(app),
                                 registerInspect(app), registerBench(app), registerDoctor(app),
-                                registerConfig(app), registerLog(app)};
+                                registerConfig(app), registerLog(app),   registerGpuCheck(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -55,16 +55,20 @@ torch::Tensor MultiCrop::toFloat(const torch::Tensor& images) const {
   return x.expand({x.size(0), channels_, x.size(2), x.size(3)}).contiguous();
 }
 
+torch::Tensor MultiCrop::statistic(const std::vector<double>& values, torch::Tensor& cache,
+                                   const torch::TensorOptions& options) const {
+  if (!cache.defined() || cache.device() != options.device() ||
+      cache.scalar_type() != options.dtype().toScalarType())
+    cache = torch::tensor(values, torch::kDouble).to(options).view({1, -1, 1, 1});
+  return cache;
+}
+
 torch::Tensor MultiCrop::normalize(const torch::Tensor& x) const {
-  auto mean = torch::tensor(mean_, x.options()).view({1, -1, 1, 1});
-  auto std = torch::tensor(std_, x.options()).view({1, -1, 1, 1});
-  return (x - mean) / std;
+  return (x - statistic(mean_, mean_cache_, x.options())) / statistic(std_, std_cache_, x.options());
 }
 
 torch::Tensor MultiCrop::denormalize(const torch::Tensor& x) const {
-  auto mean = torch::tensor(mean_, x.options()).view({1, -1, 1, 1});
-  auto std = torch::tensor(std_, x.options()).view({1, -1, 1, 1});
-  return x * std + mean;
+  return x * statistic(std_, std_cache_, x.options()) + statistic(mean_, mean_cache_, x.options());
 }
 
 torch::Tensor MultiCrop::randomResizedCrop(const torch::Tensor& x, int64_t size, double smin,

@@ -53,6 +53,11 @@ class MultiCrop {
   AugmentConfig augment_;
   int64_t channels_;
   std::vector<double> mean_, std_;
+  /// (1, C, 1, 1) mean and std on the last device and dtype asked for: made once, so that a step
+  /// copies nothing from the host (a CUDA-graph capture forbids such copies).
+  torch::Tensor statistic(const std::vector<double>& values, torch::Tensor& cache,
+                          const torch::TensorOptions& options) const;
+  mutable torch::Tensor mean_cache_, std_cache_;
 };
 
 }  // namespace mst

@@ -9,7 +9,12 @@
 
 #include "core/model/decoder.h"
 #include "core/train/engine.h"
+#include "core/util/devices.h"
 #include "core/util/torch_compat.h"
+
+#ifdef MST_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #ifdef MST_HAVE_OPENCV
 #include <opencv2/core/version.hpp>
@@ -68,6 +73,37 @@ double peakResidentMb() {
   return 0.0;
 }
 
+namespace {
+
+/// The device's name as the device picker lists it ("NVIDIA H200", ...).
+std::string deviceName(const torch::Device& device) {
+  const std::string id = device.has_index() ? device.str() : device.str() + ":0";
+  for (const auto& d : listDevices())
+    if (d.id == id) return d.name;
+  return id;
+}
+
+/// Square matrix products of `dtype` on `device`, GFLOP/s (at least one second of them).
+double matmulGflops(const torch::Device& device, torch::ScalarType dtype) {
+  using Clock = std::chrono::steady_clock;
+  const int64_t n = device.is_cuda() ? 8192 : 1024;
+  auto opt = torch::TensorOptions().device(device).dtype(dtype);
+  auto a = torch::randn({n, n}, opt), b = torch::randn({n, n}, opt);
+  auto r = torch::matmul(a, b);
+  synchronize(device);
+  int reps = 0;
+  auto start = Clock::now();
+  double seconds = 0;
+  do {
+    for (int i = 0; i < (device.is_cuda() ? 10 : 1); ++i, ++reps) r = torch::matmul(a, b);
+    synchronize(device);
+    seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  } while (seconds < 1.0);
+  return 2.0 * n * n * n * reps / seconds / 1e9;
+}
+
+}  // namespace
+
 nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   using Clock = std::chrono::steady_clock;
   Config c = config;
@@ -85,7 +121,10 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
                                         c.crops.global_size},
                                torch::TensorOptions().dtype(torch::kUInt8))
                     .to(o.device);
-  for (int64_t i = 0; i < o.warmup; ++i) engine.trainStep(images);
+  // A CUDA-graph run captures after kGraphWarmupSteps eager steps: warm up past the capture.
+  const bool graph = o.device.is_cuda() && c.train.cuda_graph;
+  const int64_t warmup = graph ? std::max<int64_t>(o.warmup, kGraphWarmupSteps + 2) : o.warmup;
+  for (int64_t i = 0; i < warmup; ++i) engine.trainStep(images);
   synchronize(o.device);
   auto start = Clock::now();
   StepMetrics last;
@@ -94,38 +133,40 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   double loss = last.loss.item<double>();
 
-  // The machine's own matrix-product rate on the same device and dtype, measured now.
-  const int64_t n = o.device.is_cuda() ? 8192 : 1024;
-  auto a = torch::randn({n, n}, torch::TensorOptions().device(o.device));
-  auto b = torch::randn({n, n}, torch::TensorOptions().device(o.device));
-  auto r = torch::matmul(a, b);
-  synchronize(o.device);
-  int reps = 0;
-  auto mm_start = Clock::now();
-  double mm_seconds = 0;
-  do {
-    r = torch::matmul(a, b);
-    ++reps;
-    synchronize(o.device);
-    mm_seconds = std::chrono::duration<double>(Clock::now() - mm_start).count();
-  } while (mm_seconds < 1.0);
-  double matmul_gflops = 2.0 * n * n * n * reps / mm_seconds / 1e9;
+  nlohmann::json out;
+#ifdef MST_HAVE_CUDA
+  if (o.device.is_cuda()) {
+    // The allocator's peaks over the whole run (warm-up and capture included).
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+        o.device.has_index() ? o.device.index() : 0);
+    out["peak_gpu_allocated_gb"] = static_cast<double>(stats.allocated_bytes[0].peak) / 1e9;
+    out["peak_gpu_reserved_gb"] = static_cast<double>(stats.reserved_bytes[0].peak) / 1e9;
+  }
+#endif
+  // The machine's own matrix-product rate on the same device, in the dtype the step's matrix
+  // products use (bf16 under autocast), measured now.
+  const auto mm_dtype = engine.bf16() ? torch::kBFloat16 : torch::kFloat;
+  const double matmul_gflops = matmulGflops(o.device, mm_dtype);
 
   double flops = stepFlopsPerImage(c);
   double img_s = static_cast<double>(o.batch * o.steps) / seconds;
-  nlohmann::json out;
   out["img_s"] = img_s;
   out["step_ms"] = 1000.0 * seconds / static_cast<double>(o.steps);
   out["peak_mem_mb"] = peakResidentMb();
   out["gflop_per_image"] = flops / 1e9;
   out["achieved_gflops"] = flops * img_s / 1e9;
   out["matmul_gflops"] = matmul_gflops;
+  out["matmul_dtype"] = engine.bf16() ? "bf16" : "fp32";
   out["matmul_fraction"] = flops * img_s / 1e9 / matmul_gflops;
+  out["precision"] = engine.bf16() ? "bf16" : "fp32";
+  out["cuda_graph"] = engine.graphActive();
   out["device"] = o.device.str();
+  out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");
   out["threads"] = at::get_num_threads();
   out["batch"] = o.batch;
   out["steps"] = o.steps;
   out["final_loss"] = loss;
+  out["libtorch"] = torchVersionString();
   return out;
 }
 

@@ -368,6 +368,13 @@ const std::vector<KeyDef>& keyTable() {
     t.push_back(field("train.probe_images", &C::train, &TrainConfig::probe_images,
                       "Training-set indices of the probe images shown in snapshots.",
                       allAtLeast(0)));
+    t.push_back(choiceField("train.precision", &C::train, &TrainConfig::precision,
+                            "Arithmetic on CUDA: auto = bf16 autocast (TF32 for what stays in "
+                            "fp32); fp32 = full precision. The CPU always computes in fp32.",
+                            {"auto", "bf16", "fp32"}));
+    t.push_back(field("train.cuda_graph", &C::train, &TrainConfig::cuda_graph,
+                      "CUDA, one process: capture the whole training step as a CUDA graph after "
+                      "3 eager steps and replay it (removes kernel-launch overhead)."));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",

@@ -95,6 +95,11 @@ struct TrainConfig {
   int64_t checkpoint_every = 500;
   int64_t snapshot_every = 200;  ///< steps between probe-image snapshots; 0 = off
   std::vector<int64_t> probe_images{0, 1, 2, 3, 4, 5, 6, 7};
+  /// CUDA arithmetic: "auto" (bf16 autocast on CUDA, fp32 on the CPU), "bf16" or "fp32".
+  std::string precision = "auto";
+  /// CUDA only: capture the whole training step as one CUDA graph after a few eager steps and
+  /// replay it (fixed shapes; one process). Ignored on the CPU.
+  bool cuda_graph = false;
 };
 
 struct EvalConfig {

@@ -3,9 +3,20 @@
 
 namespace mst {
 
+namespace {
+
+/// torch::rand on the generator's own device, moved to `options`' device when they differ (a CPU
+/// generator feeding a CUDA step: the CPU-vs-CUDA agreement checks draw the same numbers so).
+torch::Tensor draw(at::IntArrayRef shape, at::Generator& gen, const torch::TensorOptions& options) {
+  if (gen.device().type() == options.device().type()) return torch::rand(shape, gen, options);
+  return torch::rand(shape, gen, options.device(gen.device())).to(options.device());
+}
+
+}  // namespace
+
 torch::Tensor BatchShard::rand(at::IntArrayRef shape, at::Generator& gen,
                                const torch::TensorOptions& options) const {
-  if (whole()) return torch::rand(shape, gen, options);
+  if (whole()) return draw(shape, gen, options);
   TORCH_CHECK(!shape.empty() && groups >= 1 && shape[0] % groups == 0, "BatchShard: ", shape[0],
               " rows are not ", groups, " equal blocks");
   const int64_t local = shape[0] / groups;
@@ -15,7 +26,7 @@ torch::Tensor BatchShard::rand(at::IntArrayRef shape, at::Generator& gen,
   // generators fill a tensor in element order whatever its shape).
   std::vector<int64_t> full{groups, global};
   full.insert(full.end(), shape.begin() + 1, shape.end());
-  return torch::rand(full, gen, options).narrow(1, offset, local).reshape(shape);
+  return draw(full, gen, options).narrow(1, offset, local).reshape(shape);
 }
 
 }  // namespace mst

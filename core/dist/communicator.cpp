@@ -4,10 +4,25 @@
 #include <c10/util/Exception.h>
 
 #include <cstdlib>
+// ProcessGroupGloo.hpp and ProcessGroupNCCL.hpp are empty unless USE_C10D_GLOO / USE_C10D_NCCL are
+// defined. LibTorch's CMake targets export them (torch_cpu: USE_C10D_GLOO; torch_cuda:
+// USE_C10D_NCCL); defining them here as well keeps a build that misses the target definitions
+// from failing on an undeclared c10d::ProcessGroupGloo.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#if defined(MST_HAVE_CUDA)
-// The header is empty unless NCCL support is declared; CUDA builds of LibTorch have it.
+// NCCL: ProcessGroupNCCL.hpp includes NCCLUtils.hpp, which includes <nccl.h>. LibTorch does not
+// ship NCCL's header (pip wheels keep it in the nvidia-nccl package, CUDA toolkits often lack it),
+// and CMake adds it only where core/CMakeLists.txt finds it. Without it the build still succeeds
+// and a CUDA data-parallel run fails at start with a message saying why (no NCCL).
+#if defined(MST_HAVE_CUDA) && defined(__has_include)
+#if __has_include(<nccl.h>)
+#define MST_HAVE_NCCL 1
+#endif
+#endif
+#if defined(MST_HAVE_NCCL)
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL
 #endif
@@ -63,20 +78,34 @@ Communicator::Communicator(const DistContext& context, const torch::Device& devi
     so.numWorkers = static_cast<std::size_t>(context.world_size);
     so.waitWorkers = false;  // the process group's own rendezvous waits for every rank
     so.timeout = context.timeout;
-    impl_->store = c10::make_intrusive<c10d::TCPStore>(context.master_addr, so);
+    try {
+      impl_->store = c10::make_intrusive<c10d::TCPStore>(context.master_addr, so);
+    } catch (const std::exception& e) {
+      // LibTorch >= 2.4 asks for its libuv server by default and refuses where it was built
+      // without libuv: then the socket-based server (1.13's only one, same protocol) does.
+      if (std::string(e.what()).find("libuv") == std::string::npos ||
+          !setTcpStoreUseLibuv(so, false, 0))
+        throw;
+      impl_->store = c10::make_intrusive<c10d::TCPStore>(context.master_addr, so);
+    }
   } catch (const std::exception& e) {
     throw MstError("data-parallel rank " + std::to_string(context.rank) + ": no rendezvous at " +
                    where + " within " + std::to_string(seconds) + " s: " + firstLine(e));
   }
   try {
     if (device.is_cuda()) {
-#if defined(MST_HAVE_CUDA)
+#if defined(MST_HAVE_NCCL)
       // NCCL: a timed-out collective is torn down by c10d's watchdog (it aborts the process with
       // its own message); blocking waits would cost a host synchronisation per collective.
       auto options = c10d::ProcessGroupNCCL::Options::create();
       options->timeout = context.timeout;
       impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, context.rank,
                                                                  context.world_size, options);
+#elif defined(MST_HAVE_CUDA)
+      throw MstError(
+          "this build was compiled without nccl.h (NCCL's header): data-parallel "
+          "training on CUDA is not available; rebuild with NCCL_INCLUDE_DIR (or "
+          "NCCL_ROOT) naming the folder that holds nccl.h");
 #else
       throw MstError("this build has no CUDA: NCCL is not available");
 #endif

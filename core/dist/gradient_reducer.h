@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/dist/communicator.h"
+#include "core/util/torch_compat.h"
 
 namespace mst {
 
@@ -53,8 +54,8 @@ class GradientReducer {
   Communicator& comm_;
   torch::Tensor grads_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_;                                     ///< per parameter
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  ///< kept alive: hooks on them
+  std::vector<size_t> bucket_of_;              ///< per parameter
+  std::vector<AutogradNodePtr> accumulators_;  ///< kept alive: hooks on them
   std::vector<uintptr_t> hook_keys_;
   std::vector<torch::Tensor> params_;
 };

@@ -34,7 +34,14 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
   const int64_t B = patches.size(0), n = patches.size(1), D = patches.size(2);
   const auto g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
   TORCH_CHECK(g * g == n, "Decoder: patch count ", n, " is not a square grid");
-  auto x = patches.transpose(1, 2).reshape({B, D, g, g});
+  torch::Tensor x;
+  if (patches.is_cuda()) {
+    // (B, g, g, D) is already the channels-last layout of (B, D, g, g): cuDNN's NHWC kernels
+    // (with tensor cores under bf16) take it without a transposition.
+    x = patches.reshape({B, g, g, D}).permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast);
+  } else {
+    x = patches.transpose(1, 2).reshape({B, D, g, g});
+  }
   if (sync_ == nullptr || !is_training()) return out(stages->forward(x));
   for (auto& stage : *stages) {
     if (auto* bn = stage.ptr()->as<torch::nn::BatchNorm2dImpl>())

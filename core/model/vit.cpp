@@ -43,10 +43,20 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_
   // (B, T, 3D) → (3, B, h, T, d)
   auto qkv_t = qkv(x).reshape({B, T, 3, heads, D / heads}).permute({2, 0, 3, 1, 4});
   auto q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
+#if TORCH_VERSION_MAJOR >= 2
+  // Fused attention (flash or memory-efficient kernels on CUDA): the (T, T) matrix is never
+  // stored. The mask needs only the CLS row of the attention, computed apart: (B, h, 1, T).
+  auto out = at::scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape({B, T, D});
+  if (cls_attention) {
+    auto row = torch::matmul(q.narrow(2, 0, 1) * scale, k.transpose(-2, -1)).softmax(-1);
+    *cls_attention = row.squeeze(2).narrow(-1, 1, T - 1);
+  }
+#else
   auto attn = torch::matmul(q * scale, k.transpose(-2, -1)).softmax(-1);  // (B, h, T, T)
   // Per head (B, h, n); the Vit averages over heads (Eq. 4) and keeps the heads for inspection.
   if (cls_attention) *cls_attention = attn.select(2, 0).narrow(-1, 1, T - 1);
   auto out = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, D});
+#endif
   return proj(out);
 }
 

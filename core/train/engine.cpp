@@ -93,6 +93,22 @@ Engine::Engine(const Config& config, const EngineOptions& options)
   exp_avg_sq = torch::zeros_like(student.values());
   decay_mask = student.decayMask();
   center = torch::zeros({1, config.model.out_dim}, student.values().options());
+  sched_ = torch::zeros({8}, student.values().options());
+  const auto& precision = config.train.precision;
+  if (options.device.is_cuda()) {
+    bf16_ = precision != "fp32";
+    auto& ctx = at::globalContext();
+    ctx.setBenchmarkCuDNN(true);  // the decoder's convolutions have fixed shapes
+    // TF32 for what autocast leaves in fp32; an fp32 run stays exact fp32 (the CPU agreement).
+    ctx.setAllowTF32CuBLAS(bf16_);
+    ctx.setAllowTF32CuDNN(bf16_);
+    graph_wanted_ = config.train.cuda_graph && options.comm == nullptr;
+    if (graph_wanted_ && !StepGraph::available())
+      throw MstError("config key train.cuda_graph: this build of LibTorch has no CUDA graphs");
+  } else if (precision == "bf16") {
+    throw MstError("config key train.precision: bf16 needs a CUDA device (this run is on " +
+                   options.device.str() + ")");
+  }
   if (options.comm) {
     std::vector<torch::Tensor> params;
     for (auto& [name, p] : s) params.push_back(p);
@@ -125,82 +141,151 @@ torch::Tensor Engine::lastLayerSlice(torch::Tensor& flat) const {
   return flat.narrow(0, last_offset_, last_numel_);
 }
 
-void Engine::adamw(const ScheduleValues& s) {
-  torch::NoGradGuard guard;
+bool Engine::graphActive() const { return graph_ && graph_->captured(); }
+
+void Engine::loadSchedule(const ScheduleValues& s) {
   const auto& o = config_.optim;
   const double t = static_cast<double>(step_ + 1);
-  const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
+  const std::vector<float> values{static_cast<float>(s.lr),
+                                  static_cast<float>(s.weight_decay),
+                                  static_cast<float>(s.momentum),
+                                  static_cast<float>(s.teacher_temp),
+                                  s.freeze_last_layer ? 1.0f : 0.0f,
+                                  static_cast<float>(1.0 - std::pow(o.beta1, t)),
+                                  static_cast<float>(1.0 - std::pow(o.beta2, t)),
+                                  0.0f};
+  auto host = torch::tensor(values, torch::kFloat);
+  if (sched_.is_cuda()) host = host.pin_memory();  // asynchronous, and safe to reuse
+  sched_.copy_(host, /*non_blocking=*/true);
+}
+
+void Engine::adamw() {
+  torch::NoGradGuard guard;
+  const auto& o = config_.optim;
+  auto lr = sched_[0], wd = sched_[1], bc1 = sched_[5], bc2 = sched_[6];
   auto& p = student.values();
   auto& g = student.grads();
   exp_avg.mul_(o.beta1).add_(g, 1.0 - o.beta1);
   exp_avg_sq.mul_(o.beta2).addcmul_(g, g, 1.0 - o.beta2);
-  p.addcmul_(p, decay_mask, -s.lr * s.weight_decay);  // decoupled decay, matrices only
-  auto denom = (exp_avg_sq / bc2).sqrt_().add_(o.eps);
-  p.addcdiv_(exp_avg, denom, -s.lr / bc1);
+  p.addcmul_(p, decay_mask * (-lr * wd));  // decoupled decay, matrices only
+  // p -= lr / bc1 * m / (sqrt(v / bc2) + eps), with the step size folded into the denominator.
+  auto denom = (exp_avg_sq / bc2).sqrt_().add_(o.eps).mul_(bc1 / lr);
+  p.addcdiv_(exp_avg, denom, -1.0);
 }
 
 StepMetrics Engine::trainStep(const torch::Tensor& images, bool stop_vote) {
+  StepMetrics m;
+  m.step = step_;
+  m.schedule = schedules_.at(step_);
+  loadSchedule(m.schedule);
+  StepOut out;
+  const bool graph_shape = !graph_ || images.sizes() == graph_images_.sizes();
+  if (graph_wanted_ && eager_steps_ >= kGraphWarmupSteps && graph_shape) {
+    out = replayGraph(images);
+  } else {
+    // Eager. host_rng: the CPU generator's draws, copied to the device (agreement checks).
+    const auto rng_device = options_.host_rng ? torch::Device(torch::kCPU) : options_.device;
+    at::Generator gen = makeGenerator(rng_device, mixSeed(config_.train.seed, step_));
+    out = stepBody(images.to(options_.device, /*non_blocking=*/true), gen, stop_vote);
+    ++eager_steps_;
+  }
+  m.loss = out.loss;
+  m.loss_ce = out.loss_ce;
+  m.loss_rec = out.loss_rec;
+  m.grad_norm = out.grad_norm;
+  m.mask_ratio = out.mask_ratio;
+  m.stop_votes = out.stop_votes;
+  ++step_;
+  return m;
+}
+
+Engine::StepOut Engine::replayGraph(const torch::Tensor& images) {
+  if (!graph_) {
+    graph_images_ = images.to(options_.device).clone();
+    graph_gen_ = makeGenerator(options_.device, mixSeed(config_.train.seed, step_));
+    graph_ = std::make_unique<StepGraph>(options_.device);
+    graph_->capture([&] { graph_out_ = stepBody(graph_images_, *graph_gen_, false); }, *graph_gen_);
+  }
+  graph_images_.copy_(images, /*non_blocking=*/true);
+  // A replay draws from the generator's seed and offset as they are now: this step's stream.
+  graph_gen_->set_current_seed(mixSeed(config_.train.seed, step_));
+  graph_->replay();
+  // The graph overwrites its outputs on the next replay: hand out copies (one small kernel).
+  auto packed = torch::stack({graph_out_.loss, graph_out_.loss_ce, graph_out_.loss_rec,
+                              graph_out_.grad_norm, graph_out_.mask_ratio});
+  StepOut out;
+  out.loss = packed[0];
+  out.loss_ce = packed[1];
+  out.loss_rec = packed[2];
+  out.grad_norm = packed[3];
+  out.mask_ratio = packed[4];
+  return out;
+}
+
+Engine::StepOut Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bool stop_vote) {
   Communicator* comm = options_.comm;
   // Which rows of the global batch these are; the whole batch (plain torch::rand) without comm.
   const BatchShard shard =
       comm ? shardOf(comm->rank(), comm->worldSize(), images.size(0)) : BatchShard{};
-  StepMetrics m;
-  m.step = step_;
-  m.schedule = schedules_.at(step_);
-  const auto& sch = m.schedule;
-  at::Generator gen = makeGenerator(options_.device, mixSeed(config_.train.seed, step_));
+  StepOut m;
+  auto views = augment_(images, gen, shard);
 
-  auto views = augment_(images.to(options_.device), gen, shard);
-
-  // Teacher on the global crops only, never masked; its last-block CLS attention picks the mask.
-  torch::Tensor teacher_out, attention;
+  torch::Tensor teacher_out, mask, loss;
   {
-    torch::NoGradGuard guard;
-    auto out = teacher_vit->forward(views.globals, {}, /*want_attention=*/true);
-    teacher_out = teacher_head->forward(out.cls);
-    attention = out.cls_attention;
-  }
-  auto uniform = shard.grouped(2).rand(attention.sizes(), gen, attention.options());
-  auto mask = makeMask(strategy_, attention, uniform, config_.masking.p, config_.masking.num);
+    AutocastGuard autocast(bf16_);  // forward and losses; the backward follows the casts
+    // Teacher on the global crops only, never masked; its last-block CLS attention picks the mask.
+    torch::Tensor attention;
+    {
+      torch::NoGradGuard guard;
+      auto out = teacher_vit->forward(views.globals, {}, /*want_attention=*/true);
+      teacher_out = teacher_head->forward(out.cls).to(torch::kFloat);
+      attention = out.cls_attention.to(torch::kFloat);
+    }
+    auto uniform = shard.grouped(2).rand(attention.sizes(), gen, attention.options());
+    mask = makeMask(strategy_, attention, uniform, config_.masking.p, config_.masking.num);
 
-  const double drop = config_.model.drop_path;
-  auto global_out = student_vit->forward(views.globals, mask, false, drop, &gen, shard.grouped(2));
-  torch::Tensor cls = global_out.cls;
-  if (views.locals.defined()) {
-    auto local_out = student_vit->forward(views.locals, {}, false, drop, &gen,
-                                          shard.grouped(config_.crops.local_crops));
-    cls = torch::cat({cls, local_out.cls}, 0);
-  }
-  auto student_out = student_head->forward(cls);
-  auto reconstruction = decoder->forward(global_out.patches);
+    const double drop = config_.model.drop_path;
+    auto global_out = student_vit->forward(views.globals, mask, false, drop, &gen, shard.grouped(2));
+    torch::Tensor cls = global_out.cls;
+    if (views.locals.defined()) {
+      auto local_out = student_vit->forward(views.locals, {}, false, drop, &gen,
+                                            shard.grouped(config_.crops.local_crops));
+      cls = torch::cat({cls, local_out.cls.to(cls.scalar_type())}, 0);
+    }
+    auto student_out = student_head->forward(cls).to(torch::kFloat);
+    auto reconstruction = decoder->forward(global_out.patches).to(torch::kFloat);
 
-  m.loss_ce = distillationLoss(student_out, teacher_out, center, config_.loss.student_temp,
-                               sch.teacher_temp);
-  m.loss_rec = reconstructionLoss(reconstruction, views.globals);  // unmasked, normalised target
-  m.loss = config_.loss.lambda_ce * m.loss_ce + config_.loss.lambda_rec * m.loss_rec;
+    m.loss_ce = distillationLoss(student_out, teacher_out, center, config_.loss.student_temp,
+                                 sched_[3]);
+    m.loss_rec = reconstructionLoss(reconstruction, views.globals);  // unmasked, normalised target
+    loss = config_.loss.lambda_ce * m.loss_ce + config_.loss.lambda_rec * m.loss_rec;
+  }
 
   student.grads().zero_();
   if (reducer_) reducer_->prepare();
-  m.loss.backward();  // data parallel: SyncBN's and the gradient buckets' all-reduces run inside
+  loss.backward();  // data parallel: SyncBN's and the gradient buckets' all-reduces run inside
   if (reducer_) reducer_->finish();  // grads = mean over ranks = the global batch's gradient
+  m.loss = loss.detach();
   {
     torch::NoGradGuard guard;
     auto& grads = student.grads();
+    const bool may_freeze = config_.optim.freeze_last_layer_epochs > 0;
+    auto frozen_flag = sched_[4];
+    if (may_freeze) lastLayerSlice(grads).mul_(1 - frozen_flag);  // no gradient while frozen
     m.grad_norm = grads.norm();
     if (config_.optim.clip_grad > 0) {
       // min(1, clip / norm) as a tensor: no host synchronisation.
       grads.mul_((config_.optim.clip_grad / (m.grad_norm + 1e-6)).clamp_max(1.0));
     }
     torch::Tensor frozen;
-    if (sch.freeze_last_layer) {
-      lastLayerSlice(grads).zero_();
-      frozen = lastLayerSlice(student.values()).clone();
+    if (may_freeze) frozen = lastLayerSlice(student.values()).clone();
+    adamw();
+    if (may_freeze) {
+      auto last = lastLayerSlice(student.values());
+      last.copy_(torch::where(frozen_flag > 0.5f, frozen, last));
     }
-    adamw(sch);
-    if (frozen.defined()) lastLayerSlice(student.values()).copy_(frozen);
     // θ_t ← m θ_t + (1 − m) θ_s over the shared (ViT + head) prefix of the flat buffers.
-    teacher.values().mul_(sch.momentum).add_(student.values().narrow(0, 0, teacher.numel()),
-                                             1.0 - sch.momentum);
+    teacher.values().lerp_(student.values().narrow(0, 0, teacher.numel()), 1 - sched_[2]);
     m.mask_ratio = mask.to(torch::kFloat).mean();
     if (!comm) {
       updateCenter(center, teacher_out, config_.loss.center_momentum);
@@ -210,8 +295,8 @@ StepMetrics Engine::trainStep(const torch::Tensor& images, bool stop_vote) {
       const int64_t K = teacher_out.size(1);
       auto fopt = center.options();
       auto stats = torch::cat({teacher_out.mean(0).to(fopt.dtype()),
-                               torch::stack({m.loss.detach(), m.loss_ce.detach(),
-                                             m.loss_rec.detach(), m.mask_ratio})
+                               torch::stack({m.loss, m.loss_ce.detach(), m.loss_rec.detach(),
+                                             m.mask_ratio})
                                    .to(fopt.dtype()),
                                torch::full({1}, stop_vote ? 1.0 : 0.0, fopt)});
       comm->allReduceSum(stats);
@@ -225,10 +310,8 @@ StepMetrics Engine::trainStep(const torch::Tensor& images, bool stop_vote) {
       m.stop_votes = stats[K + 4];
     }
   }
-  m.loss = m.loss.detach();
   m.loss_ce = m.loss_ce.detach();
   m.loss_rec = m.loss_rec.detach();
-  ++step_;
   return m;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include "core/model/vit.h"
 #include "core/train/flat_params.h"
 #include "core/train/schedules.h"
+#include "core/train/step_graph.h"
 
 namespace mst {
 
@@ -47,7 +49,14 @@ struct EngineOptions {
   Communicator* comm = nullptr;
   /// Gradient all-reduce bucket size (data parallel only).
   int64_t bucket_bytes = int64_t{25} << 20;
+  /// Draw every random number of a step on the CPU and copy it to the device. Off in training;
+  /// the CPU-vs-CUDA agreement checks turn it on so both devices see the same crops and masks.
+  bool host_rng = false;
 };
+
+/// Eager steps before the step is captured as a CUDA graph (train.cuda_graph): they pick the
+/// cuDNN algorithms and fill the allocator before capture.
+inline constexpr int64_t kGraphWarmupSteps = 3;
 
 /// The meta record of a checkpoint (format, step, model, config, extra) without loading weights.
 /// MstError naming the file when it is missing, corrupt or not an MST checkpoint.
@@ -87,6 +96,10 @@ class Engine {
   torch::Device device() const { return options_.device; }
   /// Number of masked-input patches per global crop.
   int64_t patchesPerCrop() const;
+  /// bf16 autocast in use (CUDA with train.precision auto or bf16).
+  bool bf16() const { return bf16_; }
+  /// Steps now replay a captured CUDA graph.
+  bool graphActive() const;
 
   Vit student_vit{nullptr}, teacher_vit{nullptr};
   DinoHead student_head{nullptr}, teacher_head{nullptr};
@@ -95,7 +108,17 @@ class Engine {
   torch::Tensor exp_avg, exp_avg_sq, decay_mask, center;
 
  private:
-  void adamw(const ScheduleValues& s);
+  /// Losses and statistics of one step, as device tensors.
+  struct StepOut {
+    torch::Tensor loss, loss_ce, loss_rec, grad_norm, mask_ratio, stop_votes;
+  };
+  /// Everything a step launches, from device images and the step's generator; schedule values
+  /// come from sched_, so the same launches serve every step (eager or captured).
+  StepOut stepBody(const torch::Tensor& images, at::Generator& gen, bool stop_vote);
+  /// Copies this step's schedule values into sched_ (no host synchronisation).
+  void loadSchedule(const ScheduleValues& s);
+  StepOut replayGraph(const torch::Tensor& images);
+  void adamw();
   torch::Tensor lastLayerSlice(torch::Tensor& flat) const;
 
   Config config_;
@@ -106,6 +129,16 @@ class Engine {
   int64_t step_ = 0;
   int64_t last_offset_ = 0, last_numel_ = 0;  ///< the head's last layer inside the flat buffer
   std::unique_ptr<GradientReducer> reducer_;  ///< data parallel only
+  /// (8) float on the device: lr, weight decay, EMA momentum, teacher temperature, last layer
+  /// frozen (0/1), Adam bias corrections 1 - β1^t and 1 - β2^t.
+  torch::Tensor sched_;
+  bool bf16_ = false;
+  bool graph_wanted_ = false;
+  int64_t eager_steps_ = 0;
+  std::unique_ptr<StepGraph> graph_;
+  torch::Tensor graph_images_;  ///< the captured step's input
+  std::optional<at::Generator> graph_gen_;
+  StepOut graph_out_;  ///< the captured step's outputs, overwritten by every replay
 };
 
 }  // namespace mst

@@ -3,20 +3,36 @@
 
 namespace mst {
 
-torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
-                               const torch::Tensor& center, double student_temp,
-                               double teacher_temp) {
-  const int64_t B = teacher.size(0) / 2, K = teacher.size(1);
-  TORCH_CHECK(teacher.size(0) == 2 * B && student.size(0) % B == 0 && student.size(1) == K,
+namespace {
+
+/// Shared body: `teacher_probs` (2B, K) are the centred, sharpened teacher's softmax.
+torch::Tensor crossEntropyPairs(const torch::Tensor& student, const torch::Tensor& teacher_probs,
+                                double student_temp) {
+  const int64_t B = teacher_probs.size(0) / 2, K = teacher_probs.size(1);
+  TORCH_CHECK(teacher_probs.size(0) == 2 * B && student.size(0) % B == 0 && student.size(1) == K,
               "distillationLoss: student (S*B, K) and teacher (2B, K) disagree");
   const int64_t S = student.size(0) / B;
   TORCH_CHECK(S >= 2, "distillationLoss: the student needs both global crops");
-  auto t = ((teacher - center) / teacher_temp).softmax(-1).view({2, B, K});
+  auto t = teacher_probs.view({2, B, K});
   auto s = (student / student_temp).log_softmax(-1).view({S, B, K});
   // Σ_i Σ_{j≠i} = Σ_i Σ_j − Σ_i (j = i): one product with the sum over crops instead of 2S pairs.
   auto all_pairs = -(t * s.sum(0, /*keepdim=*/true)).sum(-1).mean(1).sum();
   auto same_crop = -(t * s.narrow(0, 0, 2)).sum(-1).mean(1).sum();
   return (all_pairs - same_crop) / static_cast<double>(2 * S - 2);
+}
+
+}  // namespace
+
+torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
+                               const torch::Tensor& center, double student_temp,
+                               double teacher_temp) {
+  return crossEntropyPairs(student, ((teacher - center) / teacher_temp).softmax(-1), student_temp);
+}
+
+torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
+                               const torch::Tensor& center, double student_temp,
+                               const torch::Tensor& teacher_temp) {
+  return crossEntropyPairs(student, ((teacher - center) / teacher_temp).softmax(-1), student_temp);
 }
 
 void updateCenter(torch::Tensor& center, const torch::Tensor& teacher, double momentum) {

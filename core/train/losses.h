@@ -12,6 +12,11 @@ namespace mst {
 torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
                                const torch::Tensor& center, double student_temp,
                                double teacher_temp);
+/// The same with τ_t a 0-dim tensor on the logits' device (a CUDA-graph step reads the schedule
+/// from device memory, so its value may change between replays).
+torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
+                               const torch::Tensor& center, double student_temp,
+                               const torch::Tensor& teacher_temp);
 
 /// c ← m c + (1 − m) mean_rows(teacher), in place. teacher: (R, K), center: (1, K).
 void updateCenter(torch::Tensor& center, const torch::Tensor& teacher, double momentum);

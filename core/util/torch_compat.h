@@ -3,8 +3,15 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
+#include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
+
+#if defined(MST_HAVE_CUDA) && TORCH_VERSION_MAJOR >= 2
+#include <ATen/autocast_mode.h>
+#define MST_HAVE_AUTOCAST 1
+#endif
 
 /// c10d's process-group type that ProcessGroupGloo/NCCL derive from and that holds the
 /// collectives: ProcessGroup in 1.13, Backend since 2.0. Only meaningful where the c10d headers
@@ -16,6 +23,29 @@
 #endif
 
 namespace mst {
+
+/// Owning handle on an autograd Node, as torch::autograd::impl::grad_accumulator returns it:
+/// std::shared_ptr<Node> in 1.13 and 2.x so far; c10::intrusive_ptr<Node> once PyTorch's
+/// "Convert shared_ptr<Node> to intrusive_ptr<Node>" (pytorch/pytorch#181782, April 2026) is in a
+/// release. Deduced rather than spelled, so that core/dist/gradient_reducer builds with both.
+using AutogradNodePtr =
+    decltype(torch::autograd::impl::grad_accumulator(std::declval<const torch::Tensor&>()));
+
+/// c10d::TCPStoreOptions::useLibUV: absent in 1.13 (one socket-based server), present since 2.2
+/// and true by default since 2.4, when TCPStore's constructor throws ("use_libuv was requested but
+/// PyTorch was built without libuv support") in a LibTorch built without libuv. Sets the flag where
+/// the member exists and returns true; returns false (and does nothing) where it does not. Call it
+/// as setTcpStoreUseLibuv(options, on, 0). A template, so that only communicator.cpp needs c10d.
+template <typename Options>
+auto setTcpStoreUseLibuv(Options& options, bool on, int)
+    -> decltype(options.useLibUV = on, bool()) {
+  options.useLibUV = on;
+  return true;
+}
+template <typename Options>
+bool setTcpStoreUseLibuv(Options&, bool, long) {
+  return false;
+}
 
 /// A fresh generator for `device`, seeded with `seed`, independent of the global one. Cloning the
 /// device's default generator works the same way on both LibTorch versions and on CPU and CUDA.
@@ -33,6 +63,41 @@ inline uint64_t mixSeed(uint64_t seed, uint64_t counter) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
 }
+
+/// bf16 autocast on CUDA for the guard's lifetime (the `with torch.autocast("cuda", bfloat16)`
+/// of PyTorch). On leaving the outermost guard the cache of bf16 weight copies is cleared: LibTorch
+/// does not clear it by itself, and stale copies of weights that the optimiser has since changed
+/// would otherwise be reused by the next step. No-op when `enable` is false.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool enable) : enabled_(enable) {
+    if (!enabled_) return;
+#ifdef MST_HAVE_AUTOCAST
+    was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    was_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::increment_nesting();
+#else
+    TORCH_CHECK(false, "bf16 autocast needs a CUDA build of LibTorch 2.x");
+#endif
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+#ifdef MST_HAVE_AUTOCAST
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
+#endif
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool enabled_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kBFloat16;
+};
 
 /// Version string of the LibTorch this binary was built against.
 inline std::string torchVersionString() {

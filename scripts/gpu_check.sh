@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# @brief Issue 6's device check, run on the GPU machine (PyTorch 2.11 + CUDA 13, no Qt, no
+# network): builds core/ + mst against the LibTorch there (Ninja, all cores), runs the CUDA
+# correctness checks (`mst gpucheck`, the Qt-free twin of tests/test_gpu.cpp) and the DeiT-S/16
+# benchmarks, and writes a table under $OUT (default gpu-out/).
+#
+# Prepare once here (Debian): scripts/gpu_deps.sh (static HDF5 + zlib, header-only json/CLI11 in
+# third_party/). Then, with the `run` tool: command "bash scripts/gpu_check.sh", carry
+# ["third_party"]. Set QUICK=1 to skip the larger benchmarks.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu_log.txt") 2>&1
+T0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")}
+BUILD=${BUILD:-build-gpu}
+TP=$PWD/third_party
+configure() {
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMST_BUILD_GUI=OFF \
+    -DMST_BUILD_TESTS=OFF "-DCMAKE_PREFIX_PATH=$TORCH_PREFIX;$TP/gpu" -DHDF5_ROOT="$TP/gpu" \
+    -DHDF5_USE_STATIC_LIBRARIES=ON -DZLIB_ROOT="$TP/gpu" -DZLIB_USE_STATIC_LIBS=ON \
+    -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON -DCMAKE_DISABLE_FIND_PACKAGE_CLI11=ON "$@"
+}
+stamp "configure"
+if ! configure >"$OUT/build_log.txt" 2>&1; then
+  tail -40 "$OUT/build_log.txt"
+  exit 1
+fi
+grep -E "HDF5|Torch|CUDA|nccl|NCCL|WARNING" "$OUT/build_log.txt" | head -20
+stamp "build"
+if ! ninja -C "$BUILD" -k 0 mst >>"$OUT/build_log.txt" 2>&1; then
+  grep -E "error|undefined reference" "$OUT/build_log.txt" | head -30
+  stamp "build failed: again without CUDA graphs"
+  configure -DMST_CUDA_GRAPHS=OFF >>"$OUT/build_log.txt" 2>&1
+  if ! ninja -C "$BUILD" mst >>"$OUT/build_log.txt" 2>&1; then
+    grep -E "error|undefined reference" "$OUT/build_log.txt" | tail -30
+    exit 1
+  fi
+fi
+MST=$BUILD/bin/mst
+stamp "built"
+"$MST" doctor --device cuda 2>&1 | tail -1
+
+stamp "gpucheck"
+timeout 300 "$MST" gpucheck --device cuda >"$OUT/gpucheck.jsonl" 2>&1
+echo "gpucheck exit $?"
+cat "$OUT/gpucheck.jsonl"
+
+bench() {  # name, then mst bench options
+  local name=$1
+  shift
+  stamp "bench $name"
+  local line
+  line=$(timeout 240 "$MST" bench --device cuda --config experiments/bench_deit_s16.json "$@" 2>&1 | tail -1)
+  echo "$line"
+  if [[ $line == "{"* ]]; then
+    echo "{\"run\": \"$name\", \"result\": $line}" >>"$OUT/bench.jsonl"
+  else
+    echo "{\"run\": \"$name\", \"error\": $(printf '%s' "$line" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >>"$OUT/bench.jsonl"
+  fi
+}
+bench b128_bf16_graph --batch 128 --steps 30 --warmup 5
+bench b128_bf16_eager --batch 128 --steps 10 --warmup 3 --set train.cuda_graph=false
+if [[ ${QUICK:-0} != 1 ]]; then
+  bench b256_bf16_graph --batch 256 --steps 15 --warmup 5
+  bench b64_fp32_eager --batch 64 --steps 5 --warmup 2 --set train.cuda_graph=false --set train.precision=fp32
+fi
+
+python3 - "$OUT" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl")) if l.strip()]
+lines = ["| run | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+for r in rows:
+    if "result" not in r:
+        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||")
+        continue
+    x = r["result"]
+    lines.append(f"| {r['run']} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
+                 f"{x['achieved_gflops']/1e3:.0f} | {x['matmul_gflops']/1e3:.0f} ({x['matmul_dtype']}) | "
+                 f"{x['matmul_fraction']:.3f} | {x.get('peak_gpu_allocated_gb', 0):.1f} | "
+                 f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} |")
+name = next((r["result"].get("device_name") for r in rows if "result" in r), "?")
+table = f"Device: {name}\n\n" + "\n".join(lines) + "\n"
+open(os.path.join(out, "table.md"), "w").write(table)
+print(table)
+PY
+stamp "done"
