@@ -20,9 +20,20 @@ Command registerBench(CLI::App& app) {
   cmd->add_option("--batch", o->bench.batch, "Images per step");
   cmd->add_option("--steps", o->bench.steps, "Timed steps (after warm-up)");
   cmd->add_option("--warmup", o->bench.warmup, "Untimed warm-up steps");
-  cmd->add_flag("--synthetic", o->synthetic, "Synthetic images (the only source for now)");
+  cmd->add_flag("--synthetic", o->synthetic, "Synthetic images (always measured)");
+  cmd->add_option("--data", o->bench.data_dir,
+                  "Also measure the real input path on this data set (an ImageFolder root unless "
+                  "--set data.format=... says otherwise): the loader alone and loader-fed steps");
+  cmd->add_option("--data-batches", o->bench.data_batches, "Batches timed with --data")
+      ->check(CLI::PositiveNumber);
   return {cmd, [o] {
             auto config = o->common.config();
+            // --data names a folder of images unless the experiment already picked a reader.
+            const auto j = o->common.experimentJson();
+            const bool names_format = j.contains("data.format") ||
+                                      (j.contains("data") && j["data"].is_object() &&
+                                       j["data"].contains("format"));
+            if (!o->bench.data_dir.empty() && !names_format) config.data.format = "image_folder";
             o->common.applyThreads(config);
             o->bench.device = o->common.device();
             printResult(runBench(config, o->bench));

@@ -15,6 +15,10 @@ struct BenchOptions {
   int64_t steps = 10;
   int64_t warmup = 3;
   torch::Device device = torch::kCPU;
+  /// Real input path: an ImageFolder root (or any data.format the config names) decoded by the
+  /// loader's worker threads into pinned memory. Empty = synthetic images only.
+  std::string data_dir;
+  int64_t data_batches = 20;  ///< batches timed for the loader alone and for loader-fed steps
 };
 
 /// Model FLOPs of one training step per image (forward + backward of the student on every crop,
@@ -23,7 +27,10 @@ double stepFlopsPerImage(const Config& config);
 
 /// Runs `warmup` + `steps` training steps on synthetic images and measures a square matrix
 /// product on the same device. Returns {"img_s", "step_ms", "peak_mem_mb", "gflop_per_image",
-/// "achieved_gflops", "matmul_gflops", "matmul_fraction", "device", "threads", "batch", "steps"}.
+/// "achieved_gflops", "matmul_gflops", "matmul_fraction", "device", "threads", "batch", "steps"},
+/// on CUDA also the allocator's peaks. With `data_dir`: "data" = {"loader_img_s" (decode into
+/// pinned batches, no training), "fed_img_s" (training steps fed by the loader), "starved" (the
+/// fraction of step time lost to waiting for input, 1 - fed / synthetic), "workers"}.
 nlohmann::json runBench(const Config& config, const BenchOptions& options);
 
 /// Facts about the installation for `mst doctor`: LibTorch, threads, BLAS library actually
