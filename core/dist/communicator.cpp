@@ -8,10 +8,12 @@
 // defined. LibTorch's CMake targets export them (torch_cpu: USE_C10D_GLOO; torch_cuda:
 // USE_C10D_NCCL); defining them here as well keeps a build that misses the target definitions
 // from failing on an undeclared c10d::ProcessGroupGloo.
+#ifndef MST_NO_GLOO
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 // NCCL: ProcessGroupNCCL.hpp includes NCCLUtils.hpp, which includes <nccl.h>. LibTorch does not
 // ship NCCL's header (pip wheels keep it in the nvidia-nccl package, CUDA toolkits often lack it),
@@ -110,6 +112,10 @@ Communicator::Communicator(const DistContext& context, const torch::Device& devi
       throw MstError("this build has no CUDA: NCCL is not available");
 #endif
     } else {
+#ifdef MST_NO_GLOO
+      throw MstError("this build has no gloo headers: data-parallel training on the CPU is not "
+                     "available (install libgloo-dev and rebuild)");
+#else
       auto options = c10d::ProcessGroupGloo::Options::create(context.timeout);
       // As torch.distributed: GLOO_SOCKET_IFNAME picks the interface; a loopback master means a
       // one-machine run, which must not depend on the host name resolving.
@@ -122,6 +128,7 @@ Communicator::Communicator(const DistContext& context, const torch::Device& devi
       options->threads = 2;
       impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, context.rank,
                                                                  context.world_size, options);
+#endif
     }
   } catch (const MstError&) {
     throw;
