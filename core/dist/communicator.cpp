@@ -13,6 +13,8 @@
 #define USE_C10D_GLOO
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>  // (2.x: and Backend.hpp)
 #endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 // NCCL: ProcessGroupNCCL.hpp includes NCCLUtils.hpp, which includes <nccl.h>. LibTorch does not
