@@ -24,6 +24,8 @@ Command registerBench(CLI::App& app) {
   cmd->add_option("--data", o->bench.data_dir,
                   "Also measure the real input path on this data set (an ImageFolder root unless "
                   "--set data.format=... says otherwise): the loader alone and loader-fed steps");
+  cmd->add_flag("--phases", o->bench.phases,
+                "Also time each phase of the step (eager steps, waiting after each phase)");
   cmd->add_option("--data-batches", o->bench.data_batches, "Batches timed with --data")
       ->check(CLI::PositiveNumber);
   return {cmd, [o] {

@@ -188,6 +188,16 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   double loss = last.loss.item<double>();
 
   nlohmann::json out;
+  if (o.phases && !engine.graphActive()) {
+    // A few more steps with a wait after each phase: where the step's time goes.
+    const int64_t n = std::max<int64_t>(2, o.steps / 2);
+    engine.setPhaseTiming(true);
+    for (int64_t i = 0; i < n; ++i) engine.trainStep(images);
+    engine.setPhaseTiming(false);
+    nlohmann::json phases;
+    for (const auto& [name, ms] : engine.phaseTimes()) phases[name] = ms / static_cast<double>(n);
+    out["phases_ms"] = phases;
+  }
 #ifdef MST_HAVE_CUDA
   if (o.device.is_cuda()) {
     // The allocator's peaks over the whole run (warm-up and capture included).

@@ -18,7 +18,9 @@ struct BenchOptions {
   /// Real input path: an ImageFolder root (or any data.format the config names) decoded by the
   /// loader's worker threads into pinned memory. Empty = synthetic images only.
   std::string data_dir;
-  int64_t data_batches = 20;  ///< batches timed for the loader alone and for loader-fed steps
+  int64_t data_batches = 20;
+  /// Also time each phase of the step (eager, waiting for the device after each phase).
+  bool phases = false;  ///< batches timed for the loader alone and for loader-fed steps
 };
 
 /// Model FLOPs of one training step per image (forward + backward of the student on every crop,

@@ -143,6 +143,14 @@ torch::Tensor Engine::lastLayerSlice(torch::Tensor& flat) const {
 
 bool Engine::graphActive() const { return graph_ && graph_->captured(); }
 
+void Engine::phase(const char* name) {
+  if (!phase_timing_ || graph_) return;  // never wait inside (or after) a graph capture
+  if (options_.device.is_cuda()) torch::cuda::synchronize(options_.device.has_index() ? options_.device.index() : 0);
+  const auto now = std::chrono::steady_clock::now();
+  if (name != nullptr) phase_ms_[name] += std::chrono::duration<double, std::milli>(now - phase_start_).count();
+  phase_start_ = now;
+}
+
 void Engine::loadSchedule(const ScheduleValues& s) {
   const auto& o = config_.optim;
   const double t = static_cast<double>(step_ + 1);
@@ -228,7 +236,9 @@ Engine::StepOut Engine::stepBody(const torch::Tensor& images, at::Generator& gen
   const BatchShard shard =
       comm ? shardOf(comm->rank(), comm->worldSize(), images.size(0)) : BatchShard{};
   StepOut m;
+  phase(nullptr);
   auto views = augment_(images, gen, shard);
+  phase("augment");
 
   torch::Tensor teacher_out, mask, loss;
   {
@@ -241,30 +251,38 @@ Engine::StepOut Engine::stepBody(const torch::Tensor& images, at::Generator& gen
       teacher_out = teacher_head->forward(out.cls).to(torch::kFloat);
       attention = out.cls_attention.to(torch::kFloat);
     }
+    phase("teacher");
     auto uniform = shard.grouped(2).rand(attention.sizes(), gen, attention.options());
     mask = makeMask(strategy_, attention, uniform, config_.masking.p, config_.masking.num);
+    phase("mask");
 
     const double drop = config_.model.drop_path;
     auto global_out = student_vit->forward(views.globals, mask, false, drop, &gen, shard.grouped(2));
     torch::Tensor cls = global_out.cls;
+    phase("student_global");
     if (views.locals.defined()) {
       auto local_out = student_vit->forward(views.locals, {}, false, drop, &gen,
                                             shard.grouped(config_.crops.local_crops));
       cls = torch::cat({cls, local_out.cls.to(cls.scalar_type())}, 0);
     }
+    phase("student_local");
     auto student_out = student_head->forward(cls).to(torch::kFloat);
+    phase("student_head");
     auto reconstruction = decoder->forward(global_out.patches).to(torch::kFloat);
+    phase("decoder");
 
     m.loss_ce = distillationLoss(student_out, teacher_out, center, config_.loss.student_temp,
                                  sched_[3]);
     m.loss_rec = reconstructionLoss(reconstruction, views.globals);  // unmasked, normalised target
     loss = config_.loss.lambda_ce * m.loss_ce + config_.loss.lambda_rec * m.loss_rec;
+    phase("losses");
   }
 
   student.grads().zero_();
   if (reducer_) reducer_->prepare();
   loss.backward();  // data parallel: SyncBN's and the gradient buckets' all-reduces run inside
   if (reducer_) reducer_->finish();  // grads = mean over ranks = the global batch's gradient
+  phase("backward");
   m.loss = loss.detach();
   {
     torch::NoGradGuard guard;
@@ -312,6 +330,7 @@ Engine::StepOut Engine::stepBody(const torch::Tensor& images, at::Generator& gen
   }
   m.loss_ce = m.loss_ce.detach();
   m.loss_rec = m.loss_rec.detach();
+  phase("update");
   return m;
 }
 

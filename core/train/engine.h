@@ -1,6 +1,8 @@
 /// @brief The MST training state and one training step (METHOD.md steps 1-8, Alg. 2).
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,6 +102,10 @@ class Engine {
   bool bf16() const { return bf16_; }
   /// Steps now replay a captured CUDA graph.
   bool graphActive() const;
+  /// Profiling (`mst bench --phases`, eager steps only): when on, every phase of a step waits for
+  /// the device and its wall time is added to phaseTimes() (ms, summed over steps).
+  void setPhaseTiming(bool on) { phase_timing_ = on; }
+  const std::map<std::string, double>& phaseTimes() const { return phase_ms_; }
 
   Vit student_vit{nullptr}, teacher_vit{nullptr};
   DinoHead student_head{nullptr}, teacher_head{nullptr};
@@ -118,6 +124,8 @@ class Engine {
   /// Copies this step's schedule values into sched_ (no host synchronisation).
   void loadSchedule(const ScheduleValues& s);
   StepOut replayGraph(const torch::Tensor& images);
+  /// Ends the phase `name` (a no-op unless phase timing is on).
+  void phase(const char* name);
   void adamw();
   torch::Tensor lastLayerSlice(torch::Tensor& flat) const;
 
@@ -139,6 +147,9 @@ class Engine {
   torch::Tensor graph_images_;  ///< the captured step's input
   std::optional<at::Generator> graph_gen_;
   StepOut graph_out_;  ///< the captured step's outputs, overwritten by every replay
+  bool phase_timing_ = false;
+  std::map<std::string, double> phase_ms_;
+  std::chrono::steady_clock::time_point phase_start_;
 };
 
 }  // namespace mst
