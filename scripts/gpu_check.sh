@@ -96,4 +96,34 @@ table = f"Device: {name}\n\n" + "\n".join(lines) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 print(table)
 PY
+if [[ ${PROFILE_KERNELS:-0} == 1 ]] && command -v ncu >/dev/null; then
+  # Kernel time by kernel name over ~1.5 steps after warm-up (Nsight Compute, durations only).
+  stamp "ncu kernel times"
+  timeout 150 ncu --metrics gpu__time_duration.sum --csv --clock-control none \
+    --launch-skip "${NCU_SKIP:-8000}" --launch-count "${NCU_COUNT:-1500}" \
+    "$MST" bench --device cuda --config experiments/bench_deit_s16.json --batch 128 --steps 2 \
+    --warmup 8 --set train.cuda_graph=false >"$OUT/ncu.csv" 2>/dev/null
+  echo "ncu exit $?"
+  python3 - "$OUT" <<'PY'
+import csv, sys, os, collections
+out = sys.argv[1]
+rows = list(csv.reader(l for l in open(os.path.join(out, "ncu.csv")) if l.startswith('"')))
+head, body = rows[0], rows[1:]
+k, u, v = head.index("Kernel Name"), head.index("Metric Unit"), head.index("Metric Value")
+scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
+total, count = collections.Counter(), collections.Counter()
+for r in body:
+    name = r[k].split("(")[0][:90]
+    total[name] += float(r[v].replace(",", "")) * scale.get(r[u], 1.0)
+    count[name] += 1
+all_us = sum(total.values())
+lines = [f"{len(body)} kernels, {all_us/1e3:.1f} ms in all", "", "| kernel | calls | ms | share |", "|---|---|---|---|"]
+for name, us in total.most_common(30):
+    lines.append(f"| `{name}` | {count[name]} | {us/1e3:.2f} | {us/all_us:.1%} |")
+open(os.path.join(out, "kernels.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+  rm -f "$OUT/ncu.csv"
+fi
+
 stamp "done"
