@@ -17,6 +17,19 @@ class TestModel : public QObject {
   Q_OBJECT
 
  private slots:
+  void upsampleMatchesNearestInBothLayouts() {
+    auto x = torch::randn({2, 5, 3, 4});
+    auto expected = torch::nn::functional::interpolate(
+        x, torch::nn::functional::InterpolateFuncOptions()
+               .scale_factor(std::vector<double>{2.0, 2.0})
+               .mode(torch::kNearest));
+    QVERIFY(torch::equal(upsampleNearest2x(x), expected));
+    auto cl = x.contiguous(at::MemoryFormat::ChannelsLast);
+    auto up = upsampleNearest2x(cl);
+    QVERIFY(torch::equal(up, expected));
+    QVERIFY(up.is_contiguous(at::MemoryFormat::ChannelsLast));
+  }
+
   void forwardShapes() {
     torch::manual_seed(0);
     auto c = micro();

@@ -30,6 +30,19 @@ DecoderImpl::DecoderImpl(const ModelConfig& c) {
   out = register_module("out", nn::Conv2d(nn::Conv2dOptions(in, c.channels, 3).padding(1)));
 }
 
+torch::Tensor upsampleNearest2x(const torch::Tensor& x) {
+  // Each pixel repeated 2x2 by a broadcast copy: the values of nearest upsampling, in the input's
+  // dtype and layout. (Autocast runs upsample_nearest2d in fp32, which doubled the traffic of the
+  // decoder's largest tensors and cast them back for the next convolution.)
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  if (x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous()) {
+    auto nhwc = x.permute({0, 2, 3, 1});  // dense (B, H, W, C)
+    return nhwc.unsqueeze(2).unsqueeze(4).expand({B, H, 2, W, 2, C}).reshape({B, 2 * H, 2 * W, C})
+        .permute({0, 3, 1, 2});
+  }
+  return x.unsqueeze(3).unsqueeze(5).expand({B, C, H, 2, W, 2}).reshape({B, C, 2 * H, 2 * W});
+}
+
 torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
   const int64_t B = patches.size(0), n = patches.size(1), D = patches.size(2);
   const auto g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
@@ -42,10 +55,11 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
   } else {
     x = patches.transpose(1, 2).reshape({B, D, g, g});
   }
-  if (sync_ == nullptr || !is_training()) return out(stages->forward(x));
   for (auto& stage : *stages) {
-    if (auto* bn = stage.ptr()->as<torch::nn::BatchNorm2dImpl>())
+    if (auto* bn = stage.ptr()->as<torch::nn::BatchNorm2dImpl>(); bn && sync_ && is_training())
       x = syncBatchNorm(x, *bn, *sync_);
+    else if (stage.ptr()->as<torch::nn::UpsampleImpl>())
+      x = upsampleNearest2x(x);
     else
       x = stage.forward<torch::Tensor>(x);
   }

@@ -7,6 +7,10 @@
 
 namespace mst {
 
+/// Nearest-neighbour 2x upsampling (B, C, H, W) → (B, C, 2H, 2W) in x's dtype, keeping a
+/// channels-last layout channels-last.
+torch::Tensor upsampleNearest2x(const torch::Tensor& x);
+
 class Communicator;
 
 /// Channel widths of the decoder stages: config.decoder_widths, or 256 halving per stage.
