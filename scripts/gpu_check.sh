@@ -16,32 +16,7 @@ T0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
-TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")}
-BUILD=${BUILD:-build-gpu}
-TP=$PWD/third_party
-configure() {
-  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMST_BUILD_GUI=OFF \
-    -DMST_BUILD_TESTS=OFF "-DCMAKE_PREFIX_PATH=$TORCH_PREFIX;$TP/gpu" -DHDF5_ROOT="$TP/gpu" \
-    -DHDF5_USE_STATIC_LIBRARIES=ON -DZLIB_ROOT="$TP/gpu" -DZLIB_USE_STATIC_LIBS=ON \
-    -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON -DCMAKE_DISABLE_FIND_PACKAGE_CLI11=ON "$@"
-}
-stamp "configure"
-if ! configure >"$OUT/build_log.txt" 2>&1; then
-  tail -40 "$OUT/build_log.txt"
-  exit 1
-fi
-grep -E "HDF5|Torch|CUDA|nccl|NCCL|WARNING" "$OUT/build_log.txt" | head -20
-stamp "build"
-if ! ninja -C "$BUILD" -k 0 mst >>"$OUT/build_log.txt" 2>&1; then
-  grep -E "error|undefined reference" "$OUT/build_log.txt" | head -30
-  stamp "build failed: again without CUDA graphs"
-  configure -DMST_CUDA_GRAPHS=OFF >>"$OUT/build_log.txt" 2>&1
-  if ! ninja -C "$BUILD" mst >>"$OUT/build_log.txt" 2>&1; then
-    grep -E "error|undefined reference" "$OUT/build_log.txt" | tail -30
-    exit 1
-  fi
-fi
-MST=$BUILD/bin/mst
+source scripts/gpu_build.sh  # sets MST, or exits with the build errors
 stamp "built"
 "$MST" doctor --device cuda 2>&1 | tail -1
 

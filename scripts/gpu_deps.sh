@@ -2,12 +2,15 @@
 # @brief Prepares, on this (Debian) machine, what the GPU machine lacks for building core/ + mst:
 # HDF5 1.10 and zlib as static position-independent libraries (built from Debian's sources) and
 # the header-only nlohmann-json and CLI11. Everything lands in third_party/ (ignored by git), which
-# `run` carries: carry ["third_party"]. About 10 MiB; HDF5's build takes ~5 min on 2 cores.
+# `run` carries: carry ["third_party"]. About 41 MiB with Fashion-MNIST; HDF5's build takes ~5 min on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD/third_party
 mkdir -p "$ROOT/include"
 cp -r /usr/include/nlohmann /usr/include/CLI "$ROOT/include/"
+# Fashion-MNIST for the ablations on the GPU machine (scripts/issue3_gpu.sh): 30 MiB of IDX .gz.
+FMNIST=/usr/share/datasets/fashion-mnist
+if [[ -d $FMNIST ]]; then mkdir -p "$ROOT/fashion-mnist" && cp "$FMNIST"/*.gz "$ROOT/fashion-mnist/"; fi
 if [[ -f $ROOT/gpu/lib/libhdf5.a && -f $ROOT/gpu/lib/libz.a ]]; then
   echo "third_party/gpu already has HDF5 and zlib"; exit 0
 fi
