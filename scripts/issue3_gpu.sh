@@ -7,7 +7,8 @@
 # Prepare here: scripts/gpu_deps.sh (third_party/: static HDF5 + zlib, headers, Fashion-MNIST).
 # Run with the device tool: command "bash scripts/issue3_gpu.sh", carry ["third_party"].
 # Knobs: EPOCHS (per cell, default 20), T4_BUDGET / T5_BUDGET (seconds, default 300 / 180),
-# DEVICE (default cuda; "cpu" with tiny EPOCHS and LIMIT checks the script here).
+# DEVICE (default cuda; "cpu" with tiny EPOCHS and LIMIT checks the script here), SWEEP_ARGS
+# (more `mst sweep` options, e.g. "--max-steps 2 --train-limit 1000" for that check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -36,11 +37,12 @@ COMMON=(--device "$DEVICE" --set "data.path=$DATA" --set "data.limit=$LIMIT"
 stamp "table 4"
 timeout "${T4_BUDGET:-300}" "$MST" sweep --config experiments/table4_mask_strategies.json \
   --out "$OUT/table4" "${COMMON[@]}" \
-  --grid "masking.strategy=none,random,attention_guided,attention_high" --grid "train.seed=0,1"
+  --grid "masking.strategy=none,random,attention_guided,attention_high" --grid "train.seed=0,1" \
+  ${SWEEP_ARGS:-}
 echo "table 4 exit $?"
 stamp "table 5"
 timeout "${T5_BUDGET:-180}" "$MST" sweep --config experiments/table5_p_num.json \
-  --out "$OUT/table5" "${COMMON[@]}"
+  --out "$OUT/table5" "${COMMON[@]}" ${SWEEP_ARGS:-}
 echo "table 5 exit $?"
 for t in table4 table5; do
   [[ -f $OUT/$t/sweep.csv ]] && { cp "$OUT/$t/sweep.csv" "$OUT/${t}.csv"; cat "$OUT/${t}.csv"; }

@@ -68,6 +68,31 @@ class TestEngine : public QObject {
     QVERIFY(!torch::equal(e.teacher.values(), teacher_before));
   }
 
+  void stepAppliesAdamWFromTheScheduleInDeviceMemory() {
+    // The update reads lr, weight decay and the bias corrections from the engine's schedule
+    // tensor; check it against AdamW written out by hand from the gradient the step used.
+    Config c = microConfig();
+    c.optim.warmup_epochs = 0;  // lr > 0 at step 0
+    c.optim.freeze_last_layer_epochs = 0;
+    Engine e(c, engineOptions());
+    auto before = e.student.values().clone();
+    auto m = e.trainStep(batchFor(0));
+    const auto& o = c.optim;
+    const double lr = m.schedule.lr, wd = m.schedule.weight_decay;
+    QVERIFY(lr > 0 && wd > 0);
+    auto g = e.student.grads();  // after clipping: what AdamW consumed
+    auto m1 = g * (1 - o.beta1);
+    auto v1 = g * g * (1 - o.beta2);
+    QVERIFY(torch::allclose(e.exp_avg, m1, 1e-6, 1e-9));
+    QVERIFY(torch::allclose(e.exp_avg_sq, v1, 1e-6, 1e-12));
+    const double bc1 = 1 - o.beta1, bc2 = 1 - o.beta2;
+    auto decayed = before - before * e.decay_mask * (lr * wd);
+    auto expected = decayed - (m1 / bc1) / ((v1 / bc2).sqrt() + o.eps) * lr;
+    QVERIFY2(torch::allclose(e.student.values(), expected, 1e-5, 1e-7),
+             std::to_string((e.student.values() - expected).abs().max().item<double>()).c_str());
+    QVERIFY(!torch::equal(e.student.values(), before));
+  }
+
   void stepMovesCenterAndFreezesLastLayer() {
     Engine e(microConfig(), engineOptions());
     auto last = [&] {
