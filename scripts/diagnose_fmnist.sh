@@ -16,8 +16,9 @@ declare -A VARIANT=(
   [no_local]="crops.local_crops=0"
   [weak_aug]="augment.solarize_p=0 augment.blur_p_global1=0 augment.blur_p_global2=0 augment.blur_p_local=0 crops.global_scale_min=0.6"
   [sharp_lr2e3]="loss.teacher_temp=0.03 loss.teacher_temp_start=0.03 optim.lr=0.002"
+  [sharp02_k256]="loss.teacher_temp=0.02 loss.teacher_temp_start=0.02 optim.lr=0.002 model.out_dim=256"
 )
-ORDER=(base lr2e3 sharp_lr2e3 big_local no_local weak_aug)
+ORDER=(base lr2e3 sharp_lr2e3 big_local no_local weak_aug sharp02_k256)
 [[ $# -gt 0 ]] && ORDER=("$@")
 mkdir -p runs/diag
 for name in "${ORDER[@]}"; do
