@@ -145,9 +145,11 @@ bool Engine::graphActive() const { return graph_ && graph_->captured(); }
 
 void Engine::phase(const char* name) {
   if (!phase_timing_ || graph_) return;  // never wait inside (or after) a graph capture
-  if (options_.device.is_cuda()) torch::cuda::synchronize(options_.device.has_index() ? options_.device.index() : 0);
+  const auto& d = options_.device;
+  if (d.is_cuda()) torch::cuda::synchronize(d.has_index() ? d.index() : 0);
   const auto now = std::chrono::steady_clock::now();
-  if (name != nullptr) phase_ms_[name] += std::chrono::duration<double, std::milli>(now - phase_start_).count();
+  if (name != nullptr)
+    phase_ms_[name] += std::chrono::duration<double, std::milli>(now - phase_start_).count();
   phase_start_ = now;
 }
 
@@ -182,32 +184,25 @@ void Engine::adamw() {
 }
 
 StepMetrics Engine::trainStep(const torch::Tensor& images, bool stop_vote) {
+  const auto schedule = schedules_.at(step_);
+  loadSchedule(schedule);
   StepMetrics m;
-  m.step = step_;
-  m.schedule = schedules_.at(step_);
-  loadSchedule(m.schedule);
-  StepOut out;
   const bool graph_shape = !graph_ || images.sizes() == graph_images_.sizes();
   if (graph_wanted_ && eager_steps_ >= kGraphWarmupSteps && graph_shape) {
-    out = replayGraph(images);
+    m = replayGraph(images);
   } else {
     // Eager. host_rng: the CPU generator's draws, copied to the device (agreement checks).
     const auto rng_device = options_.host_rng ? torch::Device(torch::kCPU) : options_.device;
     at::Generator gen = makeGenerator(rng_device, mixSeed(config_.train.seed, step_));
-    out = stepBody(images.to(options_.device, /*non_blocking=*/true), gen, stop_vote);
+    m = stepBody(images.to(options_.device, /*non_blocking=*/true), gen, stop_vote);
     ++eager_steps_;
   }
-  m.loss = out.loss;
-  m.loss_ce = out.loss_ce;
-  m.loss_rec = out.loss_rec;
-  m.grad_norm = out.grad_norm;
-  m.mask_ratio = out.mask_ratio;
-  m.stop_votes = out.stop_votes;
-  ++step_;
+  m.step = step_++;
+  m.schedule = schedule;
   return m;
 }
 
-Engine::StepOut Engine::replayGraph(const torch::Tensor& images) {
+StepMetrics Engine::replayGraph(const torch::Tensor& images) {
   if (!graph_) {
     graph_images_ = images.to(options_.device).clone();
     graph_gen_ = makeGenerator(options_.device, mixSeed(config_.train.seed, step_));
@@ -221,7 +216,7 @@ Engine::StepOut Engine::replayGraph(const torch::Tensor& images) {
   // The graph overwrites its outputs on the next replay: hand out copies (one small kernel).
   auto packed = torch::stack({graph_out_.loss, graph_out_.loss_ce, graph_out_.loss_rec,
                               graph_out_.grad_norm, graph_out_.mask_ratio});
-  StepOut out;
+  StepMetrics out;
   out.loss = packed[0];
   out.loss_ce = packed[1];
   out.loss_rec = packed[2];
@@ -230,12 +225,12 @@ Engine::StepOut Engine::replayGraph(const torch::Tensor& images) {
   return out;
 }
 
-Engine::StepOut Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bool stop_vote) {
+StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bool stop_vote) {
   Communicator* comm = options_.comm;
   // Which rows of the global batch these are; the whole batch (plain torch::rand) without comm.
   const BatchShard shard =
       comm ? shardOf(comm->rank(), comm->worldSize(), images.size(0)) : BatchShard{};
-  StepOut m;
+  StepMetrics m;
   phase(nullptr);
   auto views = augment_(images, gen, shard);
   phase("augment");

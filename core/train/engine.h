@@ -114,16 +114,13 @@ class Engine {
   torch::Tensor exp_avg, exp_avg_sq, decay_mask, center;
 
  private:
-  /// Losses and statistics of one step, as device tensors.
-  struct StepOut {
-    torch::Tensor loss, loss_ce, loss_rec, grad_norm, mask_ratio, stop_votes;
-  };
   /// Everything a step launches, from device images and the step's generator; schedule values
-  /// come from sched_, so the same launches serve every step (eager or captured).
-  StepOut stepBody(const torch::Tensor& images, at::Generator& gen, bool stop_vote);
+  /// come from sched_, so the same launches serve every step (eager or captured). Fills the
+  /// tensors of the result (losses, grad norm, mask ratio, stop votes).
+  StepMetrics stepBody(const torch::Tensor& images, at::Generator& gen, bool stop_vote);
   /// Copies this step's schedule values into sched_ (no host synchronisation).
   void loadSchedule(const ScheduleValues& s);
-  StepOut replayGraph(const torch::Tensor& images);
+  StepMetrics replayGraph(const torch::Tensor& images);
   /// Ends the phase `name` (a no-op unless phase timing is on).
   void phase(const char* name);
   void adamw();
@@ -146,7 +143,7 @@ class Engine {
   std::unique_ptr<StepGraph> graph_;
   torch::Tensor graph_images_;  ///< the captured step's input
   std::optional<at::Generator> graph_gen_;
-  StepOut graph_out_;  ///< the captured step's outputs, overwritten by every replay
+  StepMetrics graph_out_;  ///< the captured step's outputs, overwritten by every replay
   bool phase_timing_ = false;
   std::map<std::string, double> phase_ms_;
   std::chrono::steady_clock::time_point phase_start_;
