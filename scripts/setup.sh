@@ -17,7 +17,7 @@ done
 
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config
   qt6-base-dev qt6-svg-dev libqcustomplot-dev libgl-dev libxkbcommon-dev
-  libtorch-dev libopenblas0-openmp libopencv-dev libhdf5-dev hdf5-tools
+  libtorch-dev libopenblas0-openmp libopencv-dev libjpeg-dev libhdf5-dev hdf5-tools
   nlohmann-json3-dev libcli11-dev zlib1g-dev libgloo-dev dataset-fashion-mnist xvfb xauth)
 missing=()
 for p in "${PACKAGES[@]}"; do

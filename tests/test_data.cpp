@@ -26,6 +26,7 @@
 
 #include "core/config/config.h"
 #include "core/data/dataset.h"
+#include "core/data/jpeg_decode.h"
 #include "core/data/loader.h"
 #include "core/util/error.h"
 
@@ -222,6 +223,8 @@ class TestData : public QObject {
   void cifar10Errors_data();
   void cifar10Errors();
   void imageFolder();
+  void resizeAreaAndBilinear();
+  void jpegDecoderMatchesOpenCv();
   void imageFolderFlat();
   void imageFolderErrors_data();
   void imageFolderErrors();
@@ -488,6 +491,66 @@ void TestData::cifar10Errors() {
   const QString message = errorOf([&] { mst::openDataset(config, train); });
   QVERIFY2(message.contains(dir.filePath(file)), qPrintable(message));
   QVERIFY2(message.contains(detail), qPrintable(message));
+}
+
+void TestData::resizeAreaAndBilinear() {
+  // 4x4 grey → 2x2: each output is the mean of its 2x2 block (area averaging).
+  const std::vector<uint8_t> src{0, 10, 20, 30,  40, 50, 60, 70,  80, 90, 100, 110,  120, 130, 140, 150};
+  QCOMPARE(mst::resizeInterleaved(src, 4, 4, 1, 2, 2), (std::vector<uint8_t>{25, 45, 105, 125}));
+  // 3 → 2 along x: output 0 covers [0, 1.5): (1 · 0 + 0.5 · 30) / 1.5 = 10.
+  QCOMPARE(mst::resizeInterleaved({0, 30, 60}, 1, 3, 1, 1, 2), (std::vector<uint8_t>{10, 50}));
+  // 2 → 4 along x: bilinear between the centres, clamped at the edges.
+  QCOMPARE(mst::resizeInterleaved({0, 100}, 1, 2, 1, 1, 4), (std::vector<uint8_t>{0, 25, 75, 100}));
+  // Interleaved channels stay apart; the same size copies.
+  const std::vector<uint8_t> rgb{1, 2, 3, 4, 5, 6};
+  QCOMPARE(mst::resizeInterleaved(rgb, 1, 2, 3, 1, 2), rgb);
+}
+
+void TestData::jpegDecoderMatchesOpenCv() {
+  // The GPU machine's ImageFolder decodes with libjpeg (no OpenCV there): same crop, same pixels
+  // up to the two resize filters' rounding.
+  if (!mst::jpegDecoderAvailable()) QSKIP("built without libjpeg");
+#ifndef MST_HAVE_OPENCV
+  QSKIP("built without OpenCV, the reference");
+#else
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  cv::Mat photo(375, 500, CV_8UC3);
+  for (int y = 0; y < photo.rows; ++y)
+    for (int x = 0; x < photo.cols; ++x)
+      photo.at<cv::Vec3b>(y, x) = cv::Vec3b(uchar(127 + 100 * std::sin(x * 0.03)),
+                                            uchar(127 + 100 * std::cos(y * 0.05)), uchar((x + y) % 256));
+  const std::string file = dir.filePath("p.jpg").toStdString();
+  QVERIFY(cv::imwrite(file, photo, {cv::IMWRITE_JPEG_QUALITY, 95}));
+  const QDir root(dir.path());
+  QVERIFY(root.mkpath("train/a"));
+  QVERIFY(QFile::copy(QString::fromStdString(file), root.filePath("train/a/p.jpg")));
+  mst::DataConfig config;
+  config.format = "image_folder";
+  config.path = dir.path().toStdString();
+  for (int side : {64, 256, 400}) {  // shrink by DCT scaling + area, shrink by area, enlarge
+    config.load_size = side;
+    const auto set = mst::openDataset(config, true);
+    std::vector<uint8_t> reference(size_t(3 * side * side)), decoded(reference.size());
+    QVERIFY(set->read(0, reference.data()));
+    QVERIFY(mst::decodeJpegCentreCrop(file, side, decoded.data()));
+    double sum = 0;
+    int worst = 0;
+    for (size_t i = 0; i < decoded.size(); ++i) {
+      const int d = std::abs(int(decoded[i]) - int(reference[i]));
+      sum += d;
+      worst = std::max(worst, d);
+    }
+    const double mean = sum / double(decoded.size());
+    QVERIFY2(mean < 2.0, qPrintable(QString("side %1: mean |diff| %2").arg(side).arg(mean)));
+    QVERIFY2(worst < 64, qPrintable(QString("side %1: max |diff| %2").arg(side).arg(worst)));
+  }
+  const std::string junk = dir.filePath("junk.jpg").toStdString();
+  writePlain(junk, "not a jpeg at all");
+  std::vector<uint8_t> out(3 * 16 * 16);
+  QVERIFY(!mst::decodeJpegCentreCrop(junk, 16, out.data()));
+  QVERIFY(!mst::decodeJpegCentreCrop(dir.filePath("missing.jpg").toStdString(), 16, out.data()));
+#endif
 }
 
 void TestData::imageFolder() {

@@ -8,6 +8,7 @@
 #include <hdf5.h>
 
 #include "core/data/dataset.h"
+#include "core/data/jpeg_decode.h"
 #include "core/data/loader.h"
 #include "core/model/decoder.h"
 #include "core/util/error.h"
@@ -269,6 +270,7 @@ nlohmann::json systemInfo() {
 #else
   info["opencv"] = "not built in";
 #endif
+  info["libjpeg"] = jpegDecoderAvailable();  // ImageFolder's JPEG decoder without OpenCV
   return info;
 }
 

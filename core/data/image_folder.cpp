@@ -1,4 +1,5 @@
-/// @brief ImageFolder: sorted class folders and file lists up front, OpenCV decoding on demand.
+/// @brief ImageFolder: sorted class folders and file lists up front, decoding on demand with
+/// OpenCV, or with libjpeg (JPEG files only) in builds without OpenCV.
 #include "core/data/image_folder.h"
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <opencv2/imgproc.hpp>
 #endif
 
+#include "core/data/jpeg_decode.h"
 #include "core/util/error.h"
 
 namespace mst {
@@ -21,11 +23,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
+#ifdef MST_HAVE_OPENCV
+constexpr bool kJpegOnly = false;
+constexpr const char* kExtensions = ".jpg .jpeg .png .bmp .webp";
+#else
+constexpr bool kJpegOnly = true;  // libjpeg decodes JPEG alone
+constexpr const char* kExtensions = ".jpg .jpeg; this build decodes with libjpeg, without OpenCV";
+#endif
+
 bool isImageFile(const fs::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp";
+  if (ext == ".jpg" || ext == ".jpeg") return true;
+  return !kJpegOnly && (ext == ".png" || ext == ".bmp" || ext == ".webp");
 }
 
 /// Sorted names of the visible subfolders: sorting makes label i the same on every machine.
@@ -58,11 +69,12 @@ std::vector<std::string> imageFiles(const fs::path& class_dir, const fs::path& s
 ImageFolder::ImageFolder(const std::string& root, bool train, int64_t load_size)
     : train_(train), load_size_(load_size) {
 #ifndef MST_HAVE_OPENCV
-  throw MstError(
-      "image_folder needs OpenCV (imgcodecs, imgproc), which this build lacks; "
-      "rebuild with OpenCV or use data.format fashion_mnist or cifar10 (data.path " +
-      root + ")");
-#else
+  if (!jpegDecoderAvailable())
+    throw MstError(
+        "image_folder needs OpenCV (imgcodecs, imgproc) or libjpeg, which this build lacks; "
+        "rebuild with one of them or use data.format fashion_mnist or cifar10 (data.path " +
+        root + ")");
+#endif
   if (load_size <= 0) {
     throw MstError("data.load_size must be positive for image_folder, got " +
                    std::to_string(load_size));
@@ -112,10 +124,9 @@ ImageFolder::ImageFolder(const std::string& root, bool train, int64_t load_size)
     throw MstError("image_folder: " + error.path1().string() + ": " + error.code().message());
   }
   if (files_.empty()) {
-    throw MstError("image_folder: folder " + split_dir_ +
-                   " has no images (.jpg .jpeg .png .bmp .webp) in its class subfolders");
+    throw MstError("image_folder: folder " + split_dir_ + " has no images (" + kExtensions +
+                   ") in its class subfolders");
   }
-#endif
 }
 
 int64_t ImageFolder::label(int64_t index) const {
@@ -161,9 +172,8 @@ bool ImageFolder::read(int64_t index, uint8_t* dst) const {
     return false;
   }
 #else
-  (void)index;
-  (void)dst;
-  return false;
+  // Shorter side to load_size and a centre crop, as above; a corrupt file reads as false.
+  return decodeJpegCentreCrop(filePath(index), static_cast<int>(load_size_), dst);
 #endif
 }
 

@@ -1,0 +1,167 @@
+/// @brief libjpeg decoding and resampling (see jpeg_decode.h).
+#include "core/data/jpeg_decode.h"
+
+#include <algorithm>
+#include <cmath>
+#include <csetjmp>
+#include <cstdio>
+
+#ifdef MST_HAVE_LIBJPEG
+#include <jpeglib.h>
+#endif
+
+namespace mst {
+namespace {
+
+/// Weights of one output sample over the input samples it covers.
+struct Taps {
+  int first = 0;
+  std::vector<float> weights;
+};
+
+/// 1-D resampling plan from `in` samples to `out`: box coverage when shrinking (each output
+/// averages the input interval it covers, fractional ends weighted), linear when enlarging.
+std::vector<Taps> plan(int in, int out) {
+  std::vector<Taps> taps(static_cast<size_t>(out));
+  const double scale = static_cast<double>(in) / out;
+  for (int i = 0; i < out; ++i) {
+    Taps& t = taps[static_cast<size_t>(i)];
+    if (scale >= 1.0) {
+      const double lo = i * scale, hi = (i + 1) * scale;
+      t.first = static_cast<int>(std::floor(lo));
+      const int last = std::min(in - 1, static_cast<int>(std::ceil(hi)) - 1);
+      for (int j = t.first; j <= last; ++j)
+        t.weights.push_back(static_cast<float>((std::min<double>(hi, j + 1) - std::max<double>(lo, j)) / scale));
+    } else {
+      const double x = std::clamp((i + 0.5) * scale - 0.5, 0.0, static_cast<double>(in - 1));
+      t.first = std::min(static_cast<int>(x), std::max(in - 2, 0));
+      const float f = static_cast<float>(x - t.first);
+      t.weights = in > 1 ? std::vector<float>{1.0f - f, f} : std::vector<float>{1.0f};
+    }
+  }
+  return taps;
+}
+
+}  // namespace
+
+std::vector<uint8_t> resizeInterleaved(const std::vector<uint8_t>& src, int h, int w, int c,
+                                       int out_h, int out_w) {
+  // Rows first (w → out_w) into floats, then columns (h → out_h), rounding once at the end.
+  const auto across = plan(w, out_w), down = plan(h, out_h);
+  std::vector<float> mid(static_cast<size_t>(h) * out_w * c);
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* row = src.data() + static_cast<size_t>(y) * w * c;
+    float* o = mid.data() + static_cast<size_t>(y) * out_w * c;
+    for (int x = 0; x < out_w; ++x) {
+      const Taps& t = across[static_cast<size_t>(x)];
+      for (int k = 0; k < c; ++k) {
+        float sum = 0;
+        for (size_t j = 0; j < t.weights.size(); ++j) sum += t.weights[j] * row[(t.first + j) * c + k];
+        o[x * c + k] = sum;
+      }
+    }
+  }
+  std::vector<uint8_t> out(static_cast<size_t>(out_h) * out_w * c);
+  const size_t stride = static_cast<size_t>(out_w) * c;
+  for (int y = 0; y < out_h; ++y) {
+    const Taps& t = down[static_cast<size_t>(y)];
+    uint8_t* o = out.data() + y * stride;
+    for (size_t i = 0; i < stride; ++i) {
+      float sum = 0;
+      for (size_t j = 0; j < t.weights.size(); ++j) sum += t.weights[j] * mid[(t.first + j) * stride + i];
+      o[i] = static_cast<uint8_t>(std::clamp(std::lround(sum), 0L, 255L));
+    }
+  }
+  return out;
+}
+
+#ifdef MST_HAVE_LIBJPEG
+
+namespace {
+
+/// libjpeg reports fatal errors through error_exit, which must not return: jump back out.
+struct JumpingError {
+  jpeg_error_mgr base;
+  std::jmp_buf jump;
+};
+
+void jumpOut(j_common_ptr info) { std::longjmp(reinterpret_cast<JumpingError*>(info->err)->jump, 1); }
+void quiet(j_common_ptr) {}
+
+/// Decodes into `rgb` (interleaved), at 1/denom of the full size. Only trivially destructible
+/// state lives between setjmp and a possible longjmp; `rgb` is owned by the caller.
+bool decode(std::FILE* file, int side, std::vector<uint8_t>& rgb, int& h, int& w) {
+  jpeg_decompress_struct info;
+  JumpingError error;
+  info.err = jpeg_std_error(&error.base);
+  error.base.error_exit = jumpOut;
+  error.base.output_message = quiet;
+  if (setjmp(error.jump)) {
+    jpeg_destroy_decompress(&info);
+    return false;
+  }
+  jpeg_create_decompress(&info);
+  jpeg_stdio_src(&info, file);
+  jpeg_read_header(&info, TRUE);
+  info.out_color_space = JCS_RGB;
+  // The decoder's own DCT scaling (1/2, 1/4, 1/8) while the shorter side stays >= side: a
+  // 500-px photo for a 256-px load decodes at full size, a 2000-px one at a quarter.
+  const unsigned shorter = std::min(info.image_width, info.image_height);
+  unsigned denom = 1;
+  while (denom < 8 && shorter / (denom * 2) >= static_cast<unsigned>(side)) denom *= 2;
+  info.scale_num = 1;
+  info.scale_denom = denom;
+  jpeg_start_decompress(&info);
+  w = static_cast<int>(info.output_width);
+  h = static_cast<int>(info.output_height);
+  if (info.output_components != 3) {
+    jpeg_destroy_decompress(&info);
+    return false;
+  }
+  rgb.resize(static_cast<size_t>(w) * h * 3);
+  while (info.output_scanline < info.output_height) {
+    JSAMPROW row = rgb.data() + static_cast<size_t>(info.output_scanline) * w * 3;
+    jpeg_read_scanlines(&info, &row, 1);
+  }
+  jpeg_finish_decompress(&info);
+  jpeg_destroy_decompress(&info);
+  return true;
+}
+
+}  // namespace
+
+bool jpegDecoderAvailable() { return true; }
+
+bool decodeJpegCentreCrop(const std::string& path, int side, uint8_t* dst) {
+  if (side <= 0) return false;
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return false;
+  std::vector<uint8_t> rgb;
+  int h = 0, w = 0;
+  const bool ok = decode(file, side, rgb, h, w);
+  std::fclose(file);
+  if (!ok || h <= 0 || w <= 0) return false;
+  // Shorter side to `side`, as the OpenCV path: the other side rounded, never below `side`.
+  const double scale = static_cast<double>(side) / std::min(h, w);
+  const int out_h = std::max(side, static_cast<int>(std::lround(h * scale)));
+  const int out_w = std::max(side, static_cast<int>(std::lround(w * scale)));
+  const auto resized = (out_h == h && out_w == w) ? rgb : resizeInterleaved(rgb, h, w, 3, out_h, out_w);
+  const int top = (out_h - side) / 2, left = (out_w - side) / 2;
+  const size_t plane = static_cast<size_t>(side) * side;
+  for (int y = 0; y < side; ++y)
+    for (int x = 0; x < side; ++x) {
+      const uint8_t* px = resized.data() + (static_cast<size_t>(top + y) * out_w + left + x) * 3;
+      for (int k = 0; k < 3; ++k) dst[k * plane + static_cast<size_t>(y) * side + x] = px[k];
+    }
+  return true;
+}
+
+#else
+
+bool jpegDecoderAvailable() { return false; }
+
+bool decodeJpegCentreCrop(const std::string&, int, uint8_t*) { return false; }
+
+#endif
+
+}  // namespace mst
