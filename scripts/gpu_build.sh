@@ -11,6 +11,7 @@ configure() {
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMST_BUILD_GUI=OFF \
     -DMST_BUILD_TESTS=OFF "-DCMAKE_PREFIX_PATH=$TORCH_PREFIX;$TP/gpu" -DHDF5_ROOT="$TP/gpu" \
     -DHDF5_USE_STATIC_LIBRARIES=ON -DZLIB_ROOT="$TP/gpu" -DZLIB_USE_STATIC_LIBS=ON \
+    -DJPEG_INCLUDE_DIR="$TP/gpu/include" -DJPEG_LIBRARY="$TP/gpu/lib/libjpeg.a" \
     -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON -DCMAKE_DISABLE_FIND_PACKAGE_CLI11=ON "$@"
 }
 stamp "configure"

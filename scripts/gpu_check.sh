@@ -46,6 +46,9 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # where the step's time goes (eager, a wait a
 fi
 bench b128_bf16_graph --batch 128 --steps 30 --warmup 5
 bench b128_bf16_eager --batch 128 --steps 10 --warmup 3 --set train.cuda_graph=false
+if [[ -n ${DATA_DIR:-} ]]; then  # the JPEG input path: loader alone and loader-fed steps
+  bench b128_data --batch 128 --steps 10 --warmup 5 --data "$DATA_DIR" --set data.workers=14
+fi
 if [[ ${QUICK:-0} != 1 ]]; then
   bench b256_bf16_graph --batch 256 --steps 15 --warmup 5
   bench b64_fp32_eager --batch 64 --steps 5 --warmup 2 --set train.cuda_graph=false --set train.precision=fp32
