@@ -369,12 +369,14 @@ const std::vector<KeyDef>& keyTable() {
                       "Training-set indices of the probe images shown in snapshots.",
                       allAtLeast(0)));
     t.push_back(choiceField("train.precision", &C::train, &TrainConfig::precision,
-                            "Arithmetic on CUDA: auto = bf16 autocast (TF32 for what stays in "
-                            "fp32); fp32 = full precision. The CPU always computes in fp32.",
+                            "Arithmetic: auto = bf16 autocast on CUDA (TF32 for what stays in "
+                            "fp32), fp32 on the CPU; bf16 = the same, refused on the CPU; fp32 = "
+                            "full fp32 everywhere (no TF32).",
                             {"auto", "bf16", "fp32"}));
     t.push_back(field("train.cuda_graph", &C::train, &TrainConfig::cuda_graph,
                       "CUDA, one process: capture the whole training step as a CUDA graph after "
-                      "3 eager steps and replay it (removes kernel-launch overhead)."));
+                      "3 eager steps and replay it (removes kernel-launch overhead); ignored on "
+                      "the CPU, refused with data-parallel ranks."));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",

@@ -102,7 +102,11 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     // TF32 for what autocast leaves in fp32; an fp32 run stays exact fp32 (the CPU agreement).
     ctx.setAllowTF32CuBLAS(bf16_);
     ctx.setAllowTF32CuDNN(bf16_);
-    graph_wanted_ = config.train.cuda_graph && options.comm == nullptr;
+    if (config.train.cuda_graph && options.comm)
+      throw MstError("config key train.cuda_graph: CUDA graphs are for one process; this run has " +
+                     std::to_string(options.comm->worldSize()) +
+                     " data-parallel ranks (their collectives are not captured): set it to false");
+    graph_wanted_ = config.train.cuda_graph;
     if (graph_wanted_ && !StepGraph::available())
       throw MstError("config key train.cuda_graph: this build of LibTorch has no CUDA graphs");
   } else if (precision == "bf16") {
