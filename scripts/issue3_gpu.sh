@@ -46,6 +46,7 @@ timeout "${T5_BUDGET:-180}" "$MST" sweep --config experiments/table5_p_num.json 
 echo "table 5 exit $?"
 for t in table4 table5; do
   [[ -f $OUT/$t/sweep.csv ]] && { cp "$OUT/$t/sweep.csv" "$OUT/${t}.csv"; cat "$OUT/${t}.csv"; }
+  [[ -f $OUT/$t/seeds.csv ]] && { cp "$OUT/$t/seeds.csv" "$OUT/${t}_seeds.csv"; cat "$OUT/${t}_seeds.csv"; }
 done
 # Only the CSVs and the log come back (the device tool returns at most 8 files).
 rm -rf "$OUT/table4" "$OUT/table5"

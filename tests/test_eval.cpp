@@ -126,6 +126,36 @@ class TestEval : public QObject {
     QCOMPARE(defaultGrid().size(), size_t{2});
   }
 
+  void sweepSummarisesSeeds() {
+    // Two strategies x three seeds; one cell of "random" not finished: mean and sample sd over
+    // the finished seeds, grouped in grid order.
+    std::vector<SweepAxis> axes{parseAxis("masking.strategy=none,random"),
+                                parseAxis("train.seed=0,1,2")};
+    std::vector<SweepCell> cells;
+    const std::vector<double> knn{70, 72, 74, 60, 64, 0}, linear{80, 80, 80, 66, 70, 0};
+    for (int i = 0; i < 6; ++i) {
+      SweepCell c;
+      c.index = i;
+      c.values = {axes[0].values[size_t(i / 3)], axes[1].values[size_t(i % 3)]};
+      c.status = i == 5 ? "failed" : "done";
+      if (i != 5) c.knn_top1 = knn[size_t(i)], c.linear_top1 = linear[size_t(i)];
+      cells.push_back(c);
+    }
+    auto groups = summarizeSeeds(axes, cells);
+    QCOMPARE(groups.size(), size_t(2));
+    QCOMPARE(groups[0].values.at(0).get<std::string>(), std::string("none"));
+    QCOMPARE(groups[0].done, int64_t(3));
+    QCOMPARE(groups[0].knn_mean, 72.0);
+    QCOMPARE(groups[0].knn_sd, 2.0);          // sqrt((4 + 0 + 4) / 2)
+    QCOMPARE(groups[0].linear_sd, 0.0);
+    QCOMPARE(groups[1].done, int64_t(2));
+    QCOMPARE(groups[1].knn_mean, 62.0);
+    QVERIFY(std::abs(groups[1].knn_sd - std::sqrt(8.0)) < 1e-12);  // (4 + 4) / 1
+    QCOMPARE(groups[1].linear_mean, 68.0);
+    // No seed axis: no summary.
+    QVERIFY(summarizeSeeds({axes[0]}, {}).empty());
+  }
+
   void sweepResumesWithoutRedoingCells() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
     at::set_num_threads(2);

@@ -95,6 +95,7 @@ Command registerSweep(CLI::App& app) {
             for (const auto& c : cells) done += c.status == "done", failed += c.status == "failed";
             out["done"] = done;
             out["failed"] = failed;
+            if (!summarizeSeeds(axes, cells).empty()) out["seeds_csv"] = o->out + "/seeds.csv";
             printResult(out);
             if (failed > 0) throw MstError(std::to_string(failed) + " sweep cells failed: see " +
                                            o->out + "/sweep.csv");

@@ -119,6 +119,84 @@ std::optional<json> readCellResult(const std::string& dir) {
   }
 }
 
+std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
+                                      const std::vector<SweepCell>& cells) {
+  size_t seed_axis = axes.size();
+  for (size_t a = 0; a < axes.size(); ++a)
+    if (axes[a].key == "train.seed") seed_axis = a;
+  if (seed_axis == axes.size()) return {};
+  struct Samples {
+    std::vector<double> knn, linear;
+  };
+  std::vector<SeedGroup> groups;
+  std::vector<Samples> samples;
+  for (const auto& cell : cells) {
+    std::vector<json> key;
+    for (size_t a = 0; a < cell.values.size(); ++a)
+      if (a != seed_axis) key.push_back(cell.values[a]);
+    size_t g = 0;
+    while (g < groups.size() && groups[g].values != key) ++g;
+    if (g == groups.size()) {
+      groups.push_back(SeedGroup{key});
+      samples.emplace_back();
+    }
+    if (cell.status != "done") continue;
+    ++groups[g].done;
+    if (cell.knn_top1) samples[g].knn.push_back(*cell.knn_top1);
+    if (cell.linear_top1) samples[g].linear.push_back(*cell.linear_top1);
+  }
+  auto stats = [](const std::vector<double>& x, double& mean, double& sd) {
+    if (x.empty()) return;
+    double sum = 0;
+    for (double v : x) sum += v;
+    mean = sum / static_cast<double>(x.size());
+    if (x.size() < 2) return;
+    double ss = 0;
+    for (double v : x) ss += (v - mean) * (v - mean);
+    sd = std::sqrt(ss / static_cast<double>(x.size() - 1));
+  };
+  for (size_t g = 0; g < groups.size(); ++g) {
+    stats(samples[g].knn, groups[g].knn_mean, groups[g].knn_sd);
+    stats(samples[g].linear, groups[g].linear_mean, groups[g].linear_sd);
+  }
+  return groups;
+}
+
+namespace {
+
+/// seeds.csv beside sweep.csv when the grid has a train.seed axis (else nothing).
+void writeSeedSummary(const std::string& out_dir, const std::vector<SweepAxis>& axes,
+                      const std::vector<SweepCell>& cells) {
+  const auto groups = summarizeSeeds(axes, cells);
+  if (groups.empty()) return;
+  const std::string path = (fs::path(out_dir) / "seeds.csv").string();
+  {
+    std::ofstream csv(path + ".tmp");
+    for (const auto& axis : axes)
+      if (axis.key != "train.seed") csv << csvField(axis.key) << ",";
+    csv << "seeds_done,knn_mean,knn_sd,linear_mean,linear_sd\n";
+    auto number = [&](double v) {
+      if (!std::isnan(v)) csv << v;
+    };
+    for (const auto& g : groups) {
+      for (const auto& v : g.values) csv << csvField(valueText(v)) << ",";
+      csv << g.done << ",";
+      number(g.knn_mean);
+      csv << ",";
+      number(g.knn_sd);
+      csv << ",";
+      number(g.linear_mean);
+      csv << ",";
+      number(g.linear_sd);
+      csv << "\n";
+    }
+    if (!csv) throw MstError("cannot write " + path);
+  }
+  fs::rename(path + ".tmp", path);
+}
+
+}  // namespace
+
 void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& axes,
                       const std::vector<SweepCell>& cells) {
   fs::create_directories(out_dir);
@@ -169,6 +247,7 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
   columns.push_back(linear);
   writeTableFile((fs::path(out_dir) / "sweep.h5").string(), "sweep", columns,
                  json{{"grid", grid}}.dump());
+  writeSeedSummary(out_dir, axes, cells);
 }
 
 std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& axes,

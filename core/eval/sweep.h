@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <functional>
 #include <optional>
 #include <string>
@@ -59,9 +60,23 @@ std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<Sw
                                 const std::atomic<bool>* stop = nullptr);
 
 /// Writes sweep.csv (one row per cell: index, grid values, status, knn_top1, linear_top1) and
-/// sweep.h5 (/sweep/<column> datasets, /sweep attribute json with the grid).
+/// sweep.h5 (/sweep/<column> datasets, /sweep attribute json with the grid); with a train.seed
+/// axis also seeds.csv (summarizeSeeds: one row per setting, n, mean and sd of each read-out).
 void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& axes,
                       const std::vector<SweepCell>& cells);
+
+/// One row of the seed summary: the cells that differ only in train.seed.
+struct SeedGroup {
+  std::vector<nlohmann::json> values;  ///< one per axis other than train.seed
+  int64_t done = 0;                    ///< finished cells in the group (seeds with a result)
+  double knn_mean = NAN, knn_sd = NAN, linear_mean = NAN, linear_sd = NAN;  ///< sd: n - 1
+};
+
+/// Groups the cells of a grid that has a train.seed axis by the other axes' values (in grid
+/// order) with the mean and sample standard deviation of each read-out over the finished seeds.
+/// Empty when the grid has no train.seed axis.
+std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
+                                      const std::vector<SweepCell>& cells);
 
 /// Reads a finished cell's result.json, if any.
 std::optional<nlohmann::json> readCellResult(const std::string& dir);
