@@ -364,6 +364,7 @@ ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskC
 
 torch::Tensor Engine::teacherFeatures(const torch::Tensor& images, int64_t blocks) {
   torch::NoGradGuard guard;
+  AutocastGuard autocast(bf16_);  // the read-outs' feature pass, at training precision
   auto x = probeInput(augment_, images, config_.crops.global_size, options_.device);
   if (blocks <= 1) return teacher_vit->forward(augment_.normalize(x)).cls.to(torch::kFloat);
   return teacher_vit->lastBlocksCls(augment_.normalize(x), blocks).to(torch::kFloat);

@@ -88,6 +88,11 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   eo.std = config_.data.std.empty() ? dataset->defaultStd() : config_.data.std;
   eo.comm = comm.get();
   Engine engine(config_, eo);
+  if (options_.device.is_cuda() && writer)
+    say(std::string("CUDA arithmetic: ") + (engine.bf16() ? "bf16 autocast" : "fp32") +
+        (config_.train.cuda_graph ? "; the step is captured as a CUDA graph after " +
+                                        std::to_string(kGraphWarmupSteps) + " eager steps"
+                                  : ""));
 
   const std::string ckpt = (fs::path(options_.out_dir) / "checkpoint.pt").string();
   const std::string log_path = (fs::path(options_.out_dir) / "run.h5").string();
