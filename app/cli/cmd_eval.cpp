@@ -27,8 +27,9 @@ Command registerEval(CLI::App& app) {
     o->common.add(sub);
     sub->add_option("--checkpoint", o->checkpoint,
                     "Checkpoint (its config is the base); none = random weights from the seed");
-    sub->add_option("--features", o->features, "teacher | pixels")
-        ->check(CLI::IsMember({"teacher", "pixels"}));
+    sub->add_option("--features", o->features,
+                    "teacher (CLS) | patches (mean patch token, a diagnostic) | pixels")
+        ->check(CLI::IsMember({"teacher", "patches", "pixels"}));
     sub->add_option("--train-limit", o->train_limit, "Training images used (0 = all)");
     sub->add_option("--test-limit", o->test_limit, "Test images used (0 = all)");
   }
@@ -55,9 +56,10 @@ Command registerEval(CLI::App& app) {
             eo.linear.epochs = o->epochs;
             eo.linear.lr = o->lr;
             eo.linear.seed = static_cast<uint64_t>(config.train.seed);
-            FeatureKind kind = o->features == "pixels" ? FeatureKind::Pixels
-                               : o->blocks >= 4        ? FeatureKind::TeacherLast4Cls
-                                                       : FeatureKind::TeacherCls;
+            FeatureKind kind = o->features == "pixels"    ? FeatureKind::Pixels
+                               : o->features == "patches" ? FeatureKind::TeacherPatchMean
+                               : o->blocks >= 4           ? FeatureKind::TeacherLast4Cls
+                                                          : FeatureKind::TeacherCls;
             nlohmann::json result = *knn ? evaluateKnn(*engine, config, kind, eo)
                                          : evaluateLinear(*engine, config, kind, eo);
             result["checkpoint"] = o->checkpoint.empty() ? "random init" : o->checkpoint;

@@ -33,6 +33,7 @@ std::string featureKindName(FeatureKind kind) {
   switch (kind) {
     case FeatureKind::TeacherCls: return "teacher_cls";
     case FeatureKind::TeacherLast4Cls: return "teacher_last4_cls";
+    case FeatureKind::TeacherPatchMean: return "teacher_patch_mean";
     case FeatureKind::Pixels: return "pixels";
   }
   return "?";

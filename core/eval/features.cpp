@@ -30,6 +30,7 @@ FeatureSet extractFeatures(Engine& engine, const Dataset& dataset, FeatureKind k
     switch (kind) {
       case FeatureKind::TeacherCls: f = engine.teacherFeatures(x); break;
       case FeatureKind::TeacherLast4Cls: f = engine.teacherFeatures(x, /*blocks=*/4); break;
+      case FeatureKind::TeacherPatchMean: f = engine.teacherPatchMean(x); break;
       case FeatureKind::Pixels:
         f = engine.augment().normalize(engine.augment().toFloat(x)).flatten(1);
         break;

@@ -20,6 +20,8 @@ struct FeatureSet {
 enum class FeatureKind {
   TeacherCls,       ///< the teacher's final-norm CLS token (k-NN, METHOD.md)
   TeacherLast4Cls,  ///< concatenated CLS of the last 4 blocks, each through the final norm (DINO)
+  TeacherPatchMean, ///< mean of the teacher's final-norm patch tokens (diagnostic: what the
+                    ///< reconstruction trains, against the CLS that the distillation trains)
   Pixels,           ///< the normalised raw pixels, flattened: the floor every result beats
 };
 

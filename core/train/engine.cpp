@@ -370,6 +370,13 @@ torch::Tensor Engine::teacherFeatures(const torch::Tensor& images, int64_t block
   return teacher_vit->lastBlocksCls(augment_.normalize(x), blocks).to(torch::kFloat);
 }
 
+torch::Tensor Engine::teacherPatchMean(const torch::Tensor& images) {
+  torch::NoGradGuard guard;
+  AutocastGuard autocast(bf16_);
+  auto x = probeInput(augment_, images, config_.crops.global_size, options_.device);
+  return teacher_vit->forward(augment_.normalize(x)).patches.mean(1).to(torch::kFloat);
+}
+
 void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra) const {
   nlohmann::json meta;
   meta["format"] = "mst-checkpoint-1";

@@ -84,6 +84,8 @@ class Engine {
   /// Teacher CLS features, (B, blocks * D) float: the final-norm CLS of the last `blocks` blocks,
   /// concatenated (blocks = 1: the k-NN feature; 4: DINO's linear-probe feature).
   torch::Tensor teacherFeatures(const torch::Tensor& images, int64_t blocks = 1);
+  /// (B, D) float: the mean of the teacher's final-norm patch tokens (a diagnostic read-out).
+  torch::Tensor teacherPatchMean(const torch::Tensor& images);
 
   /// Atomic write (temporary file, fsync, rename): a crash mid-write leaves the old file intact.
   void saveCheckpoint(const std::string& path, const nlohmann::json& extra = {}) const;
