@@ -93,6 +93,18 @@ class TestEngine : public QObject {
     QVERIFY(!torch::equal(e.student.values(), before));
   }
 
+  void patchMeanFeatureIsTheMeanPatchToken() {
+    Engine e(microConfig(), engineOptions());
+    auto images = batchFor(3);
+    auto f = e.teacherPatchMean(images);
+    QCOMPARE(f.sizes(), (torch::IntArrayRef{8, microConfig().model.dim}));
+    torch::NoGradGuard guard;
+    auto x = e.augment().normalize(e.augment().toFloat(images));  // 28 px: no resize
+    auto expected = e.teacher_vit->forward(x).patches.mean(1);
+    QVERIFY(torch::allclose(f, expected, 1e-5, 1e-6));
+    QVERIFY(!torch::allclose(f, e.teacherFeatures(images), 1e-2, 1e-2));  // not the CLS
+  }
+
   void stepMovesCenterAndFreezesLastLayer() {
     Engine e(microConfig(), engineOptions());
     auto last = [&] {
