@@ -198,7 +198,7 @@ StepMetrics Engine::trainStep(const torch::Tensor& images, bool stop_vote) {
     // Eager. host_rng: the CPU generator's draws, copied to the device (agreement checks).
     const auto rng_device = options_.host_rng ? torch::Device(torch::kCPU) : options_.device;
     at::Generator gen = makeGenerator(rng_device, mixSeed(config_.train.seed, step_));
-    m = stepBody(images.to(options_.device, /*non_blocking=*/true), gen, stop_vote);
+    m = stepBody(toDeviceOverlapped(images, options_.device), gen, stop_vote);
     ++eager_steps_;
   }
   m.step = step_++;

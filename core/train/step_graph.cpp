@@ -1,10 +1,13 @@
 /// @brief StepGraph implementation (see step_graph.h).
 #include "core/train/step_graph.h"
 
+#include <optional>
+
 #include "core/util/error.h"
 
 #if defined(MST_HAVE_CUDA) && TORCH_VERSION_MAJOR >= 2 && !defined(MST_NO_CUDA_GRAPHS)
 #define MST_HAVE_CUDA_GRAPH 1
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -14,6 +17,28 @@
 namespace mst {
 
 #ifdef MST_HAVE_CUDA_GRAPH
+
+torch::Tensor toDeviceOverlapped(const torch::Tensor& images, const torch::Device& device) {
+  if (!device.is_cuda() || images.is_cuda() || !images.is_pinned())
+    return images.to(device, /*non_blocking=*/true);
+  const c10::DeviceIndex index = device.has_index() ? device.index() : 0;
+  auto compute = c10::cuda::getCurrentCUDAStream(index);
+  static thread_local std::optional<c10::cuda::CUDAStream> copy_stream;
+  if (!copy_stream || copy_stream->device_index() != index)
+    copy_stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index);
+  torch::Tensor out;
+  {
+    c10::cuda::CUDAStreamGuard guard(*copy_stream);
+    out = images.to(device, /*non_blocking=*/true);
+  }
+  at::cuda::CUDAEvent copied;
+  copied.record(*copy_stream);
+  copied.block(compute);
+  // Allocated on the copy stream, used on the compute stream: the allocator must not hand the
+  // block out again before the step that reads it is done.
+  c10::cuda::CUDACachingAllocator::recordStream(out.storage().data_ptr(), compute);
+  return out;
+}
 
 struct StepGraph::Impl {
   explicit Impl(const torch::Device& d) : device(d.has_index() ? d.index() : 0) {}
@@ -62,6 +87,10 @@ void StepGraph::replay() {
 }
 
 #else
+
+torch::Tensor toDeviceOverlapped(const torch::Tensor& images, const torch::Device& device) {
+  return images.to(device, /*non_blocking=*/true);
+}
 
 struct StepGraph::Impl {};
 

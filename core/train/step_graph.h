@@ -14,6 +14,12 @@
 
 namespace mst {
 
+/// `images` on `device`. A pinned host tensor bound for CUDA is copied on a side stream that the
+/// current stream then waits for, so the copy overlaps the tail of the step still running on the
+/// GPU (the host is usually a step ahead); otherwise a plain (non-blocking) copy. Lives here, in
+/// the one file that holds the newer CUDA APIs (a build without MST_CUDA_GRAPHS has the plain copy).
+torch::Tensor toDeviceOverlapped(const torch::Tensor& images, const torch::Device& device);
+
 class StepGraph {
  public:
   /// True in builds with CUDA graphs (the GPU machine's LibTorch 2.x); false on Debian's CPU build.
