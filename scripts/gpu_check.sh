@@ -47,6 +47,7 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # where the step's time goes (eager, a wait a
 fi
 bench b128_bf16_graph --batch 128 --steps 30 --warmup 5
 bench b128_bf16_eager --batch 128 --steps 10 --warmup 3 --set train.cuda_graph=false
+bench b128_bf16_stream_graph --batch 128 --steps 30 --warmup 5 --set train.precision=bf16_stream
 if [[ -n ${DATA_DIR:-} ]]; then  # the JPEG input path: loader alone and loader-fed steps
   bench b128_data --batch 128 --steps 10 --warmup 5 --data "$DATA_DIR" --set data.workers=14
 fi

@@ -1,6 +1,7 @@
 /// @brief ViT, CLS attention (Eq. 4), [MASK] substitution (Eq. 6), head and decoder shapes.
 #include <QtTest/QtTest>
 #include <torch/torch.h>
+#include <ATen/autocast_mode.h>
 
 #include "core/config/config.h"
 #include "core/model/decoder.h"
@@ -17,6 +18,49 @@ class TestModel : public QObject {
   Q_OBJECT
 
  private slots:
+  void bf16StreamFollowsTheFp32Stream() {
+    // train.precision bf16_stream keeps the residual stream and LayerNorms in bf16 under autocast.
+    // CUDA runs it; here the CPU's autocast checks the mechanics: dtypes, values, gradients.
+    ModelConfig mc = modelPreset("vit_micro28");
+    torch::manual_seed(0);
+    Vit vit(mc);
+    auto x = torch::randn({4, mc.channels, mc.image_size, mc.image_size});
+    auto ref = vit->forward(x, {}, /*want_attention=*/true);
+#if TORCH_VERSION_MAJOR >= 2
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+#else
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+#endif
+    at::autocast::increment_nesting();
+    vit->stream_dtype = torch::kBFloat16;
+    auto out = vit->forward(x, {}, /*want_attention=*/true);
+    auto loss = out.cls.to(torch::kFloat).pow(2).sum() + out.patches.to(torch::kFloat).mean();
+    at::autocast::decrement_nesting();
+    at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR >= 2
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+#else
+    at::autocast::set_cpu_enabled(false);
+#endif
+    QCOMPARE(out.cls.scalar_type(), torch::kBFloat16);
+    QCOMPARE(out.patches.scalar_type(), torch::kBFloat16);
+    auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return ((a.to(torch::kFloat) - b).norm() / b.norm()).item<double>();
+    };
+    QVERIFY2(rel(out.cls, ref.cls) < 0.05, std::to_string(rel(out.cls, ref.cls)).c_str());
+    QVERIFY2(rel(out.patches, ref.patches) < 0.05, std::to_string(rel(out.patches, ref.patches)).c_str());
+    QVERIFY(rel(out.cls_attention, ref.cls_attention) < 0.05);
+    loss.backward();
+    auto& norm_weight = vit->blocks[0]->as<Block>()->norm1->weight;
+    QVERIFY(norm_weight.grad().defined());
+    QCOMPARE(norm_weight.grad().scalar_type(), torch::kFloat);  // fp32 parameters keep fp32 grads
+    QVERIFY(torch::isfinite(norm_weight.grad()).all().item<bool>());
+    QVERIFY(norm_weight.grad().abs().sum().item<double>() > 0);
+  }
+
+
   void upsampleMatchesNearestInBothLayouts() {
     auto x = torch::randn({2, 5, 3, 4});
     auto expected = torch::nn::functional::interpolate(

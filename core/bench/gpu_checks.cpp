@@ -148,6 +148,8 @@ std::vector<GpuCheck> runGpuChecks(const Config& config) {
   };
   guarded("cpu_vs_cuda_fp32", [&] { return checkCpuCudaAgreement(config, "fp32", 1e-4); });
   guarded("cpu_vs_cuda_bf16", [&] { return checkCpuCudaAgreement(config, "bf16", 1e-2); });
+  guarded("cpu_vs_cuda_bf16_stream",
+          [&] { return checkCpuCudaAgreement(config, "bf16_stream", 1e-2); });
   guarded("mask_rule_cpu_vs_cuda", [] { return checkMaskRule(); });
   guarded("graph_vs_eager_fp32", [&] { return checkGraphReplay(config, "fp32", kGraphWarmupSteps + 4, 1e-3); });
   guarded("graph_vs_eager_bf16", [&] { return checkGraphReplay(config, "bf16", kGraphWarmupSteps + 4, 1e-2); });

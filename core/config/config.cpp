@@ -370,9 +370,11 @@ const std::vector<KeyDef>& keyTable() {
                       allAtLeast(0)));
     t.push_back(choiceField("train.precision", &C::train, &TrainConfig::precision,
                             "Arithmetic: auto = bf16 autocast on CUDA (TF32 for what stays in "
-                            "fp32), fp32 on the CPU; bf16 = the same, refused on the CPU; fp32 = "
-                            "full fp32 everywhere (no TF32).",
-                            {"auto", "bf16", "fp32"}));
+                            "fp32), fp32 on the CPU; bf16 = the same, refused on the CPU; "
+                            "bf16_stream = bf16 autocast with the ViT's residual stream and "
+                            "LayerNorms in bf16 too (half the bytes between the matrix products; "
+                            "CUDA only); fp32 = full fp32 everywhere (no TF32).",
+                            {"auto", "bf16", "bf16_stream", "fp32"}));
     t.push_back(field("train.cuda_graph", &C::train, &TrainConfig::cuda_graph,
                       "CUDA, one process: capture the whole training step as a CUDA graph after "
                       "3 eager steps and replay it (removes kernel-launch overhead); ignored on "

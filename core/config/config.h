@@ -95,7 +95,8 @@ struct TrainConfig {
   int64_t checkpoint_every = 500;
   int64_t snapshot_every = 200;  ///< steps between probe-image snapshots; 0 = off
   std::vector<int64_t> probe_images{0, 1, 2, 3, 4, 5, 6, 7};
-  /// CUDA arithmetic: "auto" (bf16 autocast on CUDA, fp32 on the CPU), "bf16" or "fp32".
+  /// CUDA arithmetic: "auto" (bf16 autocast on CUDA, fp32 on the CPU), "bf16", "bf16_stream"
+  /// (bf16 autocast plus a bf16 residual stream and LayerNorms) or "fp32".
   std::string precision = "auto";
   /// CUDA only: capture the whole training step as one CUDA graph after a few eager steps and
   /// replay it (fixed shapes; one process). Ignored on the CPU.

@@ -10,6 +10,15 @@ void truncNormal_(torch::Tensor& t, double std) {
   t.normal_(0.0, std).clamp_(-2.0 * std, 2.0 * std);
 }
 
+torch::Tensor layerNorm(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
+  if (x.scalar_type() == torch::kFloat) return norm(x);
+  c10::impl::ExcludeDispatchKeyGuard no_autocast_cuda(c10::DispatchKey::AutocastCUDA);
+  c10::impl::ExcludeDispatchKeyGuard no_autocast_cpu(c10::DispatchKey::AutocastCPU);
+  const auto& o = norm->options;
+  return torch::layer_norm(x, o.normalized_shape(), norm->weight.to(x.scalar_type()),
+                           norm->bias.to(x.scalar_type()), o.eps());
+}
+
 namespace {
 
 void initLinear(torch::nn::Linear& layer) {
@@ -79,8 +88,8 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::G
   auto residual = [&](const torch::Tensor& stream, const torch::Tensor& branch) {
     return stream + dropPath(branch, drop_path, gen, shard).to(stream.scalar_type());
   };
-  auto y = residual(x, attn(norm1(x), cls_attention));
-  return residual(y, fc2(torch::gelu(fc1(norm2(y)))));
+  auto y = residual(x, attn(layerNorm(norm1, x), cls_attention));
+  return residual(y, fc2(torch::gelu(fc1(layerNorm(norm2, y)))));
 }
 
 VitImpl::VitImpl(const ModelConfig& c)
@@ -126,6 +135,7 @@ torch::Tensor VitImpl::embed(const torch::Tensor& images, const torch::Tensor& m
     x = torch::where(mask.unsqueeze(-1), mask_token.to(x.scalar_type()), x);  // Eq. 6
   }
   x = torch::cat({cls_token.expand({B, 1, dim}).to(x.scalar_type()), x}, 1);
+  if (stream_dtype != torch::kFloat) return x.to(stream_dtype) + positionEmbedding(g).to(stream_dtype);
   return x + positionEmbedding(g);
 }
 
@@ -143,7 +153,7 @@ VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mas
         x, rate, gen, last && want_attention ? &out.cls_attention_heads : nullptr, shard);
   }
   if (want_attention) out.cls_attention = out.cls_attention_heads.mean(1);  // Eq. 4
-  x = norm(x);
+  x = layerNorm(norm, x);
   out.cls = x.select(1, 0);
   out.patches = x.narrow(1, 1, x.size(1) - 1);
   return out;
@@ -155,7 +165,7 @@ torch::Tensor VitImpl::lastBlocksCls(const torch::Tensor& images, int64_t n_bloc
   std::vector<torch::Tensor> cls;
   for (int64_t i = 0; i < depth; ++i) {
     x = blocks[i]->as<Block>()->forward(x, 0.0, nullptr);
-    if (i >= depth - n_blocks) cls.push_back(norm(x).select(1, 0));
+    if (i >= depth - n_blocks) cls.push_back(layerNorm(norm, x).select(1, 0));
   }
   return torch::cat(cls, 1);
 }

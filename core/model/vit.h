@@ -10,6 +10,11 @@
 
 namespace mst {
 
+/// LayerNorm in x's own dtype. fp32 input: the module as is (autocast runs it in fp32). A bf16
+/// residual stream (train.precision bf16_stream): normalised in bf16 with autocast bypassed and
+/// the affine weights cast to bf16 (CUDA's kernel wants one dtype), so no fp32 copy is made.
+torch::Tensor layerNorm(torch::nn::LayerNorm& norm, const torch::Tensor& x);
+
 /// Multi-head self-attention with one fused qkv projection.
 class AttentionImpl : public torch::nn::Module {
  public:
@@ -66,6 +71,9 @@ class VitImpl : public torch::nn::Module {
   torch::Tensor positionEmbedding(int64_t grid);
 
   int64_t patch_size, dim, grid;
+  /// dtype of the residual stream between the blocks: fp32, or bf16 under bf16_stream (set by the
+  /// engine; then forward must run under autocast, which casts the fp32 weights of the matmuls).
+  torch::ScalarType stream_dtype = torch::kFloat;
   torch::nn::Linear patch_embed{nullptr};  ///< a conv with kernel = stride = P, as a matmul
   torch::Tensor cls_token, pos_embed, mask_token;
   torch::nn::ModuleList blocks{nullptr};

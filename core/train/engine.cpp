@@ -109,8 +109,12 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     graph_wanted_ = config.train.cuda_graph;
     if (graph_wanted_ && !StepGraph::available())
       throw MstError("config key train.cuda_graph: this build of LibTorch has no CUDA graphs");
-  } else if (precision == "bf16") {
-    throw MstError("config key train.precision: bf16 needs a CUDA device (this run is on " +
+    if (precision == "bf16_stream") {
+      student_vit->stream_dtype = torch::kBFloat16;
+      teacher_vit->stream_dtype = torch::kBFloat16;
+    }
+  } else if (precision == "bf16" || precision == "bf16_stream") {
+    throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +
                    options.device.str() + ")");
   }
   if (options.comm) {
@@ -335,6 +339,7 @@ StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bo
 
 ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskConfig& masking) {
   torch::NoGradGuard guard;
+  AutocastGuard autocast(bf16_);  // (a bf16 residual stream needs it; results leave as fp32)
   const int64_t G = config_.crops.global_size, P = config_.model.patch_size, g = G / P;
   auto x = probeInput(augment_, images, G, options_.device);
   auto normalized = augment_.normalize(x);
@@ -358,7 +363,8 @@ ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskC
       out.cls_attention_heads.reshape({N, out.cls_attention_heads.size(1), g, g}).to(torch::kFloat).cpu();
   v.mask_random = random.reshape({N, g, g}).to(torch::kUInt8).cpu();
   v.mask_guided = guided.reshape({N, g, g}).to(torch::kUInt8).cpu();
-  v.reconstruction = augment_.denormalize(recon).clamp(0, 1).to(torch::kFloat).cpu();
+  // fp32 before denormalising: the statistics cache stays in the dtype the training step uses.
+  v.reconstruction = augment_.denormalize(recon.to(torch::kFloat)).clamp(0, 1).cpu();
   return v;
 }
 
