@@ -10,11 +10,7 @@
 # scripts/make_test_jpegs.py third_party/jpegs here) to measure the JPEG input path too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/gpu_log.txt") 2>&1
-T0=$(date +%s)
-stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
+source scripts/gpu_common.sh gpu_log.txt
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
 source scripts/gpu_build.sh  # sets MST, or exits with the build errors

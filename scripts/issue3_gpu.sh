@@ -12,11 +12,7 @@
 # (more `mst sweep` options, e.g. "--max-steps 2 --train-limit 1000" for that check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/issue3_log.txt") 2>&1
-T0=$(date +%s)
-stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
+source scripts/gpu_common.sh issue3_log.txt
 DEVICE=${DEVICE:-cuda}
 LIMIT=${LIMIT:-0}
 DATA=${DATA:-$PWD/third_party/fashion-mnist}
