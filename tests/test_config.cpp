@@ -7,6 +7,7 @@
 
 #include "core/config/config.h"
 #include "core/util/error.h"
+#include "core/util/index_list.h"
 
 using namespace mst;
 using json = nlohmann::json;
@@ -15,6 +16,24 @@ class TestConfig : public QObject {
   Q_OBJECT
 
  private slots:
+  void indexListsAsPeopleTypeThem() {
+    // --images, --k and the Inspector's image field share one parser.
+    QCOMPARE(parseIndexList("0-3,8", "--images"), (std::vector<int64_t>{0, 1, 2, 3, 8}));
+    QCOMPARE(parseIndexList(" 5 , 2-2 ,", "Images"), (std::vector<int64_t>{5, 2}));
+    for (const char* bad : {"", ",", "a", "3-1", "-2", "1-", "1-2-3", "2x", "1.5"}) {
+      try {
+        parseIndexList(bad, "--images");
+        QFAIL(qPrintable(QString("accepted '%1'").arg(bad)));
+      } catch (const MstError& e) {
+        QVERIFY2(QString(e.what()).startsWith("--images "), e.what());
+      }
+    }
+    // A cap is checked before a range is expanded: a typo cannot allocate 10^15 indices.
+    QVERIFY_THROWS_EXCEPTION(MstError, parseIndexList("0-999999999999999", "--images"));
+    QCOMPARE(parseIndexList("0-255", "Images", 256).size(), size_t{256});
+    QVERIFY_THROWS_EXCEPTION(MstError, parseIndexList("0-255,300", "Images", 256));
+  }
+
   void defaultsRoundTrip() {
     Config c;
     auto j = configToJson(c);

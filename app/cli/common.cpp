@@ -77,26 +77,4 @@ std::string clockText(double seconds) {
   return buf;
 }
 
-std::vector<int64_t> parseIndexList(const std::string& text, const std::string& option) {
-  std::vector<int64_t> out;
-  std::stringstream parts(text);
-  std::string part;
-  try {
-    while (std::getline(parts, part, ',')) {
-      auto dash = part.find('-');
-      if (dash == std::string::npos) {
-        out.push_back(std::stoll(part));
-      } else {
-        int64_t a = std::stoll(part.substr(0, dash)), b = std::stoll(part.substr(dash + 1));
-        if (b < a || a < 0) throw std::invalid_argument(part);
-        for (int64_t i = a; i <= b; ++i) out.push_back(i);
-      }
-    }
-  } catch (const std::exception&) {
-    throw MstError(option + " expects indices like 0-7 or 1,3,5 (got '" + text + "')");
-  }
-  if (out.empty()) throw MstError(option + " names no index");
-  return out;
-}
-
 }  // namespace mst::cli

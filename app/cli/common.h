@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "core/config/config.h"
+#include "core/util/index_list.h"
 
 namespace mst::cli {
 
@@ -55,8 +56,6 @@ Command registerLog(CLI::App& app);
 void printResult(const nlohmann::json& result);
 /// "1:02:03" / "02:03" for an ETA.
 std::string clockText(double seconds);
-/// Parses "0-7", "1,3,5" or "0-3,9" into indices; MstError naming `option` otherwise.
-std::vector<int64_t> parseIndexList(const std::string& text, const std::string& option);
 /// Set by SIGINT/SIGTERM: commands stop between steps and save.
 extern std::atomic<bool> g_stop;
 void installStopHandlers();

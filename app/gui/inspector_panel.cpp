@@ -19,6 +19,8 @@
 
 #include "app/gui/run_reader.h"
 #include "app/gui/train_worker.h"
+#include "core/util/error.h"
+#include "core/util/index_list.h"
 #include "widgets/inspector_grid.h"
 
 namespace mst {
@@ -229,20 +231,14 @@ void InspectorPanel::setHead(int head) {
 void InspectorPanel::setShowThreshold(bool on) { threshold_->setChecked(on); }
 
 QVector<qint64> InspectorPanel::parseIndices(QString* error) const {
-  QVector<qint64> out;
-  for (const QString& part : images_edit_->text().split(',', Qt::SkipEmptyParts)) {
-    const QStringList range = part.trimmed().split('-');
-    bool ok1 = false, ok2 = true;
-    const qint64 a = range[0].toLongLong(&ok1);
-    const qint64 b = range.size() == 2 ? range[1].toLongLong(&ok2) : a;
-    if (!ok1 || !ok2 || range.size() > 2 || b < a || b - a > 255) {
-      *error = "Images: '" + part.trimmed() + "' is not an index or a range like 0-7";
-      return {};
-    }
-    for (qint64 i = a; i <= b; ++i) out.push_back(i);
+  try {
+    // At most 256 images: the grid draws a row per image.
+    const auto indices = parseIndexList(images_edit_->text().toStdString(), "Images", 256);
+    return QVector<qint64>(indices.begin(), indices.end());
+  } catch (const MstError& e) {
+    *error = QString::fromStdString(e.what());
+    return {};
   }
-  if (out.isEmpty()) *error = "Images: give indices such as 0-7";
-  return out;
 }
 
 ProbeRequest InspectorPanel::currentRequest() const {
