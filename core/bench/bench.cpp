@@ -224,8 +224,7 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["matmul_gflops"] = matmul_gflops;
   out["matmul_dtype"] = engine.bf16() ? "bf16" : "fp32";
   out["matmul_fraction"] = flops * img_s / 1e9 / matmul_gflops;
-  out["precision"] = engine.bf16() ? (c.train.precision == "bf16_stream" ? "bf16_stream" : "bf16")
-                                   : "fp32";
+  out["precision"] = engine.arithmetic();
   out["cuda_graph"] = engine.graphActive();
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");

@@ -102,6 +102,12 @@ class Engine {
   int64_t patchesPerCrop() const;
   /// bf16 autocast in use (CUDA with train.precision auto or bf16).
   bool bf16() const { return bf16_; }
+  /// The arithmetic in effect: "fp32", "bf16" (autocast) or "bf16_stream" (autocast and a bf16
+  /// residual stream); "auto" resolved for this device.
+  std::string arithmetic() const {
+    if (!bf16_) return "fp32";
+    return student_vit->stream_dtype == torch::kBFloat16 ? "bf16_stream" : "bf16";
+  }
   /// Steps now replay a captured CUDA graph.
   bool graphActive() const;
   /// Profiling (`mst bench --phases`, eager steps only): when on, every phase of a step waits for

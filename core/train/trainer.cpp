@@ -89,10 +89,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   eo.comm = comm.get();
   Engine engine(config_, eo);
   if (options_.device.is_cuda() && writer)
-    say(std::string("CUDA arithmetic: ") +
-        (!engine.bf16()                                  ? "fp32"
-         : config_.train.precision == "bf16_stream" ? "bf16 autocast, bf16 residual stream"
-                                                         : "bf16 autocast") +
+    say("CUDA arithmetic: " + engine.arithmetic() +
         (config_.train.cuda_graph ? "; the step is captured as a CUDA graph after " +
                                         std::to_string(kGraphWarmupSteps) + " eager steps"
                                   : ""));
