@@ -28,6 +28,25 @@ bool fashionMnistPresent() {
   return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
 }
 
+/// A sweep small enough for a test: the micro ViT on 64 images, two steps a cell, tiny read-outs.
+nlohmann::json tinySweepBase() {
+  return {{"model", {{"preset", "vit_micro28"}}},
+          {"data", {{"limit", 64}}},
+          {"crops", {{"local_crops", 1}}},
+          {"train", {{"batch_size", 16}, {"epochs", 1}, {"snapshot_every", 0}}}};
+}
+
+SweepOptions tinySweepOptions(const std::string& out_dir) {
+  SweepOptions o;
+  o.out_dir = out_dir;
+  o.max_steps = 2;
+  o.eval.train_limit = 200;
+  o.eval.test_limit = 100;
+  o.eval.ks = {5};
+  o.eval.linear.epochs = 2;
+  return o;
+}
+
 class StopAfterFirst : public SweepObserver {
  public:
   explicit StopAfterFirst(std::atomic<bool>* stop) : stop_(stop) {}
@@ -156,22 +175,67 @@ class TestEval : public QObject {
     QVERIFY(summarizeSeeds({axes[0]}, {}).empty());
   }
 
+  void shardSpecsParse() {
+    QCOMPARE(parseShard("0/2"), (std::pair<int64_t, int64_t>{0, 2}));
+    QCOMPARE(parseShard("3/4"), (std::pair<int64_t, int64_t>{3, 4}));
+    QCOMPARE(parseShard("0/1"), (std::pair<int64_t, int64_t>{0, 1}));
+    for (const char* bad : {"2/2", "1", "a/2", "-1/2", "0/0", "1/2/3", "/2", "0/", " 0/2"}) {
+      try {
+        parseShard(bad);
+        QFAIL(qPrintable(QString("accepted --shard ") + bad));
+      } catch (const MstError& e) {
+        QVERIFY2(std::string(e.what()).find("--shard") != std::string::npos, e.what());
+      }
+    }
+  }
+
+  void sweepShardsSplitTheGrid() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    at::set_num_threads(2);
+    QTemporaryDir dir;
+    std::vector<SweepAxis> axes{parseAxis("masking.num=1,2,8")};
+    SweepOptions o = tinySweepOptions(dir.path().toStdString());
+    o.shards = 2;
+    o.shard = 1;
+    StopAfterFirst one(nullptr);
+    auto cells = runSweep(tinySweepBase(), axes, o, &one, nullptr);
+    QCOMPARE(one.started, (std::vector<int64_t>{1}));  // index % 2 == 1 only
+    QCOMPARE(cells[0].status, std::string("pending"));
+    QCOMPARE(cells[1].status, std::string("done"));
+    QCOMPARE(cells[2].status, std::string("pending"));
+
+    o.shard = 0;
+    StopAfterFirst zero(nullptr);
+    cells = runSweep(tinySweepBase(), axes, o, &zero, nullptr);
+    QCOMPARE(zero.started, (std::vector<int64_t>{0, 2}));  // cell 1 is the other shard's
+    for (const auto& c : cells) QCOMPARE(c.status, std::string("done"));
+    QVERIFY(cells[1].knn_top1.has_value());  // read from shard 1's result.json
+
+    // The table written last shows every shard's cells; no temporary file is left behind.
+    std::ifstream csv(o.out_dir + "/sweep.csv");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(csv, line);) lines.push_back(line);
+    QCOMPARE(lines.size(), size_t{4});
+    for (size_t i = 1; i < lines.size(); ++i)
+      QVERIFY2(QString::fromStdString(lines[i]).contains(",done,"), lines[i].c_str());
+    for (const auto& entry : std::filesystem::directory_iterator(o.out_dir))
+      QVERIFY2(entry.path().string().find(".tmp") == std::string::npos,
+               entry.path().string().c_str());
+
+    // Another shard's cell with a run log but no result yet shows as running.
+    std::filesystem::remove(cells[1].dir + "/result.json");
+    o.shard = 0;
+    cells = runSweep(tinySweepBase(), axes, o, nullptr, nullptr);
+    QCOMPARE(cells[1].status, std::string("running"));
+  }
+
   void sweepResumesWithoutRedoingCells() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
     at::set_num_threads(2);
     QTemporaryDir dir;
-    nlohmann::json base = {{"model", {{"preset", "vit_micro28"}}},
-                           {"data", {{"limit", 64}}},
-                           {"crops", {{"local_crops", 1}}},
-                           {"train", {{"batch_size", 16}, {"epochs", 1}, {"snapshot_every", 0}}}};
+    nlohmann::json base = tinySweepBase();
     std::vector<SweepAxis> axes{parseAxis("masking.num=1,8")};
-    SweepOptions o;
-    o.out_dir = dir.path().toStdString();
-    o.max_steps = 2;
-    o.eval.train_limit = 200;
-    o.eval.test_limit = 100;
-    o.eval.ks = {5};
-    o.eval.linear.epochs = 2;
+    SweepOptions o = tinySweepOptions(dir.path().toStdString());
     std::atomic<bool> stop{false};
     StopAfterFirst first(&stop);
     auto cells = runSweep(base, axes, o, &first, &stop);

@@ -1,5 +1,6 @@
 /// @brief `mst sweep`: one run per grid cell, k-NN and linear top-1 per cell, resumable.
 #include <iostream>
+#include <tuple>
 
 #include "app/cli/common.h"
 #include "core/eval/sweep.h"
@@ -34,7 +35,7 @@ Command registerSweep(CLI::App& app) {
     std::vector<std::string> grid;
     std::string out;
     int64_t max_steps = -1;
-    std::string readout;
+    std::string readout, shard;
     int64_t train_limit = 0, test_limit = 0, probe_epochs = 100;
   };
   auto o = std::make_shared<Options>();
@@ -49,6 +50,9 @@ Command registerSweep(CLI::App& app) {
   cmd->add_option("--train-limit", o->train_limit, "Training images in the read-outs (0 = all)");
   cmd->add_option("--test-limit", o->test_limit, "Test images in the read-outs (0 = all)");
   cmd->add_option("--probe-epochs", o->probe_epochs, "Linear-probe epochs");
+  cmd->add_option("--shard", o->shard,
+                  "I/N: run only the cells whose index % N == I; start N sweeps with the same "
+                  "grid and --out (processes, or machines sharing the folder)");
   return {cmd, [o] {
             nlohmann::json sweep = nlohmann::json::object();
             auto base = o->common.experimentJson({}, &sweep);
@@ -79,6 +83,7 @@ Command registerSweep(CLI::App& app) {
             if (!so.knn && !so.linear)
               throw MstError("--readout must name knn, linear or both (got '" + readout + "')");
             so.devices = o->common.devices();
+            if (!o->shard.empty()) std::tie(so.shard, so.shards) = parseShard(o->shard);
             so.eval.ks = {config.eval.k};
             so.eval.temperature = config.eval.temperature;
             so.eval.train_limit = o->train_limit;

@@ -1,6 +1,8 @@
 /// @brief Grid sweeps implementation (see sweep.h).
 #include "core/eval/sweep.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -12,6 +14,7 @@
 #include "core/train/engine.h"
 #include "core/train/trainer.h"
 #include "core/util/error.h"
+#include "core/util/files.h"
 
 namespace mst {
 namespace fs = std::filesystem;
@@ -34,7 +37,7 @@ std::string cellName(int64_t index, const std::vector<SweepAxis>& axes,
 }
 
 void writeJsonAtomically(const std::string& path, const json& value) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temporarySibling(path);
   {
     std::ofstream out(tmp);
     out << value.dump(2) << "\n";
@@ -84,6 +87,23 @@ std::vector<SweepAxis> defaultGrid() {
   return {{"masking.p", {0.05, 0.1, 0.15}}, {"masking.num", {1, 2, 4, 8}}};
 }
 
+std::pair<int64_t, int64_t> parseShard(const std::string& spec) {
+  const auto bad = [&] {
+    return MstError("--shard expects I/N with 0 <= I < N, e.g. 0/2 (got '" + spec + "')");
+  };
+  const auto slash = spec.find('/');
+  if (slash == std::string::npos) throw bad();
+  const std::string left = spec.substr(0, slash), right = spec.substr(slash + 1);
+  const auto digits = [](const std::string& t) {
+    return !t.empty() && t.size() <= 9 &&
+           std::all_of(t.begin(), t.end(), [](unsigned char c) { return std::isdigit(c); });
+  };
+  if (!digits(left) || !digits(right)) throw bad();
+  const int64_t shard = std::stoll(left), shards = std::stoll(right);
+  if (shards < 1 || shard >= shards) throw bad();
+  return {shard, shards};
+}
+
 std::vector<SweepCell> expandGrid(const json& base, const std::vector<SweepAxis>& axes,
                                   const std::string& out_dir) {
   std::vector<SweepCell> cells(1);
@@ -118,6 +138,22 @@ std::optional<json> readCellResult(const std::string& dir) {
     return std::nullopt;  // an unreadable result is redone, not trusted
   }
 }
+
+namespace {
+
+/// A cell as its folder shows it: done with its read-outs (result.json), running (a run log but
+/// no result yet: another shard is training it, or it was interrupted), or pending.
+void loadCellStatus(SweepCell& cell) {
+  if (auto result = readCellResult(cell.dir)) {
+    cell.status = "done";
+    if (result->contains("knn_top1")) cell.knn_top1 = (*result)["knn_top1"].get<double>();
+    if (result->contains("linear_top1")) cell.linear_top1 = (*result)["linear_top1"].get<double>();
+  } else {
+    cell.status = fs::exists(fs::path(cell.dir) / "run.h5") ? "running" : "pending";
+  }
+}
+
+}  // namespace
 
 std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
                                       const std::vector<SweepCell>& cells) {
@@ -170,8 +206,9 @@ void writeSeedSummary(const std::string& out_dir, const std::vector<SweepAxis>& 
   const auto groups = summarizeSeeds(axes, cells);
   if (groups.empty()) return;
   const std::string path = (fs::path(out_dir) / "seeds.csv").string();
+  const std::string tmp = temporarySibling(path);
   {
-    std::ofstream csv(path + ".tmp");
+    std::ofstream csv(tmp);
     for (const auto& axis : axes)
       if (axis.key != "train.seed") csv << csvField(axis.key) << ",";
     csv << "seeds_done,knn_mean,knn_sd,linear_mean,linear_sd\n";
@@ -192,7 +229,7 @@ void writeSeedSummary(const std::string& out_dir, const std::vector<SweepAxis>& 
     }
     if (!csv) throw MstError("cannot write " + path);
   }
-  fs::rename(path + ".tmp", path);
+  fs::rename(tmp, path);
 }
 
 }  // namespace
@@ -201,8 +238,9 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
                       const std::vector<SweepCell>& cells) {
   fs::create_directories(out_dir);
   const std::string csv_path = (fs::path(out_dir) / "sweep.csv").string();
+  const std::string csv_tmp = temporarySibling(csv_path);
   {
-    std::ofstream csv(csv_path + ".tmp");
+    std::ofstream csv(csv_tmp);
     csv << "cell";
     for (const auto& axis : axes) csv << "," << csvField(axis.key);
     csv << ",status,knn_top1,linear_top1,dir\n";
@@ -217,7 +255,7 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
     }
     if (!csv) throw MstError("cannot write " + csv_path);
   }
-  fs::rename(csv_path + ".tmp", csv_path);
+  fs::rename(csv_tmp, csv_path);
 
   std::vector<TableColumn> columns;
   TableColumn index{"cell"}, status{"status", true}, knn{"knn_top1"}, linear{"linear_top1"};
@@ -253,29 +291,37 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
 std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& axes,
                                 const SweepOptions& options, SweepObserver* observer,
                                 const std::atomic<bool>* stop) {
+  if (options.shards < 1 || options.shard < 0 || options.shard >= options.shards)
+    throw MstError("sweep: shard " + std::to_string(options.shard) + " of " +
+                   std::to_string(options.shards) + " does not exist");
   auto cells = expandGrid(base, axes, options.out_dir);
   fs::create_directories(options.out_dir);
+  const auto owned = [&](const SweepCell& c) { return c.index % options.shards == options.shard; };
   for (auto& cell : cells) {
-    if (auto result = readCellResult(cell.dir)) {
-      cell.status = "done";
-      if (result->contains("knn_top1")) cell.knn_top1 = (*result)["knn_top1"].get<double>();
-      if (result->contains("linear_top1")) cell.linear_top1 = (*result)["linear_top1"].get<double>();
-    }
+    loadCellStatus(cell);
+    if (owned(cell) && cell.status == "running") cell.status = "pending";  // ours, interrupted
   }
   std::mutex mutex;  // guards `cells`, `next`, the tables and the observer
   size_t next = 0;
-  writeSweepTables(options.out_dir, axes, cells);
+  // Rewrites the tables with other shards' cells as their folders show them now.
+  const auto publish = [&] {
+    if (options.shards > 1)
+      for (auto& cell : cells)
+        if (!owned(cell)) loadCellStatus(cell);
+    writeSweepTables(options.out_dir, axes, cells);
+  };
+  publish();
 
   auto work = [&](torch::Device device) {
     while (true) {
       SweepCell* cell = nullptr;
       {
         std::lock_guard<std::mutex> lock(mutex);
-        while (next < cells.size() && cells[next].status == "done") ++next;
+        while (next < cells.size() && (cells[next].status == "done" || !owned(cells[next]))) ++next;
         if (next >= cells.size() || (stop && stop->load())) return;
         cell = &cells[next++];
         cell->status = "running";
-        writeSweepTables(options.out_dir, axes, cells);
+        publish();
         if (observer) observer->onCellStarted(*cell);
       }
       json result;
@@ -291,7 +337,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         if (summary.stopped) {
           std::lock_guard<std::mutex> lock(mutex);
           cell->status = "pending";
-          writeSweepTables(options.out_dir, axes, cells);
+          publish();
           return;
         }
         auto engine = makeEvalEngine(c, summary.checkpoint, device);
@@ -318,7 +364,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         cell->error = e.what();
       }
       std::lock_guard<std::mutex> lock(mutex);
-      writeSweepTables(options.out_dir, axes, cells);
+      publish();
       if (observer) observer->onCellFinished(*cell);
     }
   };

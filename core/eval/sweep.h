@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -34,8 +35,15 @@ struct SweepOptions {
   int64_t max_steps = 0;  ///< cut each cell's training at N steps; 0 = the full schedule
   bool knn = true, linear = true;
   std::vector<torch::Device> devices{torch::kCPU};  ///< one cell at a time per device
+  /// This process runs only the cells whose index % shards == shard; the other cells belong to
+  /// sweeps started with the same grid and --out and another shard (more processes on one
+  /// machine, or machines sharing the folder). The tables show every cell as its folder shows it.
+  int64_t shard = 0, shards = 1;
   EvalOptions eval;
 };
+
+/// Parses "I/N" (0 <= I < N); MstError naming --shard otherwise.
+std::pair<int64_t, int64_t> parseShard(const std::string& spec);
 
 /// Parses "key=v1,v2,..." (values as JSON, else strings); MstError naming the key on bad input.
 SweepAxis parseAxis(const std::string& spec);
@@ -52,8 +60,9 @@ class SweepObserver {
   virtual void onCellFinished(const SweepCell&) {}
 };
 
-/// Runs every cell not already finished (a cell is finished when its folder holds result.json),
-/// rewriting out_dir/sweep.csv and out_dir/sweep.h5 after each. A failing cell is recorded and
+/// Runs every cell of this shard not already finished (a cell is finished when its folder holds
+/// result.json), rewriting out_dir/sweep.csv and out_dir/sweep.h5 after each; other shards'
+/// cells are read from their folders each time (done with results, running, or pending). A failing cell is recorded and
 /// the sweep goes on. Returns the cells with their results.
 std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
                                 const SweepOptions& options, SweepObserver* observer = nullptr,

@@ -18,6 +18,7 @@
 
 #include "core/log/run_log.h"
 #include "core/util/error.h"
+#include "core/util/files.h"
 
 namespace mst::h5 {
 
@@ -329,12 +330,12 @@ struct RowGroup {
   hsize_t rows = 0;
 };
 
-/// Builds a fresh HDF5 file at `path` + ".tmp" with `fill(file)`, then renames it over `path`, so a
+/// Builds a fresh HDF5 file at a temporary sibling of `path` (temporarySibling) with `fill(file)`, then renames it over `path`, so a
 /// reader never sees half a file and a failure leaves any previous file untouched.
 inline void writeFileAtomically(const std::string& path, const std::string& where,
                          const std::function<void(hid_t)>& fill) {
   ErrorSilencer silence;
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temporarySibling(path);
   try {
     {
       FileHandle file(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
