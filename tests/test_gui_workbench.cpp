@@ -6,7 +6,9 @@
 #include <QMessageBox>
 #include <QProcess>
 
+#include <algorithm>
 #include <filesystem>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -34,6 +36,16 @@ nlohmann::json tinyExperiment(int epochs = 2) {
             {"snapshot_every", 0}, {"threads", 1}}}};
 }
 
+/// Workbench options for `experiment`, saved as DIR/NAME.json, training into DIR/NAME.
+WorkbenchOptions runOptions(const QTemporaryDir& dir, const QString& name,
+                            const nlohmann::json& experiment) {
+  WorkbenchOptions o;
+  o.workspace = dir.path();
+  o.out_dir = dir.filePath(name);
+  o.config_path = writeJson(dir.filePath(name + ".json"), experiment);
+  return o;
+}
+
 }  // namespace
 
 class TestGuiWorkbench : public QObject {
@@ -46,22 +58,23 @@ class TestGuiWorkbench : public QObject {
 
   void startPauseResumeStopFromTheWindow() {
     QTemporaryDir dir;
-    WorkbenchOptions o;
-    o.workspace = dir.path();
-    o.out_dir = dir.filePath("tiny");
-    o.config_path = writeJson(dir.filePath("tiny.json"), tinyExperiment(/*epochs=*/20));
+    WorkbenchOptions o = runOptions(dir, "tiny", tinyExperiment(/*epochs=*/20));
     MainWindow window(o);
     window.show();
     const QString id = MainWindow::runId(o.out_dir);
 
-    // The event loop must stay responsive while the engine trains: a 10 ms timer's largest gap.
+    // The event loop must stay responsive while the engine trains: the gaps of a 10 ms timer.
+    // A window that trained on its own thread would wait a whole step at most ticks; a machine
+    // busy with other work stalls a few ticks now and then, which is not the window's fault, so
+    // the test bounds the typical gap and the share of long ones, not the single worst.
     QElapsedTimer clock;
-    qint64 last = -1, worst = 0;
+    qint64 last = -1;
+    std::vector<qint64> gaps;
     QTimer ticker;
     ticker.setInterval(10);
     connect(&ticker, &QTimer::timeout, [&] {
       const qint64 now = clock.elapsed();
-      if (last >= 0) worst = std::max(worst, now - last);
+      if (last >= 0) gaps.push_back(now - last);
       last = now;
     });
 
@@ -76,8 +89,16 @@ class TestGuiWorkbench : public QObject {
     window.curves()->flushRedraw();
     QVERIFY2(window.curves()->pointCount("loss", id) > before, "the loss plot gains points");
     ticker.stop();
-    qInfo("largest event-loop gap while training: %lld ms", static_cast<long long>(worst));
-    QVERIFY2(worst < 100, qPrintable(QString("event loop stalled %1 ms").arg(worst)));
+    QVERIFY2(gaps.size() >= 50, qPrintable(QString("only %1 timer ticks").arg(gaps.size())));
+    std::sort(gaps.begin(), gaps.end());
+    const qint64 median = gaps[gaps.size() / 2], worst = gaps.back();
+    const auto stalled = std::count_if(gaps.begin(), gaps.end(), [](qint64 g) { return g >= 100; });
+    qInfo("event-loop gaps while training: median %lld ms, largest %lld ms, %lld of %zu >= 100 ms",
+          static_cast<long long>(median), static_cast<long long>(worst),
+          static_cast<long long>(stalled), gaps.size());
+    QVERIFY2(median < 30, qPrintable(QString("typical event-loop gap %1 ms").arg(median)));
+    QVERIFY2(stalled * 20 < static_cast<qint64>(gaps.size()),
+             qPrintable(QString("%1 of %2 gaps stalled >= 100 ms").arg(stalled).arg(gaps.size())));
 
     // Pause: after the step in flight, no more rows come.
     window.pauseRun();
@@ -115,10 +136,7 @@ class TestGuiWorkbench : public QObject {
 
   void exportsHaveTheirSignatures() {
     QTemporaryDir dir;
-    WorkbenchOptions o;
-    o.workspace = dir.path();
-    o.out_dir = dir.filePath("tiny");
-    o.config_path = writeJson(dir.filePath("tiny.json"), tinyExperiment());
+    WorkbenchOptions o = runOptions(dir, "tiny", tinyExperiment());
     o.max_steps = 4;
     MainWindow window(o);
     QSignalSpy finished(&window, &MainWindow::runFinished);
@@ -152,12 +170,9 @@ class TestGuiWorkbench : public QObject {
 
   void aNonFiniteLossIsShownInTheWindow() {
     QTemporaryDir dir;
-    WorkbenchOptions o;
-    o.workspace = dir.path();
-    o.out_dir = dir.filePath("nan");
     auto exploding = tinyExperiment();
     exploding["loss"]["lambda_ce"] = 1e300;  // the weighted loss overflows to inf at once
-    o.config_path = writeJson(dir.filePath("nan.json"), exploding);
+    WorkbenchOptions o = runOptions(dir, "nan", exploding);
     MainWindow window(o);
     window.show();
     QSignalSpy finished(&window, &MainWindow::runFinished);
@@ -174,12 +189,9 @@ class TestGuiWorkbench : public QObject {
 
   void aDataParallelRunIsOneRunWithOneSetOfCurves() {
     QTemporaryDir dir;
-    WorkbenchOptions o;
-    o.workspace = dir.path();
-    o.out_dir = dir.filePath("two_ranks");
     auto experiment = tinyExperiment();
     experiment["train"]["batch_size"] = 8;  // per rank: the global batch is 16
-    o.config_path = writeJson(dir.filePath("dp.json"), experiment);
+    WorkbenchOptions o = runOptions(dir, "two_ranks", experiment);
     o.cpu_ranks = 2;
     o.max_steps = 4;
     MainWindow window(o);
