@@ -1,26 +1,16 @@
 /// @brief CurvePanel: dirty-plot redraws on a 40 ms timer, incremental live appends, hover
-/// read-out, zoom that survives redraws, and PNG/PDF/SVG/CSV export.
+/// read-out and zoom that survives redraws (exports: curve_export.cpp).
 #include "widgets/curve_panel.h"
 
 #include <qcustomplot.h>
 
 #include <QCheckBox>
 #include <QComboBox>
-#include <QDialog>
-#include <QDialogButtonBox>
-#include <QFile>
-#include <QFileDialog>
-#include <QFileInfo>
-#include <QFormLayout>
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QMenu>
-#include <QMessageBox>
 #include <QSlider>
-#include <QSpinBox>
-#include <QSvgGenerator>
-#include <QTextStream>
 #include <QTimer>
 #include <QToolButton>
 #include <QVBoxLayout>
@@ -31,7 +21,6 @@
 namespace mst {
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kRedrawDelayMs = 40;  // coalesces bursts of appends (PlotJuggler's choice)
 constexpr int kRawAlpha = 60;
@@ -40,11 +29,6 @@ constexpr int kColumns = 3;
 constexpr int kMaxScatterPoints = 60;  // markers only while they stay readable
 constexpr int kLegendRowsPerColumn = 5;
 constexpr int kLegendSamples = 400;  // points per curve sampled to find a free legend corner
-const QString kEvalPlot = QStringLiteral("knn_top1");
-/// Only the per-batch losses are noisy. Schedules (lr, wd, ...) are exact values an EMA would only
-/// shift, and k-NN accuracy is logged every few epochs, where an EMA over a handful of points
-/// lags and misleads: those are drawn raw, in full colour.
-bool isSmoothed(const QString& plot) { return plot.startsWith(QLatin1String("loss")); }
 const QStringList kPlotNames = {"loss", "loss_ce",  "loss_rec",     "knn_top1",  "lr",
                                 "wd",   "momentum", "teacher_temp", "mask_ratio"};
 
@@ -53,46 +37,6 @@ QColor paletteColour(int index) {
   static const QColor kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
   return kPalette[index % 10];
-}
-
-/// y at `x` on the polyline (xs, ys), xs ascending; extrapolates linearly past either end.
-double interpolate(const QVector<double>& xs, const QVector<double>& ys, double x) {
-  const int n = std::min(xs.size(), ys.size());
-  if (n == 0 || !std::isfinite(x)) return kNaN;
-  if (n == 1) return ys[0];
-  int hi = int(std::lower_bound(xs.begin(), xs.begin() + n, x) - xs.begin());
-  hi = std::clamp(hi, 1, n - 1);
-  const double x0 = xs[hi - 1], x1 = xs[hi];
-  if (x1 == x0) return ys[hi];
-  return ys[hi - 1] + (ys[hi] - ys[hi - 1]) * (x - x0) / (x1 - x0);
-}
-
-/// Key of `row` of `table` on `axis`. Eval rows usually log only their step, so they borrow epoch
-/// and wall time from the metrics table by interpolating over step.
-double keyAt(const CurveTable& table, const CurveTable& metrics, XAxis axis, int row) {
-  const QVector<double>& own = axis == XAxis::Step    ? table.step
-                               : axis == XAxis::Epoch ? table.epoch
-                                                      : table.wall_s;
-  if (row < own.size()) return own[row];
-  if (axis == XAxis::Step) return table.step.isEmpty() ? double(row) : kNaN;
-  if (&table == &metrics || row >= table.step.size()) return kNaN;
-  return interpolate(metrics.step, axis == XAxis::Epoch ? metrics.epoch : metrics.wall_s,
-                     table.step[row]);
-}
-
-double valueAt(const QVector<double>& column, int row) {
-  return row < column.size() ? column[row] : kNaN;
-}
-
-QString csvField(const QString& text) {
-  if (!text.contains(QLatin1Char(',')) && !text.contains(QLatin1Char('"'))) return text;
-  return QLatin1Char('"') + QString(text).replace("\"", "\"\"") + QLatin1Char('"');
-}
-
-QString csvNumber(double value) {
-  // Shortest text that reads back to the same double: exact, and still short for 0.1 or 1500.
-  return std::isfinite(value) ? QString::number(value, 'g', QLocale::FloatingPointShortest)
-                              : QString();
 }
 
 /// Index of the point of `graph` whose key is nearest `key`, or -1 when it has none.
@@ -104,30 +48,6 @@ int nearestIndex(const QCPGraph* graph, double key) {
   int index = int(it - data->constBegin());
   if (index > 0 && std::abs((it - 1)->key - key) < std::abs(it->key - key)) --index;
   return index;
-}
-
-/// Asks for an export size in pixels (default 800 x 500); false when cancelled.
-bool askFigureSize(QWidget* parent, QSize* size) {
-  QDialog dialog(parent);
-  dialog.setWindowTitle(QObject::tr("Figure size"));
-  auto* width = new QSpinBox(&dialog);
-  auto* height = new QSpinBox(&dialog);
-  for (QSpinBox* box : {width, height}) {
-    box->setRange(100, 8000);
-    box->setSuffix(QObject::tr(" px"));
-  }
-  width->setValue(size->width());
-  height->setValue(size->height());
-  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, &dialog);
-  QObject::connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
-  QObject::connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
-  auto* form = new QFormLayout(&dialog);
-  form->addRow(QObject::tr("Width"), width);
-  form->addRow(QObject::tr("Height"), height);
-  form->addRow(buttons);
-  if (dialog.exec() != QDialog::Accepted) return false;
-  *size = QSize(width->value(), height->value());
-  return true;
 }
 
 }  // namespace
@@ -497,6 +417,7 @@ void CurvePanel::updateSeries(Run& run, int p) {
       smoothValues.append(smoothedValue);
     }
   }
+  rowsRead_ += std::max(0, rows - series.rowsDone);
   series.rowsDone = rows;
   if (isEval) {
     const int points = series.raw->dataCount() + rawKeys.size();
@@ -752,135 +673,6 @@ void CurvePanel::showContextMenu(int p, const QPoint& pos) {
     plots_[p].widget->replot();
   });
   menu.exec(plots_[p].widget->mapToGlobal(pos));
-}
-
-bool CurvePanel::exportFigure(const QString& plotName, const QString& path, int width, int height,
-                              QString* error) {
-  auto fail = [error](const QString& message) {
-    if (error) *error = message;
-    return false;
-  };
-  const int p = plotIndex(plotName);
-  if (p < 0) return fail(tr("no plot named \"%1\"").arg(plotName));
-  const QString suffix = QFileInfo(path).suffix().toLower();
-  if (suffix != "png" && suffix != "pdf" && suffix != "svg") {
-    return fail(tr("cannot export \"%1\": use a .png, .pdf or .svg file name").arg(path));
-  }
-  if (width <= 0 || height <= 0) return fail(tr("figure size must be positive"));
-  QFile file(path);
-  // QSvgGenerator and QPrinter do not report unwritable paths, so probe the file first.
-  if (!file.open(QIODevice::WriteOnly)) {
-    return fail(tr("cannot write %1: %2").arg(path, file.errorString()));
-  }
-  flushRedraw();
-  clearHover();  // the tracer belongs to the screen, not to the figure
-  QCustomPlot* plot = plots_[p].widget;
-  bool ok = true;
-  if (suffix == "svg") {
-    QSvgGenerator generator;
-    generator.setOutputDevice(&file);
-    generator.setSize(QSize(width, height));
-    generator.setViewBox(QRect(0, 0, width, height));
-    generator.setTitle(plotName);
-    QCPPainter painter(&generator);
-    plot->toPainter(&painter, width, height);
-    ok = painter.end();
-  } else {
-    file.close();
-    ok = suffix == "png" ? plot->savePng(path, width, height)
-                         : plot->savePdf(path, width, height, QCP::epNoCosmetic);
-  }
-  if (!ok) return fail(tr("writing %1 failed").arg(path));
-  return true;
-}
-
-bool CurvePanel::exportCsv(const QString& plotName, const QString& path, QString* error) const {
-  auto fail = [error](const QString& message) {
-    if (error) *error = message;
-    return false;
-  };
-  const int p = plotIndex(plotName);
-  if (p < 0) return fail(tr("no plot named \"%1\"").arg(plotName));
-  QFile file(path);
-  if (!file.open(QIODevice::WriteOnly | QIODevice::Text)) {
-    return fail(tr("cannot write %1: %2").arg(path, file.errorString()));
-  }
-  QTextStream out(&file);
-  out << "run,step,epoch,wall_s," << plotName << ',' << plotName << "_smoothed\n";
-  const bool isEval = plotName == kEvalPlot;
-  for (const auto& run : runs_) {
-    const CurveTable& table = isEval ? run->curves.eval : run->curves.metrics;
-    const QVector<double> values = table.columns.value(plotName);
-    DebiasedEmaState ema(isSmoothed(plotName) ? smoothing_ : 0.0);
-    const QString label = csvField(run->curves.label);
-    for (int row = 0; row < table.rows(); ++row) {
-      const double value = valueAt(values, row);
-      if (!std::isfinite(value)) continue;
-      const double smoothed = ema.push(value);
-      const CurveTable& metrics = run->curves.metrics;
-      out << label << ',' << csvNumber(keyAt(table, metrics, XAxis::Step, row)) << ','
-          << csvNumber(keyAt(table, metrics, XAxis::Epoch, row)) << ','
-          << csvNumber(keyAt(table, metrics, XAxis::WallTime, row)) << ',' << csvNumber(value)
-          << ',' << csvNumber(smoothed) << '\n';
-    }
-  }
-  out.flush();
-  if (file.error() != QFile::NoError) return fail(tr("writing %1 failed").arg(path));
-  return true;
-}
-
-void CurvePanel::exportFigureDialog(int p) {
-  const QString name = plots_[p].name;
-  QString filter;
-  QString path = QFileDialog::getSaveFileName(
-      this, tr("Export figure of %1").arg(name), QDir(lastDir_).filePath(name + ".png"),
-      tr("PNG image (*.png);;PDF document (*.pdf);;SVG drawing (*.svg)"), &filter);
-  if (path.isEmpty()) return;
-  if (QFileInfo(path).suffix().isEmpty()) {
-    path += filter.contains("pdf") ? ".pdf" : filter.contains("svg") ? ".svg" : ".png";
-  }
-  lastDir_ = QFileInfo(path).absolutePath();
-  QSize size(800, 500);
-  if (!askFigureSize(this, &size)) return;
-  QString error;
-  if (!exportFigure(name, path, size.width(), size.height(), &error)) {
-    QMessageBox::warning(this, tr("Export figure"), error);
-  }
-}
-
-void CurvePanel::exportAllDialog() {
-  QString filter;
-  const QString base = QFileDialog::getSaveFileName(
-      this, tr("Export all plots (one file per plot, name_<plot>.ext)"),
-      QDir(lastDir_).filePath("curves.pdf"),
-      tr("PDF document (*.pdf);;PNG image (*.png);;SVG drawing (*.svg)"), &filter);
-  if (base.isEmpty()) return;
-  QFileInfo info(base);
-  QString suffix = info.suffix();
-  if (suffix.isEmpty())
-    suffix = filter.contains("png") ? "png" : filter.contains("svg") ? "svg" : "pdf";
-  lastDir_ = info.absolutePath();
-  QSize size(800, 500);
-  if (!askFigureSize(this, &size)) return;
-  QStringList errors;
-  for (const PlotView& view : plots_) {
-    const QString path = QDir(info.absolutePath())
-                             .filePath(info.completeBaseName() + '_' + view.name + '.' + suffix);
-    QString error;
-    if (!exportFigure(view.name, path, size.width(), size.height(), &error)) errors << error;
-  }
-  if (!errors.isEmpty()) QMessageBox::warning(this, tr("Export figures"), errors.join('\n'));
-}
-
-void CurvePanel::exportCsvDialog(int p) {
-  const QString name = plots_[p].name;
-  const QString path =
-      QFileDialog::getSaveFileName(this, tr("Export data of %1").arg(name),
-                                   QDir(lastDir_).filePath(name + ".csv"), tr("CSV table (*.csv)"));
-  if (path.isEmpty()) return;
-  lastDir_ = QFileInfo(path).absolutePath();
-  QString error;
-  if (!exportCsv(name, path, &error)) QMessageBox::warning(this, tr("Export data"), error);
 }
 
 }  // namespace mst

@@ -24,9 +24,6 @@ class QTimer;
 
 namespace mst {
 
-/// What the key (horizontal) axis of every plot shows.
-enum class XAxis { Step, Epoch, WallTime };
-
 /// Grid of small plots, one per metric, each with one curve per run: the raw values faded and a
 /// debiased-EMA smoothed curve over them. Changes only mark plots dirty; a 40 ms single-shot timer
 /// redraws the dirty plots, so live appends never cost a redraw per row. GUI thread only.
@@ -63,6 +60,9 @@ class CurvePanel : public QWidget {
 
   /// Points drawn for `plot` of run `id` (raw curve) after the last redraw; -1 when unknown.
   int pointCount(const QString& plot, const QString& id) const;
+  /// Table rows read into plot points since construction, over all plots and runs: a live
+  /// append reads only its new rows; a change of smoothing, log-y or x axis reads everything.
+  qint64 rowsRead() const { return rowsRead_; }
   /// Redraws the dirty plots now (normally the 40 ms coalescing timer does it).
   void flushRedraw();
   /// The plot widget named `name`, or nullptr.
@@ -128,6 +128,7 @@ class CurvePanel : public QWidget {
   void exportCsvDialog(int plot);
 
   std::vector<std::unique_ptr<Run>> runs_;  // insertion order
+  qint64 rowsRead_ = 0;
   std::vector<PlotView> plots_;             // display order
   std::vector<bool> dirty_;                 // by plot index
   int nextColour_ = 0;

@@ -22,6 +22,34 @@ void appendPadded(QVector<double>& column, int rows, const QVector<double>& more
 
 }  // namespace
 
+bool isSmoothed(const QString& plot) { return plot.startsWith(QLatin1String("loss")); }
+
+double interpolate(const QVector<double>& xs, const QVector<double>& ys, double x) {
+  const int n = std::min(xs.size(), ys.size());
+  if (n == 0 || !std::isfinite(x)) return kNaN;
+  if (n == 1) return ys[0];
+  int hi = int(std::lower_bound(xs.begin(), xs.begin() + n, x) - xs.begin());
+  hi = std::clamp(hi, 1, n - 1);
+  const double x0 = xs[hi - 1], x1 = xs[hi];
+  if (x1 == x0) return ys[hi];
+  return ys[hi - 1] + (ys[hi] - ys[hi - 1]) * (x - x0) / (x1 - x0);
+}
+
+double keyAt(const CurveTable& table, const CurveTable& metrics, XAxis axis, int row) {
+  const QVector<double>& own = axis == XAxis::Step    ? table.step
+                               : axis == XAxis::Epoch ? table.epoch
+                                                      : table.wall_s;
+  if (row < own.size()) return own[row];
+  if (axis == XAxis::Step) return table.step.isEmpty() ? double(row) : kNaN;
+  if (&table == &metrics || row >= table.step.size()) return kNaN;
+  return interpolate(metrics.step, axis == XAxis::Epoch ? metrics.epoch : metrics.wall_s,
+                     table.step[row]);
+}
+
+double valueAt(const QVector<double>& column, int row) {
+  return row < column.size() ? column[row] : kNaN;
+}
+
 int CurveTable::rows() const {
   if (!step.isEmpty()) return step.size();
   int longest = 0;

@@ -1,4 +1,5 @@
-/// @brief Plain column tables of logged training curves and the debiased EMA used to smooth them.
+/// @brief Plain column tables of logged training curves, the keys of their rows on each x axis,
+/// and the debiased EMA used to smooth them.
 #pragma once
 
 #include <QMap>
@@ -26,6 +27,27 @@ struct RunCurves {
   CurveTable metrics;  // from /metrics (loss, loss_ce, loss_rec, lr, wd, momentum, ...)
   CurveTable eval;     // from /eval (knn_top1)
 };
+
+/// What the key (horizontal) axis of a curve plot shows.
+enum class XAxis { Step, Epoch, WallTime };
+
+/// The eval table's plot (k-NN top-1); every other plot reads the metrics table.
+inline const QString kEvalPlot = QStringLiteral("knn_top1");
+
+/// Only the per-batch losses are noisy. Schedules (lr, wd, ...) are exact values an EMA would only
+/// shift, and k-NN accuracy is logged every few epochs, where an EMA over a handful of points
+/// lags and misleads: those are drawn raw.
+bool isSmoothed(const QString& plot);
+
+/// y at `x` on the polyline (xs, ys), xs ascending; extrapolates linearly past either end.
+double interpolate(const QVector<double>& xs, const QVector<double>& ys, double x);
+
+/// Key of `row` of `table` on `axis`. Eval rows usually log only their step, so they borrow epoch
+/// and wall time from the metrics table by interpolating over step.
+double keyAt(const CurveTable& table, const CurveTable& metrics, XAxis axis, int row);
+
+/// column[row], NaN past its end.
+double valueAt(const QVector<double>& column, int row);
 
 /// Incremental form of debiasedEma, so that live appends continue a smoothed curve without
 /// recomputing it from the first row.
