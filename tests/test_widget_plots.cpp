@@ -138,6 +138,48 @@ class TestWidgetPlots : public QObject {
     QVERIFY(mst::isSmoothed("loss_ce") && !mst::isSmoothed(mst::kEvalPlot) && !mst::isSmoothed("lr"));
   }
 
+  void sweepCellLabelsAreCompacted_data() {
+    QTest::addColumn<QString>("label");
+    QTest::addColumn<QString>("compact");
+    QTest::newRow("strategy x seed") << "04_masking.strategy=attention_guided_train.seed=0"
+                                     << "strategy=attention_guided seed=0";
+    QTest::newRow("p x num") << "03_masking.p=0.1_masking.num=8" << "p=0.1 num=8";
+    QTest::newRow("key with _") << "12_crops.local_crops=4" << "local_crops=4";
+    QTest::newRow("plain run") << "fashion_mnist" << "fashion_mnist";
+    QTest::newRow("digits, no key") << "2024_run" << "2024_run";
+  }
+
+  void sweepCellLabelsAreCompacted() {
+    QFETCH(QString, label);
+    QFETCH(QString, compact);
+    QCOMPARE(mst::compactRunLabel(label), compact);
+    QCOMPARE(mst::compactRunLabel("03_masking.p=0.1_masking.num=8", false), QString("0.1 8"));
+  }
+
+  void longRunNamesFitTheLegend() {
+    CurvePanel panel;
+    panel.resize(900, 600);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    RunCurves a = makeRun("a", 100), b = makeRun("b", 100, 0.2);
+    a.label = "04_masking.strategy=attention_guided_train.seed=0";
+    b.label = "05_masking.strategy=attention_guided_train.seed=1";
+    panel.setRun(a);
+    panel.setRun(b);
+    panel.flushRedraw();
+    QCustomPlot* loss = panel.plot("loss");
+    QVERIFY(loss->legend->visible());
+    const QString name = loss->graph(1)->name();
+    QVERIFY2(name != a.label && name.endsWith("0"), qPrintable(name));
+    QVERIFY2(loss->legend->outerRect().width() < loss->axisRect()->rect().width(),
+             qPrintable(QString("legend %1 px in a %2 px plot")
+                            .arg(loss->legend->outerRect().width())
+                            .arg(loss->axisRect()->rect().width())));
+    // A wide panel has room for the full names.
+    panel.resize(3000, 900);
+    QTRY_COMPARE(loss->graph(1)->name(), a.label);  // the resize alone re-fits the legend
+  }
+
   void plotNamesInOrder() {
     CurvePanel panel;
     QCOMPARE(panel.plotNames(), (QStringList{"loss", "loss_ce", "loss_rec", "knn_top1", "lr", "wd",

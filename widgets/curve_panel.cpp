@@ -488,6 +488,20 @@ void CurvePanel::placeLegend(int p) {
   }
   const QRect area = plot->axisRect()->rect();
   if (area.width() < 10 || area.height() < 10) return;  // not laid out yet
+  // Long run names (sweep cells) would make the legend wider than the plot: compact them (keys
+  // without sections, then values only), then elide in the middle, so that the legend keeps to
+  // about 60 % of the plot's width. The hover read-out still names the run in full.
+  const int columns = wrap > 0 ? (legend->itemCount() + wrap - 1) / wrap : 1;
+  const int maxText = std::max(40, area.width() * 3 / 5 / columns - 30);
+  const QFontMetrics metrics(legend->font());
+  for (const auto& run : runs_) {
+    QString name = run->curves.label;
+    if (metrics.horizontalAdvance(name) > maxText) name = compactRunLabel(name);
+    if (metrics.horizontalAdvance(name) > maxText) name = compactRunLabel(run->curves.label, false);
+    if (metrics.horizontalAdvance(name) > maxText)
+      name = metrics.elidedText(name, Qt::ElideMiddle, maxText);
+    if (run->series[p].smooth->name() != name) run->series[p].smooth->setName(name);
+  }
   // Pick the corner that hides the fewest curve points (falling losses leave the top right free,
   // a rising accuracy the bottom right).
   const QSize size = legend->minimumOuterSizeHint().boundedTo(area.size());
@@ -658,6 +672,10 @@ void CurvePanel::clearHover() {
 
 bool CurvePanel::eventFilter(QObject* watched, QEvent* event) {
   if (event->type() == QEvent::Leave) clearHover();
+  // A resized plot re-fits its legend (names and corner) at the next coalesced redraw.
+  if (event->type() == QEvent::Resize)
+    for (int p = 0; p < int(plots_.size()); ++p)
+      if (plots_[p].widget == watched) markDirty(p, /*rebuild=*/false);
   return QWidget::eventFilter(watched, event);
 }
 

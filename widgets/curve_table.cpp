@@ -1,6 +1,8 @@
 /// @brief CurveTable row appends with NaN padding, and the debiased EMA smoother.
 #include "widgets/curve_table.h"
 
+#include <QRegularExpression>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -21,6 +23,28 @@ void appendPadded(QVector<double>& column, int rows, const QVector<double>& more
 }
 
 }  // namespace
+
+QString compactRunLabel(const QString& label, bool keys) {
+  // A config key always starts with its section, which anchors the match: values may contain
+  // '_' (attention_guided) and so may keys (local_crops).
+  static const QRegularExpression key(
+      QStringLiteral("(^|_)(?:data|model|crops|augment|masking|loss|optim|train|eval)\\."
+                     "([A-Za-z0-9_]+)="));
+  static const QRegularExpression index(QStringLiteral("^\\d+_"));
+  QString text = label;
+  if (!text.contains(index) || !key.match(text.mid(text.indexOf('_'))).hasMatch()) return label;
+  text.remove(index);
+  QString out;
+  int from = 0;
+  for (auto it = key.globalMatch(text); it.hasNext();) {
+    const auto m = it.next();
+    out += text.mid(from, m.capturedStart() - from);
+    if (!out.isEmpty()) out += ' ';
+    if (keys) out += m.captured(2) + '=';
+    from = m.capturedEnd();
+  }
+  return out + text.mid(from);
+}
 
 bool isSmoothed(const QString& plot) { return plot.startsWith(QLatin1String("loss")); }
 

@@ -49,6 +49,12 @@ double keyAt(const CurveTable& table, const CurveTable& metrics, XAxis axis, int
 /// column[row], NaN past its end.
 double valueAt(const QVector<double>& column, int row);
 
+/// A run label short enough for a legend: a sweep cell's folder name such as
+/// "04_masking.strategy=attention_guided_train.seed=0" becomes "strategy=attention_guided seed=0"
+/// (cell index and key sections dropped), or with `keys` false only the values,
+/// "attention_guided 0"; any other label is returned unchanged.
+QString compactRunLabel(const QString& label, bool keys = true);
+
 /// Incremental form of debiasedEma, so that live appends continue a smoothed curve without
 /// recomputing it from the first row.
 class DebiasedEmaState {
