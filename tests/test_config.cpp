@@ -7,6 +7,7 @@
 
 #include "core/config/config.h"
 #include "core/util/error.h"
+#include "core/util/files.h"
 #include "core/util/index_list.h"
 
 using namespace mst;
@@ -16,6 +17,29 @@ class TestConfig : public QObject {
   Q_OBJECT
 
  private slots:
+  void filesAreReplacedWhole() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("a.json").toStdString();
+    writeTextAtomically(path, "first\n");
+    writeTextAtomically(path, "second\n");
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    QCOMPARE(text, std::string("second\n"));
+    QCOMPARE(QDir(dir.path()).entryList(QDir::Files), QStringList{"a.json"});  // no leftovers
+    // Two processes never share a temporary name; it sits beside the target.
+    const std::string tmp = temporarySibling(path);
+    QVERIFY(tmp.rfind(path + ".tmp.", 0) == 0);
+    QVERIFY(tmp.find(std::to_string(QCoreApplication::applicationPid())) != std::string::npos);
+    // A folder that does not exist: one error naming the file, nothing written.
+    const std::string missing = dir.filePath("no/such/b.json").toStdString();
+    try {
+      writeTextAtomically(missing, "x");
+      QFAIL("wrote into a missing folder");
+    } catch (const MstError& e) {
+      QVERIFY2(std::string(e.what()).find(missing) != std::string::npos, e.what());
+    }
+  }
+
   void indexListsAsPeopleTypeThem() {
     // --images, --k and the Inspector's image field share one parser.
     QCOMPARE(parseIndexList("0-3,8", "--images"), (std::vector<int64_t>{0, 1, 2, 3, 8}));

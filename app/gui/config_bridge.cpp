@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/util/error.h"
+#include "core/util/files.h"
 
 namespace mst {
 
@@ -36,14 +37,7 @@ void ExperimentModel::load(const QString& path) {
 }
 
 void ExperimentModel::save(const QString& path) const {
-  const std::string p = path.toStdString();
-  const std::string tmp = p + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << json_.dump(2) << "\n";
-    if (!out) throw MstError("cannot write " + p);
-  }
-  if (std::rename(tmp.c_str(), p.c_str()) != 0) throw MstError("cannot write " + p);
+  writeTextAtomically(path.toStdString(), json_.dump(2) + "\n");
 }
 
 QVector<FieldSpec> ExperimentModel::fieldSpecs() {

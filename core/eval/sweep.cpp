@@ -37,13 +37,7 @@ std::string cellName(int64_t index, const std::vector<SweepAxis>& axes,
 }
 
 void writeJsonAtomically(const std::string& path, const json& value) {
-  const std::string tmp = temporarySibling(path);
-  {
-    std::ofstream out(tmp);
-    out << value.dump(2) << "\n";
-    if (!out) throw MstError("cannot write " + tmp);
-  }
-  fs::rename(tmp, path);
+  writeTextAtomically(path, value.dump(2) + "\n");
 }
 
 std::string csvField(const std::string& text) {
@@ -205,31 +199,26 @@ void writeSeedSummary(const std::string& out_dir, const std::vector<SweepAxis>& 
                       const std::vector<SweepCell>& cells) {
   const auto groups = summarizeSeeds(axes, cells);
   if (groups.empty()) return;
-  const std::string path = (fs::path(out_dir) / "seeds.csv").string();
-  const std::string tmp = temporarySibling(path);
-  {
-    std::ofstream csv(tmp);
-    for (const auto& axis : axes)
-      if (axis.key != "train.seed") csv << csvField(axis.key) << ",";
-    csv << "seeds_done,knn_mean,knn_sd,linear_mean,linear_sd\n";
-    auto number = [&](double v) {
-      if (!std::isnan(v)) csv << v;
-    };
-    for (const auto& g : groups) {
-      for (const auto& v : g.values) csv << csvField(valueText(v)) << ",";
-      csv << g.done << ",";
-      number(g.knn_mean);
-      csv << ",";
-      number(g.knn_sd);
-      csv << ",";
-      number(g.linear_mean);
-      csv << ",";
-      number(g.linear_sd);
-      csv << "\n";
-    }
-    if (!csv) throw MstError("cannot write " + path);
+  std::ostringstream csv;
+  for (const auto& axis : axes)
+    if (axis.key != "train.seed") csv << csvField(axis.key) << ",";
+  csv << "seeds_done,knn_mean,knn_sd,linear_mean,linear_sd\n";
+  auto number = [&](double v) {
+    if (!std::isnan(v)) csv << v;
+  };
+  for (const auto& g : groups) {
+    for (const auto& v : g.values) csv << csvField(valueText(v)) << ",";
+    csv << g.done << ",";
+    number(g.knn_mean);
+    csv << ",";
+    number(g.knn_sd);
+    csv << ",";
+    number(g.linear_mean);
+    csv << ",";
+    number(g.linear_sd);
+    csv << "\n";
   }
-  fs::rename(tmp, path);
+  writeTextAtomically((fs::path(out_dir) / "seeds.csv").string(), csv.str());
 }
 
 }  // namespace
@@ -237,10 +226,8 @@ void writeSeedSummary(const std::string& out_dir, const std::vector<SweepAxis>& 
 void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& axes,
                       const std::vector<SweepCell>& cells) {
   fs::create_directories(out_dir);
-  const std::string csv_path = (fs::path(out_dir) / "sweep.csv").string();
-  const std::string csv_tmp = temporarySibling(csv_path);
   {
-    std::ofstream csv(csv_tmp);
+    std::ostringstream csv;
     csv << "cell";
     for (const auto& axis : axes) csv << "," << csvField(axis.key);
     csv << ",status,knn_top1,linear_top1,dir\n";
@@ -253,9 +240,8 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
       if (c.linear_top1) csv << *c.linear_top1;
       csv << "," << csvField(c.dir) << "\n";
     }
-    if (!csv) throw MstError("cannot write " + csv_path);
+    writeTextAtomically((fs::path(out_dir) / "sweep.csv").string(), csv.str());
   }
-  fs::rename(csv_tmp, csv_path);
 
   std::vector<TableColumn> columns;
   TableColumn index{"cell"}, status{"status", true}, knn{"knn_top1"}, linear{"linear_top1"};

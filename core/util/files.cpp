@@ -4,6 +4,10 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "core/util/error.h"
 
 namespace mst {
 
@@ -14,6 +18,23 @@ std::string temporarySibling(const std::string& path) {
   for (char& ch : name)
     if (ch == '/' || ch == '\\') ch = '_';
   return path + ".tmp." + (name.empty() ? "host" : name) + "." + std::to_string(::getpid());
+}
+
+void writeTextAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = temporarySibling(path);
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw MstError("cannot write " + path);
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw MstError("cannot write " + path + " (renaming " + tmp + " over it failed)");
+  }
 }
 
 }  // namespace mst

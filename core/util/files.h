@@ -10,4 +10,9 @@ namespace mst {
 /// over `path`, it lets several writers (sweep shards) replace one file without mixing bytes.
 std::string temporarySibling(const std::string& path);
 
+/// Writes `text` to a temporary sibling and renames it over `path`: readers see the old file or
+/// the new one, never half of one, and a failed write leaves the old file as it was. MstError
+/// naming `path` when it cannot be written.
+void writeTextAtomically(const std::string& path, const std::string& text);
+
 }  // namespace mst
