@@ -36,10 +36,6 @@ std::string cellName(int64_t index, const std::vector<SweepAxis>& axes,
   return name.str();
 }
 
-void writeJsonAtomically(const std::string& path, const json& value) {
-  writeTextAtomically(path, value.dump(2) + "\n");
-}
-
 std::string csvField(const std::string& text) {
   if (text.find_first_of(",\"\n") == std::string::npos) return text;
   std::string quoted = "\"";
@@ -339,7 +335,8 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
           result["linear_top1"] = linear["linear_top1"];
           result["linear_train_top1"] = linear["linear_train_top1"];
         }
-        writeJsonAtomically((fs::path(cell->dir) / "result.json").string(), result);
+        writeTextAtomically((fs::path(cell->dir) / "result.json").string(),
+                            result.dump(2) + "\n");
         std::lock_guard<std::mutex> lock(mutex);
         cell->status = "done";
         if (result.contains("knn_top1")) cell->knn_top1 = result["knn_top1"].get<double>();

@@ -62,8 +62,8 @@ class SweepObserver {
 
 /// Runs every cell of this shard not already finished (a cell is finished when its folder holds
 /// result.json), rewriting out_dir/sweep.csv and out_dir/sweep.h5 after each; other shards'
-/// cells are read from their folders each time (done with results, running, or pending). A failing cell is recorded and
-/// the sweep goes on. Returns the cells with their results.
+/// cells are read from their folders each time (done with results, running, or pending). A
+/// failing cell is recorded and the sweep goes on. Returns the cells with their results.
 std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
                                 const SweepOptions& options, SweepObserver* observer = nullptr,
                                 const std::atomic<bool>* stop = nullptr);

@@ -330,8 +330,9 @@ struct RowGroup {
   hsize_t rows = 0;
 };
 
-/// Builds a fresh HDF5 file at a temporary sibling of `path` (temporarySibling) with `fill(file)`, then renames it over `path`, so a
-/// reader never sees half a file and a failure leaves any previous file untouched.
+/// Builds a fresh HDF5 file at a temporary sibling of `path` (temporarySibling) with `fill(file)`,
+/// then renames it over `path`, so a reader never sees half a file and a failure leaves any
+/// previous file untouched.
 inline void writeFileAtomically(const std::string& path, const std::string& where,
                          const std::function<void(hid_t)>& fill) {
   ErrorSilencer silence;
