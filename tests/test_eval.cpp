@@ -8,6 +8,7 @@
 #include "core/eval/knn.h"
 #include "core/eval/linear_probe.h"
 #include "core/eval/sweep.h"
+#include "core/log/log_reader.h"
 #include "core/log/run_log.h"
 #include "core/util/error.h"
 
@@ -227,6 +228,82 @@ class TestEval : public QObject {
     o.shard = 0;
     cells = runSweep(tinySweepBase(), axes, o, nullptr, nullptr);
     QCOMPARE(cells[1].status, std::string("running"));
+  }
+
+  void trainingSummaryReadsTheLog() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("run.h5").toStdString();
+    {
+      RunLogShape shape;
+      shape.metrics = {"loss", "loss_ce", "mask_ratio"};  // no loss_rec: left out of the summary
+      RunLog log(path, "{}", shape, false, 0);
+      for (int step = 1; step <= 25; ++step) {
+        std::map<std::string, double> row{{"loss", 1.0}, {"loss_ce", double(step)}};
+        if (step % 5 != 0) row["mask_ratio"] = step <= 10 ? 0.2 : 0.1;  // every fifth row: NaN
+        log.appendMetrics(step, step / 25.0, row);
+      }
+    }
+    const auto summary = readTrainingSummary(path);
+    // mask_ratio: the 20 rows with a value, 8 of 0.2 and 12 of 0.1.
+    QVERIFY(std::abs(summary["mask_ratio"].get<double>() - (8 * 0.2 + 12 * 0.1) / 20) < 1e-6);
+    // loss_ce_end: the last tenth of 25 rows = the last 2 (24, 25).
+    QCOMPARE(summary["loss_ce_end"].get<double>(), 24.5);
+    QVERIFY(!summary.contains("loss_rec_end"));
+    QVERIFY_THROWS_EXCEPTION(MstError, readTrainingSummary(dir.filePath("none.h5").toStdString()));
+  }
+
+  void sweepTablesCarryTheTrainingSummary() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    at::set_num_threads(2);
+    QTemporaryDir dir;
+    std::vector<SweepAxis> axes{parseAxis("masking.strategy=none,random")};
+    SweepOptions o = tinySweepOptions(dir.path().toStdString());
+    o.knn = o.linear = false;  // the summary comes from training alone
+    auto base = tinySweepBase();
+    base["train"]["log_every"] = 1;
+    base["masking"]["p"] = 0.5;
+    auto cells = runSweep(base, axes, o, nullptr, nullptr);
+    QCOMPARE(cells[0].status, std::string("done"));
+    QCOMPARE(cells[1].status, std::string("done"));
+    for (const auto& cell : cells) {
+      // The values equal those computed here from the cell's own log.
+      const auto ratio = readLogDataset(cell.dir + "/run.h5", "/metrics/mask_ratio");
+      const auto ce = readLogDataset(cell.dir + "/run.h5", "/metrics/loss_ce");
+      QCOMPARE(ratio.size(), size_t{2});
+      QVERIFY(cell.mask_ratio && cell.loss_ce_end && cell.loss_rec_end);
+      QVERIFY(std::abs(*cell.mask_ratio - (ratio[0] + ratio[1]) / 2) < 1e-6);
+      QVERIFY(std::abs(*cell.loss_ce_end - ce[1]) < 1e-6);  // the last tenth of 2 rows: 1
+      QVERIFY((*readCellResult(cell.dir)).contains("loss_rec_end"));
+    }
+    QCOMPARE(*cells[0].mask_ratio, 0.0);                                  // none
+    QVERIFY(*cells[1].mask_ratio > 0.3 && *cells[1].mask_ratio < 0.7);  // random, p = 0.5
+
+    std::ifstream csv(o.out_dir + "/sweep.csv");
+    std::string header, row;
+    std::getline(csv, header);
+    std::getline(csv, row);
+    QCOMPARE(QString::fromStdString(header),
+             QString("cell,masking.strategy,status,knn_top1,linear_top1,mask_ratio,loss_ce_end,"
+                     "loss_rec_end,dir"));
+    QVERIFY(QString::fromStdString(row).startsWith("0,none,done,,,0,"));
+    const auto h5 = readLogDataset(o.out_dir + "/sweep.h5", "/sweep/mask_ratio");
+    QCOMPARE(h5.size(), size_t{2});
+    QVERIFY(std::abs(h5[1] - *cells[1].mask_ratio) < 1e-6);
+
+    // A result written before the summary was part of it: the summary comes from run.h5.
+    auto result = *readCellResult(cells[1].dir);
+    for (const char* key : {"mask_ratio", "loss_ce_end", "loss_rec_end"}) result.erase(key);
+    std::ofstream(cells[1].dir + "/result.json") << result.dump();
+    SweepCell old;
+    old.dir = cells[1].dir;
+    QVERIFY(loadCellResult(old));
+    QCOMPARE(old.status, std::string("done"));
+    QVERIFY(old.mask_ratio && std::abs(*old.mask_ratio - *cells[1].mask_ratio) < 1e-9);
+    QVERIFY(old.loss_rec_end && std::abs(*old.loss_rec_end - *cells[1].loss_rec_end) < 1e-9);
+    SweepCell unfinished;
+    unfinished.dir = dir.filePath("nothing").toStdString();
+    QVERIFY(!loadCellResult(unfinished));
+    QCOMPARE(unfinished.status, std::string("pending"));
   }
 
   void sweepResumesWithoutRedoingCells() {

@@ -183,6 +183,12 @@ class TestGuiInspector : public QObject {
       QVERIFY(result.open(QIODevice::ReadOnly));
       const auto json = nlohmann::json::parse(result.readAll().toStdString());
       QCOMPARE(panel.heatmap()->value(num, "0.1"), json["knn_top1"].get<double>());
+      // What the run log says about training is a read-out too: the masked share in percent.
+      panel.setReadout("mask_ratio");
+      QCOMPARE(panel.heatmap()->value(num, "0.1"), 100.0 * json["mask_ratio"].get<double>());
+      panel.setReadout("loss_ce_end");
+      QCOMPARE(panel.heatmap()->value(num, "0.1"), json["loss_ce_end"].get<double>());
+      panel.setReadout("knn");
     }
     // Reopened later, it shows its finished cells.
     SweepPanel reopened;

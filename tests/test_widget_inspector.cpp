@@ -488,6 +488,41 @@ class TestWidgetInspector : public QObject {
     QCOMPARE(corner("2", "0.1"), mst::viridisColour(0.5).rgb());
   }
 
+  void heatmapDecimalsFollowTheSpread() {
+    SweepHeatmap map;
+    map.setAxes("masking.num", kRows, "masking.p", kCols);
+    QCOMPARE(map.formatValue(64.256), QString("64.26"));  // no done cells yet: two decimals
+    map.setCell("1", "0.05", CellState::Done, 64.25);
+    map.setCell("2", "0.05", CellState::Done, 65.39);
+    QCOMPARE(map.formatValue(64.256), QString("64.26"));  // a spread of 1.1 points
+    // Losses that differ in the third decimal stay apart.
+    map.setCell("1", "0.05", CellState::Done, 6.6403);
+    map.setCell("2", "0.05", CellState::Done, 6.6451);
+    QCOMPARE(map.formatValue(6.6403), QString("6.6403"));
+    QCOMPARE(map.formatValue(6.6451), QString("6.6451"));
+    map.setCell("2", "0.05", CellState::Done, 6.6603);
+    QCOMPARE(map.formatValue(6.6403), QString("6.640"));
+  }
+
+  void heatmapBoldsTheBestCellItIsToldTo() {
+    SweepHeatmap map;
+    map.setAxes("masking.num", kRows, "masking.p", kCols);
+    map.setCell("1", "0.05", CellState::Done, 0.25);
+    map.setCell("8", "0.15", CellState::Done, 0.75);
+    map.resize(map.sizeHint());
+    auto shot = [&](mst::BestCell best, const QString& row, const QString& col) {
+      map.setBestCell(best);
+      return map.grab(map.cellRect(row, col)).toImage();
+    };
+    // The highest value is bold by default (accuracies); the lowest for losses; none for a share.
+    const QImage high_bold = shot(mst::BestCell::Highest, "8", "0.15");
+    const QImage low_plain = shot(mst::BestCell::Highest, "1", "0.05");
+    QVERIFY(shot(mst::BestCell::Lowest, "8", "0.15") != high_bold);
+    QVERIFY(shot(mst::BestCell::Lowest, "1", "0.05") != low_plain);
+    QCOMPARE(shot(mst::BestCell::None, "8", "0.15"), shot(mst::BestCell::Lowest, "8", "0.15"));
+    QCOMPARE(shot(mst::BestCell::None, "1", "0.05"), low_plain);
+  }
+
   /// Renders both widgets as a user sees them; MST_WIDGET_SHOTS=DIR keeps the PNGs for review.
   void renderForReview() {
     InspectorGrid grid;

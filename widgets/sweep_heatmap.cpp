@@ -24,7 +24,6 @@ const QColor kRunningAccent(0x1C, 0x7E, 0xD6);
 const QColor kFailedFill(0xFF, 0xE3, 0xE3);
 const QColor kFailedAccent(0xC9, 0x2A, 0x2A);
 
-QString formatValue(double v) { return QString::number(v, 'f', 2); }
 
 /// Black or white, whichever reads better on `fill` (relative luminance, WCAG weights).
 QColor textOn(const QColor& fill) {
@@ -121,6 +120,20 @@ CellState SweepHeatmap::state(const QString& row, const QString& col) const {
 QString SweepHeatmap::runDir(const QString& row, const QString& col) const {
   const int i = indexOf(row, col);
   return i < 0 ? QString() : cells_[i].run_dir;
+}
+
+void SweepHeatmap::setBestCell(BestCell best) {
+  best_ = best;
+  update();
+}
+
+QString SweepHeatmap::formatValue(double value) const {
+  double lo = 0, hi = 0;
+  int decimals = 2;
+  // Enough decimals to show about two significant digits of the spread between the cells.
+  if (valueRange(&lo, &hi) && hi > lo)
+    decimals = std::clamp(1 - static_cast<int>(std::floor(std::log10(hi - lo))), 2, 4);
+  return QString::number(value, 'f', decimals);
 }
 
 bool SweepHeatmap::valueRange(double* lo, double* hi) const {
@@ -250,7 +263,9 @@ void SweepHeatmap::paintMap(QPainter& painter, const Layout& layout, const QFont
           const QColor fill = finite ? colourOf(cell.value) : kPendingFill;
           painter.fillRect(rect, fill);
           // The best cell is bold, as the paper's tables mark it.
-          const bool best = finite && has_range && hi > lo && cell.value == hi;
+          const bool best = finite && has_range && hi > lo &&
+                            ((best_ == BestCell::Highest && cell.value == hi) ||
+                             (best_ == BestCell::Lowest && cell.value == lo));
           painter.setFont(best ? bold : font);
           painter.setPen(finite ? textOn(fill) : text);
           painter.drawText(rect, Qt::AlignCenter,

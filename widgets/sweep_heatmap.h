@@ -17,6 +17,9 @@ enum class CellState { Pending, Running, Done, Failed };
 /// Lower-case name used in CSV files and tooltips: "pending", "running", "done", "failed".
 QString cellStateName(CellState state);
 
+/// Which done cell is drawn bold, as the paper's tables mark the best one.
+enum class BestCell { Highest, Lowest, None };
+
 /// Table 5 style grid: rows = values of one key (e.g. masking.num), columns = another (masking.p).
 /// Paints itself (no child widgets), so it renders offscreen as on screen. Row and column values
 /// are matched as exact strings.
@@ -30,6 +33,12 @@ class SweepHeatmap : public QWidget {
                const QStringList& cols);
   /// Name of the value shown in the cells, for the colour bar and the CSV tooltip.
   void setReadoutName(const QString& name);  // e.g. "k-NN top-1 %"
+  /// Highest (accuracies, the default), Lowest (losses) or None (e.g. a masked share).
+  void setBestCell(BestCell best);
+
+  /// A value as the cells, colour bar and tooltips show it: two decimals, more when the done
+  /// cells' values are too close for two to tell apart (up to four).
+  QString formatValue(double value) const;
 
   /// Updates one cell; an unknown row or column is ignored with a warning.
   void setCell(const QString& row, const QString& col, CellState state, double value = qQNaN(),
@@ -90,6 +99,7 @@ class SweepHeatmap : public QWidget {
   void updateTimer();
 
   QString row_key_, col_key_, readout_ = QStringLiteral("value");
+  BestCell best_ = BestCell::Highest;
   QStringList rows_, cols_;
   QVector<Cell> cells_;  // row-major
   int pressed_ = -1;

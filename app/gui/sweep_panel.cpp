@@ -27,12 +27,6 @@ CellState stateOf(const QString& status) {
 }
 
 QString axisKey(const QString& spec) { return spec.section('=', 0, 0).trimmed(); }
-QStringList axisValues(const QString& spec) {
-  QStringList out;
-  for (const QString& v : spec.section('=', 1).split(',', Qt::SkipEmptyParts))
-    out << QString(v).remove('"').trimmed();
-  return out;
-}
 
 }  // namespace
 
@@ -50,6 +44,12 @@ SweepPanel::SweepPanel(QWidget* parent) : QWidget(parent) {
   readout_ = new QComboBox;
   readout_->addItem("k-NN top-1 %", "knn");
   readout_->addItem("linear top-1 %", "linear");
+  readout_->addItem("masked share of patches %", "mask_ratio");
+  readout_->addItem("L_CE, last tenth of training", "loss_ce_end");
+  readout_->addItem("L_rec, last tenth of training", "loss_rec_end");
+  readout_->setToolTip("What the heat map shows: a read-out of the trained network, or what the "
+                       "run log says about its training (the masked share explains a mask grid: "
+                       "how many patches each p and num actually hid).");
   form->addRow("Read-out", readout_);
   auto* folder_row = new QHBoxLayout;
   out_edit_ = new QLineEdit(QDir::current().filePath("runs/sweep"));
@@ -105,7 +105,7 @@ SweepPanel::SweepPanel(QWidget* parent) : QWidget(parent) {
   });
   connect(heatmap_, &SweepHeatmap::cellActivated, this, &SweepPanel::openRun);
   connect(readout_, &QComboBox::currentIndexChanged, this, [this] {
-    heatmap_->setReadoutName(readout_->currentText());
+    showReadout();
     for (const auto& c : cells_) updateCell(c);
   });
   connect(launch_, &QPushButton::clicked, this, [this] {
@@ -134,7 +134,7 @@ SweepPanel::SweepPanel(QWidget* parent) : QWidget(parent) {
     QString error;
     if (!path.isEmpty() && !heatmap_->exportCsv(path, &error)) emit message(error, true);
   });
-  heatmap_->setReadoutName(readout_->currentText());
+  showReadout();
   QString ignored;
   QVector<SweepCellInfo> cells;
   if (SweepService::plan(request(), &cells, &ignored)) layoutCells(cells);
@@ -169,6 +169,22 @@ SweepRequest SweepPanel::request() const {
   return r;
 }
 
+double SweepPanel::readoutValue(const SweepCellInfo& cell, const QString& readout) {
+  if (readout == "linear") return cell.linear;
+  if (readout == "mask_ratio") return 100.0 * cell.mask_ratio;
+  if (readout == "loss_ce_end") return cell.loss_ce_end;
+  if (readout == "loss_rec_end") return cell.loss_rec_end;
+  return cell.knn;
+}
+
+void SweepPanel::showReadout() {
+  const QString readout = readout_->currentData().toString();
+  heatmap_->setReadoutName(readout_->currentText());
+  heatmap_->setBestCell(readout.startsWith("loss") ? BestCell::Lowest
+                        : readout == "mask_ratio"  ? BestCell::None
+                                                   : BestCell::Highest);
+}
+
 void SweepPanel::cellLabels(const SweepCellInfo& cell, QString* row, QString* col) {
   *row = cell.values.value(0);
   QStringList rest = cell.values.mid(1);
@@ -197,7 +213,7 @@ void SweepPanel::updateCell(const SweepCellInfo& cell) {
     if (c.index == cell.index) c = cell;
   QString row, col;
   cellLabels(cell, &row, &col);
-  const double value = readout_->currentData().toString() == "linear" ? cell.linear : cell.knn;
+  const double value = readoutValue(cell, readout_->currentData().toString());
   heatmap_->setCell(row, col, stateOf(cell.status), value, cell.dir);
   if (cell.status == "failed") emit message("sweep cell " + cell.dir + ": " + cell.error, true);
   int done = 0;

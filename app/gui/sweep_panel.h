@@ -30,7 +30,8 @@ class SweepPanel : public QWidget {
   void setOutDir(const QString& dir);
   void setMaxSteps(qint64 steps);
   void setReadoutLimits(qint64 train_images, qint64 test_images);
-  /// "knn" or "linear": which top-1 the heat map shows (both are computed).
+  /// What the heat map shows: "knn" or "linear" (both are computed), or from each cell's run log
+  /// "mask_ratio", "loss_ce_end" or "loss_rec_end" (see readoutValue).
   void setReadout(const QString& readout);
 
   bool launch(QString* error = nullptr);
@@ -44,6 +45,9 @@ class SweepPanel : public QWidget {
   SweepService* service() const { return service_; }
   /// Heat-map row and column labels of a cell.
   static void cellLabels(const SweepCellInfo& cell, QString* row, QString* col);
+  /// The cell's value for a read-out key (knn, linear, mask_ratio in %, loss_ce_end,
+  /// loss_rec_end); NaN when unknown.
+  static double readoutValue(const SweepCellInfo& cell, const QString& readout);
 
  signals:
   void openRun(const QString& run_dir);
@@ -53,6 +57,8 @@ class SweepPanel : public QWidget {
   SweepRequest request() const;
   void layoutCells(const QVector<SweepCellInfo>& cells);
   void setRunning(bool running);
+  /// Names the heat map's read-out and which of its cells is the best.
+  void showReadout();
 
   SweepService* service_ = nullptr;
   QString experiment_json_ = "{}";

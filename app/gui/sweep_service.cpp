@@ -41,6 +41,9 @@ SweepCellInfo infoOf(const SweepCell& c) {
   info.status = QString::fromStdString(c.status);
   if (c.knn_top1) info.knn = *c.knn_top1;
   if (c.linear_top1) info.linear = *c.linear_top1;
+  if (c.mask_ratio) info.mask_ratio = *c.mask_ratio;
+  if (c.loss_ce_end) info.loss_ce_end = *c.loss_ce_end;
+  if (c.loss_rec_end) info.loss_rec_end = *c.loss_rec_end;
   info.error = QString::fromStdString(c.error);
   return info;
 }
@@ -73,12 +76,7 @@ bool SweepService::plan(const SweepRequest& request, QVector<SweepCellInfo>* cel
     const auto base = nlohmann::json::parse(request.experiment_json.toStdString());
     cells->clear();
     for (auto cell : expandGrid(base, axes, request.out_dir.toStdString())) {
-      if (auto result = readCellResult(cell.dir)) {
-        cell.status = "done";
-        if (result->contains("knn_top1")) cell.knn_top1 = (*result)["knn_top1"].get<double>();
-        if (result->contains("linear_top1"))
-          cell.linear_top1 = (*result)["linear_top1"].get<double>();
-      }
+      loadCellResult(cell);
       cells->push_back(infoOf(cell));
     }
   } catch (const std::exception& e) {

@@ -27,6 +27,7 @@ struct SweepCellInfo {
   QString dir;
   QString status = "pending";  ///< pending | running | done | failed
   double knn = qQNaN(), linear = qQNaN();
+  double mask_ratio = qQNaN(), loss_ce_end = qQNaN(), loss_rec_end = qQNaN();  ///< see SweepCell
   QString error;
 };
 

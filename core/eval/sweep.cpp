@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/config/config.h"
+#include "core/log/log_reader.h"
 #include "core/log/run_log.h"
 #include "core/train/engine.h"
 #include "core/train/trainer.h"
@@ -134,16 +135,64 @@ namespace {
 /// A cell as its folder shows it: done with its read-outs (result.json), running (a run log but
 /// no result yet: another shard is training it, or it was interrupted), or pending.
 void loadCellStatus(SweepCell& cell) {
-  if (auto result = readCellResult(cell.dir)) {
-    cell.status = "done";
-    if (result->contains("knn_top1")) cell.knn_top1 = (*result)["knn_top1"].get<double>();
-    if (result->contains("linear_top1")) cell.linear_top1 = (*result)["linear_top1"].get<double>();
-  } else {
+  if (!loadCellResult(cell))
     cell.status = fs::exists(fs::path(cell.dir) / "run.h5") ? "running" : "pending";
-  }
+}
+
+std::optional<double> number(const json& object, const char* key) {
+  if (!object.contains(key) || !object[key].is_number()) return std::nullopt;
+  return object[key].get<double>();
 }
 
 }  // namespace
+
+json readTrainingSummary(const std::string& run_h5) {
+  const auto names = listLogGroup(run_h5, "/metrics");
+  const auto has = [&](const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  // Mean over [from, end) of the rows that hold a value (a metric not logged at a step is NaN).
+  const auto mean = [](const std::vector<double>& x, size_t from) -> std::optional<double> {
+    double sum = 0;
+    size_t n = 0;
+    for (size_t i = from; i < x.size(); ++i)
+      if (std::isfinite(x[i])) sum += x[i], ++n;
+    if (n == 0) return std::nullopt;
+    return sum / static_cast<double>(n);
+  };
+  json summary = json::object();
+  if (has("mask_ratio"))
+    if (auto m = mean(readLogDataset(run_h5, "/metrics/mask_ratio"), 0)) summary["mask_ratio"] = *m;
+  for (const auto& [metric, key] : {std::pair<std::string, std::string>{"loss_ce", "loss_ce_end"},
+                                    {"loss_rec", "loss_rec_end"}}) {
+    if (!has(metric)) continue;
+    const auto x = readLogDataset(run_h5, "/metrics/" + metric);
+    const size_t tail = std::max<size_t>(1, x.size() / 10);
+    if (auto m = mean(x, x.size() - std::min(tail, x.size()))) summary[key] = *m;
+  }
+  return summary;
+}
+
+bool loadCellResult(SweepCell& cell) {
+  auto result = readCellResult(cell.dir);
+  if (!result) return false;
+  cell.status = "done";
+  cell.knn_top1 = number(*result, "knn_top1");
+  cell.linear_top1 = number(*result, "linear_top1");
+  json summary = *result;
+  if (!summary.contains("mask_ratio")) {  // a result written before the summary was part of it
+    const auto log = fs::path(cell.dir) / "run.h5";
+    try {
+      if (fs::exists(log)) summary = readTrainingSummary(log.string());
+    } catch (const MstError&) {
+      // an unreadable log leaves the summary empty; the read-outs are what the cell is for
+    }
+  }
+  cell.mask_ratio = number(summary, "mask_ratio");
+  cell.loss_ce_end = number(summary, "loss_ce_end");
+  cell.loss_rec_end = number(summary, "loss_rec_end");
+  return true;
+}
 
 std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
                                       const std::vector<SweepCell>& cells) {
@@ -226,33 +275,39 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
     std::ostringstream csv;
     csv << "cell";
     for (const auto& axis : axes) csv << "," << csvField(axis.key);
-    csv << ",status,knn_top1,linear_top1,dir\n";
+    csv << ",status,knn_top1,linear_top1,mask_ratio,loss_ce_end,loss_rec_end,dir\n";
     for (const auto& c : cells) {
       csv << c.index;
       for (const auto& v : c.values) csv << "," << csvField(valueText(v));
-      csv << "," << c.status << ",";
-      if (c.knn_top1) csv << *c.knn_top1;
-      csv << ",";
-      if (c.linear_top1) csv << *c.linear_top1;
+      csv << "," << c.status;
+      for (const auto& v : {c.knn_top1, c.linear_top1, c.mask_ratio, c.loss_ce_end, c.loss_rec_end}) {
+        csv << ",";
+        if (v) csv << *v;
+      }
       csv << "," << csvField(c.dir) << "\n";
     }
     writeTextAtomically((fs::path(out_dir) / "sweep.csv").string(), csv.str());
   }
 
   std::vector<TableColumn> columns;
-  TableColumn index{"cell"}, status{"status", true}, knn{"knn_top1"}, linear{"linear_top1"};
+  TableColumn index{"cell", false, {}, {}}, status{"status", true, {}, {}};
+  std::vector<TableColumn> results;
+  for (const char* name : {"knn_top1", "linear_top1", "mask_ratio", "loss_ce_end", "loss_rec_end"})
+    results.push_back(TableColumn{name, false, {}, {}});
   for (const auto& c : cells) {
     index.numbers.push_back(static_cast<double>(c.index));
     status.strings.push_back(c.status);
-    knn.numbers.push_back(c.knn_top1.value_or(std::nan("")));
-    linear.numbers.push_back(c.linear_top1.value_or(std::nan("")));
+    const std::optional<double> values[] = {c.knn_top1, c.linear_top1, c.mask_ratio,
+                                            c.loss_ce_end, c.loss_rec_end};
+    for (size_t r = 0; r < results.size(); ++r)
+      results[r].numbers.push_back(values[r].value_or(std::nan("")));
   }
   columns.push_back(index);
   json grid = json::array();
   for (size_t a = 0; a < axes.size(); ++a) {
     bool numeric = true;
     for (const auto& v : axes[a].values) numeric = numeric && v.is_number();
-    TableColumn col{axes[a].key, !numeric};
+    TableColumn col{axes[a].key, !numeric, {}, {}};
     for (const auto& c : cells) {
       if (numeric)
         col.numbers.push_back(c.values[a].get<double>());
@@ -263,8 +318,7 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
     grid.push_back({{"key", axes[a].key}, {"values", axes[a].values}});
   }
   columns.push_back(status);
-  columns.push_back(knn);
-  columns.push_back(linear);
+  columns.insert(columns.end(), results.begin(), results.end());
   writeTableFile((fs::path(out_dir) / "sweep.h5").string(), "sweep", columns,
                  json{{"grid", grid}}.dump());
   writeSeedSummary(out_dir, axes, cells);
@@ -329,6 +383,11 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         for (size_t a = 0; a < axes.size(); ++a) result["grid"][axes[a].key] = cell->values[a];
         result["steps"] = summary.steps;
         result["loss"] = summary.loss;
+        try {
+          result.update(readTrainingSummary((fs::path(cell->dir) / "run.h5").string()));
+        } catch (const MstError&) {
+          // without its summary the cell still has its read-outs; loadCellResult retries the log
+        }
         if (options.knn) result.update(evaluateKnn(*engine, c, FeatureKind::TeacherCls, eo));
         if (options.linear) {
           auto linear = evaluateLinear(*engine, c, FeatureKind::TeacherCls, eo);
@@ -339,8 +398,11 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
                             result.dump(2) + "\n");
         std::lock_guard<std::mutex> lock(mutex);
         cell->status = "done";
-        if (result.contains("knn_top1")) cell->knn_top1 = result["knn_top1"].get<double>();
-        if (result.contains("linear_top1")) cell->linear_top1 = result["linear_top1"].get<double>();
+        cell->knn_top1 = number(result, "knn_top1");
+        cell->linear_top1 = number(result, "linear_top1");
+        cell->mask_ratio = number(result, "mask_ratio");
+        cell->loss_ce_end = number(result, "loss_ce_end");
+        cell->loss_rec_end = number(result, "loss_rec_end");
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mutex);
         cell->status = "failed";

@@ -27,6 +27,9 @@ struct SweepCell {
   std::string dir;                     ///< the cell's run folder
   std::string status = "pending";      ///< pending | running | done | failed
   std::optional<double> knn_top1, linear_top1;
+  /// From the cell's run log (see readTrainingSummary): the mean masked share of the global
+  /// crops' patches, and L_CE and L_rec at the end of training.
+  std::optional<double> mask_ratio, loss_ce_end, loss_rec_end;
   std::string error;
 };
 
@@ -68,7 +71,8 @@ std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<Sw
                                 const SweepOptions& options, SweepObserver* observer = nullptr,
                                 const std::atomic<bool>* stop = nullptr);
 
-/// Writes sweep.csv (one row per cell: index, grid values, status, knn_top1, linear_top1) and
+/// Writes sweep.csv (one row per cell: index, grid values, status, knn_top1, linear_top1,
+/// mask_ratio, loss_ce_end, loss_rec_end, dir; an unknown value is an empty field) and
 /// sweep.h5 (/sweep/<column> datasets, /sweep attribute json with the grid); with a train.seed
 /// axis also seeds.csv (summarizeSeeds: one row per setting, n, mean and sd of each read-out).
 void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& axes,
@@ -89,5 +93,17 @@ std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
 
 /// Reads a finished cell's result.json, if any.
 std::optional<nlohmann::json> readCellResult(const std::string& dir);
+
+/// What a run log says about how a cell trained, for reading a mask grid: `mask_ratio`, the mean
+/// over every logged step of the share of global-crop patches the student saw masked, and
+/// `loss_ce_end` / `loss_rec_end`, the mean L_CE and L_rec over the last tenth of the logged steps
+/// (at least one). Keys whose metric the log lacks are left out; MstError naming the file when
+/// it cannot be read.
+nlohmann::json readTrainingSummary(const std::string& run_h5);
+
+/// Fills a cell from its folder when it is finished (result.json): status "done", the read-outs,
+/// and the training summary (from result.json, or from run.h5 for results written before the
+/// summary was part of them). Returns false, leaving the cell as it was, when it is not finished.
+bool loadCellResult(SweepCell& cell);
 
 }  // namespace mst
