@@ -1,11 +1,18 @@
 /// @brief Config parsing: presets, overrides, and one clear error naming the key.
 #include <QtTest/QtTest>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <atomic>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "core/config/config.h"
+#include "core/util/claim.h"
 #include "core/util/error.h"
 #include "core/util/files.h"
 #include "core/util/index_list.h"
@@ -38,6 +45,86 @@ class TestConfig : public QObject {
     } catch (const MstError& e) {
       QVERIFY2(std::string(e.what()).find(missing) != std::string::npos, e.what());
     }
+  }
+
+  void fileLocksExcludeEachOther() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("lock").toStdString();
+    std::atomic<bool> held{false}, released{false};
+    std::thread holder([&] {
+      ScopedFileLock lock(path);
+      held = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      released = true;
+    });
+    while (!held) std::this_thread::yield();
+    {
+      ScopedFileLock lock(path);  // waits for the holder's scope to end
+      QVERIFY(released);
+    }
+    holder.join();
+  }
+
+  void claimsHaveOneHolder() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("claim").toStdString();
+    auto first = Claim::tryTake(path);
+    QVERIFY(first);
+    QVERIFY(claimIsLive(path));
+    // Another taker in this process (another sweep, another device thread) is refused.
+    QVERIFY(!Claim::tryTake(path));
+    first.reset();
+    QVERIFY(!std::filesystem::exists(path));  // released: the file is gone
+    QVERIFY(!claimIsLive(path));
+    auto second = Claim::tryTake(path);
+    QVERIFY(second);
+  }
+
+  void claimsOfGoneHoldersAreTakenOver() {
+    namespace fs = std::filesystem;
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("claim").toStdString();
+    const auto write = [&](const std::string& holder) { std::ofstream(path) << holder << "\n"; };
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    // A process of this host that has exited.
+    const pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, nullptr, 0);
+    write(std::string(host) + " " + std::to_string(child) + " 1");
+    QVERIFY(!claimIsLive(path));
+    auto claim = Claim::tryTake(path);
+    QVERIFY(claim);
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    QCOMPARE(line, claim->holder());
+    claim.reset();
+
+    // Another machine: live while its heartbeat is fresh, taken over once it is older.
+    write("elsewhere-host 4242 1");
+    QVERIFY(claimIsLive(path));
+    QVERIFY(!Claim::tryTake(path));
+    fs::last_write_time(path, fs::file_time_type::clock::now() - std::chrono::hours(1));
+    QVERIFY(!claimIsLive(path));
+    claim = Claim::tryTake(path);
+    QVERIFY(claim);
+
+    // A holder judged gone and replaced does not remove its successor's claim on release.
+    write("elsewhere-host 4242 2");
+    claim.reset();
+    QVERIFY(fs::exists(path));
+  }
+
+  void heldClaimsKeepTheirHeartbeat() {
+    namespace fs = std::filesystem;
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("claim").toStdString();
+    auto claim = Claim::tryTake(path, Claim::kStaleAfter, std::chrono::milliseconds(20));
+    QVERIFY(claim);
+    const auto old = fs::file_time_type::clock::now() - std::chrono::hours(1);
+    fs::last_write_time(path, old);
+    QTRY_VERIFY_WITH_TIMEOUT(fs::last_write_time(path) > old + std::chrono::minutes(59), 5000);
   }
 
   void indexListsAsPeopleTypeThem() {

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 #include <QtTest/QtTest>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -10,6 +11,7 @@
 #include "core/eval/sweep.h"
 #include "core/log/log_reader.h"
 #include "core/log/run_log.h"
+#include "core/util/claim.h"
 #include "core/util/error.h"
 
 using namespace mst;
@@ -223,11 +225,66 @@ class TestEval : public QObject {
       QVERIFY2(entry.path().string().find(".tmp") == std::string::npos,
                entry.path().string().c_str());
 
-    // Another shard's cell with a run log but no result yet shows as running.
+    // Another shard's cell without a result shows as running while its claim is held, and as
+    // pending (interrupted) once it is not.
     std::filesystem::remove(cells[1].dir + "/result.json");
     o.shard = 0;
+    {
+      auto claim = Claim::tryTake(cells[1].dir + "/claim");
+      QVERIFY(claim);
+      cells = runSweep(tinySweepBase(), axes, o, nullptr, nullptr);
+      QCOMPARE(cells[1].status, std::string("running"));
+    }
     cells = runSweep(tinySweepBase(), axes, o, nullptr, nullptr);
-    QCOMPARE(cells[1].status, std::string("running"));
+    QCOMPARE(cells[1].status, std::string("pending"));
+  }
+
+  void sweepsOnOneFolderShareItsCells() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    at::set_num_threads(1);
+    QTemporaryDir dir;
+    std::vector<SweepAxis> axes{parseAxis("masking.num=1,2,4,8")};
+    SweepOptions o = tinySweepOptions(dir.path().toStdString());
+    o.knn = o.linear = false;
+    // Two sweeps of the same grid into one folder, as two processes would run them: each cell
+    // is claimed by exactly one of them.
+    StopAfterFirst a(nullptr), b(nullptr);
+    std::vector<SweepCell> cells_a, cells_b;
+    std::thread other([&] { cells_b = runSweep(tinySweepBase(), axes, o, &b, nullptr); });
+    cells_a = runSweep(tinySweepBase(), axes, o, &a, nullptr);
+    other.join();
+    std::vector<int64_t> all = a.started;
+    all.insert(all.end(), b.started.begin(), b.started.end());
+    std::sort(all.begin(), all.end());
+    QCOMPARE(all, (std::vector<int64_t>{0, 1, 2, 3}));
+    for (const auto& c : cells_a) {
+      QVERIFY(readCellResult(c.dir).has_value());
+      QVERIFY(!std::filesystem::exists(c.dir + "/claim"));
+    }
+    // The sweep that ended last wrote a table where every cell, its own or not, is done.
+    std::ifstream csv(o.out_dir + "/sweep.csv");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(csv, line);) lines.push_back(line);
+    QCOMPARE(lines.size(), size_t{5});
+    for (size_t i = 1; i < lines.size(); ++i)
+      QVERIFY2(QString::fromStdString(lines[i]).contains(",done,"), lines[i].c_str());
+
+    // A cell another machine holds is left to it while its heartbeat is fresh; once the
+    // heartbeat is old the machine is taken for gone and the cell is run here.
+    std::filesystem::remove(cells_a[2].dir + "/result.json");
+    const std::string claim = cells_a[2].dir + "/claim";
+    std::ofstream(claim) << "elsewhere-host 4242 1\n";
+    StopAfterFirst c(nullptr);
+    auto cells = runSweep(tinySweepBase(), axes, o, &c, nullptr);
+    QVERIFY(c.started.empty());
+    QCOMPARE(cells[2].status, std::string("running"));
+    std::filesystem::last_write_time(
+        claim, std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
+    StopAfterFirst d(nullptr);
+    cells = runSweep(tinySweepBase(), axes, o, &d, nullptr);
+    QCOMPARE(d.started, (std::vector<int64_t>{2}));
+    QCOMPARE(cells[2].status, std::string("done"));
+    QVERIFY(!std::filesystem::exists(claim));
   }
 
   void trainingSummaryReadsTheLog() {

@@ -51,8 +51,9 @@ Command registerSweep(CLI::App& app) {
   cmd->add_option("--test-limit", o->test_limit, "Test images in the read-outs (0 = all)");
   cmd->add_option("--probe-epochs", o->probe_epochs, "Linear-probe epochs");
   cmd->add_option("--shard", o->shard,
-                  "I/N: run only the cells whose index % N == I; start N sweeps with the same "
-                  "grid and --out (processes, or machines sharing the folder)");
+                  "I/N: run only the cells whose index % N == I (a fixed split). Without it, "
+                  "sweeps started with the same grid and --out already share the cells: each "
+                  "claims the next free one");
   return {cmd, [o] {
             nlohmann::json sweep = nlohmann::json::object();
             auto base = o->common.experimentJson({}, &sweep);

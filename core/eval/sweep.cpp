@@ -14,6 +14,7 @@
 #include "core/log/run_log.h"
 #include "core/train/engine.h"
 #include "core/train/trainer.h"
+#include "core/util/claim.h"
 #include "core/util/error.h"
 #include "core/util/files.h"
 
@@ -134,9 +135,10 @@ namespace {
 
 /// A cell as its folder shows it: done with its read-outs (result.json), running (a run log but
 /// no result yet: another shard is training it, or it was interrupted), or pending.
+std::string claimPath(const SweepCell& cell) { return (fs::path(cell.dir) / "claim").string(); }
+
 void loadCellStatus(SweepCell& cell) {
-  if (!loadCellResult(cell))
-    cell.status = fs::exists(fs::path(cell.dir) / "run.h5") ? "running" : "pending";
+  if (!loadCellResult(cell)) cell.status = claimIsLive(claimPath(cell)) ? "running" : "pending";
 }
 
 std::optional<double> number(const json& object, const char* key) {
@@ -333,29 +335,48 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
   auto cells = expandGrid(base, axes, options.out_dir);
   fs::create_directories(options.out_dir);
   const auto owned = [&](const SweepCell& c) { return c.index % options.shards == options.shard; };
-  for (auto& cell : cells) {
-    loadCellStatus(cell);
-    if (owned(cell) && cell.status == "running") cell.status = "pending";  // ours, interrupted
-  }
-  std::mutex mutex;  // guards `cells`, `next`, the tables and the observer
-  size_t next = 0;
-  // Rewrites the tables with other shards' cells as their folders show them now.
+  std::mutex mutex;  // guards `cells`, `taken`, the tables and the observer
+  // Cells this call has started (running, done, failed or stopped here): their state is ours; every
+  // other cell is read from its folder, since other processes may be working on the same sweep.
+  std::vector<bool> taken(cells.size(), false);
+  const auto refresh = [&] {
+    for (size_t i = 0; i < cells.size(); ++i)
+      if (!taken[i]) loadCellStatus(cells[i]);
+  };
+  // Whoever writes the tables last has read every folder after the others' writes.
   const auto publish = [&] {
-    if (options.shards > 1)
-      for (auto& cell : cells)
-        if (!owned(cell)) loadCellStatus(cell);
+    ScopedFileLock lock((fs::path(options.out_dir) / ".tables.lock").string());
+    refresh();
     writeSweepTables(options.out_dir, axes, cells);
   };
   publish();
+  // The next cell of this shard that nobody has finished or holds, claimed; nullptr when none is
+  // left. Under `mutex`.
+  const auto claimNext = [&](std::unique_ptr<Claim>* claim) -> SweepCell* {
+    refresh();
+    for (size_t i = 0; i < cells.size(); ++i) {
+      if (taken[i] || !owned(cells[i]) || cells[i].status != "pending") continue;
+      fs::create_directories(cells[i].dir);
+      *claim = Claim::tryTake(claimPath(cells[i]));
+      if (!*claim) {
+        cells[i].status = "running";  // another process took it in the meantime
+        continue;
+      }
+      taken[i] = true;
+      return &cells[i];
+    }
+    return nullptr;
+  };
 
   auto work = [&](torch::Device device) {
     while (true) {
       SweepCell* cell = nullptr;
+      std::unique_ptr<Claim> claim;  // released when this iteration ends, after result.json
       {
         std::lock_guard<std::mutex> lock(mutex);
-        while (next < cells.size() && (cells[next].status == "done" || !owned(cells[next]))) ++next;
-        if (next >= cells.size() || (stop && stop->load())) return;
-        cell = &cells[next++];
+        if (stop && stop->load()) return;
+        cell = claimNext(&claim);
+        if (!cell) return;
         cell->status = "running";
         publish();
         if (observer) observer->onCellStarted(*cell);
@@ -371,6 +392,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         to.device = device;
         auto summary = Trainer(c, to).run(stop);
         if (summary.stopped) {
+          claim.reset();  // free for the sweep that resumes it
           std::lock_guard<std::mutex> lock(mutex);
           cell->status = "pending";
           publish();
@@ -408,6 +430,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         cell->status = "failed";
         cell->error = e.what();
       }
+      claim.reset();
       std::lock_guard<std::mutex> lock(mutex);
       publish();
       if (observer) observer->onCellFinished(*cell);

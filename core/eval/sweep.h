@@ -38,9 +38,9 @@ struct SweepOptions {
   int64_t max_steps = 0;  ///< cut each cell's training at N steps; 0 = the full schedule
   bool knn = true, linear = true;
   std::vector<torch::Device> devices{torch::kCPU};  ///< one cell at a time per device
-  /// This process runs only the cells whose index % shards == shard; the other cells belong to
-  /// sweeps started with the same grid and --out and another shard (more processes on one
-  /// machine, or machines sharing the folder). The tables show every cell as its folder shows it.
+  /// This call runs only the cells whose index % shards == shard (a fixed split). Without it,
+  /// sweeps of the same grid started on the same folder (processes on one machine, or machines
+  /// sharing the folder) already share the cells: each claims the next free one (runSweep).
   int64_t shard = 0, shards = 1;
   EvalOptions eval;
 };
@@ -63,10 +63,14 @@ class SweepObserver {
   virtual void onCellFinished(const SweepCell&) {}
 };
 
-/// Runs every cell of this shard not already finished (a cell is finished when its folder holds
-/// result.json), rewriting out_dir/sweep.csv and out_dir/sweep.h5 after each; other shards'
-/// cells are read from their folders each time (done with results, running, or pending). A
-/// failing cell is recorded and the sweep goes on. Returns the cells with their results.
+/// Runs every cell of this shard that is neither finished (its folder holds result.json) nor
+/// held by another sweep, rewriting out_dir/sweep.csv and out_dir/sweep.h5 after each. Before a
+/// cell starts it is claimed (Claim, the file `claim` in its folder, released when it ends), so
+/// any number of sweeps of the same grid on one folder, in one process or many, on one machine
+/// or several, split the cells between them, and a late one joins in; a cell whose holder died
+/// is taken over and resumes from its checkpoint. Cells this call does not run are read from
+/// their folders each time (done with results, running while claimed, or pending). A failing
+/// cell is recorded and the sweep goes on. Returns the cells with their results.
 std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
                                 const SweepOptions& options, SweepObserver* observer = nullptr,
                                 const std::atomic<bool>* stop = nullptr);

@@ -1,9 +1,12 @@
 /// @brief File helpers (see files.h).
 #include "core/util/files.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 
@@ -17,7 +20,9 @@ std::string temporarySibling(const std::string& path) {
   std::string name = host.data();
   for (char& ch : name)
     if (ch == '/' || ch == '\\') ch = '_';
-  return path + ".tmp." + (name.empty() ? "host" : name) + "." + std::to_string(::getpid());
+  static std::atomic<long long> serial{0};  // threads of one process (two sweeps) differ too
+  return path + ".tmp." + (name.empty() ? "host" : name) + "." + std::to_string(::getpid()) + "." +
+         std::to_string(++serial);
 }
 
 void writeTextAtomically(const std::string& path, const std::string& text) {
@@ -35,6 +40,15 @@ void writeTextAtomically(const std::string& path, const std::string& text) {
     std::remove(tmp.c_str());
     throw MstError("cannot write " + path + " (renaming " + tmp + " over it failed)");
   }
+}
+
+ScopedFileLock::ScopedFileLock(const std::string& path)
+    : fd_(::open(path.c_str(), O_CREAT | O_RDWR, 0644)) {
+  if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+}
+
+ScopedFileLock::~ScopedFileLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
 }
 
 }  // namespace mst

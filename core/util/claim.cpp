@@ -1,0 +1,123 @@
+/// @brief Claim files (see claim.h).
+#include "core/util/claim.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/util/error.h"
+
+namespace mst {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string hostName() {
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0 || host[0] == '\0') return "host";
+  std::string name = host.data();
+  for (char& ch : name)
+    if (ch == ' ' || ch == '\n') ch = '_';
+  return name;
+}
+
+std::string readText(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+/// Whether the holder text read from a claim file names a holder that is still there.
+bool holderIsLive(const std::string& holder, const fs::path& path, std::chrono::seconds stale) {
+  std::istringstream in(holder);
+  std::string host;
+  long long pid = 0;
+  if ((in >> host >> pid) && host == hostName() && pid > 0)
+    return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+  // Another host (or a file we cannot read): its heartbeat tells.
+  std::error_code ec;
+  const auto written = fs::last_write_time(path, ec);
+  if (ec) return false;
+  return fs::file_time_type::clock::now() - written < stale;
+}
+
+/// Creates `path` exclusively with `holder` in it; false when it exists.
+bool createExclusive(const std::string& path, const std::string& holder) {
+  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) return false;
+    throw MstError("cannot create the claim " + path + ": " + std::strerror(errno));
+  }
+  const std::string line = holder + "\n";
+  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  if (!ok) {
+    ::unlink(path.c_str());
+    throw MstError("cannot write the claim " + path);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool claimIsLive(const std::string& path, std::chrono::seconds stale_after) {
+  if (!fs::exists(path)) return false;
+  return holderIsLive(readText(path), path, stale_after);
+}
+
+std::unique_ptr<Claim> Claim::tryTake(const std::string& path, std::chrono::seconds stale_after,
+                                      std::chrono::milliseconds heartbeat) {
+  static std::atomic<long long> serial{0};
+  const std::string holder =
+      hostName() + " " + std::to_string(::getpid()) + " " + std::to_string(++serial);
+  if (!createExclusive(path, holder)) {
+    const std::string seen = readText(path);
+    if (holderIsLive(seen, path, stale_after)) return nullptr;
+    // Take over a dead holder's claim: move it aside (only one taker can), check that what moved
+    // is the claim judged dead and not a fresh one another taker wrote meanwhile, then create.
+    const std::string aside = path + ".stale." + std::to_string(::getpid()) + "." +
+                              std::to_string(serial.load());
+    if (std::rename(path.c_str(), aside.c_str()) != 0) return nullptr;
+    if (readText(aside) != seen) {
+      std::rename(aside.c_str(), path.c_str());
+      return nullptr;
+    }
+    ::unlink(aside.c_str());
+    if (!createExclusive(path, holder)) return nullptr;
+  }
+  return std::unique_ptr<Claim>(new Claim(path, holder, heartbeat));
+}
+
+Claim::Claim(std::string path, std::string holder, std::chrono::milliseconds heartbeat)
+    : path_(std::move(path)), holder_(std::move(holder)) {
+  heartbeat_ = std::thread([this, heartbeat] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!wake_.wait_for(lock, heartbeat, [this] { return released_; })) {
+      std::error_code ec;  // a missing folder (removed by hand) is not this thread's to report
+      fs::last_write_time(path_, fs::file_time_type::clock::now(), ec);
+    }
+  });
+}
+
+Claim::~Claim() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    released_ = true;
+  }
+  wake_.notify_all();
+  heartbeat_.join();
+  // Remove the file only while it is still ours (a taker may have judged us dead).
+  if (readText(path_) == holder_ + "\n") ::unlink(path_.c_str());
+}
+
+}  // namespace mst

@@ -1,0 +1,53 @@
+/// @brief Claim files: one holder at a time works on a thing (a sweep cell), among the threads,
+/// processes and machines that share a folder.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace mst {
+
+/// A held claim: the file at `path`, created exclusively and holding "<host> <pid> <serial>".
+/// While held, a thread refreshes its modification time (the heartbeat) every
+/// `heartbeat`; the destructor removes the file.
+///
+/// A claim is live while its holder is: on this host, while its process runs; from another host,
+/// while its heartbeat is younger than `stale_after` (so a machine that died frees its cells
+/// after that long). A claim that is not live is taken over.
+class Claim {
+ public:
+  static constexpr std::chrono::seconds kStaleAfter{600};
+  static constexpr std::chrono::seconds kHeartbeat{30};
+
+  /// Takes the claim at `path` (its folder must exist) when nobody holds it, or when its holder
+  /// is gone; nullptr when a live holder has it. MstError naming `path` when the file cannot be
+  /// created for another reason.
+  static std::unique_ptr<Claim> tryTake(const std::string& path,
+                                        std::chrono::seconds stale_after = kStaleAfter,
+                                        std::chrono::milliseconds heartbeat = kHeartbeat);
+  ~Claim();
+  Claim(const Claim&) = delete;
+  Claim& operator=(const Claim&) = delete;
+
+  const std::string& path() const { return path_; }
+  /// This claim's holder text, "<host> <pid> <serial>".
+  const std::string& holder() const { return holder_; }
+
+ private:
+  Claim(std::string path, std::string holder, std::chrono::milliseconds heartbeat);
+
+  std::string path_, holder_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool released_ = false;
+  std::thread heartbeat_;
+};
+
+/// Whether the claim file at `path` exists and its holder is live (see Claim).
+bool claimIsLive(const std::string& path, std::chrono::seconds stale_after = Claim::kStaleAfter);
+
+}  // namespace mst
