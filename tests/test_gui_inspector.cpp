@@ -13,6 +13,7 @@
 #include "app/gui/inspector_panel.h"
 #include "tests/test_util.h"
 #include "app/gui/sweep_panel.h"
+#include "core/eval/sweep.h"
 #include "core/log/log_reader.h"
 #include "widgets/sweep_heatmap.h"
 
@@ -157,6 +158,26 @@ class TestGuiInspector : public QObject {
     QCOMPARE(dims[0], 6);
     QCOMPARE(static_cast<int>(std::accumulate(guided.begin(), guided.end(), 0.0f)),
              6 * (p.grid_h * p.grid_w / 2));
+  }
+
+  void aSweepFolderGivesBackItsGridAsTyped() {
+    // The grid read back from sweep.h5 is what a person would type, and parses to the same cells.
+    std::vector<mst::SweepAxis> axes{mst::parseAxis("masking.strategy=none,attention_guided"),
+                                     mst::parseAxis("train.seed=0,1"),
+                                     mst::parseAxis("data.path=\"1\",a b")};
+    const std::string folder = dir_.filePath("typed").toStdString();
+    mst::SweepCell cell;  // the tables need cells; the grid is what is read back
+    cell.values = {"none", 0, "1"};
+    cell.dir = folder + "/00";
+    mst::writeSweepTables(folder, axes, {cell});
+    QStringList read;
+    QString error;
+    QVERIFY2(SweepService::readAxes(QString::fromStdString(folder), &read, &error),
+             qPrintable(error));
+    QCOMPARE(read, QStringList({"masking.strategy=none,attention_guided", "train.seed=0,1",
+                                "data.path=\"1\",\"a b\""}));
+    for (int a = 0; a < read.size(); ++a)
+      QCOMPARE(mst::parseAxis(read[a].toStdString()).values, axes[size_t(a)].values);
   }
 
   void aSweepFillsItsHeatMap() {

@@ -33,6 +33,16 @@ QString valueText(const nlohmann::json& v) {
                        : QString::fromStdString(v.dump());
 }
 
+/// A grid value as a person types it into `key=v1,v2`: a string without quotes unless they are
+/// needed to keep it a string (parseAxis reads what is not JSON as a string).
+QString axisValueText(const nlohmann::json& v) {
+  if (!v.is_string()) return QString::fromStdString(v.dump());
+  const std::string text = v.get<std::string>();
+  const bool plain = !text.empty() && text.find_first_of(",\"= ") == std::string::npos &&
+                     !nlohmann::json::accept(text);
+  return QString::fromStdString(plain ? text : v.dump());
+}
+
 SweepCellInfo infoOf(const SweepCell& c) {
   SweepCellInfo info;
   info.index = static_cast<int>(c.index);
@@ -94,7 +104,7 @@ bool SweepService::readAxes(const QString& dir, QStringList* axes, QString* erro
     axes->clear();
     for (const auto& axis : list) {
       QStringList values;
-      for (const auto& v : axis["values"]) values << QString::fromStdString(v.dump());
+      for (const auto& v : axis["values"]) values << axisValueText(v);
       *axes << QString::fromStdString(axis["key"].get<std::string>()) + "=" + values.join(',');
     }
     if (axes->isEmpty()) throw MstError(file + ": the sweep has no grid");
