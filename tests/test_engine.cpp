@@ -9,6 +9,7 @@
 #include "core/log/run_log.h"
 #include "core/train/engine.h"
 #include "core/train/trainer.h"
+#include "core/util/claim.h"
 #include "core/util/error.h"
 
 using namespace mst;
@@ -210,6 +211,41 @@ class TestEngine : public QObject {
     QCOMPARE(l1, l2);
     auto snaps = readLogDataset(part.out_dir + "/run.h5", "/snapshots/step");
     QCOMPARE(snaps, (std::vector<double>{0, 4, 8}));
+  }
+
+  void aFolderBeingTrainedIsNotTrainedTwice() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    auto c = microConfig();
+    c.data.limit = 64;
+    c.train.batch_size = 16;
+    c.train.snapshot_every = 0;
+    QTemporaryDir dir;
+    TrainerOptions o;
+    o.out_dir = dir.filePath("run").toStdString();
+    o.max_steps = 2;
+    Trainer(c, o).run();
+    QVERIFY(!std::filesystem::exists(o.out_dir + "/run.claim"));  // released when it ended
+    const auto log_before = readLogDataset(o.out_dir + "/run.h5", "/metrics/loss");
+    const auto ckpt_time = std::filesystem::last_write_time(o.out_dir + "/checkpoint.pt");
+
+    // Another run holds the folder: a second writer stops with one error naming it, and leaves
+    // the folder's log and checkpoint as they were.
+    auto held = Claim::tryTake(o.out_dir + "/run.claim");
+    QVERIFY(held);
+    o.resume = true;
+    o.max_steps = 4;
+    try {
+      Trainer(c, o).run();
+      QFAIL("trained a folder another run holds");
+    } catch (const MstError& e) {
+      const std::string what = e.what();
+      QVERIFY2(what.find(o.out_dir) != std::string::npos, e.what());
+      QVERIFY2(what.find("being trained") != std::string::npos, e.what());
+    }
+    QCOMPARE(readLogDataset(o.out_dir + "/run.h5", "/metrics/loss"), log_before);
+    QCOMPARE(std::filesystem::last_write_time(o.out_dir + "/checkpoint.pt"), ckpt_time);
+    held.reset();
+    QCOMPARE(Trainer(c, o).run().steps, int64_t{4});  // free again: it resumes
   }
 
   void thirtyStepsOnFashionMnistLowerTheLoss() {

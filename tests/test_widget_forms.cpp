@@ -417,6 +417,17 @@ class TestWidgetForms : public QObject {
     QCOMPARE(itemForRun(list, clean(dir.filePath("sweep/p0.1_num1")))->text(1),
              QString("10 min ago"));
 
+    // With the app's live check (the trainer's claim), the marker follows it, not the clock.
+    list.setLiveCheck([&](const QString& run) { return run == clean(dir.filePath("a")); },
+                      "held");
+    list.rescan();
+    QCOMPARE(itemForRun(list, clean(dir.filePath("a")))->text(3).isEmpty(), false);
+    QCOMPARE(itemForRun(list, clean(dir.filePath("a")))->toolTip(3), QString("held"));
+    QVERIFY(itemForRun(list, clean(dir.filePath("sweep/p0.1_num2")))->text(3).isEmpty());
+    list.setLiveCheck([](const QString&) { return false; }, "held");
+    list.rescan();
+    QVERIFY(itemForRun(list, clean(dir.filePath("a")))->text(3).isEmpty());
+
     touch(dir.filePath("b/run.h5"));
     QCOMPARE(list.count(), 3);  // not before the next scan
     list.rescan();

@@ -181,6 +181,11 @@ void RunList::rescan() {
   for (const QString& dir : dropped) emit shownChanged(dir, false);
 }
 
+void RunList::setLiveCheck(std::function<bool(const QString&)> check, const QString& reason) {
+  live_check_ = std::move(check);
+  live_reason_ = reason;
+}
+
 void RunList::updateItem(QTreeWidgetItem* item, const Entry& e) {
   const QDateTime now = QDateTime::currentDateTime();
   QString name;
@@ -203,11 +208,13 @@ void RunList::updateItem(QTreeWidgetItem* item, const Entry& e) {
   item->setData(kSize, kSortRole, e.size);
 
   const qint64 age = e.modified.secsTo(now);
-  const bool live = age >= -kLiveSeconds && age <= kLiveSeconds;
+  const bool live =
+      live_check_ ? live_check_(e.dir) : age >= -kLiveSeconds && age <= kLiveSeconds;
   item->setText(kLive, live ? tr("● live") : QString());
   item->setForeground(kLive, QColor("#2e7d32"));
-  item->setToolTip(kLive,
-                   live ? tr("run.h5 was written in the last %1 s").arg(kLiveSeconds) : QString());
+  const QString reason =
+      live_check_ ? live_reason_ : tr("run.h5 was written in the last %1 s").arg(kLiveSeconds);
+  item->setToolTip(kLive, live ? reason : QString());
   item->setData(kLive, kSortRole, live ? e.modified.toMSecsSinceEpoch() : 0);
 }
 

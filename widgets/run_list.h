@@ -8,6 +8,8 @@
 #include <QVector>
 #include <QWidget>
 
+#include <functional>
+
 class QLabel;
 class QStackedLayout;
 class QTimer;
@@ -19,7 +21,8 @@ namespace mst {
 /// The runs of a workspace folder: every DIR/*/run.h5 and DIR/*/*/run.h5 (sweep cells), found by
 /// the file system only (no HDF5 here), rescanned every 2 s; plus runs added from elsewhere.
 /// Columns: check box + name (path relative to the workspace), last modified, size of the run
-/// folder's files, and a "live" marker while run.h5 was written in the last 30 s. Newest first.
+/// folder's files, and a "live" marker: by default while run.h5 was written in the last 30 s, or
+/// as a live check given by the app says (setLiveCheck). Newest first.
 class RunList : public QWidget {
   Q_OBJECT
  public:
@@ -40,6 +43,11 @@ class RunList : public QWidget {
   QStringList shownRuns() const;
   /// Checks or unchecks `run_dir`; emits shownChanged when that changes something.
   void setShown(const QString& run_dir, bool shown);
+  /// Decides the "live" marker from now on (at the next scan): `check(run_dir)` says whether a
+  /// run is training in that folder, `reason` is the marker's tooltip. The app passes the
+  /// trainer's claim (core/util/claim), which ends the moment a run stops, where the default rule
+  /// (run.h5 written in the last 30 s) lingers.
+  void setLiveCheck(std::function<bool(const QString& run_dir)> check, const QString& reason);
   /// The tree itself, for the app to size or style it.
   QTreeWidget* tree() const { return tree_; }
 
@@ -67,6 +75,8 @@ class RunList : public QWidget {
   QStackedLayout* stack_ = nullptr;
   QTimer* timer_ = nullptr;
   bool updating_ = false;  // item changes made by the code, not by the user
+  std::function<bool(const QString&)> live_check_;
+  QString live_reason_;
 };
 
 }  // namespace mst

@@ -29,6 +29,7 @@
 #include "app/gui/process_run.h"
 #include "app/gui/run_reader.h"
 #include "app/gui/sweep_panel.h"
+#include "core/util/claim.h"
 #include "core/util/devices.h"
 #include "widgets/config_form.h"
 #include "widgets/curve_panel.h"
@@ -244,6 +245,9 @@ void MainWindow::buildDocks() {
   addDockWidget(Qt::RightDockWidgetArea, run_dock);
 
   runs_ = new RunList;
+  runs_->setLiveCheck(
+      [](const QString& dir) { return claimIsLive(QDir(dir).filePath("run.claim").toStdString()); },
+      "a training run holds this folder (run.claim)");
   auto* runs_dock = new QDockWidget("Runs", this);
   runs_dock->setObjectName("runs");
   runs_dock->setWidget(runs_);

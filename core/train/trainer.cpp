@@ -12,6 +12,7 @@
 #include "core/data/loader.h"
 #include "core/eval/evaluate.h"
 #include "core/train/engine.h"
+#include "core/util/claim.h"
 #include "core/util/error.h"
 #if defined(MST_HAVE_CUDA)
 #include <c10/cuda/CUDAFunctions.h>
@@ -99,9 +100,17 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   bool resumed = false;
   double wall_offset = 0;  // training seconds before this invocation (pauses excluded)
   std::string resume_error;
+  std::unique_ptr<Claim> writer_claim;  // held while this run writes the folder
   if (writer) {
     fs::create_directories(options_.out_dir);
     try {
+      const std::string claim_path = (fs::path(options_.out_dir) / "run.claim").string();
+      writer_claim = Claim::tryTake(claim_path);
+      if (!writer_claim)
+        throw MstError("run folder " + options_.out_dir + " is being trained by another run (" +
+                       claim_path + ": " + claimHolder(claim_path) +
+                       "); two writers would corrupt its run.h5 and checkpoint.pt. Stop that run "
+                       "first, or train into another folder");
       if (options_.resume && fs::exists(ckpt)) {
         const auto extra = engine.loadCheckpoint(ckpt);
         if (extra.is_object() && extra.contains("wall_s") && extra["wall_s"].is_number())

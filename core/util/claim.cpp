@@ -70,6 +70,17 @@ bool createExclusive(const std::string& path, const std::string& holder) {
 
 }  // namespace
 
+std::string claimHolder(const std::string& path) {
+  std::error_code ec;
+  const auto written = fs::last_write_time(path, ec);
+  if (ec) return {};
+  std::string holder = readText(path);
+  while (!holder.empty() && holder.back() == '\n') holder.pop_back();
+  const auto age = std::chrono::duration_cast<std::chrono::seconds>(
+      fs::file_time_type::clock::now() - written);
+  return "held by " + holder + ", refreshed " + std::to_string(age.count()) + " s ago";
+}
+
 bool claimIsLive(const std::string& path, std::chrono::seconds stale_after) {
   if (!fs::exists(path)) return false;
   return holderIsLive(readText(path), path, stale_after);

@@ -47,6 +47,10 @@ class Claim {
   std::thread heartbeat_;
 };
 
+/// Who holds the claim at `path` ("<host> <pid> <serial>", and how long ago its heartbeat was),
+/// for error messages; empty when there is no claim.
+std::string claimHolder(const std::string& path);
+
 /// Whether the claim file at `path` exists and its holder is live (see Claim).
 bool claimIsLive(const std::string& path, std::chrono::seconds stale_after = Claim::kStaleAfter);
 
