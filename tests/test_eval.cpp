@@ -280,6 +280,14 @@ class TestEval : public QObject {
     QCOMPARE(cells[2].status, std::string("running"));
     std::filesystem::last_write_time(
         claim, std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
+    // A status pass (mst sweep --status) runs nothing and sees the cell as free.
+    o.run_cells = false;
+    StopAfterFirst status(nullptr);
+    cells = runSweep(tinySweepBase(), axes, o, &status, nullptr);
+    QVERIFY(status.started.empty());
+    QCOMPARE(cells[2].status, std::string("pending"));
+    QVERIFY(std::filesystem::exists(claim));
+    o.run_cells = true;
     StopAfterFirst d(nullptr);
     cells = runSweep(tinySweepBase(), axes, o, &d, nullptr);
     QCOMPARE(d.started, (std::vector<int64_t>{2}));

@@ -1,4 +1,5 @@
 /// @brief `mst sweep`: one run per grid cell, k-NN and linear top-1 per cell, resumable.
+#include <fstream>
 #include <iostream>
 #include <tuple>
 
@@ -36,6 +37,7 @@ Command registerSweep(CLI::App& app) {
     std::string out;
     int64_t max_steps = -1;
     std::string readout, shard;
+    bool status = false;
     int64_t train_limit = 0, test_limit = 0, probe_epochs = 100;
   };
   auto o = std::make_shared<Options>();
@@ -50,6 +52,9 @@ Command registerSweep(CLI::App& app) {
   cmd->add_option("--train-limit", o->train_limit, "Training images in the read-outs (0 = all)");
   cmd->add_option("--test-limit", o->test_limit, "Test images in the read-outs (0 = all)");
   cmd->add_option("--probe-epochs", o->probe_epochs, "Linear-probe epochs");
+  cmd->add_flag("--status", o->status,
+                "Run nothing: read every cell's folder, rewrite the tables and print sweep.csv "
+                "(done, running while claimed, pending); safe beside running sweeps");
   cmd->add_option("--shard", o->shard,
                   "I/N: run only the cells whose index % N == I (a fixed split). Without it, "
                   "sweeps started with the same grid and --out already share the cells: each "
@@ -92,15 +97,26 @@ Command registerSweep(CLI::App& app) {
             so.eval.linear.epochs = o->probe_epochs;
             so.eval.linear.seed = static_cast<uint64_t>(config.train.seed);
             installStopHandlers();
+            so.run_cells = !o->status;
             SweepPrinter printer(expandGrid(base, axes, o->out).size());
             auto cells = runSweep(base, axes, so, &printer, &g_stop);
+            if (o->status) {
+              std::ifstream csv(o->out + "/sweep.csv");
+              std::cerr << csv.rdbuf();
+            }
             nlohmann::json out{{"cells", cells.size()},
                                {"csv", o->out + "/sweep.csv"},
                                {"h5", o->out + "/sweep.h5"}};
-            int64_t done = 0, failed = 0;
-            for (const auto& c : cells) done += c.status == "done", failed += c.status == "failed";
+            int64_t done = 0, failed = 0, running = 0;
+            for (const auto& c : cells) {
+              done += c.status == "done";
+              failed += c.status == "failed";
+              running += c.status == "running";
+            }
             out["done"] = done;
             out["failed"] = failed;
+            out["running"] = running;
+            out["pending"] = static_cast<int64_t>(cells.size()) - done - failed - running;
             if (!summarizeSeeds(axes, cells).empty()) out["seeds_csv"] = o->out + "/seeds.csv";
             printResult(out);
             if (failed > 0) throw MstError(std::to_string(failed) + " sweep cells failed: see " +

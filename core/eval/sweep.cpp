@@ -350,6 +350,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
     writeSweepTables(options.out_dir, axes, cells);
   };
   publish();
+  if (!options.run_cells) return cells;
   // The next cell of this shard that nobody has finished or holds, claimed; nullptr when none is
   // left. Under `mutex`.
   const auto claimNext = [&](std::unique_ptr<Claim>* claim) -> SweepCell* {

@@ -42,6 +42,8 @@ struct SweepOptions {
   /// sweeps of the same grid started on the same folder (processes on one machine, or machines
   /// sharing the folder) already share the cells: each claims the next free one (runSweep).
   int64_t shard = 0, shards = 1;
+  /// false: run nothing, only read the folders and rewrite the tables (`mst sweep --status`).
+  bool run_cells = true;
   EvalOptions eval;
 };
 
