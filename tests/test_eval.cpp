@@ -174,6 +174,15 @@ class TestEval : public QObject {
     QCOMPARE(groups[1].knn_mean, 62.0);
     QVERIFY(std::abs(groups[1].knn_sd - std::sqrt(8.0)) < 1e-12);  // (4 + 4) / 1
     QCOMPARE(groups[1].linear_mean, 68.0);
+    // Paired by seed against the first setting, over the seeds both finished (0 and 1):
+    // k-NN 60 - 70 = -10 and 64 - 72 = -8; linear -14 and -10.
+    QCOMPARE(groups[0].paired, int64_t(0));
+    QVERIFY(std::isnan(groups[0].knn_delta_mean));
+    QCOMPARE(groups[1].paired, int64_t(2));
+    QCOMPARE(groups[1].knn_delta_mean, -9.0);
+    QVERIFY(std::abs(groups[1].knn_delta_sd - std::sqrt(2.0)) < 1e-12);  // (1 + 1) / 1
+    QCOMPARE(groups[1].linear_delta_mean, -12.0);
+    QVERIFY(std::abs(groups[1].linear_delta_sd - std::sqrt(8.0)) < 1e-12);
     // No seed axis: no summary.
     QVERIFY(summarizeSeeds({axes[0]}, {}).empty());
   }

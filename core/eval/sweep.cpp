@@ -202,11 +202,12 @@ std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
   for (size_t a = 0; a < axes.size(); ++a)
     if (axes[a].key == "train.seed") seed_axis = a;
   if (seed_axis == axes.size()) return {};
-  struct Samples {
-    std::vector<double> knn, linear;
+  struct Sample {
+    json seed;
+    std::optional<double> knn, linear;
   };
   std::vector<SeedGroup> groups;
-  std::vector<Samples> samples;
+  std::vector<std::vector<Sample>> samples;  // the finished cells of each group
   for (const auto& cell : cells) {
     std::vector<json> key;
     for (size_t a = 0; a < cell.values.size(); ++a)
@@ -219,9 +220,9 @@ std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
     }
     if (cell.status != "done") continue;
     ++groups[g].done;
-    if (cell.knn_top1) samples[g].knn.push_back(*cell.knn_top1);
-    if (cell.linear_top1) samples[g].linear.push_back(*cell.linear_top1);
+    samples[g].push_back({cell.values[seed_axis], cell.knn_top1, cell.linear_top1});
   }
+  // Mean and sample standard deviation (n - 1) of the values present.
   auto stats = [](const std::vector<double>& x, double& mean, double& sd) {
     if (x.empty()) return;
     double sum = 0;
@@ -232,9 +233,30 @@ std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
     for (double v : x) ss += (v - mean) * (v - mean);
     sd = std::sqrt(ss / static_cast<double>(x.size() - 1));
   };
+  using Field = std::optional<double> Sample::*;
+  auto values = [](const std::vector<Sample>& group, Field field) {
+    std::vector<double> x;
+    for (const auto& s : group)
+      if (s.*field) x.push_back(*(s.*field));
+    return x;
+  };
+  // This group minus the first one, seed by seed, over the seeds both have finished.
+  auto paired = [&](size_t g, Field field, int64_t* n) {
+    std::vector<double> d;
+    for (const auto& s : samples[g])
+      for (const auto& base : samples[0])
+        if (base.seed == s.seed && s.*field && base.*field) d.push_back(*(s.*field) - *(base.*field));
+    *n = std::max<int64_t>(*n, static_cast<int64_t>(d.size()));
+    return d;
+  };
   for (size_t g = 0; g < groups.size(); ++g) {
-    stats(samples[g].knn, groups[g].knn_mean, groups[g].knn_sd);
-    stats(samples[g].linear, groups[g].linear_mean, groups[g].linear_sd);
+    auto& group = groups[g];
+    stats(values(samples[g], &Sample::knn), group.knn_mean, group.knn_sd);
+    stats(values(samples[g], &Sample::linear), group.linear_mean, group.linear_sd);
+    if (g == 0) continue;
+    stats(paired(g, &Sample::knn, &group.paired), group.knn_delta_mean, group.knn_delta_sd);
+    stats(paired(g, &Sample::linear, &group.paired), group.linear_delta_mean,
+          group.linear_delta_sd);
   }
   return groups;
 }
@@ -249,7 +271,8 @@ void writeSeedSummary(const std::string& out_dir, const std::vector<SweepAxis>& 
   std::ostringstream csv;
   for (const auto& axis : axes)
     if (axis.key != "train.seed") csv << csvField(axis.key) << ",";
-  csv << "seeds_done,knn_mean,knn_sd,linear_mean,linear_sd\n";
+  csv << "seeds_done,knn_mean,knn_sd,linear_mean,linear_sd,paired_seeds,knn_delta_mean,"
+         "knn_delta_sd,linear_delta_mean,linear_delta_sd\n";
   auto number = [&](double v) {
     if (!std::isnan(v)) csv << v;
   };
@@ -263,6 +286,11 @@ void writeSeedSummary(const std::string& out_dir, const std::vector<SweepAxis>& 
     number(g.linear_mean);
     csv << ",";
     number(g.linear_sd);
+    csv << "," << g.paired;
+    for (double v : {g.knn_delta_mean, g.knn_delta_sd, g.linear_delta_mean, g.linear_delta_sd}) {
+      csv << ",";
+      number(v);
+    }
     csv << "\n";
   }
   writeTextAtomically((fs::path(out_dir) / "seeds.csv").string(), csv.str());

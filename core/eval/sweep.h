@@ -89,11 +89,18 @@ struct SeedGroup {
   std::vector<nlohmann::json> values;  ///< one per axis other than train.seed
   int64_t done = 0;                    ///< finished cells in the group (seeds with a result)
   double knn_mean = NAN, knn_sd = NAN, linear_mean = NAN, linear_sd = NAN;  ///< sd: n - 1
+  /// This setting minus the grid's first setting (the baseline: "none" in Table 4), paired by
+  /// seed over the seeds both have finished; `paired` counts them. Seeds move every setting
+  /// alike (the probe's initialisation and shuffling follow train.seed), so a paired difference
+  /// is far less noisy than the difference of two means. NaN / 0 on the first setting itself.
+  int64_t paired = 0;
+  double knn_delta_mean = NAN, knn_delta_sd = NAN, linear_delta_mean = NAN,
+         linear_delta_sd = NAN;
 };
 
 /// Groups the cells of a grid that has a train.seed axis by the other axes' values (in grid
-/// order) with the mean and sample standard deviation of each read-out over the finished seeds.
-/// Empty when the grid has no train.seed axis.
+/// order) with the mean and sample standard deviation of each read-out over the finished seeds,
+/// and its paired difference to the first setting. Empty when the grid has no train.seed axis.
 std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
                                       const std::vector<SweepCell>& cells);
 
