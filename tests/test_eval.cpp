@@ -3,8 +3,10 @@
 #include <QtTest/QtTest>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "core/eval/knn.h"
 #include "core/eval/linear_probe.h"
@@ -61,6 +63,25 @@ class StopAfterFirst : public SweepObserver {
 
  private:
   std::atomic<bool>* stop_;
+};
+
+/// Records started cells; the first one waits (up to a minute) until another sweep's observer
+/// has counted a start too, so that two concurrent sweeps both get cells.
+class WaitForOther : public SweepObserver {
+ public:
+  WaitForOther(std::atomic<int>* mine, const std::atomic<int>* other) : mine_(mine), other_(other) {}
+  void onCellStarted(const SweepCell& c) override {
+    started.push_back(c.index);
+    ++*mine_;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    while (started.size() == 1 && other_->load() == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::vector<int64_t> started;
+
+ private:
+  std::atomic<int>* mine_;
+  const std::atomic<int>* other_;
 };
 
 }  // namespace
@@ -256,8 +277,10 @@ class TestEval : public QObject {
     SweepOptions o = tinySweepOptions(dir.path().toStdString());
     o.knn = o.linear = false;
     // Two sweeps of the same grid into one folder, as two processes would run them: each cell
-    // is claimed by exactly one of them.
-    StopAfterFirst a(nullptr), b(nullptr);
+    // is claimed by exactly one of them, and both get cells (each one's first cell waits until
+    // the other has started one).
+    std::atomic<int> count_a{0}, count_b{0};
+    WaitForOther a(&count_a, &count_b), b(&count_b, &count_a);
     std::vector<SweepCell> cells_a, cells_b;
     std::thread other([&] { cells_b = runSweep(tinySweepBase(), axes, o, &b, nullptr); });
     cells_a = runSweep(tinySweepBase(), axes, o, &a, nullptr);
@@ -266,6 +289,7 @@ class TestEval : public QObject {
     all.insert(all.end(), b.started.begin(), b.started.end());
     std::sort(all.begin(), all.end());
     QCOMPARE(all, (std::vector<int64_t>{0, 1, 2, 3}));
+    QVERIFY(!a.started.empty() && !b.started.empty());
     for (const auto& c : cells_a) {
       QVERIFY(readCellResult(c.dir).has_value());
       QVERIFY(!std::filesystem::exists(c.dir + "/claim"));
@@ -302,6 +326,28 @@ class TestEval : public QObject {
     QCOMPARE(d.started, (std::vector<int64_t>{2}));
     QCOMPARE(cells[2].status, std::string("done"));
     QVERIFY(!std::filesystem::exists(claim));
+  }
+
+  void aFailedCellIsRecordedInItsFolder() {
+    QTemporaryDir dir;
+    std::vector<SweepAxis> axes{parseAxis("data.path=" + dir.filePath("no-such-data").toStdString())};
+    SweepOptions o = tinySweepOptions(dir.filePath("sweep").toStdString());
+    StopAfterFirst first(nullptr);
+    auto cells = runSweep(tinySweepBase(), axes, o, &first, nullptr);
+    QCOMPARE(cells[0].status, std::string("failed"));
+    QVERIFY(std::filesystem::exists(cells[0].dir + "/failed.json"));
+    QVERIFY(!std::filesystem::exists(cells[0].dir + "/claim"));
+    // Another sweep on the folder shows it failed, with the error, and does not run it...
+    o.run_cells = false;
+    cells = runSweep(tinySweepBase(), axes, o, nullptr, nullptr);
+    QCOMPARE(cells[0].status, std::string("failed"));
+    QVERIFY2(cells[0].error.find("no-such-data") != std::string::npos, cells[0].error.c_str());
+    // ...while a sweep started later tries it again.
+    o.run_cells = true;
+    StopAfterFirst again(nullptr);
+    cells = runSweep(tinySweepBase(), axes, o, &again, nullptr);
+    QCOMPARE(again.started, (std::vector<int64_t>{0}));
+    QCOMPARE(cells[0].status, std::string("failed"));
   }
 
   void trainingSummaryReadsTheLog() {

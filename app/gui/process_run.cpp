@@ -6,6 +6,8 @@
 #include <QFile>
 #include <QProcess>
 
+#include "core/util/claim.h"
+
 namespace mst {
 
 ProcessRun::ProcessRun(QObject* parent) : QObject(parent) {}
@@ -20,6 +22,13 @@ ProcessRun::~ProcessRun() {
 bool ProcessRun::start(const TrainRequest& request, int cpu_ranks, QString* error) {
   if (isRunning()) {
     *error = "a run is already going";
+    return false;
+  }
+  // Another run training this folder keeps it: refuse before experiment.json is replaced.
+  const std::string claim = QDir(request.out_dir).filePath("run.claim").toStdString();
+  if (claimIsLive(claim)) {
+    *error = "run folder " + request.out_dir + " is being trained by another run (" +
+             QString::fromStdString(claimHolder(claim)) + "); stop it first, or use a new folder";
     return false;
   }
   QDir().mkpath(request.out_dir);

@@ -2,6 +2,7 @@
 #include "core/eval/sweep.h"
 
 #include <algorithm>
+#include <exception>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -133,12 +134,29 @@ std::optional<json> readCellResult(const std::string& dir) {
 
 namespace {
 
-/// A cell as its folder shows it: done with its read-outs (result.json), running (a run log but
-/// no result yet: another shard is training it, or it was interrupted), or pending.
 std::string claimPath(const SweepCell& cell) { return (fs::path(cell.dir) / "claim").string(); }
+std::string failurePath(const SweepCell& cell) {
+  return (fs::path(cell.dir) / "failed.json").string();
+}
 
+/// A cell as its folder shows it: done with its read-outs (result.json), running while a sweep
+/// holds its claim, failed (failed.json, with the error), or pending (never started, or
+/// interrupted: it resumes from its checkpoint).
 void loadCellStatus(SweepCell& cell) {
-  if (!loadCellResult(cell)) cell.status = claimIsLive(claimPath(cell)) ? "running" : "pending";
+  if (loadCellResult(cell)) return;
+  if (claimIsLive(claimPath(cell))) {
+    cell.status = "running";
+  } else if (fs::exists(failurePath(cell))) {
+    cell.status = "failed";
+    try {
+      std::ifstream in(failurePath(cell));
+      cell.error = json::parse(in).value("error", std::string());
+    } catch (const std::exception&) {
+      cell.error = "see " + failurePath(cell);
+    }
+  } else {
+    cell.status = "pending";
+  }
 }
 
 std::optional<double> number(const json& object, const char* key) {
@@ -241,12 +259,11 @@ std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
     return x;
   };
   // This group minus the first one, seed by seed, over the seeds both have finished.
-  auto paired = [&](size_t g, Field field, int64_t* n) {
+  auto paired = [&](size_t g, Field field) {
     std::vector<double> d;
     for (const auto& s : samples[g])
       for (const auto& base : samples[0])
         if (base.seed == s.seed && s.*field && base.*field) d.push_back(*(s.*field) - *(base.*field));
-    *n = std::max<int64_t>(*n, static_cast<int64_t>(d.size()));
     return d;
   };
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -254,9 +271,10 @@ std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
     stats(values(samples[g], &Sample::knn), group.knn_mean, group.knn_sd);
     stats(values(samples[g], &Sample::linear), group.linear_mean, group.linear_sd);
     if (g == 0) continue;
-    stats(paired(g, &Sample::knn, &group.paired), group.knn_delta_mean, group.knn_delta_sd);
-    stats(paired(g, &Sample::linear, &group.paired), group.linear_delta_mean,
-          group.linear_delta_sd);
+    for (const auto& s : samples[g])
+      for (const auto& base : samples[0]) group.paired += base.seed == s.seed;
+    stats(paired(g, &Sample::knn), group.knn_delta_mean, group.knn_delta_sd);
+    stats(paired(g, &Sample::linear), group.linear_delta_mean, group.linear_delta_sd);
   }
   return groups;
 }
@@ -369,7 +387,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
   std::vector<bool> taken(cells.size(), false);
   const auto refresh = [&] {
     for (size_t i = 0; i < cells.size(); ++i)
-      if (!taken[i]) loadCellStatus(cells[i]);
+      if (!taken[i] && cells[i].status != "done") loadCellStatus(cells[i]);  // done stays done
   };
   // Whoever writes the tables last has read every folder after the others' writes.
   const auto publish = [&] {
@@ -379,16 +397,26 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
   };
   publish();
   if (!options.run_cells) return cells;
+  // Cells that had failed before this call are tried again (the cause may be fixed); one that
+  // another sweep sees fail while this one runs is left failed.
+  std::vector<bool> retry(cells.size(), false);
+  for (size_t i = 0; i < cells.size(); ++i) retry[i] = cells[i].status == "failed";
   // The next cell of this shard that nobody has finished or holds, claimed; nullptr when none is
   // left. Under `mutex`.
   const auto claimNext = [&](std::unique_ptr<Claim>* claim) -> SweepCell* {
     refresh();
     for (size_t i = 0; i < cells.size(); ++i) {
-      if (taken[i] || !owned(cells[i]) || cells[i].status != "pending") continue;
+      const bool free = cells[i].status == "pending" || (cells[i].status == "failed" && retry[i]);
+      if (taken[i] || !owned(cells[i]) || !free) continue;
       fs::create_directories(cells[i].dir);
       *claim = Claim::tryTake(claimPath(cells[i]));
       if (!*claim) {
-        cells[i].status = "running";  // another process took it in the meantime
+        cells[i].status = "running";  // another sweep took it in the meantime
+        continue;
+      }
+      // Another sweep may have finished it between our look and our claim.
+      if (loadCellResult(cells[i])) {
+        claim->reset();
         continue;
       }
       taken[i] = true;
@@ -397,13 +425,17 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
     return nullptr;
   };
 
-  auto work = [&](torch::Device device) {
+  // An error outside a cell (a folder that cannot be written) ends every device's loop; the
+  // first one is rethrown once all have stopped.
+  std::atomic<bool> aborted{false};
+  std::exception_ptr first_error;
+  auto loop = [&](torch::Device device) {
     while (true) {
       SweepCell* cell = nullptr;
       std::unique_ptr<Claim> claim;  // released when this iteration ends, after result.json
       {
         std::lock_guard<std::mutex> lock(mutex);
-        if (stop && stop->load()) return;
+        if ((stop && stop->load()) || aborted) return;
         cell = claimNext(&claim);
         if (!cell) return;
         cell->status = "running";
@@ -447,6 +479,8 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         }
         writeTextAtomically((fs::path(cell->dir) / "result.json").string(),
                             result.dump(2) + "\n");
+        std::error_code ignored;
+        fs::remove(failurePath(*cell), ignored);
         std::lock_guard<std::mutex> lock(mutex);
         cell->status = "done";
         cell->knn_top1 = number(result, "knn_top1");
@@ -458,6 +492,10 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         std::lock_guard<std::mutex> lock(mutex);
         cell->status = "failed";
         cell->error = e.what();
+        try {  // so that other sweeps on the folder show it failed rather than retry it
+          writeTextAtomically(failurePath(*cell), json{{"error", cell->error}}.dump() + "\n");
+        } catch (const MstError&) {
+        }
       }
       claim.reset();
       std::lock_guard<std::mutex> lock(mutex);
@@ -465,10 +503,20 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
       if (observer) observer->onCellFinished(*cell);
     }
   };
+  auto work = [&](torch::Device device) {
+    try {
+      loop(device);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!first_error) first_error = std::current_exception();
+      aborted = true;
+    }
+  };
   std::vector<std::thread> threads;
   for (size_t d = 1; d < options.devices.size(); ++d) threads.emplace_back(work, options.devices[d]);
   work(options.devices.empty() ? torch::Device(torch::kCPU) : options.devices.front());
   for (auto& t : threads) t.join();
+  if (first_error) std::rethrow_exception(first_error);
   return cells;
 }
 

@@ -71,8 +71,9 @@ class SweepObserver {
 /// any number of sweeps of the same grid on one folder, in one process or many, on one machine
 /// or several, split the cells between them, and a late one joins in; a cell whose holder died
 /// is taken over and resumes from its checkpoint. Cells this call does not run are read from
-/// their folders each time (done with results, running while claimed, or pending). A failing
-/// cell is recorded and the sweep goes on. Returns the cells with their results.
+/// their folders each time (done with results, running while claimed, failed, or pending). A
+/// failing cell is recorded (failed.json in its folder, so other sweeps do not retry it) and the
+/// sweep goes on; a later sweep tries it again. Returns the cells with their results.
 std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
                                 const SweepOptions& options, SweepObserver* observer = nullptr,
                                 const std::atomic<bool>* stop = nullptr);
@@ -80,7 +81,9 @@ std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<Sw
 /// Writes sweep.csv (one row per cell: index, grid values, status, knn_top1, linear_top1,
 /// mask_ratio, loss_ce_end, loss_rec_end, dir; an unknown value is an empty field) and
 /// sweep.h5 (/sweep/<column> datasets, /sweep attribute json with the grid); with a train.seed
-/// axis also seeds.csv (summarizeSeeds: one row per setting, n, mean and sd of each read-out).
+/// axis also seeds.csv (summarizeSeeds: one row per setting, n, mean and sd of each read-out,
+/// and the paired difference to the first setting: paired_seeds, knn_delta_mean/_sd,
+/// linear_delta_mean/_sd).
 void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& axes,
                       const std::vector<SweepCell>& cells);
 

@@ -56,6 +56,22 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   const int world = comm ? comm->worldSize() : 1;
   const bool writer = !comm || comm->rank() == 0;  // run.h5, checkpoints, observer
   TrainObserver* const observer = writer ? observer_ : nullptr;
+  // One writer per run folder, checked before any work: a second run into a folder being
+  // trained stops here, having changed nothing in it.
+  std::unique_ptr<Claim> writer_claim;  // held while this run writes the folder
+  std::string claim_error;
+  if (writer) {
+    fs::create_directories(options_.out_dir);
+    const std::string claim_path = (fs::path(options_.out_dir) / "run.claim").string();
+    writer_claim = Claim::tryTake(claim_path);
+    if (!writer_claim) {
+      claim_error = "run folder " + options_.out_dir + " is being trained by another run (" +
+                    claim_path + ": " + claimHolder(claim_path) +
+                    "); two writers would corrupt its run.h5 and checkpoint.pt. Stop that run "
+                    "first, or train into another folder";
+      if (!comm) throw MstError(claim_error);  // ranks learn it below, with rank 0's verdict
+    }
+  }
   auto say = [observer](const std::string& text) {
     if (observer) observer->onMessage(text);
   };
@@ -99,18 +115,9 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   const std::string log_path = (fs::path(options_.out_dir) / "run.h5").string();
   bool resumed = false;
   double wall_offset = 0;  // training seconds before this invocation (pauses excluded)
-  std::string resume_error;
-  std::unique_ptr<Claim> writer_claim;  // held while this run writes the folder
-  if (writer) {
-    fs::create_directories(options_.out_dir);
+  std::string resume_error = claim_error;
+  if (writer && resume_error.empty()) {
     try {
-      const std::string claim_path = (fs::path(options_.out_dir) / "run.claim").string();
-      writer_claim = Claim::tryTake(claim_path);
-      if (!writer_claim)
-        throw MstError("run folder " + options_.out_dir + " is being trained by another run (" +
-                       claim_path + ": " + claimHolder(claim_path) +
-                       "); two writers would corrupt its run.h5 and checkpoint.pt. Stop that run "
-                       "first, or train into another folder");
       if (options_.resume && fs::exists(ckpt)) {
         const auto extra = engine.loadCheckpoint(ckpt);
         if (extra.is_object() && extra.contains("wall_s") && extra["wall_s"].is_number())
@@ -140,7 +147,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     if (failed.item<int64_t>() != 0) {
       if (writer) throw MstError(resume_error);
       throw MstError("data-parallel rank " + std::to_string(comm->rank()) +
-                     ": rank 0 could not resume (see its error)");
+                     ": rank 0 could not start or resume (see its error)");
     }
     engine.syncFromRank0();
   }

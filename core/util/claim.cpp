@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <sstream>
 
 #include "core/util/error.h"
+#include "core/util/files.h"
 
 namespace mst {
 
@@ -53,7 +55,7 @@ bool holderIsLive(const std::string& holder, const fs::path& path, std::chrono::
 
 /// Creates `path` exclusively with `holder` in it; false when it exists.
 bool createExclusive(const std::string& path, const std::string& holder) {
-  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
   if (fd < 0) {
     if (errno == EEXIST) return false;
     throw MstError("cannot create the claim " + path + ": " + std::strerror(errno));
@@ -92,18 +94,12 @@ std::unique_ptr<Claim> Claim::tryTake(const std::string& path, std::chrono::seco
   const std::string holder =
       hostName() + " " + std::to_string(::getpid()) + " " + std::to_string(++serial);
   if (!createExclusive(path, holder)) {
-    const std::string seen = readText(path);
-    if (holderIsLive(seen, path, stale_after)) return nullptr;
-    // Take over a dead holder's claim: move it aside (only one taker can), check that what moved
-    // is the claim judged dead and not a fresh one another taker wrote meanwhile, then create.
-    const std::string aside = path + ".stale." + std::to_string(::getpid()) + "." +
-                              std::to_string(serial.load());
-    if (std::rename(path.c_str(), aside.c_str()) != 0) return nullptr;
-    if (readText(aside) != seen) {
-      std::rename(aside.c_str(), path.c_str());
-      return nullptr;
-    }
-    ::unlink(aside.c_str());
+    if (holderIsLive(readText(path), path, stale_after)) return nullptr;
+    // Take over a dead holder's claim, one taker at a time: under the lock, judge it again (an
+    // earlier taker may have replaced it with its own live claim), remove it, create ours.
+    ScopedFileLock lock(path + ".take");
+    if (fs::exists(path) && holderIsLive(readText(path), path, stale_after)) return nullptr;
+    ::unlink(path.c_str());
     if (!createExclusive(path, holder)) return nullptr;
   }
   return std::unique_ptr<Claim>(new Claim(path, holder, heartbeat));
@@ -114,8 +110,9 @@ Claim::Claim(std::string path, std::string holder, std::chrono::milliseconds hea
   heartbeat_ = std::thread([this, heartbeat] {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!wake_.wait_for(lock, heartbeat, [this] { return released_; })) {
-      std::error_code ec;  // a missing folder (removed by hand) is not this thread's to report
-      fs::last_write_time(path_, fs::file_time_type::clock::now(), ec);
+      // "Now" as the file system sees it (a file server stamps its own clock); a file removed by
+      // hand is not this thread's to report.
+      ::utimensat(AT_FDCWD, path_.c_str(), nullptr, 0);
     }
   });
 }

@@ -17,7 +17,8 @@ namespace mst {
 ///
 /// A claim is live while its holder is: on this host, while its process runs; from another host,
 /// while its heartbeat is younger than `stale_after` (so a machine that died frees its cells
-/// after that long). A claim that is not live is taken over.
+/// after that long; machines whose clocks differ by that much would take each other's claims).
+/// A claim that is not live is taken over, one taker at a time (a lock on `path.take`).
 class Claim {
  public:
   static constexpr std::chrono::seconds kStaleAfter{600};

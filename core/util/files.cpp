@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -43,8 +44,12 @@ void writeTextAtomically(const std::string& path, const std::string& text) {
 }
 
 ScopedFileLock::ScopedFileLock(const std::string& path)
-    : fd_(::open(path.c_str(), O_CREAT | O_RDWR, 0644)) {
-  if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+    : fd_(::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644)) {
+  // O_CLOEXEC: a child process started meanwhile (the workbench starts `mst train`) must not
+  // inherit the lock and hold it for its whole life.
+  if (fd_ >= 0)
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
 }
 
 ScopedFileLock::~ScopedFileLock() {
