@@ -210,6 +210,13 @@ class TestGuiInspector : public QObject {
       panel.setReadout("loss_ce_end");
       QCOMPARE(panel.heatmap()->value(num, "0.1"), json["loss_ce_end"].get<double>());
       panel.setReadout("knn");
+      // The tooltip names the other read-outs too.
+      const QString tip = panel.heatmap()->toolTipFor(num, "0.1");
+      QVERIFY2(tip.contains("linear top-1 %: " +
+                            QString::number(json["linear_top1"].get<double>(), 'f', 2)),
+               qPrintable(tip));
+      QVERIFY2(tip.contains("masked share of patches %: "), qPrintable(tip));
+      QCOMPARE(tip.count("k-NN top-1 %: "), 1);  // the coloured one, shown once
     }
     // Reopened later, it shows its finished cells.
     SweepPanel reopened;

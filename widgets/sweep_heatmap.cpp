@@ -95,14 +95,14 @@ int SweepHeatmap::indexOf(const QString& row, const QString& col) const {
 }
 
 void SweepHeatmap::setCell(const QString& row, const QString& col, CellState state, double value,
-                           const QString& run_dir) {
+                           const QString& run_dir, const QStringList& details) {
   const int i = indexOf(row, col);
   if (i < 0) {
     qWarning("SweepHeatmap: no cell %s=%s, %s=%s", qPrintable(row_key_), qPrintable(row),
              qPrintable(col_key_), qPrintable(col));
     return;
   }
-  cells_[i] = Cell{state, value, run_dir};
+  cells_[i] = Cell{state, value, run_dir, details};
   updateTimer();
   update();  // the colour scale spans all finished cells, so any change may recolour them all
 }
@@ -351,6 +351,26 @@ void SweepHeatmap::mouseMoveEvent(QMouseEvent* event) {
   QWidget::mouseMoveEvent(event);
 }
 
+QString SweepHeatmap::toolTipFor(const QString& row, const QString& col) const {
+  const int i = indexOf(row, col);
+  return i < 0 ? QString() : toolTipAt(i);
+}
+
+QString SweepHeatmap::toolTipAt(int i) const {
+  const Cell& cell = cells_[i];
+  const QString row = rows_[i / cols_.size()], col = cols_[i % cols_.size()];
+  QString tip = QStringLiteral("<b>%1 = %2, %3 = %4</b><br>%5")
+                    .arg(row_key_.toHtmlEscaped(), row.toHtmlEscaped(), col_key_.toHtmlEscaped(),
+                         col.toHtmlEscaped(), cellStateName(cell.state));
+  if (std::isfinite(cell.value))
+    tip += QStringLiteral("<br>%1: %2").arg(readout_.toHtmlEscaped(), formatValue(cell.value));
+  for (const QString& line : cell.details) tip += QStringLiteral("<br>") + line.toHtmlEscaped();
+  tip += cell.run_dir.isEmpty() ? QStringLiteral("<br><i>no run folder yet</i>")
+                                : QStringLiteral("<br>run: <tt>%1</tt><br><i>click to open</i>")
+                                      .arg(cell.run_dir.toHtmlEscaped());
+  return tip;
+}
+
 bool SweepHeatmap::event(QEvent* event) {
   if (event->type() == QEvent::ToolTip) {
     const auto* help = static_cast<QHelpEvent*>(event);
@@ -360,17 +380,7 @@ bool SweepHeatmap::event(QEvent* event) {
       event->ignore();
       return true;
     }
-    const Cell& cell = cells_[i];
-    const QString row = rows_[i / cols_.size()], col = cols_[i % cols_.size()];
-    QString tip = QStringLiteral("<b>%1 = %2, %3 = %4</b><br>%5")
-                      .arg(row_key_.toHtmlEscaped(), row.toHtmlEscaped(), col_key_.toHtmlEscaped(),
-                           col.toHtmlEscaped(), cellStateName(cell.state));
-    if (std::isfinite(cell.value))
-      tip += QStringLiteral("<br>%1: %2").arg(readout_.toHtmlEscaped(), formatValue(cell.value));
-    tip += cell.run_dir.isEmpty() ? QStringLiteral("<br><i>no run folder yet</i>")
-                                  : QStringLiteral("<br>run: <tt>%1</tt><br><i>click to open</i>")
-                                        .arg(cell.run_dir.toHtmlEscaped());
-    QToolTip::showText(help->globalPos(), tip, this,
+    QToolTip::showText(help->globalPos(), toolTipAt(i), this,
                        layoutFor(font()).cell(i / cols_.size(), i % cols_.size()));
     return true;
   }

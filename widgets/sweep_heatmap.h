@@ -41,14 +41,20 @@ class SweepHeatmap : public QWidget {
   QString formatValue(double value) const;
 
   /// Updates one cell; an unknown row or column is ignored with a warning.
+  /// `details`: more about the cell for its tooltip, one "name: value" per entry (e.g. every
+  /// read-out, not only the one coloured).
   void setCell(const QString& row, const QString& col, CellState state, double value = qQNaN(),
-               const QString& run_dir = QString());
+               const QString& run_dir = QString(), const QStringList& details = {});
   /// NaN for an unknown cell or one without a value.
   double value(const QString& row, const QString& col) const;
   /// Pending for an unknown cell.
   CellState state(const QString& row, const QString& col) const;
   /// Empty for an unknown cell or one without a run.
   QString runDir(const QString& row, const QString& col) const;
+
+  /// The tooltip of a cell (rich text): its grid values, state, value, details and run folder;
+  /// empty for an unknown cell.
+  QString toolTipFor(const QString& row, const QString& col) const;
 
   /// The cell's rectangle in widget coordinates; empty for an unknown cell.
   QRect cellRect(const QString& row, const QString& col) const;
@@ -79,7 +85,9 @@ class SweepHeatmap : public QWidget {
     CellState state = CellState::Pending;
     double value = qQNaN();
     QString run_dir;
+    QStringList details;
   };
+  QString toolTipAt(int index) const;
   /// Geometry for one font, shared by the widget and the figure.
   struct Layout {
     int margin = 10, cell_w = 84, cell_h = 40, gap = 3;

@@ -13,6 +13,8 @@
 #include <QSpinBox>
 #include <QVBoxLayout>
 
+#include <cmath>
+
 #include "widgets/sweep_heatmap.h"
 
 namespace mst {
@@ -213,8 +215,15 @@ void SweepPanel::updateCell(const SweepCellInfo& cell) {
     if (c.index == cell.index) c = cell;
   QString row, col;
   cellLabels(cell, &row, &col);
-  const double value = readoutValue(cell, readout_->currentData().toString());
-  heatmap_->setCell(row, col, stateOf(cell.status), value, cell.dir);
+  const QString shown = readout_->currentData().toString();
+  QStringList details;  // every other read-out the cell has, for its tooltip
+  for (int i = 0; i < readout_->count(); ++i) {
+    const QString key = readout_->itemData(i).toString();
+    const double v = readoutValue(cell, key);
+    if (key != shown && std::isfinite(v))
+      details << readout_->itemText(i) + ": " + QString::number(v, 'f', key.startsWith("loss") ? 4 : 2);
+  }
+  heatmap_->setCell(row, col, stateOf(cell.status), readoutValue(cell, shown), cell.dir, details);
   if (cell.status == "failed") emit message("sweep cell " + cell.dir + ": " + cell.error, true);
   int done = 0;
   for (const auto& c : cells_) done += c.status == "done" ? 1 : 0;
