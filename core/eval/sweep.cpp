@@ -164,6 +164,19 @@ std::optional<double> number(const json& object, const char* key) {
   return object[key].get<double>();
 }
 
+/// A cell's values as result.json names them: the columns of sweep.csv and sweep.h5 after the
+/// status, in this order.
+const std::pair<const char*, std::optional<double> SweepCell::*> kResultColumns[] = {
+    {"knn_top1", &SweepCell::knn_top1},       {"linear_top1", &SweepCell::linear_top1},
+    {"mask_ratio", &SweepCell::mask_ratio},   {"loss_ce_end", &SweepCell::loss_ce_end},
+    {"loss_rec_end", &SweepCell::loss_rec_end}};
+
+/// Marks a cell done with the values a result holds.
+void applyResult(SweepCell& cell, const json& result) {
+  cell.status = "done";
+  for (const auto& [key, field] : kResultColumns) cell.*field = number(result, key);
+}
+
 }  // namespace
 
 json readTrainingSummary(const std::string& run_h5) {
@@ -196,21 +209,15 @@ json readTrainingSummary(const std::string& run_h5) {
 bool loadCellResult(SweepCell& cell) {
   auto result = readCellResult(cell.dir);
   if (!result) return false;
-  cell.status = "done";
-  cell.knn_top1 = number(*result, "knn_top1");
-  cell.linear_top1 = number(*result, "linear_top1");
-  json summary = *result;
-  if (!summary.contains("mask_ratio")) {  // a result written before the summary was part of it
+  if (!result->contains("mask_ratio")) {  // a result written before the summary was part of it
     const auto log = fs::path(cell.dir) / "run.h5";
     try {
-      if (fs::exists(log)) summary = readTrainingSummary(log.string());
+      if (fs::exists(log)) result->update(readTrainingSummary(log.string()));
     } catch (const MstError&) {
       // an unreadable log leaves the summary empty; the read-outs are what the cell is for
     }
   }
-  cell.mask_ratio = number(summary, "mask_ratio");
-  cell.loss_ce_end = number(summary, "loss_ce_end");
-  cell.loss_rec_end = number(summary, "loss_rec_end");
+  applyResult(cell, *result);
   return true;
 }
 
@@ -323,14 +330,16 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
     std::ostringstream csv;
     csv << "cell";
     for (const auto& axis : axes) csv << "," << csvField(axis.key);
-    csv << ",status,knn_top1,linear_top1,mask_ratio,loss_ce_end,loss_rec_end,dir\n";
+    csv << ",status";
+    for (const auto& [key, field] : kResultColumns) csv << "," << key;
+    csv << ",dir\n";
     for (const auto& c : cells) {
       csv << c.index;
       for (const auto& v : c.values) csv << "," << csvField(valueText(v));
       csv << "," << c.status;
-      for (const auto& v : {c.knn_top1, c.linear_top1, c.mask_ratio, c.loss_ce_end, c.loss_rec_end}) {
+      for (const auto& [key, field] : kResultColumns) {
         csv << ",";
-        if (v) csv << *v;
+        if (c.*field) csv << *(c.*field);
       }
       csv << "," << csvField(c.dir) << "\n";
     }
@@ -340,15 +349,13 @@ void writeSweepTables(const std::string& out_dir, const std::vector<SweepAxis>& 
   std::vector<TableColumn> columns;
   TableColumn index{"cell", false, {}, {}}, status{"status", true, {}, {}};
   std::vector<TableColumn> results;
-  for (const char* name : {"knn_top1", "linear_top1", "mask_ratio", "loss_ce_end", "loss_rec_end"})
-    results.push_back(TableColumn{name, false, {}, {}});
+  for (const auto& [key, field] : kResultColumns) {
+    results.push_back(TableColumn{key, false, {}, {}});
+    for (const auto& c : cells) results.back().numbers.push_back((c.*field).value_or(std::nan("")));
+  }
   for (const auto& c : cells) {
     index.numbers.push_back(static_cast<double>(c.index));
     status.strings.push_back(c.status);
-    const std::optional<double> values[] = {c.knn_top1, c.linear_top1, c.mask_ratio,
-                                            c.loss_ce_end, c.loss_rec_end};
-    for (size_t r = 0; r < results.size(); ++r)
-      results[r].numbers.push_back(values[r].value_or(std::nan("")));
   }
   columns.push_back(index);
   json grid = json::array();
@@ -482,12 +489,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         std::error_code ignored;
         fs::remove(failurePath(*cell), ignored);
         std::lock_guard<std::mutex> lock(mutex);
-        cell->status = "done";
-        cell->knn_top1 = number(result, "knn_top1");
-        cell->linear_top1 = number(result, "linear_top1");
-        cell->mask_ratio = number(result, "mask_ratio");
-        cell->loss_ce_end = number(result, "loss_ce_end");
-        cell->loss_rec_end = number(result, "loss_rec_end");
+        applyResult(*cell, result);
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mutex);
         cell->status = "failed";
