@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "core/config/config.h"
+#include "core/kernels/residual_norm.h"
 #include "core/model/decoder.h"
 #include "core/model/dino_head.h"
 #include "core/model/vit.h"
@@ -216,6 +217,103 @@ class TestModel : public QObject {
     gen.set_current_seed(1);
     auto d = vit->forward(x, {}, false, 0.9, &gen).cls;
     QVERIFY(!torch::allclose(d, b));
+  }
+
+  void fusedJunctionMatchesTheOperationsItReplaces() {
+    // train.fused_norm's autograd function (here its ATen arithmetic, which the CUDA kernels
+    // mirror): y = x + s * branch, z = LayerNorm(y); its hand-written backward against autograd
+    // through the unfused operations, in double, with both outputs feeding the loss.
+    torch::manual_seed(3);
+    const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
+    const int64_t B = 3, T = 5, D = 24;
+    for (int variant = 0; variant < 3; ++variant) {  // branch + scale, branch alone, no branch
+      const bool has_branch = variant < 2, has_scale = variant == 0;
+      auto x = torch::randn({B, T, D}, f64).requires_grad_(true);
+      auto branch = has_branch ? torch::randn({B, T, D}, f64).requires_grad_(true) : torch::Tensor();
+      auto scale = has_scale ? torch::tensor({0.0f, 1.25f, 1.25f}) : torch::Tensor();
+      auto gamma = (1 + 0.1 * torch::randn({D}, f64)).requires_grad_(true);
+      auto beta = (0.1 * torch::randn({D}, f64)).requires_grad_(true);
+      auto wy = torch::randn({B, T, D}, f64), wz = torch::randn({B, T, D}, f64);
+
+      auto fused = residualLayerNorm(x, branch, scale, gamma, beta, 1e-6, torch::kDouble);
+      auto loss = (fused.y * wy).sum() + (fused.z * wz).sum();
+      auto grads = torch::autograd::grad({loss}, has_branch ? std::vector<torch::Tensor>{x, branch, gamma, beta}
+                                                            : std::vector<torch::Tensor>{x, gamma, beta});
+
+      auto y = x;
+      if (has_branch) y = x + (has_scale ? branch * scale.to(torch::kDouble).view({B, 1, 1}) : branch);
+      auto z = torch::layer_norm(y, {D}, gamma, beta, 1e-6);
+      auto ref_loss = (y * wy).sum() + (z * wz).sum();
+      auto ref = torch::autograd::grad({ref_loss}, has_branch ? std::vector<torch::Tensor>{x, branch, gamma, beta}
+                                                              : std::vector<torch::Tensor>{x, gamma, beta});
+      QVERIFY(torch::allclose(fused.y, y, 0, 1e-12));
+      QVERIFY2(torch::allclose(fused.z, z, 1e-9, 1e-9),
+               std::to_string((fused.z - z).abs().max().item<double>()).c_str());
+      QCOMPARE(grads.size(), ref.size());
+      for (size_t i = 0; i < grads.size(); ++i)
+        QVERIFY2(torch::allclose(grads[i], ref[i], 1e-9, 1e-9),
+                 (std::to_string(variant) + "/" + std::to_string(i) + ": " +
+                  std::to_string((grads[i] - ref[i]).abs().max().item<double>())).c_str());
+      if (has_scale)  // the dropped sample gets no gradient through its branch
+        QCOMPARE(grads[1][0].abs().sum().item<double>(), 0.0);
+    }
+  }
+
+  void fusedJunctionRoundsLikeTheUnfusedOperations() {
+    // bf16 branch and stream: the branch is scaled in bf16 and added in the stream's dtype, so
+    // the new stream is bit for bit what dropPath, the cast and the add store.
+    torch::manual_seed(4);
+    const int64_t B = 4, T = 7, D = 40;
+    auto branch = torch::randn({B, T, D}).to(torch::kBFloat16);
+    auto keep = torch::tensor({1.0, 0.0, 1.0, 1.0}).to(torch::kBFloat16).div_(0.9);
+    auto gamma = torch::ones({D}), beta = torch::zeros({D});
+    for (auto stream : {torch::kBFloat16, torch::kFloat}) {
+      auto x = torch::randn({B, T, D}).to(stream);
+      auto fused = residualLayerNorm(x, branch, keep.to(torch::kFloat), gamma, beta, 1e-6,
+                                     torch::kBFloat16);
+      auto unfused = x + (branch * keep.view({B, 1, 1})).to(stream);
+      QCOMPARE(fused.y.scalar_type(), stream);
+      QCOMPARE(fused.z.scalar_type(), torch::kBFloat16);
+      QVERIFY(torch::equal(fused.y, unfused));
+      auto z = torch::layer_norm(unfused.to(torch::kFloat), {D}, gamma, beta, 1e-6);
+      QVERIFY(torch::allclose(fused.z.to(torch::kFloat), z, 1e-2, 1e-2));
+    }
+  }
+
+  void fusedVitMatchesTheUnfusedVit() {
+    // Vit::fused_norm restructures the forward pass around the junctions: the same outputs,
+    // attention, stochastic-depth draws and parameter gradients as the block-by-block pass (in
+    // double, so that only a wrong formula, not the order of fp32 sums, could tell them apart).
+    auto c = micro();
+    torch::manual_seed(6);
+    Vit vit(c);
+    vit->to(torch::kDouble);
+    auto x = torch::randn({4, 1, 28, 28}, torch::kDouble);
+    auto mask = torch::rand({4, 49}) < 0.3;
+    auto run = [&](bool fused) {
+      vit->fused_norm = fused;
+      vit->zero_grad();
+      at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
+      gen.set_current_seed(11);
+      auto out = vit->forward(x, mask, /*want_attention=*/true, 0.5, &gen);
+      (out.cls.pow(2).sum() + out.patches.mean()).backward();
+      std::vector<torch::Tensor> grads;
+      for (auto& p : vit->parameters()) grads.push_back(p.grad().clone());
+      return std::make_pair(out, grads);
+    };
+    auto [plain, plain_grads] = run(false);
+    auto [fused, fused_grads] = run(true);
+    vit->fused_norm = false;
+    QVERIFY(torch::allclose(fused.cls, plain.cls, 1e-10, 1e-10));
+    QVERIFY(torch::allclose(fused.patches, plain.patches, 1e-10, 1e-10));
+    QVERIFY(torch::allclose(fused.cls_attention, plain.cls_attention, 1e-10, 1e-12));
+    QCOMPARE(fused_grads.size(), plain_grads.size());
+    for (size_t i = 0; i < fused_grads.size(); ++i)
+      QVERIFY2(torch::allclose(fused_grads[i], plain_grads[i], 1e-9, 1e-11),
+               (std::to_string(i) + ": " +
+                std::to_string((fused_grads[i] - plain_grads[i]).abs().max().item<double>()) +
+                " of " + std::to_string(plain_grads[i].abs().max().item<double>()))
+                   .c_str());
   }
 };
 

@@ -226,6 +226,7 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["matmul_fraction"] = flops * img_s / 1e9 / matmul_gflops;
   out["precision"] = engine.arithmetic();
   out["cuda_graph"] = engine.graphActive();
+  out["fused_norm"] = engine.fusedNorm();
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");
   out["threads"] = at::get_num_threads();

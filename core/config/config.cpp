@@ -379,6 +379,11 @@ const std::vector<KeyDef>& keyTable() {
                       "CUDA, one process: capture the whole training step as a CUDA graph after "
                       "3 eager steps and replay it (removes kernel-launch overhead); ignored on "
                       "the CPU, refused with data-parallel ranks."));
+    t.push_back(field("train.fused_norm", &C::train, &TrainConfig::fused_norm,
+                      "CUDA with bf16 autocast: run each ViT residual add (with its stochastic "
+                      "depth) and the LayerNorm after it as one fused kernel, forward and "
+                      "backward; refused in a build without the kernels (CMake found no nvcc), "
+                      "ignored on the CPU and in fp32."));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",

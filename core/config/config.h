@@ -101,6 +101,9 @@ struct TrainConfig {
   /// CUDA only: capture the whole training step as one CUDA graph after a few eager steps and
   /// replay it (fixed shapes; one process). Ignored on the CPU.
   bool cuda_graph = false;
+  /// CUDA with bf16 autocast, builds with the kernels (core/kernels): each ViT residual add and
+  /// the LayerNorm after it run as one fused kernel forward and one backward.
+  bool fused_norm = false;
 };
 
 struct EvalConfig {

@@ -3,6 +3,9 @@
 
 #include <cmath>
 
+#include "core/kernels/residual_norm.h"
+#include "core/util/torch_compat.h"
+
 namespace mst {
 
 void truncNormal_(torch::Tensor& t, double std) {
@@ -26,15 +29,36 @@ void initLinear(torch::nn::Linear& layer) {
   if (layer->bias.defined()) torch::nn::init::zeros_(layer->bias);
 }
 
-/// Per-sample residual-branch keep mask scaled by 1/keep (stochastic depth).
-torch::Tensor dropPath(const torch::Tensor& branch, double rate, at::Generator* gen,
-                       const BatchShard& shard) {
-  if (rate <= 0.0 || gen == nullptr) return branch;
+/// Per-sample keep mask scaled by 1/keep (stochastic depth), (B, 1, ..., 1) in the branch's
+/// dtype; undefined when nothing is dropped.
+torch::Tensor keepScale(const torch::Tensor& branch, double rate, at::Generator* gen,
+                        const BatchShard& shard) {
+  if (rate <= 0.0 || gen == nullptr) return {};
   double keep = 1.0 - rate;
   auto shape = std::vector<int64_t>(branch.dim(), 1);
   shape[0] = branch.size(0);
   auto u = shard.rand(shape, *gen, branch.options());
-  return branch * (u < keep).to(branch.scalar_type()).div_(keep);
+  return (u < keep).to(branch.scalar_type()).div_(keep);
+}
+
+torch::Tensor dropPath(const torch::Tensor& branch, double rate, at::Generator* gen,
+                       const BatchShard& shard) {
+  auto scale = keepScale(branch, rate, gen, shard);
+  return scale.defined() ? branch * scale : branch;
+}
+
+/// The fused junction's scale: the same draws as dropPath, as one fp32 value per sample.
+torch::Tensor keepScaleFp32(const torch::Tensor& branch, double rate, at::Generator* gen,
+                            const BatchShard& shard) {
+  auto scale = keepScale(branch, rate, gen, shard);
+  return scale.defined() ? scale.to(torch::kFloat).reshape({branch.size(0)}) : scale;
+}
+
+ResidualNormOut junction(const torch::Tensor& x, const torch::Tensor& branch,
+                         const torch::Tensor& scale, torch::nn::LayerNorm& norm,
+                         torch::ScalarType out_dtype) {
+  return residualLayerNorm(x, branch, scale, norm->weight, norm->bias, norm->options.eps(),
+                           out_dtype);
 }
 
 }  // namespace
@@ -92,6 +116,17 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::G
   return residual(y, fc2(torch::gelu(fc1(layerNorm(norm2, y)))));
 }
 
+std::pair<torch::Tensor, torch::Tensor> BlockImpl::forwardFused(
+    const torch::Tensor& x, const torch::Tensor& h, double drop_path, at::Generator* gen,
+    torch::Tensor* cls_attention, const BatchShard& shard, torch::nn::LayerNorm& next,
+    torch::ScalarType next_dtype) {
+  auto a = attn(h, cls_attention);
+  auto mid = junction(x, a, keepScaleFp32(a, drop_path, gen, shard), norm2, h.scalar_type());
+  auto m = fc2(torch::gelu(fc1(mid.z)));
+  auto out = junction(mid.y, m, keepScaleFp32(m, drop_path, gen, shard), next, next_dtype);
+  return {out.y, out.z};
+}
+
 VitImpl::VitImpl(const ModelConfig& c)
     : patch_size(c.patch_size), dim(c.dim), grid(c.image_size / c.patch_size) {
   patch_embed = register_module(
@@ -145,6 +180,25 @@ VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mas
   auto x = embed(images, mask);
   VitOutput out;
   const int64_t depth = static_cast<int64_t>(blocks->size());
+  if (fused_norm && depth > 0) {
+    // Junctions between the blocks: the stream x and its normalised copy h travel together.
+    // Inside the blocks h feeds matrix products (bf16 under autocast); the final norm's output
+    // keeps the stream's dtype, as the unfused LayerNorm gives it.
+    const auto inner = autocastActive() ? torch::kBFloat16 : x.scalar_type();
+    auto h = junction(x, {}, {}, blocks[0]->as<Block>()->norm1, inner).z;
+    for (int64_t i = 0; i < depth; ++i) {
+      double rate = depth > 1 ? drop_path * static_cast<double>(i) / (depth - 1) : drop_path;
+      bool last = i == depth - 1;
+      auto& next = last ? norm : blocks[i + 1]->as<Block>()->norm1;
+      std::tie(x, h) = blocks[i]->as<Block>()->forwardFused(
+          x, h, rate, gen, last && want_attention ? &out.cls_attention_heads : nullptr, shard,
+          next, last ? x.scalar_type() : inner);
+    }
+    if (want_attention) out.cls_attention = out.cls_attention_heads.mean(1);  // Eq. 4
+    out.cls = h.select(1, 0);
+    out.patches = h.narrow(1, 1, h.size(1) - 1);
+    return out;
+  }
   for (int64_t i = 0; i < depth; ++i) {
     // DeiT rule: rates grow linearly from 0 to drop_path over the depth.
     double rate = depth > 1 ? drop_path * static_cast<double>(i) / (depth - 1) : drop_path;

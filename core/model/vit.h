@@ -38,6 +38,14 @@ class BlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, double drop_path, at::Generator* gen,
                         torch::Tensor* cls_attention = nullptr, const BatchShard& shard = {});
 
+  /// The same block over a fused residual stream (train.fused_norm): `h` is norm1(x), computed
+  /// by the previous junction; returns (x', next(x')) where next is the following block's norm1
+  /// or the final norm, its output in `next_dtype`. Same arithmetic and random draws as forward.
+  std::pair<torch::Tensor, torch::Tensor> forwardFused(
+      const torch::Tensor& x, const torch::Tensor& h, double drop_path, at::Generator* gen,
+      torch::Tensor* cls_attention, const BatchShard& shard, torch::nn::LayerNorm& next,
+      torch::ScalarType next_dtype);
+
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
@@ -74,6 +82,9 @@ class VitImpl : public torch::nn::Module {
   /// dtype of the residual stream between the blocks: fp32, or bf16 under bf16_stream (set by the
   /// engine; then forward must run under autocast, which casts the fp32 weights of the matmuls).
   torch::ScalarType stream_dtype = torch::kFloat;
+  /// train.fused_norm: residual adds and LayerNorms as one operation per junction
+  /// (core/kernels/residual_norm; set by the engine on CUDA with autocast, by tests on the CPU).
+  bool fused_norm = false;
   torch::nn::Linear patch_embed{nullptr};  ///< a conv with kernel = stride = P, as a matmul
   torch::Tensor cls_token, pos_embed, mask_token;
   torch::nn::ModuleList blocks{nullptr};

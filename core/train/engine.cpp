@@ -7,6 +7,7 @@
 
 #include "core/dist/communicator.h"
 #include "core/dist/gradient_reducer.h"
+#include "core/kernels/residual_norm.h"
 #include "core/train/losses.h"
 #include "core/util/error.h"
 #include "core/util/torch_compat.h"
@@ -113,6 +114,11 @@ Engine::Engine(const Config& config, const EngineOptions& options)
       student_vit->stream_dtype = torch::kBFloat16;
       teacher_vit->stream_dtype = torch::kBFloat16;
     }
+    if (config.train.fused_norm && !fusedKernelsBuilt())
+      throw MstError("config key train.fused_norm: this build has no fused CUDA kernels (CMake "
+                     "found no CUDA compiler; set CUDACXX and MST_CUDA_KERNELS=ON): set it to false");
+    // The kernels take the bf16 operands of the autocast step; fp32 keeps the exact LayerNorm.
+    student_vit->fused_norm = teacher_vit->fused_norm = config.train.fused_norm && bf16_;
   } else if (precision == "bf16" || precision == "bf16_stream") {
     throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +
                    options.device.str() + ")");

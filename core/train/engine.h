@@ -108,6 +108,8 @@ class Engine {
     if (!bf16_) return "fp32";
     return student_vit->stream_dtype == torch::kBFloat16 ? "bf16_stream" : "bf16";
   }
+  /// train.fused_norm in effect (CUDA, bf16 autocast, a build with the kernels).
+  bool fusedNorm() const { return student_vit->fused_norm; }
   /// Steps now replay a captured CUDA graph.
   bool graphActive() const;
   /// Profiling (`mst bench --phases`, eager steps only): when on, every phase of a step waits for

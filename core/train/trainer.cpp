@@ -107,6 +107,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   Engine engine(config_, eo);
   if (options_.device.is_cuda() && writer)
     say("CUDA arithmetic: " + engine.arithmetic() +
+        (engine.fusedNorm() ? "; fused residual-LayerNorm kernels" : "") +
         (config_.train.cuda_graph ? "; the step is captured as a CUDA graph after " +
                                         std::to_string(kGraphWarmupSteps) + " eager steps"
                                   : ""));

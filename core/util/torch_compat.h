@@ -99,6 +99,15 @@ class AutocastGuard {
   at::ScalarType was_dtype_ = at::kBFloat16;
 };
 
+/// Whether CUDA autocast is on in this thread (always false in builds without it).
+inline bool autocastActive() {
+#ifdef MST_HAVE_AUTOCAST
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return false;
+#endif
+}
+
 /// Version string of the LibTorch this binary was built against.
 inline std::string torchVersionString() {
   return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +

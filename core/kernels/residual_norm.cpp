@@ -1,0 +1,218 @@
+/// @brief The fused residual junction's autograd function (see residual_norm.h): the CUDA
+/// kernels where they apply, the same arithmetic in ATen operations elsewhere.
+#include "core/kernels/residual_norm.h"
+
+#ifdef MST_HAVE_FUSED_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+
+#include "core/kernels/residual_norm_cuda.h"
+#endif
+
+namespace mst {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+torch::ScalarType accType(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+
+/// (B) → (B, 1, ..., 1) against x's rank.
+torch::Tensor perSample(const torch::Tensor& scale, const torch::Tensor& x) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = scale.numel();
+  return scale.view(shape);
+}
+
+bool useKernels(const torch::Tensor& x, const torch::Tensor& branch, torch::ScalarType out) {
+  return fusedNormApplies(x, branch.defined() ? branch.scalar_type() : torch::kBFloat16, out);
+}
+
+#ifdef MST_HAVE_FUSED_KERNELS
+void check(const char* error, const char* what) {
+  TORCH_CHECK(error == nullptr, "fused residual norm (", what, "): ", error);
+}
+
+void* currentStream(const torch::Tensor& t) {
+  return at::cuda::getCurrentCUDAStream(t.device().index()).stream();
+}
+#endif
+
+class ResidualNormFunction : public torch::autograd::Function<ResidualNormFunction> {
+ public:
+  /// Outputs (y, z) with a branch, (z) without one. An empty branch or scale means none.
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& branch_in, const torch::Tensor& scale_in,
+                               const torch::Tensor& gamma, const torch::Tensor& beta, double eps,
+                               int64_t out_dtype_code) {
+    const auto out_dtype = static_cast<torch::ScalarType>(out_dtype_code);
+    const bool has_branch = branch_in.numel() > 0;
+    auto x = x_in.contiguous();
+    auto branch = has_branch ? branch_in.contiguous() : torch::Tensor();
+    auto scale = scale_in.numel() > 0 ? scale_in : torch::Tensor();
+    const int64_t D = x.size(-1), rows = x.numel() / D;
+    torch::Tensor y, z, mean, rstd;
+    if (useKernels(x, branch, out_dtype)) {
+#ifdef MST_HAVE_FUSED_KERNELS
+      TORCH_CHECK(gamma.scalar_type() == torch::kFloat && beta.scalar_type() == torch::kFloat,
+                  "fused residual norm: the LayerNorm's parameters must be fp32");
+      auto stats = torch::empty({2, rows}, x.options().dtype(torch::kFloat));
+      mean = stats[0];
+      rstd = stats[1];
+      y = has_branch ? torch::empty_like(x) : x;
+      z = torch::empty(x.sizes(), x.options().dtype(out_dtype));
+      kernels::ResidualNormForwardArgs a;
+      a.x = x.data_ptr();
+      a.branch = has_branch ? branch.data_ptr() : nullptr;
+      a.scale = scale.defined() ? scale.data_ptr<float>() : nullptr;
+      a.gamma = gamma.data_ptr<float>();
+      a.beta = beta.data_ptr<float>();
+      a.y = y.data_ptr();
+      a.z = z.data_ptr();
+      a.mean = mean.data_ptr<float>();
+      a.rstd = rstd.data_ptr<float>();
+      a.rows = rows;
+      a.tokens = rows / x.size(0);
+      a.D = static_cast<int>(D);
+      a.eps = static_cast<float>(eps);
+      a.stream_bf16 = x.scalar_type() == torch::kBFloat16;
+      a.stream = currentStream(x);
+      check(kernels::residualNormForward(a), "forward");
+#endif
+    } else {
+      const auto acc = accType(x);
+      y = x;
+      if (has_branch) {
+        auto scaled = scale.defined() ? (branch.to(acc) * perSample(scale.to(acc), branch))
+                                            .to(branch.scalar_type())
+                                      : branch;
+        y = (x.to(acc) + scaled.to(acc)).to(x.scalar_type());
+      }
+      auto yf = y.to(acc);
+      auto m = yf.mean(-1, /*keepdim=*/true);
+      auto var = (yf - m).pow(2).mean(-1, /*keepdim=*/true);
+      auto r = (var + eps).rsqrt();
+      z = ((yf - m) * r * gamma.to(acc) + beta.to(acc)).to(out_dtype);
+      mean = m.reshape({rows});
+      rstd = r.reshape({rows});
+    }
+    ctx->save_for_backward({y, mean, rstd, gamma, scale.defined() ? scale : torch::Tensor()});
+    ctx->saved_data["has_branch"] = has_branch;
+    ctx->saved_data["has_scale"] = scale.defined();
+    ctx->saved_data["branch_dtype"] =
+        static_cast<int64_t>(has_branch ? branch.scalar_type() : x.scalar_type());
+    ctx->saved_data["out_dtype"] = out_dtype_code;
+    if (has_branch) return {y, z};
+    return {z};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto y = saved[0], mean = saved[1], rstd = saved[2], gamma = saved[3];
+    const bool has_branch = ctx->saved_data["has_branch"].toBool();
+    const bool has_scale = ctx->saved_data["has_scale"].toBool();
+    auto scale = has_scale ? saved[4] : torch::Tensor();
+    const auto branch_dtype = static_cast<torch::ScalarType>(ctx->saved_data["branch_dtype"].toInt());
+    const auto out_dtype = static_cast<torch::ScalarType>(ctx->saved_data["out_dtype"].toInt());
+    torch::Tensor gy = has_branch ? grads[0] : torch::Tensor();
+    torch::Tensor gz = grads[has_branch ? 1 : 0];
+    if (!gz.defined()) gz = torch::zeros(y.sizes(), y.options().dtype(out_dtype));
+    gz = gz.contiguous();
+    if (gy.defined()) gy = gy.to(y.scalar_type()).contiguous();
+    [[maybe_unused]] const int64_t D = y.size(-1), rows = y.numel() / D;
+    torch::Tensor dx, dbranch, dgamma, dbeta;
+    if (fusedNormApplies(y, branch_dtype, out_dtype)) {
+#ifdef MST_HAVE_FUSED_KERNELS
+      dx = torch::empty_like(y);
+      if (has_branch) dbranch = torch::empty(y.sizes(), y.options().dtype(branch_dtype));
+      const int blocks = kernels::residualNormBackwardBlocks(rows);
+      auto partial = torch::empty({blocks, 2, D}, y.options().dtype(torch::kFloat));
+      auto affine = torch::empty({2, D}, y.options().dtype(torch::kFloat));
+      dgamma = affine[0];
+      dbeta = affine[1];
+      kernels::ResidualNormBackwardArgs a;
+      a.gz = gz.data_ptr();
+      a.gy = gy.defined() ? gy.data_ptr() : nullptr;
+      a.y = y.data_ptr();
+      a.mean = mean.data_ptr<float>();
+      a.rstd = rstd.data_ptr<float>();
+      a.gamma = gamma.data_ptr<float>();
+      a.scale = has_scale ? scale.data_ptr<float>() : nullptr;
+      a.dx = dx.data_ptr();
+      a.dbranch = has_branch ? dbranch.data_ptr() : nullptr;
+      a.partial = partial.data_ptr<float>();
+      a.dgamma = dgamma.data_ptr<float>();
+      a.dbeta = dbeta.data_ptr<float>();
+      a.rows = rows;
+      a.tokens = rows / y.size(0);
+      a.D = static_cast<int>(D);
+      a.blocks = blocks;
+      a.stream_bf16 = y.scalar_type() == torch::kBFloat16;
+      a.stream = currentStream(y);
+      check(kernels::residualNormBackward(a), "backward");
+#endif
+    } else {
+      const auto acc = accType(y);
+      std::vector<int64_t> stat_shape(y.sizes().begin(), y.sizes().end());
+      stat_shape.back() = 1;
+      auto m = mean.view(stat_shape), r = rstd.view(stat_shape);
+      auto xhat = (y.to(acc) - m) * r;
+      auto gzf = gz.to(acc);
+      auto g = gzf * gamma.to(acc);
+      auto d = r * (g - g.mean(-1, true) - xhat * (g * xhat).mean(-1, true));
+      if (gy.defined()) d = d + gy.to(acc);
+      dx = d.to(y.scalar_type());
+      if (has_branch) {
+        dbranch = has_scale ? (dx.to(acc) * perSample(scale.to(acc), dx)).to(branch_dtype)
+                            : dx.to(branch_dtype);
+      }
+      std::vector<int64_t> rows_dims;
+      for (int64_t i = 0; i + 1 < y.dim(); ++i) rows_dims.push_back(i);
+      dgamma = (gzf * xhat).sum(rows_dims).to(gamma.scalar_type());
+      dbeta = gzf.sum(rows_dims).to(gamma.scalar_type());
+    }
+    return {dx, dbranch, torch::Tensor(), dgamma, dbeta, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool fusedKernelsBuilt() {
+#ifdef MST_HAVE_FUSED_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool fusedNormApplies(const torch::Tensor& x, torch::ScalarType branch_dtype,
+                      torch::ScalarType out_dtype) {
+  return fusedKernelsBuilt() && x.is_cuda() && x.dim() >= 2 && x.size(-1) <= 1024 &&
+         x.size(0) > 0 && branch_dtype == torch::kBFloat16 && out_dtype == torch::kBFloat16 &&
+         (x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kFloat);
+}
+
+ResidualNormOut residualLayerNorm(const torch::Tensor& x, const torch::Tensor& branch,
+                                  const torch::Tensor& scale, const torch::Tensor& gamma,
+                                  const torch::Tensor& beta, double eps,
+                                  torch::ScalarType out_dtype) {
+  TORCH_CHECK(x.dim() >= 2, "residualLayerNorm: x needs a sample dimension and channels");
+  TORCH_CHECK(!branch.defined() || branch.sizes() == x.sizes(),
+              "residualLayerNorm: the branch's shape differs from the stream's");
+  TORCH_CHECK(!scale.defined() || (scale.numel() == x.size(0) && scale.scalar_type() == torch::kFloat),
+              "residualLayerNorm: the scale must hold one fp32 value per sample");
+  TORCH_CHECK(gamma.numel() == x.size(-1) && beta.numel() == x.size(-1),
+              "residualLayerNorm: gamma and beta must have one value per channel");
+  // LibTorch 1.13's autograd functions take no undefined tensors: an empty one stands for none.
+  auto none = [&](const torch::Tensor& t, torch::ScalarType dtype) {
+    return t.defined() ? t : torch::empty({0}, x.options().dtype(dtype));
+  };
+  auto out = ResidualNormFunction::apply(x, none(branch, x.scalar_type()),
+                                         none(scale, torch::kFloat), gamma, beta, eps,
+                                         static_cast<int64_t>(out_dtype));
+  if (branch.defined()) return {out[0], out[1]};
+  return {x, out[0]};
+}
+
+}  // namespace mst

@@ -1,0 +1,51 @@
+/// @brief Launchers of the fused residual-junction kernels (residual_norm_cuda.cu), free of
+/// LibTorch so that nvcc compiles them alone. Dtypes: the branch and the normalised output are
+/// bf16; the residual stream is bf16 or fp32; statistics and affine parameters are fp32. All
+/// pointers are device pointers of contiguous (rows, D) arrays; `stream` is a cudaStream_t.
+/// Each launcher returns nullptr, or the CUDA error's text.
+#pragma once
+
+#include <cstdint>
+
+namespace mst::kernels {
+
+struct ResidualNormForwardArgs {
+  const void* x = nullptr;       ///< stream in (rows, D)
+  const void* branch = nullptr;  ///< (rows, D) bf16, or nullptr: y = x, nothing written to y
+  const float* scale = nullptr;  ///< (rows / tokens) per-sample branch scale, or nullptr (1)
+  const float* gamma = nullptr;  ///< (D)
+  const float* beta = nullptr;   ///< (D)
+  void* y = nullptr;             ///< stream out: x + scale * branch
+  void* z = nullptr;             ///< (rows, D) bf16: LayerNorm(y) * gamma + beta
+  float* mean = nullptr;         ///< (rows) saved for the backward pass
+  float* rstd = nullptr;         ///< (rows)
+  int64_t rows = 0, tokens = 1;  ///< tokens: rows per sample (the scale's broadcast)
+  int D = 0;
+  float eps = 1e-6f;
+  bool stream_bf16 = false;  ///< the stream's dtype: bf16, else fp32
+  void* stream = nullptr;
+};
+
+struct ResidualNormBackwardArgs {
+  const void* gz = nullptr;      ///< (rows, D) bf16 gradient of z
+  const void* gy = nullptr;      ///< (rows, D) stream-dtype gradient of y, or nullptr (0)
+  const void* y = nullptr;       ///< the forward's y (its x when it had no branch)
+  const float* mean = nullptr, *rstd = nullptr, *gamma = nullptr;
+  const float* scale = nullptr;  ///< as in the forward pass
+  void* dx = nullptr;            ///< (rows, D) stream dtype: the gradient of x (and of y)
+  void* dbranch = nullptr;       ///< (rows, D) bf16, or nullptr
+  float* partial = nullptr;      ///< (blocks, 2, D) workspace
+  float* dgamma = nullptr, *dbeta = nullptr;  ///< (D)
+  int64_t rows = 0, tokens = 1;
+  int D = 0;
+  int blocks = 1;  ///< residualNormBackwardBlocks(rows)
+  bool stream_bf16 = false;
+  void* stream = nullptr;
+};
+
+/// The backward kernel's grid size for `rows` (the partial workspace's first dimension).
+int residualNormBackwardBlocks(int64_t rows);
+const char* residualNormForward(const ResidualNormForwardArgs& args);
+const char* residualNormBackward(const ResidualNormBackwardArgs& args);
+
+}  // namespace mst::kernels
