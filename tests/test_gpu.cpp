@@ -3,6 +3,7 @@
 #include <QtTest>
 
 #include "core/bench/gpu_checks.h"
+#include "core/kernels/residual_norm.h"
 #include "core/train/step_graph.h"
 
 using namespace mst;
@@ -27,6 +28,11 @@ class TestGpu : public QObject {
   void cpuAndCudaAgreeInBf16() {
     MST_REQUIRE_CUDA();
     expect(checkCpuCudaAgreement(gpuCheckConfig(), "bf16", 1e-2));
+  }
+  void fusedKernelsMatchTheirReference() {
+    MST_REQUIRE_CUDA();
+    if (!fusedKernelsBuilt()) QSKIP("this build has no fused kernels (no nvcc at configure time)");
+    expect(checkFusedNorm());
   }
   void masksFollowTheSameRuleOnTheGpu() {
     MST_REQUIRE_CUDA();

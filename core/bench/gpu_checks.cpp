@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/kernels/residual_norm.h"
 #include "core/masking/masking.h"
 #include "core/train/engine.h"
 
@@ -28,6 +29,12 @@ torch::Tensor checkImages(const Config& c, int64_t step) {
 }
 
 double relDiff(double a, double b) { return std::abs(a - b) / std::max(std::abs(a), 1e-12); }
+
+/// ‖got − ref‖ / ‖ref‖ in fp32 (a NaN anywhere gives NaN, which fails every comparison).
+double relNorm(const torch::Tensor& got, const torch::Tensor& ref) {
+  auto g = got.to(torch::kFloat), f = ref.to(torch::kFloat);
+  return ((g - f).norm() / f.norm().clamp_min(1e-30)).item<double>();
+}
 
 }  // namespace
 
@@ -134,6 +141,83 @@ GpuCheck checkGraphReplay(const Config& config, const std::string& precision, in
   return r;
 }
 
+GpuCheck checkFusedNorm() {
+  GpuCheck r;
+  r.name = "fused_norm_vs_reference";
+  if (!fusedKernelsBuilt()) {
+    r.values["error"] = "this build has no fused kernels (CMake found no CUDA compiler)";
+    return r;
+  }
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(11);
+  auto randn = [&](std::vector<int64_t> shape) { return torch::randn(shape, gen); };
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  int64_t cases = 0;
+  struct Shape {
+    int64_t B, T, D;
+  };
+  // DeiT-S global and local crops, the Fashion-MNIST width, and a width that is no multiple of 32.
+  for (auto shape : {Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000}}) {
+    for (auto stream : {torch::kFloat, torch::kBFloat16}) {
+      for (int variant = 0; variant < 3; ++variant) {  // branch + scale, branch, no branch
+        const auto [B, T, D] = shape;
+        const bool has_branch = variant < 2;
+        auto x = randn({B, T, D}).to(stream);
+        auto branch = has_branch ? randn({B, T, D}).to(torch::kBFloat16) : torch::Tensor();
+        auto scale = variant == 0 ? (torch::rand({B}, gen) < 0.7)
+                                        .to(torch::kBFloat16).div_(0.7).to(torch::kFloat)
+                                  : torch::Tensor();
+        auto gamma = 1 + 0.1 * randn({D}), beta = 0.1 * randn({D});
+        auto gz = randn({B, T, D}).to(torch::kBFloat16), gy = randn({B, T, D}).to(stream);
+        // Forward outputs and every gradient, on the CPU (ATen arithmetic) or the GPU (kernels).
+        auto run = [&](const torch::Device& d) {
+          // Fresh leaves on every run (to() alone would hand the CPU run the inputs themselves).
+          auto leaf = [&](const torch::Tensor& t) {
+            return t.to(d, /*non_blocking=*/false, /*copy=*/true).requires_grad_(true);
+          };
+          auto xd = leaf(x), gd = leaf(gamma), be = leaf(beta);
+          auto bd = has_branch ? leaf(branch) : torch::Tensor();
+          auto out = residualLayerNorm(xd, bd, scale.defined() ? scale.to(d) : scale, gd, be,
+                                       1e-6, torch::kBFloat16);
+          std::vector<torch::Tensor> outs{out.z}, grads{gz.to(d)};
+          if (has_branch) {
+            outs.push_back(out.y);
+            grads.push_back(gy.to(d));
+          }
+          torch::autograd::backward(outs, grads);
+          std::vector<torch::Tensor> v{out.y.detach(), out.z.detach(), xd.grad(),
+                                       has_branch ? bd.grad() : torch::zeros({1}), gd.grad(),
+                                       be.grad()};
+          for (auto& t : v) t = t.cpu().to(torch::kFloat);
+          return v;
+        };
+        auto ref = run(torch::kCPU);
+        auto got = run(cuda);
+        const bool bf16 = stream == torch::kBFloat16;
+        const char* names[] = {"y", "z", "dx", "dbranch", "dgamma", "dbeta"};
+        // y is rounded the same way on both devices; z and the branch's gradient are bf16; the
+        // stream's gradient is in the stream's dtype; the parameters' sums differ in order.
+        const double tolerance[] = {1e-6, 1e-2, bf16 ? 1e-2 : 1e-4, 1e-2, 1e-4, 1e-4};
+        nlohmann::json row{{"B", B}, {"T", T}, {"D", D}, {"stream", bf16 ? "bf16" : "fp32"},
+                           {"branch", has_branch}, {"scale", scale.defined()}};
+        for (int i = 0; i < 6; ++i) {
+          const double rel = relNorm(got[i], ref[i]);
+          row[names[i]] = rel;
+          if (!(rel <= tolerance[i])) all_ok = false;
+        }
+        rows.push_back(row);
+        ++cases;
+      }
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"y", 1e-6}, {"z", 1e-2}, {"dx", "1e-4 (fp32 stream), 1e-2 (bf16)"},
+                           {"dbranch", 1e-2}, {"dgamma_dbeta", 1e-4}};
+  r.passed = cases > 0 && all_ok;
+  return r;
+}
+
 std::vector<GpuCheck> runGpuChecks(const Config& config) {
   std::vector<GpuCheck> out;
   auto guarded = [&](const std::string& name, const std::function<GpuCheck()>& check) {
@@ -151,8 +235,23 @@ std::vector<GpuCheck> runGpuChecks(const Config& config) {
   guarded("cpu_vs_cuda_bf16_stream",
           [&] { return checkCpuCudaAgreement(config, "bf16_stream", 1e-2); });
   guarded("mask_rule_cpu_vs_cuda", [] { return checkMaskRule(); });
+  guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
+  Config fused = config;
+  fused.train.fused_norm = true;
+  for (const char* precision : {"bf16", "bf16_stream"}) {
+    guarded(std::string("cpu_vs_cuda_") + precision + "_fused", [&] {
+      auto r = checkCpuCudaAgreement(fused, precision, 1e-2);
+      r.name += "_fused";
+      return r;
+    });
+  }
   guarded("graph_vs_eager_fp32", [&] { return checkGraphReplay(config, "fp32", kGraphWarmupSteps + 4, 1e-3); });
   guarded("graph_vs_eager_bf16", [&] { return checkGraphReplay(config, "bf16", kGraphWarmupSteps + 4, 1e-2); });
+  guarded("graph_vs_eager_bf16_fused", [&] {
+    auto r = checkGraphReplay(fused, "bf16", kGraphWarmupSteps + 4, 1e-2);
+    r.name += "_fused";
+    return r;
+  });
   return out;
 }
 

@@ -33,10 +33,17 @@ GpuCheck checkMaskRule();
 GpuCheck checkGraphReplay(const Config& config, const std::string& precision, int64_t steps,
                           double rel_tol);
 
+/// train.fused_norm's CUDA kernels against its ATen arithmetic on the CPU, from the same inputs:
+/// the new stream, the normalised output and every gradient (stream, branch, γ, β), for fp32 and
+/// bf16 streams, with and without a branch and a per-sample scale, at DeiT-S and other widths.
+/// Fails, saying so, in a build without the kernels.
+GpuCheck checkFusedNorm();
+
 /// The small configuration the checks use by default: the Fashion-MNIST ViT on 16 images, with
 /// 3 local crops, drop path and the attention-guided mask, so that every part of the step runs.
 Config gpuCheckConfig();
-/// All of the above with the tolerances of issue 6 (fp32 1e-4, bf16 and bf16_stream 1e-2).
+/// All of the above with the tolerances of issue 6 (fp32 1e-4, bf16 and bf16_stream 1e-2), the
+/// bf16 ones also with train.fused_norm.
 std::vector<GpuCheck> runGpuChecks(const Config& config);
 
 }  // namespace mst
