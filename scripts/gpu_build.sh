@@ -2,8 +2,9 @@
 # @brief Sourced by the GPU-machine scripts (gpu_check.sh, issue3_gpu.sh): configures and builds
 # core/ + mst against the machine's own LibTorch (PyTorch's, CUDA) with Ninja on all cores, using
 # the static HDF5/zlib and the headers that scripts/gpu_deps.sh put in third_party/. Needs OUT and
-# stamp(); sets MST to the built binary. On a build error it retries once without CUDA graphs
-# (the newest LibTorch API the engine uses), then gives up with the compiler's messages.
+# stamp(); sets MST to the built binary. On a build error it retries without the fused CUDA
+# kernels (core/kernels, nvcc), then also without CUDA graphs (the newest LibTorch API the engine
+# uses), then gives up with the compiler's messages.
 TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")}
 BUILD=${BUILD:-build-gpu}
 TP=$PWD/third_party
@@ -14,20 +15,30 @@ configure() {
     -DJPEG_INCLUDE_DIR="$TP/gpu/include" -DJPEG_LIBRARY="$TP/gpu/lib/libjpeg.a" \
     -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON -DCMAKE_DISABLE_FIND_PACKAGE_CLI11=ON "$@"
 }
-stamp "configure"
-if ! configure >"$OUT/build_log.txt" 2>&1; then
-  tail -40 "$OUT/build_log.txt"
-  exit 1
+# nvcc for core/kernels (train.fused_norm); CMake also looks in PATH and /usr/local/cuda.
+if [[ -z ${CUDACXX:-} ]]; then
+  CUDACXX=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+  [[ -n $CUDACXX ]] && export CUDACXX
 fi
-grep -E "HDF5|Torch|CUDA|nccl|NCCL|WARNING" "$OUT/build_log.txt" | head -20
-stamp "build"
-if ! ninja -C "$BUILD" -k 0 mst >>"$OUT/build_log.txt" 2>&1; then
-  grep -E "error|undefined reference" "$OUT/build_log.txt" | head -30
-  stamp "build failed: again without CUDA graphs"
-  configure -DMST_CUDA_GRAPHS=OFF >>"$OUT/build_log.txt" 2>&1
-  if ! ninja -C "$BUILD" mst >>"$OUT/build_log.txt" 2>&1; then
-    grep -E "error|undefined reference" "$OUT/build_log.txt" | tail -30
-    exit 1
+attempt() {  # extra cmake options; configure and build, all output to the build log
+  configure "$@" >>"$OUT/build_log.txt" 2>&1 && ninja -C "$BUILD" -k 0 mst >>"$OUT/build_log.txt" 2>&1
+}
+: >"$OUT/build_log.txt"
+stamp "configure + build (nvcc: ${CUDACXX:-none})"
+if attempt; then
+  :
+else
+  grep -E "error|undefined reference|CMake Error" "$OUT/build_log.txt" | head -30
+  stamp "build failed: again without the fused kernels"
+  if attempt -DMST_CUDA_KERNELS=OFF; then
+    :
+  else
+    stamp "build failed: again without the fused kernels and CUDA graphs"
+    if ! attempt -DMST_CUDA_KERNELS=OFF -DMST_CUDA_GRAPHS=OFF; then
+      grep -E "error|undefined reference|CMake Error" "$OUT/build_log.txt" | tail -30
+      exit 1
+    fi
   fi
 fi
+grep -E "HDF5|Torch|CUDA|nccl|NCCL|fused|WARNING" "$OUT/build_log.txt" | sort -u | head -20
 MST=$BUILD/bin/mst

@@ -44,6 +44,14 @@ fi
 bench b128_bf16_graph --batch 128 --steps 30 --warmup 5
 bench b128_bf16_eager --batch 128 --steps 10 --warmup 3 --set train.cuda_graph=false
 bench b128_bf16_stream_graph --batch 128 --steps 30 --warmup 5 --set train.precision=bf16_stream
+FUSED="--set train.fused_norm=true"
+bench b128_bf16_fused_graph --batch 128 --steps 30 --warmup 5 $FUSED
+bench b128_bf16_stream_fused_graph --batch 128 --steps 30 --warmup 5 --set train.precision=bf16_stream $FUSED
+if [[ ${KERNELS:-1} == 1 ]]; then  # device time per kernel inside eager steps (Kineto/CUPTI)
+  bench b128_kernels_bf16 --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 40
+  bench b128_kernels_stream_fused --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false \
+    --set train.precision=bf16_stream $FUSED --kernels 40
+fi
 if [[ -n ${DATA_DIR:-} ]]; then  # the JPEG input path: loader alone and loader-fed steps
   bench b128_data --batch 128 --steps 10 --warmup 5 --data "$DATA_DIR" --set data.workers=14
 fi
@@ -56,18 +64,30 @@ python3 - "$OUT" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl")) if l.strip()]
-lines = ["| run | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| run | arithmetic | fused norm | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     if "result" not in r:
-        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||")
+        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||||")
         continue
     x = r["result"]
-    lines.append(f"| {r['run']} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
+    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
                  f"{x['achieved_gflops']/1e3:.0f} | {x['matmul_gflops']/1e3:.0f} ({x['matmul_dtype']}) | "
                  f"{x['matmul_fraction']:.3f} | {x.get('peak_gpu_allocated_gb', 0):.1f} | "
                  f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} |")
 name = next((r["result"].get("device_name") for r in rows if "result" in r), "?")
+# Kernel profiles (--kernels): each kind's device time per step, then the costliest kernels.
+for r in rows:
+    k = r.get("result", {}).get("kernels")
+    if not k:
+        continue
+    lines += ["", f"Kernel time, {r['run']} ({k['source']}, {k['steps']} steps): "
+              f"{k['total_ms_per_step']:.1f} ms per step", "", "| kind | ms per step | share |", "|---|---|---|"]
+    for kind, v in sorted(k["categories"].items(), key=lambda kv: -kv[1]["ms"]):
+        lines.append(f"| {kind} | {v['ms']:.2f} | {v['share']:.1%} |")
+    lines += ["", "| kernel | kind | calls | ms per step | share |", "|---|---|---|---|---|"]
+    for t in k["top"][:25]:
+        lines.append(f"| `{t['name'][:110]}` | {t['category']} | {t['calls']:.0f} | {t['ms']:.2f} | {t['share']:.1%} |")
 table = f"Device: {name}\n\n" + "\n".join(lines) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 print(table)

@@ -3,6 +3,7 @@
 #include <QtTest>
 
 #include "core/bench/gpu_checks.h"
+#include "core/bench/kernel_profile.h"
 #include "core/kernels/residual_norm.h"
 #include "core/train/step_graph.h"
 
@@ -42,6 +43,56 @@ class TestGpu : public QObject {
     MST_REQUIRE_CUDA();
     if (!StepGraph::available()) QSKIP("this LibTorch has no CUDA graphs");
     expect(checkGraphReplay(gpuCheckConfig(), "fp32", 7, 1e-3));
+  }
+  void kernelNamesFallIntoTheirKinds() {
+    // `mst bench --kernels` groups CUDA kernels (names as CUPTI reports them) and CPU operators.
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {"nvjet_tst_128x192_64x4_2x1_v_bz_TNT", "matmul"},
+        {"sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", "matmul"},
+        {"void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128>>", "attention"},
+        {"sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc", "convolution"},
+        {"void cudnn::engines_precompiled::nchwToNhwcKernel<float>", "convolution"},
+        {"void mst::kernels::(anonymous namespace)::forwardKernel<float, __nv_bfloat16>", "fused_norm"},
+        {"void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<c10::BFloat16>", "layernorm"},
+        {"void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>", "elementwise"},
+        {"void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float>>", "reduction"},
+        {"void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float>", "softmax"},
+        {"Memcpy HtoD (Pinned -> Device)", "copy_cast"},
+        {"aten::mm", "matmul"},
+        {"something_else", "other"}};
+    for (const auto& [name, kind] : cases)
+      QVERIFY2(kernelCategory(name) == kind, (name + " -> " + kernelCategory(name)).c_str());
+  }
+  void profileSumsEachOperatorPerStep() {
+    // On the CPU the profiler records operators: three matrix products and one GELU per step.
+    auto a = torch::randn({64, 64}), b = torch::randn({64, 64});
+    auto profile = profileSteps(
+        [&] {
+          auto c = torch::mm(torch::mm(torch::mm(a, b), b), b);
+          c = torch::gelu(c);
+        },
+        4, torch::kCPU);
+    QCOMPARE(profile.steps, int64_t{4});
+    bool found_mm = false, found_gelu = false;
+    double sum = 0;
+    for (const auto& k : profile.kernels) {
+      sum += k.ms_per_step;
+      if (k.name == "aten::mm") {
+        found_mm = true;
+        QCOMPARE(k.calls_per_step, 3.0);
+        QCOMPARE(k.category, std::string("matmul"));
+        QVERIFY(k.ms_per_step > 0);
+      }
+      if (k.name == "aten::gelu") found_gelu = k.calls_per_step == 1.0;
+    }
+    QVERIFY(found_mm);
+    QVERIFY(found_gelu);
+    QVERIFY(std::abs(sum - profile.total_ms_per_step) < 1e-9 * std::max(1.0, sum));
+    for (size_t i = 1; i < profile.kernels.size(); ++i)  // most time first
+      QVERIFY(profile.kernels[i - 1].ms_per_step >= profile.kernels[i].ms_per_step);
+    auto json = kernelProfileJson(profile, 2);
+    QCOMPARE(json["top"].size(), size_t{2});
+    QVERIFY(json["categories"].contains("matmul"));
   }
   void graphNeedsACudaBuild() {
     // On a CPU-only build, asking for a graph fails with a message that says why.

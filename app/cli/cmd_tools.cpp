@@ -26,6 +26,11 @@ Command registerBench(CLI::App& app) {
                   "--set data.format=... says otherwise): the loader alone and loader-fed steps");
   cmd->add_flag("--phases", o->bench.phases,
                 "Also time each phase of the step (eager steps, waiting after each phase)");
+  cmd->add_option("--kernels", o->bench.kernels,
+                  "Also profile a few steps kernel by kernel (LibTorch's profiler; on CUDA the "
+                  "device time of each kernel) and report the N kernels with most time and each "
+                  "kind's total (matmul, attention, layernorm, elementwise, copy_cast, ...)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--data-batches", o->bench.data_batches, "Batches timed with --data")
       ->check(CLI::PositiveNumber);
   return {cmd, [o] {

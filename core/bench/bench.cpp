@@ -7,6 +7,7 @@
 
 #include <hdf5.h>
 
+#include "core/bench/kernel_profile.h"
 #include "core/data/dataset.h"
 #include "core/data/jpeg_decode.h"
 #include "core/data/loader.h"
@@ -198,6 +199,11 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
     nlohmann::json phases;
     for (const auto& [name, ms] : engine.phaseTimes()) phases[name] = ms / static_cast<double>(n);
     out["phases_ms"] = phases;
+  }
+  if (o.kernels > 0) {
+    const int64_t n = std::max<int64_t>(2, o.steps / 2);
+    auto profile = profileSteps([&] { engine.trainStep(images); }, n, o.device);
+    out["kernels"] = kernelProfileJson(profile, static_cast<size_t>(o.kernels));
   }
 #ifdef MST_HAVE_CUDA
   if (o.device.is_cuda()) {

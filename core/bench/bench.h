@@ -21,6 +21,9 @@ struct BenchOptions {
   int64_t data_batches = 20;
   /// Also time each phase of the step (eager, waiting for the device after each phase).
   bool phases = false;  ///< batches timed for the loader alone and for loader-fed steps
+  /// Also profile a few steps kernel by kernel (core/bench/kernel_profile) and report the
+  /// `kernels` kernels with most time and every category's total; 0 = off.
+  int64_t kernels = 0;
 };
 
 /// Model FLOPs of one training step per image (forward + backward of the student on every crop,
@@ -32,7 +35,8 @@ double stepFlopsPerImage(const Config& config);
 /// "achieved_gflops", "matmul_gflops", "matmul_fraction", "device", "threads", "batch", "steps"},
 /// on CUDA also the allocator's peaks. With `data_dir`: "data" = {"loader_img_s" (decode into
 /// pinned batches, no training), "fed_img_s" (training steps fed by the loader), "starved" (the
-/// fraction of step time lost to waiting for input, 1 - fed / synthetic), "workers"}.
+/// fraction of step time lost to waiting for input, 1 - fed / synthetic), "workers"}. With
+/// `kernels`: "kernels" = kernelProfileJson of max(2, steps / 2) more steps.
 nlohmann::json runBench(const Config& config, const BenchOptions& options);
 
 /// Facts about the installation for `mst doctor`: LibTorch, threads, BLAS library actually

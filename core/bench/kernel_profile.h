@@ -1,0 +1,46 @@
+/// @brief `mst bench --kernels N`: where a training step's device time goes, kernel by kernel,
+/// measured inside running steps by LibTorch's profiler (Kineto/CUPTI on CUDA), so with warm
+/// caches and the real overlap, unlike a replay of each kernel alone (Nsight Compute).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace mst {
+
+struct KernelTime {
+  std::string name;
+  std::string category;
+  double ms_per_step = 0;
+  double calls_per_step = 0;
+};
+
+struct KernelProfile {
+  /// "cuda kernels" (device time, one entry per kernel name), or on the CPU "cpu ops
+  /// (inclusive)": operator wall times, which overlap where one operator calls another.
+  std::string source;
+  int64_t steps = 0;
+  double total_ms_per_step = 0;  ///< the sum over `kernels`
+  std::vector<KernelTime> kernels;  ///< most time first
+  std::map<std::string, double> category_ms_per_step;
+};
+
+/// The kind of work a kernel (or operator) name says it does: matmul, attention, convolution,
+/// fused_norm, layernorm, softmax, reduction, optimizer, copy_cast, elementwise or other.
+std::string kernelCategory(const std::string& name);
+
+/// Runs `step` `steps` times under the profiler (waiting for `device` at the end) and sums the
+/// recorded kernels' times by name.
+KernelProfile profileSteps(const std::function<void()>& step, int64_t steps,
+                           const torch::Device& device);
+
+/// {"source", "steps", "total_ms_per_step", "categories": {name: {ms, share}}, "top": [the
+/// `top` kernels with most time: name (at most 160 characters), category, ms, calls, share]}.
+nlohmann::json kernelProfileJson(const KernelProfile& profile, size_t top);
+
+}  // namespace mst
