@@ -81,6 +81,9 @@ for r in rows:
     k = r.get("result", {}).get("kernels")
     if not k:
         continue
+    if "error" in k:
+        lines += ["", f"Kernel time, {r['run']}: {k['error']}"]
+        continue
     lines += ["", f"Kernel time, {r['run']} ({k['source']}, {k['steps']} steps): "
               f"{k['total_ms_per_step']:.1f} ms per step", "", "| kind | ms per step | share |", "|---|---|---|"]
     for kind, v in sorted(k["categories"].items(), key=lambda kv: -kv[1]["ms"]):

@@ -202,8 +202,12 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   }
   if (o.kernels > 0) {
     const int64_t n = std::max<int64_t>(2, o.steps / 2);
-    auto profile = profileSteps([&] { engine.trainStep(images); }, n, o.device);
-    out["kernels"] = kernelProfileJson(profile, static_cast<size_t>(o.kernels));
+    try {  // a LibTorch without Kineto (or CUPTI) loses the profile, not the measurement
+      auto profile = profileSteps([&] { engine.trainStep(images); }, n, o.device);
+      out["kernels"] = kernelProfileJson(profile, static_cast<size_t>(o.kernels));
+    } catch (const std::exception& e) {
+      out["kernels"] = {{"error", e.what()}};
+    }
   }
 #ifdef MST_HAVE_CUDA
   if (o.device.is_cuda()) {
