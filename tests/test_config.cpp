@@ -101,6 +101,33 @@ class TestConfig : public QObject {
     QCOMPARE(line, claim->holder());
     claim.reset();
 
+    // A running process whose pid a gone holder had: its start time differs, so the claim is
+    // not live (claims without a start time, from before it was recorded, judge by pid alone).
+    const std::string me = std::string(host) + " " + std::to_string(getpid()) + " 7";
+    std::string own_start;
+    {
+      std::ifstream stat("/proc/self/stat");
+      std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      std::istringstream fields(text.substr(text.rfind(')') + 1));
+      for (int i = 3; i <= 22; ++i) fields >> own_start;
+    }
+    QVERIFY(std::stoull(own_start) > 0);
+    write(me + " " + own_start);
+    QVERIFY(claimIsLive(path));
+    write(me + " " + std::to_string(std::stoull(own_start) + 1));
+    QVERIFY(!claimIsLive(path));
+    write(me);
+    QVERIFY(claimIsLive(path));
+    // ...and the claims this build writes carry it.
+    fs::remove(path);
+    claim = Claim::tryTake(path);
+    QVERIFY(claim);
+    const std::string& held = claim->holder();  // "<host> <pid> <serial> <start>"
+    QVERIFY(held.rfind(std::string(host) + " " + std::to_string(getpid()) + " ", 0) == 0);
+    QVERIFY(held.size() > own_start.size() &&
+            held.compare(held.size() - own_start.size() - 1, std::string::npos, " " + own_start) == 0);
+    claim.reset();
+
     // Another machine: live while its heartbeat is fresh, taken over once it is older.
     write("elsewhere-host 4242 1");
     QVERIFY(claimIsLive(path));

@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -39,13 +40,35 @@ std::string readText(const std::string& path) {
   return text.str();
 }
 
+/// When process `pid` started, in clock ticks since boot (/proc/PID/stat, field 22); 0 when it
+/// cannot be read. With the pid it names one process: pids are reused, start times are not.
+unsigned long long processStartTime(long long pid) {
+  const std::string stat = readText("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');  // the command name, in parentheses, may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 22 && (fields >> field); ++i)
+    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+  return 0;
+}
+
 /// Whether the holder text read from a claim file names a holder that is still there.
 bool holderIsLive(const std::string& holder, const fs::path& path, std::chrono::seconds stale) {
   std::istringstream in(holder);
   std::string host;
-  long long pid = 0;
-  if ((in >> host >> pid) && host == hostName() && pid > 0)
-    return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+  long long pid = 0, serial = 0;
+  unsigned long long started = 0;
+  if ((in >> host >> pid) && host == hostName() && pid > 0) {
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+    // A running process with that pid: the holder itself, unless the holder's start time (absent
+    // in claims written before it was recorded) says the pid has since been given to another.
+    if (in >> serial >> started && started > 0) {
+      const unsigned long long now = processStartTime(pid);
+      if (now != 0 && now != started) return false;
+    }
+    return true;
+  }
   // Another host (or a file we cannot read): its heartbeat tells.
   std::error_code ec;
   const auto written = fs::last_write_time(path, ec);
@@ -91,8 +114,9 @@ bool claimIsLive(const std::string& path, std::chrono::seconds stale_after) {
 std::unique_ptr<Claim> Claim::tryTake(const std::string& path, std::chrono::seconds stale_after,
                                       std::chrono::milliseconds heartbeat) {
   static std::atomic<long long> serial{0};
-  const std::string holder =
-      hostName() + " " + std::to_string(::getpid()) + " " + std::to_string(++serial);
+  const std::string holder = hostName() + " " + std::to_string(::getpid()) + " " +
+                             std::to_string(++serial) + " " +
+                             std::to_string(processStartTime(::getpid()));
   if (!createExclusive(path, holder)) {
     if (holderIsLive(readText(path), path, stale_after)) return nullptr;
     // Take over a dead holder's claim, one taker at a time: under the lock, judge it again (an

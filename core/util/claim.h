@@ -11,7 +11,8 @@
 
 namespace mst {
 
-/// A held claim: the file at `path`, created exclusively and holding "<host> <pid> <serial>".
+/// A held claim: the file at `path`, created exclusively and holding "<host> <pid> <serial> <start>"
+/// (start: the process's start time, so that a reused pid is not taken for the holder).
 /// While held, a thread refreshes its modification time (the heartbeat) every
 /// `heartbeat`; the destructor removes the file.
 ///
@@ -35,7 +36,7 @@ class Claim {
   Claim& operator=(const Claim&) = delete;
 
   const std::string& path() const { return path_; }
-  /// This claim's holder text, "<host> <pid> <serial>".
+  /// This claim's holder text, "<host> <pid> <serial> <start>".
   const std::string& holder() const { return holder_; }
 
  private:
@@ -48,7 +49,7 @@ class Claim {
   std::thread heartbeat_;
 };
 
-/// Who holds the claim at `path` ("<host> <pid> <serial>", and how long ago its heartbeat was),
+/// Who holds the claim at `path` ("<host> <pid> <serial> <start>", and how long ago its heartbeat was),
 /// for error messages; empty when there is no claim.
 std::string claimHolder(const std::string& path);
 
