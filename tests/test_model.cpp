@@ -219,6 +219,57 @@ class TestModel : public QObject {
     QVERIFY(!torch::allclose(d, b));
   }
 
+  void subpixelDecoderMatchesUpsampleThenConvolve() {
+    // The decoder's default folds each nearest upsampling into the next 3x3 convolution; in
+    // double it gives the literal upsample-then-convolve's image and weight gradients, for the
+    // Fashion-MNIST (P = 4) and DeiT (P = 16) decoders.
+    for (int64_t P : {4, 16}) {
+      {
+        auto c = micro();
+        c.patch_size = P;
+        c.image_size = 7 * P;
+        c.decoder_widths = {};
+        if (P == 16) c.decoder_widths = {24, 16, 8, 4};  // small widths, the same four stages
+        torch::manual_seed(9);
+        Decoder decoder(c);
+        decoder->to(torch::kDouble);
+        auto patches = torch::randn({3, 49, c.dim}, torch::kDouble);
+        auto run = [&](bool subpixel) {
+          decoder->subpixel = subpixel;
+          decoder->zero_grad();
+          auto y = decoder->forward(patches);
+          (y * y.detach().sin()).sum().backward();
+          std::vector<torch::Tensor> grads;
+          for (auto& p : decoder->parameters()) grads.push_back(p.grad().clone());
+          return std::make_pair(y.detach(), grads);
+        };
+        auto [plain, plain_grads] = run(false);
+        auto [fused, fused_grads] = run(true);
+        QCOMPARE(fused.sizes(), plain.sizes());
+        QVERIFY2(torch::allclose(fused, plain, 1e-10, 1e-10),
+                 std::to_string((fused - plain).abs().max().item<double>()).c_str());
+        for (size_t i = 0; i < plain_grads.size(); ++i)
+          QVERIFY2(torch::allclose(fused_grads[i], plain_grads[i], 1e-9, 1e-10), std::to_string(i).c_str());
+      }
+    }
+  }
+
+  void subpixelConvolutionKeepsTheLayout() {
+    // Channels-last in, channels-last out (cuDNN's NHWC kernels stay in use); values as the
+    // literal upsample-then-convolve in either layout.
+    torch::manual_seed(10);
+    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(6, 5, 3).padding(1));
+    conv->to(torch::kDouble);
+    auto x = torch::randn({2, 6, 5, 7}, torch::kDouble);
+    auto ref = conv(upsampleNearest2x(x));
+    auto plain = upsampleConv2x(x, *conv);
+    auto nhwc = upsampleConv2x(x.contiguous(at::MemoryFormat::ChannelsLast), *conv);
+    QVERIFY(torch::allclose(plain, ref, 1e-12, 1e-12));
+    QVERIFY(torch::allclose(nhwc, ref, 1e-12, 1e-12));
+    QVERIFY(nhwc.is_contiguous(at::MemoryFormat::ChannelsLast));
+    QCOMPARE(nhwc.sizes(), ref.sizes());
+  }
+
   void fusedJunctionMatchesTheOperationsItReplaces() {
     // train.fused_norm's autograd function (here its ATen arithmetic, which the CUDA kernels
     // mirror): y = x + s * branch, z = LayerNorm(y); its hand-written backward against autograd

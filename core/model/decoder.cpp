@@ -43,6 +43,38 @@ torch::Tensor upsampleNearest2x(const torch::Tensor& x) {
   return x.unsqueeze(3).unsqueeze(5).expand({B, C, H, 2, W, 2}).reshape({B, C, 2 * H, 2 * W});
 }
 
+torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv) {
+  const auto& o = conv.options;
+  // (The decoder builds its convolutions with padding 1, which the phase kernels below assume.)
+  TORCH_CHECK(conv.weight.dim() == 4 && conv.weight.size(2) == 3 && conv.weight.size(3) == 3 &&
+                  o.stride()->at(0) == 1 && o.stride()->at(1) == 1 && o.groups() == 1,
+              "upsampleConv2x: needs a 3x3 convolution with stride 1");
+  const auto& w = conv.weight;  // (C_out, C_in, 3, 3)
+  // Along one axis, output phase 0 (even row 2i) sees input rows i-1, i, i with taps w0, w1, w2;
+  // phase 1 (odd row 2i+1) sees i, i, i+1. As 3-tap kernels over input offsets -1, 0, +1:
+  // phase 0 = [w0, w1 + w2, 0], phase 1 = [0, w0 + w1, w2].
+  auto phases = [](const torch::Tensor& k, int64_t dim) {
+    auto t0 = k.select(dim, 0), t1 = k.select(dim, 1), t2 = k.select(dim, 2);
+    auto zero = torch::zeros_like(t0);
+    return std::pair{torch::stack({t0, t1 + t2, zero}, dim), torch::stack({zero, t0 + t1, t2}, dim)};
+  };
+  auto [row0, row1] = phases(w, 2);
+  auto [k00, k01] = phases(row0, 3);
+  auto [k10, k11] = phases(row1, 3);
+  // Output channel (2a + b) * C_out + c is channel c at phase (a, b).
+  auto weight = torch::cat({k00, k01, k10, k11}, 0);
+  auto bias = conv.bias.defined() ? conv.bias.repeat({4}) : torch::Tensor();
+  auto y = torch::nn::functional::conv2d(
+      x, weight, torch::nn::functional::Conv2dFuncOptions().bias(bias).padding(1));
+  const int64_t B = y.size(0), C = w.size(0), H = y.size(2), W = y.size(3);
+  if (y.is_contiguous(at::MemoryFormat::ChannelsLast) && !y.is_contiguous()) {
+    // Dense (B, H, W, [a, b, C]) → (B, H, a, W, b, C): runs of C contiguous values move together.
+    auto nhwc = y.permute({0, 2, 3, 1}).view({B, H, W, 2, 2, C});
+    return nhwc.permute({0, 1, 3, 2, 4, 5}).reshape({B, 2 * H, 2 * W, C}).permute({0, 3, 1, 2});
+  }
+  return y.view({B, 2, 2, C, H, W}).permute({0, 3, 4, 1, 5, 2}).reshape({B, C, 2 * H, 2 * W});
+}
+
 torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
   const int64_t B = patches.size(0), n = patches.size(1), D = patches.size(2);
   const auto g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
@@ -55,15 +87,23 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
   } else {
     x = patches.transpose(1, 2).reshape({B, D, g, g});
   }
+  bool upsample_pending = false;  // (subpixel) an upsampling that the next convolution does
   for (auto& stage : *stages) {
-    if (auto* bn = stage.ptr()->as<torch::nn::BatchNorm2dImpl>(); bn && sync_ && is_training())
+    if (auto* bn = stage.ptr()->as<torch::nn::BatchNorm2dImpl>(); bn && sync_ && is_training()) {
       x = syncBatchNorm(x, *bn, *sync_);
-    else if (stage.ptr()->as<torch::nn::UpsampleImpl>())
-      x = upsampleNearest2x(x);
-    else
+    } else if (stage.ptr()->as<torch::nn::UpsampleImpl>()) {
+      if (subpixel)
+        upsample_pending = true;
+      else
+        x = upsampleNearest2x(x);
+    } else if (auto* conv = stage.ptr()->as<torch::nn::Conv2dImpl>(); conv && upsample_pending) {
+      x = upsampleConv2x(x, *conv);
+      upsample_pending = false;
+    } else {
       x = stage.forward<torch::Tensor>(x);
+    }
   }
-  return out(x);
+  return upsample_pending ? upsampleConv2x(x, *out) : out(x);
 }
 
 }  // namespace mst

@@ -11,6 +11,12 @@ namespace mst {
 /// channels-last layout channels-last.
 torch::Tensor upsampleNearest2x(const torch::Tensor& x);
 
+/// conv(upsampleNearest2x(x)) for a 3x3, padding-1 convolution, without the upsampled tensor:
+/// each output pixel of the 2x grid sees a 2x2 neighbourhood of x, so one convolution of x with
+/// four summed-weight kernels (4 × C_out channels) and a pixel shuffle give the same values
+/// (exactly, up to the order of floating-point sums) with a quarter of the input traffic.
+torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv);
+
 class Communicator;
 
 /// Channel widths of the decoder stages: config.decoder_widths, or 256 halving per stage.
@@ -28,6 +34,9 @@ class DecoderImpl : public torch::nn::Module {
 
   torch::nn::Sequential stages{nullptr};
   torch::nn::Conv2d out{nullptr};
+  /// Each upsampling and the convolution after it as upsampleConv2x (the default); false = the
+  /// literal upsample-then-convolve, kept as the reference the tests compare with.
+  bool subpixel = true;
 
  private:
   Communicator* sync_ = nullptr;
