@@ -20,6 +20,8 @@ if [[ -z ${CUDACXX:-} ]]; then
   CUDACXX=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
   [[ -n $CUDACXX ]] && export CUDACXX
 fi
+# LibTorch's CMake adds -gencode flags for TORCH_CUDA_ARCH_LIST (else for the GPUs it detects).
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 attempt() {  # extra cmake options; configure and build, all output to the build log
   configure "$@" >>"$OUT/build_log.txt" 2>&1 && ninja -C "$BUILD" -k 0 mst >>"$OUT/build_log.txt" 2>&1
 }

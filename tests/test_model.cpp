@@ -331,6 +331,24 @@ class TestModel : public QObject {
     }
   }
 
+  void fusedJunctionTakesEmptySamplesAndUnusedOutputs() {
+    // A real branch with no elements is still a branch: both outputs come back.
+    auto x = torch::randn({2, 0, 8}).requires_grad_(true);
+    auto branch = torch::randn({2, 0, 8}).requires_grad_(true);
+    auto gamma = torch::ones({8}), beta = torch::zeros({8});
+    auto out = residualLayerNorm(x, branch, {}, gamma, beta, 1e-6, torch::kFloat);
+    QCOMPARE(out.y.sizes(), x.sizes());
+    QCOMPARE(out.z.sizes(), x.sizes());
+    // Only z used (the last junction's y is not): the stream still gets its gradient.
+    auto x2 = torch::randn({3, 4, 8}).requires_grad_(true);
+    auto b2 = torch::randn({3, 4, 8}).requires_grad_(true);
+    auto only_z = residualLayerNorm(x2, b2, {}, gamma, beta, 1e-6, torch::kFloat);
+    only_z.z.pow(2).sum().backward();
+    QVERIFY(x2.grad().defined() && b2.grad().defined());
+    QVERIFY(torch::allclose(x2.grad(), b2.grad()));  // y = x + b: the same gradient reaches both
+    QVERIFY(x2.grad().abs().sum().item<double>() > 0);
+  }
+
   void fusedVitMatchesTheUnfusedVit() {
     // Vit::fused_norm restructures the forward pass around the junctions: the same outputs,
     // attention, stochastic-depth draws and parameter gradients as the block-by-block pass (in

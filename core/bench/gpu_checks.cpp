@@ -157,8 +157,10 @@ GpuCheck checkFusedNorm() {
   struct Shape {
     int64_t B, T, D;
   };
-  // DeiT-S global and local crops, the Fashion-MNIST width, and a width that is no multiple of 32.
-  for (auto shape : {Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000}}) {
+  // DeiT-S global and local crops, the Fashion-MNIST widths, widths that are no multiple of 32,
+  // the widest row the kernels take, and a batch of empty samples.
+  for (auto shape : {Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000},
+                     Shape{2, 3, 64}, Shape{1, 7, 33}, Shape{2, 5, 1024}, Shape{2, 0, 384}}) {
     for (auto stream : {torch::kFloat, torch::kBFloat16}) {
       for (int variant = 0; variant < 3; ++variant) {  // branch + scale, branch, no branch
         const auto [B, T, D] = shape;

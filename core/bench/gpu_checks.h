@@ -35,7 +35,8 @@ GpuCheck checkGraphReplay(const Config& config, const std::string& precision, in
 
 /// train.fused_norm's CUDA kernels against its ATen arithmetic on the CPU, from the same inputs:
 /// the new stream, the normalised output and every gradient (stream, branch, γ, β), for fp32 and
-/// bf16 streams, with and without a branch and a per-sample scale, at DeiT-S and other widths.
+/// bf16 streams, with and without a branch and a per-sample scale, at DeiT-S and other widths
+/// (33 to 1024 channels, and empty samples).
 /// Fails, saying so, in a build without the kernels.
 GpuCheck checkFusedNorm();
 

@@ -4,6 +4,7 @@
 
 #ifdef MST_HAVE_FUSED_KERNELS
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
 
 #include "core/kernels/residual_norm_cuda.h"
 #endif
@@ -41,20 +42,25 @@ void* currentStream(const torch::Tensor& t) {
 
 class ResidualNormFunction : public torch::autograd::Function<ResidualNormFunction> {
  public:
-  /// Outputs (y, z) with a branch, (z) without one. An empty branch or scale means none.
+  /// Outputs (y, z) with a branch, (z) without one. Without a branch or a scale, the argument is
+  /// an empty placeholder (the flags say which; an empty tensor may also be a real, empty branch).
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& x_in,
                                const torch::Tensor& branch_in, const torch::Tensor& scale_in,
                                const torch::Tensor& gamma, const torch::Tensor& beta, double eps,
-                               int64_t out_dtype_code) {
+                               int64_t out_dtype_code, bool has_branch, bool has_scale) {
     const auto out_dtype = static_cast<torch::ScalarType>(out_dtype_code);
-    const bool has_branch = branch_in.numel() > 0;
     auto x = x_in.contiguous();
     auto branch = has_branch ? branch_in.contiguous() : torch::Tensor();
-    auto scale = scale_in.numel() > 0 ? scale_in : torch::Tensor();
+    auto scale = has_scale ? scale_in.contiguous() : torch::Tensor();
     const int64_t D = x.size(-1), rows = x.numel() / D;
     torch::Tensor y, z, mean, rstd;
-    if (useKernels(x, branch, out_dtype)) {
+    // The backward pass takes the path the forward pass took (the kernels need its statistics'
+    // layout no more than ATen does, but a mixed pair would hide a kernel from the checks).
+    const bool use_kernels = useKernels(x, branch, out_dtype);
+    ctx->set_materialize_grads(false);  // an unused output's gradient stays undefined, not zeros
+    if (use_kernels) {
 #ifdef MST_HAVE_FUSED_KERNELS
+      const c10::cuda::CUDAGuard device(x.device());
       TORCH_CHECK(gamma.scalar_type() == torch::kFloat && beta.scalar_type() == torch::kFloat,
                   "fused residual norm: the LayerNorm's parameters must be fp32");
       auto stats = torch::empty({2, rows}, x.options().dtype(torch::kFloat));
@@ -97,9 +103,10 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       mean = m.reshape({rows});
       rstd = r.reshape({rows});
     }
-    ctx->save_for_backward({y, mean, rstd, gamma, scale.defined() ? scale : torch::Tensor()});
+    ctx->save_for_backward({y, mean, rstd, gamma, has_scale ? scale : torch::Tensor()});
     ctx->saved_data["has_branch"] = has_branch;
-    ctx->saved_data["has_scale"] = scale.defined();
+    ctx->saved_data["has_scale"] = has_scale;
+    ctx->saved_data["kernels"] = use_kernels;
     ctx->saved_data["branch_dtype"] =
         static_cast<int64_t>(has_branch ? branch.scalar_type() : x.scalar_type());
     ctx->saved_data["out_dtype"] = out_dtype_code;
@@ -118,14 +125,17 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     torch::Tensor gy = has_branch ? grads[0] : torch::Tensor();
     torch::Tensor gz = grads[has_branch ? 1 : 0];
     if (!gz.defined()) gz = torch::zeros(y.sizes(), y.options().dtype(out_dtype));
-    gz = gz.contiguous();
+    gz = gz.to(out_dtype).contiguous();
     if (gy.defined()) gy = gy.to(y.scalar_type()).contiguous();
+    // The branch's gradient only where autograd wants it (input 1).
+    const bool want_branch = has_branch && ctx->needs_input_grad(1);
     [[maybe_unused]] const int64_t D = y.size(-1), rows = y.numel() / D;
     torch::Tensor dx, dbranch, dgamma, dbeta;
-    if (fusedNormApplies(y, branch_dtype, out_dtype)) {
+    if (ctx->saved_data["kernels"].toBool()) {
 #ifdef MST_HAVE_FUSED_KERNELS
+      const c10::cuda::CUDAGuard device(y.device());
       dx = torch::empty_like(y);
-      if (has_branch) dbranch = torch::empty(y.sizes(), y.options().dtype(branch_dtype));
+      if (want_branch) dbranch = torch::empty(y.sizes(), y.options().dtype(branch_dtype));
       const int blocks = kernels::residualNormBackwardBlocks(rows);
       auto partial = torch::empty({blocks, 2, D}, y.options().dtype(torch::kFloat));
       auto affine = torch::empty({2, D}, y.options().dtype(torch::kFloat));
@@ -140,7 +150,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       a.gamma = gamma.data_ptr<float>();
       a.scale = has_scale ? scale.data_ptr<float>() : nullptr;
       a.dx = dx.data_ptr();
-      a.dbranch = has_branch ? dbranch.data_ptr() : nullptr;
+      a.dbranch = want_branch ? dbranch.data_ptr() : nullptr;
       a.partial = partial.data_ptr<float>();
       a.dgamma = dgamma.data_ptr<float>();
       a.dbeta = dbeta.data_ptr<float>();
@@ -163,7 +173,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       auto d = r * (g - g.mean(-1, true) - xhat * (g * xhat).mean(-1, true));
       if (gy.defined()) d = d + gy.to(acc);
       dx = d.to(y.scalar_type());
-      if (has_branch) {
+      if (want_branch) {
         dbranch = has_scale ? (dx.to(acc) * perSample(scale.to(acc), dx)).to(branch_dtype)
                             : dx.to(branch_dtype);
       }
@@ -172,7 +182,8 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       dgamma = (gzf * xhat).sum(rows_dims).to(gamma.scalar_type());
       dbeta = gzf.sum(rows_dims).to(gamma.scalar_type());
     }
-    return {dx, dbranch, torch::Tensor(), dgamma, dbeta, torch::Tensor(), torch::Tensor()};
+    return {dx,           dbranch,        torch::Tensor(), dgamma,         dbeta,
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -197,7 +208,11 @@ ResidualNormOut residualLayerNorm(const torch::Tensor& x, const torch::Tensor& b
                                   const torch::Tensor& scale, const torch::Tensor& gamma,
                                   const torch::Tensor& beta, double eps,
                                   torch::ScalarType out_dtype) {
-  TORCH_CHECK(x.dim() >= 2, "residualLayerNorm: x needs a sample dimension and channels");
+  TORCH_CHECK(x.dim() >= 2 && x.size(-1) > 0,
+              "residualLayerNorm: x needs a sample dimension and channels");
+  for (const auto* t : {&branch, &scale, &gamma, &beta})
+    TORCH_CHECK(!t->defined() || t->device() == x.device(),
+                "residualLayerNorm: every operand must be on the stream's device");
   TORCH_CHECK(!branch.defined() || branch.sizes() == x.sizes(),
               "residualLayerNorm: the branch's shape differs from the stream's");
   TORCH_CHECK(!scale.defined() || (scale.numel() == x.size(0) && scale.scalar_type() == torch::kFloat),
@@ -210,7 +225,8 @@ ResidualNormOut residualLayerNorm(const torch::Tensor& x, const torch::Tensor& b
   };
   auto out = ResidualNormFunction::apply(x, none(branch, x.scalar_type()),
                                          none(scale, torch::kFloat), gamma, beta, eps,
-                                         static_cast<int64_t>(out_dtype));
+                                         static_cast<int64_t>(out_dtype), branch.defined(),
+                                         scale.defined());
   if (branch.defined()) return {out[0], out[1]};
   return {x, out[0]};
 }
