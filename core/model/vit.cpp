@@ -72,10 +72,12 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads_)
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_attention) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  // (B, T, 3D) → (3, B, h, T, d)
-  auto qkv_t = qkv(x).reshape({B, T, 3, heads, D / heads}).permute({2, 0, 3, 1, 4});
-  auto q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), d = D / heads;
+  // (B, T, 3D) → (3, B, h, T, d). unbind, not three selects: its backward stacks the three
+  // gradients in one copy, where each select's backward fills a zero tensor of the whole qkv
+  // output and autograd then adds the three.
+  auto parts = qkv(x).reshape({B, T, 3, heads, d}).permute({2, 0, 3, 1, 4}).unbind(0);
+  const auto &q = parts[0], &k = parts[1], &v = parts[2];
 #if TORCH_VERSION_MAJOR >= 2
   // Fused attention (flash or memory-efficient kernels on CUDA): the (T, T) matrix is never
   // stored. The mask needs only the CLS row of the attention, computed apart: (B, h, 1, T).
