@@ -2,6 +2,7 @@
 /// none; scripts/gpu_check.sh runs the same checks through `mst gpucheck` on the GPU machine.
 #include <QtTest>
 
+#include "core/augment/multicrop.h"
 #include "core/bench/gpu_checks.h"
 #include "core/bench/kernel_profile.h"
 #include "core/kernels/residual_norm.h"
@@ -93,6 +94,38 @@ class TestGpu : public QObject {
     auto json = kernelProfileJson(profile, 2);
     QCOMPARE(json["top"].size(), size_t{2});
     QVERIFY(json["categories"].contains("matmul"));
+  }
+  void fusedAugmentArithmeticMatchesAten() {
+    // train.fused_augment's per-pixel functions (the CUDA kernels' own code, run here in plain
+    // loops) against MultiCrop's ATen operations, from the same draws: crops that scale up and
+    // down and reflect at the border, flips, colour jitter, grayscale, blur, solarisation.
+    for (int64_t channels : {int64_t{1}, int64_t{3}}) {
+      CropConfig crops;
+      AugmentConfig augment;
+      augment.blur_sigma_max = 1.5;
+      MultiCrop multicrop(crops, augment, channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
+      auto gen = at::detail::createCPUGenerator(31 + channels);
+      auto source = torch::rand({6, channels, 50, 40}, gen);
+      struct Set {
+        int64_t rows, size;
+        double smin, smax, blur_p, solarize_p;
+      };
+      for (auto set : {Set{6, 64, 0.4, 1.0, 1.0, 0.0}, Set{6, 64, 0.4, 1.0, 0.3, 0.5},
+                       Set{24, 24, 0.05, 0.4, 0.5, 0.0}, Set{12, 32, 0.05, 1.0, 0.0, 0.5}}) {
+        at::Generator draws_gen = at::detail::createCPUGenerator(7 + set.rows);
+        auto draws = multicrop.draw(set.rows, set.size, set.smin, set.smax, set.blur_p,
+                                    set.solarize_p, draws_gen, {}, source.options());
+        QVERIFY(draws.jitter.any().item<bool>() && !draws.jitter.all().item<bool>());
+        auto ref = multicrop.apply(source, draws, set.size);
+        auto got = multicrop.applyOnHost(source, draws, set.size);
+        QCOMPARE(got.sizes(), ref.sizes());
+        const double rel = ((got - ref).norm() / ref.norm()).item<double>();
+        const double worst = (got - ref).abs().max().item<double>();
+        QVERIFY2(rel < 1e-5 && worst < 1e-3,
+                 (std::to_string(channels) + " channels, " + std::to_string(set.rows) +
+                  " rows: rel " + std::to_string(rel) + ", max " + std::to_string(worst)).c_str());
+      }
+    }
   }
   void graphNeedsACudaBuild() {
     // On a CPU-only build, asking for a graph fails with a message that says why.

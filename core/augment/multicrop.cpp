@@ -3,6 +3,13 @@
 
 #include <cmath>
 
+#include "core/kernels/augment_cuda.h"
+
+#ifdef MST_HAVE_FUSED_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
 namespace mst {
 namespace F = torch::nn::functional;
 
@@ -71,66 +78,74 @@ torch::Tensor MultiCrop::denormalize(const torch::Tensor& x) const {
   return x * statistic(std_, std_cache_, x.options()) + statistic(mean_, mean_cache_, x.options());
 }
 
-torch::Tensor MultiCrop::randomResizedCrop(const torch::Tensor& x, int64_t size, double smin,
-                                           double smax, at::Generator& gen,
-                                           const BatchShard& shard) const {
-  const int64_t B = x.size(0);
-  auto opt = x.options();
-  // Area fraction and log-uniform aspect ratio, as torchvision's RandomResizedCrop; crops that
-  // would leave the image are shrunk to fit instead of re-drawn, to stay batched.
-  auto area = uniform(B, smin, smax, gen, opt, shard);
-  auto log_ratio = uniform(B, std::log(3.0 / 4.0), std::log(4.0 / 3.0), gen, opt, shard);
+CropDraws MultiCrop::draw(int64_t rows, int64_t size, double smin, double smax, double blur_p,
+                          double solarize_p, at::Generator& gen, const BatchShard& shard,
+                          const torch::TensorOptions& opt) const {
+  const int64_t R = rows;
+  const auto& a = augment_;
+  CropDraws d;
+  // Crop: area fraction and log-uniform aspect ratio, as torchvision's RandomResizedCrop; crops
+  // that would leave the image are shrunk to fit instead of re-drawn, to stay batched.
+  auto area = uniform(R, smin, smax, gen, opt, shard);
+  auto log_ratio = uniform(R, std::log(3.0 / 4.0), std::log(4.0 / 3.0), gen, opt, shard);
   auto ratio = log_ratio.exp();
   auto w = (area * ratio).sqrt().clamp_max_(1.0);  // fractions of the side
   auto h = (area / ratio).sqrt().clamp_max_(1.0);
-  auto cx = (shard.rand({B}, gen, opt) * 2 - 1) * (1 - w);  // centre in [-1, 1] coordinates
-  auto cy = (shard.rand({B}, gen, opt) * 2 - 1) * (1 - h);
-  auto flip = torch::where(coin(B, augment_.flip_p, gen, opt, shard), torch::full({B}, -1.0, opt),
-                           torch::ones({B}, opt));
-  auto zero = torch::zeros({B}, opt);
-  auto theta = torch::stack({torch::stack({w * flip, zero, cx}, 1), torch::stack({zero, h, cy}, 1)},
-                            1);  // (B, 2, 3)
-  auto grid = F::affine_grid(theta, {B, x.size(1), size, size}, /*align_corners=*/false);
+  auto cx = (shard.rand({R}, gen, opt) * 2 - 1) * (1 - w);  // centre in [-1, 1] coordinates
+  auto cy = (shard.rand({R}, gen, opt) * 2 - 1) * (1 - h);
+  auto flip = torch::where(coin(R, a.flip_p, gen, opt, shard), torch::full({R}, -1.0, opt),
+                           torch::ones({R}, opt));
+  auto zero = torch::zeros({R}, opt);
+  d.theta = torch::stack({torch::stack({w * flip, zero, cx}, 1), torch::stack({zero, h, cy}, 1)},
+                         1);  // (R, 2, 3)
+  // Colour jitter, then random grayscale.
+  d.jitter = coin(R, a.jitter_p, gen, opt, shard);
+  d.brightness = uniform(R, 1 - a.brightness, 1 + a.brightness, gen, opt, shard);
+  d.contrast = uniform(R, 1 - a.contrast, 1 + a.contrast, gen, opt, shard);
+  d.saturation = uniform(R, 1 - a.saturation, 1 + a.saturation, gen, opt, shard);
+  d.hue = uniform(R, -a.hue, a.hue, gen, opt, shard);
+  d.gray = coin(R, a.grayscale_p, gen, opt, shard);
+  // Gaussian blur: rows not drawn get the identity taps, so one convolution serves the batch.
+  auto apply_blur = coin(R, blur_p, gen, opt, shard);
+  auto sigma = uniform(R, a.blur_sigma_min, a.blur_sigma_max, gen, opt, shard);
+  int64_t radius = static_cast<int64_t>(std::ceil(3.0 * a.blur_sigma_max));
+  radius = std::min<int64_t>(radius, size / 2 - 1);
+  if (blur_p > 0 && radius >= 1) {
+    auto offsets = torch::arange(-radius, radius + 1, opt).view({1, -1});
+    auto taps = (-(offsets * offsets) / (2 * sigma.view({-1, 1}).pow(2))).exp();
+    taps = taps / taps.sum(1, true);
+    auto identity = (offsets == 0).to(opt.dtype()).expand({R, -1});
+    d.blur = torch::where(apply_blur.view({-1, 1}), taps, identity);  // (R, k)
+    d.radius = radius;
+  }
+  if (solarize_p > 0) d.solarize = coin(R, solarize_p, gen, opt, shard);
+  return d;
+}
+
+torch::Tensor MultiCrop::crop(const torch::Tensor& x, const CropDraws& d, int64_t size) const {
+  const int64_t R = d.theta.size(0);
+  auto grid = F::affine_grid(d.theta, {R, x.size(1), size, size}, /*align_corners=*/false);
   return F::grid_sample(x, grid, F::GridSampleFuncOptions()
                                      .mode(torch::kBilinear)
                                      .padding_mode(torch::kReflection)
                                      .align_corners(false));
 }
 
-torch::Tensor MultiCrop::gaussianBlur(const torch::Tensor& x, double p, at::Generator& gen,
-                                      const BatchShard& shard) const {
-  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  auto opt = x.options();
-  auto apply = coin(B, p, gen, opt, shard);
-  auto sigma = uniform(B, augment_.blur_sigma_min, augment_.blur_sigma_max, gen, opt, shard);
-  if (p <= 0) return x;
-  int64_t radius = static_cast<int64_t>(std::ceil(3.0 * augment_.blur_sigma_max));
-  radius = std::min<int64_t>(radius, std::min(H, W) / 2 - 1);
-  if (radius < 1) return x;
-  auto offsets = torch::arange(-radius, radius + 1, opt).view({1, -1});
-  auto kernel = (-(offsets * offsets) / (2 * sigma.view({-1, 1}).pow(2))).exp();
-  kernel = kernel / kernel.sum(1, true);
-  // Rows not drawn get the identity kernel, so one grouped convolution serves the whole batch.
-  auto identity = (offsets == 0).to(opt.dtype()).expand({B, -1});
-  kernel = torch::where(apply.view({-1, 1}), kernel, identity);                 // (B, k)
-  auto k = kernel.repeat_interleave(C, 0);                                       // (B*C, k)
+torch::Tensor MultiCrop::gaussianBlur(const torch::Tensor& x, const CropDraws& d) const {
+  if (!d.blur.defined()) return x;
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), r = d.radius;
+  auto k = d.blur.repeat_interleave(C, 0);  // (B*C, k)
   auto y = x.reshape({1, B * C, H, W});
-  y = F::pad(y, F::PadFuncOptions({radius, radius, radius, radius}).mode(torch::kReflect));
+  y = F::pad(y, F::PadFuncOptions({r, r, r, r}).mode(torch::kReflect));
   y = F::conv2d(y, k.view({B * C, 1, 1, -1}), F::Conv2dFuncOptions().groups(B * C));
   y = F::conv2d(y, k.view({B * C, 1, -1, 1}), F::Conv2dFuncOptions().groups(B * C));
   return y.view({B, C, H, W});
 }
 
-torch::Tensor MultiCrop::colorJitter(const torch::Tensor& x, at::Generator& gen,
-                                     const BatchShard& shard) const {
-  const int64_t B = x.size(0);
-  auto opt = x.options();
-  auto apply = coin(B, augment_.jitter_p, gen, opt, shard);
-  const auto& a = augment_;
-  auto b = uniform(B, 1 - a.brightness, 1 + a.brightness, gen, opt, shard).view({-1, 1, 1, 1});
-  auto c = uniform(B, 1 - a.contrast, 1 + a.contrast, gen, opt, shard).view({-1, 1, 1, 1});
-  auto s = uniform(B, 1 - a.saturation, 1 + a.saturation, gen, opt, shard).view({-1, 1, 1, 1});
-  auto hue = uniform(B, -a.hue, a.hue, gen, opt, shard).view({-1, 1, 1});
+torch::Tensor MultiCrop::colorJitter(const torch::Tensor& x, const CropDraws& d) const {
+  auto b = d.brightness.view({-1, 1, 1, 1}), c = d.contrast.view({-1, 1, 1, 1});
+  auto s = d.saturation.view({-1, 1, 1, 1});
+  auto hue = d.hue.view({-1, 1, 1});
   auto y = (x * b).clamp_(0, 1);
   auto gray = channels_ == 3 ? luminance(y) : y;
   y = ((y - gray.mean({1, 2, 3}, true)) * c + gray.mean({1, 2, 3}, true)).clamp_(0, 1);
@@ -149,47 +164,134 @@ torch::Tensor MultiCrop::colorJitter(const torch::Tensor& x, at::Generator& gen,
                      1)
             .clamp_(0, 1);
   }
-  return pick(apply, y, x);
+  return pick(d.jitter, y, x);
 }
 
-torch::Tensor MultiCrop::randomGrayscale(const torch::Tensor& x, at::Generator& gen,
-                                         const BatchShard& shard) const {
-  auto apply = coin(x.size(0), augment_.grayscale_p, gen, x.options(), shard);
+torch::Tensor MultiCrop::randomGrayscale(const torch::Tensor& x, const CropDraws& d) const {
   if (channels_ != 3) return x;
-  return pick(apply, luminance(x).expand_as(x), x);
+  return pick(d.gray, luminance(x).expand_as(x), x);
 }
 
-torch::Tensor MultiCrop::solarize(const torch::Tensor& x, double p, at::Generator& gen,
-                                  const BatchShard& shard) const {
-  auto apply = coin(x.size(0), p, gen, x.options(), shard);
-  return pick(apply, torch::where(x >= 0.5, 1 - x, x), x);
+torch::Tensor MultiCrop::solarize(const torch::Tensor& x, const CropDraws& d) const {
+  if (!d.solarize.defined()) return x;
+  return pick(d.solarize, torch::where(x >= 0.5, 1 - x, x), x);
+}
+
+torch::Tensor MultiCrop::apply(const torch::Tensor& source, const CropDraws& d,
+                               int64_t size) const {
+  const int64_t R = d.theta.size(0), B = source.size(0);
+  TORCH_CHECK(R % B == 0, "MultiCrop: ", R, " crops of ", B, " images");
+  auto x = R == B ? source : source.repeat({R / B, 1, 1, 1});  // crop set j: rows [jB, (j+1)B)
+  auto v = randomGrayscale(colorJitter(crop(x, d, size), d), d);
+  return normalize(solarize(gaussianBlur(v, d), d));
+}
+
+/// Scratch, outputs and the kernels' argument block for one crop set (host or device tensors).
+struct MultiCrop::FusedCall {
+  torch::Tensor src, work, work2, partial, out, theta, jitter, gray, brightness, contrast,
+      saturation, hue, blur, solarize, mean, std;
+  kernels::AugmentArgs args;
+};
+
+MultiCrop::FusedCall MultiCrop::prepareFused(const torch::Tensor& source, const CropDraws& d,
+                                             int64_t size) const {
+  FusedCall f;
+  const int64_t R = d.theta.size(0), C = channels_, S = size;
+  f.src = source.to(torch::kFloat).contiguous();
+  auto opt = f.src.options();
+  f.work = torch::empty({R, C, S, S}, opt);
+  if (d.blur.defined()) f.work2 = torch::empty({R, C, S, S}, opt);
+  f.partial = torch::empty({R, kernels::augmentPartialBlocks(static_cast<int>(S)) + 1}, opt);
+  f.out = torch::empty({R, C, S, S}, opt);
+  f.theta = d.theta.contiguous();
+  f.jitter = d.jitter.contiguous();
+  f.gray = d.gray.contiguous();
+  f.brightness = d.brightness.contiguous();
+  f.contrast = d.contrast.contiguous();
+  f.saturation = d.saturation.contiguous();
+  f.hue = d.hue.contiguous();
+  if (d.blur.defined()) f.blur = d.blur.contiguous();
+  if (d.solarize.defined()) f.solarize = d.solarize.contiguous();
+  f.mean = statistic(mean_, mean_cache_, opt);
+  f.std = statistic(std_, std_cache_, opt);
+  auto& a = f.args;
+  a.src = f.src.data_ptr<float>();
+  a.src_rows = f.src.size(0);
+  a.C = static_cast<int>(C);
+  a.H = static_cast<int>(f.src.size(2));
+  a.W = static_cast<int>(f.src.size(3));
+  a.rows = R;
+  a.S = static_cast<int>(S);
+  a.theta = f.theta.data_ptr<float>();
+  a.jitter = f.jitter.data_ptr<bool>();
+  a.brightness = f.brightness.data_ptr<float>();
+  a.contrast = f.contrast.data_ptr<float>();
+  a.saturation = f.saturation.data_ptr<float>();
+  a.hue = f.hue.data_ptr<float>();
+  a.gray = f.gray.data_ptr<bool>();
+  a.blur = f.blur.defined() ? f.blur.data_ptr<float>() : nullptr;
+  a.radius = static_cast<int>(d.radius);
+  a.solarize = f.solarize.defined() ? f.solarize.data_ptr<bool>() : nullptr;
+  a.mean = f.mean.data_ptr<float>();
+  a.std = f.std.data_ptr<float>();
+  a.work = f.work.data_ptr<float>();
+  a.work2 = f.work2.defined() ? f.work2.data_ptr<float>() : nullptr;
+  a.partial = f.partial.data_ptr<float>();
+  a.out = f.out.data_ptr<float>();
+  return f;
+}
+
+torch::Tensor MultiCrop::applyOnHost(const torch::Tensor& source, const CropDraws& d,
+                                     int64_t size) const {
+  TORCH_CHECK(source.device().is_cpu() && d.theta.device().is_cpu(),
+              "MultiCrop::applyOnHost: CPU tensors");
+  auto f = prepareFused(source, d, size);
+  const char* error = kernels::augmentCropsOnHost(f.args);
+  TORCH_CHECK(error == nullptr, error);
+  return f.out;
+}
+
+bool MultiCrop::applyFused(const torch::Tensor& source, const CropDraws& d, int64_t size,
+                           torch::Tensor& out) const {
+#ifdef MST_HAVE_FUSED_KERNELS
+  if (!source.is_cuda() || (channels_ != 1 && channels_ != 3) || d.theta.size(0) > 65535 ||
+      source.size(1) != channels_)
+    return false;
+  const c10::cuda::CUDAGuard device(source.device());
+  auto f = prepareFused(source, d, size);
+  f.args.stream = at::cuda::getCurrentCUDAStream(source.device().index()).stream();
+  const char* error = kernels::augmentCrops(f.args);
+  TORCH_CHECK(error == nullptr, "fused augmentation: ", error);
+  out = f.out;
+  return true;
+#else
+  (void)source, (void)d, (void)size, (void)out;
+  return false;
+#endif
 }
 
 Views MultiCrop::operator()(const torch::Tensor& images, at::Generator& gen,
                             const BatchShard& shard) const {
   auto x = toFloat(images);
   const auto& c = crops_;
-  auto globalView = [&](double blur_p, double solarize_p) {
-    auto v =
-        randomResizedCrop(x, c.global_size, c.global_scale_min, c.global_scale_max, gen, shard);
-    v = randomGrayscale(colorJitter(v, gen, shard), gen, shard);
-    v = gaussianBlur(v, blur_p, gen, shard);
-    if (solarize_p > 0) v = solarize(v, solarize_p, gen, shard);
-    return normalize(v);
+  const int64_t B = x.size(0);
+  auto cropSet = [&](int64_t rows, int64_t size, double smin, double smax, double blur_p,
+                     double solarize_p, const BatchShard& rows_shard) {
+    auto d = draw(rows, size, smin, smax, blur_p, solarize_p, gen, rows_shard, x.options());
+    torch::Tensor out;
+    if (fused_ && applyFused(x, d, size, out)) return out;
+    return apply(x, d, size);
   };
   Views views;
-  auto g1 = globalView(augment_.blur_p_global1, 0.0);
-  auto g2 = globalView(augment_.blur_p_global2, augment_.solarize_p);
+  auto g1 = cropSet(B, c.global_size, c.global_scale_min, c.global_scale_max,
+                    augment_.blur_p_global1, 0.0, shard);
+  auto g2 = cropSet(B, c.global_size, c.global_scale_min, c.global_scale_max,
+                    augment_.blur_p_global2, augment_.solarize_p, shard);
   views.globals = torch::cat({g1, g2}, 0);
   if (c.local_crops > 0) {
-    // All local crops in one batch: (N*B) rows, each crop j a contiguous block of B rows.
-    auto rep = x.repeat({c.local_crops, 1, 1, 1});
-    const auto blocks = shard.grouped(c.local_crops);
-    auto v = randomResizedCrop(rep, c.local_size, c.local_scale_min, c.local_scale_max, gen,
-                               blocks);
-    v = randomGrayscale(colorJitter(v, gen, blocks), gen, blocks);
-    v = gaussianBlur(v, augment_.blur_p_local, gen, blocks);
-    views.locals = normalize(v);
+    // All local crops in one set: (N*B) rows, each crop j a contiguous block of B rows.
+    views.locals = cropSet(c.local_crops * B, c.local_size, c.local_scale_min, c.local_scale_max,
+                           augment_.blur_p_local, 0.0, shard.grouped(c.local_crops));
   }
   return views;
 }

@@ -15,6 +15,18 @@ struct Views {
   torch::Tensor locals;   ///< (N*B, C, L, L) normalised; rows [jB,(j+1)B) = local crop j
 };
 
+/// The random choices of one crop set (one row per crop), drawn in the order the augmentations
+/// run, before any pixel is touched: the ATen operations and the fused CUDA kernels
+/// (train.fused_augment) apply the same draws.
+struct CropDraws {
+  torch::Tensor theta;  ///< (R, 2, 3) crop and flip, as affine_grid's matrices
+  torch::Tensor jitter, brightness, contrast, saturation, hue;  ///< (R): drawn?, then factors
+  torch::Tensor gray;      ///< (R) random grayscale drawn
+  torch::Tensor blur;      ///< (R, 2 radius + 1) taps (identity where not drawn); undefined: none
+  int64_t radius = 0;
+  torch::Tensor solarize;  ///< (R) drawn; undefined where the set is never solarised
+};
+
 /// Every random choice is drawn from the generator passed in, in batches: one call per
 /// augmentation per crop set, never a per-image loop. Under data parallelism `shard` says which
 /// rows of the global batch the images are: parameters are drawn for the global batch and this
@@ -28,27 +40,46 @@ class MultiCrop {
   Views operator()(const torch::Tensor& images, at::Generator& gen,
                    const BatchShard& shard = {}) const;
 
+  /// train.fused_augment: on CUDA, in builds with the kernels (core/kernels), apply each crop set
+  /// in four fused passes instead of the ATen operations. Same draws, the same arithmetic.
+  void setFused(bool on) { fused_ = on; }
+  bool fused() const { return fused_; }
+
+  /// The draws of `rows` crops of side `size` (what operator() draws for one crop set).
+  CropDraws draw(int64_t rows, int64_t size, double smin, double smax, double blur_p,
+                 double solarize_p, at::Generator& gen, const BatchShard& shard,
+                 const torch::TensorOptions& options) const;
+  /// Crops of `source` rows (row r from source row r % B) with `draws`, normalised, by the ATen
+  /// operations; applyFused does the same with the CUDA kernels (false when it cannot: a CPU
+  /// tensor, a build without them, other than 1 or 3 channels).
+  torch::Tensor apply(const torch::Tensor& source, const CropDraws& draws, int64_t size) const;
+  bool applyFused(const torch::Tensor& source, const CropDraws& draws, int64_t size,
+                  torch::Tensor& out) const;
+  /// The fused passes' arithmetic on the host (CPU tensors): the kernels' per-pixel functions in
+  /// plain loops, which the tests compare with apply().
+  torch::Tensor applyOnHost(const torch::Tensor& source, const CropDraws& draws,
+                            int64_t size) const;
+
   /// Channel conversion + [0,1] scaling only: (B, C_in, H, W) → (B, channels, H, W) float.
   torch::Tensor toFloat(const torch::Tensor& images) const;
   /// (x - mean) / std and its inverse, per channel.
   torch::Tensor normalize(const torch::Tensor& x) const;
   torch::Tensor denormalize(const torch::Tensor& x) const;
 
-  /// Random-resized crops: (B, C, H, W) → (B, C, size, size), area fraction in [smin, smax],
-  /// aspect ratio in [3/4, 4/3], horizontal flip with probability flip_p.
-  torch::Tensor randomResizedCrop(const torch::Tensor& x, int64_t size, double smin, double smax,
-                                  at::Generator& gen, const BatchShard& shard = {}) const;
-  /// Per-sample Gaussian blur, applied to each row with probability p.
-  torch::Tensor gaussianBlur(const torch::Tensor& x, double p, at::Generator& gen,
-                             const BatchShard& shard = {}) const;
-  torch::Tensor colorJitter(const torch::Tensor& x, at::Generator& gen,
-                            const BatchShard& shard = {}) const;
-  torch::Tensor randomGrayscale(const torch::Tensor& x, at::Generator& gen,
-                                const BatchShard& shard = {}) const;
-  torch::Tensor solarize(const torch::Tensor& x, double p, at::Generator& gen,
-                         const BatchShard& shard = {}) const;
+  /// The ATen steps, given the draws. Random-resized crop: (B, C, H, W) → (B, C, size, size),
+  /// area fraction in [smin, smax], aspect ratio in [3/4, 4/3], horizontal flip with
+  /// probability flip_p (bilinear, reflection padding).
+  torch::Tensor crop(const torch::Tensor& x, const CropDraws& d, int64_t size) const;
+  torch::Tensor colorJitter(const torch::Tensor& x, const CropDraws& d) const;
+  torch::Tensor randomGrayscale(const torch::Tensor& x, const CropDraws& d) const;
+  /// Per-sample Gaussian blur (rows not drawn get the identity taps).
+  torch::Tensor gaussianBlur(const torch::Tensor& x, const CropDraws& d) const;
+  torch::Tensor solarize(const torch::Tensor& x, const CropDraws& d) const;
 
  private:
+  bool fused_ = false;
+  struct FusedCall;
+  FusedCall prepareFused(const torch::Tensor& source, const CropDraws& draws, int64_t size) const;
   CropConfig crops_;
   AugmentConfig augment_;
   int64_t channels_;

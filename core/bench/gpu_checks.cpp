@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/augment/multicrop.h"
 #include "core/kernels/residual_norm.h"
+#include "core/util/torch_compat.h"
 #include "core/masking/masking.h"
 #include "core/train/engine.h"
 
@@ -220,6 +222,66 @@ GpuCheck checkFusedNorm() {
   return r;
 }
 
+GpuCheck checkFusedAugment() {
+  GpuCheck r;
+  r.name = "fused_augment_vs_aten";
+  if (!fusedKernelsBuilt()) {
+    r.values["error"] = "this build has no fused kernels (CMake found no CUDA compiler)";
+    return r;
+  }
+  const torch::Device cuda(torch::kCUDA, 0);
+  // Exact fp32 on both sides: TF32 would round affine_grid's coordinates in the ATen path.
+  auto& ctx = at::globalContext();
+  const bool tf32_cublas = ctx.allowTF32CuBLAS(), tf32_cudnn = ctx.allowTF32CuDNN();
+  ctx.setAllowTF32CuBLAS(false);
+  ctx.setAllowTF32CuDNN(false);
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  const double tolerance = 1e-4, max_tolerance = 0.05;
+  try {
+    for (int64_t channels : {int64_t{1}, int64_t{3}}) {
+      CropConfig crops;
+      AugmentConfig augment;
+      MultiCrop multicrop(crops, augment, channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
+      auto host = at::detail::createCPUGenerator(21 + channels);
+      // Sources of another size than the crops, so that crops scale both ways and reflect.
+      auto source = torch::rand({16, channels, 160, 120}, host).to(cuda);
+      struct Set {
+        const char* name;
+        int64_t rows, size;
+        double smin, smax, blur_p, solarize_p;
+      };
+      for (auto set : {Set{"global1", 16, 224, 0.4, 1.0, 1.0, 0.0},
+                       Set{"global2", 16, 224, 0.4, 1.0, 0.1, 0.2},
+                       Set{"locals", 96, 96, 0.05, 0.4, 0.5, 0.0},
+                       Set{"unblurred", 32, 64, 0.05, 1.0, 0.0, 0.5}}) {
+        at::Generator gen = makeGenerator(cuda, 100 + channels);
+        auto draws = multicrop.draw(set.rows, set.size, set.smin, set.smax, set.blur_p,
+                                    set.solarize_p, gen, {}, source.options());
+        auto ref = multicrop.apply(source, draws, set.size);
+        torch::Tensor got;
+        const bool ran = multicrop.applyFused(source, draws, set.size, got);
+        const double rel = ran ? relNorm(got, ref) : 1.0;
+        const double worst = ran ? (got - ref).abs().max().item<double>() : 1.0;
+        rows.push_back({{"channels", channels}, {"set", set.name}, {"rows", set.rows},
+                        {"size", set.size}, {"fused_ran", ran}, {"rel", rel},
+                        {"max_abs", worst}});
+        if (!(rel <= tolerance && worst <= max_tolerance)) all_ok = false;
+      }
+    }
+  } catch (...) {
+    ctx.setAllowTF32CuBLAS(tf32_cublas);
+    ctx.setAllowTF32CuDNN(tf32_cudnn);
+    throw;
+  }
+  ctx.setAllowTF32CuBLAS(tf32_cublas);
+  ctx.setAllowTF32CuDNN(tf32_cudnn);
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"rel", tolerance}, {"max_abs", max_tolerance}};
+  r.passed = !rows.empty() && all_ok;
+  return r;
+}
+
 std::vector<GpuCheck> runGpuChecks(const Config& config) {
   std::vector<GpuCheck> out;
   auto guarded = [&](const std::string& name, const std::function<GpuCheck()>& check) {
@@ -238,6 +300,7 @@ std::vector<GpuCheck> runGpuChecks(const Config& config) {
           [&] { return checkCpuCudaAgreement(config, "bf16_stream", 1e-2); });
   guarded("mask_rule_cpu_vs_cuda", [] { return checkMaskRule(); });
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
+  guarded("fused_augment_vs_aten", [] { return checkFusedAugment(); });
   Config fused = config;
   fused.train.fused_norm = true;
   for (const char* precision : {"bf16", "bf16_stream"}) {
@@ -247,10 +310,19 @@ std::vector<GpuCheck> runGpuChecks(const Config& config) {
       return r;
     });
   }
+  guarded("cpu_vs_cuda_fp32_fused_augment", [&] {
+    Config augmented = config;
+    augmented.train.fused_augment = true;
+    auto r = checkCpuCudaAgreement(augmented, "fp32", 1e-3);
+    r.name += "_fused_augment";
+    return r;
+  });
   guarded("graph_vs_eager_fp32", [&] { return checkGraphReplay(config, "fp32", kGraphWarmupSteps + 4, 1e-3); });
   guarded("graph_vs_eager_bf16", [&] { return checkGraphReplay(config, "bf16", kGraphWarmupSteps + 4, 1e-2); });
   guarded("graph_vs_eager_bf16_fused", [&] {
-    auto r = checkGraphReplay(fused, "bf16", kGraphWarmupSteps + 4, 1e-2);
+    Config all = fused;
+    all.train.fused_augment = true;
+    auto r = checkGraphReplay(all, "bf16", kGraphWarmupSteps + 4, 1e-2);
     r.name += "_fused";
     return r;
   });

@@ -40,6 +40,12 @@ GpuCheck checkGraphReplay(const Config& config, const std::string& precision, in
 /// Fails, saying so, in a build without the kernels.
 GpuCheck checkFusedNorm();
 
+/// train.fused_augment's kernels against MultiCrop's ATen operations on cuda:0, from the same
+/// draws, for 1- and 3-channel images: both global crop sets (blur always, blur rarely +
+/// solarisation), local crops (several crops per image) and a set without blur. TF32 is off for
+/// the comparison. Fails, saying so, in a build without the kernels.
+GpuCheck checkFusedAugment();
+
 /// The small configuration the checks use by default: the Fashion-MNIST ViT on 16 images, with
 /// 3 local crops, drop path and the attention-guided mask, so that every part of the step runs.
 Config gpuCheckConfig();

@@ -104,6 +104,9 @@ struct TrainConfig {
   /// CUDA with bf16 autocast, builds with the kernels (core/kernels): each ViT residual add and
   /// the LayerNorm after it run as one fused kernel forward and one backward.
   bool fused_norm = false;
+  /// CUDA, builds with the kernels: each crop set's augmentation (crop, colour jitter, grayscale,
+  /// blur, solarisation, normalisation) in four fused passes.
+  bool fused_augment = false;
 };
 
 struct EvalConfig {

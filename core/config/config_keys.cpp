@@ -370,6 +370,11 @@ const std::vector<KeyDef>& keyTable() {
                       "depth) and the LayerNorm after it as one fused kernel, forward and "
                       "backward; refused in a build without the kernels (CMake found no nvcc), "
                       "ignored on the CPU and in fp32."));
+    t.push_back(field("train.fused_augment", &C::train, &TrainConfig::fused_augment,
+                      "CUDA: run each crop set's augmentation (crop, colour jitter, grayscale, "
+                      "blur, solarisation, normalisation) as four fused kernels with the same "
+                      "random draws; refused in a build without the kernels, ignored on the "
+                      "CPU."));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",

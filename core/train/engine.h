@@ -110,6 +110,8 @@ class Engine {
   }
   /// train.fused_norm in effect (CUDA, bf16 autocast, a build with the kernels).
   bool fusedNorm() const { return student_vit->fused_norm; }
+  /// train.fused_augment asked for (it applies on CUDA, to 1- and 3-channel crops).
+  bool fusedAugment() const { return augment_.fused(); }
   /// Steps now replay a captured CUDA graph.
   bool graphActive() const;
   /// Profiling (`mst bench --phases`, eager steps only): when on, every phase of a step waits for

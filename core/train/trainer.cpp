@@ -108,6 +108,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   if (options_.device.is_cuda() && writer)
     say("CUDA arithmetic: " + engine.arithmetic() +
         (engine.fusedNorm() ? "; fused residual-LayerNorm kernels" : "") +
+        (engine.fusedAugment() ? "; fused augmentation kernels" : "") +
         (config_.train.cuda_graph ? "; the step is captured as a CUDA graph after " +
                                         std::to_string(kGraphWarmupSteps) + " eager steps"
                                   : ""));

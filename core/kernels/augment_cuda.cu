@@ -1,0 +1,135 @@
+/// @brief CUDA kernels of the fused augmentation (see augment_cuda.h): four passes over a crop
+/// set instead of some sixty ATen kernels. (1) bilinear crop with reflection padding and the
+/// brightness factor, with per-block sums of the luminance; (2) the luminance mean, then contrast,
+/// saturation, hue and random grayscale; (3) the blur's horizontal pass; (4) its vertical pass,
+/// solarisation and normalisation. Each step computes what MultiCrop's ATen operations compute,
+/// in the same order, in fp32.
+#include "core/kernels/augment_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include "core/kernels/augment_pixel.h"
+
+namespace mst::kernels {
+namespace {
+
+using namespace pixel;
+
+constexpr int kThreads = kAugmentThreads;
+
+__device__ float blockSum(float v) {
+  __shared__ float warp_sums[kThreads / 32];
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+  if (threadIdx.x == 0)
+    for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w];
+  return total;  // valid in thread 0
+}
+
+/// Pass 1: one thread per output pixel of row blockIdx.y, all channels; per-block luminance sums.
+__global__ void __launch_bounds__(kThreads) cropKernel(AugmentArgs a) {
+  const int64_t row = blockIdx.y;
+  const int p = blockIdx.x * kThreads + threadIdx.x;
+  const int SS = a.S * a.S;
+  const bool jitter = a.jitter[row];
+  float gray = 0.0f;
+  if (p < SS) {
+    const int i = p / a.S, j = p % a.S;
+    const int64_t plane = static_cast<int64_t>(a.H) * a.W;
+    float v[3] = {0.0f, 0.0f, 0.0f};
+    cropPixel(a.src + (row % a.src_rows) * a.C * plane, a.C, a.H, a.W, a.theta + row * 6, a.S,
+              i, j, jitter, a.brightness[row], v);
+    for (int c = 0; c < a.C; ++c) a.work[(row * a.C + c) * SS + p] = v[c];
+    if (jitter) gray = grayOf(v, a.C);
+  }
+  const float total = blockSum(gray);
+  if (threadIdx.x == 0) a.partial[row * (gridDim.x + 1) + blockIdx.x] = total;
+}
+
+/// One thread per row: the luminance mean from the partial sums, in a fixed order.
+__global__ void meanKernel(AugmentArgs a, int blocks) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= a.rows) return;
+  float* p = a.partial + row * (blocks + 1);
+  float total = 0.0f;
+  for (int b = 0; b < blocks; ++b) total += p[b];
+  p[blocks] = total / static_cast<float>(a.S * a.S);
+}
+
+/// Pass 2, in place: contrast, saturation, hue, then random grayscale.
+__global__ void __launch_bounds__(kThreads) colourKernel(AugmentArgs a, int blocks) {
+  const int64_t row = blockIdx.y;
+  const int p = blockIdx.x * kThreads + threadIdx.x;
+  const int SS = a.S * a.S;
+  const bool jitter = a.jitter[row], gray = a.C == 3 && a.gray[row];
+  if (p >= SS || (!jitter && !gray)) return;
+  float* px = a.work + row * a.C * SS + p;
+  float v[3];
+  for (int c = 0; c < a.C; ++c) v[c] = px[c * SS];
+  colourPixel(v, a.C, jitter, gray, a.partial[row * (blocks + 1) + blocks], a.contrast[row],
+              a.saturation[row], a.hue[row]);
+  for (int c = 0; c < a.C; ++c) px[c * SS] = v[c];
+}
+
+/// Pass 3: the blur along the rows of each image, work → work2.
+__global__ void __launch_bounds__(kThreads) blurRowsKernel(AugmentArgs a) {
+  const int64_t row = blockIdx.y;
+  const int p = blockIdx.x * kThreads + threadIdx.x;
+  const int SS = a.S * a.S;
+  if (p >= SS) return;
+  const int i = p / a.S, j = p % a.S;
+  const float* taps = a.blur + row * (2 * a.radius + 1);
+  for (int c = 0; c < a.C; ++c) {
+    const float* line = a.work + (row * a.C + c) * SS + static_cast<int64_t>(i) * a.S;
+    a.work2[(row * a.C + c) * SS + p] = blurAt(line, 1, a.S, j, taps, a.radius);
+  }
+}
+
+/// Pass 4: the blur along the columns (when drawn), solarisation, normalisation → out.
+__global__ void __launch_bounds__(kThreads) finishKernel(AugmentArgs a, const float* in) {
+  const int64_t row = blockIdx.y;
+  const int p = blockIdx.x * kThreads + threadIdx.x;
+  const int SS = a.S * a.S;
+  if (p >= SS) return;
+  const int i = p / a.S, j = p % a.S;
+  const bool solarize = a.solarize != nullptr && a.solarize[row];
+  for (int c = 0; c < a.C; ++c) {
+    const float* plane = in + (row * a.C + c) * SS;
+    const float v = a.blur != nullptr
+                        ? blurAt(plane + j, a.S, a.S, i, a.blur + row * (2 * a.radius + 1), a.radius)
+                        : plane[p];
+    a.out[(row * a.C + c) * SS + p] = finishValue(v, solarize, a.mean[c], a.std[c]);
+  }
+}
+
+const char* lastError() {
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+}  // namespace
+
+const char* augmentCrops(const AugmentArgs& a) {
+  if (const char* e = augmentArgsError(a)) return e;
+  if (a.rows == 0 || a.S == 0) return nullptr;
+  auto stream = static_cast<cudaStream_t>(a.stream);
+  const int blocks = augmentPartialBlocks(a.S);
+  const dim3 grid(blocks, static_cast<unsigned>(a.rows));
+  cropKernel<<<grid, kThreads, 0, stream>>>(a);
+  if (const char* e = lastError()) return e;
+  meanKernel<<<static_cast<unsigned>((a.rows + 127) / 128), 128, 0, stream>>>(a, blocks);
+  if (const char* e = lastError()) return e;
+  colourKernel<<<grid, kThreads, 0, stream>>>(a, blocks);
+  if (const char* e = lastError()) return e;
+  if (a.blur != nullptr) {
+    blurRowsKernel<<<grid, kThreads, 0, stream>>>(a);
+    if (const char* e = lastError()) return e;
+  }
+  finishKernel<<<grid, kThreads, 0, stream>>>(a, a.blur != nullptr ? a.work2 : a.work);
+  return lastError();
+}
+
+}  // namespace mst::kernels
