@@ -44,13 +44,17 @@ fi
 bench b128_bf16_graph --batch 128 --steps 30 --warmup 5
 bench b128_bf16_eager --batch 128 --steps 10 --warmup 3 --set train.cuda_graph=false
 bench b128_bf16_stream_graph --batch 128 --steps 30 --warmup 5 --set train.precision=bf16_stream
-FUSED="--set train.fused_norm=true"
-bench b128_bf16_fused_graph --batch 128 --steps 30 --warmup 5 $FUSED
-bench b128_bf16_stream_fused_graph --batch 128 --steps 30 --warmup 5 --set train.precision=bf16_stream $FUSED
+# The opt-in speed settings one at a time, then together (train.fused_* need the kernels: nvcc).
+NORM="--set train.fused_norm=true"
+AUG="--set train.fused_augment=true"
+STREAM="--set train.precision=bf16_stream"
+bench b128_bf16_fused_norm_graph --batch 128 --steps 30 --warmup 5 $NORM
+bench b128_bf16_fused_augment_graph --batch 128 --steps 30 --warmup 5 $AUG
+bench b128_stream_norm_augment_graph --batch 128 --steps 30 --warmup 5 $STREAM $NORM $AUG
 if [[ ${KERNELS:-1} == 1 ]]; then  # device time per kernel inside eager steps (Kineto/CUPTI)
   bench b128_kernels_bf16 --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 40
-  bench b128_kernels_stream_fused --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false \
-    --set train.precision=bf16_stream $FUSED --kernels 40
+  bench b128_kernels_all_fused --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false \
+    $STREAM $NORM $AUG --kernels 40
 fi
 if [[ -n ${DATA_DIR:-} ]]; then  # the JPEG input path: loader alone and loader-fed steps
   bench b128_data --batch 128 --steps 10 --warmup 5 --data "$DATA_DIR" --set data.workers=14
@@ -64,14 +68,14 @@ python3 - "$OUT" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl")) if l.strip()]
-lines = ["| run | arithmetic | fused norm | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| run | arithmetic | fused norm | fused augment | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     if "result" not in r:
-        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||||")
+        lines.append(f"| {r['run']} | error: {r['error'][:80]} ||||||||||||")
         continue
     x = r["result"]
-    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
+    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
                  f"{x['achieved_gflops']/1e3:.0f} | {x['matmul_gflops']/1e3:.0f} ({x['matmul_dtype']}) | "
                  f"{x['matmul_fraction']:.3f} | {x.get('peak_gpu_allocated_gb', 0):.1f} | "
                  f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} |")
