@@ -231,51 +231,51 @@ GpuCheck checkFusedAugment() {
   }
   const torch::Device cuda(torch::kCUDA, 0);
   // Exact fp32 on both sides: TF32 would round affine_grid's coordinates in the ATen path.
-  auto& ctx = at::globalContext();
-  const bool tf32_cublas = ctx.allowTF32CuBLAS(), tf32_cudnn = ctx.allowTF32CuDNN();
-  ctx.setAllowTF32CuBLAS(false);
-  ctx.setAllowTF32CuDNN(false);
+  struct NoTf32 {
+    at::Context& ctx = at::globalContext();
+    const bool cublas = ctx.allowTF32CuBLAS(), cudnn = ctx.allowTF32CuDNN();
+    NoTf32() {
+      ctx.setAllowTF32CuBLAS(false);
+      ctx.setAllowTF32CuDNN(false);
+    }
+    ~NoTf32() {
+      ctx.setAllowTF32CuBLAS(cublas);
+      ctx.setAllowTF32CuDNN(cudnn);
+    }
+  } no_tf32;
   nlohmann::json rows = nlohmann::json::array();
   bool all_ok = true;
   const double tolerance = 1e-4, max_tolerance = 0.05;
-  try {
-    for (int64_t channels : {int64_t{1}, int64_t{3}}) {
-      CropConfig crops;
-      AugmentConfig augment;
-      MultiCrop multicrop(crops, augment, channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
-      auto host = at::detail::createCPUGenerator(21 + channels);
-      // Sources of another size than the crops, so that crops scale both ways and reflect.
-      auto source = torch::rand({16, channels, 160, 120}, host).to(cuda);
-      struct Set {
-        const char* name;
-        int64_t rows, size;
-        double smin, smax, blur_p, solarize_p;
-      };
-      for (auto set : {Set{"global1", 16, 224, 0.4, 1.0, 1.0, 0.0},
-                       Set{"global2", 16, 224, 0.4, 1.0, 0.1, 0.2},
-                       Set{"locals", 96, 96, 0.05, 0.4, 0.5, 0.0},
-                       Set{"unblurred", 32, 64, 0.05, 1.0, 0.0, 0.5}}) {
-        at::Generator gen = makeGenerator(cuda, 100 + channels);
-        auto draws = multicrop.draw(set.rows, set.size, set.smin, set.smax, set.blur_p,
-                                    set.solarize_p, gen, {}, source.options());
-        auto ref = multicrop.apply(source, draws, set.size);
-        torch::Tensor got;
-        const bool ran = multicrop.applyFused(source, draws, set.size, got);
-        const double rel = ran ? relNorm(got, ref) : 1.0;
-        const double worst = ran ? (got - ref).abs().max().item<double>() : 1.0;
-        rows.push_back({{"channels", channels}, {"set", set.name}, {"rows", set.rows},
-                        {"size", set.size}, {"fused_ran", ran}, {"rel", rel},
-                        {"max_abs", worst}});
-        if (!(rel <= tolerance && worst <= max_tolerance)) all_ok = false;
-      }
+  for (int64_t channels : {int64_t{1}, int64_t{3}}) {
+    CropConfig crops;
+    AugmentConfig augment;
+    MultiCrop multicrop(crops, augment, channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
+    auto host = at::detail::createCPUGenerator(21 + channels);
+    // Sources of another size than the crops, so that crops scale both ways and reflect.
+    auto source = torch::rand({16, channels, 160, 120}, host).to(cuda);
+    struct Set {
+      const char* name;
+      int64_t rows, size;
+      double smin, smax, blur_p, solarize_p;
+    };
+    for (auto set : {Set{"global1", 16, 224, 0.4, 1.0, 1.0, 0.0},
+                     Set{"global2", 16, 224, 0.4, 1.0, 0.1, 0.2},
+                     Set{"locals", 96, 96, 0.05, 0.4, 0.5, 0.0},
+                     Set{"unblurred", 32, 64, 0.05, 1.0, 0.0, 0.5}}) {
+      at::Generator gen = makeGenerator(cuda, 100 + channels);
+      auto draws = multicrop.draw(set.rows, set.size, set.smin, set.smax, set.blur_p,
+                                  set.solarize_p, gen, {}, source.options());
+      auto ref = multicrop.apply(source, draws, set.size);
+      torch::Tensor got;
+      const bool ran = multicrop.applyFused(source, draws, set.size, got);
+      const double rel = ran ? relNorm(got, ref) : 1.0;
+      const double worst = ran ? (got - ref).abs().max().item<double>() : 1.0;
+      rows.push_back({{"channels", channels}, {"set", set.name}, {"rows", set.rows},
+                      {"size", set.size}, {"fused_ran", ran}, {"rel", rel},
+                      {"max_abs", worst}});
+      if (!(rel <= tolerance && worst <= max_tolerance)) all_ok = false;
     }
-  } catch (...) {
-    ctx.setAllowTF32CuBLAS(tf32_cublas);
-    ctx.setAllowTF32CuDNN(tf32_cudnn);
-    throw;
   }
-  ctx.setAllowTF32CuBLAS(tf32_cublas);
-  ctx.setAllowTF32CuDNN(tf32_cudnn);
   r.values["cases"] = rows;
   r.values["tolerance"] = {{"rel", tolerance}, {"max_abs", max_tolerance}};
   r.passed = !rows.empty() && all_ok;
