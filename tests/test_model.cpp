@@ -349,6 +349,42 @@ class TestModel : public QObject {
     QVERIFY(x2.grad().abs().sum().item<double>() > 0);
   }
 
+  void clsOnlyLastBlockGivesTheSameClsToken() {
+    // want_patches = false: the last block computes the CLS row alone. The CLS token, the CLS
+    // attention, the stochastic-depth draws and every parameter gradient are those of the whole
+    // forward pass (in double), with and without the fused junctions.
+    auto c = micro();
+    c.depth = 3;
+    torch::manual_seed(12);
+    Vit vit(c);
+    vit->to(torch::kDouble);
+    auto x = torch::randn({5, 1, 28, 28}, torch::kDouble);
+    for (bool fused : {false, true}) {
+      vit->fused_norm = fused;
+      auto run = [&](bool want_patches) {
+        vit->zero_grad();
+        at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
+        gen.set_current_seed(13);
+        auto out = vit->forward(x, {}, /*want_attention=*/true, 0.5, &gen, {}, want_patches);
+        out.cls.pow(2).sum().backward();
+        std::vector<torch::Tensor> grads;
+        for (auto& p : vit->parameters())
+          grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+        // The generator's next draw: equal when both passes drew the same number of values.
+        return std::make_tuple(out, grads, torch::rand({1}, gen).item<double>());
+      };
+      auto [full, full_grads, full_next] = run(true);
+      auto [cls, cls_grads, cls_next] = run(false);
+      QVERIFY(!cls.patches.defined());
+      QVERIFY(torch::allclose(cls.cls, full.cls, 1e-10, 1e-12));
+      QVERIFY(torch::allclose(cls.cls_attention, full.cls_attention, 1e-10, 1e-12));
+      QCOMPARE(cls_next, full_next);
+      for (size_t i = 0; i < full_grads.size(); ++i)
+        QVERIFY2(torch::allclose(cls_grads[i], full_grads[i], 1e-9, 1e-11), std::to_string(i).c_str());
+    }
+    vit->fused_norm = false;
+  }
+
   void fusedVitMatchesTheUnfusedVit() {
     // Vit::fused_norm restructures the forward pass around the junctions: the same outputs,
     // attention, stochastic-depth draws and parameter gradients as the block-by-block pass (in

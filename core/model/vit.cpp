@@ -95,6 +95,22 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_
   return proj(out);
 }
 
+torch::Tensor AttentionImpl::forwardCls(const torch::Tensor& x, torch::Tensor* cls_attention) {
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), d = D / heads;
+  namespace F = torch::nn::functional;
+  const auto& w = qkv->weight;
+  const auto& b = qkv->bias;
+  // The query of the CLS token; keys and values of every token (rows D.. of the fused weight).
+  auto q = F::linear(x.narrow(1, 0, 1), w.narrow(0, 0, D), b.narrow(0, 0, D))
+               .view({B, 1, heads, d}).transpose(1, 2);  // (B, h, 1, d)
+  auto kv = F::linear(x, w.narrow(0, D, 2 * D), b.narrow(0, D, 2 * D))
+                .reshape({B, T, 2, heads, d}).permute({2, 0, 3, 1, 4}).unbind(0);
+  auto row = torch::matmul(q * scale, kv[0].transpose(-2, -1)).softmax(-1);  // (B, h, 1, T)
+  if (cls_attention) *cls_attention = row.squeeze(2).narrow(-1, 1, T - 1);
+  auto out = torch::matmul(row, kv[1]).transpose(1, 2).reshape({B, 1, D});
+  return proj(out);
+}
+
 BlockImpl::BlockImpl(int64_t dim, int64_t heads, double mlp_ratio) {
   const int64_t hidden = static_cast<int64_t>(std::llround(dim * mlp_ratio));
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
@@ -115,6 +131,16 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::G
     return stream + dropPath(branch, drop_path, gen, shard).to(stream.scalar_type());
   };
   auto y = residual(x, attn(layerNorm(norm1, x), cls_attention));
+  return residual(y, fc2(torch::gelu(fc1(layerNorm(norm2, y)))));
+}
+
+torch::Tensor BlockImpl::forwardCls(const torch::Tensor& x, const torch::Tensor& h,
+                                    double drop_path, at::Generator* gen,
+                                    torch::Tensor* cls_attention, const BatchShard& shard) {
+  auto residual = [&](const torch::Tensor& stream, const torch::Tensor& branch) {
+    return stream + dropPath(branch, drop_path, gen, shard).to(stream.scalar_type());
+  };
+  auto y = residual(x.narrow(1, 0, 1), attn->forwardCls(h, cls_attention));
   return residual(y, fc2(torch::gelu(fc1(layerNorm(norm2, y)))));
 }
 
@@ -178,10 +204,22 @@ torch::Tensor VitImpl::embed(const torch::Tensor& images, const torch::Tensor& m
 
 VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
                            bool want_attention, double drop_path, at::Generator* gen,
-                           const BatchShard& shard) {
+                           const BatchShard& shard, bool want_patches) {
   auto x = embed(images, mask);
   VitOutput out;
   const int64_t depth = static_cast<int64_t>(blocks->size());
+  auto rateOf = [&](int64_t i) {  // DeiT rule: rates grow linearly from 0 to drop_path
+    return depth > 1 ? drop_path * static_cast<double>(i) / (depth - 1) : drop_path;
+  };
+  // The last block on the CLS token alone, then the final norm: out.cls.
+  auto clsOnly = [&](const torch::Tensor& stream, const torch::Tensor& h) {
+    auto cls = blocks[depth - 1]->as<Block>()->forwardCls(
+        stream, h, rateOf(depth - 1), gen, want_attention ? &out.cls_attention_heads : nullptr,
+        shard);
+    if (want_attention) out.cls_attention = out.cls_attention_heads.mean(1);  // Eq. 4
+    out.cls = layerNorm(norm, cls).select(1, 0);
+    return out;
+  };
   if (fused_norm && depth > 0) {
     // Junctions between the blocks: the stream x and its normalised copy h travel together.
     // Inside the blocks h feeds matrix products (bf16 under autocast); the final norm's output
@@ -189,8 +227,9 @@ VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mas
     const auto inner = autocastActive() ? torch::kBFloat16 : x.scalar_type();
     auto h = junction(x, {}, {}, blocks[0]->as<Block>()->norm1, inner).z;
     for (int64_t i = 0; i < depth; ++i) {
-      double rate = depth > 1 ? drop_path * static_cast<double>(i) / (depth - 1) : drop_path;
+      const double rate = rateOf(i);
       bool last = i == depth - 1;
+      if (last && !want_patches) return clsOnly(x, h);
       auto& next = last ? norm : blocks[i + 1]->as<Block>()->norm1;
       std::tie(x, h) = blocks[i]->as<Block>()->forwardFused(
           x, h, rate, gen, last && want_attention ? &out.cls_attention_heads : nullptr, shard,
@@ -202,9 +241,9 @@ VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mas
     return out;
   }
   for (int64_t i = 0; i < depth; ++i) {
-    // DeiT rule: rates grow linearly from 0 to drop_path over the depth.
-    double rate = depth > 1 ? drop_path * static_cast<double>(i) / (depth - 1) : drop_path;
+    const double rate = rateOf(i);
     bool last = i == depth - 1;
+    if (last && !want_patches) return clsOnly(x, layerNorm(blocks[i]->as<Block>()->norm1, x));
     x = blocks[i]->as<Block>()->forward(
         x, rate, gen, last && want_attention ? &out.cls_attention_heads : nullptr, shard);
   }

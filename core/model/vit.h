@@ -22,6 +22,9 @@ class AttentionImpl : public torch::nn::Module {
   /// x: (B, T, D) → (B, T, D). If `cls_attention` is given it receives (B, heads, T-1): the CLS
   /// row of softmax(q k^T / sqrt(d)) per head with the CLS column dropped (Eq. 4 averages it).
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor* cls_attention = nullptr);
+  /// The CLS token's row alone: (B, T, D) → (B, 1, D), its query against every key (the keys
+  /// and values still come from all tokens). `cls_attention` as in forward.
+  torch::Tensor forwardCls(const torch::Tensor& x, torch::Tensor* cls_attention = nullptr);
 
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
   int64_t heads;
@@ -46,6 +49,13 @@ class BlockImpl : public torch::nn::Module {
       torch::Tensor* cls_attention, const BatchShard& shard, torch::nn::LayerNorm& next,
       torch::ScalarType next_dtype);
 
+  /// The block's output at the CLS token alone, (B, 1, D), from the stream x and h = norm1(x)
+  /// (all tokens): what a last block computes when only the CLS token is read afterwards. The
+  /// same stochastic-depth draws as forward.
+  torch::Tensor forwardCls(const torch::Tensor& x, const torch::Tensor& h, double drop_path,
+                           at::Generator* gen, torch::Tensor* cls_attention,
+                           const BatchShard& shard);
+
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
@@ -69,9 +79,13 @@ class VitImpl : public torch::nn::Module {
   torch::Tensor embed(const torch::Tensor& images, const torch::Tensor& mask = {});
   /// Full forward; `drop_path` applies per block with the linearly increasing DeiT rule, its
   /// draws shaped by the global batch of which `shard` says these images are rows.
+  /// With `want_patches` false the last block computes the CLS token alone (its query against
+  /// all keys) and `patches` stays undefined: the teacher, the local crops and the k-NN features
+  /// read only the CLS token, and skip 1/depth of the work.
   VitOutput forward(const torch::Tensor& images, const torch::Tensor& mask = {},
                     bool want_attention = false, double drop_path = 0.0,
-                    at::Generator* gen = nullptr, const BatchShard& shard = {});
+                    at::Generator* gen = nullptr, const BatchShard& shard = {},
+                    bool want_patches = true);
   /// (B, n_blocks * D): CLS of each of the last `n_blocks` blocks through the final norm,
   /// concatenated from the earliest to the last (DINO's linear-probe feature).
   torch::Tensor lastBlocksCls(const torch::Tensor& images, int64_t n_blocks);

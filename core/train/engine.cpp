@@ -260,7 +260,9 @@ StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bo
     torch::Tensor attention;
     {
       torch::NoGradGuard guard;
-      auto out = teacher_vit->forward(views.globals, {}, /*want_attention=*/true);
+      // Only the CLS token is read: the last block computes that row alone.
+      auto out = teacher_vit->forward(views.globals, {}, /*want_attention=*/true, 0.0, nullptr,
+                                      {}, /*want_patches=*/false);
       teacher_out = teacher_head->forward(out.cls).to(torch::kFloat);
       attention = out.cls_attention.to(torch::kFloat);
     }
@@ -275,7 +277,8 @@ StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bo
     phase("student_global");
     if (views.locals.defined()) {
       auto local_out = student_vit->forward(views.locals, {}, false, drop, &gen,
-                                            shard.grouped(config_.crops.local_crops));
+                                            shard.grouped(config_.crops.local_crops),
+                                            /*want_patches=*/false);
       cls = torch::cat({cls, local_out.cls.to(cls.scalar_type())}, 0);
     }
     phase("student_local");
@@ -353,7 +356,8 @@ ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskC
   const int64_t G = config_.crops.global_size, P = config_.model.patch_size, g = G / P;
   auto x = probeInput(augment_, images, G, options_.device);
   auto normalized = augment_.normalize(x);
-  auto out = teacher_vit->forward(normalized, {}, /*want_attention=*/true);
+  auto out = teacher_vit->forward(normalized, {}, /*want_attention=*/true, 0.0, nullptr, {},
+                                  /*want_patches=*/false);
   at::Generator gen = makeGenerator(options_.device, seed);
   auto uniform = torch::rand(out.cls_attention.sizes(), gen, out.cls_attention.options());
   auto strategy = parseMaskStrategy(masking.strategy);
@@ -382,7 +386,10 @@ torch::Tensor Engine::teacherFeatures(const torch::Tensor& images, int64_t block
   torch::NoGradGuard guard;
   AutocastGuard autocast(bf16_);  // the read-outs' feature pass, at training precision
   auto x = probeInput(augment_, images, config_.crops.global_size, options_.device);
-  if (blocks <= 1) return teacher_vit->forward(augment_.normalize(x)).cls.to(torch::kFloat);
+  if (blocks <= 1)
+    return teacher_vit->forward(augment_.normalize(x), {}, false, 0.0, nullptr, {},
+                                /*want_patches=*/false)
+        .cls.to(torch::kFloat);
   return teacher_vit->lastBlocksCls(augment_.normalize(x), blocks).to(torch::kFloat);
 }
 
