@@ -47,6 +47,14 @@ torch::Tensor dropPath(const torch::Tensor& branch, double rate, at::Generator* 
   return scale.defined() ? branch * scale : branch;
 }
 
+/// stream + dropPath(branch). Under autocast the branches come out in bf16 and the residual
+/// stream stays fp32: casting the branch first keeps the add a vectorised same-dtype kernel (a
+/// mixed-dtype add runs the generic casting kernel, ~10x slower; the sum is the same either way).
+torch::Tensor addBranch(const torch::Tensor& stream, const torch::Tensor& branch, double rate,
+                        at::Generator* gen, const BatchShard& shard) {
+  return stream + dropPath(branch, rate, gen, shard).to(stream.scalar_type());
+}
+
 /// The fused junction's scale: the same draws as dropPath, as one fp32 value per sample.
 torch::Tensor keepScaleFp32(const torch::Tensor& branch, double rate, at::Generator* gen,
                             const BatchShard& shard) {
@@ -124,11 +132,8 @@ BlockImpl::BlockImpl(int64_t dim, int64_t heads, double mlp_ratio) {
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::Generator* gen,
                                  torch::Tensor* cls_attention, const BatchShard& shard) {
-  // Under autocast the branches come out in bf16 and the residual stream stays fp32: casting the
-  // branch first keeps the add a vectorised same-dtype kernel (a mixed-dtype add runs the generic
-  // casting kernel, ~10x slower; the sum is the same either way).
   auto residual = [&](const torch::Tensor& stream, const torch::Tensor& branch) {
-    return stream + dropPath(branch, drop_path, gen, shard).to(stream.scalar_type());
+    return addBranch(stream, branch, drop_path, gen, shard);
   };
   auto y = residual(x, attn(layerNorm(norm1, x), cls_attention));
   return residual(y, fc2(torch::gelu(fc1(layerNorm(norm2, y)))));
@@ -138,7 +143,7 @@ torch::Tensor BlockImpl::forwardCls(const torch::Tensor& x, const torch::Tensor&
                                     double drop_path, at::Generator* gen,
                                     torch::Tensor* cls_attention, const BatchShard& shard) {
   auto residual = [&](const torch::Tensor& stream, const torch::Tensor& branch) {
-    return stream + dropPath(branch, drop_path, gen, shard).to(stream.scalar_type());
+    return addBranch(stream, branch, drop_path, gen, shard);
   };
   auto y = residual(x.narrow(1, 0, 1), attn->forwardCls(h, cls_attention));
   return residual(y, fc2(torch::gelu(fc1(layerNorm(norm2, y)))));
