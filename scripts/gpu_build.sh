@@ -2,9 +2,9 @@
 # @brief Sourced by the GPU-machine scripts (gpu_check.sh, issue3_gpu.sh): configures and builds
 # core/ + mst against the machine's own LibTorch (PyTorch's, CUDA) with Ninja on all cores, using
 # the static HDF5/zlib and the headers that scripts/gpu_deps.sh put in third_party/. Needs OUT and
-# stamp(); sets MST to the built binary. On a build error it retries without the fused CUDA
-# kernels (core/kernels, nvcc), then also without CUDA graphs (the newest LibTorch API the engine
-# uses), then gives up with the compiler's messages.
+# stamp(); sets MST to the built binary. On a build error it retries without the kernel
+# profiler, without the fused CUDA kernels (core/kernels, nvcc), without both, then also without
+# CUDA graphs (the newest LibTorch API the engine uses), then gives up with the compiler's messages.
 TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")}
 BUILD=${BUILD:-build-gpu}
 TP=$PWD/third_party
@@ -27,20 +27,24 @@ attempt() {  # extra cmake options; configure and build, all output to the build
 }
 : >"$OUT/build_log.txt"
 stamp "configure + build (nvcc: ${CUDACXX:-none})"
-if attempt; then
-  :
-else
-  grep -E "error|undefined reference|CMake Error" "$OUT/build_log.txt" | head -30
-  stamp "build failed: again without the fused kernels"
-  if attempt -DMST_CUDA_KERNELS=OFF; then
-    :
-  else
-    stamp "build failed: again without the fused kernels and CUDA graphs"
-    if ! attempt -DMST_CUDA_KERNELS=OFF -DMST_CUDA_GRAPHS=OFF; then
-      grep -E "error|undefined reference|CMake Error" "$OUT/build_log.txt" | tail -30
-      exit 1
-    fi
+# Each fallback leaves out one more of the parts most likely to meet a LibTorch or CUDA API
+# change: the kernel profiler, the fused kernels, both, then CUDA graphs too.
+built=0
+for options in "" "-DMST_KERNEL_PROFILE=OFF" "-DMST_CUDA_KERNELS=OFF" \
+               "-DMST_CUDA_KERNELS=OFF -DMST_KERNEL_PROFILE=OFF" \
+               "-DMST_CUDA_KERNELS=OFF -DMST_KERNEL_PROFILE=OFF -DMST_CUDA_GRAPHS=OFF"; do
+  # shellcheck disable=SC2086
+  if attempt -DMST_CUDA_KERNELS=ON -DMST_KERNEL_PROFILE=ON -DMST_CUDA_GRAPHS=ON $options; then
+    built=1
+    [[ -n $options ]] && stamp "built with $options"
+    break
   fi
+  grep -E "error|undefined reference|CMake Error" "$OUT/build_log.txt" | tail -15
+  stamp "build failed with options '${options}': trying the next fallback"
+done
+if [[ $built != 1 ]]; then
+  stamp "build failed with every fallback"
+  exit 1
 fi
 grep -E "HDF5|Torch|CUDA|nccl|NCCL|fused|WARNING" "$OUT/build_log.txt" | sort -u | head -20
 MST=$BUILD/bin/mst

@@ -5,13 +5,16 @@
 #include <cctype>
 #include <unordered_map>
 
+#ifndef MST_NO_KERNEL_PROFILE
 #include <torch/csrc/autograd/profiler_kineto.h>
+#endif
 
 #include "core/util/error.h"
 
 namespace mst {
 namespace {
 
+#ifndef MST_NO_KERNEL_PROFILE
 namespace prof = torch::profiler::impl;
 
 /// An event's duration in ms: durationNs() in LibTorch 2.x, durationUs() in 1.13.
@@ -23,6 +26,8 @@ template <typename E>
 double durationMs(const E& e, long) {
   return static_cast<double>(e.durationUs()) / 1e3;
 }
+
+#endif
 
 bool has(const std::string& text, const char* part) { return text.find(part) != std::string::npos; }
 
@@ -67,6 +72,10 @@ std::string kernelCategory(const std::string& raw) {
 KernelProfile profileSteps(const std::function<void()>& step, int64_t steps,
                            const torch::Device& device) {
   if (steps < 1) throw MstError("kernel profile: at least one step");
+#ifdef MST_NO_KERNEL_PROFILE
+  (void)step, (void)device;
+  throw MstError("kernel profile: this build has none (CMake MST_KERNEL_PROFILE=OFF)");
+#else
   const bool cuda = device.is_cuda();
   std::set<prof::ActivityType> activities{cuda ? prof::ActivityType::CUDA : prof::ActivityType::CPU};
   const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
@@ -108,6 +117,7 @@ KernelProfile profileSteps(const std::function<void()>& step, int64_t steps,
   std::sort(p.kernels.begin(), p.kernels.end(),
             [](const KernelTime& a, const KernelTime& b) { return a.ms_per_step > b.ms_per_step; });
   return p;
+#endif
 }
 
 nlohmann::json kernelProfileJson(const KernelProfile& p, size_t top) {
