@@ -230,19 +230,10 @@ GpuCheck checkFusedAugment() {
     return r;
   }
   const torch::Device cuda(torch::kCUDA, 0);
-  // Exact fp32 on both sides: TF32 would round affine_grid's coordinates in the ATen path.
-  struct NoTf32 {
-    at::Context& ctx = at::globalContext();
-    const bool cublas = ctx.allowTF32CuBLAS(), cudnn = ctx.allowTF32CuDNN();
-    NoTf32() {
-      ctx.setAllowTF32CuBLAS(false);
-      ctx.setAllowTF32CuDNN(false);
-    }
-    ~NoTf32() {
-      ctx.setAllowTF32CuBLAS(cublas);
-      ctx.setAllowTF32CuDNN(cudnn);
-    }
-  } no_tf32;
+  // Exact fp32 on both sides: TF32 would round affine_grid's coordinates in the ATen path. (Left
+  // off afterwards: every Engine sets both flags for its own arithmetic when it is made.)
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
   nlohmann::json rows = nlohmann::json::array();
   bool all_ok = true;
   const double tolerance = 1e-4, max_tolerance = 0.05;
