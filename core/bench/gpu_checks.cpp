@@ -32,6 +32,13 @@ torch::Tensor checkImages(const Config& c, int64_t step) {
 
 double relDiff(double a, double b) { return std::abs(a - b) / std::max(std::abs(a), 1e-12); }
 
+/// A build without the fused kernels fails their checks, saying so.
+bool missingKernels(GpuCheck& r) {
+  if (fusedKernelsBuilt()) return false;
+  r.values["error"] = "this build has no fused kernels (CMake found no CUDA compiler)";
+  return true;
+}
+
 /// ‖got − ref‖ / ‖ref‖ in fp32 (a NaN anywhere gives NaN, which fails every comparison).
 double relNorm(const torch::Tensor& got, const torch::Tensor& ref) {
   auto g = got.to(torch::kFloat), f = ref.to(torch::kFloat);
@@ -146,10 +153,7 @@ GpuCheck checkGraphReplay(const Config& config, const std::string& precision, in
 GpuCheck checkFusedNorm() {
   GpuCheck r;
   r.name = "fused_norm_vs_reference";
-  if (!fusedKernelsBuilt()) {
-    r.values["error"] = "this build has no fused kernels (CMake found no CUDA compiler)";
-    return r;
-  }
+  if (missingKernels(r)) return r;
   const torch::Device cuda(torch::kCUDA, 0);
   auto gen = at::detail::createCPUGenerator(11);
   auto randn = [&](std::vector<int64_t> shape) { return torch::randn(shape, gen); };
@@ -225,10 +229,7 @@ GpuCheck checkFusedNorm() {
 GpuCheck checkFusedAugment() {
   GpuCheck r;
   r.name = "fused_augment_vs_aten";
-  if (!fusedKernelsBuilt()) {
-    r.values["error"] = "this build has no fused kernels (CMake found no CUDA compiler)";
-    return r;
-  }
+  if (missingKernels(r)) return r;
   const torch::Device cuda(torch::kCUDA, 0);
   // Exact fp32 on both sides: TF32 would round affine_grid's coordinates in the ATen path. (Left
   // off afterwards: every Engine sets both flags for its own arithmetic when it is made.)

@@ -114,14 +114,15 @@ Engine::Engine(const Config& config, const EngineOptions& options)
       student_vit->stream_dtype = torch::kBFloat16;
       teacher_vit->stream_dtype = torch::kBFloat16;
     }
-    if (config.train.fused_norm && !fusedKernelsBuilt())
-      throw MstError("config key train.fused_norm: this build has no fused CUDA kernels (CMake "
-                     "found no CUDA compiler; set CUDACXX and MST_CUDA_KERNELS=ON): set it to false");
+    for (auto [wanted, key] : {std::pair{config.train.fused_norm, "train.fused_norm"},
+                               std::pair{config.train.fused_augment, "train.fused_augment"}}) {
+      if (wanted && !fusedKernelsBuilt())
+        throw MstError(std::string("config key ") + key +
+                       ": this build has no fused CUDA kernels (CMake found no CUDA compiler; "
+                       "set CUDACXX and MST_CUDA_KERNELS=ON): set it to false");
+    }
     // The kernels take the bf16 operands of the autocast step; fp32 keeps the exact LayerNorm.
     student_vit->fused_norm = teacher_vit->fused_norm = config.train.fused_norm && bf16_;
-    if (config.train.fused_augment && !fusedKernelsBuilt())
-      throw MstError("config key train.fused_augment: this build has no fused CUDA kernels (CMake "
-                     "found no CUDA compiler; set CUDACXX and MST_CUDA_KERNELS=ON): set it to false");
     augment_.setFused(config.train.fused_augment);
   } else if (precision == "bf16" || precision == "bf16_stream") {
     throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +
