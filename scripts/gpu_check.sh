@@ -43,6 +43,8 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # where the step's time goes (eager, a wait a
 fi
 bench b128_bf16_graph --batch 128 --steps 30 --warmup 5
 bench b128_bf16_eager --batch 128 --steps 10 --warmup 3 --set train.cuda_graph=false
+# train.recompute_gelu (on by default with CUDA): its memory and its cost, against keeping GELU.
+bench b128_bf16_kept_gelu_graph --batch 128 --steps 20 --warmup 5 --set train.recompute_gelu=off
 bench b128_bf16_stream_graph --batch 128 --steps 30 --warmup 5 --set train.precision=bf16_stream
 # The opt-in speed settings one at a time, then together (train.fused_* need the kernels: nvcc).
 NORM="--set train.fused_norm=true"
@@ -68,14 +70,14 @@ python3 - "$OUT" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl")) if l.strip()]
-lines = ["| run | arithmetic | fused norm | fused augment | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| run | arithmetic | fused norm | fused augment | recompute GELU | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     if "result" not in r:
-        lines.append(f"| {r['run']} | error: {r['error'][:80]} ||||||||||||")
+        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||||||")
         continue
     x = r["result"]
-    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
+    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x.get('recompute_gelu', False)} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
                  f"{x['achieved_gflops']/1e3:.0f} | {x['matmul_gflops']/1e3:.0f} ({x['matmul_dtype']}) | "
                  f"{x['matmul_fraction']:.3f} | {x.get('peak_gpu_allocated_gb', 0):.1f} | "
                  f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} |")

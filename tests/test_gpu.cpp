@@ -45,6 +45,10 @@ class TestGpu : public QObject {
     if (!StepGraph::available()) QSKIP("this LibTorch has no CUDA graphs");
     expect(checkGraphReplay(gpuCheckConfig(), "fp32", 7, 1e-3));
   }
+  void recomputedGeluMatchesKeptGelu() {
+    MST_REQUIRE_CUDA();
+    expect(checkRecomputeGelu(gpuCheckConfig(), "bf16", 4, 1e-3));
+  }
   void kernelNamesFallIntoTheirKinds() {
     // `mst bench --kernels` groups CUDA kernels (names as CUPTI reports them) and CPU operators.
     const std::vector<std::pair<std::string, std::string>> cases{

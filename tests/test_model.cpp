@@ -420,6 +420,78 @@ class TestModel : public QObject {
                 " of " + std::to_string(plain_grads[i].abs().max().item<double>()))
                    .c_str());
   }
+
+  void recomputedGeluGivesTheSameNumbers() {
+    // train.recompute_gelu changes what the backward pass keeps, not what it computes: in fp32
+    // the outputs, attention, draws and every parameter gradient are the same numbers, bit for
+    // bit, through the block-by-block pass, the fused junctions and the CLS-only last block.
+    auto c = micro();
+    torch::manual_seed(21);
+    Vit vit(c);
+    auto x = torch::randn({4, 1, 28, 28});
+    auto mask = torch::rand({4, 49}) < 0.3;
+    for (bool fused : {false, true}) {
+      for (bool want_patches : {true, false}) {
+        auto run = [&](bool recompute) {
+          vit->setRecomputeGelu(recompute);
+          vit->fused_norm = fused;
+          vit->zero_grad();
+          at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
+          gen.set_current_seed(5);
+          auto out = vit->forward(x, mask, /*want_attention=*/true, 0.3, &gen, {}, want_patches);
+          auto loss = out.cls.pow(2).sum();
+          if (want_patches) loss = loss + out.patches.sin().mean();
+          loss.backward();
+          std::vector<torch::Tensor> grads;
+          for (auto& p : vit->parameters())
+            grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+          return std::make_pair(out, grads);
+        };
+        auto [plain, plain_grads] = run(false);
+        auto [recomputed, recomputed_grads] = run(true);
+        const auto where = std::string(fused ? "fused" : "unfused") +
+                           (want_patches ? ", all tokens" : ", CLS only");
+        QVERIFY2(torch::equal(recomputed.cls, plain.cls), where.c_str());
+        QVERIFY2(torch::equal(recomputed.cls_attention, plain.cls_attention), where.c_str());
+        if (want_patches) QVERIFY2(torch::equal(recomputed.patches, plain.patches), where.c_str());
+        for (size_t i = 0; i < plain_grads.size(); ++i)
+          QVERIFY2(torch::equal(recomputed_grads[i], plain_grads[i]),
+                   (where + ", parameter " + std::to_string(i) + ": max |difference| " +
+                    std::to_string((recomputed_grads[i] - plain_grads[i]).abs().max().item<double>()))
+                       .c_str());
+      }
+    }
+    vit->setRecomputeGelu(false);
+    vit->fused_norm = false;
+  }
+
+  void geluLinearGradientsAreTheDerivatives() {
+    // Its own backward pass against autograd through gelu and linear, in double, for an input
+    // with leading dimensions, with and without a bias; and a gradient that is not contiguous.
+    torch::manual_seed(8);
+    for (bool with_bias : {true, false}) {
+      torch::nn::Linear fc(torch::nn::LinearOptions(12, 5).bias(with_bias));
+      fc->to(torch::kDouble);
+      auto a = torch::randn({3, 4, 12}, torch::kDouble).requires_grad_(true);
+      auto upstream = torch::randn({3, 5, 4}, torch::kDouble).transpose(1, 2);  // strided
+      auto grads = [&](const torch::Tensor& y) {
+        fc->zero_grad();
+        a.mutable_grad() = torch::Tensor();
+        (y * upstream).sum().backward();
+        std::vector<torch::Tensor> g{a.grad().clone(), fc->weight.grad().clone()};
+        if (with_bias) g.push_back(fc->bias.grad().clone());
+        return g;
+      };
+      auto y_ref = fc(torch::gelu(a));
+      auto ref = grads(y_ref);
+      auto y = geluLinear(a, *fc);
+      QVERIFY(torch::allclose(y, y_ref, 1e-12, 1e-14));
+      auto got = grads(y);
+      QCOMPARE(got.size(), ref.size());
+      for (size_t i = 0; i < ref.size(); ++i)
+        QVERIFY2(torch::allclose(got[i], ref[i], 1e-12, 1e-14), std::to_string(i).c_str());
+    }
+  }
 };
 
 QTEST_APPLESS_MAIN(TestModel)

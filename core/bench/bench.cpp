@@ -237,6 +237,7 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["precision"] = engine.arithmetic();
   out["cuda_graph"] = engine.graphActive();
   out["fused_norm"] = engine.fusedNorm();
+  out["recompute_gelu"] = engine.recomputeGelu();
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");

@@ -33,6 +33,12 @@ GpuCheck checkMaskRule();
 GpuCheck checkGraphReplay(const Config& config, const std::string& precision, int64_t steps,
                           double rel_tol);
 
+/// `steps` steps on cuda:0 with train.recompute_gelu off and on (same seed, same images): the
+/// losses agree within `rel_tol`, relative (the same arithmetic; flash attention's backward may
+/// add in another order).
+GpuCheck checkRecomputeGelu(const Config& config, const std::string& precision, int64_t steps,
+                            double rel_tol);
+
 /// train.fused_norm's CUDA kernels against its ATen arithmetic on the CPU, from the same inputs:
 /// the new stream, the normalised output and every gradient (stream, branch, γ, β), for fp32 and
 /// bf16 streams, with and without a branch and a per-sample scale, at DeiT-S and other widths

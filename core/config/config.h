@@ -107,6 +107,9 @@ struct TrainConfig {
   /// CUDA, builds with the kernels: each crop set's augmentation (crop, colour jitter, grayscale,
   /// blur, solarisation, normalisation) in four fused passes.
   bool fused_augment = false;
+  /// "auto" (on with CUDA, off on the CPU), "on" or "off": the ViT's MLPs keep gelu's input
+  /// alone for the backward pass and recompute gelu(x) there (less activation memory).
+  std::string recompute_gelu = "auto";
 };
 
 struct EvalConfig {

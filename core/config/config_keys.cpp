@@ -375,6 +375,13 @@ const std::vector<KeyDef>& keyTable() {
                       "blur, solarisation, normalisation) as four fused kernels with the same "
                       "random draws; refused in a build without the kernels, ignored on the "
                       "CPU."));
+    t.push_back(choiceField("train.recompute_gelu", &C::train, &TrainConfig::recompute_gelu,
+                            "The ViT's MLPs keep only GELU's input for the backward pass, which "
+                            "recomputes GELU's output (the same values and gradients, about a "
+                            "fifth less activation memory for one more elementwise pass): auto = "
+                            "on with CUDA, off on the CPU (where the exact GELU costs more than "
+                            "the memory saved); on; off.",
+                            {"auto", "on", "off"}));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",

@@ -62,6 +62,37 @@ torch::Tensor keepScaleFp32(const torch::Tensor& branch, double rate, at::Genera
   return scale.defined() ? scale.to(torch::kFloat).reshape({branch.size(0)}) : scale;
 }
 
+/// fc2(gelu(a)) as one autograd operation that keeps only its input a for the backward pass,
+/// which recomputes gelu(a) for fc2's weight gradient. Unfused, autograd keeps both a (for
+/// GELU's derivative) and gelu(a) (for the weight gradient): the MLP's two largest activations.
+/// The backward pass does what autograd does for linear: the same products, in the same order
+/// and layout, so the gradients are the same numbers.
+class GeluLinearFunction : public torch::autograd::Function<GeluLinearFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    // (LibTorch 1.13's Function::apply wants defined inputs: no bias comes as an empty tensor.)
+    const bool has_bias = bias.numel() > 0;
+    ctx->save_for_backward({a, weight});
+    ctx->saved_data["has_bias"] = has_bias;
+    return torch::nn::functional::linear(torch::gelu(a), weight,
+                                         has_bias ? bias : torch::Tensor());
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &a = saved[0], &weight = saved[1];
+    const int64_t in = weight.size(1), out = weight.size(0);
+    auto grad = grads[0].reshape({-1, out});
+    auto g = torch::gelu(a).reshape({-1, in});
+    auto grad_weight = grad.t().mm(g);
+    auto grad_a = torch::gelu_backward(grad.mm(weight).view(a.sizes()), a);
+    auto grad_bias = ctx->saved_data["has_bias"].toBool() ? grad.sum(0) : torch::Tensor();
+    return {grad_a, grad_weight, grad_bias};
+  }
+};
+
 ResidualNormOut junction(const torch::Tensor& x, const torch::Tensor& branch,
                          const torch::Tensor& scale, torch::nn::LayerNorm& norm,
                          torch::ScalarType out_dtype) {
@@ -70,6 +101,24 @@ ResidualNormOut junction(const torch::Tensor& x, const torch::Tensor& branch,
 }
 
 }  // namespace
+
+torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc) {
+  torch::Tensor weight = fc.weight, bias = fc.bias;
+#ifdef MST_HAVE_AUTOCAST
+  if (autocastActive()) {
+    // The copies autocast's linear would take: the same cached bf16 weights, so gradients from
+    // the global and the local crops meet in the same node as they do unfused.
+    const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+    weight = at::autocast::cached_cast(dtype, weight, at::kCUDA);
+    if (bias.defined()) bias = at::autocast::cached_cast(dtype, bias, at::kCUDA);
+  }
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+#endif
+  TORCH_CHECK(a.scalar_type() == weight.scalar_type(), "geluLinear: input is ", a.scalar_type(),
+              ", weight ", weight.scalar_type());
+  return GeluLinearFunction::apply(a, weight,
+                                   bias.defined() ? bias : torch::empty({0}, weight.options()));
+}
 
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads_)
     : heads(heads_), scale(1.0 / std::sqrt(static_cast<double>(dim / heads_))) {
@@ -136,7 +185,12 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::G
     return addBranch(stream, branch, drop_path, gen, shard);
   };
   auto y = residual(x, attn(layerNorm(norm1, x), cls_attention));
-  return residual(y, fc2(torch::gelu(fc1(layerNorm(norm2, y)))));
+  return residual(y, mlp(layerNorm(norm2, y)));
+}
+
+torch::Tensor BlockImpl::mlp(const torch::Tensor& h) {
+  auto a = fc1(h);
+  return recompute_gelu ? geluLinear(a, *fc2) : fc2(torch::gelu(a));
 }
 
 torch::Tensor BlockImpl::forwardCls(const torch::Tensor& x, const torch::Tensor& h,
@@ -146,7 +200,7 @@ torch::Tensor BlockImpl::forwardCls(const torch::Tensor& x, const torch::Tensor&
     return addBranch(stream, branch, drop_path, gen, shard);
   };
   auto y = residual(x.narrow(1, 0, 1), attn->forwardCls(h, cls_attention));
-  return residual(y, fc2(torch::gelu(fc1(layerNorm(norm2, y)))));
+  return residual(y, mlp(layerNorm(norm2, y)));
 }
 
 std::pair<torch::Tensor, torch::Tensor> BlockImpl::forwardFused(
@@ -155,7 +209,7 @@ std::pair<torch::Tensor, torch::Tensor> BlockImpl::forwardFused(
     torch::ScalarType next_dtype) {
   auto a = attn(h, cls_attention);
   auto mid = junction(x, a, keepScaleFp32(a, drop_path, gen, shard), norm2, h.scalar_type());
-  auto m = fc2(torch::gelu(fc1(mid.z)));
+  auto m = mlp(mid.z);
   auto out = junction(mid.y, m, keepScaleFp32(m, drop_path, gen, shard), next, next_dtype);
   return {out.y, out.z};
 }
@@ -173,6 +227,10 @@ VitImpl::VitImpl(const ModelConfig& c)
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.depth; ++i) blocks->push_back(Block(c.dim, c.heads, c.mlp_ratio));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim}).eps(1e-6)));
+}
+
+void VitImpl::setRecomputeGelu(bool on) {
+  for (auto& block : *blocks) block->as<Block>()->recompute_gelu = on;
 }
 
 torch::Tensor VitImpl::positionEmbedding(int64_t g) {

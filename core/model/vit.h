@@ -56,9 +56,14 @@ class BlockImpl : public torch::nn::Module {
                            at::Generator* gen, torch::Tensor* cls_attention,
                            const BatchShard& shard);
 
+  /// The MLP branch fc2(gelu(fc1(h))); with `recompute_gelu`, through geluLinear.
+  torch::Tensor mlp(const torch::Tensor& h);
+
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  /// train.recompute_gelu: the backward pass recomputes gelu(fc1(h)) instead of keeping it.
+  bool recompute_gelu = false;
 };
 TORCH_MODULE(Block);
 
@@ -89,6 +94,8 @@ class VitImpl : public torch::nn::Module {
   /// (B, n_blocks * D): CLS of each of the last `n_blocks` blocks through the final norm,
   /// concatenated from the earliest to the last (DINO's linear-probe feature).
   torch::Tensor lastBlocksCls(const torch::Tensor& images, int64_t n_blocks);
+  /// train.recompute_gelu for every block (BlockImpl::recompute_gelu).
+  void setRecomputeGelu(bool on);
   /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs.
   torch::Tensor positionEmbedding(int64_t grid);
 
@@ -105,6 +112,12 @@ class VitImpl : public torch::nn::Module {
   torch::nn::LayerNorm norm{nullptr};
 };
 TORCH_MODULE(Vit);
+
+/// fc(gelu(a)), the second half of a transformer MLP, keeping only `a` for the backward pass,
+/// which recomputes gelu(a) (one elementwise pass) instead of storing it: per block and token,
+/// 4·D of the ~18·D values the autocast step stores. The same values and gradients as the
+/// unfused operations; under CUDA autocast it takes autocast's cached bf16 copies of the weights.
+torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc);
 
 /// Truncated normal N(0, std) clipped at two standard deviations, in place.
 void truncNormal_(torch::Tensor& t, double std);

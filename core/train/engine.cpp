@@ -128,6 +128,9 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +
                    options.device.str() + ")");
   }
+  const auto& recompute = config.train.recompute_gelu;
+  recompute_gelu_ = recompute == "on" || (recompute == "auto" && options.device.is_cuda());
+  student_vit->setRecomputeGelu(recompute_gelu_);
   if (options.comm) {
     std::vector<torch::Tensor> params;
     for (auto& [name, p] : s) params.push_back(p);

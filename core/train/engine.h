@@ -110,6 +110,8 @@ class Engine {
   }
   /// train.fused_norm in effect (CUDA, bf16 autocast, a build with the kernels).
   bool fusedNorm() const { return student_vit->fused_norm; }
+  /// train.recompute_gelu in effect (its "auto" resolved for this device).
+  bool recomputeGelu() const { return recompute_gelu_; }
   /// train.fused_augment asked for (it applies on CUDA, to 1- and 3-channel crops).
   bool fusedAugment() const { return augment_.fused(); }
   /// Steps now replay a captured CUDA graph.
@@ -150,6 +152,7 @@ class Engine {
   /// frozen (0/1), Adam bias corrections 1 - β1^t and 1 - β2^t.
   torch::Tensor sched_;
   bool bf16_ = false;
+  bool recompute_gelu_ = false;
   bool graph_wanted_ = false;
   int64_t eager_steps_ = 0;
   std::unique_ptr<StepGraph> graph_;
