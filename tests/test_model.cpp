@@ -465,6 +465,36 @@ class TestModel : public QObject {
     vit->fused_norm = false;
   }
 
+  void splitHeadsMatchesReshapePermuteUnbind() {
+    // The same views forward; backward the same gradient as through reshape, permute and unbind,
+    // bit for bit, also when one of the parts gets no gradient (the CLS row's keys and values).
+    torch::manual_seed(3);
+    const int64_t B = 2, T = 5, heads = 3, d = 4;
+    for (int64_t parts : {3, 2}) {
+      auto x = torch::randn({B, T, parts * heads * d}).requires_grad_(true);
+      auto ref = x.reshape({B, T, parts, heads, d}).permute({2, 0, 3, 1, 4}).unbind(0);
+      auto got = splitHeads(x, parts, heads);
+      QCOMPARE(got.size(), ref.size());
+      std::vector<torch::Tensor> upstream;
+      for (int64_t i = 0; i < parts; ++i) {
+        QVERIFY(torch::equal(got[i], ref[i]));
+        QCOMPARE(got[i].sizes(), torch::IntArrayRef({B, heads, T, d}));
+        upstream.push_back(torch::randn({B, heads, T, d}));
+      }
+      auto loss = [&](const std::vector<torch::Tensor>& v, bool skip_last) {
+        auto total = torch::zeros({});
+        for (int64_t i = 0; i < parts - (skip_last ? 1 : 0); ++i) total = total + (v[i] * upstream[i]).sum();
+        return total;
+      };
+      for (bool skip_last : {false, true}) {
+        auto g_ref = torch::autograd::grad({loss(ref, skip_last)}, {x}, {}, /*retain_graph=*/true)[0];
+        auto g_got = torch::autograd::grad({loss(got, skip_last)}, {x}, {}, /*retain_graph=*/true)[0];
+        QVERIFY(torch::equal(g_got, g_ref));
+        QVERIFY(g_got.is_contiguous());
+      }
+    }
+  }
+
   void geluLinearGradientsAreTheDerivatives() {
     // Its own backward pass against autograd through gelu and linear, in double, for an input
     // with leading dimensions, with and without a bias; and a gradient that is not contiguous.

@@ -93,6 +93,36 @@ class GeluLinearFunction : public torch::autograd::Function<GeluLinearFunction> 
   }
 };
 
+/// (B, T, parts·h·d) → `parts` views (B, h, T, d). Its backward pass writes the incoming
+/// gradients straight into the (B, T, parts, h, d) layout of the input, one copy: through
+/// reshape, permute and unbind, autograd stacks them as (parts, B, h, T, d) and then copies
+/// once more to undo the permutation.
+class SplitHeadsFunction : public torch::autograd::Function<SplitHeadsFunction> {
+ public:
+  static torch::autograd::tensor_list forward(torch::autograd::AutogradContext* ctx,
+                                              const torch::Tensor& x, int64_t parts,
+                                              int64_t heads) {
+    const int64_t B = x.size(0), T = x.size(1), d = x.size(2) / (parts * heads);
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    ctx->saved_data["heads"] = heads;
+    auto views = x.view({B, T, parts, heads, d}).permute({2, 0, 3, 1, 4}).unbind(0);
+    return {views.begin(), views.end()};
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto sizes = ctx->saved_data["sizes"].toIntVector();
+    const int64_t heads = ctx->saved_data["heads"].toInt();
+    const int64_t B = sizes[0], T = sizes[1], d = sizes[2] / (heads * static_cast<int64_t>(grads.size()));
+    torch::Tensor like;
+    for (const auto& g : grads) if (g.defined()) like = g;
+    std::vector<torch::Tensor> parts;  // each (B, T, h, d); an unused output's gradient is zero
+    for (const auto& g : grads)
+      parts.push_back(g.defined() ? g.transpose(1, 2) : torch::zeros({B, T, heads, d}, like.options()));
+    return {torch::stack(parts, 2).view(sizes), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 ResidualNormOut junction(const torch::Tensor& x, const torch::Tensor& branch,
                          const torch::Tensor& scale, torch::nn::LayerNorm& norm,
                          torch::ScalarType out_dtype) {
@@ -101,6 +131,12 @@ ResidualNormOut junction(const torch::Tensor& x, const torch::Tensor& branch,
 }
 
 }  // namespace
+
+std::vector<torch::Tensor> splitHeads(const torch::Tensor& x, int64_t parts, int64_t heads) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) % (parts * heads) == 0, "splitHeads: ", x.sizes(),
+              " is not (B, T, ", parts, " x ", heads, " x d)");
+  return SplitHeadsFunction::apply(x.contiguous(), parts, heads);
+}
 
 torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc) {
   torch::Tensor weight = fc.weight, bias = fc.bias;
@@ -129,11 +165,9 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads_)
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_attention) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), d = D / heads;
-  // (B, T, 3D) → (3, B, h, T, d). unbind, not three selects: its backward stacks the three
-  // gradients in one copy, where each select's backward fills a zero tensor of the whole qkv
-  // output and autograd then adds the three.
-  auto parts = qkv(x).reshape({B, T, 3, heads, d}).permute({2, 0, 3, 1, 4}).unbind(0);
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
+  // (B, T, 3D) → q, k, v, each (B, h, T, d): views forward, one copy of the gradients backward.
+  auto parts = splitHeads(qkv(x), 3, heads);
   const auto &q = parts[0], &k = parts[1], &v = parts[2];
 #if TORCH_VERSION_MAJOR >= 2
   // Fused attention (flash or memory-efficient kernels on CUDA): the (T, T) matrix is never
@@ -160,8 +194,7 @@ torch::Tensor AttentionImpl::forwardCls(const torch::Tensor& x, torch::Tensor* c
   // The query of the CLS token; keys and values of every token (rows D.. of the fused weight).
   auto q = F::linear(x.narrow(1, 0, 1), w.narrow(0, 0, D), b.narrow(0, 0, D))
                .view({B, 1, heads, d}).transpose(1, 2);  // (B, h, 1, d)
-  auto kv = F::linear(x, w.narrow(0, D, 2 * D), b.narrow(0, D, 2 * D))
-                .reshape({B, T, 2, heads, d}).permute({2, 0, 3, 1, 4}).unbind(0);
+  auto kv = splitHeads(F::linear(x, w.narrow(0, D, 2 * D), b.narrow(0, D, 2 * D)), 2, heads);
   auto row = torch::matmul(q * scale, kv[0].transpose(-2, -1)).softmax(-1);  // (B, h, 1, T)
   if (cls_attention) *cls_attention = row.squeeze(2).narrow(-1, 1, T - 1);
   auto out = torch::matmul(row, kv[1]).transpose(1, 2).reshape({B, 1, D});

@@ -113,6 +113,10 @@ class VitImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Vit);
 
+/// x: (B, T, parts·heads·d), e.g. a fused qkv projection → `parts` tensors (B, heads, T, d),
+/// views of x. The backward pass writes the gradients into x's layout in one copy.
+std::vector<torch::Tensor> splitHeads(const torch::Tensor& x, int64_t parts, int64_t heads);
+
 /// fc(gelu(a)), the second half of a transformer MLP, keeping only `a` for the backward pass,
 /// which recomputes gelu(a) (one elementwise pass) instead of storing it: per block and token,
 /// 4·D of the ~18·D values the autocast step stores. The same values and gradients as the
