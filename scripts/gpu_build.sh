@@ -2,9 +2,10 @@
 # @brief Sourced by the GPU-machine scripts (gpu_check.sh, issue3_gpu.sh): configures and builds
 # core/ + mst against the machine's own LibTorch (PyTorch's, CUDA) with Ninja on all cores, using
 # the static HDF5/zlib and the headers that scripts/gpu_deps.sh put in third_party/. Needs OUT and
-# stamp(); sets MST to the built binary. On a build error it retries without the kernel
-# profiler, without the fused CUDA kernels (core/kernels, nvcc), without both, then also without
-# CUDA graphs (the newest LibTorch API the engine uses), then gives up with the compiler's messages.
+# stamp(); sets MST to the built binary. On a build error it retries without cuBLASLt
+# (train.fused_mlp), then also without the kernel profiler, without the fused CUDA kernels
+# (core/kernels, nvcc), without both, then also without CUDA graphs (the newest LibTorch API the
+# engine uses), then gives up with the compiler's messages.
 TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")}
 BUILD=${BUILD:-build-gpu}
 TP=$PWD/third_party
@@ -30,11 +31,12 @@ stamp "configure + build (nvcc: ${CUDACXX:-none})"
 # Each fallback leaves out one more of the parts most likely to meet a LibTorch or CUDA API
 # change: the kernel profiler, the fused kernels, both, then CUDA graphs too.
 built=0
-for options in "" "-DMST_KERNEL_PROFILE=OFF" "-DMST_CUDA_KERNELS=OFF" \
-               "-DMST_CUDA_KERNELS=OFF -DMST_KERNEL_PROFILE=OFF" \
-               "-DMST_CUDA_KERNELS=OFF -DMST_KERNEL_PROFILE=OFF -DMST_CUDA_GRAPHS=OFF"; do
+NOLT=-DMST_CUBLASLT=OFF
+for options in "" "$NOLT" "$NOLT -DMST_KERNEL_PROFILE=OFF" "$NOLT -DMST_CUDA_KERNELS=OFF" \
+               "$NOLT -DMST_CUDA_KERNELS=OFF -DMST_KERNEL_PROFILE=OFF" \
+               "$NOLT -DMST_CUDA_KERNELS=OFF -DMST_KERNEL_PROFILE=OFF -DMST_CUDA_GRAPHS=OFF"; do
   # shellcheck disable=SC2086
-  if attempt -DMST_CUDA_KERNELS=ON -DMST_KERNEL_PROFILE=ON -DMST_CUDA_GRAPHS=ON $options; then
+  if attempt -DMST_CUBLASLT=ON -DMST_CUDA_KERNELS=ON -DMST_KERNEL_PROFILE=ON -DMST_CUDA_GRAPHS=ON $options; then
     built=1
     [[ -n $options ]] && stamp "built with $options"
     break

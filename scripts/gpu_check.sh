@@ -53,6 +53,12 @@ STREAM="--set train.precision=bf16_stream"
 bench b128_bf16_fused_norm_graph --batch 128 --steps 30 --warmup 5 $NORM
 bench b128_bf16_fused_augment_graph --batch 128 --steps 30 --warmup 5 $AUG
 bench b128_stream_norm_augment_graph --batch 128 --steps 30 --warmup 5 $STREAM $NORM $AUG
+# train.fused_mlp (cuBLASLt epilogues) needs the tanh GELU: its baseline is the tanh network.
+TANH="--set model.gelu=tanh"
+MLP="$TANH --set train.fused_mlp=true"
+bench b128_tanh_graph --batch 128 --steps 20 --warmup 5 $TANH
+bench b128_fused_mlp_graph --batch 128 --steps 20 --warmup 5 $MLP
+bench b128_all_fused_graph --batch 128 --steps 30 --warmup 5 $STREAM $NORM $AUG $MLP
 if [[ ${KERNELS:-1} == 1 ]]; then  # device time per kernel inside eager steps (Kineto/CUPTI)
   bench b128_kernels_bf16 --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 40
   bench b128_kernels_all_fused --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false \
@@ -70,14 +76,14 @@ python3 - "$OUT" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl")) if l.strip()]
-lines = ["| run | arithmetic | fused norm | fused augment | recompute GELU | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| run | arithmetic | fused norm | fused augment | recompute GELU | fused MLP | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     if "result" not in r:
-        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||||||")
+        lines.append(f"| {r['run']} | error: {r['error'][:80]} ||||||||||||||")
         continue
     x = r["result"]
-    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x.get('recompute_gelu', False)} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
+    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x.get('recompute_gelu', False)} | {x.get('fused_mlp', False)} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
                  f"{x['achieved_gflops']/1e3:.0f} | {x['matmul_gflops']/1e3:.0f} ({x['matmul_dtype']}) | "
                  f"{x['matmul_fraction']:.3f} | {x.get('peak_gpu_allocated_gb', 0):.1f} | "
                  f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} |")

@@ -218,6 +218,9 @@ class TestConfig : public QObject {
     QTest::newRow("format") << R"({"data": {"format": "tfrecord"}})" << "data.format";
     QTest::newRow("preset") << R"({"model": {"preset": "vit_huge"}})" << "model.preset";
     QTest::newRow("channels") << R"({"model": {"channels": 2}})" << "model.channels";
+    QTest::newRow("gelu") << R"({"model": {"gelu": "relu"}})" << "model.gelu";
+    QTest::newRow("fused MLP with erf") << R"({"train": {"fused_mlp": true}})" << "train.fused_mlp";
+    QTest::newRow("recompute") << R"({"train": {"recompute_gelu": "yes"}})" << "train.recompute_gelu";
   }
 
   void integersOutOfRangeAreRejected_data() {

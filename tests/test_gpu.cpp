@@ -5,6 +5,7 @@
 #include "core/augment/multicrop.h"
 #include "core/bench/gpu_checks.h"
 #include "core/bench/kernel_profile.h"
+#include "core/kernels/fused_mlp.h"
 #include "core/kernels/residual_norm.h"
 #include "core/train/step_graph.h"
 
@@ -44,6 +45,11 @@ class TestGpu : public QObject {
     MST_REQUIRE_CUDA();
     if (!StepGraph::available()) QSKIP("this LibTorch has no CUDA graphs");
     expect(checkGraphReplay(gpuCheckConfig(), "fp32", 7, 1e-3));
+  }
+  void fusedMlpMatchesItsReference() {
+    MST_REQUIRE_CUDA();
+    if (!cublasLtBuilt()) QSKIP("this build has no cuBLASLt");
+    expect(checkFusedMlp());
   }
   void recomputedGeluMatchesKeptGelu() {
     MST_REQUIRE_CUDA();

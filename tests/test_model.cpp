@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "core/config/config.h"
+#include "core/kernels/fused_mlp.h"
 #include "core/kernels/residual_norm.h"
 #include "core/model/decoder.h"
 #include "core/model/dino_head.h"
@@ -493,6 +494,88 @@ class TestModel : public QObject {
         QVERIFY(g_got.is_contiguous());
       }
     }
+  }
+
+  void fusedMlpGradientsAreTheDerivatives() {
+    // train.fused_mlp's autograd function, here on its ATen path (the cuBLASLt path is checked
+    // against it by mst gpucheck): its hand-written backward against autograd through
+    // fc2(gelu_tanh(fc1(h))), in double, for an input with leading dimensions; and the same
+    // output without grad mode (no pre-activation kept).
+    torch::manual_seed(14);
+    torch::nn::Linear fc1(10, 16), fc2(16, 6);
+    fc1->to(torch::kDouble);
+    fc2->to(torch::kDouble);
+    auto h = torch::randn({3, 5, 10}, torch::kDouble).requires_grad_(true);
+    auto upstream = torch::randn({3, 5, 6}, torch::kDouble);
+    std::vector<torch::Tensor> params{h, fc1->weight, fc1->bias, fc2->weight, fc2->bias};
+    auto y_ref = fc2(torch::gelu(fc1(h), "tanh"));
+    auto ref = torch::autograd::grad({(y_ref * upstream).sum()}, params);
+    auto y = fusedMlp(h, *fc1, *fc2);
+    QCOMPARE(y.sizes(), y_ref.sizes());
+    QVERIFY(torch::allclose(y, y_ref, 1e-12, 1e-14));
+    auto got = torch::autograd::grad({(y * upstream).sum()}, params);
+    for (size_t i = 0; i < ref.size(); ++i)
+      QVERIFY2(torch::allclose(got[i], ref[i], 1e-12, 1e-14), std::to_string(i).c_str());
+    {
+      torch::NoGradGuard no_grad;
+      QVERIFY(torch::allclose(fusedMlp(h, *fc1, *fc2), y_ref, 1e-12, 1e-14));
+    }
+    // The erf GELU is a different function: the fused MLP must not pass for it.
+    auto y_erf = fc2(torch::gelu(fc1(h)));
+    QVERIFY(!torch::allclose(y, y_erf, 1e-6, 1e-8));
+  }
+
+  void fusedMlpVitMatchesTheUnfusedVit() {
+    // A ViT with model.gelu = tanh through fusedMlp against the same ViT block by block (double),
+    // with and without the fused junctions and the CLS-only last block: outputs, attention and
+    // every parameter gradient. And model.gelu = tanh is a different network from erf.
+    auto c = micro();
+    c.gelu = "tanh";
+    torch::manual_seed(23);
+    Vit vit(c);
+    vit->to(torch::kDouble);
+    auto x = torch::randn({3, 1, 28, 28}, torch::kDouble);
+    for (bool fused_norm : {false, true}) {
+      for (bool want_patches : {true, false}) {
+        auto run = [&](bool fused_mlp) {
+          vit->fused_norm = fused_norm;
+          vit->setFusedMlp(fused_mlp);
+          vit->zero_grad();
+          at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
+          gen.set_current_seed(9);
+          auto out = vit->forward(x, {}, /*want_attention=*/true, 0.4, &gen, {}, want_patches);
+          auto loss = out.cls.pow(2).sum();
+          if (want_patches) loss = loss + out.patches.cos().mean();
+          loss.backward();
+          std::vector<torch::Tensor> grads;
+          for (auto& p : vit->parameters())
+            grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+          return std::make_pair(out, grads);
+        };
+        auto [plain, plain_grads] = run(false);
+        auto [fused, fused_grads] = run(true);
+        QVERIFY(torch::allclose(fused.cls, plain.cls, 1e-10, 1e-12));
+        QVERIFY(torch::allclose(fused.cls_attention, plain.cls_attention, 1e-10, 1e-12));
+        for (size_t i = 0; i < plain_grads.size(); ++i)
+          QVERIFY2(torch::allclose(fused_grads[i], plain_grads[i], 1e-9, 1e-11),
+                   std::to_string(i).c_str());
+      }
+    }
+    vit->setFusedMlp(false);
+    vit->fused_norm = false;
+    auto erf_config = micro();
+    torch::manual_seed(23);
+    Vit erf(erf_config);
+    erf->to(torch::kDouble);
+    QVERIFY(!torch::allclose(erf->forward(x).cls, vit->forward(x).cls, 1e-8, 1e-10));
+    // setFusedMlp refuses an erf network rather than silently changing its GELU.
+    bool refused = false;
+    try {
+      erf->setFusedMlp(true);
+    } catch (const std::exception&) {
+      refused = true;
+    }
+    QVERIFY(refused);
   }
 
   void geluLinearGradientsAreTheDerivatives() {

@@ -237,7 +237,8 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["precision"] = engine.arithmetic();
   out["cuda_graph"] = engine.graphActive();
   out["fused_norm"] = engine.fusedNorm();
-  out["recompute_gelu"] = engine.recomputeGelu();
+  out["recompute_gelu"] = engine.recomputeGelu() && !engine.fusedMlp();
+  out["fused_mlp"] = engine.fusedMlp();
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");

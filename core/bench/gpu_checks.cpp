@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/augment/multicrop.h"
+#include "core/kernels/fused_mlp.h"
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
 #include "core/masking/masking.h"
@@ -275,6 +276,90 @@ GpuCheck checkFusedAugment() {
   return r;
 }
 
+GpuCheck checkFusedMlp() {
+  GpuCheck r;
+  r.name = "fused_mlp_vs_reference";
+  if (!cublasLtBuilt()) {
+    r.values["error"] = "this build has no cuBLASLt (CMake option MST_CUBLASLT)";
+    return r;
+  }
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(17);
+  auto bf16 = [&](std::vector<int64_t> shape, double scale, double shift) {
+    return (torch::randn(shape, gen) * scale + shift).to(torch::kBFloat16);
+  };
+  struct Case {
+    int64_t rows, in, hidden, out;
+    double bias;  ///< shift of fc1's bias: -3 puts the pre-activations where the GELUs differ
+  };
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  // DeiT-S rows of global and local crops, the CLS-only last block, the Fashion-MNIST widths,
+  // no rows, and the tail case that tells the tanh GELU from the erf one (~10 % apart at -3).
+  for (auto c : {Case{1024, 384, 1536, 384, 0.0}, Case{197 * 3, 384, 1536, 384, 0.0},
+                 Case{64, 384, 1536, 384, 0.0}, Case{600, 96, 384, 96, 0.0},
+                 Case{0, 384, 1536, 384, 0.0}, Case{512, 64, 256, 64, -3.0}}) {
+    auto h = bf16({c.rows, c.in}, 1.0, 0.0);
+    auto w1 = bf16({c.hidden, c.in}, c.bias == 0.0 ? 0.05 : 0.01, 0.0);
+    auto b1 = bf16({c.hidden}, 0.1, c.bias);
+    auto w2 = bf16({c.out, c.hidden}, 0.05, 0.0);
+    auto b2 = bf16({c.out}, 0.1, 0.0);
+    auto dy = bf16({c.rows, c.out}, 1.0, 0.0);
+    // The fused MLP on the GPU from these bf16 values; the unfused MLP in fp32 on the CPU from
+    // the same values, with the tanh GELU and (for comparison) with the erf GELU.
+    auto run = [&](const torch::Device& d, torch::ScalarType dtype, const std::string& gelu,
+                   bool fused) {
+      torch::nn::Linear fc1(c.in, c.hidden), fc2(c.hidden, c.out);
+      fc1->to(d, dtype);
+      fc2->to(d, dtype);
+      {
+        torch::NoGradGuard no_grad;
+        fc1->weight.copy_(w1);
+        fc1->bias.copy_(b1);
+        fc2->weight.copy_(w2);
+        fc2->bias.copy_(b2);
+      }
+      auto x = h.to(d, dtype).requires_grad_(true);
+      auto y = fused ? fusedMlp(x, *fc1, *fc2) : fc2(torch::gelu(fc1(x), gelu));
+      y.backward(dy.to(d, dtype));
+      std::vector<torch::Tensor> v{y.detach(), x.grad(), fc1->weight.grad(), fc1->bias.grad(),
+                                   fc2->weight.grad(), fc2->bias.grad()};
+      if (fused) {  // without grad mode: the epilogue without the pre-activation
+        torch::NoGradGuard no_grad;
+        v.push_back(fusedMlp(x, *fc1, *fc2));
+      } else {
+        v.push_back(y.detach());
+      }
+      for (auto& t : v) t = t.cpu().to(torch::kFloat);
+      return v;
+    };
+    auto got = run(cuda, torch::kBFloat16, "tanh", true);
+    auto ref = run(torch::kCPU, torch::kFloat, "tanh", false);
+    auto erf = run(torch::kCPU, torch::kFloat, "none", false);
+    const char* names[] = {"y", "dh", "dw1", "db1", "dw2", "db2", "y_no_grad"};
+    nlohmann::json row{{"rows", c.rows}, {"in", c.in}, {"hidden", c.hidden}, {"out", c.out},
+                       {"fc1_bias_shift", c.bias}};
+    for (int i = 0; i < 7; ++i) {
+      if (c.rows == 0) break;
+      const double rel = relNorm(got[i], ref[i]);
+      row[names[i]] = rel;
+      if (!(rel <= 2e-2)) all_ok = false;
+    }
+    if (c.rows == 0 && (got[0].numel() != 0 || got[3].abs().max().item<double>() != 0.0))
+      all_ok = false;  // no rows: an empty output and zero bias gradients
+    if (c.bias != 0.0) {  // the epilogue's GELU is the tanh one: much nearer tanh than erf
+      const double to_tanh = relNorm(got[0], ref[0]), to_erf = relNorm(got[0], erf[0]);
+      row["y_vs_erf_gelu"] = to_erf;
+      if (!(to_tanh < 0.3 * to_erf)) all_ok = false;
+    }
+    rows.push_back(row);
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = "2e-2 relative (bf16 against fp32 from the same bf16 values)";
+  r.passed = all_ok;
+  return r;
+}
+
 GpuCheck checkRecomputeGelu(const Config& config, const std::string& precision, int64_t steps,
                             double rel_tol) {
   GpuCheck r;
@@ -338,6 +423,20 @@ std::vector<GpuCheck> runGpuChecks(const Config& config) {
     augmented.train.fused_augment = true;
     auto r = checkCpuCudaAgreement(augmented, "fp32", 1e-3);
     r.name += "_fused_augment";
+    return r;
+  });
+  guarded("fused_mlp_vs_reference", [] { return checkFusedMlp(); });
+  Config tanh_mlp = config;
+  tanh_mlp.model.gelu = "tanh";
+  tanh_mlp.train.fused_mlp = true;
+  guarded("cpu_vs_cuda_bf16_fused_mlp", [&] {
+    auto r = checkCpuCudaAgreement(tanh_mlp, "bf16", 1e-2);
+    r.name += "_fused_mlp";
+    return r;
+  });
+  guarded("graph_vs_eager_bf16_fused_mlp", [&] {
+    auto r = checkGraphReplay(tanh_mlp, "bf16", kGraphWarmupSteps + 4, 1e-2);
+    r.name += "_fused_mlp";
     return r;
   });
   guarded("graph_vs_eager_fp32", [&] { return checkGraphReplay(config, "fp32", kGraphWarmupSteps + 4, 1e-3); });

@@ -33,6 +33,13 @@ GpuCheck checkMaskRule();
 GpuCheck checkGraphReplay(const Config& config, const std::string& precision, int64_t steps,
                           double rel_tol);
 
+/// train.fused_mlp's cuBLASLt path (bf16 on cuda:0) against the unfused MLP in fp32 on the CPU
+/// from the same bf16 values: output and every gradient, at DeiT-S and Fashion-MNIST widths, the
+/// CLS-only rows, no rows, and with grad mode off; plus a case whose pre-activations sit where
+/// the tanh and erf GELUs differ by ~10 %, which must match tanh. Fails, saying so, in a build
+/// without cuBLASLt.
+GpuCheck checkFusedMlp();
+
 /// `steps` steps on cuda:0 with train.recompute_gelu off and on (same seed, same images): the
 /// losses agree within `rel_tol`, relative (the same arithmetic; flash attention's backward may
 /// add in another order).

@@ -39,6 +39,9 @@ struct ModelConfig {
   int64_t out_dim = 1024;      ///< K
   bool norm_last_layer = true;
   std::vector<int64_t> decoder_widths{64, 32};  ///< empty = 256 halving per stage (log2(P) stages)
+  /// GELU of the ViT's MLPs and the head: "erf" (exact, as DeiT) or "tanh" (the tanh
+  /// approximation, which train.fused_mlp's matrix-product epilogues compute).
+  std::string gelu = "erf";  ///< empty = 256 halving per stage (log2(P) stages)
 };
 
 struct CropConfig {
@@ -110,6 +113,10 @@ struct TrainConfig {
   /// "auto" (on with CUDA, off on the CPU), "on" or "off": the ViT's MLPs keep gelu's input
   /// alone for the backward pass and recompute gelu(x) there (less activation memory).
   std::string recompute_gelu = "auto";
+  /// CUDA with bf16 autocast, builds with cuBLASLt, model.gelu "tanh": each ViT MLP's first
+  /// matrix product applies bias + GELU in its epilogue, and its backward pass GELU's derivative
+  /// and the bias gradient (cuBLASLt epilogues); GELU's output is recomputed, not stored.
+  bool fused_mlp = false;
 };
 
 struct EvalConfig {

@@ -224,6 +224,11 @@ const std::vector<KeyDef>& keyTable() {
     t.push_back(field("model.out_dim", &C::model, &ModelConfig::out_dim,
                       "K, width of the weight-normalised last layer (65536 for ImageNet).",
                       atLeast<int64_t>(2)));
+    t.push_back(choiceField("model.gelu", &C::model, &ModelConfig::gelu,
+                            "GELU of the ViT's MLPs and of the head: erf = exact (DeiT's); tanh = "
+                            "the tanh approximation (what train.fused_mlp's cuBLASLt epilogues "
+                            "compute).",
+                            {"erf", "tanh"}));
     t.push_back(field("model.norm_last_layer", &C::model, &ModelConfig::norm_last_layer,
                       "Freeze the weight-norm gain of the head's last layer at 1."));
     t.push_back(field("model.decoder_widths", &C::model, &ModelConfig::decoder_widths,
@@ -382,6 +387,12 @@ const std::vector<KeyDef>& keyTable() {
                             "on with CUDA, off on the CPU (where the exact GELU costs more than "
                             "the memory saved); on; off.",
                             {"auto", "on", "off"}));
+    t.push_back(field("train.fused_mlp", &C::train, &TrainConfig::fused_mlp,
+                      "CUDA with bf16 autocast: each ViT MLP's first matrix product adds the "
+                      "bias and applies GELU in its epilogue, and the backward pass takes GELU's "
+                      "derivative and the bias gradient there too (cuBLASLt); GELU's output is "
+                      "recomputed rather than stored. Needs model.gelu = tanh; refused in a "
+                      "build without cuBLASLt, ignored on the CPU and in fp32."));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",

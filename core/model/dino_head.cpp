@@ -5,7 +5,7 @@
 
 namespace mst {
 
-DinoHeadImpl::DinoHeadImpl(const ModelConfig& c) {
+DinoHeadImpl::DinoHeadImpl(const ModelConfig& c) : gelu(geluApproximate(c.gelu)) {
   fc1 = register_module("fc1", torch::nn::Linear(c.dim, c.head_hidden));
   fc2 = register_module("fc2", torch::nn::Linear(c.head_hidden, c.head_hidden));
   fc3 = register_module("fc3", torch::nn::Linear(c.head_hidden, c.head_bottleneck));
@@ -25,7 +25,7 @@ bool DinoHeadImpl::isLastLayer(const std::string& name) {
 }
 
 torch::Tensor DinoHeadImpl::forward(const torch::Tensor& x) {
-  auto h = fc3(torch::gelu(fc2(torch::gelu(fc1(x)))));
+  auto h = fc3(torch::gelu(fc2(torch::gelu(fc1(x), gelu)), gelu));
   h = torch::nn::functional::normalize(h, torch::nn::functional::NormalizeFuncOptions().dim(-1));
   auto weight = last_v * (last_g / last_v.norm(2, {1}, /*keepdim=*/true));
   return torch::matmul(h, weight.t());

@@ -18,6 +18,7 @@ class DinoHeadImpl : public torch::nn::Module {
   torch::nn::Linear fc1{nullptr}, fc2{nullptr}, fc3{nullptr};
   torch::Tensor last_v;  ///< (K, bottleneck) direction of the weight-normalised last layer
   torch::Tensor last_g;  ///< (K, 1) gain; only a parameter when norm_last_layer is false
+  std::string gelu;      ///< torch::gelu's `approximate` for model.gelu
 };
 TORCH_MODULE(DinoHead);
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/kernels/fused_mlp.h"
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
 
@@ -70,12 +71,14 @@ torch::Tensor keepScaleFp32(const torch::Tensor& branch, double rate, at::Genera
 class GeluLinearFunction : public torch::autograd::Function<GeluLinearFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a,
-                               const torch::Tensor& weight, const torch::Tensor& bias) {
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               const std::string& approximate) {
     // (LibTorch 1.13's Function::apply wants defined inputs: no bias comes as an empty tensor.)
     const bool has_bias = bias.numel() > 0;
     ctx->save_for_backward({a, weight});
     ctx->saved_data["has_bias"] = has_bias;
-    return torch::nn::functional::linear(torch::gelu(a), weight,
+    ctx->saved_data["approximate"] = approximate;
+    return torch::nn::functional::linear(torch::gelu(a, approximate), weight,
                                          has_bias ? bias : torch::Tensor());
   }
 
@@ -85,11 +88,12 @@ class GeluLinearFunction : public torch::autograd::Function<GeluLinearFunction> 
     const auto &a = saved[0], &weight = saved[1];
     const int64_t in = weight.size(1), out = weight.size(0);
     auto grad = grads[0].reshape({-1, out});
-    auto g = torch::gelu(a).reshape({-1, in});
+    const auto approximate = ctx->saved_data["approximate"].toStringRef();
+    auto g = torch::gelu(a, approximate).reshape({-1, in});
     auto grad_weight = grad.t().mm(g);
-    auto grad_a = torch::gelu_backward(grad.mm(weight).view(a.sizes()), a);
+    auto grad_a = torch::gelu_backward(grad.mm(weight).view(a.sizes()), a, approximate);
     auto grad_bias = ctx->saved_data["has_bias"].toBool() ? grad.sum(0) : torch::Tensor();
-    return {grad_a, grad_weight, grad_bias};
+    return {grad_a, grad_weight, grad_bias, torch::Tensor()};
   }
 };
 
@@ -138,22 +142,18 @@ std::vector<torch::Tensor> splitHeads(const torch::Tensor& x, int64_t parts, int
   return SplitHeadsFunction::apply(x.contiguous(), parts, heads);
 }
 
-torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc) {
-  torch::Tensor weight = fc.weight, bias = fc.bias;
+torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc,
+                         const std::string& approximate) {
+  // The copies autocast's linear would take: the same cached bf16 weights, so gradients from
+  // the global and the local crops meet in the same node as they do unfused.
+  auto [weight, bias] = autocastLinearParams(fc.weight, fc.bias);
 #ifdef MST_HAVE_AUTOCAST
-  if (autocastActive()) {
-    // The copies autocast's linear would take: the same cached bf16 weights, so gradients from
-    // the global and the local crops meet in the same node as they do unfused.
-    const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
-    weight = at::autocast::cached_cast(dtype, weight, at::kCUDA);
-    if (bias.defined()) bias = at::autocast::cached_cast(dtype, bias, at::kCUDA);
-  }
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
 #endif
   TORCH_CHECK(a.scalar_type() == weight.scalar_type(), "geluLinear: input is ", a.scalar_type(),
               ", weight ", weight.scalar_type());
-  return GeluLinearFunction::apply(a, weight,
-                                   bias.defined() ? bias : torch::empty({0}, weight.options()));
+  return GeluLinearFunction::apply(
+      a, weight, bias.defined() ? bias : torch::empty({0}, weight.options()), approximate);
 }
 
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads_)
@@ -201,7 +201,8 @@ torch::Tensor AttentionImpl::forwardCls(const torch::Tensor& x, torch::Tensor* c
   return proj(out);
 }
 
-BlockImpl::BlockImpl(int64_t dim, int64_t heads, double mlp_ratio) {
+BlockImpl::BlockImpl(int64_t dim, int64_t heads, double mlp_ratio, const std::string& gelu_kind)
+    : gelu(geluApproximate(gelu_kind)) {
   const int64_t hidden = static_cast<int64_t>(std::llround(dim * mlp_ratio));
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
   attn = register_module("attn", Attention(dim, heads));
@@ -222,8 +223,9 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::G
 }
 
 torch::Tensor BlockImpl::mlp(const torch::Tensor& h) {
+  if (fused_mlp) return fusedMlp(h, *fc1, *fc2);
   auto a = fc1(h);
-  return recompute_gelu ? geluLinear(a, *fc2) : fc2(torch::gelu(a));
+  return recompute_gelu ? geluLinear(a, *fc2, gelu) : fc2(torch::gelu(a, gelu));
 }
 
 torch::Tensor BlockImpl::forwardCls(const torch::Tensor& x, const torch::Tensor& h,
@@ -258,12 +260,25 @@ VitImpl::VitImpl(const ModelConfig& c)
   truncNormal_(cls_token, 0.02);
   truncNormal_(pos_embed, 0.02);
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.depth; ++i) blocks->push_back(Block(c.dim, c.heads, c.mlp_ratio));
+  for (int64_t i = 0; i < c.depth; ++i) blocks->push_back(Block(c.dim, c.heads, c.mlp_ratio, c.gelu));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim}).eps(1e-6)));
 }
 
 void VitImpl::setRecomputeGelu(bool on) {
   for (auto& block : *blocks) block->as<Block>()->recompute_gelu = on;
+}
+
+void VitImpl::setFusedMlp(bool on) {
+  for (auto& block : *blocks) {
+    auto* b = block->as<Block>();
+    TORCH_CHECK(!on || b->gelu == "tanh", "fused MLP: needs model.gelu = tanh");
+    b->fused_mlp = on;
+  }
+}
+
+std::string geluApproximate(const std::string& kind) {
+  TORCH_CHECK(kind == "erf" || kind == "tanh", "model.gelu: erf or tanh, got ", kind);
+  return kind == "erf" ? "none" : "tanh";
 }
 
 torch::Tensor VitImpl::positionEmbedding(int64_t g) {

@@ -35,7 +35,8 @@ TORCH_MODULE(Attention);
 /// Pre-norm transformer block with stochastic depth on both residual branches.
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(int64_t dim, int64_t heads, double mlp_ratio);
+  /// `gelu_kind`: model.gelu ("erf" or "tanh").
+  BlockImpl(int64_t dim, int64_t heads, double mlp_ratio, const std::string& gelu_kind = "erf");
   /// x: (B, T, D) → (B, T, D). `drop_path` > 0 drops whole residual branches per sample, drawn
   /// from `gen` (training of the student only) for the global batch that `shard` places x in.
   torch::Tensor forward(const torch::Tensor& x, double drop_path, at::Generator* gen,
@@ -56,7 +57,8 @@ class BlockImpl : public torch::nn::Module {
                            at::Generator* gen, torch::Tensor* cls_attention,
                            const BatchShard& shard);
 
-  /// The MLP branch fc2(gelu(fc1(h))); with `recompute_gelu`, through geluLinear.
+  /// The MLP branch fc2(gelu(fc1(h))); with `recompute_gelu`, through geluLinear; with
+  /// `fused_mlp`, through fusedMlp.
   torch::Tensor mlp(const torch::Tensor& h);
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
@@ -64,6 +66,10 @@ class BlockImpl : public torch::nn::Module {
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
   /// train.recompute_gelu: the backward pass recomputes gelu(fc1(h)) instead of keeping it.
   bool recompute_gelu = false;
+  /// train.fused_mlp: the MLP as one operation (core/kernels/fused_mlp; tanh GELU only).
+  bool fused_mlp = false;
+  /// torch::gelu's `approximate`: "none" (model.gelu erf) or "tanh".
+  std::string gelu;
 };
 TORCH_MODULE(Block);
 
@@ -96,6 +102,8 @@ class VitImpl : public torch::nn::Module {
   torch::Tensor lastBlocksCls(const torch::Tensor& images, int64_t n_blocks);
   /// train.recompute_gelu for every block (BlockImpl::recompute_gelu).
   void setRecomputeGelu(bool on);
+  /// train.fused_mlp for every block (BlockImpl::fused_mlp); needs model.gelu = tanh.
+  void setFusedMlp(bool on);
   /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs.
   torch::Tensor positionEmbedding(int64_t grid);
 
@@ -121,7 +129,11 @@ std::vector<torch::Tensor> splitHeads(const torch::Tensor& x, int64_t parts, int
 /// which recomputes gelu(a) (one elementwise pass) instead of storing it: per block and token,
 /// 4·D of the ~18·D values the autocast step stores. The same values and gradients as the
 /// unfused operations; under CUDA autocast it takes autocast's cached bf16 copies of the weights.
-torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc);
+torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc,
+                         const std::string& approximate = "none");
+
+/// model.gelu ("erf" or "tanh") → torch::gelu's `approximate` ("none" or "tanh").
+std::string geluApproximate(const std::string& kind);
 
 /// Truncated normal N(0, std) clipped at two standard deviations, in place.
 void truncNormal_(torch::Tensor& t, double std);

@@ -7,6 +7,7 @@
 
 #include "core/dist/communicator.h"
 #include "core/dist/gradient_reducer.h"
+#include "core/kernels/fused_mlp.h"
 #include "core/kernels/residual_norm.h"
 #include "core/train/losses.h"
 #include "core/util/error.h"
@@ -121,8 +122,14 @@ Engine::Engine(const Config& config, const EngineOptions& options)
                        ": this build has no fused CUDA kernels (CMake found no CUDA compiler; "
                        "set CUDACXX and MST_CUDA_KERNELS=ON): set it to false");
     }
+    if (config.train.fused_mlp && !cublasLtBuilt())
+      throw MstError("config key train.fused_mlp: this build has no cuBLASLt (CMake option "
+                     "MST_CUBLASLT, CUDA::cublasLt not found): set it to false");
     // The kernels take the bf16 operands of the autocast step; fp32 keeps the exact LayerNorm.
     student_vit->fused_norm = teacher_vit->fused_norm = config.train.fused_norm && bf16_;
+    fused_mlp_ = config.train.fused_mlp && bf16_;
+    student_vit->setFusedMlp(fused_mlp_);
+    teacher_vit->setFusedMlp(fused_mlp_);
     augment_.setFused(config.train.fused_augment);
   } else if (precision == "bf16" || precision == "bf16_stream") {
     throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +

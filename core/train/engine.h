@@ -112,6 +112,8 @@ class Engine {
   bool fusedNorm() const { return student_vit->fused_norm; }
   /// train.recompute_gelu in effect (its "auto" resolved for this device).
   bool recomputeGelu() const { return recompute_gelu_; }
+  /// train.fused_mlp in effect (CUDA, bf16 autocast, a build with cuBLASLt).
+  bool fusedMlp() const { return fused_mlp_; }
   /// train.fused_augment asked for (it applies on CUDA, to 1- and 3-channel crops).
   bool fusedAugment() const { return augment_.fused(); }
   /// Steps now replay a captured CUDA graph.
@@ -153,6 +155,7 @@ class Engine {
   torch::Tensor sched_;
   bool bf16_ = false;
   bool recompute_gelu_ = false;
+  bool fused_mlp_ = false;
   bool graph_wanted_ = false;
   int64_t eager_steps_ = 0;
   std::unique_ptr<StepGraph> graph_;

@@ -108,6 +108,22 @@ inline bool autocastActive() {
 #endif
 }
 
+/// The tensors CUDA autocast's linear would multiply by for `weight` and `bias` (either may be
+/// undefined): while autocast is on, its cached lower-precision copies, so that a hand-written
+/// operation and autocast's own linear share one cast node and the gradients from every use meet
+/// there as they do unfused; the tensors themselves otherwise.
+inline std::pair<torch::Tensor, torch::Tensor> autocastLinearParams(const torch::Tensor& weight,
+                                                                    const torch::Tensor& bias) {
+#ifdef MST_HAVE_AUTOCAST
+  if (autocastActive()) {
+    const auto dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+    return {at::autocast::cached_cast(dtype, weight, at::kCUDA),
+            bias.defined() ? at::autocast::cached_cast(dtype, bias, at::kCUDA) : bias};
+  }
+#endif
+  return {weight, bias};
+}
+
 /// Version string of the LibTorch this binary was built against.
 inline std::string torchVersionString() {
   return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +

@@ -1,0 +1,199 @@
+/// @brief The fused MLP's autograd function (see fused_mlp.h): cuBLASLt epilogues where they
+/// apply, the same arithmetic in ATen operations elsewhere.
+#include "core/kernels/fused_mlp.h"
+
+#include "core/util/torch_compat.h"
+
+#ifdef MST_HAVE_CUBLASLT
+#include <ATen/cuda/CUDAContext.h>
+#include <cublasLt.h>
+#endif
+
+namespace mst {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+#ifdef MST_HAVE_CUBLASLT
+void ltCheck(cublasStatus_t status, const char* what) {
+  TORCH_CHECK(status == CUBLAS_STATUS_SUCCESS, "train.fused_mlp: cuBLASLt ", what,
+              " failed with status ", static_cast<int>(status),
+              " (set train.fused_mlp=false to train without it)");
+}
+
+/// One handle per thread: the forward pass runs on the training thread, the backward pass on
+/// autograd's device thread.
+cublasLtHandle_t ltHandle() {
+  struct Handle {
+    cublasLtHandle_t h = nullptr;
+    Handle() { ltCheck(cublasLtCreate(&h), "handle creation"); }
+  };
+  thread_local Handle handle;
+  return handle.h;
+}
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // what cuBLAS asks for on Hopper
+
+/// D (column-major m × n, leading dimension m) = epilogue(op(A) · op(B)), all bf16 with fp32
+/// accumulation. A is (m × k) after op, B (k × n); lda, ldb are their stored leading dimensions.
+/// `bias` is read (bias epilogues) or written (gradient epilogues); `aux` is the GELU input,
+/// written by GELU_AUX_BIAS and read by DGELU_BGRAD, column-major with leading dimension m.
+void ltMatmul(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
+              const void* A, int64_t lda, const void* B, int64_t ldb, void* D,
+              cublasLtEpilogue_t epilogue, void* bias, void* aux, const torch::Tensor& like) {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a_layout = nullptr, b_layout = nullptr, d_layout = nullptr;
+  cublasLtMatmulPreference_t preference = nullptr;
+  ltCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor");
+  auto set = [&](cublasLtMatmulDescAttributes_t attribute, const void* value, size_t size) {
+    ltCheck(cublasLtMatmulDescSetAttribute(op, attribute, value, size), "descriptor attribute");
+  };
+  set(CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+  set(CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+  set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+  set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+  if (aux != nullptr) {
+    set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
+    const int64_t aux_ld = m;
+    set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld);
+  }
+  const bool a_n = ta == CUBLAS_OP_N, b_n = tb == CUBLAS_OP_N;
+  ltCheck(cublasLtMatrixLayoutCreate(&a_layout, CUDA_R_16BF, a_n ? m : k, a_n ? k : m, lda), "layout");
+  ltCheck(cublasLtMatrixLayoutCreate(&b_layout, CUDA_R_16BF, b_n ? k : n, b_n ? n : k, ldb), "layout");
+  ltCheck(cublasLtMatrixLayoutCreate(&d_layout, CUDA_R_16BF, m, n, m), "layout");
+  ltCheck(cublasLtMatmulPreferenceCreate(&preference), "preference");
+  const size_t workspace_bytes = kWorkspaceBytes;
+  ltCheck(cublasLtMatmulPreferenceSetAttribute(preference,
+                                               CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                               &workspace_bytes, sizeof workspace_bytes),
+          "preference attribute");
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  auto handle = ltHandle();
+  ltCheck(cublasLtMatmulAlgoGetHeuristic(handle, op, a_layout, b_layout, d_layout, d_layout,
+                                         preference, 1, &heuristic, &found),
+          "algorithm search");
+  TORCH_CHECK(found > 0, "train.fused_mlp: cuBLASLt has no algorithm for this epilogue at ", m,
+              " x ", n, " x ", k, " (set train.fused_mlp=false to train without it)");
+  auto workspace = torch::empty({static_cast<int64_t>(workspace_bytes)},
+                                like.options().dtype(torch::kByte));
+  const float alpha = 1.0f, beta = 0.0f;
+  auto stream = at::cuda::getCurrentCUDAStream(like.device().index()).stream();
+  ltCheck(cublasLtMatmul(handle, op, &alpha, A, a_layout, B, b_layout, &beta, D, d_layout, D,
+                         d_layout, &heuristic.algo, workspace.data_ptr(), workspace_bytes, stream),
+          "matmul");
+  cublasLtMatmulPreferenceDestroy(preference);
+  cublasLtMatrixLayoutDestroy(d_layout);
+  cublasLtMatrixLayoutDestroy(b_layout);
+  cublasLtMatrixLayoutDestroy(a_layout);
+  cublasLtMatmulDescDestroy(op);
+}
+#endif
+
+bool applies(const torch::Tensor& h2, const torch::Tensor& w1, const torch::Tensor& b1,
+             const torch::Tensor& w2, const torch::Tensor& b2) {
+  if (!fusedMlpApplies(h2, w1.size(0))) return false;
+  for (const auto* t : {&w1, &b1, &w2, &b2})
+    if (t->scalar_type() != torch::kBFloat16 || !t->is_contiguous()) return false;
+  return true;
+}
+
+class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
+ public:
+  /// `keep`: whether a backward pass may follow (grad mode was on); without one the forward
+  /// product applies bias + GELU without writing the pre-activation.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h,
+                               const torch::Tensor& w1, const torch::Tensor& b1,
+                               const torch::Tensor& w2, const torch::Tensor& b2, bool keep) {
+    const int64_t in = w1.size(1), out = w2.size(0);
+    [[maybe_unused]] const int64_t hidden = w1.size(0);
+    auto h2 = h.reshape({-1, in}).contiguous();
+    [[maybe_unused]] const int64_t rows = h2.size(0);
+    const bool lt = applies(h2, w1, b1, w2, b2);
+    torch::Tensor pre, g;
+    if (lt) {
+#ifdef MST_HAVE_CUBLASLT
+      // Row-major (rows × hidden) is column-major (hidden × rows): D = W1 · h2ᵀ in cuBLAS terms.
+      if (keep) pre = torch::empty({rows, hidden}, h2.options());
+      g = torch::empty({rows, hidden}, h2.options());
+      if (rows > 0)
+        ltMatmul(CUBLAS_OP_T, CUBLAS_OP_N, hidden, rows, in, w1.data_ptr(), in, h2.data_ptr(), in,
+                 g.data_ptr(), keep ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_BIAS,
+                 b1.data_ptr(), keep ? pre.data_ptr() : nullptr, h2);
+#endif
+    } else {
+      pre = torch::addmm(b1, h2, w1.t());
+      g = torch::gelu(pre, "tanh");
+    }
+    auto y = torch::addmm(b2, g, w2.t());
+    if (keep) ctx->save_for_backward({h2, pre, w1, w2});
+    ctx->saved_data["lt"] = lt;
+    std::vector<int64_t> shape = h.sizes().vec();
+    shape.back() = out;
+    return y.view(shape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &h2 = saved[0], &pre = saved[1], &w1 = saved[2], &w2 = saved[3];
+    const int64_t out = w2.size(0);
+    [[maybe_unused]] const int64_t hidden = w1.size(0);
+    auto dy = grads[0].reshape({-1, out}).contiguous();
+    // fc2: its weight gradient needs GELU's output, recomputed from the pre-activation.
+    auto dw2 = dy.t().mm(torch::gelu(pre, "tanh"));
+    auto db2 = dy.sum(0);
+    torch::Tensor da, db1;
+    if (ctx->saved_data["lt"].toBool()) {
+#ifdef MST_HAVE_CUBLASLT
+      // da (rows × hidden) = (dy · W2) ⊙ gelu'(pre), i.e. column-major D = W2ᵀ · dyᵀ.
+      const int64_t rows = dy.size(0);
+      da = torch::empty({rows, hidden}, dy.options());
+      db1 = torch::empty({hidden}, dy.options());
+      if (rows > 0)
+        ltMatmul(CUBLAS_OP_N, CUBLAS_OP_N, hidden, rows, out, w2.data_ptr(), hidden,
+                 dy.data_ptr(), out, da.data_ptr(), CUBLASLT_EPILOGUE_DGELU_BGRAD,
+                 db1.data_ptr(), pre.data_ptr(), dy);
+      else
+        db1.zero_();
+#endif
+    } else {
+      da = torch::gelu_backward(dy.mm(w2), pre, "tanh");
+      db1 = da.sum(0);
+    }
+    auto dw1 = da.t().mm(h2);
+    auto dh = da.mm(w1);
+    std::vector<int64_t> shape = grads[0].sizes().vec();
+    shape.back() = w1.size(1);
+    return {dh.view(shape), dw1, db1, dw2, db2, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool cublasLtBuilt() {
+#ifdef MST_HAVE_CUBLASLT
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool fusedMlpApplies(const torch::Tensor& h, int64_t hidden) {
+  return cublasLtBuilt() && h.is_cuda() && h.scalar_type() == torch::kBFloat16 &&
+         hidden % 8 == 0 && h.size(-1) % 8 == 0;
+}
+
+torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
+                       torch::nn::LinearImpl& fc2) {
+  TORCH_CHECK(fc1.bias.defined() && fc2.bias.defined(), "fusedMlp: fc1 and fc2 need biases");
+  auto [w1, b1] = autocastLinearParams(fc1.weight, fc1.bias);
+  auto [w2, b2] = autocastLinearParams(fc2.weight, fc2.bias);
+  auto x = h.scalar_type() == w1.scalar_type() ? h : h.to(w1.scalar_type());
+#ifdef MST_HAVE_AUTOCAST
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+#endif
+  return FusedMlpFunction::apply(x, w1, b1, w2, b2, torch::GradMode::is_enabled());
+}
+
+}  // namespace mst

@@ -1,0 +1,28 @@
+/// @brief The ViT's MLP, fc2(gelu(fc1(h))) with the tanh GELU, as one autograd operation
+/// (train.fused_mlp). On CUDA in bf16 the first matrix product adds fc1's bias and applies GELU in
+/// its cuBLASLt epilogue, also writing the pre-activation for the backward pass; the backward
+/// pass's product dY·W2 applies GELU's derivative and sums fc1's bias gradient in its epilogue.
+/// Unfused, GELU forward, GELU backward and that bias sum are three more passes over the
+/// (tokens × hidden) activations, the widest in the block. GELU's output is not stored: the
+/// backward pass recomputes it from the pre-activation for fc2's weight gradient.
+/// Elsewhere (the CPU, other dtypes, builds without cuBLASLt) the same function runs in ATen
+/// operations: the tests check its hand-written backward there.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace mst {
+
+/// h: (..., in) → (..., out). Under CUDA autocast the weights are autocast's cached bf16 copies
+/// and h is cast to bf16, as autocast's linear does. fc1 and fc2 must have biases.
+torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
+                       torch::nn::LinearImpl& fc2);
+
+/// Whether this build has the cuBLASLt path (CMake option MST_CUBLASLT with CUDA's cublasLt).
+bool cublasLtBuilt();
+
+/// Whether fusedMlp takes the cuBLASLt path for a (rows, in) bf16 input on CUDA with this
+/// hidden width (multiple of 8, as cuBLASLt's epilogue buffer needs) and these dtypes.
+bool fusedMlpApplies(const torch::Tensor& h, int64_t hidden);
+
+}  // namespace mst
