@@ -11,6 +11,7 @@
 #include "core/data/dataset.h"
 #include "core/data/jpeg_decode.h"
 #include "core/data/loader.h"
+#include "core/kernels/fused_mlp.h"
 #include "core/model/decoder.h"
 #include "core/util/error.h"
 #include "core/train/engine.h"
@@ -239,6 +240,7 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["fused_norm"] = engine.fusedNorm();
   out["recompute_gelu"] = engine.recomputeGelu() && !engine.fusedMlp();
   out["fused_mlp"] = engine.fusedMlp();
+  if (engine.fusedMlp()) out["fused_mlp_fallbacks"] = fusedMlpFallbacks();
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");

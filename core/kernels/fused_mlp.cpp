@@ -5,7 +5,11 @@
 #include "core/util/torch_compat.h"
 
 #ifdef MST_HAVE_CUBLASLT
+#include <atomic>
+#include <cstdint>
+
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <cublasLt.h>
 #endif
 
@@ -35,19 +39,46 @@ cublasLtHandle_t ltHandle() {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // what cuBLAS asks for on Hopper
 
+/// The descriptors of one call, destroyed however the call ends.
+struct LtDescriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t preference = nullptr;
+  LtDescriptors() = default;
+  LtDescriptors(const LtDescriptors&) = delete;
+  LtDescriptors& operator=(const LtDescriptors&) = delete;
+  ~LtDescriptors() {
+    if (preference) cublasLtMatmulPreferenceDestroy(preference);
+    for (auto layout : {d, b, a})
+      if (layout) cublasLtMatrixLayoutDestroy(layout);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+/// The largest power of two up to 256 that divides the address (cuBLASLt assumes 256 unless told).
+uint32_t alignmentOf(const void* p) {
+  uint32_t a = 256;
+  while (reinterpret_cast<uintptr_t>(p) % a != 0) a /= 2;
+  return a;
+}
+
+std::atomic<int64_t> lt_fallbacks{0};
+
 /// D (column-major m × n, leading dimension m) = epilogue(op(A) · op(B)), all bf16 with fp32
 /// accumulation. A is (m × k) after op, B (k × n); lda, ldb are their stored leading dimensions.
 /// `bias` is read (bias epilogues) or written (gradient epilogues); `aux` is the GELU input,
 /// written by GELU_AUX_BIAS and read by DGELU_BGRAD, column-major with leading dimension m.
-void ltMatmul(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
+/// Returns false, having done nothing, when cuBLASLt has no algorithm for the call (the caller
+/// then takes the ATen path); other failures throw.
+bool ltMatmul(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
               const void* A, int64_t lda, const void* B, int64_t ldb, void* D,
               cublasLtEpilogue_t epilogue, void* bias, void* aux, const torch::Tensor& like) {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a_layout = nullptr, b_layout = nullptr, d_layout = nullptr;
-  cublasLtMatmulPreference_t preference = nullptr;
-  ltCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor");
+  const c10::cuda::CUDAGuard device_guard(like.device());
+  LtDescriptors desc;
+  ltCheck(cublasLtMatmulDescCreate(&desc.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor");
   auto set = [&](cublasLtMatmulDescAttributes_t attribute, const void* value, size_t size) {
-    ltCheck(cublasLtMatmulDescSetAttribute(op, attribute, value, size), "descriptor attribute");
+    ltCheck(cublasLtMatmulDescSetAttribute(desc.op, attribute, value, size),
+            "descriptor attribute");
   };
   set(CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
   set(CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
@@ -59,43 +90,56 @@ void ltMatmul(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, 
     set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld);
   }
   const bool a_n = ta == CUBLAS_OP_N, b_n = tb == CUBLAS_OP_N;
-  ltCheck(cublasLtMatrixLayoutCreate(&a_layout, CUDA_R_16BF, a_n ? m : k, a_n ? k : m, lda), "layout");
-  ltCheck(cublasLtMatrixLayoutCreate(&b_layout, CUDA_R_16BF, b_n ? k : n, b_n ? n : k, ldb), "layout");
-  ltCheck(cublasLtMatrixLayoutCreate(&d_layout, CUDA_R_16BF, m, n, m), "layout");
-  ltCheck(cublasLtMatmulPreferenceCreate(&preference), "preference");
+  ltCheck(cublasLtMatrixLayoutCreate(&desc.a, CUDA_R_16BF, a_n ? m : k, a_n ? k : m, lda), "layout");
+  ltCheck(cublasLtMatrixLayoutCreate(&desc.b, CUDA_R_16BF, b_n ? k : n, b_n ? n : k, ldb), "layout");
+  ltCheck(cublasLtMatrixLayoutCreate(&desc.d, CUDA_R_16BF, m, n, m), "layout");
+  ltCheck(cublasLtMatmulPreferenceCreate(&desc.preference), "preference");
+  auto prefer = [&](cublasLtMatmulPreferenceAttributes_t attribute, const void* value,
+                    size_t size) {
+    ltCheck(cublasLtMatmulPreferenceSetAttribute(desc.preference, attribute, value, size),
+            "preference attribute");
+  };
   const size_t workspace_bytes = kWorkspaceBytes;
-  ltCheck(cublasLtMatmulPreferenceSetAttribute(preference,
-                                               CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                               &workspace_bytes, sizeof workspace_bytes),
-          "preference attribute");
+  prefer(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes, sizeof workspace_bytes);
+  // The operands' real alignment (cuBLASLt otherwise assumes 256 bytes and may pick kernels
+  // that fault on a tensor that starts inside an allocation).
+  const uint32_t align_a = alignmentOf(A), align_b = alignmentOf(B), align_d = alignmentOf(D);
+  prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a);
+  prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b);
+  prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof align_d);
+  prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof align_d);
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   auto handle = ltHandle();
-  ltCheck(cublasLtMatmulAlgoGetHeuristic(handle, op, a_layout, b_layout, d_layout, d_layout,
-                                         preference, 1, &heuristic, &found),
-          "algorithm search");
-  TORCH_CHECK(found > 0, "train.fused_mlp: cuBLASLt has no algorithm for this epilogue at ", m,
-              " x ", n, " x ", k, " (set train.fused_mlp=false to train without it)");
+  const auto searched = cublasLtMatmulAlgoGetHeuristic(handle, desc.op, desc.a, desc.b, desc.d,
+                                                       desc.d, desc.preference, 1, &heuristic,
+                                                       &found);
+  if (searched == CUBLAS_STATUS_NOT_SUPPORTED || (searched == CUBLAS_STATUS_SUCCESS && found == 0)) {
+    TORCH_WARN_ONCE("train.fused_mlp: cuBLASLt has no algorithm for epilogue ",
+                    static_cast<int>(epilogue), " at ", m, " x ", n, " x ", k,
+                    "; these MLPs run unfused (mst bench reports fused_mlp_fallbacks)");
+    ++lt_fallbacks;
+    return false;
+  }
+  ltCheck(searched, "algorithm search");
   auto workspace = torch::empty({static_cast<int64_t>(workspace_bytes)},
                                 like.options().dtype(torch::kByte));
   const float alpha = 1.0f, beta = 0.0f;
   auto stream = at::cuda::getCurrentCUDAStream(like.device().index()).stream();
-  ltCheck(cublasLtMatmul(handle, op, &alpha, A, a_layout, B, b_layout, &beta, D, d_layout, D,
-                         d_layout, &heuristic.algo, workspace.data_ptr(), workspace_bytes, stream),
+  ltCheck(cublasLtMatmul(handle, desc.op, &alpha, A, desc.a, B, desc.b, &beta, D, desc.d, D,
+                         desc.d, &heuristic.algo, workspace.data_ptr(), workspace_bytes, stream),
           "matmul");
-  cublasLtMatmulPreferenceDestroy(preference);
-  cublasLtMatrixLayoutDestroy(d_layout);
-  cublasLtMatrixLayoutDestroy(b_layout);
-  cublasLtMatrixLayoutDestroy(a_layout);
-  cublasLtMatmulDescDestroy(op);
+  return true;
 }
 #endif
 
 bool applies(const torch::Tensor& h2, const torch::Tensor& w1, const torch::Tensor& b1,
              const torch::Tensor& w2, const torch::Tensor& b2) {
   if (!fusedMlpApplies(h2, w1.size(0))) return false;
-  for (const auto* t : {&w1, &b1, &w2, &b2})
-    if (t->scalar_type() != torch::kBFloat16 || !t->is_contiguous()) return false;
+  for (const auto* t : {&h2, &w1, &b1, &w2, &b2})
+    if (t->scalar_type() != torch::kBFloat16 || !t->is_contiguous() ||
+        reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0)
+      return false;
   return true;
 }
 
@@ -112,17 +156,20 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
     [[maybe_unused]] const int64_t rows = h2.size(0);
     const bool lt = applies(h2, w1, b1, w2, b2);
     torch::Tensor pre, g;
-    if (lt) {
+    bool done = false;
 #ifdef MST_HAVE_CUBLASLT
+    if (lt) {
       // Row-major (rows × hidden) is column-major (hidden × rows): D = W1 · h2ᵀ in cuBLAS terms.
       if (keep) pre = torch::empty({rows, hidden}, h2.options());
       g = torch::empty({rows, hidden}, h2.options());
-      if (rows > 0)
-        ltMatmul(CUBLAS_OP_T, CUBLAS_OP_N, hidden, rows, in, w1.data_ptr(), in, h2.data_ptr(), in,
-                 g.data_ptr(), keep ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_BIAS,
-                 b1.data_ptr(), keep ? pre.data_ptr() : nullptr, h2);
+      done = rows == 0 ||
+             ltMatmul(CUBLAS_OP_T, CUBLAS_OP_N, hidden, rows, in, w1.data_ptr(), in,
+                      h2.data_ptr(), in, g.data_ptr(),
+                      keep ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_BIAS,
+                      b1.data_ptr(), keep ? pre.data_ptr() : nullptr, h2);
+    }
 #endif
-    } else {
+    if (!done) {  // the ATen path (also where cuBLASLt found no algorithm)
       pre = torch::addmm(b1, h2, w1.t());
       g = torch::gelu(pre, "tanh");
     }
@@ -144,20 +191,24 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
     auto dw2 = dy.t().mm(torch::gelu(pre, "tanh"));
     auto db2 = dy.sum(0);
     torch::Tensor da, db1;
-    if (ctx->saved_data["lt"].toBool()) {
+    bool done = false;
 #ifdef MST_HAVE_CUBLASLT
+    if (ctx->saved_data["lt"].toBool() && dy.scalar_type() == torch::kBFloat16) {
       // da (rows × hidden) = (dy · W2) ⊙ gelu'(pre), i.e. column-major D = W2ᵀ · dyᵀ.
       const int64_t rows = dy.size(0);
       da = torch::empty({rows, hidden}, dy.options());
       db1 = torch::empty({hidden}, dy.options());
-      if (rows > 0)
-        ltMatmul(CUBLAS_OP_N, CUBLAS_OP_N, hidden, rows, out, w2.data_ptr(), hidden,
-                 dy.data_ptr(), out, da.data_ptr(), CUBLASLT_EPILOGUE_DGELU_BGRAD,
-                 db1.data_ptr(), pre.data_ptr(), dy);
-      else
+      if (rows == 0) {
         db1.zero_();
+        done = true;
+      } else {
+        done = ltMatmul(CUBLAS_OP_N, CUBLAS_OP_N, hidden, rows, out, w2.data_ptr(), hidden,
+                        dy.data_ptr(), out, da.data_ptr(), CUBLASLT_EPILOGUE_DGELU_BGRAD,
+                        db1.data_ptr(), pre.data_ptr(), dy);
+      }
+    }
 #endif
-    } else {
+    if (!done) {
       da = torch::gelu_backward(dy.mm(w2), pre, "tanh");
       db1 = da.sum(0);
     }
@@ -176,6 +227,14 @@ bool cublasLtBuilt() {
   return true;
 #else
   return false;
+#endif
+}
+
+int64_t fusedMlpFallbacks() {
+#ifdef MST_HAVE_CUBLASLT
+  return lt_fallbacks.load();
+#else
+  return 0;
 #endif
 }
 

@@ -21,6 +21,9 @@ torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
 /// Whether this build has the cuBLASLt path (CMake option MST_CUBLASLT with CUDA's cublasLt).
 bool cublasLtBuilt();
 
+/// cuBLASLt calls that found no algorithm and ran the ATen path instead (this process).
+int64_t fusedMlpFallbacks();
+
 /// Whether fusedMlp takes the cuBLASLt path for a (rows, in) bf16 input on CUDA with this
 /// hidden width (multiple of 8, as cuBLASLt's epilogue buffer needs) and these dtypes.
 bool fusedMlpApplies(const torch::Tensor& h, int64_t hidden);
