@@ -238,7 +238,7 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["precision"] = engine.arithmetic();
   out["cuda_graph"] = engine.graphActive();
   out["fused_norm"] = engine.fusedNorm();
-  out["recompute_gelu"] = engine.recomputeGelu() && !engine.fusedMlp();
+  out["recompute_gelu"] = engine.recomputeGelu();
   out["fused_mlp"] = engine.fusedMlp();
   if (engine.fusedMlp()) out["fused_mlp_fallbacks"] = fusedMlpFallbacks();
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();

@@ -391,7 +391,8 @@ const std::vector<KeyDef>& keyTable() {
                       "CUDA with bf16 autocast: each ViT MLP's first matrix product adds the "
                       "bias and applies GELU in its epilogue, and the backward pass takes GELU's "
                       "derivative and the bias gradient there too (cuBLASLt); GELU's output is "
-                      "recomputed rather than stored. Needs model.gelu = tanh; refused in a "
+                      "stored or recomputed as train.recompute_gelu says. Needs model.gelu = "
+                      "tanh; refused in a "
                       "build without cuBLASLt, ignored on the CPU and in fp32."));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,

@@ -146,10 +146,12 @@ bool applies(const torch::Tensor& h2, const torch::Tensor& w1, const torch::Tens
 class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
  public:
   /// `keep`: whether a backward pass may follow (grad mode was on); without one the forward
-  /// product applies bias + GELU without writing the pre-activation.
+  /// product applies bias + GELU without writing the pre-activation. `store`: keep GELU's
+  /// output too, rather than recomputing it in the backward pass (train.recompute_gelu off).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h,
                                const torch::Tensor& w1, const torch::Tensor& b1,
-                               const torch::Tensor& w2, const torch::Tensor& b2, bool keep) {
+                               const torch::Tensor& w2, const torch::Tensor& b2, bool keep,
+                               bool store) {
     const int64_t in = w1.size(1), out = w2.size(0);
     [[maybe_unused]] const int64_t hidden = w1.size(0);
     auto h2 = h.reshape({-1, in}).contiguous();
@@ -174,7 +176,8 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
       g = torch::gelu(pre, "tanh");
     }
     auto y = torch::addmm(b2, g, w2.t());
-    if (keep) ctx->save_for_backward({h2, pre, w1, w2});
+    if (keep) ctx->save_for_backward({h2, pre, w1, w2, store ? g : torch::empty({0}, g.options())});
+    ctx->saved_data["stored"] = keep && store;
     ctx->saved_data["lt"] = lt;
     std::vector<int64_t> shape = h.sizes().vec();
     shape.back() = out;
@@ -184,11 +187,12 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const auto &h2 = saved[0], &pre = saved[1], &w1 = saved[2], &w2 = saved[3];
+    const auto g = ctx->saved_data["stored"].toBool() ? saved[4] : torch::gelu(pre, "tanh");
     const int64_t out = w2.size(0);
     [[maybe_unused]] const int64_t hidden = w1.size(0);
     auto dy = grads[0].reshape({-1, out}).contiguous();
-    // fc2: its weight gradient needs GELU's output, recomputed from the pre-activation.
-    auto dw2 = dy.t().mm(torch::gelu(pre, "tanh"));
+    // fc2: its weight gradient needs GELU's output (stored, or recomputed from pre above).
+    auto dw2 = dy.t().mm(g);
     auto db2 = dy.sum(0);
     torch::Tensor da, db1;
     bool done = false;
@@ -216,7 +220,7 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
     auto dh = da.mm(w1);
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape.back() = w1.size(1);
-    return {dh.view(shape), dw1, db1, dw2, db2, torch::Tensor()};
+    return {dh.view(shape), dw1, db1, dw2, db2, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -244,7 +248,7 @@ bool fusedMlpApplies(const torch::Tensor& h, int64_t hidden) {
 }
 
 torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
-                       torch::nn::LinearImpl& fc2) {
+                       torch::nn::LinearImpl& fc2, bool store_gelu) {
   TORCH_CHECK(fc1.bias.defined() && fc2.bias.defined(), "fusedMlp: fc1 and fc2 need biases");
   auto [w1, b1] = autocastLinearParams(fc1.weight, fc1.bias);
   auto [w2, b2] = autocastLinearParams(fc2.weight, fc2.bias);
@@ -252,7 +256,7 @@ torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
 #ifdef MST_HAVE_AUTOCAST
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
 #endif
-  return FusedMlpFunction::apply(x, w1, b1, w2, b2, torch::GradMode::is_enabled());
+  return FusedMlpFunction::apply(x, w1, b1, w2, b2, torch::GradMode::is_enabled(), store_gelu);
 }
 
 }  // namespace mst

@@ -4,7 +4,8 @@
 /// pass's product dY·W2 applies GELU's derivative and sums fc1's bias gradient in its epilogue.
 /// Unfused, GELU forward, GELU backward and that bias sum are three more passes over the
 /// (tokens × hidden) activations, the widest in the block. GELU's output is not stored: the
-/// backward pass recomputes it from the pre-activation for fc2's weight gradient.
+/// backward pass recomputes it from the pre-activation for fc2's weight gradient (unless asked
+/// to store it).
 /// Elsewhere (the CPU, other dtypes, builds without cuBLASLt) the same function runs in ATen
 /// operations: the tests check its hand-written backward there.
 #pragma once
@@ -15,8 +16,10 @@ namespace mst {
 
 /// h: (..., in) → (..., out). Under CUDA autocast the weights are autocast's cached bf16 copies
 /// and h is cast to bf16, as autocast's linear does. fc1 and fc2 must have biases.
+/// `store_gelu`: keep GELU's output for the backward pass instead of recomputing it there (more
+/// memory, one elementwise pass less; train.recompute_gelu off).
 torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
-                       torch::nn::LinearImpl& fc2);
+                       torch::nn::LinearImpl& fc2, bool store_gelu = false);
 
 /// Whether this build has the cuBLASLt path (CMake option MST_CUBLASLT with CUDA's cublasLt).
 bool cublasLtBuilt();

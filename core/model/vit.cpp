@@ -223,7 +223,7 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::G
 }
 
 torch::Tensor BlockImpl::mlp(const torch::Tensor& h) {
-  if (fused_mlp) return fusedMlp(h, *fc1, *fc2);
+  if (fused_mlp) return fusedMlp(h, *fc1, *fc2, /*store_gelu=*/!recompute_gelu);
   auto a = fc1(h);
   return recompute_gelu ? geluLinear(a, *fc2, gelu) : fc2(torch::gelu(a, gelu));
 }
