@@ -14,6 +14,25 @@ using namespace mst;
 
 namespace {
 ModelConfig micro() { return modelPreset("vit_micro28"); }
+
+/// One forward and backward pass of `vit` with stochastic depth drawn from `seed`: the outputs
+/// and every parameter's gradient (zeros where a parameter got none).
+std::pair<VitOutput, std::vector<torch::Tensor>> forwardBackward(Vit& vit, const torch::Tensor& x,
+                                                                 const torch::Tensor& mask,
+                                                                 double drop_path, uint64_t seed,
+                                                                 bool want_patches) {
+  vit->zero_grad();
+  at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
+  gen.set_current_seed(seed);
+  auto out = vit->forward(x, mask, /*want_attention=*/true, drop_path, &gen, {}, want_patches);
+  auto loss = out.cls.pow(2).sum();
+  if (want_patches) loss = loss + out.patches.sin().mean();
+  loss.backward();
+  std::vector<torch::Tensor> grads;
+  for (auto& p : vit->parameters())
+    grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  return {out, grads};
+}
 }  // namespace
 
 class TestModel : public QObject {
@@ -436,17 +455,7 @@ class TestModel : public QObject {
         auto run = [&](bool recompute) {
           vit->setRecomputeGelu(recompute);
           vit->fused_norm = fused;
-          vit->zero_grad();
-          at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
-          gen.set_current_seed(5);
-          auto out = vit->forward(x, mask, /*want_attention=*/true, 0.3, &gen, {}, want_patches);
-          auto loss = out.cls.pow(2).sum();
-          if (want_patches) loss = loss + out.patches.sin().mean();
-          loss.backward();
-          std::vector<torch::Tensor> grads;
-          for (auto& p : vit->parameters())
-            grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
-          return std::make_pair(out, grads);
+          return forwardBackward(vit, x, mask, 0.3, 5, want_patches);
         };
         auto [plain, plain_grads] = run(false);
         auto [recomputed, recomputed_grads] = run(true);
@@ -544,17 +553,7 @@ class TestModel : public QObject {
         auto run = [&](bool fused_mlp) {
           vit->fused_norm = fused_norm;
           vit->setFusedMlp(fused_mlp);
-          vit->zero_grad();
-          at::Generator gen = at::globalContext().defaultGenerator(torch::kCPU).clone();
-          gen.set_current_seed(9);
-          auto out = vit->forward(x, {}, /*want_attention=*/true, 0.4, &gen, {}, want_patches);
-          auto loss = out.cls.pow(2).sum();
-          if (want_patches) loss = loss + out.patches.cos().mean();
-          loss.backward();
-          std::vector<torch::Tensor> grads;
-          for (auto& p : vit->parameters())
-            grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
-          return std::make_pair(out, grads);
+          return forwardBackward(vit, x, {}, 0.4, 9, want_patches);
         };
         auto [plain, plain_grads] = run(false);
         auto [fused, fused_grads] = run(true);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "core/augment/multicrop.h"
 #include "core/kernels/fused_mlp.h"
@@ -122,6 +123,30 @@ GpuCheck checkMaskRule() {
   return r;
 }
 
+namespace {
+
+/// `steps` training steps of two CUDA engines on the same images (pinned, as the loader gives
+/// them): each step's loss under the names `a_name` and `b_name`, plus what `extra` adds to
+/// the row; returns the rows and the largest relative difference.
+std::pair<nlohmann::json, double> pairedLosses(
+    Engine& a, Engine& b, const Config& config, int64_t steps, const char* a_name,
+    const char* b_name, const std::function<void(nlohmann::json&)>& extra = {}) {
+  double worst = 0;
+  nlohmann::json rows = nlohmann::json::array();
+  for (int64_t step = 0; step < steps; ++step) {
+    auto images = checkImages(config, step).pin_memory();
+    const double x = a.trainStep(images).loss.item<double>();
+    const double y = b.trainStep(images).loss.item<double>();
+    nlohmann::json row{{"step", step}, {a_name, x}, {b_name, y}};
+    if (extra) extra(row);
+    rows.push_back(row);
+    worst = std::max(worst, relDiff(x, y));
+  }
+  return {rows, worst};
+}
+
+}  // namespace
+
 GpuCheck checkGraphReplay(const Config& config, const std::string& precision, int64_t steps,
                           double rel_tol) {
   GpuCheck r;
@@ -133,17 +158,12 @@ GpuCheck checkGraphReplay(const Config& config, const std::string& precision, in
   const torch::Device cuda(torch::kCUDA, 0);
   Engine eager(eager_config, checkOptions(eager_config, cuda));
   Engine graph(graph_config, checkOptions(graph_config, cuda));
-  double worst = 0;
   int64_t replayed = 0;
-  nlohmann::json rows = nlohmann::json::array();
-  for (int64_t step = 0; step < steps; ++step) {
-    auto images = checkImages(config, step).pin_memory();
-    const double a = eager.trainStep(images).loss.item<double>();
-    const double b = graph.trainStep(images).loss.item<double>();
-    if (graph.graphActive()) ++replayed;
-    rows.push_back({{"step", step}, {"eager", a}, {"graph", b}, {"replay", graph.graphActive()}});
-    worst = std::max(worst, relDiff(a, b));
-  }
+  auto [rows, worst] = pairedLosses(eager, graph, config, steps, "eager", "graph",
+                                    [&](nlohmann::json& row) {
+                                      row["replay"] = graph.graphActive();
+                                      if (graph.graphActive()) ++replayed;
+                                    });
   r.values["steps"] = rows;
   r.values["replayed_steps"] = replayed;
   r.values["max_rel"] = worst;
@@ -375,15 +395,7 @@ GpuCheck checkRecomputeGelu(const Config& config, const std::string& precision, 
   const torch::Device cuda(torch::kCUDA, 0);
   Engine a(kept, checkOptions(kept, cuda));
   Engine b(recomputed, checkOptions(recomputed, cuda));
-  double worst = 0;
-  nlohmann::json rows = nlohmann::json::array();
-  for (int64_t step = 0; step < steps; ++step) {
-    auto images = checkImages(config, step);
-    const double x = a.trainStep(images).loss.item<double>();
-    const double y = b.trainStep(images).loss.item<double>();
-    rows.push_back({{"step", step}, {"kept", x}, {"recomputed", y}});
-    worst = std::max(worst, relDiff(x, y));
-  }
+  auto [rows, worst] = pairedLosses(a, b, config, steps, "kept", "recomputed");
   r.values["steps"] = rows;
   r.values["max_rel"] = worst;
   r.values["tolerance"] = rel_tol;
