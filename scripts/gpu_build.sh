@@ -2,10 +2,9 @@
 # @brief Sourced by the GPU-machine scripts (gpu_check.sh, issue3_gpu.sh): configures and builds
 # core/ + mst against the machine's own LibTorch (PyTorch's, CUDA) with Ninja on all cores, using
 # the static HDF5/zlib and the headers that scripts/gpu_deps.sh put in third_party/. Needs OUT and
-# stamp(); sets MST to the built binary. On a build error it retries without cuBLASLt
-# (train.fused_mlp), then also without the kernel profiler, without the fused CUDA kernels
-# (core/kernels, nvcc), without both, then also without CUDA graphs (the newest LibTorch API the
-# engine uses), then gives up with the compiler's messages.
+# stamp(); sets MST to the built binary (one that starts: `mst doctor` runs). On a build error
+# it retries without the optional parts that failed (cuBLASLt for train.fused_mlp, the kernel
+# profiler, the fused CUDA kernels, CUDA graphs), then gives up with the compiler's messages.
 TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")}
 BUILD=${BUILD:-build-gpu}
 TP=$PWD/third_party
@@ -23,29 +22,60 @@ if [[ -z ${CUDACXX:-} ]]; then
 fi
 # LibTorch's CMake adds -gencode flags for TORCH_CUDA_ARCH_LIST (else for the GPUs it detects).
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
-attempt() {  # extra cmake options; configure and build, all output to the build log
-  configure "$@" >>"$OUT/build_log.txt" 2>&1 && ninja -C "$BUILD" -k 0 mst >>"$OUT/build_log.txt" 2>&1
+attempt() {  # extra cmake options; configure, build, and check that the binary starts
+  configure "$@" >>"$OUT/build_log.txt" 2>&1 && ninja -C "$BUILD" -k 0 mst >>"$OUT/build_log.txt" 2>&1 &&
+    "$BUILD/bin/mst" doctor --device cuda >>"$OUT/build_log.txt" 2>&1
 }
 : >"$OUT/build_log.txt"
 stamp "configure + build (nvcc: ${CUDACXX:-none})"
-# Each fallback leaves out one more of the parts most likely to meet a LibTorch or CUDA API
-# change: the kernel profiler, the fused kernels, both, then CUDA graphs too.
+# The optional parts, each most likely to meet a LibTorch or CUDA API change, and the sources
+# only it compiles. A failed attempt turns off the parts whose sources failed to compile; a
+# failure that names none of them (a link error, a binary that does not start) turns off the next
+# part in this order. A compile error elsewhere ends the build at once.
+PARTS=(MST_CUBLASLT MST_KERNEL_PROFILE MST_CUDA_KERNELS MST_CUDA_GRAPHS)
+declare -A SOURCES=([MST_CUBLASLT]="fused_mlp" [MST_KERNEL_PROFILE]="kernel_profile"
+  [MST_CUDA_KERNELS]="residual_norm|augment_cuda|multicrop|augment_reference"
+  [MST_CUDA_GRAPHS]="step_graph")
+declare -A OFF=()
 built=0
-NOLT=-DMST_CUBLASLT=OFF
-for options in "" "$NOLT" "$NOLT -DMST_KERNEL_PROFILE=OFF" "$NOLT -DMST_CUDA_KERNELS=OFF" \
-               "$NOLT -DMST_CUDA_KERNELS=OFF -DMST_KERNEL_PROFILE=OFF" \
-               "$NOLT -DMST_CUDA_KERNELS=OFF -DMST_KERNEL_PROFILE=OFF -DMST_CUDA_GRAPHS=OFF"; do
-  # shellcheck disable=SC2086
-  if attempt -DMST_CUBLASLT=ON -DMST_CUDA_KERNELS=ON -DMST_KERNEL_PROFILE=ON -DMST_CUDA_GRAPHS=ON $options; then
+for try in 1 2 3 4 5; do
+  options=()
+  for part in "${PARTS[@]}"; do
+    [[ -n ${OFF[$part]:-} ]] && options+=("-D$part=OFF") || options+=("-D$part=ON")
+  done
+  mark=$(wc -l <"$OUT/build_log.txt")
+  if attempt "${options[@]}"; then
     built=1
-    [[ -n $options ]] && stamp "built with $options"
+    ((${#OFF[@]} > 0)) && stamp "built without ${!OFF[*]}"
     break
   fi
-  grep -E "error|undefined reference|CMake Error" "$OUT/build_log.txt" | tail -15
-  stamp "build failed with options '${options}': trying the next fallback"
+  failed=$(tail -n +"$((mark + 1))" "$OUT/build_log.txt" | grep -E "^FAILED: " || true)
+  grep -E "error|undefined reference|CMake Error|FAILED" "$OUT/build_log.txt" | tail -15
+  turned=0
+  for part in "${PARTS[@]}"; do
+    if [[ -z ${OFF[$part]:-} && -n $failed ]] && grep -qE "${SOURCES[$part]}" <<<"$failed"; then
+      OFF[$part]=1
+      turned=1
+    fi
+  done
+  if ((turned == 0)); then
+    if [[ -n $failed ]] && ! grep -qE "bin/mst$" <<<"$failed"; then
+      stamp "a compile error outside the optional parts: no fallback helps"
+      break
+    fi
+    for part in "${PARTS[@]}"; do  # a link error, or a binary that does not start
+      if [[ -z ${OFF[$part]:-} ]]; then
+        OFF[$part]=1
+        turned=1
+        break
+      fi
+    done
+  fi
+  ((turned == 0)) && break
+  stamp "build attempt $try failed: trying again without ${!OFF[*]}"
 done
 if [[ $built != 1 ]]; then
-  stamp "build failed with every fallback"
+  stamp "build failed"
   exit 1
 fi
 grep -E "HDF5|Torch|CUDA|nccl|NCCL|fused|WARNING" "$OUT/build_log.txt" | sort -u | head -20

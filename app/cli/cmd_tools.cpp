@@ -61,10 +61,10 @@ Command registerGpuCheck(CLI::App& app) {
               return;
             }
             int failed = 0;
-            for (const auto& check : runGpuChecks(config)) {
+            runGpuChecks(config, [&](const GpuCheck& check) {  // each line as soon as it is known
               failed += check.passed ? 0 : 1;
               printResult({{"check", check.name}, {"passed", check.passed}, {"values", check.values}});
-            }
+            });
             if (failed > 0) throw MstError(std::to_string(failed) + " GPU check(s) failed");
           }};
 }

@@ -2,6 +2,7 @@
 /// tests: CPU vs CUDA losses of the same step, masks on both devices, graph replay vs eager.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,7 +64,9 @@ GpuCheck checkFusedAugment();
 /// 3 local crops, drop path and the attention-guided mask, so that every part of the step runs.
 Config gpuCheckConfig();
 /// All of the above with the tolerances of issue 6 (fp32 1e-4, bf16 and bf16_stream 1e-2), the
-/// bf16 ones also with train.fused_norm.
-std::vector<GpuCheck> runGpuChecks(const Config& config);
+/// bf16 ones also with train.fused_norm and train.fused_mlp. `on_check` sees each result as soon
+/// as it is known (a later crash or timeout then loses only the checks not yet run).
+std::vector<GpuCheck> runGpuChecks(const Config& config,
+                                   const std::function<void(const GpuCheck&)>& on_check = {});
 
 }  // namespace mst

@@ -41,7 +41,7 @@ struct ModelConfig {
   std::vector<int64_t> decoder_widths{64, 32};  ///< empty = 256 halving per stage (log2(P) stages)
   /// GELU of the ViT's MLPs and the head: "erf" (exact, as DeiT) or "tanh" (the tanh
   /// approximation, which train.fused_mlp's matrix-product epilogues compute).
-  std::string gelu = "erf";  ///< empty = 256 halving per stage (log2(P) stages)
+  std::string gelu = "erf";
 };
 
 struct CropConfig {

@@ -160,6 +160,7 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
     torch::Tensor pre, g;
     bool done = false;
 #ifdef MST_HAVE_CUBLASLT
+    if (!lt && h2.is_cuda()) ++lt_fallbacks;  // dtype, layout or alignment kept it off cuBLASLt
     if (lt) {
       // Row-major (rows × hidden) is column-major (hidden × rows): D = W1 · h2ᵀ in cuBLAS terms.
       if (keep) pre = torch::empty({rows, hidden}, h2.options());

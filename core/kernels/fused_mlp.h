@@ -24,7 +24,8 @@ torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
 /// Whether this build has the cuBLASLt path (CMake option MST_CUBLASLT with CUDA's cublasLt).
 bool cublasLtBuilt();
 
-/// cuBLASLt calls that found no algorithm and ran the ATen path instead (this process).
+/// Fused-MLP passes on CUDA that ran the ATen path instead of cuBLASLt (no algorithm found, or
+/// operands it does not take) in this process.
 int64_t fusedMlpFallbacks();
 
 /// Whether fusedMlp takes the cuBLASLt path for a (rows, in) bf16 input on CUDA with this
