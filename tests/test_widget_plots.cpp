@@ -323,6 +323,28 @@ class TestWidgetPlots : public QObject {
     QCOMPARE(panel.pointCount("loss_rec", "run-a"), 40);
   }
 
+  void closeTicksGetDistinctLabels() {
+    // A schedule that moves in the sixth decimal (momentum 0.996 .. 0.996002 over a few steps):
+    // every tick label of its axis differs (a fixed 6-digit precision printed 0.996001 twice),
+    // and a coarse axis keeps short labels.
+    CurvePanel panel;
+    RunCurves run = makeRun("run-a", 40);
+    QVector<double> momentum;
+    for (int i = 0; i < 40; ++i) momentum << 0.996 + 0.002e-3 * i / 39.0;
+    run.metrics.columns["momentum"] = momentum;
+    panel.setRun(run);
+    panel.flushRedraw();
+    for (const QString& name : {QStringLiteral("momentum"), QStringLiteral("loss")}) {
+      QCustomPlot* plot = panel.plot(name);
+      plot->replot();
+      const QVector<QString> labels = plot->yAxis->tickVectorLabels();
+      QVERIFY2(labels.size() >= 3, qPrintable(name));
+      QCOMPARE(QSet<QString>(labels.begin(), labels.end()).size(), labels.size());
+      if (name == "loss")
+        for (const QString& label : labels) QVERIFY2(label.size() <= 6, qPrintable(label));
+    }
+  }
+
   void xAxisPutsEpochOnKeys() {
     CurvePanel panel;
     const RunCurves run = makeRun("run-a", 100);
