@@ -288,6 +288,21 @@ class TestModel : public QObject {
     QVERIFY(torch::allclose(nhwc, ref, 1e-12, 1e-12));
     QVERIFY(nhwc.is_contiguous(at::MemoryFormat::ChannelsLast));
     QCOMPARE(nhwc.sizes(), ref.sizes());
+    // Gradients for the input and the weights through the phase gather, in both layouts.
+    auto grads = [&](const torch::Tensor& input, bool literal) {
+      auto xi = input.detach().requires_grad_(true);
+      conv->zero_grad();
+      auto y = literal ? conv(upsampleNearest2x(xi)) : upsampleConv2x(xi, *conv);
+      (y * y.detach().cos()).sum().backward();
+      return std::vector<torch::Tensor>{xi.grad().contiguous(), conv->weight.grad().clone(),
+                                        conv->bias.grad().clone()};
+    };
+    const auto want = grads(x, true);
+    for (const auto& input : {x, x.contiguous(at::MemoryFormat::ChannelsLast)}) {
+      const auto got = grads(input, false);
+      for (size_t i = 0; i < want.size(); ++i)
+        QVERIFY2(torch::allclose(got[i], want[i], 1e-10, 1e-12), std::to_string(i).c_str());
+    }
   }
 
   void fusedJunctionMatchesTheOperationsItReplaces() {

@@ -43,6 +43,54 @@ torch::Tensor upsampleNearest2x(const torch::Tensor& x) {
   return x.unsqueeze(3).unsqueeze(5).expand({B, C, H, 2, W, 2}).reshape({B, C, 2 * H, 2 * W});
 }
 
+namespace {
+
+/// out[n, c, 2i+a, 2j+b] = y[n, (2a+b) C + c, i+a, j+b] for y (B, 4C, H+1, W+1): an affine
+/// gather, so one strided view of y over (n, c, i, a, j, b) and one copy, in y's memory format.
+/// Its backward pass writes the gradient back through the same view into zeros: every element of
+/// y is read at most once, so nothing is summed.
+class PhaseGather : public torch::autograd::Function<PhaseGather> {
+ public:
+  static torch::Tensor view(const torch::Tensor& y, int64_t C) {
+    const int64_t B = y.size(0), H = y.size(2) - 1, W = y.size(3) - 1;
+    const auto st = y.strides();
+    return y.as_strided({B, C, H, 2, W, 2},
+                        {st[0], st[1], st[2], 2 * C * st[1] + st[2], st[3], C * st[1] + st[3]},
+                        y.storage_offset());
+  }
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& y,
+                               int64_t C) {
+    ctx->saved_data["C"] = C;
+    ctx->saved_data["sizes"] = y.sizes().vec();
+    const bool nhwc = y.is_contiguous(at::MemoryFormat::ChannelsLast) && !y.is_contiguous();
+    ctx->saved_data["nhwc"] = nhwc;
+    const int64_t B = y.size(0), H = y.size(2) - 1, W = y.size(3) - 1;
+    auto out = torch::empty({B, C, 2 * H, 2 * W}, y.options().memory_format(
+                                                      nhwc ? at::MemoryFormat::ChannelsLast
+                                                           : at::MemoryFormat::Contiguous));
+    out.view({B, C, H, 2, W, 2}).copy_(view(y, C));
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const int64_t C = ctx->saved_data["C"].toInt();
+    const auto sizes = ctx->saved_data["sizes"].toIntVector();
+    const bool nhwc = ctx->saved_data["nhwc"].toBool();
+    auto dy = torch::zeros(sizes, grads[0].options().memory_format(
+                                      nhwc ? at::MemoryFormat::ChannelsLast
+                                           : at::MemoryFormat::Contiguous));
+    const auto& g = grads[0];
+    const int64_t B = sizes[0], H = sizes[2] - 1, W = sizes[3] - 1;
+    view(dy, C).copy_(g.as_strided({B, C, H, 2, W, 2},
+                                   {g.stride(0), g.stride(1), 2 * g.stride(2), g.stride(2),
+                                    2 * g.stride(3), g.stride(3)},
+                                   g.storage_offset()));
+    return {dy, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv) {
   const auto& o = conv.options;
   // (The decoder builds its convolutions with padding 1, which the phase kernels below assume.)
@@ -50,29 +98,25 @@ torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv
                   o.stride()->at(0) == 1 && o.stride()->at(1) == 1 && o.groups() == 1,
               "upsampleConv2x: needs a 3x3 convolution with stride 1");
   const auto& w = conv.weight;  // (C_out, C_in, 3, 3)
-  // Along one axis, output phase 0 (even row 2i) sees input rows i-1, i, i with taps w0, w1, w2;
-  // phase 1 (odd row 2i+1) sees i, i, i+1. As 3-tap kernels over input offsets -1, 0, +1:
-  // phase 0 = [w0, w1 + w2, 0], phase 1 = [0, w0 + w1, w2].
+  // Along one axis, output phase 0 (even row 2i) sees input rows i-1, i, i with taps w0, w1, w2,
+  // and phase 1 (odd row 2i+1) sees i, i, i+1: two taps each, [w0, w1 + w2] over rows (i-1, i)
+  // and [w0 + w1, w2] over rows (i, i+1).
   auto phases = [](const torch::Tensor& k, int64_t dim) {
     auto t0 = k.select(dim, 0), t1 = k.select(dim, 1), t2 = k.select(dim, 2);
-    auto zero = torch::zeros_like(t0);
-    return std::pair{torch::stack({t0, t1 + t2, zero}, dim), torch::stack({zero, t0 + t1, t2}, dim)};
+    return std::pair{torch::stack({t0, t1 + t2}, dim), torch::stack({t0 + t1, t2}, dim)};
   };
   auto [row0, row1] = phases(w, 2);
   auto [k00, k01] = phases(row0, 3);
   auto [k10, k11] = phases(row1, 3);
-  // Output channel (2a + b) * C_out + c is channel c at phase (a, b).
-  auto weight = torch::cat({k00, k01, k10, k11}, 0);
+  // One 2x2 convolution over x padded by 1 gives every 2x2 window: window (r, s) covers input
+  // rows r-1, r and columns s-1, s, so phase (a, b) of output pixel (i, j) is window (i+a, j+b)
+  // of the channel block 2a + b. A quarter more windows than pixels, against 9/4 times the taps
+  // of one 3x3 kernel per phase.
+  auto weight = torch::cat({k00, k01, k10, k11}, 0);  // (4 C_out, C_in, 2, 2)
   auto bias = conv.bias.defined() ? conv.bias.repeat({4}) : torch::Tensor();
   auto y = torch::nn::functional::conv2d(
       x, weight, torch::nn::functional::Conv2dFuncOptions().bias(bias).padding(1));
-  const int64_t B = y.size(0), C = w.size(0), H = y.size(2), W = y.size(3);
-  if (y.is_contiguous(at::MemoryFormat::ChannelsLast) && !y.is_contiguous()) {
-    // Dense (B, H, W, [a, b, C]) → (B, H, a, W, b, C): runs of C contiguous values move together.
-    auto nhwc = y.permute({0, 2, 3, 1}).view({B, H, W, 2, 2, C});
-    return nhwc.permute({0, 1, 3, 2, 4, 5}).reshape({B, 2 * H, 2 * W, C}).permute({0, 3, 1, 2});
-  }
-  return y.view({B, 2, 2, C, H, W}).permute({0, 3, 4, 1, 5, 2}).reshape({B, C, 2 * H, 2 * W});
+  return PhaseGather::apply(y, w.size(0));
 }
 
 torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
