@@ -137,6 +137,29 @@ class TestConfig : public QObject {
     claim = Claim::tryTake(path);
     QVERIFY(claim);
 
+    // Hosts whose clocks are wrong by hours judge another host's heartbeat alike: its age is
+    // read by the file system's clock, which stamped it.
+    claim.reset();
+    for (auto skew : {std::chrono::hours(2), -std::chrono::hours(2)}) {
+      setClaimClockSkewForTesting(skew);
+      write("elsewhere-host 4243 1");
+      QVERIFY(claimIsLive(path));
+      QVERIFY(!Claim::tryTake(path));
+      fs::last_write_time(path, fs::file_time_type::clock::now() - std::chrono::hours(1));
+      QVERIFY(!claimIsLive(path));
+      QVERIFY(QString::fromStdString(claimHolder(path)).contains(QRegularExpression(" 3[56]\\d\\d s ago")));
+    }
+    setClaimClockSkewForTesting(std::chrono::seconds(0));
+    const auto litter = [&] {
+      int n = 0;
+      for (const auto& entry : fs::directory_iterator(dir.path().toStdString()))
+        n += entry.path().filename().string().rfind(".mst-clock.", 0) == 0;
+      return n;
+    };
+    QCOMPARE(litter(), 0);  // the probes are removed
+    claim = Claim::tryTake(path);
+    QVERIFY(claim);
+
     // A holder judged gone and replaced does not remove its successor's claim on release.
     write("elsewhere-host 4242 2");
     claim.reset();

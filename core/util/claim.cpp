@@ -53,6 +53,30 @@ unsigned long long processStartTime(long long pid) {
   return 0;
 }
 
+std::atomic<long long> g_clock_skew_s{0};  // (tests) this host's clock, set wrong on purpose
+
+fs::file_time_type localNow() {
+  return fs::file_time_type::clock::now() + std::chrono::seconds(g_clock_skew_s.load());
+}
+
+/// "Now" by the clock of the file system that holds `dir`: the modification time it gives a
+/// probe file created there. A file server stamps its own clock on the heartbeats of every host
+/// (utimensat with no time), so ages measured against it do not depend on how far this host's
+/// clock is from the others'. This host's clock when the folder is not writable.
+fs::file_time_type fileSystemNow(const fs::path& dir) {
+  static std::atomic<long long> probes{0};
+  const fs::path probe = (dir.empty() ? fs::path(".") : dir) /
+                         (".mst-clock." + hostName() + "." + std::to_string(::getpid()) + "." +
+                          std::to_string(++probes));
+  const int fd = ::open(probe.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) return localNow();
+  ::close(fd);
+  std::error_code ec;
+  const auto now = fs::last_write_time(probe, ec);
+  ::unlink(probe.c_str());
+  return ec ? localNow() : now;
+}
+
 /// Whether the holder text read from a claim file names a holder that is still there.
 bool holderIsLive(const std::string& holder, const fs::path& path, std::chrono::seconds stale) {
   std::istringstream in(holder);
@@ -69,11 +93,12 @@ bool holderIsLive(const std::string& holder, const fs::path& path, std::chrono::
     }
     return true;
   }
-  // Another host (or a file we cannot read): its heartbeat tells.
+  // Another host (or a file we cannot read): its heartbeat tells, read against the clock that
+  // stamped it.
   std::error_code ec;
   const auto written = fs::last_write_time(path, ec);
   if (ec) return false;
-  return fs::file_time_type::clock::now() - written < stale;
+  return fileSystemNow(path.parent_path()) - written < stale;
 }
 
 /// Creates `path` exclusively with `holder` in it; false when it exists.
@@ -95,6 +120,8 @@ bool createExclusive(const std::string& path, const std::string& holder) {
 
 }  // namespace
 
+void setClaimClockSkewForTesting(std::chrono::seconds skew) { g_clock_skew_s = skew.count(); }
+
 std::string claimHolder(const std::string& path) {
   std::error_code ec;
   const auto written = fs::last_write_time(path, ec);
@@ -102,7 +129,7 @@ std::string claimHolder(const std::string& path) {
   std::string holder = readText(path);
   while (!holder.empty() && holder.back() == '\n') holder.pop_back();
   const auto age = std::chrono::duration_cast<std::chrono::seconds>(
-      fs::file_time_type::clock::now() - written);
+      fileSystemNow(fs::path(path).parent_path()) - written);
   return "held by " + holder + ", refreshed " + std::to_string(age.count()) + " s ago";
 }
 

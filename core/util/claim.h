@@ -18,7 +18,9 @@ namespace mst {
 ///
 /// A claim is live while its holder is: on this host, while its process runs; from another host,
 /// while its heartbeat is younger than `stale_after` (so a machine that died frees its cells
-/// after that long; machines whose clocks differ by that much would take each other's claims).
+/// after that long). The heartbeat's age is read by the clock of the file system that holds the
+/// claim (a probe file's modification time), not by this host's clock: on a shared file system
+/// the server stamps both, so hosts whose clocks disagree still judge alike.
 /// A claim that is not live is taken over, one taker at a time (a lock on `path.take`).
 class Claim {
  public:
@@ -52,6 +54,10 @@ class Claim {
 /// Who holds the claim at `path` ("<host> <pid> <serial> <start>", and how long ago its heartbeat was),
 /// for error messages; empty when there is no claim.
 std::string claimHolder(const std::string& path);
+
+/// Tests only: this host's clock reads `skew` away from the true time (where a claim's age falls
+/// back to it: a folder this process cannot write in). 0 restores it.
+void setClaimClockSkewForTesting(std::chrono::seconds skew);
 
 /// Whether the claim file at `path` exists and its holder is live (see Claim).
 bool claimIsLive(const std::string& path, std::chrono::seconds stale_after = Claim::kStaleAfter);
