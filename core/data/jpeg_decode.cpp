@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csetjmp>
+#include <cstdint>
 #include <cstdio>
 
 #ifdef MST_HAVE_LIBJPEG
@@ -114,7 +115,10 @@ bool decode(std::FILE* file, int side, std::vector<uint8_t>& rgb, int& h, int& w
   jpeg_start_decompress(&info);
   w = static_cast<int>(info.output_width);
   h = static_cast<int>(info.output_height);
-  if (info.output_components != 3) {
+  // Beyond OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS, 2^30 pixels) both builds call the file
+  // unreadable, rather than this one allocating gigabytes for a header's word.
+  if (info.output_components != 3 ||
+      static_cast<uint64_t>(info.output_width) * info.output_height > (uint64_t{1} << 30)) {
     jpeg_destroy_decompress(&info);
     return false;
   }
