@@ -1,9 +1,11 @@
 /// @brief Nothing saved is lost: failed checkpoint writes, non-finite losses, kill -9 and resume.
 #include <torch/torch.h>
+
 #include <QtTest/QtTest>
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 
@@ -41,6 +43,33 @@ EngineOptions engineOptions() {
 }
 
 QString mstBinary() { return QString(MST_BINARY_DIR) + "/mst"; }
+
+/// Copies checkpoint `from` to `to`, editing its meta record with `edit` and, when `key` names
+/// one of its tensors, dropping it ("drop"), casting it to int64 ("int64") or cutting its last
+/// value ("short").
+void rewriteCheckpoint(const std::string& from, const std::string& to,
+                       const std::function<void(nlohmann::json&)>& edit,
+                       const std::string& key = "", const std::string& replacement = "") {
+  torch::serialize::InputArchive in;
+  in.load_from(from);
+  torch::serialize::OutputArchive out;
+  for (const std::string& name : in.keys()) {
+    c10::IValue value;
+    in.read(name, value);
+    if (name == "meta") {
+      auto meta = nlohmann::json::parse(value.toStringRef());
+      edit(meta);
+      value = c10::IValue(meta.dump());
+    } else if (name == key) {
+      const torch::Tensor t = value.toTensor();
+      if (replacement == "drop") continue;
+      if (replacement == "int64") value = t.to(torch::kInt64);
+      if (replacement == "short") value = t.flatten().narrow(0, 0, t.numel() - 1).clone();
+    }
+    out.write(name, value);
+  }
+  out.save_to(to);
+}
 
 }  // namespace
 
@@ -100,6 +129,30 @@ class TestRobustness : public QObject {
     QTest::newRow("exp_avg as int64") << "{}" << "exp_avg" << "int64" << "'exp_avg'";
     QTest::newRow("center too short") << "{}" << "center" << "short" << "'center'";
   }
+  void checkpointsFromBeforeModelGeluLoad() {
+    // Checkpoints written before model.gelu existed have no such key in their model record:
+    // they were trained with the exact GELU, and load into an erf network (not a tanh one).
+    QTemporaryDir dir;
+    const std::string good = dir.filePath("good.pt").toStdString();
+    const std::string old = dir.filePath("old.pt").toStdString();
+    Config c = configFromJson(tinyRun());
+    Engine trained(c, engineOptions());
+    trained.trainStep(torch::randint(0, 256, {16, 1, 28, 28}, torch::kUInt8));
+    trained.saveCheckpoint(good);
+    rewriteCheckpoint(good, old, [](nlohmann::json& meta) {
+      meta["model"].erase("gelu");
+      meta["config"]["model"].erase("gelu");
+    });
+    QVERIFY(!readCheckpointMeta(old)["model"].contains("gelu"));
+    Engine fresh(c, engineOptions());
+    fresh.loadCheckpoint(old);
+    QVERIFY(torch::equal(fresh.teacher.values(), trained.teacher.values()));
+    Config tanh_config = c;
+    tanh_config.model.gelu = "tanh";
+    Engine tanh_engine(tanh_config, engineOptions());
+    QVERIFY_THROWS_EXCEPTION(MstError, tanh_engine.loadCheckpoint(old));
+  }
+
   void editedCheckpointIsAClearErrorAndChangesNothing() {
     QFETCH(QString, metaPatch);
     QFETCH(QString, key);
@@ -113,25 +166,9 @@ class TestRobustness : public QObject {
     trained.trainStep(torch::randint(0, 256, {16, 1, 28, 28}, torch::kUInt8));
     trained.saveCheckpoint(good);
 
-    torch::serialize::InputArchive in;
-    in.load_from(good);
-    torch::serialize::OutputArchive out;
-    for (const std::string& name : in.keys()) {
-      c10::IValue value;
-      in.read(name, value);
-      if (name == "meta") {
-        auto meta = nlohmann::json::parse(value.toStringRef());
-        meta.merge_patch(nlohmann::json::parse(metaPatch.toStdString()));
-        value = c10::IValue(meta.dump());
-      } else if (name == key.toStdString()) {
-        const torch::Tensor t = value.toTensor();
-        if (replacement == "drop") continue;
-        if (replacement == "int64") value = t.to(torch::kInt64);
-        if (replacement == "short") value = t.flatten().narrow(0, 0, t.numel() - 1).clone();
-      }
-      out.write(name, value);
-    }
-    out.save_to(edited);
+    rewriteCheckpoint(good, edited, [&](nlohmann::json& meta) {
+      meta.merge_patch(nlohmann::json::parse(metaPatch.toStdString()));
+    }, key.toStdString(), replacement.toStdString());
 
     Engine fresh(c, engineOptions());
     const torch::Tensor before = fresh.student.values().clone();

@@ -487,6 +487,9 @@ nlohmann::json Engine::loadCheckpoint(const std::string& path) {
   auto model_then = meta["model"];
   model_now.erase("drop_path");
   model_then.erase("drop_path");
+  // Model keys added after checkpoints were first written, with the value that every checkpoint
+  // written before them was trained with.
+  if (model_then.is_object() && !model_then.contains("gelu")) model_then["gelu"] = "erf";
   if (model_now != model_then)
     throw MstError("checkpoint " + path + " has another architecture: " + model_then.dump() +
                    " (this config: " + model_now.dump() + ")");
