@@ -3,12 +3,17 @@
 #include <torch/torch.h>
 #include <ATen/autocast_mode.h>
 
+#include <filesystem>
+#include <map>
+
 #include "core/config/config.h"
 #include "core/kernels/fused_mlp.h"
 #include "core/kernels/residual_norm.h"
 #include "core/model/decoder.h"
+#include "core/model/export.h"
 #include "core/model/dino_head.h"
 #include "core/model/vit.h"
+#include "core/util/error.h"
 
 using namespace mst;
 
@@ -303,6 +308,78 @@ class TestModel : public QObject {
       for (size_t i = 0; i < want.size(); ++i)
         QVERIFY2(torch::allclose(got[i], want[i], 1e-10, 1e-12), std::to_string(i).c_str());
     }
+  }
+
+  void exportedBackboneRunsAsATimmVit() {
+    // mst export's timm names and layouts: the file read back drives a forward pass written the
+    // way timm's VisionTransformer computes it (a P×P convolution for the patches, qkv split as
+    // (3, heads, head_dim), pre-norm blocks, final norm, CLS token), which must give the
+    // backbone's own CLS feature; the workbench's names round-trip every tensor unchanged.
+    auto c = micro();
+    c.channels = 3;
+    c.heads = 2;
+    torch::manual_seed(21);
+    Vit vit(c);
+    vit->to(torch::kDouble);
+    vit->eval();
+    QTemporaryDir dir;
+    const std::string timm_file = dir.filePath("timm.safetensors").toStdString();
+    writeSafetensors(timm_file, backboneTensors(*vit, ExportNames::Timm), {{"format", "test"}});
+    std::map<std::string, std::string> meta;
+    std::map<std::string, torch::Tensor> w;
+    for (auto& [name, t] : readSafetensors(timm_file, &meta)) w[name] = t.to(torch::kDouble);
+    QCOMPARE(meta["format"], std::string("test"));
+    QVERIFY(!w.count("mask_token") && !w.count("patch_embed.weight") && !w.count("blocks.0.fc1.weight"));
+    const int64_t D = c.dim, P = c.patch_size, H = c.heads, d = D / H;
+    QCOMPARE(w.at("patch_embed.proj.weight").sizes(), (torch::IntArrayRef{D, 3, P, P}));
+
+    auto images = torch::randn({2, 3, c.image_size, c.image_size}, torch::kDouble);
+    namespace F = torch::nn::functional;
+    auto x = torch::conv2d(images, w.at("patch_embed.proj.weight"), w.at("patch_embed.proj.bias"), P)
+                 .flatten(2).transpose(1, 2);
+    const int64_t B = x.size(0);
+    x = torch::cat({w.at("cls_token").expand({B, 1, D}), x}, 1) + w.at("pos_embed");
+    const int64_t N = x.size(1);
+    auto norm = [&](const torch::Tensor& t, const std::string& name) {
+      return torch::layer_norm(t, {D}, w.at(name + ".weight"), w.at(name + ".bias"), 1e-6);
+    };
+    auto linear = [&](const torch::Tensor& t, const std::string& name) {
+      return torch::linear(t, w.at(name + ".weight"), w.at(name + ".bias"));
+    };
+    for (int64_t i = 0; i < c.depth; ++i) {
+      const std::string b = "blocks." + std::to_string(i);
+      auto qkv = linear(norm(x, b + ".norm1"), b + ".attn.qkv").reshape({B, N, 3, H, d}).permute({2, 0, 3, 1, 4});
+      auto attn = torch::matmul(qkv[0], qkv[1].transpose(-2, -1)).mul(1.0 / std::sqrt(double(d))).softmax(-1);
+      x = x + linear(torch::matmul(attn, qkv[2]).transpose(1, 2).reshape({B, N, D}), b + ".attn.proj");
+      x = x + linear(torch::gelu(linear(norm(x, b + ".norm2"), b + ".mlp.fc1")), b + ".mlp.fc2");
+    }
+    auto timm_cls = norm(x, "norm").select(1, 0);
+    torch::NoGradGuard no_grad;
+    auto ours = vit->forward(images).cls;
+    QVERIFY2(torch::allclose(timm_cls, ours, 1e-10, 1e-12),
+             std::to_string((timm_cls - ours).abs().max().item<double>()).c_str());
+
+    // The workbench's names: every parameter, [MASK] token included, bit for bit.
+    const std::string mst_file = dir.filePath("mst.safetensors").toStdString();
+    const auto mst_tensors = backboneTensors(*vit, ExportNames::Mst);
+    writeSafetensors(mst_file, mst_tensors, {});
+    const auto back = readSafetensors(mst_file);
+    QCOMPARE(back.size(), vit->parameters().size());
+    std::map<std::string, torch::Tensor> by_name(back.begin(), back.end());
+    for (const auto& p : vit->named_parameters())
+      QVERIFY2(torch::equal(by_name.at(p.key()), p.value().to(torch::kFloat)), p.key().c_str());
+
+    // A cut file is one error naming it; the file that was there stays whole.
+    std::filesystem::resize_file(mst_file, std::filesystem::file_size(mst_file) - 4);
+    try {
+      readSafetensors(mst_file);
+      QFAIL("a truncated file was read");
+    } catch (const MstError& e) {
+      QVERIFY2(QString(e.what()).contains("mst.safetensors"), e.what());
+    }
+    QVERIFY_THROWS_EXCEPTION(MstError, writeSafetensors(dir.filePath("no/such/dir/x.safetensors").toStdString(),
+                                                        mst_tensors, {}));
+    QCOMPARE(readSafetensors(timm_file).size(), w.size());
   }
 
   void fusedJunctionMatchesTheOperationsItReplaces() {

@@ -153,6 +153,43 @@ class TestRobustness : public QObject {
     QVERIFY_THROWS_EXCEPTION(MstError, tanh_engine.loadCheckpoint(old));
   }
 
+  void exportWritesTheTeacherAndRefusesBadInput() {
+    // `mst export`: the teacher backbone of a checkpoint under timm's names, in one JSON line;
+    // a checkpoint that is not one is one error naming it, and the output already there stays.
+    if (!QFileInfo::exists(mstBinary())) QSKIP("the mst binary is not built");
+    QTemporaryDir dir;
+    const QString ckpt = dir.filePath("c.pt"), out = dir.filePath("t.safetensors");
+    Config c = configFromJson(tinyRun());
+    Engine trained(c, engineOptions());
+    trained.trainStep(torch::randint(0, 256, {16, 1, 28, 28}, torch::kUInt8));
+    trained.saveCheckpoint(ckpt.toStdString());
+    QProcess run;
+    run.start(mstBinary(), {"export", "--checkpoint", ckpt, "--out", out});
+    QVERIFY(run.waitForFinished(120000));
+    QCOMPARE(run.exitCode(), 0);
+    const auto lines = QString(run.readAllStandardOutput()).trimmed().split('\n');
+    const auto result = nlohmann::json::parse(lines.last().toStdString());
+    int64_t numel = 0;
+    for (const auto& p : trained.teacher_vit->parameters()) numel += p.numel();
+    numel -= c.model.dim;  // timm has no [MASK] token
+    QCOMPARE(result["parameters"].get<int64_t>(), numel);
+    QCOMPARE(result["timm_kwargs"]["depth"].get<int64_t>(), c.model.depth);
+    const auto size = QFileInfo(out).size();
+    QVERIFY(size > numel * 4);
+
+    const QString junk = dir.filePath("junk.pt");
+    QFile f(junk);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write("not a checkpoint");
+    f.close();
+    QProcess bad;
+    bad.start(mstBinary(), {"export", "--checkpoint", junk, "--out", out});
+    QVERIFY(bad.waitForFinished(120000));
+    QCOMPARE(bad.exitCode(), 1);
+    QVERIFY(QString(bad.readAllStandardError()).contains("junk.pt"));
+    QCOMPARE(QFileInfo(out).size(), size);
+  }
+
   void editedCheckpointIsAClearErrorAndChangesNothing() {
     QFETCH(QString, metaPatch);
     QFETCH(QString, key);

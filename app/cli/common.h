@@ -51,6 +51,7 @@ Command registerDoctor(CLI::App& app);
 Command registerGpuCheck(CLI::App& app);
 Command registerConfig(CLI::App& app);
 Command registerLog(CLI::App& app);
+Command registerExport(CLI::App& app);
 
 /// The final JSON line on stdout.
 void printResult(const nlohmann::json& result);

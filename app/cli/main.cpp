@@ -6,11 +6,12 @@
 
 int main(int argc, char** argv) {
   using namespace mst::cli;
-  CLI::App app{"MST Workbench command line: train, evaluate, sweep, inspect and benchmark MST"};
+  CLI::App app{"MST Workbench command line: train, evaluate, sweep, inspect, benchmark and export MST"};
   app.require_subcommand(1);
   std::vector<Command> commands{registerTrain(app),   registerEval(app),  registerSweep(app),
                                 registerInspect(app), registerBench(app), registerDoctor(app),
-                                registerConfig(app), registerLog(app),   registerGpuCheck(app)};
+                                registerConfig(app), registerLog(app),   registerGpuCheck(app),
+                                registerExport(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
