@@ -166,6 +166,17 @@ class TestGuiWorkbench : public QObject {
     QVERIFY2(window.saveRunLog(o.out_dir, dir.filePath("copy.h5"), &error), qPrintable(error));
     QCOMPARE(fileHead(dir.filePath("copy.h5"), 8), QByteArray("\x89HDF\r\n\x1a\n"));
     QCOMPARE(readRunCurves(dir.filePath("copy.h5")).metrics.rows(), 4);
+    // The teacher backbone, as `mst export` writes it; a folder without a checkpoint is refused.
+    QString result;
+    QVERIFY2(window.exportBackbone(o.out_dir, dir.filePath("t.safetensors"), &error, &result),
+             qPrintable(error));
+    const auto line = nlohmann::json::parse(result.toStdString());
+    QCOMPARE(line["network"].get<std::string>(), std::string("teacher"));
+    QCOMPARE(line["step"].get<int64_t>(), int64_t{4});
+    QVERIFY(QFileInfo(dir.filePath("t.safetensors")).size() > 4 * line["parameters"].get<int64_t>());
+    QVERIFY(!window.exportBackbone(dir.filePath("nowhere"), dir.filePath("u.safetensors"), &error));
+    QVERIFY2(error.contains("checkpoint.pt"), qPrintable(error));
+    QVERIFY(!QFileInfo::exists(dir.filePath("u.safetensors")));
   }
 
   void aNonFiniteLossIsShownInTheWindow() {

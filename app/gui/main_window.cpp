@@ -25,6 +25,7 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include "app/gui/backbone_export.h"
 #include "app/gui/inspector_panel.h"
 #include "app/gui/process_run.h"
 #include "app/gui/run_reader.h"
@@ -207,6 +208,23 @@ bool MainWindow::saveRunLog(const QString& run, const QString& target, QString* 
     return false;
   }
   return true;
+}
+
+bool MainWindow::exportBackbone(const QString& run, const QString& target, QString* error,
+                                QString* result) {
+  const QString checkpoint = QDir(runId(run)).filePath("checkpoint.pt");
+  if (!QFileInfo::exists(checkpoint)) {
+    if (error) *error = checkpoint + ": no checkpoint (a run writes one when it stops or ends)";
+    return false;
+  }
+  try {
+    const QString line = exportTeacherBackbone(checkpoint, target);
+    if (result) *result = line;
+    return true;
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromStdString(e.what());
+    return false;
+  }
 }
 
 bool MainWindow::openRun(const QString& path, QString* error) {

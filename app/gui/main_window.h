@@ -61,6 +61,10 @@ class MainWindow : public QMainWindow {
   bool saveExperiment(const QString& path, QString* error = nullptr);
   /// Copies the run log of `run` (a folder or run.h5) to `target`.
   bool saveRunLog(const QString& run, const QString& target, QString* error = nullptr);
+  /// Writes the teacher backbone of `run`'s checkpoint (a folder or run.h5 beside it) to `target`
+  /// as safetensors with timm's names (what `mst export` writes); the result line in *result.
+  bool exportBackbone(const QString& run, const QString& target, QString* error = nullptr,
+                      QString* result = nullptr);
 
  public slots:
   void startRun();

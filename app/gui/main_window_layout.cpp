@@ -176,6 +176,21 @@ void MainWindow::buildMenus() {
     QString error;
     if (!target.isEmpty() && !saveRunLog(run, target, &error)) showError("Save run log", error);
   });
+  file->addAction("Export &backbone for timm (safetensors)…", this, [this] {
+    QString run = live_id_;
+    if (run.isEmpty() && !runs_->shownRuns().isEmpty()) run = runs_->shownRuns().front();
+    if (run.isEmpty()) run = outDir();
+    const QString target = QFileDialog::getSaveFileName(
+        this, "Export the teacher backbone", QFileInfo(run).fileName() + "_teacher.safetensors",
+        "safetensors (*.safetensors)");
+    if (target.isEmpty()) return;
+    QString error, result;
+    QApplication::setOverrideCursor(Qt::WaitCursor);
+    const bool ok = exportBackbone(run, target, &error, &result);
+    QApplication::restoreOverrideCursor();
+    if (!ok) showError("Export backbone", error);
+    else statusBar()->showMessage("exported " + target + " " + result, 10000);
+  });
   file->addSeparator();
   file->addAction("&Quit", QKeySequence::Quit, this, &QWidget::close);
 

@@ -3,6 +3,7 @@
 
 #include "core/data/dataset.h"
 #include "core/eval/knn.h"
+#include "core/model/export.h"
 #include "core/train/engine.h"
 #include "core/util/error.h"
 
@@ -89,6 +90,35 @@ nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind 
   return {{"linear_top1", r.test_top1}, {"linear_train_top1", r.train_top1},
           {"features", featureKindName(kind)}, {"epochs", lo.epochs},
           {"train", train.labels.size(0)}, {"test", test.labels.size(0)}};
+}
+
+nlohmann::json exportBackbone(const std::string& checkpoint, const std::string& out, bool teacher,
+                              bool timm_names) {
+  const Config config = configFromJson(checkpointConfig(checkpoint), "checkpoint " + checkpoint);
+  auto engine = makeEvalEngine(config, checkpoint, torch::kCPU);
+  auto& vit = teacher ? *engine->teacher_vit : *engine->student_vit;
+  const auto tensors = backboneTensors(vit, timm_names ? ExportNames::Timm : ExportNames::Mst);
+  const int64_t step = readCheckpointMeta(checkpoint).value("step", int64_t{0});
+  const auto kwargs = timmKwargs(config.model);
+  const std::string network = teacher ? "teacher" : "student", names = timm_names ? "timm" : "mst";
+  writeSafetensors(out, tensors,
+                   {{"format", "mst-export-1"},
+                    {"network", network},
+                    {"names", names},
+                    {"step", std::to_string(step)},
+                    {"model", configToJson(config)["model"].dump()},
+                    {"gelu", config.model.gelu},
+                    {"timm_kwargs", kwargs.dump()}});
+  int64_t parameters = 0;
+  for (const auto& [name, t] : tensors) parameters += t.numel();
+  nlohmann::json result{{"out", out},           {"network", network},
+                        {"names", names},       {"tensors", tensors.size()},
+                        {"parameters", parameters}, {"step", step},
+                        {"timm_kwargs", kwargs}};
+  if (config.model.gelu != "erf")
+    result["note"] =
+        "model.gelu=tanh: build the timm model with act_layer=timm.layers.activations.GELUTanh";
+  return result;
 }
 
 }  // namespace mst

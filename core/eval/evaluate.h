@@ -45,4 +45,12 @@ nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind 
 
 std::string featureKindName(FeatureKind kind);
 
+/// `mst export` and the workbench's File menu: the teacher's (or, with `teacher` false, the
+/// student's) ViT of `checkpoint` written to `out` as safetensors with timm's names and layouts
+/// (`timm_names`) or the workbench's own. Returns the result line (out, tensors, parameters, step,
+/// timm_kwargs, and a note for a tanh network). MstError naming the file on bad input; an `out`
+/// already there is replaced whole or left as it was.
+nlohmann::json exportBackbone(const std::string& checkpoint, const std::string& out, bool teacher,
+                              bool timm_names);
+
 }  // namespace mst
