@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <fstream>
 #include <random>
 
@@ -43,6 +44,14 @@ EngineOptions engineOptions() {
 }
 
 QString mstBinary() { return QString(MST_BINARY_DIR) + "/mst"; }
+
+/// An engine of tinyRun() after one step, saved as the checkpoint `path`.
+std::unique_ptr<Engine> savedAfterOneStep(const std::string& path) {
+  auto engine = std::make_unique<Engine>(configFromJson(tinyRun()), engineOptions());
+  engine->trainStep(torch::randint(0, 256, {16, 1, 28, 28}, torch::kUInt8));
+  engine->saveCheckpoint(path);
+  return engine;
+}
 
 /// Copies checkpoint `from` to `to`, editing its meta record with `edit` and, when `key` names
 /// one of its tensors, dropping it ("drop"), casting it to int64 ("int64") or cutting its last
@@ -135,10 +144,8 @@ class TestRobustness : public QObject {
     QTemporaryDir dir;
     const std::string good = dir.filePath("good.pt").toStdString();
     const std::string old = dir.filePath("old.pt").toStdString();
-    Config c = configFromJson(tinyRun());
-    Engine trained(c, engineOptions());
-    trained.trainStep(torch::randint(0, 256, {16, 1, 28, 28}, torch::kUInt8));
-    trained.saveCheckpoint(good);
+    const Config c = configFromJson(tinyRun());
+    const auto trained = savedAfterOneStep(good);
     rewriteCheckpoint(good, old, [](nlohmann::json& meta) {
       meta["model"].erase("gelu");
       meta["config"]["model"].erase("gelu");
@@ -146,7 +153,7 @@ class TestRobustness : public QObject {
     QVERIFY(!readCheckpointMeta(old)["model"].contains("gelu"));
     Engine fresh(c, engineOptions());
     fresh.loadCheckpoint(old);
-    QVERIFY(torch::equal(fresh.teacher.values(), trained.teacher.values()));
+    QVERIFY(torch::equal(fresh.teacher.values(), trained->teacher.values()));
     Config tanh_config = c;
     tanh_config.model.gelu = "tanh";
     Engine tanh_engine(tanh_config, engineOptions());
@@ -159,10 +166,8 @@ class TestRobustness : public QObject {
     if (!QFileInfo::exists(mstBinary())) QSKIP("the mst binary is not built");
     QTemporaryDir dir;
     const QString ckpt = dir.filePath("c.pt"), out = dir.filePath("t.safetensors");
-    Config c = configFromJson(tinyRun());
-    Engine trained(c, engineOptions());
-    trained.trainStep(torch::randint(0, 256, {16, 1, 28, 28}, torch::kUInt8));
-    trained.saveCheckpoint(ckpt.toStdString());
+    const Config c = configFromJson(tinyRun());
+    const auto trained = savedAfterOneStep(ckpt.toStdString());
     QProcess run;
     run.start(mstBinary(), {"export", "--checkpoint", ckpt, "--out", out});
     QVERIFY(run.waitForFinished(120000));
@@ -170,7 +175,7 @@ class TestRobustness : public QObject {
     const auto lines = QString(run.readAllStandardOutput()).trimmed().split('\n');
     const auto result = nlohmann::json::parse(lines.last().toStdString());
     int64_t numel = 0;
-    for (const auto& p : trained.teacher_vit->parameters()) numel += p.numel();
+    for (const auto& p : trained->teacher_vit->parameters()) numel += p.numel();
     numel -= c.model.dim;  // timm has no [MASK] token
     QCOMPARE(result["parameters"].get<int64_t>(), numel);
     QCOMPARE(result["timm_kwargs"]["depth"].get<int64_t>(), c.model.depth);
@@ -198,10 +203,8 @@ class TestRobustness : public QObject {
     QTemporaryDir dir;
     const std::string good = dir.filePath("good.pt").toStdString();
     const std::string edited = dir.filePath("edited.pt").toStdString();
-    Config c = configFromJson(tinyRun());
-    Engine trained(c, engineOptions());
-    trained.trainStep(torch::randint(0, 256, {16, 1, 28, 28}, torch::kUInt8));
-    trained.saveCheckpoint(good);
+    const Config c = configFromJson(tinyRun());
+    savedAfterOneStep(good);
 
     rewriteCheckpoint(good, edited, [&](nlohmann::json& meta) {
       meta.merge_patch(nlohmann::json::parse(metaPatch.toStdString()));
