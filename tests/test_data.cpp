@@ -550,28 +550,31 @@ void TestData::jpegDecoderMatchesOpenCv() {
   std::vector<uint8_t> out(3 * 16 * 16);
   QVERIFY(!mst::decodeJpegCentreCrop(junk, 16, out.data()));
   QVERIFY(!mst::decodeJpegCentreCrop(dir.filePath("missing.jpg").toStdString(), 16, out.data()));
-  // A header that claims 65,000 × 65,000 pixels (the frame marker of a real file, patched): with
-  // no DCT scaling to shrink it (a load size above half its side) it is past OpenCV's 2^30-pixel
-  // limit, and both decoders call it unreadable rather than allocate 12 GB.
-  std::vector<uchar> bytes;
-  QVERIFY(cv::imencode(".jpg", photo, bytes));
-  size_t sof = 2;
-  while (sof + 9 < bytes.size() && !(bytes[sof] == 0xFF && bytes[sof + 1] == 0xC0)) ++sof;
-  QVERIFY(sof + 9 < bytes.size());
-  for (size_t at : {sof + 5, sof + 7}) {  // height, then width: big-endian 16-bit
-    bytes[at] = 0xFD;
-    bytes[at + 1] = 0xE8;
+  // A header that claims 65,000 × 65,000 pixels (the frame marker of a real file, patched), in a
+  // baseline and a progressive file: past OpenCV's 2^30-pixel limit, so both decoders call it
+  // unreadable, whatever the load size, before allocating anything of that size.
+  for (const bool progressive : {false, true}) {
+    std::vector<uchar> bytes;
+    QVERIFY(cv::imencode(".jpg", photo, bytes, {cv::IMWRITE_JPEG_PROGRESSIVE, progressive ? 1 : 0}));
+    const uchar frame = progressive ? 0xC2 : 0xC0;  // SOF2 / SOF0
+    size_t sof = 2;
+    while (sof + 9 < bytes.size() && !(bytes[sof] == 0xFF && bytes[sof + 1] == frame)) ++sof;
+    QVERIFY(sof + 9 < bytes.size());
+    for (size_t at : {sof + 5, sof + 7}) {  // height, then width: big-endian 16-bit
+      bytes[at] = 0xFD;
+      bytes[at + 1] = 0xE8;
+    }
+    const std::string huge = dir.filePath("huge.jpg").toStdString();
+    writePlain(huge, QByteArray(reinterpret_cast<const char*>(bytes.data()), qsizetype(bytes.size())));
+    QVERIFY(!mst::decodeJpegCentreCrop(huge, 16, out.data()));
+    bool opencv_refuses = false;  // (OpenCV 4.6 throws from imread here; ImageFolder catches it)
+    try {
+      opencv_refuses = cv::imread(huge, cv::IMREAD_COLOR).empty();
+    } catch (const cv::Exception&) {
+      opencv_refuses = true;
+    }
+    QVERIFY(opencv_refuses);
   }
-  const std::string huge = dir.filePath("huge.jpg").toStdString();
-  writePlain(huge, QByteArray(reinterpret_cast<const char*>(bytes.data()), qsizetype(bytes.size())));
-  QVERIFY(!mst::decodeJpegCentreCrop(huge, 40000, out.data()));
-  bool opencv_refuses = false;  // (OpenCV 4.6 throws from imread here; ImageFolder catches it)
-  try {
-    opencv_refuses = cv::imread(huge, cv::IMREAD_COLOR).empty();
-  } catch (const cv::Exception&) {
-    opencv_refuses = true;
-  }
-  QVERIFY(opencv_refuses);
 #endif
 }
 

@@ -181,6 +181,18 @@ class TestRobustness : public QObject {
     QCOMPARE(result["timm_kwargs"]["depth"].get<int64_t>(), c.model.depth);
     const auto size = QFileInfo(out).size();
     QVERIFY(size > numel * 4);
+    // A checkpoint of a bf16 GPU run whose data set is not on this machine: the weights alone
+    // are exported, on the CPU.
+    const QString gpu_run = dir.filePath("gpu.pt");
+    rewriteCheckpoint(ckpt.toStdString(), gpu_run.toStdString(), [](nlohmann::json& meta) {
+      meta["config"]["train"]["precision"] = "bf16";
+      meta["config"]["data"]["path"] = "/nowhere/imagenet";
+    });
+    QProcess from_gpu;
+    from_gpu.start(mstBinary(), {"export", "--checkpoint", gpu_run, "--out", dir.filePath("g.safetensors")});
+    QVERIFY(from_gpu.waitForFinished(120000));
+    QVERIFY2(from_gpu.exitCode() == 0, from_gpu.readAllStandardError().constData());
+    QCOMPARE(QFileInfo(dir.filePath("g.safetensors")).size(), size);
 
     const QString junk = dir.filePath("junk.pt");
     QFile f(junk);

@@ -104,6 +104,14 @@ bool decode(std::FILE* file, int side, std::vector<uint8_t>& rgb, int& h, int& w
   jpeg_create_decompress(&info);
   jpeg_stdio_src(&info, file);
   jpeg_read_header(&info, TRUE);
+  // OpenCV's limit (CV_IO_MAX_IMAGE_PIXELS, 2^30 pixels), on the header's full size as OpenCV
+  // applies it, and before start_decompress (which for a progressive file allocates full-size
+  // coefficient buffers): both builds call such a file unreadable rather than allocate gigabytes
+  // for a header's word.
+  if (static_cast<uint64_t>(info.image_width) * info.image_height > (uint64_t{1} << 30)) {
+    jpeg_destroy_decompress(&info);
+    return false;
+  }
   info.out_color_space = JCS_RGB;
   // The decoder's own DCT scaling (1/2, 1/4, 1/8) while the shorter side stays >= side: a
   // 500-px photo for a 256-px load decodes at full size, a 2000-px one at a quarter.
@@ -115,10 +123,7 @@ bool decode(std::FILE* file, int side, std::vector<uint8_t>& rgb, int& h, int& w
   jpeg_start_decompress(&info);
   w = static_cast<int>(info.output_width);
   h = static_cast<int>(info.output_height);
-  // Beyond OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS, 2^30 pixels) both builds call the file
-  // unreadable, rather than this one allocating gigabytes for a header's word.
-  if (info.output_components != 3 ||
-      static_cast<uint64_t>(info.output_width) * info.output_height > (uint64_t{1} << 30)) {
+  if (info.output_components != 3) {
     jpeg_destroy_decompress(&info);
     return false;
   }

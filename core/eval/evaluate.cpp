@@ -1,6 +1,8 @@
 /// @brief Evaluation entry points (see evaluate.h).
 #include "core/eval/evaluate.h"
 
+#include <cmath>
+
 #include "core/data/dataset.h"
 #include "core/eval/knn.h"
 #include "core/model/export.h"
@@ -94,9 +96,20 @@ nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind 
 
 nlohmann::json exportBackbone(const std::string& checkpoint, const std::string& out, bool teacher,
                               bool timm_names) {
-  const Config config = configFromJson(checkpointConfig(checkpoint), "checkpoint " + checkpoint);
-  auto engine = makeEvalEngine(config, checkpoint, torch::kCPU);
-  auto& vit = teacher ? *engine->teacher_vit : *engine->student_vit;
+  Config config = configFromJson(checkpointConfig(checkpoint), "checkpoint " + checkpoint);
+  // The weights alone, on the CPU: how the run computed (bf16, fused CUDA kernels, graphs) does
+  // not change them, and the data set (only its normalisation, which the export does not use)
+  // need not be on this machine.
+  config.train.precision = "fp32";
+  config.train.cuda_graph = config.train.fused_norm = config.train.fused_augment = false;
+  config.train.fused_mlp = false;
+  config.train.recompute_gelu = "auto";
+  EngineOptions eo;
+  eo.mean.assign(static_cast<size_t>(config.model.channels), 0.5);
+  eo.std.assign(static_cast<size_t>(config.model.channels), 0.25);
+  Engine engine(config, eo);
+  engine.loadCheckpoint(checkpoint);
+  auto& vit = teacher ? *engine.teacher_vit : *engine.student_vit;
   const auto tensors = backboneTensors(vit, timm_names ? ExportNames::Timm : ExportNames::Mst);
   const int64_t step = readCheckpointMeta(checkpoint).value("step", int64_t{0});
   const auto kwargs = timmKwargs(config.model);
@@ -111,13 +124,24 @@ nlohmann::json exportBackbone(const std::string& checkpoint, const std::string& 
                     {"timm_kwargs", kwargs.dump()}});
   int64_t parameters = 0;
   for (const auto& [name, t] : tensors) parameters += t.numel();
-  nlohmann::json result{{"out", out},           {"network", network},
-                        {"names", names},       {"tensors", tensors.size()},
-                        {"parameters", parameters}, {"step", step},
+  nlohmann::json result{{"out", out},
+                        {"network", network},
+                        {"names", names},
+                        {"tensors", tensors.size()},
+                        {"parameters", parameters},
+                        {"step", step},
                         {"timm_kwargs", kwargs}};
+  std::string note;
   if (config.model.gelu != "erf")
-    result["note"] =
-        "model.gelu=tanh: build the timm model with act_layer=timm.layers.activations.GELUTanh";
+    note = "model.gelu=tanh: build the timm model with act_layer=timm.layers.activations.GELUTanh";
+  // timm sizes the MLP as int(dim * mlp_ratio); the workbench rounds to nearest.
+  const auto timm_hidden = static_cast<int64_t>(config.model.dim * config.model.mlp_ratio);
+  const auto hidden = static_cast<int64_t>(std::llround(config.model.dim * config.model.mlp_ratio));
+  if (timm_hidden != hidden)
+    note += std::string(note.empty() ? "" : "; ") + "the MLP is " + std::to_string(hidden) +
+            " wide where timm's mlp_ratio gives " + std::to_string(timm_hidden) +
+            ": choose mlp_ratio so that int(embed_dim * mlp_ratio) is the former";
+  if (!note.empty()) result["note"] = note;
   return result;
 }
 

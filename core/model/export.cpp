@@ -1,6 +1,8 @@
 /// @brief Backbone export (see export.h).
 #include "core/model/export.h"
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -74,7 +76,8 @@ void writeSafetensors(const std::string& path, const NamedTensors& tensors,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
-  const std::string tmp = path + ".tmp";
+  // (One temporary name per process: two exports to one path do not write into each other.)
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw MstError("cannot write " + tmp + ": " + std::strerror(errno));
@@ -144,7 +147,8 @@ NamedTensors readSafetensors(const std::string& path,
     const auto bad = [&](const std::string& why) {
       return MstError(path + ": tensor " + name + ": " + why);
     };
-    if (!entry.is_object() || entry.value("dtype", "") != "F32") throw bad("not an F32 tensor");
+    if (!entry.is_object() || !entry.contains("dtype") || entry["dtype"] != "F32")
+      throw bad("not an F32 tensor");
     const auto& shape = entry["shape"];
     const auto& offsets = entry["data_offsets"];
     if (!shape.is_array() || !offsets.is_array() || offsets.size() != 2 ||

@@ -64,17 +64,17 @@ fs::file_time_type localNow() {
 /// (utimensat with no time), so ages measured against it do not depend on how far this host's
 /// clock is from the others'. This host's clock when the folder is not writable.
 fs::file_time_type fileSystemNow(const fs::path& dir) {
-  static std::atomic<long long> probes{0};
-  const fs::path probe = (dir.empty() ? fs::path(".") : dir) /
-                         (".mst-clock." + hostName() + "." + std::to_string(::getpid()) + "." +
-                          std::to_string(++probes));
-  const int fd = ::open(probe.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+  std::string probe = ((dir.empty() ? fs::path(".") : dir) / ".mst-clock.XXXXXX").string();
+  const int fd = ::mkstemp(probe.data());
   if (fd < 0) return localNow();
+  // Stamped the way the heartbeats are (utimensat with no time: the file server's clock where
+  // the server sets it, as NFS does), so that the two compare on any file system.
+  const bool stamped = ::futimens(fd, nullptr) == 0;
   ::close(fd);
   std::error_code ec;
   const auto now = fs::last_write_time(probe, ec);
   ::unlink(probe.c_str());
-  return ec ? localNow() : now;
+  return stamped && !ec ? now : localNow();
 }
 
 /// Whether the holder text read from a claim file names a holder that is still there.
