@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <QtTest/QtTest>
+
 #include <QDir>
 #include <QElapsedTimer>
 #include <QTemporaryDir>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <random>
 #include <fstream>
 #include <functional>
 #include <numeric>
@@ -504,6 +506,26 @@ void TestData::resizeAreaAndBilinear() {
   // Interleaved channels stay apart; the same size copies.
   const std::vector<uint8_t> rgb{1, 2, 3, 4, 5, 6};
   QCOMPARE(mst::resizeInterleaved(rgb, 1, 2, 3, 1, 2), rgb);
+  // A window of the result, computed alone, is that block of the whole result (shrinking and
+  // enlarging, windows at the edges and inside).
+  std::mt19937 rng(5);
+  std::vector<uint8_t> image(37 * 53 * 3);
+  for (auto& v : image) v = static_cast<uint8_t>(rng() % 256);
+  struct Case {
+    int out_h, out_w, top, left, rows, cols;
+  };
+  for (const Case& k : {Case{29, 41, 0, 0, 29, 41}, Case{29, 41, 3, 5, 20, 30},
+                        Case{29, 41, 28, 40, 1, 1}, Case{70, 90, 10, 20, 50, 60},
+                        Case{37, 53, 2, 0, 30, 53}}) {
+    const auto whole = mst::resizeInterleaved(image, 37, 53, 3, k.out_h, k.out_w);
+    const auto window = mst::resizeInterleavedWindow(image.data(), 37, 53, 3, k.out_h, k.out_w,
+                                                     k.top, k.left, k.rows, k.cols);
+    QCOMPARE(window.size(), size_t(k.rows * k.cols * 3));
+    for (int y = 0; y < k.rows; ++y)
+      for (int i = 0; i < k.cols * 3; ++i)
+        QCOMPARE(window[size_t(y * k.cols * 3 + i)],
+                 whole[size_t((k.top + y) * k.out_w * 3 + k.left * 3 + i)]);
+  }
 }
 
 void TestData::jpegDecoderMatchesOpenCv() {

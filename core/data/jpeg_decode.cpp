@@ -45,16 +45,25 @@ std::vector<Taps> plan(int in, int out) {
 
 }  // namespace
 
-std::vector<uint8_t> resizeInterleaved(const std::vector<uint8_t>& src, int h, int w, int c,
-                                       int out_h, int out_w) {
-  // Rows first (w → out_w) into floats, then columns (h → out_h), rounding once at the end.
+// Rows first into floats, then columns, each output row a weighted sum of whole float rows
+// (vectorisable); one rounding at the end.
+
+std::vector<uint8_t> resizeInterleavedWindow(const uint8_t* src, int h, int w, int c, int out_h,
+                                             int out_w, int top, int left, int rows, int cols) {
   const auto across = plan(w, out_w), down = plan(h, out_h);
-  std::vector<float> mid(static_cast<size_t>(h) * out_w * c);
-  for (int y = 0; y < h; ++y) {
-    const uint8_t* row = src.data() + static_cast<size_t>(y) * w * c;
-    float* o = mid.data() + static_cast<size_t>(y) * out_w * c;
-    for (int x = 0; x < out_w; ++x) {
-      const Taps& t = across[static_cast<size_t>(x)];
+  int y0 = h, y1 = 0;  // the input rows the window's output rows read
+  for (int r = top; r < top + rows; ++r) {
+    const Taps& t = down[static_cast<size_t>(r)];
+    y0 = std::min(y0, t.first);
+    y1 = std::max(y1, t.first + static_cast<int>(t.weights.size()));
+  }
+  const size_t stride = static_cast<size_t>(cols) * c;
+  std::vector<float> mid(static_cast<size_t>(std::max(0, y1 - y0)) * stride);
+  for (int y = y0; y < y1; ++y) {
+    const uint8_t* row = src + static_cast<size_t>(y) * w * c;
+    float* o = mid.data() + static_cast<size_t>(y - y0) * stride;
+    for (int x = 0; x < cols; ++x) {
+      const Taps& t = across[static_cast<size_t>(left + x)];
       for (int k = 0; k < c; ++k) {
         float sum = 0;
         for (size_t j = 0; j < t.weights.size(); ++j) sum += t.weights[j] * row[(t.first + j) * c + k];
@@ -62,18 +71,26 @@ std::vector<uint8_t> resizeInterleaved(const std::vector<uint8_t>& src, int h, i
       }
     }
   }
-  std::vector<uint8_t> out(static_cast<size_t>(out_h) * out_w * c);
-  const size_t stride = static_cast<size_t>(out_w) * c;
-  for (int y = 0; y < out_h; ++y) {
-    const Taps& t = down[static_cast<size_t>(y)];
-    uint8_t* o = out.data() + y * stride;
-    for (size_t i = 0; i < stride; ++i) {
-      float sum = 0;
-      for (size_t j = 0; j < t.weights.size(); ++j) sum += t.weights[j] * mid[(t.first + j) * stride + i];
-      o[i] = static_cast<uint8_t>(std::clamp(std::lround(sum), 0L, 255L));
+  std::vector<uint8_t> out(static_cast<size_t>(rows) * stride);
+  std::vector<float> acc(stride);
+  for (int r = 0; r < rows; ++r) {
+    const Taps& t = down[static_cast<size_t>(top + r)];
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (size_t j = 0; j < t.weights.size(); ++j) {
+      const float weight = t.weights[j];
+      const float* m = mid.data() + static_cast<size_t>(t.first + static_cast<int>(j) - y0) * stride;
+      for (size_t i = 0; i < stride; ++i) acc[i] += weight * m[i];
     }
+    uint8_t* o = out.data() + static_cast<size_t>(r) * stride;
+    for (size_t i = 0; i < stride; ++i)  // (sums of non-negative terms: +0.5 rounds half up)
+      o[i] = static_cast<uint8_t>(std::min(255.0f, acc[i] + 0.5f));
   }
   return out;
+}
+
+std::vector<uint8_t> resizeInterleaved(const std::vector<uint8_t>& src, int h, int w, int c,
+                                       int out_h, int out_w) {
+  return resizeInterleavedWindow(src.data(), h, w, c, out_h, out_w, 0, 0, out_h, out_w);
 }
 
 #ifdef MST_HAVE_LIBJPEG
@@ -154,14 +171,19 @@ bool decodeJpegCentreCrop(const std::string& path, int side, uint8_t* dst) {
   const double scale = static_cast<double>(side) / std::min(h, w);
   const int out_h = std::max(side, static_cast<int>(std::lround(h * scale)));
   const int out_w = std::max(side, static_cast<int>(std::lround(w * scale)));
-  const auto resized = (out_h == h && out_w == w) ? rgb : resizeInterleaved(rgb, h, w, 3, out_h, out_w);
   const int top = (out_h - side) / 2, left = (out_w - side) / 2;
   const size_t plane = static_cast<size_t>(side) * side;
-  for (int y = 0; y < side; ++y)
-    for (int x = 0; x < side; ++x) {
-      const uint8_t* px = resized.data() + (static_cast<size_t>(top + y) * out_w + left + x) * 3;
-      for (int k = 0; k < 3; ++k) dst[k * plane + static_cast<size_t>(y) * side + x] = px[k];
-    }
+  if (out_h == h && out_w == w) {
+    for (int y = 0; y < side; ++y)
+      for (int x = 0; x < side; ++x) {
+        const uint8_t* px = rgb.data() + (static_cast<size_t>(top + y) * w + left + x) * 3;
+        for (int k = 0; k < 3; ++k) dst[k * plane + static_cast<size_t>(y) * side + x] = px[k];
+      }
+    return true;
+  }
+  const auto crop = resizeInterleavedWindow(rgb.data(), h, w, 3, out_h, out_w, top, left, side, side);
+  for (size_t i = 0; i < plane; ++i)
+    for (int k = 0; k < 3; ++k) dst[k * plane + i] = crop[i * 3 + k];
   return true;
 }
 

@@ -23,4 +23,9 @@ bool decodeJpegCentreCrop(const std::string& path, int side, uint8_t* dst);
 std::vector<uint8_t> resizeInterleaved(const std::vector<uint8_t>& src, int h, int w, int c,
                                        int out_h, int out_w);
 
+/// Rows [top, top + rows) and columns [left, left + cols) of resizeInterleaved's result, computed
+/// alone (the loader's centre crop needs no more of the resized image).
+std::vector<uint8_t> resizeInterleavedWindow(const uint8_t* src, int h, int w, int c, int out_h,
+                                             int out_w, int top, int left, int rows, int cols);
+
 }  // namespace mst
