@@ -12,10 +12,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <random>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <numeric>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -544,17 +545,39 @@ void TestData::jpegDecoderMatchesOpenCv() {
                                             uchar(127 + 100 * std::cos(y * 0.05)), uchar((x + y) % 256));
   const std::string file = dir.filePath("p.jpg").toStdString();
   QVERIFY(cv::imwrite(file, photo, {cv::IMWRITE_JPEG_QUALITY, 95}));
+  // The reference: the JPEG's own pixels as a lossless PNG, which ImageFolder reads through
+  // OpenCV (its JPEGs now go to libjpeg in this build too).
   const QDir root(dir.path());
-  QVERIFY(root.mkpath("train/a"));
-  QVERIFY(QFile::copy(QString::fromStdString(file), root.filePath("train/a/p.jpg")));
+  QVERIFY(root.mkpath("train/a") && root.mkpath("train/b") && root.mkpath("train/c"));
+  QVERIFY(cv::imwrite(root.filePath("train/a/p.png").toStdString(), cv::imread(file)));
+  QVERIFY(QFile::copy(QString::fromStdString(file), root.filePath("train/b/p.jpg")));
+  // The same JPEG with an EXIF orientation tag (6: rotate 90° clockwise) after its SOI marker.
+  {
+    std::ifstream in(file, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const unsigned char tiff[] = {'I', 'I', 42, 0, 8, 0, 0, 0,            // header, IFD at 8
+                                  1, 0,                                     // one entry
+                                  0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, // orientation = 6
+                                  0, 0, 0, 0};                              // no next IFD
+    std::string app1 = std::string("Exif\0\0", 6) + std::string(reinterpret_cast<const char*>(tiff), sizeof tiff);
+    const size_t length = app1.size() + 2;
+    app1 = std::string{char(0xFF), char(0xE1), char(length >> 8), char(length & 0xFF)} + app1;
+    bytes.insert(2, app1);
+    writePlain(root.filePath("train/c/p.jpg").toStdString(),
+               QByteArray(bytes.data(), qsizetype(bytes.size())));
+  }
+  // The tag is real: OpenCV's default read turns the image.
+  QCOMPARE(cv::imread(root.filePath("train/c/p.jpg").toStdString(), cv::IMREAD_COLOR).rows, 500);
   mst::DataConfig config;
   config.format = "image_folder";
   config.path = dir.path().toStdString();
   for (int side : {64, 256, 400}) {  // shrink by DCT scaling + area, shrink by area, enlarge
     config.load_size = side;
     const auto set = mst::openDataset(config, true);
-    std::vector<uint8_t> reference(size_t(3 * side * side)), decoded(reference.size());
-    QVERIFY(set->read(0, reference.data()));
+    QCOMPARE(set->size(), int64_t{3});
+    std::vector<uint8_t> reference(size_t(3 * side * side)), decoded(reference.size()),
+        folder_jpeg(reference.size()), rotated(reference.size());
+    QVERIFY(set->read(0, reference.data()));  // train/a/p.png
     QVERIFY(mst::decodeJpegCentreCrop(file, side, decoded.data()));
     double sum = 0;
     int worst = 0;
@@ -566,6 +589,12 @@ void TestData::jpegDecoderMatchesOpenCv() {
     const double mean = sum / double(decoded.size());
     QVERIFY2(mean < 2.0, qPrintable(QString("side %1: mean |diff| %2").arg(side).arg(mean)));
     QVERIFY2(worst < 64, qPrintable(QString("side %1: max |diff| %2").arg(side).arg(worst)));
+    // ImageFolder's JPEGs are libjpeg's pixels in this build as on the GPU machine, and an EXIF
+    // orientation is ignored (as libjpeg and torchvision's PIL loader do).
+    QVERIFY(set->read(1, folder_jpeg.data()));
+    QVERIFY(set->read(2, rotated.data()));
+    QVERIFY(folder_jpeg == decoded);
+    QVERIFY(rotated == decoded);
   }
   const std::string junk = dir.filePath("junk.jpg").toStdString();
   writePlain(junk, "not a jpeg at all");
