@@ -8,11 +8,19 @@
 TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")}
 BUILD=${BUILD:-build-gpu}
 TP=$PWD/third_party
+# libjpeg (ImageFolder's decoder there) only when gpu_deps.sh built it: without it the build goes
+# on without the JPEG input path rather than failing to link a missing file.
+if [[ -f $TP/gpu/lib/libjpeg.a ]]; then
+  JPEG_ARGS=(-DJPEG_INCLUDE_DIR="$TP/gpu/include" -DJPEG_LIBRARY="$TP/gpu/lib/libjpeg.a")
+else
+  echo "third_party/gpu/lib/libjpeg.a is missing (scripts/gpu_deps.sh): building without JPEG input"
+  JPEG_ARGS=(-DCMAKE_DISABLE_FIND_PACKAGE_JPEG=ON)
+fi
 configure() {
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMST_BUILD_GUI=OFF \
     -DMST_BUILD_TESTS=OFF "-DCMAKE_PREFIX_PATH=$TORCH_PREFIX;$TP/gpu" -DHDF5_ROOT="$TP/gpu" \
     -DHDF5_USE_STATIC_LIBRARIES=ON -DZLIB_ROOT="$TP/gpu" -DZLIB_USE_STATIC_LIBS=ON \
-    -DJPEG_INCLUDE_DIR="$TP/gpu/include" -DJPEG_LIBRARY="$TP/gpu/lib/libjpeg.a" \
+    "${JPEG_ARGS[@]}" \
     -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON -DCMAKE_DISABLE_FIND_PACKAGE_CLI11=ON "$@"
 }
 # nvcc for core/kernels (train.fused_norm); CMake also looks in PATH and /usr/local/cuda.

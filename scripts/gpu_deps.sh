@@ -35,8 +35,12 @@ if ! have libjpeg.a; then
   apt-get $o source --download-only libjpeg-turbo -qq && tar xzf libjpeg-turbo_*.orig.tar.gz
   cmake -S "$(ls -d libjpeg-turbo-*/ | head -1)" -B jpeg-build -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DENABLE_SHARED=OFF -DWITH_TURBOJPEG=OFF \
-    -DCMAKE_INSTALL_PREFIX="$ROOT/gpu" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
+    -DCMAKE_INSTALL_PREFIX="$ROOT/gpu" -DCMAKE_INSTALL_LIBDIR="$ROOT/gpu/lib" >/dev/null
+  # (libjpeg-turbo 2.1 takes a relative LIBDIR from the working folder, not the prefix: it put
+  # libjpeg.a in the temporary folder, and the GPU build then could not link. Absolute, and
+  # checked.)
   cmake --build jpeg-build >/dev/null && cmake --install jpeg-build >/dev/null
+  have libjpeg.a || { echo "gpu_deps: libjpeg-turbo built but libjpeg.a is not in $ROOT/gpu/lib" >&2; exit 1; }
 fi
 if ! have libhdf5.a; then
   apt-get $o source --download-only hdf5 -qq && tar xzf hdf5_*.orig.tar.gz
