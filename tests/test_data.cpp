@@ -571,7 +571,7 @@ void TestData::jpegDecoderMatchesOpenCv() {
   mst::DataConfig config;
   config.format = "image_folder";
   config.path = dir.path().toStdString();
-  for (int side : {64, 256, 400}) {  // shrink by DCT scaling + area, shrink by area, enlarge
+  for (int side : {64, 256, 375, 400}) {  // DCT scaling + area, area, the decoded size, enlarge
     config.load_size = side;
     const auto set = mst::openDataset(config, true);
     QCOMPARE(set->size(), int64_t{3});

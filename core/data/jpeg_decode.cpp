@@ -172,18 +172,20 @@ bool decodeJpegCentreCrop(const std::string& path, int side, uint8_t* dst) {
   const int out_h = std::max(side, static_cast<int>(std::lround(h * scale)));
   const int out_w = std::max(side, static_cast<int>(std::lround(w * scale)));
   const int top = (out_h - side) / 2, left = (out_w - side) / 2;
-  const size_t plane = static_cast<size_t>(side) * side;
-  if (out_h == h && out_w == w) {
-    for (int y = 0; y < side; ++y)
-      for (int x = 0; x < side; ++x) {
-        const uint8_t* px = rgb.data() + (static_cast<size_t>(top + y) * w + left + x) * 3;
-        for (int k = 0; k < 3; ++k) dst[k * plane + static_cast<size_t>(y) * side + x] = px[k];
-      }
-    return true;
+  // The side × side window, interleaved: the decoded pixels themselves when no resize is needed.
+  std::vector<uint8_t> resized;
+  const uint8_t* window = rgb.data() + (static_cast<size_t>(top) * w + left) * 3;
+  size_t row_stride = static_cast<size_t>(w) * 3;
+  if (out_h != h || out_w != w) {
+    resized = resizeInterleavedWindow(rgb.data(), h, w, 3, out_h, out_w, top, left, side, side);
+    window = resized.data();
+    row_stride = static_cast<size_t>(side) * 3;
   }
-  const auto crop = resizeInterleavedWindow(rgb.data(), h, w, 3, out_h, out_w, top, left, side, side);
-  for (size_t i = 0; i < plane; ++i)
-    for (int k = 0; k < 3; ++k) dst[k * plane + i] = crop[i * 3 + k];
+  const size_t plane = static_cast<size_t>(side) * side;
+  for (int y = 0; y < side; ++y)
+    for (int x = 0; x < side; ++x)
+      for (int k = 0; k < 3; ++k)
+        dst[k * plane + static_cast<size_t>(y) * side + x] = window[y * row_stride + x * 3 + k];
   return true;
 }
 

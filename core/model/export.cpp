@@ -27,6 +27,11 @@ std::string timmName(const std::string& name) {
   return name;
 }
 
+bool littleEndian() {
+  const uint32_t probe = 1;
+  return *reinterpret_cast<const unsigned char*>(&probe) == 1;
+}
+
 uint64_t readLe64(const unsigned char* p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
@@ -86,8 +91,7 @@ void writeSafetensors(const std::string& path, const NamedTensors& tensors,
     out.write(reinterpret_cast<const char*>(length), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     static_assert(sizeof(float) == 4, "F32");
-    const uint32_t probe = 1;
-    const bool little = *reinterpret_cast<const unsigned char*>(&probe) == 1;
+    const bool little = littleEndian();
     for (const auto& [name, t] : tensors) {
       if (little) {
         out.write(static_cast<const char*>(t.data_ptr()),
@@ -172,8 +176,7 @@ NamedTensors readSafetensors(const std::string& path,
     if (!in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size())))
       throw bad("data cut short");
     auto* dst = static_cast<unsigned char*>(t.data_ptr());
-    const uint32_t probe = 1;
-    const bool little = *reinterpret_cast<const unsigned char*>(&probe) == 1;
+    const bool little = littleEndian();
     for (uint64_t i = 0; i < numel; ++i)
       for (int b = 0; b < 4; ++b) dst[i * 4 + b] = raw[i * 4 + (little ? b : 3 - b)];
     out.emplace_back(name, t);
