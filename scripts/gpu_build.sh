@@ -54,12 +54,22 @@ for try in 1 2 3 4 5; do
   mark=$(wc -l <"$OUT/build_log.txt")
   if attempt "${options[@]}"; then
     built=1
-    ((${#OFF[@]} > 0)) && stamp "built without ${!OFF[*]}"
+    if ((${#OFF[@]} > 0)); then
+      stamp "built without ${!OFF[*]}"
+      : >"$OUT/build_degraded"  # gpu_session.sh keeps build_log.txt
+    fi
     break
   fi
   failed=$(tail -n +"$((mark + 1))" "$OUT/build_log.txt" | grep -E "^FAILED: " || true)
   grep -E "error|undefined reference|CMake Error|FAILED" "$OUT/build_log.txt" | tail -15
   turned=0
+  # A configure error has no FAILED: line; when it is about CUDA, the kernels (CMake's CUDA
+  # language) are the part to turn off first, not the next in PARTS' order.
+  if [[ -z $failed && -z ${OFF[MST_CUDA_KERNELS]:-} ]] &&
+    tail -n +"$((mark + 1))" "$OUT/build_log.txt" | grep -A5 "CMake Error" | grep -qiE "cuda|nvcc"; then
+    OFF[MST_CUDA_KERNELS]=1
+    turned=1
+  fi
   for part in "${PARTS[@]}"; do
     if [[ -z ${OFF[$part]:-} && -n $failed ]] && grep -qE "${SOURCES[$part]}" <<<"$failed"; then
       OFF[$part]=1

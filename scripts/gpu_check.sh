@@ -6,7 +6,7 @@
 #
 # Prepare once here (Debian): scripts/gpu_deps.sh (static HDF5 + zlib, header-only json/CLI11 in
 # third_party/). Then, with the `run` tool: command "bash scripts/gpu_check.sh", carry
-# ["third_party"]. Set QUICK=1 to skip the larger benchmarks; DATA_DIR=third_party/jpegs (after
+# ["third_party/gpu", "third_party/include", "third_party/jpegs"]. Set QUICK=1 to skip the larger benchmarks; DATA_DIR=third_party/jpegs (after
 # scripts/make_test_jpegs.py third_party/jpegs here) to measure the JPEG input path too.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -2,7 +2,9 @@
 # @brief Prepares, on this (Debian) machine, what the GPU machine lacks for building core/ + mst:
 # HDF5 1.10 and zlib as static position-independent libraries (built from Debian's sources) and
 # the header-only nlohmann-json and CLI11. Everything lands in third_party/ (ignored by git), which
-# `run` carries: carry ["third_party"]. About 41 MiB with Fashion-MNIST; HDF5's build takes ~5 min on 2 cores.
+# `run` carries: carry ["third_party/gpu", "third_party/include", "third_party/jpegs"] (plus
+# "third_party/fashion-mnist" for issue3_gpu.sh; all of it is 61 MB, near the 64 MiB limit).
+# HDF5's build takes ~5 min on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD/third_party

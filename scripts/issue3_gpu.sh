@@ -5,7 +5,8 @@
 # Each table is a resumable `mst sweep` under a time budget: finished cells are in sweep.csv.
 #
 # Prepare here: scripts/gpu_deps.sh (third_party/: static HDF5 + zlib, headers, Fashion-MNIST).
-# Run with the device tool: command "bash scripts/issue3_gpu.sh", carry ["third_party"].
+# Run with the device tool: command "bash scripts/issue3_gpu.sh", carry ["third_party/gpu",
+# "third_party/include", "third_party/fashion-mnist"].
 # Knobs: EPOCHS (per cell; default: as many as fit, from the throughput measured first),
 # T4_BUDGET / T5_BUDGET (seconds, default 300 / 180),
 # DEVICE (default cuda; "cpu" with tiny EPOCHS and LIMIT checks the script here), SWEEP_ARGS
