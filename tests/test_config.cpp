@@ -244,6 +244,40 @@ class TestConfig : public QObject {
     QTest::newRow("gelu") << R"({"model": {"gelu": "relu"}})" << "model.gelu";
     QTest::newRow("fused MLP with erf") << R"({"train": {"fused_mlp": true}})" << "train.fused_mlp";
     QTest::newRow("recompute") << R"({"train": {"recompute_gelu": "yes"}})" << "train.recompute_gelu";
+    QTest::newRow("num > patches") << R"({"masking": {"num": 50}})" << "masking.num";
+    QTest::newRow("mean without std") << R"({"data": {"mean": [0.5]}})" << "key data.mean";
+    QTest::newRow("mean and std differ")
+        << R"({"data": {"mean": [0.5], "std": [0.2, 0.3]}})" << "key data.std";
+    QTest::newRow("k > subset") << R"({"eval": {"k": 50, "subset": 10}})" << "eval.k";
+  }
+
+  void maskingNumIsBoundedByAGlobalCropsPatches() {
+    // Eq. 5: floor(n/num) of the n = (28/4)^2 = 49 patches are candidates; num = 50 masks nothing.
+    Config c;
+    QCOMPARE(checkConfigValue(c, "masking.num", 49), std::string());
+    const auto why = QString::fromStdString(checkConfigValue(c, "masking.num", 50));
+    QVERIFY2(why.startsWith("config key masking.num") && why.contains("49"), qPrintable(why));
+    // A larger global crop has more patches; random and none masking do not use num.
+    QCOMPARE(checkConfigValue(configFromJson({{"crops", {{"global_size", 56}}},
+                                              {"model", {{"image_size", 56}}}}),
+                              "masking.num", 196),
+             std::string());
+    c.masking.strategy = "random";
+    QCOMPARE(checkConfigValue(c, "masking.num", 1000), std::string());
+    // The form's check of another field names the key that breaks the rule.
+    c.masking.num = 1000;
+    QVERIFY(QString::fromStdString(checkConfigValue(c, "masking.strategy", "attention_high"))
+                .contains("masking.num"));
+  }
+
+  void overrideBeyondANumberNamesTheKey() {
+    json j = json::object();
+    try {
+      applyOverride(j, "optim.lr=1e400");
+      QFAIL("no error");
+    } catch (const MstError& e) {
+      QVERIFY2(QString(e.what()).contains("config key optim.lr"), e.what());
+    }
   }
 
   void integersOutOfRangeAreRejected_data() {
@@ -324,6 +358,21 @@ class TestConfig : public QObject {
       QVERIFY(QString(e.what()).contains("broken.json"));
     }
     QVERIFY_THROWS_EXCEPTION(MstError, loadJsonFile(dir.filePath("missing.json").toStdString()));
+    for (const auto& [name, text] : {std::pair<std::string, std::string>{"folder", ""},
+                                     {"huge.json", R"({"optim": {"lr": 1e400}})"}}) {
+      const std::string file = dir.filePath(QString::fromStdString(name)).toStdString();
+      if (text.empty())
+        std::filesystem::create_directory(file);
+      else
+        std::ofstream(file) << text;
+      try {
+        loadJsonFile(file);
+        QFAIL("no error");
+      } catch (const MstError& e) {
+        QVERIFY2(QString(e.what()).contains(QString::fromStdString(file)), e.what());
+        if (text.empty()) QVERIFY2(QString(e.what()).contains("directory"), e.what());
+      }
+    }
   }
 
   void experimentsParse_data() {

@@ -248,6 +248,78 @@ class TestEngine : public QObject {
     QCOMPARE(Trainer(c, o).run().steps, int64_t{4});  // free again: it resumes
   }
 
+  void aRunIsNeitherOverwrittenNorResumedAsAnotherRun() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    auto c = microConfig();
+    c.data.limit = 64;
+    c.train.batch_size = 16;
+    c.train.snapshot_every = 0;
+    QTemporaryDir dir;
+    TrainerOptions o;
+    o.out_dir = dir.filePath("run").toStdString();
+    o.max_steps = 2;
+    Trainer(c, o).run();
+    const auto log_before = readLogDataset(o.out_dir + "/run.h5", "/metrics/loss");
+    const auto ckpt_time = std::filesystem::last_write_time(o.out_dir + "/checkpoint.pt");
+    auto refused = [&](const Config& config, const TrainerOptions& options, const char* part) {
+      try {
+        Trainer(config, options).run();
+        QFAIL(qPrintable(QString("not refused: ") + part));
+      } catch (const MstError& e) {
+        QVERIFY2(std::string(e.what()).find(part) != std::string::npos, e.what());
+      }
+      QCOMPARE(readLogDataset(o.out_dir + "/run.h5", "/metrics/loss"), log_before);
+      QCOMPARE(std::filesystem::last_write_time(o.out_dir + "/checkpoint.pt"), ckpt_time);
+    };
+    // A new run into the folder would replace its checkpoint and log.
+    refused(c, o, "already holds a run (checkpoint.pt, run.h5)");
+    // Resuming with another trajectory: refused, naming the key and both values.
+    TrainerOptions r = o;
+    r.resume = true;
+    r.max_steps = 3;
+    auto other = c;
+    other.train.batch_size = 8;
+    other.optim.lr = 1e-3;
+    refused(other, r, "train.batch_size 16 → 8");
+    refused(other, r, "optim.lr");
+    // Keys that only change how the run computes or logs may change; the change is an event.
+    auto operational = c;
+    operational.train.threads = 1;
+    operational.train.log_every = 2;
+    QCOMPARE(Trainer(operational, r).run().steps, int64_t{3});
+    auto events = readLogStrings(o.out_dir + "/run.h5", "/events/message");
+    QVERIFY(!events.empty());
+    QVERIFY2(events.back().find("train.log_every 10 → 2") != std::string::npos, events.back().c_str());
+    // Allowed explicitly, the trajectory changes too, and the log says so.
+    r.allow_config_change = true;
+    r.max_steps = 4;
+    auto changed_lr = c;
+    changed_lr.optim.lr = 1e-3;
+    QCOMPARE(Trainer(changed_lr, r).run().steps, int64_t{4});
+    events = readLogStrings(o.out_dir + "/run.h5", "/events/message");
+    QVERIFY2(events.back().find("optim.lr") != std::string::npos, events.back().c_str());
+    // A file where the folder should be, and a probe image the data set lacks.
+    TrainerOptions f;
+    f.out_dir = dir.filePath("a_file").toStdString();
+    std::ofstream(f.out_dir) << "x";
+    try {
+      Trainer(c, f).run();
+      QFAIL("trained into a file");
+    } catch (const MstError& e) {
+      QVERIFY2(std::string(e.what()).find("is a file") != std::string::npos, e.what());
+    }
+    auto probes = c;
+    probes.train.probe_images = {0, 64};
+    f.out_dir = dir.filePath("probes").toStdString();
+    try {
+      Trainer(probes, f).run();
+      QFAIL("a probe image past the data set was accepted");
+    } catch (const MstError& e) {
+      QVERIFY2(std::string(e.what()).find("train.probe_images: image 64") != std::string::npos,
+               e.what());
+    }
+  }
+
   void thirtyStepsOnFashionMnistLowerTheLoss() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
     auto c = microConfig();

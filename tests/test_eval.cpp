@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "core/config/config.h"
 #include "core/eval/knn.h"
 #include "core/eval/linear_probe.h"
 #include "core/eval/sweep.h"
@@ -50,6 +51,37 @@ SweepOptions tinySweepOptions(const std::string& out_dir) {
   o.eval.ks = {5};
   o.eval.linear.epochs = 2;
   return o;
+}
+
+void writeText(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+std::string readText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+/// The config a tinySweepBase cell with masking.num = `num` trains with, as a result stores it.
+nlohmann::json tinyCellConfig(int64_t num) {
+  auto j = tinySweepBase();
+  j["masking"]["num"] = num;
+  return configToJson(configFromJson(j));
+}
+
+/// `what` is thrown as an MstError whose message holds every one of `parts` and none of `absent`.
+template <typename F>
+void expectError(F what, const QStringList& parts, const QStringList& absent = {}) {
+  try {
+    what();
+  } catch (const MstError& e) {
+    const QString message = QString::fromUtf8(e.what());
+    for (const auto& part : parts) QVERIFY2(message.contains(part), qPrintable(message));
+    for (const auto& part : absent) QVERIFY2(!message.contains(part), qPrintable(message));
+    return;
+  }
+  QFAIL(qPrintable("no error; expected one naming " + parts.join(", ")));
 }
 
 class StopAfterFirst : public SweepObserver {
@@ -152,6 +184,24 @@ class TestEval : public QObject {
     auto r = linearProbe(train, test, o);
     QVERIFY2(r.train_top1 > 97.0, qPrintable(QString::number(r.train_top1)));
     QVERIFY2(r.test_top1 > 93.0, qPrintable(QString::number(r.test_top1)));
+  }
+
+  void linearProbeRefusesNoEpochsOrNoLearningRate_data() {
+    QTest::addColumn<int64_t>("epochs");
+    QTest::addColumn<double>("lr");
+    QTest::newRow("0 epochs") << int64_t{0} << 0.1;  // trained nothing, reported a top-1
+    QTest::newRow("lr 0") << int64_t{1} << 0.0;
+    QTest::newRow("lr -1") << int64_t{1} << -1.0;
+  }
+  void linearProbeRefusesNoEpochsOrNoLearningRate() {
+    QFETCH(int64_t, epochs);
+    QFETCH(double, lr);
+    FeatureSet data{torch::randn({20, 4}), torch::randint(0, 2, {20}, torch::kLong)};
+    LinearProbeOptions o;
+    o.epochs = epochs;
+    o.lr = lr;
+    o.num_classes = 2;
+    QVERIFY_THROWS_EXCEPTION(MstError, linearProbe(data, data, o));
   }
 
   void gridParsingAndExpansion() {
@@ -458,6 +508,301 @@ class TestEval : public QObject {
     auto knn = readLogDataset(o.out_dir + "/sweep.h5", "/sweep/knn_top1");
     QCOMPARE(knn.size(), size_t{2});
     QVERIFY(std::isfinite(knn[0]) && std::isfinite(knn[1]));
+  }
+
+  void sweepFileKeepsItsKeyOrder() {
+    QTemporaryDir dir;
+    const std::string file = dir.filePath("order.json").toStdString();
+    // Not alphabetical: a sorting reader would make masking.strategy the rows.
+    writeText(file, R"({"_comment": "x", "sweep": {"_note": "ignored",
+      "grid": {"train.seed": [0, 1], "masking.strategy": ["none", "random"]},
+      "readout": "linear", "max_steps": 5}})");
+    const auto sweep = readSweepFile(file);
+    QCOMPARE(sweep.axes.size(), size_t{2});
+    QCOMPARE(sweep.axes[0].key, std::string("train.seed"));
+    QCOMPARE(sweep.axes[1].key, std::string("masking.strategy"));
+    QCOMPARE(sweep.axes[1].values[1].get<std::string>(), std::string("random"));
+    QVERIFY(sweep.axes[0].source.find(file + ": sweep.grid") != std::string::npos);
+    QCOMPARE(sweep.max_steps.value_or(-1), int64_t{5});
+    QCOMPARE(sweep.readout.value_or(""), std::string("linear"));
+    // Cells follow the order: the first key is the slowest.
+    const auto cells = expandGrid(nlohmann::json::object(), sweep.axes, "/tmp/x");
+    QCOMPARE(cells[1].values[0].get<int>(), 0);
+    QCOMPARE(cells[1].values[1].get<std::string>(), std::string("random"));
+    // A file without a sweep object: nothing.
+    writeText(file, R"({"masking": {"p": 0.1}})");
+    QVERIFY(readSweepFile(file).axes.empty() && !readSweepFile(file).readout);
+  }
+
+  void sweepFileErrorsNameTheFileAndKey_data() {
+    QTest::addColumn<QString>("sweep");
+    QTest::addColumn<QStringList>("parts");
+    QTest::newRow("unknown key") << R"({"bogus": 1, "grid": {"masking.p": [0.1]}})"
+                                 << QStringList{"sweep.bogus", "grid, readout, max_steps"};
+    QTest::newRow("empty grid") << R"({"grid": {}})" << QStringList{"sweep.grid", "empty"};
+    QTest::newRow("grid not an object") << R"({"grid": [1]})" << QStringList{"sweep.grid"};
+    QTest::newRow("axis not an array") << R"({"grid": {"masking.p": 0.1}})"
+                                       << QStringList{"sweep.grid key masking.p", "array"};
+    QTest::newRow("bad readout") << R"({"readout": "knnx"})"
+                                 << QStringList{"sweep.readout", "knnx"};
+    QTest::newRow("readout not a string") << R"({"readout": ["knn"]})"
+                                          << QStringList{"sweep.readout", "string"};
+    QTest::newRow("bad max_steps") << R"({"max_steps": "3"})" << QStringList{"sweep.max_steps"};
+    QTest::newRow("negative max_steps") << R"({"max_steps": -1})" << QStringList{"sweep.max_steps"};
+    QTest::newRow("not an object") << R"("knn")" << QStringList{"sweep must be an object"};
+  }
+  void sweepFileErrorsNameTheFileAndKey() {
+    QFETCH(QString, sweep);
+    QFETCH(QStringList, parts);
+    QTemporaryDir dir;
+    const QString file = dir.filePath("bad.json");
+    writeText(file.toStdString(), "{\"sweep\": " + sweep.toStdString() + "}");
+    expectError([&] { readSweepFile(file.toStdString()); }, parts + QStringList{file},
+                {"--readout", "--grid", "--set"});
+  }
+
+  void gridErrorsNameWhereTheGridCameFrom() {
+    QTemporaryDir dir;
+    const std::string file = dir.filePath("grid.json").toStdString();
+    // A key that is no config key, from the file: the file and sweep.grid, never --set.
+    writeText(file, R"({"sweep": {"grid": {"masking.p": [0.1], "masking.pp": [1, 2]}}})");
+    auto axes = readSweepFile(file).axes;
+    expectError([&] { expandGrid(nlohmann::json::object(), axes, "/tmp/x"); },
+                {QString::fromStdString(file), "sweep.grid", "masking.pp"}, {"--set", "--grid"});
+    // A value out of range: the file, the cell and its values.
+    writeText(file, R"({"sweep": {"grid": {"masking.num": [1], "masking.p": [0.1, 7]}}})");
+    axes = readSweepFile(file).axes;
+    expectError([&] { expandGrid(nlohmann::json::object(), axes, "/tmp/x"); },
+                {QString::fromStdString(file), "sweep.grid cell 1 (masking.num=1, masking.p=7)",
+                 "masking.p"},
+                {"--grid"});
+    // The same from the command line names the flag.
+    expectError([&] { expandGrid(nlohmann::json::object(), {parseAxis("masking.pp=1")}, "/x"); },
+                {"--grid", "masking.pp"}, {"--set"});
+    // Read-outs: the flag's name, and the strict list.
+    SweepOptions o;
+    expectError([&] { parseReadouts("knn,bogus", "--readout", o); }, {"--readout", "bogus"});
+    expectError([&] { parseReadouts("", "--readout", o); }, {"--readout"});
+    parseReadouts("linear", "--readout", o);
+    QVERIFY(!o.knn && o.linear);
+    parseReadouts("knn, linear", "--readout", o);
+    QVERIFY(o.knn && o.linear);
+  }
+
+  void sweepKeysAreDocumented() {
+    // docs/config.md embeds `mst sweep --keys`: regenerate with scripts/update_docs.sh.
+    const std::string doc = readText(std::string(MST_SOURCE_DIR) + "/docs/config.md");
+    QVERIFY2(doc.find(sweepKeysMarkdown()) != std::string::npos,
+             "docs/config.md is out of date: run scripts/update_docs.sh");
+    for (const char* key : {"`sweep.grid`", "`sweep.readout`", "`sweep.max_steps`"})
+      QVERIFY2(sweepKeysMarkdown().find(key) != std::string::npos, key);
+  }
+
+  void sweepCommandReadsItsFileInOrder() {
+    const QString mst = QString(MST_BINARY_DIR) + "/mst";
+    if (!QFileInfo::exists(mst)) QSKIP("the mst binary is not built");
+    QTemporaryDir dir;
+    const QString file = dir.filePath("order.json"), out = dir.filePath("sweep");
+    writeText(file.toStdString(), R"({"model": {"preset": "vit_micro28"}, "sweep": {
+      "grid": {"train.seed": [0, 1], "masking.strategy": ["none", "random"]}, "readout": "knn"}})");
+    QProcess status;
+    status.start(mst, {"sweep", "--config", file, "--out", out, "--status"});
+    QVERIFY(status.waitForFinished(120000));
+    QVERIFY2(status.exitCode() == 0, status.readAllStandardError().constData());
+    QVERIFY2(readText((out + "/sweep.csv").toStdString())
+                 .rfind("cell,train.seed,masking.strategy,status,", 0) == 0,
+             readText((out + "/sweep.csv").toStdString()).c_str());
+    // A bad value in the file is reported as the file's, not as a flag.
+    writeText(file.toStdString(), R"({"sweep": {"readout": "knnx"}})");
+    QProcess bad;
+    bad.start(mst, {"sweep", "--config", file, "--out", out, "--status"});
+    QVERIFY(bad.waitForFinished(120000));
+    QCOMPARE(bad.exitCode(), 1);
+    const QString error = bad.readAllStandardError();
+    QVERIFY2(error.contains(file + ": sweep.readout") && !error.contains("--readout"),
+             qPrintable(error));
+  }
+
+  void resultShortfallFollowsTheRequest() {
+    const nlohmann::json cut{{"steps", 3}, {"total_steps", 8}, {"knn_top1", 40.0}};
+    SweepOptions o;
+    o.linear = false;
+    o.max_steps = 3;
+    QCOMPARE(resultShortfall(cut, o), std::string());
+    o.max_steps = 2;  // trained beyond the cap: nothing to do
+    QCOMPARE(resultShortfall(cut, o), std::string());
+    o.max_steps = 6;
+    QCOMPARE(resultShortfall(cut, o), std::string("trained 3 of 6 steps"));
+    o.max_steps = 20;  // the schedule is shorter than the cap
+    QCOMPARE(resultShortfall(cut, o), std::string("trained 3 of 8 steps"));
+    o.max_steps = 0;
+    QCOMPARE(resultShortfall(cut, o), std::string("trained 3 of 8 steps"));
+    o.max_steps = 3;
+    o.linear = true;
+    QCOMPARE(resultShortfall(cut, o), std::string("no linear read-out"));
+    const nlohmann::json full{{"steps", 8}, {"total_steps", 8}, {"linear_top1", 50.0}};
+    o.max_steps = 0;
+    QCOMPARE(resultShortfall(full, o), std::string("no k-NN read-out"));
+    o.knn = false;
+    QCOMPARE(resultShortfall(full, o), std::string());
+    // A result from before total_steps was recorded: finished only as far as the cap says.
+    const nlohmann::json old{{"steps", 8}, {"linear_top1", 50.0}};
+    o.max_steps = 8;
+    QCOMPARE(resultShortfall(old, o), std::string());
+    o.max_steps = 0;
+    QVERIFY(!resultShortfall(old, o).empty());
+  }
+
+  void sweepStatusFollowsTheRequest() {
+    // A cell whose result.json says it was cut at 3 of 8 steps, with k-NN only: done for a sweep
+    // asking for 3 steps and k-NN, pending (without its old numbers) for one asking for more.
+    QTemporaryDir dir;
+    std::vector<SweepAxis> axes{parseAxis("masking.num=1")};
+    SweepOptions o = tinySweepOptions(dir.path().toStdString());
+    o.run_cells = false;
+    o.linear = false;
+    o.max_steps = 3;
+    const std::string cell_dir = expandGrid(tinySweepBase(), axes, o.out_dir)[0].dir;
+    writeText(cell_dir + "/result.json",
+              nlohmann::json{{"steps", 3}, {"total_steps", 8}, {"knn_top1", 42.0},
+                             {"config", tinyCellConfig(1)}}
+                  .dump());
+    auto cells = runSweep(tinySweepBase(), axes, o);
+    QCOMPARE(cells[0].status, std::string("done"));
+    QCOMPARE(cells[0].knn_top1.value_or(0), 42.0);
+    QVERIFY(cells[0].outdated.empty());
+    QVERIFY(readText(o.out_dir + "/sweep.csv").find("\n0,1,done,42,") != std::string::npos);
+    for (int64_t steps : {6, 0}) {
+      o.max_steps = steps;
+      cells = runSweep(tinySweepBase(), axes, o);
+      QCOMPARE(cells[0].status, std::string("pending"));
+      QVERIFY(!cells[0].knn_top1);
+      const std::string why = steps == 6 ? "trained 3 of 6 steps" : "trained 3 of 8 steps";
+      QCOMPARE(cells[0].outdated, why);
+      QVERIFY(readText(o.out_dir + "/sweep.csv").find("\n0,1,pending,,") != std::string::npos);
+    }
+    o.max_steps = 3;
+    o.linear = true;
+    cells = runSweep(tinySweepBase(), axes, o);
+    QCOMPARE(cells[0].status, std::string("pending"));
+    QCOMPARE(cells[0].outdated, std::string("no linear read-out"));
+  }
+
+  void aChangedConfigRefusesTheSweep() {
+    QTemporaryDir dir;
+    std::vector<SweepAxis> axes{parseAxis("masking.num=1,2")};
+    SweepOptions o = tinySweepOptions(dir.path().toStdString());
+    o.linear = false;
+    const auto grid = expandGrid(tinySweepBase(), axes, o.out_dir);
+    // Cell 1 was trained with another learning rate; its masking.num (the grid's) is the same.
+    auto other = tinyCellConfig(2);
+    other["optim"]["lr"] = 0.01;
+    const std::string result =
+        nlohmann::json{{"steps", 2}, {"total_steps", 8}, {"knn_top1", 42.0}, {"config", other}}
+            .dump();
+    writeText(grid[1].dir + "/result.json", result);
+    for (bool run : {false, true}) {
+      o.run_cells = run;
+      StopAfterFirst observer(nullptr);
+      expectError([&] { runSweep(tinySweepBase(), axes, o, &observer); },
+                  {QString::fromStdString(o.out_dir), QString::fromStdString(grid[1].dir),
+                   "another config (optim.lr 0.01 → 0.0005)", "--out"});
+      QVERIFY(observer.started.empty());
+      // Nothing on disk changed: no tables, no other cell's folder, the result as it was.
+      QVERIFY(!std::filesystem::exists(o.out_dir + "/sweep.csv"));
+      QVERIFY(!std::filesystem::exists(grid[0].dir));
+      QCOMPARE(readText(grid[1].dir + "/result.json"), result);
+    }
+    // Operational keys may differ: the cell is this sweep's.
+    auto operational = tinyCellConfig(2);
+    operational["train"]["threads"] = 3;
+    operational["eval"]["k"] = 7;
+    writeText(grid[1].dir + "/result.json",
+              nlohmann::json{{"steps", 2}, {"total_steps", 8}, {"knn_top1", 42.0},
+                             {"config", operational}}.dump());
+    o.run_cells = false;
+    QCOMPARE(runSweep(tinySweepBase(), axes, o)[1].status, std::string("done"));
+    // A result without its config: read from run.h5's /config...
+    writeText(grid[1].dir + "/result.json",
+              nlohmann::json{{"steps", 2}, {"total_steps", 8}, {"knn_top1", 42.0}}.dump());
+    std::filesystem::remove(o.out_dir + "/sweep.csv");
+    {
+      RunLogShape shape;
+      shape.metrics = {"loss"};
+      RunLog log(grid[1].dir + "/run.h5", other.dump(), shape, false, 0);
+    }
+    expectError([&] { runSweep(tinySweepBase(), axes, o); },
+                {QString::fromStdString(grid[1].dir), "optim.lr"});
+    // ...and without any record of it, the result cannot be vouched for.
+    std::filesystem::remove(grid[1].dir + "/run.h5");
+    expectError([&] { runSweep(tinySweepBase(), axes, o); },
+                {QString::fromStdString(grid[1].dir), "no record of the config"});
+  }
+
+  void sweepRerunsContinueAndAddReadOuts() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    at::set_num_threads(2);
+    QTemporaryDir dir;
+    nlohmann::json base = tinySweepBase();
+    base["train"]["epochs"] = 2;  // 64 images of 16: 8 steps in all
+    std::vector<SweepAxis> axes{parseAxis("masking.num=1")};
+    SweepOptions o = tinySweepOptions(dir.path().toStdString());
+    o.linear = false;
+    o.max_steps = 3;
+    auto cells = runSweep(base, axes, o);
+    QCOMPARE(cells[0].status, std::string("done"));
+    auto result = *readCellResult(cells[0].dir);
+    QCOMPARE(result["steps"].get<int64_t>(), int64_t{3});
+    QCOMPARE(result["total_steps"].get<int64_t>(), int64_t{8});
+    QVERIFY(result.contains("config") && !result.contains("linear_top1"));
+    // The same request again: nothing to do.
+    StopAfterFirst same(nullptr);
+    runSweep(base, axes, o, &same);
+    QVERIFY(same.started.empty());
+
+    // More steps: the cell continues from its checkpoint to 6 and is read out again.
+    o.max_steps = 6;
+    StopAfterFirst more(nullptr);
+    cells = runSweep(base, axes, o, &more);
+    QCOMPARE(more.started, (std::vector<int64_t>{0}));
+    QCOMPARE(cells[0].status, std::string("done"));
+    result = *readCellResult(cells[0].dir);
+    QCOMPARE(result["steps"].get<int64_t>(), int64_t{6});
+    const auto steps = readLogDataset(cells[0].dir + "/run.h5", "/metrics/step");
+    QCOMPARE(steps.back(), 6.0);
+    QVERIFY(std::find(steps.begin(), steps.end(), 3.0) != steps.end());  // resumed, not restarted
+
+    // Another read-out: computed from the checkpoint, the k-NN one kept (a sentinel shows it was
+    // not recomputed), no training (the checkpoint is untouched).
+    result["knn_top1"] = 12.5;
+    writeText(cells[0].dir + "/result.json", result.dump());
+    const auto checkpoint_time = std::filesystem::last_write_time(cells[0].dir + "/checkpoint.pt");
+    o.linear = true;
+    StopAfterFirst readout(nullptr);
+    cells = runSweep(base, axes, o, &readout);
+    QCOMPARE(readout.started, (std::vector<int64_t>{0}));
+    QCOMPARE(cells[0].status, std::string("done"));
+    QCOMPARE(cells[0].knn_top1.value_or(0), 12.5);
+    QVERIFY(cells[0].linear_top1.has_value());
+    result = *readCellResult(cells[0].dir);
+    QCOMPARE(result["steps"].get<int64_t>(), int64_t{6});
+    QVERIFY(result.contains("linear_top1"));
+    QVERIFY(std::filesystem::last_write_time(cells[0].dir + "/checkpoint.pt") == checkpoint_time);
+    QVERIFY(readText(o.out_dir + "/sweep.csv").find("\n0,1,done,12.5,") != std::string::npos);
+
+    // Another base config: refused before anything runs, also when the only record of the
+    // cell's config is its checkpoint.
+    result.erase("config");
+    const std::string without_config = result.dump();
+    writeText(cells[0].dir + "/result.json", without_config);
+    std::filesystem::remove(cells[0].dir + "/run.h5");
+    auto changed = base;
+    changed["optim"]["lr"] = 0.01;
+    StopAfterFirst refused(nullptr);
+    expectError([&] { runSweep(changed, axes, o, &refused); },
+                {QString::fromStdString(cells[0].dir), "optim.lr"});
+    QVERIFY(refused.started.empty());
+    QCOMPARE(readText(cells[0].dir + "/result.json"), without_config);
   }
 };
 

@@ -15,6 +15,8 @@
 #include "app/gui/main_window.h"
 #include "tests/test_util.h"
 #include "app/gui/run_reader.h"
+#include "core/config/config.h"
+#include "core/log/log_reader.h"
 #include "widgets/config_form.h"
 #include "widgets/curve_panel.h"
 #include "widgets/run_controls.h"
@@ -177,6 +179,52 @@ class TestGuiWorkbench : public QObject {
     QVERIFY(!window.exportBackbone(dir.filePath("nowhere"), dir.filePath("u.safetensors"), &error));
     QVERIFY2(error.contains("checkpoint.pt"), qPrintable(error));
     QVERIFY(!QFileInfo::exists(dir.filePath("u.safetensors")));
+  }
+
+  void resumingWithOtherSettingsAsksFirst() {
+    QTemporaryDir dir;
+    WorkbenchOptions o = runOptions(dir, "tiny", tinyExperiment());
+    o.max_steps = 2;
+    MainWindow window(o);
+    QSignalSpy finished(&window, &MainWindow::runFinished);
+    window.startRun();
+    QVERIFY(finished.wait(120000));
+    QVERIFY(finished.front().at(0).toBool());
+    // Another learning rate in the form: Start asks before it resumes the run.
+    QStringList asked;
+    auto answer = ResumeChoice::Cancel;
+    window.setResumePromptForTesting([&](const QString& changes) {
+      asked << changes;
+      return answer;
+    });
+    QCOMPARE(window.form()->editField("optim.lr", "0.002"), QString());
+    window.startRun();
+    QCOMPARE(asked.size(), 1);
+    QVERIFY2(asked[0].contains("optim.lr") && asked[0].contains("0.002"), qPrintable(asked[0]));
+    QCOMPARE(window.controls()->state(), RunState::Idle);  // cancelled: nothing started
+    // The run's own settings: the form takes them and the run resumes without a question.
+    answer = ResumeChoice::RunSettings;
+    finished.clear();
+    window.startRun();
+    QCOMPARE(asked.size(), 2);
+    QVERIFY(finished.wait(120000));
+    QVERIFY2(finished.front().at(0).toBool(), qPrintable(finished.front().at(1).toString()));
+    QCOMPARE(window.experiment().config().optim.lr, configFromJson(tinyExperiment()).optim.lr);
+    finished.clear();
+    window.startRun();
+    QCOMPARE(asked.size(), 2);
+    QVERIFY(finished.wait(120000));
+    // Going on with the change: the run's events say what changed.
+    QCOMPARE(window.form()->editField("optim.lr", "0.002"), QString());
+    answer = ResumeChoice::Change;
+    finished.clear();
+    window.startRun();
+    QVERIFY(finished.wait(120000));
+    QVERIFY2(finished.front().at(0).toBool(), qPrintable(finished.front().at(1).toString()));
+    const auto events =
+        readLogStrings(QDir(o.out_dir).filePath("run.h5").toStdString(), "/events/message");
+    QVERIFY(!events.empty());
+    QVERIFY2(QString::fromStdString(events.back()).contains("optim.lr"), events.back().c_str());
   }
 
   void aNonFiniteLossIsShownInTheWindow() {

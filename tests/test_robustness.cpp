@@ -248,6 +248,7 @@ class TestRobustness : public QObject {
     auto exploding = tinyRun();
     exploding["loss"]["lambda_ce"] = 1e300;  // overflows float: the weighted loss is infinite
     o.resume = true;
+    o.allow_config_change = true;  // the change is the point
     o.max_steps = 10;
     try {
       Trainer(configFromJson(exploding), o).run();
@@ -273,6 +274,50 @@ class TestRobustness : public QObject {
     for (const char* part : {"out of memory on cuda:1", "at step 12", "train.batch_size=384",
                              "3 crops per image", "lower train.batch_size", "/runs/a/checkpoint.pt"})
       QVERIFY2(m.contains(part), qPrintable(m + " lacks " + part));
+  }
+
+  void resumeOnTheCommandLineUsesTheRunsOwnConfig() {
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    if (!QFileInfo::exists(mstBinary())) QSKIP("the mst binary is not built");
+    QTemporaryDir dir;
+    const QString config = dir.filePath("tiny.json"), out = dir.filePath("run");
+    std::ofstream(config.toStdString()) << tinyRun().dump();
+    auto mst = [](const QStringList& args, QString* err = nullptr) {
+      QProcess p;
+      p.start(mstBinary(), args);
+      p.waitForFinished(120000);
+      if (err) *err = QString::fromUtf8(p.readAllStandardError());
+      const auto lines = QString::fromUtf8(p.readAllStandardOutput()).trimmed().split('\n');
+      return std::make_pair(p.exitCode(),
+                            p.exitCode() == 0 ? nlohmann::json::parse(lines.back().toStdString())
+                                              : nlohmann::json());
+    };
+    QString err;
+    QCOMPARE(mst({"train", "--config", config, "--out", out, "--max-steps", "2"}).first, 0);
+    // Without --config: the run's own (non-default) settings, not the defaults.
+    auto [rc, result] = mst({"train", "--out", out, "--resume", "--max-steps", "3"}, &err);
+    QVERIFY2(rc == 0, qPrintable(err));
+    QCOMPARE(result["steps"].get<int64_t>(), int64_t{3});
+    QCOMPARE(result["steps_run"].get<int64_t>(), int64_t{1});
+    // A change to the trajectory is one clear error naming the key; allowed, it goes on.
+    rc = mst({"train", "--out", out, "--resume", "--set", "train.batch_size=8"}, &err).first;
+    QVERIFY(rc != 0);
+    QVERIFY2(err.contains("train.batch_size 16 → 8") && err.trimmed().count('\n') == 0, qPrintable(err));
+    std::tie(rc, result) = mst({"train", "--out", out, "--resume", "--max-steps", "4", "--set",
+                                "optim.lr=0.001", "--allow-config-change"}, &err);
+    QVERIFY2(rc == 0, qPrintable(err));
+    QCOMPARE(result["steps"].get<int64_t>(), int64_t{4});
+    // Without --resume the folder's run is not replaced.
+    rc = mst({"train", "--config", config, "--out", out}, &err).first;
+    QVERIFY(rc != 0);
+    QVERIFY2(err.contains("already holds a run"), qPrintable(err));
+    QCOMPARE(readCheckpointMeta((out + "/checkpoint.pt").toStdString())["step"].get<int64_t>(),
+             int64_t{4});
+    // Resuming a finished run runs no step: no loss or speed to report.
+    std::tie(rc, result) = mst({"train", "--out", out, "--resume", "--max-steps", "4"}, &err);
+    QVERIFY2(rc == 0, qPrintable(err));
+    QCOMPARE(result["steps_run"].get<int64_t>(), int64_t{0});
+    QVERIFY(result["loss"].is_null() && result["img_s"].is_null());
   }
 
   void killNineThenResumeEqualsAnUninterruptedRun() {

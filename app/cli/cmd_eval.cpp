@@ -7,6 +7,22 @@
 #include "core/util/error.h"
 
 namespace mst::cli {
+namespace {
+
+/// --k as typed: neighbour counts "10", "10,20" or a range "5-10", each >= 1.
+std::vector<int64_t> parseKs(const std::string& text) {
+  std::vector<int64_t> ks;
+  try {
+    ks = parseIndexList(text, "--k", /*max_count=*/1000);
+  } catch (const MstError&) {
+    throw MstError("--k expects neighbour counts >= 1, e.g. 20 or 10,20 (got '" + text + "')");
+  }
+  for (int64_t k : ks)
+    if (k < 1) throw MstError("--k: a neighbour count must be >= 1 (got '" + text + "')");
+  return ks;
+}
+
+}  // namespace
 
 Command registerEval(CLI::App& app) {
   struct Options {
@@ -21,24 +37,35 @@ Command registerEval(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("eval", "k-NN or linear-probe top-1 on the test split");
   cmd->require_subcommand(1);
-  auto* knn = cmd->add_subcommand("knn", "Weighted k-NN on L2-normalised features (App. D)");
+  auto* knn = cmd->add_subcommand(
+      "knn",
+      "Weighted k-NN on L2-normalised features (App. D). Prints knn_top1_k<k> for each --k and "
+      "knn_top1 = the top-1 at the largest k (knn_k names it), in percent");
   auto* linear = cmd->add_subcommand("linear", "Linear classifier on frozen features (App. E)");
   for (auto* sub : {knn, linear}) {
     o->common.add(sub);
     sub->add_option("--checkpoint", o->checkpoint,
-                    "Checkpoint (its config is the base); none = random weights from the seed");
+                    "Checkpoint (its config is the base); without it, random weights from "
+                    "train.seed");
     sub->add_option("--features", o->features,
                     "teacher (CLS) | patches (mean patch token, a diagnostic) | pixels")
         ->check(CLI::IsMember({"teacher", "patches", "pixels"}));
-    sub->add_option("--train-limit", o->train_limit, "Training images used (0 = all)");
-    sub->add_option("--test-limit", o->test_limit, "Test images used (0 = all)");
+    sub->add_option("--train-limit", o->train_limit,
+                    "Training images used, the first N (0 = all); the k-NN bank")
+        ->check(integerAtLeast(0));
+    sub->add_option("--test-limit", o->test_limit, "Test images used, the first N (0 = all)")
+        ->check(integerAtLeast(0));
   }
-  knn->add_option("--k", o->ks, "Neighbour counts, e.g. 10,20");
-  linear->add_option("--epochs", o->epochs, "Probe training epochs");
-  linear->add_option("--lr", o->lr, "Peak SGD learning rate at batch 256");
+  knn->add_option("--k", o->ks,
+                  "Neighbour counts, e.g. 10,20 (each at most the bank's size); knn_top1 is the "
+                  "largest k's");
+  linear->add_option("--epochs", o->epochs, "Probe training epochs")->check(integerAtLeast(1));
+  linear->add_option("--lr", o->lr, "Peak SGD learning rate at batch 256")->check(positiveNumber());
   linear->add_option("--blocks", o->blocks, "CLS of the last N blocks, concatenated (1 or 4)")
       ->check(CLI::IsMember({1, 4}));
   return {cmd, [o, knn] {
+            // Every flag is checked before the checkpoint and the data are read.
+            const auto ks = *knn ? parseKs(o->ks) : std::vector<int64_t>{};
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
                                                         : checkpointConfig(o->checkpoint);
             auto config = o->common.config(base);
@@ -50,9 +77,8 @@ Command registerEval(CLI::App& app) {
             eo.train_limit = o->train_limit;
             eo.test_limit = o->test_limit;
             eo.temperature = config.eval.temperature;
-            eo.ks = parseIndexList(o->ks, "--k");
-            for (int64_t k : eo.ks)
-              if (k < 1) throw MstError("--k values must be >= 1");
+            if (*knn) eo.ks = ks;
+            eo.k_source = "--k";
             eo.linear.epochs = o->epochs;
             eo.linear.lr = o->lr;
             eo.linear.seed = static_cast<uint64_t>(config.train.seed);

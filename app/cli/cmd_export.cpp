@@ -21,6 +21,7 @@ Command registerExport(CLI::App& app) {
                   "timm (VisionTransformer, no [MASK] token) or mst (the workbench's own names)")
       ->check(CLI::IsMember({"timm", "mst"}));
   return {cmd, [o] {
+            checkOutputFile("--out", o->out);
             printResult(exportBackbone(o->checkpoint, o->out, o->network == "teacher",
                                        o->names == "timm"));
           }};

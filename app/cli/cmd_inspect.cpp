@@ -20,13 +20,15 @@ Command registerInspect(CLI::App& app) {
                                  "Attention map, random and attention-guided masks from the same "
                                  "draw, and reconstruction of training images");
   o->common.add(cmd);
-  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint; none = random weights from the seed");
+  cmd->add_option("--checkpoint", o->checkpoint,
+                  "Checkpoint; without it, random weights from train.seed");
   cmd->add_option("--images", o->images, "Training-set indices, e.g. 0-7 or 1,5,9");
   cmd->add_option("--folder", o->folder,
                   "Your own images (png/jpg/...) instead of training images (--images ignored)");
   cmd->add_option("--seed", o->seed, "Seed of the mask draw");
   cmd->add_option("--out", o->out, "Output HDF5 file")->required();
   return {cmd, [o] {
+            checkOutputFile("--out", o->out);
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
                                                         : checkpointConfig(o->checkpoint);
             auto config = o->common.config(base);

@@ -14,7 +14,9 @@ class SweepPrinter : public SweepObserver {
  public:
   explicit SweepPrinter(size_t cells) : cells_(cells) {}
   void onCellStarted(const SweepCell& c) override {
-    std::cerr << "sweep: cell " << c.index + 1 << "/" << cells_ << " " << c.dir << "\n";
+    std::cerr << "sweep: cell " << c.index + 1 << "/" << cells_ << " " << c.dir;
+    if (!c.outdated.empty()) std::cerr << " (its result: " << c.outdated << ")";
+    std::cerr << "\n";
   }
   void onCellFinished(const SweepCell& c) override {
     std::cerr << "sweep: cell " << c.index + 1 << "/" << cells_ << " " << c.status;
@@ -35,9 +37,10 @@ Command registerSweep(CLI::App& app) {
     Common common;
     std::vector<std::string> grid;
     std::string out;
-    int64_t max_steps = -1;
+    int64_t max_steps = -1;  ///< -1: not given (the file's sweep.max_steps, else 0)
+    CLI::Option* max_steps_option = nullptr;
     std::string readout, shard;
-    bool status = false;
+    bool status = false, keys = false;
     int64_t train_limit = 0, test_limit = 0, probe_epochs = 100;
   };
   auto o = std::make_shared<Options>();
@@ -45,13 +48,15 @@ Command registerSweep(CLI::App& app) {
       "sweep", "Grid of runs (default: Table 5, masking.p x masking.num) with read-outs per cell");
   o->common.add(cmd);
   cmd->add_option("--grid", o->grid, "key=v1,v2,... (repeatable; overrides the file's sweep.grid)");
-  cmd->add_option("--out", o->out, "Sweep folder: one run folder per cell, sweep.csv, sweep.h5")
-      ->required();
-  cmd->add_option("--max-steps", o->max_steps, "Cut each cell's training at N steps");
+  // Required unless --keys (checked below).
+  cmd->add_option("--out", o->out, "Sweep folder: one run folder per cell, sweep.csv, sweep.h5");
+  o->max_steps_option = cmd->add_option("--max-steps", o->max_steps,
+                  "Cut each cell's training at N steps (a rerun asking for more continues them)");
   cmd->add_option("--readout", o->readout, "knn, linear or knn,linear (default both)");
   cmd->add_option("--train-limit", o->train_limit, "Training images in the read-outs (0 = all)");
   cmd->add_option("--test-limit", o->test_limit, "Test images in the read-outs (0 = all)");
   cmd->add_option("--probe-epochs", o->probe_epochs, "Linear-probe epochs");
+  cmd->add_flag("--keys", o->keys, "Markdown table of the keys of a config file's sweep object");
   cmd->add_flag("--status", o->status,
                 "Run nothing: read every cell's folder, rewrite the tables and print sweep.csv "
                 "(done, running while claimed, pending); safe beside running sweeps");
@@ -60,20 +65,22 @@ Command registerSweep(CLI::App& app) {
                   "sweeps started with the same grid and --out already share the cells: each "
                   "claims the next free one");
   return {cmd, [o] {
-            nlohmann::json sweep = nlohmann::json::object();
-            auto base = o->common.experimentJson({}, &sweep);
+            if (o->keys) {
+              std::cout << sweepKeysMarkdown();
+              return;
+            }
+            if (o->out.empty()) throw MstError("sweep: --out is required (the sweep folder)");
+            if (o->max_steps_option->count() > 0 && o->max_steps < 0)
+              throw MstError("--max-steps must be >= 0 (0 = the full schedule), got " +
+                             std::to_string(o->max_steps));
+            // experimentJson drops the file's sweep object; readSweepFile reads it again in the
+            // file's key order (the first grid key gives the rows) and checks it.
+            auto base = o->common.experimentJson();
+            SweepFile file;
+            if (!o->common.config_file.empty()) file = readSweepFile(o->common.config_file);
             std::vector<SweepAxis> axes;
             for (const auto& spec : o->grid) axes.push_back(parseAxis(spec));
-            if (axes.empty() && sweep.contains("grid")) {
-              if (!sweep["grid"].is_object())
-                throw MstError(o->common.config_file + ": sweep.grid must be an object of arrays");
-              for (auto it = sweep["grid"].begin(); it != sweep["grid"].end(); ++it) {
-                if (!it->is_array())
-                  throw MstError(o->common.config_file + ": sweep.grid." + it.key() +
-                                 " must be an array");
-                axes.push_back({it.key(), std::vector<nlohmann::json>(it->begin(), it->end())});
-              }
-            }
+            if (axes.empty()) axes = file.axes;
             if (axes.empty()) axes = defaultGrid();
             auto config = configFromJson(base, o->common.config_file.empty() ? "--set"
                                                                               : o->common.config_file);
@@ -81,13 +88,11 @@ Command registerSweep(CLI::App& app) {
             o->common.applyThreads(config);
             SweepOptions so;
             so.out_dir = o->out;
-            so.max_steps = o->max_steps >= 0 ? o->max_steps : sweep.value("max_steps", int64_t{0});
-            std::string readout =
-                !o->readout.empty() ? o->readout : sweep.value("readout", std::string("knn,linear"));
-            so.knn = readout.find("knn") != std::string::npos;
-            so.linear = readout.find("linear") != std::string::npos;
-            if (!so.knn && !so.linear)
-              throw MstError("--readout must name knn, linear or both (got '" + readout + "')");
+            so.max_steps = o->max_steps >= 0 ? o->max_steps : file.max_steps.value_or(0);
+            if (!o->readout.empty())
+              parseReadouts(o->readout, "--readout", so);
+            else if (file.readout)
+              parseReadouts(*file.readout, o->common.config_file + ": sweep.readout", so);
             so.devices = o->common.devices();
             if (!o->shard.empty()) std::tie(so.shard, so.shards) = parseShard(o->shard);
             so.eval.ks = {config.eval.k};
@@ -104,6 +109,11 @@ Command registerSweep(CLI::App& app) {
               std::ifstream csv(o->out + "/sweep.csv");
               std::cerr << csv.rdbuf();
             }
+            for (const auto& c : cells)
+              if (!c.outdated.empty() && c.status != "done")
+                std::cerr << "sweep: cell " << c.index + 1 << "/" << cells.size() << " "
+                          << c.status << ", its result does not answer this sweep: "
+                          << c.outdated << "\n";
             nlohmann::json out{{"cells", cells.size()},
                                {"csv", o->out + "/sweep.csv"},
                                {"h5", o->out + "/sweep.h5"}};

@@ -17,9 +17,10 @@ Command registerBench(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("bench", "Training-step throughput on synthetic images");
   o->common.add(cmd);
-  cmd->add_option("--batch", o->bench.batch, "Images per step");
-  cmd->add_option("--steps", o->bench.steps, "Timed steps (after warm-up)");
-  cmd->add_option("--warmup", o->bench.warmup, "Untimed warm-up steps");
+  cmd->add_option("--batch", o->bench.batch, "Images per step")->check(integerAtLeast(1));
+  cmd->add_option("--steps", o->bench.steps, "Timed steps (after warm-up)")
+      ->check(integerAtLeast(1));
+  cmd->add_option("--warmup", o->bench.warmup, "Untimed warm-up steps")->check(integerAtLeast(0));
   cmd->add_flag("--synthetic", o->synthetic, "Synthetic images (always measured)");
   cmd->add_option("--data", o->bench.data_dir,
                   "Also measure the real input path on this data set (an ImageFolder root unless "
@@ -30,9 +31,9 @@ Command registerBench(CLI::App& app) {
                   "Also profile a few steps kernel by kernel (LibTorch's profiler; on CUDA the "
                   "device time of each kernel) and report the N kernels with most time and each "
                   "kind's total (matmul, attention, layernorm, elementwise, copy_cast, ...)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integerAtLeast(0));
   cmd->add_option("--data-batches", o->bench.data_batches, "Batches timed with --data")
-      ->check(CLI::PositiveNumber);
+      ->check(integerAtLeast(1));
   return {cmd, [o] {
             auto config = o->common.config();
             // --data names a folder of images unless the experiment already picked a reader.

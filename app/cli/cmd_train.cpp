@@ -8,12 +8,14 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "app/cli/common.h"
 #include "core/dist/dist_context.h"
+#include "core/eval/evaluate.h"
 #include "core/train/trainer.h"
 #include "core/util/devices.h"
 #include "core/util/error.h"
@@ -44,12 +46,15 @@ class ProgressPrinter : public TrainObserver {
     const int fill = static_cast<int>(frac * width);
     std::string bar(fill, '=');
     if (fill < width) bar += '>' + std::string(width - fill - 1, ' ');
+    char losses[96] = "loss --";  // until the first logged step
+    if (p.has_loss)
+      std::snprintf(losses, sizeof losses, "loss %.4f (ce %.4f rec %.4f)", p.loss, p.loss_ce,
+                    p.loss_rec);
     char line[256];
-    std::snprintf(line, sizeof line,
-                  "[%s] %3.0f%% step %ld/%ld ep %.2f loss %.4f (ce %.4f rec %.4f) %.1f img/s ETA %s",
+    std::snprintf(line, sizeof line, "[%s] %3.0f%% step %ld/%ld ep %.2f %s %.1f img/s ETA %s",
                   bar.c_str(), 100 * frac, static_cast<long>(p.step),
-                  static_cast<long>(p.target_steps), p.epoch, p.loss, p.loss_ce, p.loss_rec,
-                  p.img_s, clockText(p.eta_s).c_str());
+                  static_cast<long>(p.target_steps), p.epoch, losses, p.img_s,
+                  clockText(p.eta_s).c_str());
     std::cerr << (tty_ ? "\r" : "") << line << (tty_ ? "" : "\n") << std::flush;
     if (last && tty_) std::cerr << "\n";
   }
@@ -143,6 +148,7 @@ Command registerTrain(CLI::App& app) {
     std::string out;
     int64_t max_steps = 0;
     bool resume = false;
+    bool allow_config_change = false;
     double dist_timeout = 600;
     int ranks = 0;
   };
@@ -150,8 +156,15 @@ Command registerTrain(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Pre-train MST: DIR/run.h5 (log) and DIR/checkpoint.pt");
   o->common.add(cmd);
   cmd->add_option("--out", o->out, "Run folder")->required();
-  cmd->add_option("--max-steps", o->max_steps, "Stop with a checkpoint once N steps are done");
-  cmd->add_flag("--resume", o->resume, "Continue exactly from DIR/checkpoint.pt");
+  cmd->add_option("--max-steps", o->max_steps,
+                  "Stop with a checkpoint once N steps (of the whole run) are done")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--resume", o->resume,
+                "Continue exactly from DIR/checkpoint.pt, with the run's own config under any "
+                "--config / --set (a change to the run's trajectory is refused)");
+  cmd->add_flag("--allow-config-change", o->allow_config_change,
+                "With --resume: go on although --config / --set change the run (batch size, "
+                "schedule, loss...); each change is recorded in run.h5's events");
   cmd->add_option("--dist-timeout", o->dist_timeout,
                   "Data parallel: seconds a rank waits for a dead or hung peer before the run "
                   "stops with an error")
@@ -161,10 +174,17 @@ Command registerTrain(CLI::App& app) {
                   "starts one rank per GPU)")
       ->check(CLI::Range(1, 256));
   return {cmd, [o] {
-            auto config = o->common.config();
+            if (o->allow_config_change && !o->resume)
+              throw MstError("--allow-config-change only applies with --resume");
+            // Resuming: the run's own config is the base that --config and --set change.
+            nlohmann::json base = nlohmann::json::object();
+            const std::string ckpt = (std::filesystem::path(o->out) / "checkpoint.pt").string();
+            if (o->resume && std::filesystem::exists(ckpt)) base = checkpointConfig(ckpt);
+            auto config = o->common.config(base);
             TrainerOptions to;
             to.out_dir = o->out;
             to.resume = o->resume;
+            to.allow_config_change = o->allow_config_change;
             to.max_steps = o->max_steps;
             const auto devices = o->common.devices();
             const auto timeout = std::chrono::milliseconds(
@@ -215,9 +235,13 @@ Command registerTrain(CLI::App& app) {
             auto s = Trainer(config, to, rank0 ? &printer : nullptr).run(&g_stop);
             if (children) children->join();
             if (!rank0) return;  // one run, one result line: rank 0's
-            printResult({{"steps", s.steps}, {"total_steps", s.total_steps}, {"epoch", s.epoch},
-                         {"loss", s.loss}, {"loss_ce", s.loss_ce}, {"loss_rec", s.loss_rec},
-                         {"img_s", s.img_s}, {"finished", s.finished}, {"stopped", s.stopped},
+            // A run resumed after its last step ran none: no loss or speed to report.
+            const auto ran = [&](double v) { return s.steps_run > 0 ? nlohmann::json(v) : nlohmann::json(); };
+            printResult({{"steps", s.steps}, {"steps_run", s.steps_run},
+                         {"total_steps", s.total_steps}, {"epoch", s.epoch},
+                         {"loss", ran(s.loss)}, {"loss_ce", ran(s.loss_ce)},
+                         {"loss_rec", ran(s.loss_rec)}, {"img_s", ran(s.img_s)},
+                         {"finished", s.finished}, {"stopped", s.stopped},
                          {"corrupt_images", s.corrupt_images}, {"checkpoint", s.checkpoint},
                          {"log", s.log}, {"world_size", to.dist.world_size}});
           }};

@@ -1,8 +1,10 @@
 /// @brief Shared CLI pieces (see common.h).
 #include "app/cli/common.h"
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -20,11 +22,36 @@ void installStopHandlers() {
   std::signal(SIGTERM, [](int) { g_stop = true; });
 }
 
+CLI::Validator integerAtLeast(int64_t lo) {
+  return CLI::Validator(
+      [lo](std::string& text) {
+        int64_t v = 0;
+        if (!CLI::detail::lexical_cast(text, v))
+          return "expects an integer >= " + std::to_string(lo) + " (got '" + text + "')";
+        if (v < lo) return "must be >= " + std::to_string(lo) + " (got " + text + ")";
+        return std::string();
+      },
+      ">= " + std::to_string(lo));
+}
+
+CLI::Validator positiveNumber() {
+  return CLI::Validator(
+      [](std::string& text) {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(text, v) || !std::isfinite(v))
+          return "expects a number > 0 (got '" + text + "')";
+        if (!(v > 0)) return "must be > 0 (got " + text + ")";
+        return std::string();
+      },
+      "> 0");
+}
+
 void Common::add(CLI::App* cmd) {
   cmd->add_option("--config", config_file, "Experiment JSON file");
   cmd->add_option("--set", overrides, "Override a config key: key.path=value (repeatable)");
   cmd->add_option("--device", device_spec, "cpu | cuda | cuda:N | cuda:0,1");
-  cmd->add_option("--threads", threads, "CPU threads (overrides train.threads; 0 = all cores)");
+  cmd->add_option("--threads", threads, "CPU threads (overrides train.threads; 0 = all cores)")
+      ->check(integerAtLeast(0));
 }
 
 nlohmann::json Common::experimentJson(const nlohmann::json& base, nlohmann::json* sweep) const {
@@ -62,6 +89,35 @@ torch::Device Common::device() const {
 
 void Common::applyThreads(const Config& config) const {
   setComputeThreads(threads >= 0 ? threads : config.train.threads);
+}
+
+void checkOutputFile(const std::string& flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(path);
+  if (fs::is_directory(p, ec))
+    throw MstError(flag + " " + path + " is a folder; give a file name in it");
+  const fs::path parent = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  if (!fs::exists(parent, ec))
+    throw MstError(flag + " " + path + ": folder " + parent.string() + " does not exist");
+  if (!fs::is_directory(parent, ec))
+    throw MstError(flag + " " + path + ": " + parent.string() + " is a file, not a folder");
+}
+
+void checkOutputFolder(const std::string& flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // The nearest part of the path that exists must be a folder (create_directories makes the rest).
+  for (fs::path p(path); !p.empty(); p = p.parent_path()) {
+    if (fs::exists(p, ec)) {
+      if (!fs::is_directory(p, ec))
+        throw MstError(flag + " " + path +
+                       (p == fs::path(path) ? std::string() : ": " + p.string()) +
+                       " is a file, not a folder");
+      return;
+    }
+    if (p == p.parent_path()) return;
+  }
 }
 
 void printResult(const nlohmann::json& result) { std::cout << result.dump() << std::endl; }

@@ -53,6 +53,18 @@ Command registerConfig(CLI::App& app);
 Command registerLog(CLI::App& app);
 Command registerExport(CLI::App& app);
 
+/// CLI11 checks of numeric flags, run before the command: "--batch: must be an integer >= 1 (got
+/// 0)". Each is one line, which main() prefixes with "mst: error:".
+CLI::Validator integerAtLeast(int64_t lo);
+CLI::Validator positiveNumber();
+
+/// Checks an output path given by `flag` before any work, so that a typo costs nothing:
+/// MstError "--out runs/a: ... " when `path` is a folder or its folder is missing or a file.
+void checkOutputFile(const std::string& flag, const std::string& path);
+/// The same for an output folder (created by the command): MstError when `path` or a folder
+/// above it is a file.
+void checkOutputFolder(const std::string& flag, const std::string& path);
+
 /// The final JSON line on stdout.
 void printResult(const nlohmann::json& result);
 /// "1:02:03" / "02:03" for an ETA.

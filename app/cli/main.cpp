@@ -4,6 +4,43 @@
 #include "app/cli/common.h"
 #include "core/util/error.h"
 
+namespace {
+
+/// The names of `app`'s sub-commands, "train, eval, ...".
+std::string commandList(CLI::App* app) {
+  std::string list;
+  for (const auto* sub : app->get_subcommands([](CLI::App*) { return true; }))
+    list += (list.empty() ? "" : ", ") + sub->get_name();
+  return list;
+}
+
+/// One line for a command-line error CLI11 found (its own text is two lines, without the
+/// command): the command the parse reached ("mst eval knn"), then what is wrong with which flag.
+std::string parseErrorText(CLI::App& app, const CLI::ParseError& e) {
+  CLI::App* at = &app;
+  std::string path = "mst";
+  while (!at->get_subcommands().empty()) {  // the sub-commands parsed so far
+    at = at->get_subcommands().front();
+    path += " " + at->get_name();
+  }
+  const std::vector<std::string> left = app.remaining(/*recurse=*/true);  // as typed
+  std::string left_text;
+  for (const auto& a : left) left_text += (left_text.empty() ? "" : " ") + a;
+  if (dynamic_cast<const CLI::RequiredError*>(&e) && at->get_require_subcommand_min() > 0 &&
+      at->get_subcommands().empty()) {
+    for (const auto& a : left)
+      if (!a.empty() && a[0] != '-')
+        return path + ": unknown command '" + a + "' (commands: " + commandList(at) + ")";
+    return path + ": no command given (commands: " + commandList(at) + ")";
+  }
+  if (dynamic_cast<const CLI::ExtrasError*>(&e))
+    return path + ": unexpected argument" + (left.size() > 1 ? "s" : "") + " '" + left_text +
+           "' (" + path + " --help lists the options)";
+  return path + ": " + e.what();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace mst::cli;
   CLI::App app{"MST Workbench command line: train, evaluate, sweep, inspect, benchmark and export MST"};
@@ -14,8 +51,11 @@ int main(int argc, char** argv) {
                                 registerExport(app)};
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Success& e) {  // --help
     return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "mst: error: " << parseErrorText(app, e) << std::endl;
+    return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
   }
   try {
     for (auto& command : commands)

@@ -306,6 +306,33 @@ void MainWindow::startRun() {
   }
   const QString id = runId(dir);
   const bool resume = QFileInfo::exists(QDir(dir).filePath("checkpoint.pt"));
+  // A resumed run goes on with its own trajectory unless the user chooses the change.
+  bool allow_change = false;
+  if (resume) {
+    const auto check = checkResume(QDir(dir).filePath("checkpoint.pt"),
+                                   QString::fromStdString(experiment_.json().dump()));
+    if (!check.changes.isEmpty()) {
+      switch (askResumeChange(dir, check.changes)) {
+        case ResumeChoice::RunSettings:
+          try {
+            experiment_.setJson(nlohmann::json::parse(check.run_config_json.toStdString()),
+                                "the checkpoint in " + dir.toStdString());
+          } catch (const std::exception& e) {
+            showError("Start", QString::fromStdString(e.what()));
+            return;
+          }
+          refreshForm();
+          experimentChanged();
+          appendLog("the run's own settings are in the form");
+          break;
+        case ResumeChoice::Change:
+          allow_change = true;
+          break;
+        case ResumeChoice::Cancel:
+          return;
+      }
+    }
+  }
   QDir().mkpath(dir);  // so that the run list shows (and ticks) the run from the start
   // The live run's curves come from the worker; rows already in the file (a resumed run) first.
   followed_.remove(id);
@@ -327,6 +354,7 @@ void MainWindow::startRun() {
   request.out_dir = dir;
   request.device = devices_->selection();
   request.resume = resume;
+  request.allow_config_change = allow_change;
   request.max_steps = options_.max_steps;
   QString error;
   if (request.device.contains(',') || options_.cpu_ranks > 1) {
@@ -477,6 +505,23 @@ void MainWindow::appendLog(const QString& text, bool error) {
   log_->appendHtml(QString("<span style='color:%1'>%2 %3</span>")
                        .arg(error ? "#c62828" : "palette(text)", time, text.toHtmlEscaped()));
   if (error) statusBar()->showMessage(text, 10000);
+}
+
+ResumeChoice MainWindow::askResumeChange(const QString& dir, const QString& changes) {
+  if (resume_prompt_) return resume_prompt_(changes);
+  QMessageBox box(QMessageBox::Question, "Resume with other settings?",
+                  "The run in " + dir + " was trained with other settings. The experiment "
+                  "changes: " + changes + ".\n\nResuming with them does not continue the run "
+                  "exactly; the change is recorded in run.h5's events.",
+                  QMessageBox::NoButton, this);
+  auto* own = box.addButton("Use the run's settings", QMessageBox::AcceptRole);
+  auto* change = box.addButton("Resume with the changes", QMessageBox::DestructiveRole);
+  box.addButton(QMessageBox::Cancel);
+  box.setDefaultButton(own);
+  box.exec();
+  if (box.clickedButton() == own) return ResumeChoice::RunSettings;
+  if (box.clickedButton() == change) return ResumeChoice::Change;
+  return ResumeChoice::Cancel;
 }
 
 void MainWindow::showError(const QString& title, const QString& text) {

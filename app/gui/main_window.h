@@ -1,6 +1,8 @@
 /// @brief The workbench window: lays out the panels and wires them to the worker and the run logs.
 #pragma once
 
+#include <functional>
+
 #include <QHash>
 #include <QMainWindow>
 #include <QPointer>
@@ -35,6 +37,9 @@ struct WorkbenchOptions {
   int cpu_ranks = 1;  ///< > 1: data-parallel CPU processes (as `mst train --ranks N`)
 };
 
+/// The answer to "this experiment changes the run being resumed".
+enum class ResumeChoice { RunSettings, Change, Cancel };
+
 class MainWindow : public QMainWindow {
   Q_OBJECT
  public:
@@ -65,6 +70,12 @@ class MainWindow : public QMainWindow {
   /// as safetensors with timm's names (what `mst export` writes); the result line in *result.
   bool exportBackbone(const QString& run, const QString& target, QString* error = nullptr,
                       QString* result = nullptr);
+  /// Start on a folder whose checkpoint was trained with other settings asks (a modal dialog):
+  /// the run's own settings (loaded into the form), go on with the change (recorded in run.h5),
+  /// or cancel. Tests answer instead, given the changes ("key a → b, ...").
+  void setResumePromptForTesting(std::function<ResumeChoice(const QString&)> prompt) {
+    resume_prompt_ = std::move(prompt);
+  }
 
  public slots:
   void startRun();
@@ -123,6 +134,8 @@ class MainWindow : public QMainWindow {
   QTimer* poll_timer_ = nullptr;
   QHash<QString, Followed> followed_;
   QString live_id_;  ///< the run the worker is training (fed by signals, not polled)
+  std::function<ResumeChoice(const QString&)> resume_prompt_;
+  ResumeChoice askResumeChange(const QString& dir, const QString& changes);
 };
 
 }  // namespace mst

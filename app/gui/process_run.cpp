@@ -6,6 +6,9 @@
 #include <QFile>
 #include <QProcess>
 
+#include <nlohmann/json.hpp>
+
+#include "core/config/config.h"
 #include "core/util/claim.h"
 
 namespace mst {
@@ -31,11 +34,23 @@ bool ProcessRun::start(const TrainRequest& request, int cpu_ranks, QString* erro
              QString::fromStdString(claimHolder(claim)) + "); stop it first, or use a new folder";
     return false;
   }
+  // Every key written out: a resumed child reads the run's own config under this file, and the
+  // run must go on with exactly the experiment shown (a key left at its default included).
+  QByteArray resolved;
+  try {
+    resolved = QByteArray::fromStdString(
+        configToJson(configFromJson(nlohmann::json::parse(request.config_json.toStdString()),
+                                    "experiment"))
+            .dump(2));
+  } catch (const std::exception& e) {
+    *error = QString::fromStdString(e.what());
+    return false;
+  }
   QDir().mkpath(request.out_dir);
   const QString config = QDir(request.out_dir).filePath("experiment.json");
   {
     QFile f(config);
-    if (!f.open(QIODevice::WriteOnly) || f.write(request.config_json.toUtf8()) < 0) {
+    if (!f.open(QIODevice::WriteOnly) || f.write(resolved) < 0) {
       *error = "cannot write " + config;
       return false;
     }
@@ -44,6 +59,7 @@ bool ProcessRun::start(const TrainRequest& request, int cpu_ranks, QString* erro
                    request.device};
   if (cpu_ranks > 1) args << "--ranks" << QString::number(cpu_ranks);
   if (request.resume) args << "--resume";
+  if (request.allow_config_change) args << "--allow-config-change";
   if (request.max_steps > 0) args << "--max-steps" << QString::number(request.max_steps);
   delete process_;
   process_ = new QProcess(this);

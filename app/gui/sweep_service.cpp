@@ -23,7 +23,10 @@ namespace {
 std::vector<SweepAxis> parseAxes(const QStringList& specs) {
   std::vector<SweepAxis> axes;
   for (const QString& spec : specs)
-    if (!spec.trimmed().isEmpty()) axes.push_back(parseAxis(spec.trimmed().toStdString()));
+    if (!spec.trimmed().isEmpty()) {
+      axes.push_back(parseAxis(spec.trimmed().toStdString()));
+      axes.back().source = "grid";  // the panel's Grid field, not a flag
+    }
   if (axes.empty()) throw MstError("the grid is empty: give one axis per line, key=v1,v2,...");
   return axes;
 }

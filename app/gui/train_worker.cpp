@@ -12,12 +12,27 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config/config.h"
+#include "core/config/config_diff.h"
+#include "core/eval/evaluate.h"
 #include "core/train/trainer.h"
 #include "core/util/device_spec.h"
 #include "core/util/devices.h"
 #include "core/util/error.h"
 
 namespace mst {
+
+ResumeCheck checkResume(const QString& checkpoint, const QString& config_json) {
+  ResumeCheck check;
+  try {
+    const auto then = checkpointConfig(checkpoint.toStdString());
+    check.run_config_json = QString::fromStdString(then.dump());
+    check.changes = QString::fromStdString(describeChanges(
+        configChanges(then, nlohmann::json::parse(config_json.toStdString())), true));
+  } catch (const std::exception&) {
+    // An unreadable checkpoint: the run itself reports it, naming the file.
+  }
+  return check;
+}
 
 /// Lives on the worker thread; adapts TrainObserver to TrainWorker's signals.
 class TrainJob : public QObject, public TrainObserver {
@@ -38,6 +53,7 @@ class TrainJob : public QObject, public TrainObserver {
       TrainerOptions options;
       options.out_dir = request_.out_dir.toStdString();
       options.resume = request_.resume;
+      options.allow_config_change = request_.allow_config_change;
       options.max_steps = request_.max_steps;
       // Several devices train in a child process (ProcessRun), never here.
       const auto devices = parseDeviceSpec(request_.device.toStdString(), "device");

@@ -27,8 +27,16 @@ struct TrainRequest {
   QString out_dir;
   QString device = "cpu";
   bool resume = false;    ///< continue from out_dir/checkpoint.pt when it exists
+  bool allow_config_change = false;  ///< resume although the config changes the run
   qint64 max_steps = 0;   ///< stop (with a checkpoint) after this many steps; 0 = whole schedule
 };
+
+/// What resuming `checkpoint` with the experiment `config_json` would change (config_diff.h).
+struct ResumeCheck {
+  QString run_config_json;  ///< the config the run was trained with (empty: unreadable)
+  QString changes;          ///< the changes to the run's trajectory, "key a → b, ..."; empty: none
+};
+ResumeCheck checkResume(const QString& checkpoint, const QString& config_json);
 
 /// Where the run stands, for the status bar.
 struct TrainStatus {

@@ -3,6 +3,7 @@
 #include "core/config/config.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -110,12 +111,17 @@ json configToJson(const Config& config) {
 }
 
 json loadJsonFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw MstError("config file " + path + " is a directory, not a JSON file");
   std::ifstream in(path);
   if (!in) throw MstError("cannot open config file " + path);
   try {
     return json::parse(in);
   } catch (const json::parse_error& e) {
     throw MstError("config file " + path + " is not valid JSON: " + e.what());
+  } catch (const json::exception& e) {  // e.g. a number beyond double's range
+    throw MstError("config file " + path + ": " + e.what());
   }
 }
 
@@ -130,6 +136,9 @@ void applyOverride(json& target, const std::string& assignment) {
     value = json::parse(text);
   } catch (const json::parse_error&) {
     value = text;  // bare words such as attention_guided are strings
+  } catch (const json::exception&) {  // 1e400: a number beyond double's range
+    throw MstError("config key " + key + ": " + text + " is beyond the range of a number (--set " +
+                   assignment + ")");
   }
   if (!findKey(key)) {
     // Let configFromJson produce the one error message format for unknown keys.
@@ -189,8 +198,27 @@ void validateConfig(const Config& c) {
     fail("crops.local_scale_min", "must not exceed crops.local_scale_max");
   if (c.augment.blur_sigma_min > c.augment.blur_sigma_max)
     fail("augment.blur_sigma_min", "must not exceed augment.blur_sigma_max");
+  if (!c.data.mean.empty() && c.data.std.empty())
+    fail("data.mean", "needs data.std with as many entries (" + std::to_string(c.data.mean.size()) +
+                          "): set both, or neither for the data set's own");
   if (!c.data.mean.empty() && c.data.mean.size() != c.data.std.size())
-    fail("data.std", "must have as many entries as data.mean");
+    fail("data.std", "must have as many entries as data.mean (" +
+                         std::to_string(c.data.mean.size()) + "), got " +
+                         std::to_string(c.data.std.size()));
+  // Eq. 5: floor(n / num) of a global crop's n patches are candidates; num > n masks nothing.
+  // Local crops are never masked, so only the global crop's patch count bounds num.
+  const bool attention_masking =
+      c.masking.strategy == "attention_guided" || c.masking.strategy == "attention_high";
+  const int64_t grid = c.crops.global_size / m.patch_size, patches = grid * grid;
+  if (attention_masking && c.masking.num > patches)
+    fail("masking.num",
+         "must not exceed the " + std::to_string(patches) +
+             " patches of a global crop ((crops.global_size / model.patch_size)^2 = (" +
+             std::to_string(c.crops.global_size) + "/" + std::to_string(m.patch_size) +
+             ")^2), got " + std::to_string(c.masking.num) + ": no patch would be a mask candidate");
+  if (c.eval.subset > 0 && c.eval.k > c.eval.subset)
+    fail("eval.k", "must not exceed eval.subset (" + std::to_string(c.eval.subset) +
+                       " images in the k-NN bank), got " + std::to_string(c.eval.k));
 }
 
 std::vector<ConfigKeyInfo> configKeys() {

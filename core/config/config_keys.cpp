@@ -281,12 +281,17 @@ const std::vector<KeyDef>& keyTable() {
                       "Solarisation probability of the second global crop.", inRange(0, 1)));
     // masking
     t.push_back(choiceField("masking.strategy", &C::masking, &MaskConfig::strategy,
-                      "Which patches the student sees as [MASK] (METHOD.md step 3).",
+                      "Which patches of the student's global crops are [MASK] (local crops never "
+                      "are): none; random (each patch with probability masking.p); "
+                      "attention_guided (each of the floor(n/masking.num) patches of lowest "
+                      "teacher attention with probability masking.p, paper Eq. 5); "
+                      "attention_high (the same on the highest).",
                       {"none", "random", "attention_guided", "attention_high"}));
     t.push_back(field("masking.p", &C::masking, &MaskConfig::p,
                       "Masking probability of each candidate patch.", inRange(0, 1)));
     t.push_back(field("masking.num", &C::masking, &MaskConfig::num,
-                      "The lowest (highest) floor(n/num) attention patches are candidates.",
+                      "The lowest (highest) floor(n/num) attention patches of a global crop's n "
+                      "are candidates; at most n.",
                       atLeast<int64_t>(1)));
     // loss
     t.push_back(field("loss.lambda_ce", &C::loss, &LossConfig::lambda_ce,

@@ -2,6 +2,7 @@
 #include "core/eval/evaluate.h"
 
 #include <cmath>
+#include <functional>
 
 #include "core/data/dataset.h"
 #include "core/eval/knn.h"
@@ -18,17 +19,28 @@ struct SplitFeatures {
 };
 
 /// Features of both splits; evaluation uses the whole training split (not data.limit) unless
-/// EvalOptions limits it.
+/// EvalOptions limits it. `check_bank(n)` sees the bank's size before any feature is computed.
 SplitFeatures splitFeatures(Engine& engine, const Config& config, FeatureKind kind,
-                            const EvalOptions& o) {
+                            const EvalOptions& o,
+                            const std::function<void(int64_t)>& check_bank = {}) {
+  if (o.train_limit < 0 || o.test_limit < 0)
+    throw MstError("evaluation image limits must be >= 0 (0 = all), got " +
+                   std::to_string(o.train_limit) + " training and " + std::to_string(o.test_limit) +
+                   " test images");
   DataConfig data = config.data;
   data.limit = 0;
   auto train = openDataset(data, true);
   auto test = openDataset(data, false);
+  if (check_bank)
+    check_bank(o.train_limit > 0 ? std::min(o.train_limit, train->size()) : train->size());
   return {extractFeatures(engine, *train, kind, o.train_limit, o.batch),
           extractFeatures(engine, *test, kind, o.test_limit, o.batch),
           std::max(train->numClasses(), test->numClasses())};
 }
+
+/// A top-1 percentage as reported: 4 decimals, so that 29 % prints as 29.0, not
+/// 28.999999999999996.
+double percent(double value) { return std::round(value * 1e4) / 1e4; }
 
 }  // namespace
 
@@ -60,7 +72,13 @@ std::unique_ptr<Engine> makeEvalEngine(const Config& config, const std::string& 
 
 nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kind,
                            const EvalOptions& o) {
-  auto splits = splitFeatures(engine, config, kind, o);
+  auto splits = splitFeatures(engine, config, kind, o, [&](int64_t bank_size) {
+    if (o.k_source.empty()) return;
+    for (int64_t k : o.ks)
+      if (k > bank_size)
+        throw MstError(o.k_source + " " + std::to_string(k) + " is more than the " +
+                       std::to_string(bank_size) + " training images of the k-NN bank");
+  });
   const auto& bank = splits.train;
   const auto& queries = splits.test;
   KnnOptions ko;
@@ -72,9 +90,10 @@ nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kin
   nlohmann::json out;
   int64_t kmax = 0;
   for (auto& [k, a] : acc) {
-    out["knn_top1_k" + std::to_string(k)] = a;
-    if (k >= kmax) kmax = k, out["knn_top1"] = a;
+    out["knn_top1_k" + std::to_string(k)] = percent(a);
+    if (k >= kmax) kmax = k, out["knn_top1"] = percent(a);
   }
+  out["knn_k"] = kmax;
   out["features"] = featureKindName(kind);
   out["train"] = bank.labels.size(0);
   out["test"] = queries.labels.size(0);
@@ -89,7 +108,7 @@ nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind 
   LinearProbeOptions lo = o.linear;
   lo.num_classes = splits.num_classes;
   auto r = linearProbe(train, test, lo);
-  return {{"linear_top1", r.test_top1}, {"linear_train_top1", r.train_top1},
+  return {{"linear_top1", percent(r.test_top1)}, {"linear_train_top1", percent(r.train_top1)},
           {"features", featureKindName(kind)}, {"epochs", lo.epochs},
           {"train", train.labels.size(0)}, {"test", test.labels.size(0)}};
 }

@@ -23,6 +23,10 @@ struct EvalOptions {
   int64_t train_limit = 0;  ///< training images in the k-NN bank / probe set; 0 = all
   int64_t test_limit = 0;   ///< test images; 0 = all
   int64_t batch = 256;
+  /// Where `ks` came from, e.g. "--k": a k above the bank's size is then an error naming it
+  /// (checked before any feature is computed). Empty: such a k votes with the whole bank (the
+  /// trainer's periodic k-NN must not stop a run).
+  std::string k_source;
   LinearProbeOptions linear;
 };
 
@@ -34,12 +38,14 @@ nlohmann::json checkpointConfig(const std::string& checkpoint);
 std::unique_ptr<Engine> makeEvalEngine(const Config& config, const std::string& checkpoint,
                                        const torch::Device& device);
 
-/// k-NN top-1 on the data set of `config` (train split = bank, test split = queries):
-/// {"knn_top1": <largest k>, "knn_top1_k<k>": …, "features": …, "train": N, "test": M}.
+/// k-NN top-1 in percent (4 decimals) on the data set of `config` (train split = bank, test split
+/// = queries): {"knn_top1": top-1 at the largest k, "knn_k": that k, "knn_top1_k<k>": top-1 at
+/// each k, "features": …, "train": N, "test": M}.
 nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kind,
                            const EvalOptions& options);
 
-/// Linear probe top-1: {"linear_top1": …, "linear_train_top1": …, "features": …}.
+/// Linear probe top-1 in percent (4 decimals): {"linear_top1": …, "linear_train_top1": …,
+/// "features": …, "epochs": …, "train": N, "test": M}.
 nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind kind,
                               const EvalOptions& options);
 

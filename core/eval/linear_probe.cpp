@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/util/error.h"
 #include "core/util/torch_compat.h"
 
 namespace mst {
@@ -11,6 +12,10 @@ LinearProbeResult linearProbe(const FeatureSet& train, const FeatureSet& test,
                               const LinearProbeOptions& o) {
   TORCH_CHECK(train.features.dim() == 2 && train.features.size(0) == train.labels.size(0),
               "linearProbe: features (N, F) and labels (N) disagree");
+  if (o.epochs < 1 || o.batch < 1 || !(o.lr > 0) || !std::isfinite(o.lr))
+    throw MstError("linear probe: epochs and batch must be >= 1 and the learning rate > 0 (got " +
+                   std::to_string(o.epochs) + " epochs, batch " + std::to_string(o.batch) +
+                   ", lr " + std::to_string(o.lr) + ")");
   auto mean = train.features.mean(0, true);
   auto std = train.features.std(0, /*unbiased=*/true, /*keepdim=*/true).clamp_min(1e-6);
   auto x_train = (train.features - mean) / std;

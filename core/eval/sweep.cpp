@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/config/config.h"
+#include "core/config/config_diff.h"
 #include "core/log/log_reader.h"
 #include "core/log/run_log.h"
 #include "core/train/engine.h"
@@ -76,6 +77,112 @@ SweepAxis parseAxis(const std::string& spec) {
   return axis;
 }
 
+void parseReadouts(const std::string& text, const std::string& where, SweepOptions& options) {
+  const auto bad = [&] {
+    return MstError(where + " must name knn, linear or both, e.g. knn,linear (got '" + text + "')");
+  };
+  bool knn = false, linear = false;
+  std::stringstream items(text);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const auto first = item.find_first_not_of(' '), last = item.find_last_not_of(' ');
+    item = first == std::string::npos ? std::string() : item.substr(first, last - first + 1);
+    if (item == "knn")
+      knn = true;
+    else if (item == "linear")
+      linear = true;
+    else
+      throw bad();
+  }
+  if (!knn && !linear) throw bad();
+  options.knn = knn;
+  options.linear = linear;
+}
+
+namespace {
+
+/// The keys of the `sweep` object: name, value, default, meaning (docs/config.md).
+struct SweepKey {
+  const char* key;
+  const char* value;
+  const char* default_text;
+  const char* help;
+};
+const SweepKey kSweepKeys[] = {
+    {"grid", "object of arrays", "Table 5's masking.p × masking.num",
+     "One axis per key: a config key and the values it takes, e.g. {\"masking.p\": [0.05, 0.1]}. "
+     "The first key gives the heat map's rows, the last varies fastest; cells are numbered in that "
+     "order. An empty object is an error. `--grid key=v1,v2` (repeatable) replaces the whole "
+     "grid."},
+    {"readout", "string", "knn,linear",
+     "Read-outs of each cell's teacher: knn, linear or knn,linear. `--readout` overrides it."},
+    {"max_steps", "integer", "0 (the full schedule)",
+     "Cut each cell's training at this many steps; a rerun asking for more continues the cells "
+     "from their checkpoints. `--max-steps` overrides it."},
+};
+
+}  // namespace
+
+std::string sweepKeysMarkdown() {
+  std::ostringstream out;
+  out << "| key | value | default | meaning |\n|---|---|---|---|\n";
+  for (const auto& k : kSweepKeys)
+    out << "| `sweep." << k.key << "` | " << k.value << " | " << k.default_text << " | " << k.help
+        << " |\n";
+  return out.str();
+}
+
+SweepFile readSweepFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw MstError("cannot open config file " + path);
+  nlohmann::ordered_json file;
+  try {
+    file = nlohmann::ordered_json::parse(in);
+  } catch (const nlohmann::ordered_json::parse_error& e) {
+    throw MstError("config file " + path + " is not valid JSON: " + e.what());
+  }
+  SweepFile out;
+  if (!file.is_object() || !file.contains("sweep")) return out;
+  const auto& sweep = file["sweep"];
+  if (!sweep.is_object()) throw MstError(path + ": sweep must be an object");
+  std::string known;
+  for (const auto& k : kSweepKeys) known += (known.empty() ? "" : ", ") + std::string(k.key);
+  for (auto it = sweep.begin(); it != sweep.end(); ++it) {
+    const std::string& key = it.key();
+    if (!key.empty() && key[0] == '_') continue;  // "_comment" and friends, as in the config
+    if (key == "grid") {
+      const std::string where = path + ": sweep.grid";
+      if (!it->is_object()) throw MstError(where + " must be an object of arrays");
+      if (it->empty())
+        throw MstError(where + " is empty: give at least one key with its values, or leave "
+                               "sweep.grid out for Table 5's masking.p × masking.num");
+      for (auto axis = it->begin(); axis != it->end(); ++axis) {
+        if (!axis->is_array())
+          throw MstError(where + " key " + axis.key() + " must be an array of values");
+        SweepAxis a;
+        a.key = axis.key();
+        a.source = where;
+        for (const auto& v : *axis) a.values.emplace_back(v);  // ordered_json → json
+        out.axes.push_back(std::move(a));
+      }
+    } else if (key == "readout") {
+      const std::string where = path + ": sweep.readout";
+      if (!it->is_string()) throw MstError(where + " must be a string, e.g. \"knn,linear\"");
+      SweepOptions check;
+      parseReadouts(it->get<std::string>(), where, check);
+      out.readout = it->get<std::string>();
+    } else if (key == "max_steps") {
+      if (!it->is_number_integer() || it->get<int64_t>() < 0)
+        throw MstError(path + ": sweep.max_steps must be an integer >= 0 (0 = the full "
+                              "schedule), got " + it->dump());
+      out.max_steps = it->get<int64_t>();
+    } else {
+      throw MstError(path + ": unknown key sweep." + key + " (sweep keys: " + known + ")");
+    }
+  }
+  return out;
+}
+
 std::vector<SweepAxis> defaultGrid() {
   return {{"masking.p", {0.05, 0.1, 0.15}}, {"masking.num", {1, 2, 4, 8}}};
 }
@@ -99,9 +206,17 @@ std::pair<int64_t, int64_t> parseShard(const std::string& spec) {
 
 std::vector<SweepCell> expandGrid(const json& base, const std::vector<SweepAxis>& axes,
                                   const std::string& out_dir) {
+  const auto keys = configKeys();
+  for (const auto& axis : axes) {
+    if (std::none_of(keys.begin(), keys.end(), [&](const auto& k) { return k.key == axis.key; })) {
+      // The parser's own message (with the section's keys), labelled with the axis's source.
+      configFromJson(json{{axis.key, nullptr}}, axis.source);
+      throw MstError(axis.source + ": unknown config key '" + axis.key + "'");
+    }
+    if (axis.values.empty()) throw MstError(axis.source + " key " + axis.key + " has no values");
+  }
   std::vector<SweepCell> cells(1);
   for (const auto& axis : axes) {
-    if (axis.values.empty()) throw MstError("--grid " + axis.key + " has no values");
     std::vector<SweepCell> next;
     for (const auto& cell : cells)
       for (const auto& v : axis.values) {
@@ -116,7 +231,11 @@ std::vector<SweepCell> expandGrid(const json& base, const std::vector<SweepAxis>
     cell.index = static_cast<int64_t>(i);
     cell.dir = (fs::path(out_dir) / cellName(cell.index, axes, cell.values)).string();
     // Reject a bad grid before any cell trains.
-    configFromJson(cellJson(base, axes, cell.values), "sweep cell " + std::to_string(i));
+    std::string label = (axes.empty() ? std::string("sweep") : axes.front().source) + " cell " +
+                        std::to_string(i) + " (";
+    for (size_t a = 0; a < axes.size(); ++a)
+      label += (a ? ", " : "") + axes[a].key + "=" + valueText(cell.values[a]);
+    configFromJson(cellJson(base, axes, cell.values), label + ")");
   }
   return cells;
 }
@@ -139,26 +258,6 @@ std::string failurePath(const SweepCell& cell) {
   return (fs::path(cell.dir) / "failed.json").string();
 }
 
-/// A cell as its folder shows it: done with its read-outs (result.json), running while a sweep
-/// holds its claim, failed (failed.json, with the error), or pending (never started, or
-/// interrupted: it resumes from its checkpoint).
-void loadCellStatus(SweepCell& cell) {
-  if (loadCellResult(cell)) return;
-  if (claimIsLive(claimPath(cell))) {
-    cell.status = "running";
-  } else if (fs::exists(failurePath(cell))) {
-    cell.status = "failed";
-    try {
-      std::ifstream in(failurePath(cell));
-      cell.error = json::parse(in).value("error", std::string());
-    } catch (const std::exception&) {
-      cell.error = "see " + failurePath(cell);
-    }
-  } else {
-    cell.status = "pending";
-  }
-}
-
 std::optional<double> number(const json& object, const char* key) {
   if (!object.contains(key) || !object[key].is_number()) return std::nullopt;
   return object[key].get<double>();
@@ -174,10 +273,133 @@ const std::pair<const char*, std::optional<double> SweepCell::*> kResultColumns[
 /// Marks a cell done with the values a result holds.
 void applyResult(SweepCell& cell, const json& result) {
   cell.status = "done";
+  cell.outdated.clear();
   for (const auto& [key, field] : kResultColumns) cell.*field = number(result, key);
 }
 
+/// `result` with the training summary read from the cell's run.h5 when it lacks it (a result
+/// written before the summary was part of it).
+json withTrainingSummary(const SweepCell& cell, json result) {
+  if (!result.contains("mask_ratio")) {
+    const auto log = fs::path(cell.dir) / "run.h5";
+    try {
+      if (fs::exists(log)) result.update(readTrainingSummary(log.string()));
+    } catch (const MstError&) {
+      // an unreadable log leaves the summary empty; the read-outs are what the cell is for
+    }
+  }
+  return result;
+}
+
+std::optional<int64_t> integer(const json& object, const char* key) {
+  if (!object.contains(key) || !object[key].is_number_integer()) return std::nullopt;
+  return object[key].get<int64_t>();
+}
+
+/// Empty when `result` was trained as far as `options` asks (see runSweep), else why not.
+std::string trainingShortfall(const json& result, const SweepOptions& options) {
+  const auto steps = integer(result, "steps"), total = integer(result, "total_steps");
+  if (!steps) return "its result does not say how many steps it trained";
+  if ((total && *steps >= *total) || (options.max_steps > 0 && *steps >= options.max_steps))
+    return "";
+  const std::string trained = "trained " + std::to_string(*steps) + " of ";
+  if (options.max_steps > 0)
+    return trained +
+           std::to_string(total ? std::min(*total, options.max_steps) : options.max_steps) +
+           " steps";
+  if (total) return trained + std::to_string(*total) + " steps";
+  return "trained " + std::to_string(*steps) +
+         " steps, the full schedule asked (its result predates total_steps)";
+}
+
+/// A cell as its folder shows it for a sweep run with `options`: done with its read-outs
+/// (result.json that answers the sweep), running while a sweep holds its claim, failed
+/// (failed.json, with the error), or pending (never started, interrupted, or with a result
+/// that does not answer the sweep: `outdated` says why; it continues from its checkpoint).
+void loadCellStatus(SweepCell& cell, const SweepOptions& options) {
+  cell.outdated.clear();
+  if (auto result = readCellResult(cell.dir)) {
+    cell.outdated = resultShortfall(*result, options);
+    if (cell.outdated.empty()) {
+      applyResult(cell, withTrainingSummary(cell, *result));
+      return;
+    }
+  }
+  const std::string outdated = cell.outdated;
+  for (const auto& [key, field] : kResultColumns) cell.*field = std::nullopt;
+  if (claimIsLive(claimPath(cell))) {
+    cell.status = "running";
+  } else if (fs::exists(failurePath(cell))) {
+    cell.status = "failed";
+    try {
+      std::ifstream in(failurePath(cell));
+      cell.error = json::parse(in).value("error", std::string());
+    } catch (const std::exception&) {
+      cell.error = "see " + failurePath(cell);
+    }
+  } else {
+    cell.status = "pending";
+  }
+  cell.outdated = outdated;
+}
+
+/// Refuses a sweep whose cells on disk were trained with another config (see runSweep). Reads
+/// only; called before anything is written.
+void checkStoredConfigs(const json& base, const std::vector<SweepAxis>& axes,
+                        const std::vector<SweepCell>& cells, const std::string& out_dir) {
+  for (const auto& cell : cells) {
+    const bool has_result = fs::exists(fs::path(cell.dir) / "result.json");
+    if (!has_result && !fs::exists(fs::path(cell.dir) / "checkpoint.pt")) continue;
+    const auto stored = storedCellConfig(cell.dir);
+    if (!stored) {
+      // A checkpoint nobody can read fails the cell in the trainer, with its own message; a
+      // result whose config cannot be told must not be reported as this sweep's.
+      if (!has_result) continue;
+      throw MstError("sweep " + out_dir + ": cell " + cell.dir +
+                     " has a result but no record of the config it was trained with (no "
+                     "readable run.h5 or checkpoint.pt): it may not answer this sweep; use a new "
+                     "--out, or delete the cell's folder to run it again");
+    }
+    const auto changes = describeChanges(configChanges(*stored, cellJson(base, axes, cell.values)),
+                                         /*trajectory_only=*/true);
+    if (!changes.empty())
+      throw MstError("sweep " + out_dir + ": cell " + cell.dir +
+                     " was trained with another config (" + changes +
+                     "); its results and checkpoint do not answer this sweep: use a new --out");
+  }
+}
+
 }  // namespace
+
+std::string resultShortfall(const json& result, const SweepOptions& options) {
+  std::string why = trainingShortfall(result, options);
+  const auto add = [&](const std::string& text) { why += (why.empty() ? "" : "; ") + text; };
+  if (options.knn && !number(result, "knn_top1")) add("no k-NN read-out");
+  if (options.linear && !number(result, "linear_top1")) add("no linear read-out");
+  return why;
+}
+
+std::optional<json> storedCellConfig(const std::string& dir) {
+  if (auto result = readCellResult(dir))
+    if (result->contains("config") && (*result)["config"].is_object()) return (*result)["config"];
+  const auto log = fs::path(dir) / "run.h5";
+  if (fs::exists(log)) {
+    try {
+      auto config = json::parse(readLogAttribute(log.string(), "/config", "json"));
+      if (config.is_object()) return config;
+    } catch (const std::exception&) {
+      // a log being created or damaged: the checkpoint says the same
+    }
+  }
+  const auto checkpoint = fs::path(dir) / "checkpoint.pt";
+  if (fs::exists(checkpoint)) {
+    try {
+      return checkpointConfig(checkpoint.string());
+    } catch (const std::exception&) {
+    }
+  }
+  return std::nullopt;
+}
 
 json readTrainingSummary(const std::string& run_h5) {
   const auto names = listLogGroup(run_h5, "/metrics");
@@ -209,15 +431,7 @@ json readTrainingSummary(const std::string& run_h5) {
 bool loadCellResult(SweepCell& cell) {
   auto result = readCellResult(cell.dir);
   if (!result) return false;
-  if (!result->contains("mask_ratio")) {  // a result written before the summary was part of it
-    const auto log = fs::path(cell.dir) / "run.h5";
-    try {
-      if (fs::exists(log)) result->update(readTrainingSummary(log.string()));
-    } catch (const MstError&) {
-      // an unreadable log leaves the summary empty; the read-outs are what the cell is for
-    }
-  }
-  applyResult(cell, *result);
+  applyResult(cell, withTrainingSummary(cell, *result));
   return true;
 }
 
@@ -386,6 +600,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
     throw MstError("sweep: shard " + std::to_string(options.shard) + " of " +
                    std::to_string(options.shards) + " does not exist");
   auto cells = expandGrid(base, axes, options.out_dir);
+  checkStoredConfigs(base, axes, cells, options.out_dir);
   fs::create_directories(options.out_dir);
   const auto owned = [&](const SweepCell& c) { return c.index % options.shards == options.shard; };
   std::mutex mutex;  // guards `cells`, `taken`, the tables and the observer
@@ -394,7 +609,8 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
   std::vector<bool> taken(cells.size(), false);
   const auto refresh = [&] {
     for (size_t i = 0; i < cells.size(); ++i)
-      if (!taken[i] && cells[i].status != "done") loadCellStatus(cells[i]);  // done stays done
+      if (!taken[i] && cells[i].status != "done")  // done stays done
+        loadCellStatus(cells[i], options);
   };
   // Whoever writes the tables last has read every folder after the others' writes.
   const auto publish = [&] {
@@ -422,7 +638,9 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
         continue;
       }
       // Another sweep may have finished it between our look and our claim.
-      if (loadCellResult(cells[i])) {
+      if (auto result = readCellResult(cells[i].dir);
+          result && resultShortfall(*result, options).empty()) {
+        applyResult(cells[i], withTrainingSummary(cells[i], *result));
         claim->reset();
         continue;
       }
@@ -453,36 +671,57 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
       try {
         Config c = configFromJson(cellJson(base, axes, cell->values),
                                   "sweep cell " + std::to_string(cell->index));
-        TrainerOptions to;
-        to.out_dir = cell->dir;
-        to.resume = true;  // a cell interrupted mid-training continues where it stopped
-        to.max_steps = options.max_steps;
-        to.device = device;
-        auto summary = Trainer(c, to).run(stop);
-        if (summary.stopped) {
-          claim.reset();  // free for the sweep that resumes it
-          std::lock_guard<std::mutex> lock(mutex);
-          cell->status = "pending";
-          publish();
-          return;
+        const auto previous = readCellResult(cell->dir);
+        std::string checkpoint = (fs::path(cell->dir) / "checkpoint.pt").string();
+        if (previous && trainingShortfall(*previous, options).empty()) {
+          result = *previous;  // trained far enough: only read-outs are missing
+        } else {
+          TrainerOptions to;
+          to.out_dir = cell->dir;
+          to.resume = true;  // a cell interrupted or cut at fewer steps continues where it stopped
+          to.max_steps = options.max_steps;
+          to.device = device;
+          auto summary = Trainer(c, to).run(stop);
+          if (summary.stopped) {
+            claim.reset();  // free for the sweep that resumes it
+            std::lock_guard<std::mutex> lock(mutex);
+            cell->status = "pending";
+            publish();
+            return;
+          }
+          // The same steps as the result on disk (a result that did not say it was finished):
+          // the same weights, so its read-outs stand; otherwise every read-out is redone.
+          if (previous && integer(*previous, "steps") == summary.steps) result = *previous;
+          result["cell"] = cell->index;
+          result["grid"] = json::object();
+          for (size_t a = 0; a < axes.size(); ++a) result["grid"][axes[a].key] = cell->values[a];
+          result["steps"] = summary.steps;
+          result["total_steps"] = summary.total_steps;
+          if (summary.steps_run > 0 || !result.contains("loss")) result["loss"] = summary.loss;
+          try {
+            result.update(readTrainingSummary((fs::path(cell->dir) / "run.h5").string()));
+          } catch (const MstError&) {
+            // without its summary the cell still has its read-outs; loadCellResult retries the log
+          }
+          checkpoint = summary.checkpoint;
         }
-        auto engine = makeEvalEngine(c, summary.checkpoint, device);
-        EvalOptions eo = options.eval;
-        eo.device = device;
-        result["cell"] = cell->index;
-        for (size_t a = 0; a < axes.size(); ++a) result["grid"][axes[a].key] = cell->values[a];
-        result["steps"] = summary.steps;
-        result["loss"] = summary.loss;
-        try {
-          result.update(readTrainingSummary((fs::path(cell->dir) / "run.h5").string()));
-        } catch (const MstError&) {
-          // without its summary the cell still has its read-outs; loadCellResult retries the log
-        }
-        if (options.knn) result.update(evaluateKnn(*engine, c, FeatureKind::TeacherCls, eo));
-        if (options.linear) {
-          auto linear = evaluateLinear(*engine, c, FeatureKind::TeacherCls, eo);
-          result["linear_top1"] = linear["linear_top1"];
-          result["linear_train_top1"] = linear["linear_train_top1"];
+        // What the cell was trained with, so that a later sweep can tell whether it answers it.
+        result["config"] = configToJson(c);
+        const bool knn = options.knn && !number(result, "knn_top1");
+        const bool linear = options.linear && !number(result, "linear_top1");
+        if (knn || linear) {
+          if (!fs::exists(checkpoint))
+            throw MstError("cell " + cell->dir + " has no checkpoint.pt to read out " +
+                           (knn ? "k-NN" : "linear") + " top-1 from");
+          auto engine = makeEvalEngine(c, checkpoint, device);
+          EvalOptions eo = options.eval;
+          eo.device = device;
+          if (knn) result.update(evaluateKnn(*engine, c, FeatureKind::TeacherCls, eo));
+          if (linear) {
+            auto probe = evaluateLinear(*engine, c, FeatureKind::TeacherCls, eo);
+            result["linear_top1"] = probe["linear_top1"];
+            result["linear_train_top1"] = probe["linear_train_top1"];
+          }
         }
         writeTextAtomically((fs::path(cell->dir) / "result.json").string(),
                             result.dump(2) + "\n");

@@ -19,6 +19,8 @@ namespace mst {
 struct SweepAxis {
   std::string key;                    ///< a config key, e.g. masking.p
   std::vector<nlohmann::json> values;
+  /// Where the axis was given, for error messages: "--grid", or "FILE: sweep.grid".
+  std::string source = "--grid";
 };
 
 struct SweepCell {
@@ -31,6 +33,9 @@ struct SweepCell {
   /// crops' patches, and L_CE and L_rec at the end of training.
   std::optional<double> mask_ratio, loss_ce_end, loss_rec_end;
   std::string error;
+  /// Why the result in the cell's folder does not answer this sweep (fewer steps than it asks
+  /// for, a read-out it lacks); the cell is then pending, not done. Empty otherwise.
+  std::string outdated;
 };
 
 struct SweepOptions {
@@ -52,9 +57,30 @@ std::pair<int64_t, int64_t> parseShard(const std::string& spec);
 
 /// Parses "key=v1,v2,..." (values as JSON, else strings); MstError naming the key on bad input.
 SweepAxis parseAxis(const std::string& spec);
+
+/// Parses a read-out list ("knn", "linear", "knn,linear") into options.knn / options.linear;
+/// MstError naming `where` (the flag, or "FILE: sweep.readout") otherwise.
+void parseReadouts(const std::string& text, const std::string& where, SweepOptions& options);
+
+/// The `sweep` object of an experiment file (docs/config.md, "The sweep object").
+struct SweepFile {
+  std::vector<SweepAxis> axes;  ///< sweep.grid in the file's key order (first key = rows); empty
+                                ///< when the file has no grid
+  std::optional<int64_t> max_steps;
+  std::optional<std::string> readout;
+};
+/// Reads the `sweep` object of the experiment file `path`, keeping the grid's keys in the file's
+/// order (nlohmann::json would sort them). Unknown keys (other than "_comment"-style ones), an
+/// empty or malformed grid, a grid key that is no config key, a bad readout or max_steps are
+/// MstErrors naming the file and the key. An absent object gives an empty SweepFile.
+SweepFile readSweepFile(const std::string& path);
+
+/// Markdown table of the keys of the `sweep` object (`mst sweep --keys`, docs/config.md).
+std::string sweepKeysMarkdown();
 /// The paper's Table 5 grid: masking.p ∈ {0.05, 0.1, 0.15} × masking.num ∈ {1, 2, 4, 8}.
 std::vector<SweepAxis> defaultGrid();
-/// Cartesian product, the last axis varying fastest; every cell's config is validated first.
+/// Cartesian product, the last axis varying fastest; every cell's config is validated first
+/// (errors name the axis's source: an unknown key, an axis without values, a bad cell).
 std::vector<SweepCell> expandGrid(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
                                   const std::string& out_dir);
 
@@ -65,15 +91,26 @@ class SweepObserver {
   virtual void onCellFinished(const SweepCell&) {}
 };
 
-/// Runs every cell of this shard that is neither finished (its folder holds result.json) nor
-/// held by another sweep, rewriting out_dir/sweep.csv and out_dir/sweep.h5 after each. Before a
-/// cell starts it is claimed (Claim, the file `claim` in its folder, released when it ends), so
-/// any number of sweeps of the same grid on one folder, in one process or many, on one machine
-/// or several, split the cells between them, and a late one joins in; a cell whose holder died
-/// is taken over and resumes from its checkpoint. Cells this call does not run are read from
-/// their folders each time (done with results, running while claimed, failed, or pending). A
-/// failing cell is recorded (failed.json in its folder, so other sweeps do not retry it) and the
-/// sweep goes on; a later sweep tries it again. Returns the cells with their results.
+/// Runs every cell of this shard that is neither done nor held by another sweep, rewriting
+/// out_dir/sweep.csv and out_dir/sweep.h5 after each. Before a cell starts it is claimed (Claim,
+/// the file `claim` in its folder, released when it ends), so any number of sweeps of the same
+/// grid on one folder, in one process or many, on one machine or several, split the cells between
+/// them, and a late one joins in; a cell whose holder died is taken over and resumes from its
+/// checkpoint. Cells this call does not run are read from their folders each time (done with
+/// results, running while claimed, failed, or pending). A failing cell is recorded (failed.json
+/// in its folder, so other sweeps do not retry it) and the sweep goes on; a later sweep tries it
+/// again. Returns the cells with their results.
+///
+/// A cell is done for this call when its result.json answers it (resultShortfall): trained at
+/// least min(max_steps, the full schedule) steps (or the full schedule when max_steps is 0) and
+/// holding every read-out asked for. A cell trained fewer steps continues from its checkpoint
+/// and is read out again; a cell trained enough but lacking a read-out gets it from its
+/// checkpoint, keeping the read-outs it has. A status pass (run_cells false) applies the same rule.
+///
+/// Before anything is written, every cell with a result or a checkpoint is compared with the
+/// config this call would give it (the stored one from result.json, else run.h5, else the
+/// checkpoint): a difference in a key that changes the trajectory (config_diff.h) is an MstError
+/// naming the sweep folder, the first such cell and the changed keys, and nothing runs.
 std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
                                 const SweepOptions& options, SweepObserver* observer = nullptr,
                                 const std::atomic<bool>* stop = nullptr);
@@ -107,8 +144,18 @@ struct SeedGroup {
 std::vector<SeedGroup> summarizeSeeds(const std::vector<SweepAxis>& axes,
                                       const std::vector<SweepCell>& cells);
 
-/// Reads a finished cell's result.json, if any.
+/// Reads a finished cell's result.json, if any. Besides the read-outs and the training summary it
+/// holds `steps`, `total_steps` (the full schedule's) and `config`, the cell's config.
 std::optional<nlohmann::json> readCellResult(const std::string& dir);
+
+/// Why `result` (a cell's result.json) does not answer a sweep run with `options` ("trained 3 of
+/// 6 steps", "no linear read-out"; see runSweep); empty when it does.
+std::string resultShortfall(const nlohmann::json& result, const SweepOptions& options);
+
+/// The config a cell was trained with, from the cheapest source its folder has: result.json's
+/// `config`, run.h5's /config (rewritten by every run that resumes the cell), else the
+/// checkpoint's meta record. nullopt when none of them can be read.
+std::optional<nlohmann::json> storedCellConfig(const std::string& dir);
 
 /// What a run log says about how a cell trained, for reading a mask grid: `mask_ratio`, the mean
 /// over every logged step of the share of global-crop patches the student saw masked, and
@@ -117,9 +164,10 @@ std::optional<nlohmann::json> readCellResult(const std::string& dir);
 /// it cannot be read.
 nlohmann::json readTrainingSummary(const std::string& run_h5);
 
-/// Fills a cell from its folder when it is finished (result.json): status "done", the read-outs,
-/// and the training summary (from result.json, or from run.h5 for results written before the
-/// summary was part of them). Returns false, leaving the cell as it was, when it is not finished.
+/// Fills a cell from its folder when it has a result (result.json), whatever the sweep asks for
+/// (a view of the folder; runSweep also checks the result against its request): status "done",
+/// the read-outs, and the training summary (from result.json, or from run.h5 for results written
+/// before the summary was part of them). Returns false, leaving the cell as it was, otherwise.
 bool loadCellResult(SweepCell& cell);
 
 }  // namespace mst

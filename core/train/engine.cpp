@@ -480,7 +480,7 @@ nlohmann::json readCheckpointMeta(const std::string& path) {
   return openCheckpoint(path, archive);
 }
 
-nlohmann::json Engine::loadCheckpoint(const std::string& path) {
+nlohmann::json Engine::loadCheckpoint(const std::string& path, nlohmann::json* meta_out) {
   torch::serialize::InputArchive archive;
   nlohmann::json meta = openCheckpoint(path, archive);
   auto model_now = configToJson(config_)["model"];
@@ -525,6 +525,7 @@ nlohmann::json Engine::loadCheckpoint(const std::string& path) {
   for (auto& b : buffers) read("decoder." + b.key(), b.value());
   for (auto& [value, target] : loaded) target->copy_(value);
   step_ = meta["step"].get<int64_t>();
+  if (meta_out) *meta_out = meta;
   return meta.value("extra", nlohmann::json::object());
 }
 

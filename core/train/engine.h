@@ -90,8 +90,9 @@ class Engine {
   /// Atomic write (temporary file, fsync, rename): a crash mid-write leaves the old file intact.
   void saveCheckpoint(const std::string& path, const nlohmann::json& extra = {}) const;
   /// Restores everything saved; MstError naming the file for a corrupt file or another
-  /// architecture. Returns the `extra` object that was saved with it.
-  nlohmann::json loadCheckpoint(const std::string& path);
+  /// architecture. Returns the `extra` object that was saved with it; `meta`, when given, receives
+  /// the whole meta record (with the config the run was trained with).
+  nlohmann::json loadCheckpoint(const std::string& path, nlohmann::json* meta = nullptr);
 
   int64_t step() const { return step_; }
   const Config& config() const { return config_; }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/config/config_diff.h"
 #include "core/data/dataset.h"
 #include "core/dist/communicator.h"
 #include "core/data/loader.h"
@@ -61,16 +62,30 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   std::unique_ptr<Claim> writer_claim;  // held while this run writes the folder
   std::string claim_error;
   if (writer) {
-    fs::create_directories(options_.out_dir);
-    const std::string claim_path = (fs::path(options_.out_dir) / "run.claim").string();
-    writer_claim = Claim::tryTake(claim_path);
-    if (!writer_claim) {
-      claim_error = "run folder " + options_.out_dir + " is being trained by another run (" +
-                    claim_path + ": " + claimHolder(claim_path) +
-                    "); two writers would corrupt its run.h5 and checkpoint.pt. Stop that run "
-                    "first, or train into another folder";
-      if (!comm) throw MstError(claim_error);  // ranks learn it below, with rank 0's verdict
+    const fs::path dir(options_.out_dir);
+    std::error_code ec;
+    // A new run into a folder that holds one would overwrite its checkpoint and log.
+    std::string held;
+    for (const char* name : {"checkpoint.pt", "run.h5"})
+      if (!options_.resume && fs::exists(dir / name, ec)) held += (held.empty() ? "" : ", ") + std::string(name);
+    if (!held.empty()) {
+      claim_error = "run folder " + options_.out_dir + " already holds a run (" + held +
+                    "); nothing was changed: resume it (mst train --resume), or train into "
+                    "another folder";
+    } else if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+      claim_error = "run folder " + options_.out_dir + " is a file, not a folder";
+    } else if (fs::create_directories(dir, ec); ec) {
+      claim_error = "cannot create run folder " + options_.out_dir + ": " + ec.message();
+    } else {
+      const std::string claim_path = (dir / "run.claim").string();
+      writer_claim = Claim::tryTake(claim_path);
+      if (!writer_claim)
+        claim_error = "run folder " + options_.out_dir + " is being trained by another run (" +
+                      claim_path + ": " + claimHolder(claim_path) +
+                      "); two writers would corrupt its run.h5 and checkpoint.pt. Stop that run "
+                      "first, or train into another folder";
     }
+    if (!claim_error.empty() && !comm) throw MstError(claim_error);  // ranks learn it below
   }
   auto say = [observer](const std::string& text) {
     if (observer) observer->onMessage(text);
@@ -117,11 +132,13 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   const std::string log_path = (fs::path(options_.out_dir) / "run.h5").string();
   bool resumed = false;
   double wall_offset = 0;  // training seconds before this invocation (pauses excluded)
+  std::vector<ConfigChange> changes;  // a resumed run's config against the checkpoint's
   std::string resume_error = claim_error;
   if (writer && resume_error.empty()) {
     try {
       if (options_.resume && fs::exists(ckpt)) {
-        const auto extra = engine.loadCheckpoint(ckpt);
+        nlohmann::json meta;
+        const auto extra = engine.loadCheckpoint(ckpt, &meta);
         if (extra.is_object() && extra.contains("wall_s") && extra["wall_s"].is_number())
           wall_offset = extra["wall_s"].get<double>();
         // Another world size means another global batch: other steps per epoch, another lr.
@@ -130,6 +147,22 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
           throw MstError("checkpoint " + ckpt + " was written by a run of " +
                          std::to_string(then) + " rank(s); resume it with the same number (not " +
                          std::to_string(world) + ")");
+        // "Continue exactly" holds only with the run's own trajectory: the same batches,
+        // schedules, loss and network. data.path may move, but not to a data set of another size.
+        changes = configChanges(meta["config"], configToJson(config_));
+        const auto was = extra.is_object() ? extra.find("steps_per_epoch") : extra.end();
+        // (said only when no key explains it: the data set itself changed)
+        if (was != extra.end() && was->is_number_integer() && was->get<int64_t>() != per_epoch &&
+            describeChanges(changes, true).empty())
+          changes.push_back({"steps per epoch (the data set's size)", was->dump(),
+                             std::to_string(per_epoch), true});
+        const std::string moved = describeChanges(changes, /*trajectory_only=*/true);
+        if (!moved.empty() && !options_.allow_config_change)
+          throw MstError("cannot resume " + ckpt + " with this config: it changes the run (" +
+                         moved + "). Resume with the run's own settings (mst train --out " +
+                         options_.out_dir + " --resume, without --config or --set, uses them), "
+                         "or allow the change (mst train --allow-config-change) to go on with "
+                         "the new values, recorded in run.h5's events; nothing was changed");
         resumed = true;
         say("resumed from " + ckpt + " at step " + std::to_string(engine.step()));
       } else if (options_.resume) {
@@ -155,9 +188,17 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   }
 
   // Probe images: fixed training-set indices, shown in every snapshot.
+  // The default list is cut to a small data set; an index the user chose must exist.
   std::vector<int64_t> probes;
-  for (int64_t i : config_.train.probe_images)
-    if (i < dataset->size()) probes.push_back(i);
+  const bool default_probes = config_.train.probe_images == TrainConfig{}.probe_images;
+  for (int64_t i : config_.train.probe_images) {
+    if (i < dataset->size())
+      probes.push_back(i);
+    else if (!default_probes)
+      throw MstError("config key train.probe_images: image " + std::to_string(i) +
+                     " is past the " + std::to_string(dataset->size()) + " training images of " +
+                     config_.data.path);
+  }
   torch::Tensor probe_images;
   if (writer && !probes.empty() && config_.train.snapshot_every > 0) {
     probe_images = torch::empty({static_cast<int64_t>(probes.size()), shape.channels,
@@ -177,9 +218,21 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   ls.height = ls.width = config_.crops.global_size;
   ls.grid_h = ls.grid_w = config_.crops.global_size / config_.model.patch_size;
   std::unique_ptr<RunLog> log;
-  if (writer)
+  if (writer) {
+    std::error_code ec;
+    const bool log_was_there = fs::exists(log_path, ec);
     log = std::make_unique<RunLog>(log_path, configToJson(config_).dump(), ls, resumed,
                                    engine.step());
+    if (resumed && !log_was_there)
+      log->appendEvent(engine.step(), "resumed from " + ckpt + " without its run log: steps before " +
+                                          std::to_string(engine.step()) + " are not in this log");
+    if (!changes.empty()) {
+      const std::string text = "resumed at step " + std::to_string(engine.step()) +
+                               " with a changed config: " + describeChanges(changes, false);
+      log->appendEvent(engine.step(), text);
+      say(text);
+    }
+  }
 
   const int64_t target = options_.max_steps > 0 ? std::min(options_.max_steps, total) : total;
   TrainSummary summary;
@@ -200,7 +253,6 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     log->appendSnapshot(step, views);
     if (observer) observer->onSnapshot(step, views);
   };
-  if (!resumed && engine.step() == 0) snapshot(0);
 
   // k-NN of the teacher during training, on a subset of the training set as the bank. Every rank
   // computes it (no collectives inside): rank 0 alone would leave the others waiting in the next
@@ -210,6 +262,19 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
           ? std::max<int64_t>(1, static_cast<int64_t>(std::llround(config_.eval.every_epochs *
                                                                    static_cast<double>(per_epoch))))
           : 0;
+  const auto started = Clock::now();
+  double aside_s = 0;  // seconds not spent training: pauses, in-training k-NN, snapshots
+  // Training seconds: img/s, the ETA and wall_s count the steps, not the side work.
+  auto trainClock = [&] {
+    return std::chrono::duration<double>(Clock::now() - started).count() - aside_s;
+  };
+  auto aside = [&](auto&& work) {
+    const auto from = Clock::now();
+    work();
+    aside_s += std::chrono::duration<double>(Clock::now() - from).count();
+  };
+  if (!resumed && engine.step() == 0) aside([&] { snapshot(0); });
+
   auto evaluate = [&](int64_t step) {
     EvalOptions eo;
     eo.device = options_.device;
@@ -224,19 +289,16 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   };
 
   int64_t loaded_epoch = -1;
-  std::deque<std::pair<Clock::time_point, int64_t>> recent;  // for img/s over the last steps
-  recent.emplace_back(Clock::now(), engine.step());
+  std::deque<std::pair<double, int64_t>> recent;  // (trainClock, step) for img/s over the last steps
+  recent.emplace_back(trainClock(), engine.step());
   StepMetrics last;
   bool have_last = false;
-  const auto started = Clock::now();
-  double paused_s = 0;
-  auto wallSeconds = [&] {
-    return wall_offset + std::chrono::duration<double>(Clock::now() - started).count() - paused_s;
-  };
+  const int64_t first_step = engine.step();
+  auto wallSeconds = [&] { return wall_offset + trainClock(); };
   auto save = [&] {
     if (!writer) return;  // one writer; its write is atomic (temporary file, fsync, rename)
     nlohmann::json extra{{"epoch", static_cast<double>(engine.step()) / per_epoch},
-                         {"wall_s", wallSeconds()}};
+                         {"wall_s", wallSeconds()}, {"steps_per_epoch", per_epoch}};
     if (world > 1) extra["world_size"] = world;
     engine.saveCheckpoint(ckpt, extra);
   };
@@ -252,14 +314,12 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     }
     if (observer_) observer_->betweenSteps(engine);
     if (!comm && pause && pause->load()) {
-      const auto paused_at = Clock::now();
-      while (pause->load() && !(stop && stop->load())) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        if (observer_) observer_->betweenSteps(engine);
-      }
-      paused_s += std::chrono::duration<double>(Clock::now() - paused_at).count();
-      recent.clear();  // img/s must not count the pause
-      recent.emplace_back(Clock::now(), engine.step());
+      aside([&] {
+        while (pause->load() && !(stop && stop->load())) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          if (observer_) observer_->betweenSteps(engine);
+        }
+      });
     }
     if (!comm && stop && stop->load()) {
       summary.stopped = true;
@@ -304,9 +364,9 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
         throw MstError(msg);
       }
     }
-    recent.emplace_back(Clock::now(), done);
+    recent.emplace_back(trainClock(), done);
     while (recent.size() > 20) recent.pop_front();
-    double seconds = std::chrono::duration<double>(recent.back().first - recent.front().first).count();
+    double seconds = recent.back().first - recent.front().first;
     double img_s = seconds > 0 ? static_cast<double>(recent.back().second - recent.front().second) *
                                      static_cast<double>(step_images) / seconds
                                : 0.0;
@@ -345,11 +405,12 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
       progress.loss = values["loss"];
       progress.loss_ce = values["loss_ce"];
       progress.loss_rec = values["loss_rec"];
+      progress.has_loss = true;
       if (observer) observer->onMetrics(done, progress.epoch, values);
     }
     if (config_.train.snapshot_every > 0 && done % config_.train.snapshot_every == 0)
-      snapshot(done);
-    if (eval_every > 0 && (done % eval_every == 0 || done == total)) evaluate(done);
+      aside([&] { snapshot(done); });
+    if (eval_every > 0 && (done % eval_every == 0 || done == total)) aside([&] { evaluate(done); });
     if (checkpoint_now && done != target) save();
     if (observer) observer->onProgress(progress);
   }
@@ -368,6 +429,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   summary.finished = engine.step() >= total;
   summary.corrupt_images = loader.corruptCount();
   summary.img_s = progress.img_s;
+  summary.steps_run = engine.step() - first_step;
   if (have_last) {
     summary.loss = last.loss.item<double>();
     summary.loss_ce = last.loss_ce.item<double>();

@@ -25,6 +25,7 @@ struct TrainProgress {
   /// Data parallel: each rank's images per second at the last logged step (index = rank).
   std::vector<double> rank_img_s;
   double loss = 0, loss_ce = 0, loss_rec = 0;
+  bool has_loss = false;  ///< loss* hold a logged step's values (none before the first log row)
 };
 
 /// Plain C++ observer: the engine never talks to a UI. Called on the training thread; an
@@ -48,6 +49,11 @@ struct TrainerOptions {
   std::string out_dir;
   bool resume = false;
   int64_t max_steps = 0;  ///< stop (with a checkpoint) once this many steps are done; 0 = run all
+  /// Resume although the config changes the run's trajectory (another batch size, schedule,
+  /// loss...; see config_diff.h). Without it such a resume is refused; with it every change is
+  /// recorded as an event in run.h5. Operational keys (threads, arithmetic, logging) may always
+  /// change and are recorded too.
+  bool allow_config_change = false;
   torch::Device device = torch::kCPU;  ///< this rank's device when data-parallel
   /// This process's place in a data-parallel run; world_size 1 (the default) = one process.
   /// Rank 0 alone writes run.h5 and checkpoints, reports to the observer and reads a checkpoint
@@ -60,6 +66,7 @@ struct TrainSummary {
   double epoch = 0;
   double loss = 0, loss_ce = 0, loss_rec = 0;
   double img_s = 0;
+  int64_t steps_run = 0;  ///< steps this invocation ran (0: loss* and img_s mean nothing)
   bool finished = false;  ///< the full schedule is done
   bool stopped = false;   ///< stopped by the caller's flag
   int64_t corrupt_images = 0;
