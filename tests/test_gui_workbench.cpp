@@ -267,6 +267,38 @@ class TestGuiWorkbench : public QObject {
     QVERIFY(QFileInfo::exists(QDir(o.out_dir).filePath("checkpoint.pt")));
   }
 
+  void aRejectedExperimentFileIsShownNotReplacedByTheDefaults() {
+    QTemporaryDir dir;
+    auto bad = tinyExperiment();
+    bad["data"]["limit"] = 256;
+    bad["masking"] = {{"p", 1.5}};  // out of range
+    bad["model"] = {{"preset", "vit_micro28"}, {"dim", 128}, {"heads", 4}};  // valid together only
+    WorkbenchOptions o = runOptions(dir, "bad", bad);
+    MainWindow window(o);
+    window.show();
+    // The file's values are in the form, the refused one in red at its field.
+    QCOMPARE(window.experiment().config().data.limit, int64_t{256});
+    QCOMPARE(window.experiment().config().model.dim, int64_t{128});
+    QCOMPARE(window.experiment().config().model.heads, int64_t{4});
+    QVERIFY(window.form()->fieldError("masking.p").contains("masking.p"));
+    QVERIFY(window.findChild<QMessageBox*>("errorBox"));
+    // Start waits for the fix instead of training on the defaults.
+    QSignalSpy finished(&window, &MainWindow::runFinished);
+    window.startRun();
+    QCOMPARE(window.controls()->state(), RunState::Idle);
+    QVERIFY(!QFileInfo::exists(QDir(o.out_dir).filePath("run.h5")));
+    QCOMPARE(window.form()->editField("masking.p", "0.2"), QString());
+    QVERIFY(!window.form()->hasErrors());
+
+    // An unknown key: nothing to show it in, so Start refuses until the file is fixed.
+    auto unknown = tinyExperiment();
+    unknown["masking"] = {{"pp", 0.1}};
+    MainWindow other(runOptions(dir, "unknown", unknown));
+    other.startRun();
+    QCOMPARE(other.controls()->state(), RunState::Idle);
+    QVERIFY(!QFileInfo::exists(dir.filePath("unknown/run.h5")));
+  }
+
   void formRejectsAnInvalidValueAtTheField() {
     QTemporaryDir dir;
     WorkbenchOptions o;

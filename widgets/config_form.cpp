@@ -23,6 +23,7 @@ namespace mst {
 namespace {
 
 constexpr char kErrorColor[] = "#c62828";
+constexpr int kNameWidthCap = 130;  ///< px; longer names wrap at an underscore
 
 bool isArrayType(const QString& type) { return type.endsWith(QLatin1String("[]")); }
 bool isNumberType(const QString& type) {
@@ -182,7 +183,8 @@ ConfigForm::ConfigForm(QWidget* parent) : QWidget(parent) {
   auto* scroll = new QScrollArea(this);
   scroll->setWidgetResizable(true);
   scroll->setFrameShape(QFrame::NoFrame);
-  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  // Normally unused (names wrap, help text wraps); a narrow dock scrolls rather than clipping.
+  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAsNeeded);
   body_ = new QWidget(scroll);
   body_layout_ = new QVBoxLayout(body_);
   body_layout_->setContentsMargins(2, 2, 6, 2);
@@ -263,12 +265,16 @@ void ConfigForm::setFields(const QVector<FieldSpec>& fields) {
     auto* row_layout = new QHBoxLayout(field.row);
     row_layout->setContentsMargins(0, 0, 0, 0);
     row_layout->setSpacing(10);
-    const QString short_name = spec.key.section('.', 1);
-    field.name = new QLabel(short_name.isEmpty() ? spec.key : short_name, field.row);
+    // Long names ("teacher_temp_warmup_epochs") may break after an underscore (a zero-width
+    // space), so that the name column need not be as wide as the longest of them.
+    QString short_name = spec.key.section('.', 1);
+    if (short_name.isEmpty()) short_name = spec.key;
+    field.name = new QLabel(QString(short_name).replace('_', QStringLiteral("_\u200B")), field.row);
+    field.name->setWordWrap(true);
     field.name->setToolTip(fieldToolTip(spec));
     field.name->setAlignment(Qt::AlignRight | Qt::AlignTop);
     field.name->setContentsMargins(0, 4, 0, 0);  // lines up with the editor's text baseline
-    name_width = std::max(name_width, field.name->sizeHint().width());
+    name_width = std::max(name_width, std::min(kNameWidthCap, field.name->fontMetrics().horizontalAdvance(short_name)));
     row_layout->addWidget(field.name);
 
     auto* column = new QVBoxLayout;

@@ -192,9 +192,12 @@ void RunList::updateItem(QTreeWidgetItem* item, const Entry& e) {
   if (!workspace_.isEmpty() && e.dir.startsWith(workspace_ + '/')) {
     name = QDir(workspace_).relativeFilePath(e.dir);
   } else {
-    name = QDir::toNativeSeparators(e.dir);
-    const QString home = QDir::homePath();
-    if (name.startsWith(home + '/')) name = "~" + name.mid(home.size());
+    // Outside the workspace: the run folder and its parent (a sweep and its cell, say) tell
+    // runs apart where a full path cut at the column's edge would not; the tooltip has the rest.
+    const QFileInfo dir(e.dir);
+    const QString parent = dir.dir().dirName();
+    name = QDir::toNativeSeparators((parent.isEmpty() ? QString() : "…/" + parent + "/") +
+                                    dir.fileName());
   }
   item->setText(kName, name);
   item->setToolTip(kName, QDir::toNativeSeparators(e.dir));

@@ -179,7 +179,14 @@ Command registerTrain(CLI::App& app) {
             // Resuming: the run's own config is the base that --config and --set change.
             nlohmann::json base = nlohmann::json::object();
             const std::string ckpt = (std::filesystem::path(o->out) / "checkpoint.pt").string();
-            if (o->resume && std::filesystem::exists(ckpt)) base = checkpointConfig(ckpt);
+            if (o->resume && std::filesystem::exists(ckpt)) {
+              base = checkpointConfig(ckpt);
+              // A preset given now stands for its whole architecture, not under the run's keys.
+              const auto given = o->common.experimentJson();
+              if (given.contains("model") && given["model"].is_object() &&
+                  given["model"].contains("preset") && base.contains("model"))
+                base.erase("model");
+            }
             auto config = o->common.config(base);
             TrainerOptions to;
             to.out_dir = o->out;

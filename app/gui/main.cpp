@@ -23,9 +23,6 @@ void requestQuit(int) { g_quit_requested = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  QApplication app(argc, argv);
-  QApplication::setApplicationName("mst-workbench");
-  QApplication::setApplicationVersion("0.1.0");
   QCommandLineParser cli;
   cli.setApplicationDescription("MST Workbench: train and study Masked Self-Supervised Transformers");
   cli.addHelpOption();
@@ -45,6 +42,19 @@ int main(int argc, char** argv) {
       "file");
   const QCommandLineOption sweep("sweep", "Open the sweep in this folder in the Sweep tab.", "dir");
   cli.addOptions({config, out, workspace, device, max_steps, start, ranks, screenshot, sweep});
+  // --help and --version print and exit without a window, so they need no display.
+  for (int i = 1; i < argc; ++i) {
+    const QByteArray arg(argv[i]);
+    if (arg == "-h" || arg == "--help" || arg == "--help-all" || arg == "-v" || arg == "--version") {
+      QCoreApplication core(argc, argv);
+      QCoreApplication::setApplicationName("mst-workbench");
+      QCoreApplication::setApplicationVersion("0.1.0");
+      cli.process(core);
+    }
+  }
+  QApplication app(argc, argv);
+  QApplication::setApplicationName("mst-workbench");
+  QApplication::setApplicationVersion("0.1.0");
   cli.process(app);
 
   mst::WorkbenchOptions options;

@@ -19,6 +19,7 @@
 #include <QProgressBar>
 #include <QTabWidget>
 #include <QPushButton>
+#include <QScreen>
 #include <QScrollArea>
 #include <QStatusBar>
 #include <QTimer>
@@ -72,11 +73,18 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   buildDocks();
   buildMenus();
 
+  bool rejected = false;  // the form then holds the file's values, the refused ones in red
   if (!options_.config_path.isEmpty()) {
     QString error;
-    if (!loadExperiment(options_.config_path, &error)) appendLog(error, /*error=*/true);
+    if (!loadExperiment(options_.config_path, &error)) {
+      rejected = true;
+      appendLog(error, /*error=*/true);
+      showError("Load experiment", error + "\n\nThe file's values are in the form; the ones "
+                                           "refused are shown in red, and Start waits until "
+                                           "they are fixed.");
+    }
   }
-  refreshForm();
+  if (!rejected) refreshForm();
   experimentChanged();
 
   QString workspace = options_.workspace;
@@ -85,6 +93,7 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
                                            : QFileInfo(options_.out_dir).absolutePath();
   QDir().mkpath(workspace);
   runs_->setWorkspace(workspace);
+  sweeps_->setOutDir(QDir(workspace).filePath("sweep"));
   setOutDir(options_.out_dir.isEmpty()
                 ? QDir(workspace).filePath(
                       QDateTime::currentDateTime().toString("'run-'yyyyMMdd-HHmmss"))
@@ -124,6 +133,19 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
     inspector_->setRun(runId(dir));
     tabs_->setCurrentWidget(curves_);
   });
+  connect(sweeps_, &SweepPanel::experimentFound, this, [this](const QString& json) {
+    if (running()) return;  // the form is the running run's; the panel keeps the sweep's
+    try {
+      experiment_.setJson(nlohmann::json::parse(json.toStdString()), "the sweep's cells");
+    } catch (const std::exception& e) {
+      appendLog(QString::fromStdString(e.what()), /*error=*/true);
+      return;
+    }
+    unloaded_keys_.clear();
+    refreshForm();
+    experimentChanged();
+    appendLog("the experiment the sweep's cells were trained with is in the form");
+  });
   connect(devices_, &DevicePicker::selectionChanged, sweeps_, &SweepPanel::setDevices);
   sweeps_->setDevices(devices_->selection());
   connect(worker_, &TrainWorker::finished, this, &MainWindow::onFinished);
@@ -148,7 +170,11 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   poll_timer_->setInterval(1000);
   connect(poll_timer_, &QTimer::timeout, this, &MainWindow::pollRuns);
   poll_timer_->start();
-  resize(1500, 920);
+  // The preferred size, within the screen's free area (a 1280 × 800 laptop included).
+  QSize size(1500, 920);
+  if (const QScreen* screen = QGuiApplication::primaryScreen())
+    size = size.boundedTo(screen->availableGeometry().size());
+  resize(size);
 }
 
 MainWindow::~MainWindow() {
@@ -170,13 +196,64 @@ bool MainWindow::loadExperiment(const QString& path, QString* error) {
     experiment_.load(path);
   } catch (const std::exception& e) {
     if (error) *error = QString::fromStdString(e.what());
+    showRejectedExperiment(path);
     return false;
   }
+  unloaded_keys_.clear();
   experiment_path_ = path;
   refreshForm();
   experimentChanged();
   appendLog("experiment " + path);
   return true;
+}
+
+void MainWindow::showRejectedExperiment(const QString& path) {
+  nlohmann::json file;
+  try {
+    file = loadJsonFile(path.toStdString());
+  } catch (const std::exception&) {
+    return;  // not JSON at all: the form keeps what it had
+  }
+  if (!file.is_object()) return;
+  experiment_.setJson(nlohmann::json::object(), "defaults");
+  refreshForm();
+  // Every value of the file at its field; the ones the parser refuses stay there in red, so Start
+  // refuses until they are fixed instead of training on the defaults.
+  std::vector<std::pair<QString, QString>> pending;
+  unloaded_keys_.clear();
+  for (const auto& [section, values] : file.items()) {
+    if (section.rfind('_', 0) == 0) continue;  // "_comment" and the like
+    if (!values.is_object()) {
+      unloaded_keys_ << QString::fromStdString(section);
+      continue;
+    }
+    for (const auto& [name, value] : values.items()) {
+      if (name.rfind('_', 0) == 0) continue;
+      QString text = QString::fromStdString(value.is_string() ? value.get<std::string>() : value.dump());
+      if (value.is_array()) text = text.mid(1, text.size() - 2).replace(",", ", ");
+      const QString key = QString::fromStdString(section + "." + name);
+      // The preset first: it resets the other model keys.
+      if (key == "model.preset") pending.insert(pending.begin(), {key, text});
+      else pending.emplace_back(key, text);
+    }
+  }
+  // A cross-field rule may refuse a value until its partner is in: retry while values land.
+  for (bool landed = true; landed && !pending.empty();) {
+    landed = false;
+    std::vector<std::pair<QString, QString>> left;
+    for (const auto& [key, text] : pending) {
+      if (!form_->fieldEditor(key)) {
+        unloaded_keys_ << key;
+        continue;
+      }
+      if (form_->editField(key, text).isEmpty())
+        landed = true;
+      else
+        left.emplace_back(key, text);
+    }
+    pending.swap(left);
+  }
+  experimentChanged();
 }
 
 bool MainWindow::saveExperiment(const QString& path, QString* error) {
@@ -297,6 +374,12 @@ void MainWindow::startRun() {
   if (running()) return;
   if (form_->hasErrors()) {
     showError("Start", "The experiment has fields with errors (shown in red); fix them first.");
+    return;
+  }
+  if (!unloaded_keys_.isEmpty()) {
+    showError("Start", "The experiment file had keys the workbench does not know (" +
+                           unloaded_keys_.join(", ") +
+                           "); fix the file and load it again, or press Defaults.");
     return;
   }
   const QString dir = outDir();
@@ -437,6 +520,7 @@ void MainWindow::onFinished(bool ok, const QString& error, const QString& checkp
   controls_->setState(RunState::Idle);
   worker_->wait(-1);
   inspector_->setLiveWorker(nullptr);
+  runs_->rescan();  // the run's claim is gone: no "live" marker until the next scan
   if (ok) {
     appendLog(completed ? "finished; checkpoint " + checkpoint
                         : "stopped; checkpoint " + checkpoint + " (Start resumes it)");

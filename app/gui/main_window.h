@@ -3,6 +3,8 @@
 
 #include <functional>
 
+#include <QStringList>
+
 #include <QHash>
 #include <QMainWindow>
 #include <QPointer>
@@ -101,6 +103,9 @@ class MainWindow : public QMainWindow {
   void buildMenus();
   void buildDocks();
   void refreshForm();
+  /// After a failed load: the file's values put into the form one by one (refused ones in red,
+  /// unknown keys in unloaded_keys_), so that Start cannot train on the defaults by mistake.
+  void showRejectedExperiment(const QString& path);
   void appendLog(const QString& text, bool error = false);
   void showError(const QString& title, const QString& text);
   void setRunShown(const QString& path, bool shown);
@@ -135,6 +140,7 @@ class MainWindow : public QMainWindow {
   QHash<QString, Followed> followed_;
   QString live_id_;  ///< the run the worker is training (fed by signals, not polled)
   std::function<ResumeChoice(const QString&)> resume_prompt_;
+  QStringList unloaded_keys_;  ///< keys of a rejected experiment file the form has no field for
   ResumeChoice askResumeChange(const QString& dir, const QString& changes);
 };
 

@@ -73,7 +73,7 @@ void MainWindow::buildDocks() {
   exp_layout->addWidget(devices_);
   form_ = new ConfigForm;
   exp_layout->addWidget(form_, 1);
-  exp->setMinimumWidth(400);  // the form's labels and help text need it
+  exp->setMinimumWidth(360);  // the form's labels and help text need it
   auto* exp_dock = new QDockWidget("Experiment", this);
   exp_dock->setObjectName("experiment");
   exp_dock->setWidget(exp);
@@ -101,6 +101,7 @@ void MainWindow::buildDocks() {
     if (!path.isEmpty() && !saveExperiment(path, &error)) showError("Save experiment", error);
   });
   connect(reset, &QPushButton::clicked, this, [this] {
+    unloaded_keys_.clear();
     experiment_.setJson(nlohmann::json::object(), "defaults");
     refreshForm();
     experimentChanged();

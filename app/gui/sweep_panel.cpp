@@ -253,8 +253,17 @@ bool SweepPanel::open(const QString& dir, QString* error) {
   setGrid(axes);
   out_edit_->setText(dir);
   QVector<SweepCellInfo> cells;
-  SweepRequest r = request();
-  if (!SweepService::plan(r, &cells, error)) return false;
+  if (!SweepService::plan(request(), &cells, error)) return false;
+  // The sweep's own settings, so that the heat map and a relaunch follow its cells.
+  QString found;
+  qint64 max_steps = 0;
+  SweepService::readSettings(cells, &found, &max_steps);
+  if (!found.isEmpty()) {
+    experiment_json_ = found;
+    setMaxSteps(max_steps);
+    emit experimentFound(found);
+    if (!SweepService::plan(request(), &cells, error)) return false;
+  }
   layoutCells(cells);
   int done = 0;
   for (const auto& c : cells) done += c.status == "done" ? 1 : 0;

@@ -51,6 +51,9 @@ class SweepPanel : public QWidget {
 
  signals:
   void openRun(const QString& run_dir);
+  /// open() found what the sweep's cells were trained with (a config JSON): the experiment a
+  /// relaunch must use, else the core refuses the cells as trained with another config.
+  void experimentFound(const QString& json);
   void message(const QString& text, bool error);
 
  private:

@@ -5,6 +5,7 @@
 #include "app/gui/sweep_service.h"
 
 #include <QDir>
+#include <QFile>
 #include <QThread>
 
 #include <cmath>
@@ -97,6 +98,25 @@ bool SweepService::plan(const SweepRequest& request, QVector<SweepCellInfo>* cel
     return false;
   }
   return true;
+}
+
+void SweepService::readSettings(const QVector<SweepCellInfo>& cells, QString* experiment_json,
+                                qint64* max_steps) {
+  experiment_json->clear();
+  *max_steps = 0;
+  for (const auto& cell : cells) {
+    QFile file(QDir(cell.dir).filePath("result.json"));
+    if (!file.open(QIODevice::ReadOnly)) continue;
+    const auto result = nlohmann::json::parse(file.readAll().toStdString(), nullptr, false);
+    if (!result.is_object() || !result.contains("config") || !result["config"].is_object())
+      continue;
+    *experiment_json = QString::fromStdString(result["config"].dump());
+    const auto steps = result.find("steps"), total = result.find("total_steps");
+    if (steps != result.end() && total != result.end() && steps->is_number_integer() &&
+        total->is_number_integer() && steps->get<int64_t>() < total->get<int64_t>())
+      *max_steps = steps->get<int64_t>();
+    return;
+  }
 }
 
 bool SweepService::readAxes(const QString& dir, QStringList* axes, QString* error) {

@@ -42,6 +42,11 @@ class SweepService : public QObject {
   static bool plan(const SweepRequest& request, QVector<SweepCellInfo>* cells, QString* error);
   /// The axes ("key=v1,v2") of the sweep in `dir` (from its sweep.h5); false + *error otherwise.
   static bool readAxes(const QString& dir, QStringList* axes, QString* error);
+  /// What the cells in `cells` were trained with, from the first result.json that records it:
+  /// the cell's config (JSON text, "" when none does) and, for cells cut short of their
+  /// schedule, the steps they were cut at (0 = the full schedule).
+  static void readSettings(const QVector<SweepCellInfo>& cells, QString* experiment_json,
+                           qint64* max_steps);
 
   bool start(const SweepRequest& request, QString* error = nullptr);
   /// Stops after the running cells' current step (each keeps its checkpoint; a relaunch resumes).
