@@ -44,3 +44,7 @@ try "checkpoint of another architecture" --set model.preset=vit_tiny28 --set dat
 cp "$work/corrupt.pt" "$work/r15.pt"; mkdir -p "$work/r15" && cp "$work/corrupt.pt" "$work/r15/checkpoint.pt"
 try "corrupt (truncated) checkpoint" "${tiny[@]}" --out "$work/r15" --resume
 try "loss overflowing to inf" "${tiny[@]}" --set loss.lambda_ce=1e300 --out "$work/r16"
+try "a folder that holds a run, without --resume" "${tiny[@]}" --out "$work/micro"
+try "resuming with another batch size" "${tiny[@]}" --set train.batch_size=8 --out "$work/micro" --resume
+try "masking.num beyond the patches of a crop" "${tiny[@]}" --set masking.num=50 --out "$work/r17"
+try "a probe image past the data set" "${tiny[@]}" --set 'train.probe_images=[0,64]' --out "$work/r18"
