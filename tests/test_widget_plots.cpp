@@ -8,10 +8,14 @@
 
 #include "widgets/curve_panel.h"
 #include "widgets/curve_table.h"
+#include "widgets/probe_image.h"
+#include "widgets/sweep_heatmap.h"
 
+using mst::CellState;
 using mst::CurvePanel;
 using mst::CurveTable;
 using mst::RunCurves;
+using mst::SweepHeatmap;
 using mst::XAxis;
 
 namespace {
@@ -54,6 +58,48 @@ RunCurves makeRun(const QString& id, int rows, double offset = 0.0) {
 bool sameDouble(double a, double b) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
   return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b));
+}
+
+/// One logged row of every metric (a run stopped at its first log row) and one k-NN row.
+RunCurves makeOneRowRun(const QString& id, double shift) {
+  RunCurves run{id, id, {}, {}};
+  run.metrics.step = {0};
+  run.metrics.epoch = {0};
+  run.metrics.wall_s = {1.5};
+  const QStringList keys = {"loss", "loss_ce",  "loss_rec",     "lr",
+                            "wd",   "momentum", "teacher_temp", "mask_ratio"};
+  for (int i = 0; i < keys.size(); ++i) run.metrics.columns[keys[i]] = {0.5 + 0.1 * i + shift};
+  run.eval.step = {0};
+  run.eval.columns["knn_top1"] = {40.0 + 10 * shift};
+  return run;
+}
+
+/// The graph a run's curve is seen as: the smoothed one where it has points, else the raw one.
+QCPGraph* shownGraph(QCustomPlot* plot, int run) {
+  QCPGraph* smooth = plot->graph(2 * run + 1);
+  return smooth->dataCount() > 0 ? smooth : plot->graph(2 * run);
+}
+
+/// Legend entry texts of `plot`, in order.
+QStringList legendNames(QCustomPlot* plot) {
+  QStringList names;
+  for (int i = 0; i < plot->legend->itemCount(); ++i)
+    if (auto* item = qobject_cast<QCPPlottableLegendItem*>(plot->legend->item(i)))
+      names << item->plottable()->name();
+  return names;
+}
+
+/// Data points (every graph, every point) that the legend box of `plot` covers, as last drawn.
+int pointsUnderLegend(QCustomPlot* plot) {
+  const QRect box = plot->legend->outerRect();
+  int covered = 0;
+  for (int g = 0; g < plot->graphCount(); ++g) {
+    const auto data = plot->graph(g)->data();
+    for (auto it = data->constBegin(); it != data->constEnd(); ++it)
+      covered += box.contains(QPoint(int(plot->xAxis->coordToPixel(it->key)),
+                                     int(plot->yAxis->coordToPixel(it->value))));
+  }
+  return covered;
 }
 
 QByteArray readAll(const QString& path) {
@@ -157,28 +203,247 @@ class TestWidgetPlots : public QObject {
     QCOMPARE(mst::compactRunLabel("03_masking.p=0.1_masking.num=8", false), QString("0.1 8"));
   }
 
-  void longRunNamesFitTheLegend() {
+  void legendLabelIsTheSameInEveryPlot() {
+    // Sweep cells are named by their folders: every plot lists them with one label, whatever
+    // its width, and the legend stays within the plot.
     CurvePanel panel;
     panel.resize(900, 600);
     panel.show();
     QVERIFY(QTest::qWaitForWindowExposed(&panel));
     RunCurves a = makeRun("a", 100), b = makeRun("b", 100, 0.2);
-    a.label = "04_masking.strategy=attention_guided_train.seed=0";
+    a.label = "00_masking.p=0.05_masking.num=1";
     b.label = "05_masking.strategy=attention_guided_train.seed=1";
     panel.setRun(a);
     panel.setRun(b);
     panel.flushRedraw();
-    QCustomPlot* loss = panel.plot("loss");
-    QVERIFY(loss->legend->visible());
-    const QString name = loss->graph(1)->name();
-    QVERIFY2(name != a.label && name.endsWith("0"), qPrintable(name));
-    QVERIFY2(loss->legend->outerRect().width() < loss->axisRect()->rect().width(),
-             qPrintable(QString("legend %1 px in a %2 px plot")
-                            .arg(loss->legend->outerRect().width())
-                            .arg(loss->axisRect()->rect().width())));
-    // A wide panel has room for the full names.
-    panel.resize(3000, 900);
-    QTRY_COMPARE(loss->graph(1)->name(), a.label);  // the resize alone re-fits the legend
+    const QStringList expected{"p=0.05 num=1", "strategy=attention_guided seed=1"};
+    for (const QSize& size : {QSize(900, 600), QSize(700, 600), QSize(2400, 900)}) {
+      panel.resize(size);
+      QApplication::processEvents();
+      panel.flushRedraw();
+      for (const QString& name :
+           {QStringLiteral("loss"), QStringLiteral("knn_top1"), QStringLiteral("lr")}) {
+        QCustomPlot* plot = panel.plot(name);
+        plot->replot();
+        QVERIFY(plot->legend->visible());
+        QCOMPARE(legendNames(plot), expected);
+        QVERIFY2(plot->legend->outerRect().width() <= plot->viewport().width(),
+                 qPrintable(QString("%1: legend %2 px in a %3 px plot")
+                                .arg(name)
+                                .arg(plot->legend->outerRect().width())
+                                .arg(plot->viewport().width())));
+      }
+    }
+  }
+
+  void legendCoversNoDataPoint_data() {
+    QTest::addColumn<QString>("plot");
+    QTest::addColumn<bool>("zigzag");
+    QTest::newRow("falling loss") << "loss" << false;
+    QTest::newRow("rising k-NN") << "knn_top1" << false;
+    QTest::newRow("schedule") << "lr" << false;
+    QTest::newRow("every corner taken") << "loss" << true;
+  }
+  void legendCoversNoDataPoint() {
+    // Checked on the plot as drawn (after the rescale and the replot): the legend sits in a
+    // corner without data points, or below the axes when no corner is free.
+    QFETCH(QString, plot);
+    QFETCH(bool, zigzag);
+    CurvePanel panel;
+    panel.resize(900, 600);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    for (int r = 0; r < 3; ++r) {
+      RunCurves run = makeRun(QString("run-%1").arg(r), 200, 0.2 * r);
+      run.eval = makeEval(8);
+      for (double& v : run.eval.columns["knn_top1"]) v += r;
+      if (zigzag) {
+        QVector<double>& loss = run.metrics.columns["loss"];
+        for (int i = 0; i < loss.size(); ++i) loss[i] = (i / 5) % 2 ? 3.0 - 0.01 * r : 0.5 + r;
+      }
+      panel.setRun(run);
+    }
+    panel.flushRedraw();
+    QCustomPlot* widget = panel.plot(plot);
+    widget->replot();
+    QVERIFY(widget->legend->visible());
+    QCOMPARE(pointsUnderLegend(widget), 0);
+    const bool below =
+        widget->legend->outerRect().top() >= widget->axisRect()->outerRect().bottom();
+    QCOMPARE(below, zigzag);
+    if (!below) QVERIFY(widget->axisRect()->rect().contains(widget->legend->outerRect()));
+  }
+
+  void onePointPerRunIsVisibleInEveryPlot() {
+    // A run stopped at its first log row: one point per plot, which no line can draw.
+    CurvePanel panel;
+    panel.resize(1000, 700);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    panel.setRun(makeOneRowRun("a", 0.0));
+    panel.setRun(makeOneRowRun("b", 0.3));
+    panel.flushRedraw();
+    const QColor colours[] = {panel.plot("loss")->graph(1)->pen().color(),
+                              panel.plot("loss")->graph(3)->pen().color()};
+    for (const QString& name : panel.plotNames()) {
+      QCustomPlot* plot = panel.plot(name);
+      QCOMPARE(legendNames(plot), (QStringList{"a", "b"}));
+      QVERIFY2(pointsUnderLegend(plot) == 0, qPrintable(name));
+      const QImage image = plot->toPixmap(plot->width(), plot->height()).toImage();
+      for (int run = 0; run < 2; ++run) {
+        const QCPGraph* graph = shownGraph(plot, run);
+        QCOMPARE(graph->dataCount(), 1);
+        QVERIFY2(graph->scatterStyle().shape() != QCPScatterStyle::ssNone, qPrintable(name));
+        // The point's pixel has the run's colour.
+        const auto point = graph->data()->at(0);
+        const QPoint at(int(std::lround(plot->xAxis->coordToPixel(point->key))),
+                        int(std::lround(plot->yAxis->coordToPixel(point->value))));
+        const QColor seen = image.pixelColor(at * image.devicePixelRatio());
+        const int distance = std::abs(seen.red() - colours[run].red()) +
+                             std::abs(seen.green() - colours[run].green()) +
+                             std::abs(seen.blue() - colours[run].blue());
+        QVERIFY2(distance < 60, qPrintable(QString("%1 run %2: %3 at (%4, %5), expected %6")
+                                               .arg(name)
+                                               .arg(run)
+                                               .arg(seen.name())
+                                               .arg(at.x())
+                                               .arg(at.y())
+                                               .arg(colours[run].name())));
+      }
+    }
+    // Two points make a line: the dot goes, the sparse k-NN keeps its hollow markers.
+    panel.appendRows("a", makeMetrics(1, 1), makeEval(1));
+    panel.flushRedraw();
+    QCOMPARE(shownGraph(panel.plot("loss"), 0)->scatterStyle().shape(), QCPScatterStyle::ssNone);
+    QCOMPARE(shownGraph(panel.plot("knn_top1"), 0)->scatterStyle().shape(),
+             QCPScatterStyle::ssCircle);
+  }
+
+  void legendListsOnlyRunsDrawnInThePlot() {
+    CurvePanel panel;
+    panel.setRun(makeRun("with-knn", 100));
+    panel.setRun(makeRun("no-knn", 10));  // fewer than 25 steps: no k-NN row
+    panel.flushRedraw();
+    QCOMPARE(legendNames(panel.plot("loss")), (QStringList{"with-knn", "no-knn"}));
+    QCOMPARE(legendNames(panel.plot("knn_top1")), QStringList{"with-knn"});
+    panel.appendRows("no-knn", makeMetrics(20, 10), makeEval(1));
+    panel.flushRedraw();
+    QCOMPARE(legendNames(panel.plot("knn_top1")), (QStringList{"with-knn", "no-knn"}));
+  }
+
+  void axesSayWhatTheyShow() {
+    CurvePanel panel;
+    panel.resize(900, 600);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    QCOMPARE(panel.plot("knn_top1")->yAxis->label(), QString("top-1 %"));
+    QCOMPARE(panel.plot("mask_ratio")->yAxis->label(), QString("share of patches"));
+    for (const QString& name : {"loss", "loss_ce", "lr", "wd", "teacher_temp"})
+      QVERIFY2(panel.plot(name)->yAxis->label().isEmpty(), qPrintable(name));
+    // The title stays the log's key; it explains itself in a tooltip.
+    QCustomPlot* knn = panel.plot("knn_top1");
+    auto* title = qobject_cast<QCPTextElement*>(knn->plotLayout()->element(0, 0));
+    QVERIFY(title);
+    QCOMPARE(title->text(), QString("knn_top1"));
+    const QPoint onTitle = title->outerRect().center();
+    QHelpEvent help(QEvent::ToolTip, onTitle, knn->mapToGlobal(onTitle));
+    QApplication::sendEvent(knn, &help);
+    QTRY_VERIFY2(QToolTip::text().contains("k-NN"), qPrintable(QToolTip::text()));
+    // The smoothing control says what the faded curve is.
+    auto* slider = panel.findChild<QSlider*>();
+    QVERIFY(slider);
+    QVERIFY2(slider->toolTip().contains("raw") && slider->toolTip().contains("faded"),
+             qPrintable(slider->toolTip()));
+  }
+
+  void autoscaleKeepsAMinimumSpan_data() {
+    QTest::addColumn<QString>("plot");
+    QTest::addColumn<QVector<double>>("values");
+    QTest::addColumn<double>("floor");
+    // The researcher's k-NN curve: 0.04 points of noise must not fill the plot.
+    QTest::newRow("k-NN within 0.04 points")
+        << "knn_top1" << QVector<double>{40.59, 40.63, 40.61, 40.62} << 1.0;
+    QTest::newRow("constant loss") << "loss" << QVector<double>(30, 6.64) << 6.64e-3;
+    QTest::newRow("loss within 1e-6") << "loss_ce" << QVector<double>{2.0, 2.000001, 2.0} << 2e-3;
+    QTest::newRow("mask share") << "mask_ratio" << QVector<double>{0.3, 0.301, 0.3} << 0.01;
+    QTest::newRow("all zero") << "wd" << QVector<double>(5, 0.0) << 1.0;
+    // A real change is not widened: the data spans the axis, with 5 % head room.
+    QTest::newRow("k-NN rising") << "knn_top1" << QVector<double>{40, 55, 70} << 0.0;
+  }
+  void autoscaleKeepsAMinimumSpan() {
+    QFETCH(QString, plot);
+    QFETCH(QVector<double>, values);
+    QFETCH(double, floor);
+    RunCurves run{"run", "run", {}, {}};
+    CurveTable& table = plot == mst::kEvalPlot ? run.eval : run.metrics;
+    for (int i = 0; i < values.size(); ++i) table.step << 10 * i;
+    table.columns[plot] = values;
+    CurvePanel panel;
+    panel.setRun(run);
+    panel.flushRedraw();
+    const QCPRange range = panel.plot(plot)->yAxis->range();
+    const auto [lo, hi] = std::minmax_element(values.begin(), values.end());
+    QVERIFY(range.contains(*lo) && range.contains(*hi));
+    if (floor > 0) {
+      QVERIFY2(range.size() >= floor,
+               qPrintable(
+                   QString("%1 .. %2").arg(range.lower, 0, 'g', 10).arg(range.upper, 0, 'g', 10)));
+      QVERIFY(range.size() <= 1.2 * floor);  // widened to the floor, not beyond
+      // Centred on the data.
+      QVERIFY(std::abs(range.center() - 0.5 * (*lo + *hi)) <= 1e-9 * std::max(1.0, *hi));
+    } else {
+      QVERIFY(sameDouble(range.size(), 1.1 * (*hi - *lo)));
+    }
+  }
+
+  void heatmapWithEqualValuesShowsOneColour() {
+    SweepHeatmap map;
+    const QStringList rows{"1", "2"}, cols{"0.05", "0.1"};
+    map.setAxes("masking.num", rows, "masking.p", cols);
+    for (const QString& r : rows)
+      for (const QString& c : cols) map.setCell(r, c, CellState::Done, 70.0);
+    map.setCell("2", "0.1", CellState::Done, 70.0000001);  // reads the same: 70.00
+    map.resize(map.sizeHint());
+    QVERIFY(!map.hasSpread());
+    auto colours = [&map] {
+      const QImage shot = map.grab().toImage();
+      const qreal dpr = shot.devicePixelRatio();
+      const QRect bar = map.colourBarRect();
+      auto at = [&](QPoint p) { return shot.pixelColor(p * dpr).rgb(); };
+      return QVector<QRgb>{at(bar.topLeft() + QPoint(4, 4)), at(bar.bottomLeft() + QPoint(4, -4)),
+                           at(map.cellRect("1", "0.05").topLeft() + QPoint(3, 3)),
+                           at(map.cellRect("2", "0.1").topLeft() + QPoint(3, 3))};
+    };
+    const QRgb middle = mst::viridisColour(0.5).rgb();
+    QCOMPARE(colours(), (QVector<QRgb>{middle, middle, middle, middle}));
+    // One cell apart: the full scale again.
+    map.setCell("2", "0.1", CellState::Done, 72.0);
+    QVERIFY(map.hasSpread());
+    const QVector<QRgb> spread = colours();
+    QVERIFY(spread[0] != spread[1]);  // a gradient
+    QCOMPARE(spread[2], mst::viridisColour(0.0).rgb());
+    QCOMPARE(spread[3], mst::viridisColour(1.0).rgb());
+  }
+
+  void heatmapIsCentredInItsSpace() {
+    SweepHeatmap map;
+    map.setAxes("masking.num", {"1", "2"}, "masking.p", {"0.05", "0.1"});
+    map.setCell("2", "0.1", CellState::Done, 70.0, "/runs/x");
+    const QSize hint = map.sizeHint();
+    map.resize(hint + QSize(300, 200));
+    map.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&map));
+    map.resize(hint);
+    const QRect tight = map.cellRect("2", "0.1");
+    map.resize(hint + QSize(300, 200));
+    QCOMPARE(map.cellRect("2", "0.1"), tight.translated(150, 100));
+    // Clicks and the colour bar follow the map.
+    QVERIFY(map.colourBarRect().left() > tight.right() + 150);
+    QSignalSpy spy(&map, &SweepHeatmap::cellActivated);
+    QTest::mouseClick(&map, Qt::LeftButton, {}, map.cellRect("2", "0.1").center());
+    QCOMPARE(spy.count(), 1);
+    QTest::mouseClick(&map, Qt::LeftButton, {}, tight.center());  // where it was: empty now
+    QCOMPARE(spy.count(), 1);
   }
 
   void plotNamesInOrder() {
@@ -324,13 +589,13 @@ class TestWidgetPlots : public QObject {
   }
 
   void closeTicksGetDistinctLabels() {
-    // A schedule that moves in the sixth decimal (momentum 0.996 .. 0.996002 over a few steps):
-    // every tick label of its axis differs (a fixed 6-digit precision printed 0.996001 twice),
+    // A schedule that moves in the fourth decimal (momentum 0.996 .. 0.998 over a few steps):
+    // every tick label of its axis differs (a fixed 3-digit precision would print 0.996 twice),
     // and a coarse axis keeps short labels.
     CurvePanel panel;
     RunCurves run = makeRun("run-a", 40);
     QVector<double> momentum;
-    for (int i = 0; i < 40; ++i) momentum << 0.996 + 0.002e-3 * i / 39.0;
+    for (int i = 0; i < 40; ++i) momentum << 0.996 + 0.002 * i / 39.0;
     run.metrics.columns["momentum"] = momentum;
     panel.setRun(run);
     panel.flushRedraw();
@@ -576,6 +841,41 @@ class TestWidgetPlots : public QObject {
     single.setRun(makeRun("only", 20));
     single.flushRedraw();
     single.grab().save(out.filePath("curves_single.png"));
+    // Sweep cells that logged once, with their folder names as labels.
+    CurvePanel cells;
+    cells.resize(1100, 760);
+    cells.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&cells));
+    for (int i = 0; i < 3; ++i) {
+      RunCurves run = makeOneRowRun(QString("cell-%1").arg(i), 0.05 * i);
+      run.label = QString("%1_masking.p=0.%2_masking.num=%3")
+                      .arg(i, 2, 10, QChar('0'))
+                      .arg(5 * i + 5)
+                      .arg(1 << i);
+      cells.setRun(run);
+    }
+    cells.flushRedraw();
+    cells.grab().save(out.filePath("curves_one_row.png"));
+    // Curves in every corner: the legend goes below the axes.
+    CurvePanel busy;
+    busy.resize(1100, 760);
+    busy.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&busy));
+    for (int r = 0; r < 4; ++r) {
+      RunCurves run = makeRun(QString("seed-%1").arg(r), 200, 0.2 * r);
+      QVector<double>& loss = run.metrics.columns["loss"];
+      for (int i = 0; i < loss.size(); ++i) loss[i] = (i / 5) % 2 ? 3.0 - 0.01 * r : 0.5 + r;
+      busy.setRun(run);
+    }
+    busy.flushRedraw();
+    busy.grab().save(out.filePath("curves_legend_below.png"));
+    SweepHeatmap map;
+    map.setAxes("masking.num", {"1", "2"}, "masking.p", {"0.05", "0.1", "0.15"});
+    map.setReadoutName("k-NN top-1 %");
+    for (const QString& r : {"1", "2"})
+      for (const QString& c : {"0.05", "0.1", "0.15"}) map.setCell(r, c, CellState::Done, 40.61);
+    map.resize(map.sizeHint() + QSize(200, 120));
+    map.grab().save(out.filePath("heatmap_equal.png"));
   }
 };
 

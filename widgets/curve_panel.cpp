@@ -14,6 +14,7 @@
 #include <QSlider>
 #include <QTimer>
 #include <QToolButton>
+#include <QToolTip>
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
@@ -27,8 +28,43 @@ constexpr int kRedrawDelayMs = 40;  // coalesces bursts of appends (PlotJuggler'
 constexpr int kSliderSteps = 99;  // slider 0..99 <-> weight 0..0.99
 constexpr int kColumns = 3;
 constexpr int kMaxScatterPoints = 60;  // markers only while they stay readable
-const QStringList kPlotNames = {"loss", "loss_ce",  "loss_rec",     "knn_top1",  "lr",
-                                "wd",   "momentum", "teacher_temp", "mask_ratio"};
+
+/// What a plot shows. The title is the log's key (scripts and `mst log` use those names); `unit`
+/// labels the y axis and is empty where the value has none (losses, schedules); `description`
+/// is the title's tooltip. `spanFloor`: the smallest y span autoscaling shows, in the unit
+/// (CurvePanel::rescale says why these values).
+struct PlotInfo {
+  const char* name;
+  const char* unit;
+  const char* description;
+  double spanFloor;
+};
+const PlotInfo kPlotInfo[] = {
+    {"loss", "", QT_TRANSLATE_NOOP("CurvePanel", "Training loss: λ_CE·L_CE + λ_rec·L_rec"), 0},
+    {"loss_ce", "", QT_TRANSLATE_NOOP("CurvePanel", "Self-distillation cross-entropy L_CE (Eq. 2)"),
+     0},
+    {"loss_rec", "",
+     QT_TRANSLATE_NOOP("CurvePanel", "Reconstruction loss L_rec: mean absolute pixel error (Eq. 9)"),
+     0},
+    // At least 1 point of span: seeds differ by about that much, so less would magnify noise.
+    {"knn_top1", QT_TRANSLATE_NOOP("CurvePanel", "top-1 %"),
+     QT_TRANSLATE_NOOP("CurvePanel", "k-NN top-1 accuracy on the test images, in %"), 1.0},
+    {"lr", "", QT_TRANSLATE_NOOP("CurvePanel", "Learning rate (schedule)"), 0},
+    {"wd", "", QT_TRANSLATE_NOOP("CurvePanel", "Weight decay (schedule)"), 0},
+    {"momentum", "", QT_TRANSLATE_NOOP("CurvePanel", "Teacher EMA momentum (schedule)"), 0},
+    {"teacher_temp", "", QT_TRANSLATE_NOOP("CurvePanel", "Teacher softmax temperature (schedule)"),
+     0},
+    // One patch in a hundred.
+    {"mask_ratio", QT_TRANSLATE_NOOP("CurvePanel", "share of patches"),
+     QT_TRANSLATE_NOOP("CurvePanel", "Share of the student's patches that were masked"), 0.01},
+};
+
+QStringList plotNameList() {
+  QStringList names;
+  for (const PlotInfo& info : kPlotInfo) names << QString::fromUtf8(info.name);
+  return names;
+}
+const QStringList kPlotNames = plotNameList();
 
 /// matplotlib's tab10: a palette researchers already read, distinguishable in print.
 QColor paletteColour(int index) {
@@ -78,11 +114,17 @@ QWidget* CurvePanel::buildToolbar() {
   auto* row = new QHBoxLayout(bar);
   row->setContentsMargins(0, 0, 0, 0);
 
-  row->addWidget(new QLabel(tr("Smoothing"), bar));
+  auto* smoothingLabel = new QLabel(tr("Smoothing"), bar);
+  row->addWidget(smoothingLabel);
   smoothingSlider_ = new QSlider(Qt::Horizontal, bar);
   smoothingSlider_->setRange(0, kSliderSteps);
   smoothingSlider_->setFixedWidth(140);
-  smoothingSlider_->setToolTip(tr("Debiased exponential moving average weight"));
+  // The only place that explains the faded curves, so that the plots need no extra legend rows.
+  const QString smoothingTip =
+      tr("Debiased exponential moving average weight for the loss plots: the smoothed curve is "
+         "drawn over the raw values (faded). Schedules and k-NN are drawn raw.");
+  smoothingLabel->setToolTip(smoothingTip);
+  smoothingSlider_->setToolTip(smoothingTip);
   row->addWidget(smoothingSlider_);
   smoothingValue_ = new QLabel(bar);
   smoothingValue_->setMinimumWidth(smoothingValue_->fontMetrics().horizontalAdvance("0.00") + 4);
@@ -132,10 +174,13 @@ QWidget* CurvePanel::buildToolbar() {
 
 void CurvePanel::buildPlot(int index) {
   PlotView& view = plots_[index];
+  const PlotInfo& info = kPlotInfo[index];
   view.name = kPlotNames[index];
+  view.description = tr(info.description);
+  view.spanFloor = info.spanFloor;
   auto* plot = new QCustomPlot(this);
   view.widget = plot;
-  plot->setMinimumSize(240, 170);
+  plot->setMinimumSize(200, 160);  // three columns fit a 1280-px screen beside the docks
   plot->setMouseTracking(true);
   plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   plot->setAutoAddPlottableToLegend(false);
@@ -146,7 +191,8 @@ void CurvePanel::buildPlot(int index) {
   QFont titleFont = font();
   titleFont.setBold(true);
   plot->plotLayout()->insertRow(0);
-  plot->plotLayout()->addElement(0, 0, new QCPTextElement(plot, view.name, titleFont));
+  view.title = new QCPTextElement(plot, view.name, titleFont);
+  plot->plotLayout()->addElement(0, 0, view.title);
 
   // Raw curves on their own layer below "main" so that no run's faded raw curve covers another
   // run's smoothed one.
@@ -160,6 +206,7 @@ void CurvePanel::buildPlot(int index) {
     axis->setTickLabelFont(small);
     axis->setLabelFont(small);
   }
+  if (*info.unit) plot->yAxis->setLabel(tr(info.unit));
   plot->legend->setFont(small);
   plot->legend->setBrush(QColor(255, 255, 255, 200));
   plot->legend->setBorderPen(QPen(QColor(0, 0, 0, 60)));
@@ -220,13 +267,15 @@ void CurvePanel::setRun(const RunCurves& curves) {
       QCustomPlot* plot = plots_[p].widget;
       series.raw = plot->addGraph();
       series.raw->setLayer(QStringLiteral("raw"));
+      // The smoothed graph stands for the run in the legend (one entry per run, not per raw or
+      // smoothed graph); updateLegendEntries lists it where the run has points.
       series.smooth = plot->addGraph();
-      series.smooth->addToLegend();  // one legend entry per run, not per raw/smoothed graph
     }
   }
   run->curves = curves;
+  run->legendLabel = legendLabelFor(curves.label);
   for (int p = 0; p < int(plots_.size()); ++p) {
-    run->series[p].smooth->setName(curves.label);
+    run->series[p].smooth->setName(run->legendLabel);
     styleSeries(*run, p);
   }
   markAllDirty(/*rebuild=*/false);
@@ -355,7 +404,7 @@ void CurvePanel::redrawPlot(int p) {
     anyPoints = anyPoints || run->series[p].raw->dataCount() > 0;
   }
   QCustomPlot* plot = view.widget;
-  plot->legend->setVisible(runs_.size() > 1 && anyPoints);
+  updateLegendEntries(p);
   view.emptyText->setVisible(!anyPoints);
   // An empty plot stays quiet: no made-up 0..1 tick labels next to "no data".
   plot->xAxis->setTickLabels(anyPoints);
@@ -406,20 +455,43 @@ void CurvePanel::updateSeries(Run& run, int p) {
   }
   rowsRead_ += std::max(0, rows - series.rowsDone);
   series.rowsDone = rows;
-  if (isEval) {
-    const int points = series.raw->dataCount() + rawKeys.size();
-    series.raw->setScatterStyle(points <= kMaxScatterPoints
-                                    ? QCPScatterStyle(QCPScatterStyle::ssCircle, run.colour, 5)
-                                    : QCPScatterStyle());
-  }
   // Logged steps are ascending, so QCustomPlot appends instead of re-sorting 50k points.
   series.raw->addData(rawKeys, rawValues, std::is_sorted(rawKeys.begin(), rawKeys.end()));
   series.smooth->addData(smoothKeys, smoothValues,
                          std::is_sorted(smoothKeys.begin(), smoothKeys.end()));
+  // A line needs two points: a lone point (a run stopped at its first log row, a sweep cell that
+  // logged once) is drawn as a dot, or it would be listed in the legend and drawn nowhere. Sparse
+  // k-NN rows keep hollow markers while they stay readable. The marker goes on the curve the eye
+  // follows (the smoothed one where there is one); the legend entry (the smoothed graph) copies
+  // it so that its icon matches.
+  QCPGraph* shown = series.smooth->dataCount() > 0 ? series.smooth : series.raw;
+  const int points = shown->dataCount();
+  QCPScatterStyle marker;
+  if (points < 2)
+    marker = QCPScatterStyle(QCPScatterStyle::ssDisc, run.colour, 7);
+  else if (isEval && points <= kMaxScatterPoints)
+    marker = QCPScatterStyle(QCPScatterStyle::ssCircle, run.colour, 5);
+  series.raw->setScatterStyle(shown == series.raw ? marker : QCPScatterStyle());
+  series.smooth->setScatterStyle(marker);
 }
 
 bool CurvePanel::eventFilter(QObject* watched, QEvent* event) {
   if (event->type() == QEvent::Leave) clearHover();
+  // The title (the log's key) explains itself in a tooltip; the rest of the plot has none, so
+  // that nothing pops up over the curves while reading them.
+  if (event->type() == QEvent::ToolTip) {
+    const auto* help = static_cast<QHelpEvent*>(event);
+    for (const PlotView& view : plots_) {
+      if (view.widget != watched) continue;
+      const QRect title = view.title->outerRect();
+      if (title.contains(help->pos())) {
+        QToolTip::showText(help->globalPos(), view.description, view.widget, title);
+      } else {
+        QToolTip::hideText();
+      }
+      return true;
+    }
+  }
   // A resized plot re-fits its legend (names and corner) at the next coalesced redraw.
   if (event->type() == QEvent::Resize)
     for (int p = 0; p < int(plots_.size()); ++p)

@@ -26,7 +26,9 @@ namespace mst {
 
 /// Grid of small plots, one per metric, each with one curve per run: the raw values faded and a
 /// debiased-EMA smoothed curve over them. Changes only mark plots dirty; a 40 ms single-shot timer
-/// redraws the dirty plots, so live appends never cost a redraw per row. GUI thread only.
+/// redraws the dirty plots, so live appends never cost a redraw per row. A lone point is drawn as
+/// a dot. The legend lists the runs drawn in a plot, each under one label in every plot, in the
+/// corner that covers no data point, else below the axes. GUI thread only.
 class CurvePanel : public QWidget {
   Q_OBJECT
 
@@ -96,6 +98,7 @@ class CurvePanel : public QWidget {
   };
   struct Run {
     RunCurves curves;
+    QString legendLabel;  // the same in every plot (see legendLabelFor)
     QColor colour;
     std::vector<Series> series;  // by plot index
   };
@@ -104,7 +107,11 @@ class CurvePanel : public QWidget {
     QCustomPlot* widget = nullptr;
     QCPItemText* emptyText = nullptr;
     QCPItemTracer* tracer = nullptr;
+    QCPTextElement* title = nullptr;
+    QString description;      // what the key means, in words: the title's tooltip
+    double spanFloor = 0;     // smallest y span autoscaling shows, in the plot's unit (rescale)
     bool userZoomed = false;  // the user dragged or wheeled: keep their range on redraws
+    bool legendBelow = false;  // no free corner: the legend sits below the axes
   };
 
   QWidget* buildToolbar();
@@ -116,7 +123,10 @@ class CurvePanel : public QWidget {
   void redrawPlot(int plot);
   void updateSeries(Run& run, int plot);
   void rescale(int plot);
+  void updateLegendEntries(int plot);
   void placeLegend(int plot);
+  void setLegendBelow(int plot, bool below);
+  QString legendLabelFor(const QString& label) const;
   void applyAxisStyle(int plot);
   void styleSeries(const Run& run, int plot);
   QString keyText(double key) const;

@@ -1,13 +1,14 @@
 /// @brief CurvePanel's view of a plot: axis ranges and style, legend placement, series style and
 /// the hover read-out (the rest of the panel: curve_panel.cpp).
-#include "widgets/curve_panel.h"
-
 #include <qcustomplot.h>
 
 #include <QToolTip>
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
+
+#include "widgets/curve_panel.h"
 
 namespace mst {
 namespace {
@@ -16,6 +17,23 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kRawAlpha = 60;
 constexpr int kLegendRowsPerColumn = 5;
 constexpr int kLegendSamples = 400;  // points per curve sampled to find a free legend corner
+constexpr int kLegendClearance = 4;  // pixels kept between a legend and the nearest data point
+constexpr int kLegendBelowInset = 6;
+constexpr int kLegendTextWidth = 200;        // pixels of a run's legend label, at most
+constexpr double kRelativeSpanFloor = 1e-3;  // see CurvePanel::rescale
+
+/// Whether the segment a-b crosses `rect` (either end inside, or through an edge).
+bool segmentCrosses(const QRectF& rect, const QPointF& a, const QPointF& b) {
+  if (rect.contains(a) || rect.contains(b)) return true;
+  const QLineF line(a, b);
+  const QLineF edges[] = {{rect.topLeft(), rect.topRight()},
+                          {rect.topRight(), rect.bottomRight()},
+                          {rect.bottomRight(), rect.bottomLeft()},
+                          {rect.bottomLeft(), rect.topLeft()}};
+  for (const QLineF& edge : edges)
+    if (line.intersects(edge, nullptr) == QLineF::BoundedIntersection) return true;
+  return false;
+}
 
 /// Index of the point of `graph` whose key is nearest `key`, or -1 when it has none.
 int nearestIndex(const QCPGraph* graph, double key) {
@@ -83,72 +101,168 @@ void CurvePanel::rescale(int p) {
     keyMax += 0.5;
   }
   plot->xAxis->setRange(keyMin, keyMax);
-  if (logY_) {
-    // 5% head room in decades, and one decade around a constant curve.
-    const double decades = std::max(std::log10(valueMax / valueMin), 1e-12);
-    const double pad = valueMin == valueMax ? 1.0 : 0.05 * decades;
-    plot->yAxis->setRange(valueMin / std::pow(10.0, pad), valueMax * std::pow(10.0, pad));
-  } else {
-    const double span = valueMax - valueMin;
-    const double pad = span > 0 ? 0.05 * span : std::max(std::abs(valueMax) * 0.05, 0.5);
-    plot->yAxis->setRange(valueMin - pad, valueMax + pad);
+  // Autoscaling never spans less than a floor, so that differences too small to mean anything
+  // are not stretched over the plot's height (a k-NN curve moving between 40.59 and 40.63 looked
+  // like a swing). The floor is the larger of the plot's own (in its unit: 1 point of k-NN
+  // top-1, about the spread between seeds; 1 % of the patches for the masked share) and
+  // kRelativeSpanFloor of the largest magnitude shown: a 0.1 % change of a loss or a schedule is
+  // below its step-to-step noise or rounding. Values that are all 0 get a span of 1.
+  double floor = std::max(plots_[p].spanFloor,
+                          kRelativeSpanFloor * std::max(std::abs(valueMin), std::abs(valueMax)));
+  if (floor <= 0) floor = 1.0;
+  double lo = valueMin, hi = valueMax;
+  if (hi - lo < floor) {
+    const double mid = 0.5 * (lo + hi);
+    lo = mid - 0.5 * floor;
+    hi = mid + 0.5 * floor;
   }
+  if (logY_) {
+    // The floor's span where it stays positive; otherwise (a small value with a large absolute
+    // floor) at least one decade around a constant curve. 5 % head room, in decades.
+    if (lo <= 0) {
+      lo = valueMin;
+      hi = valueMax;
+    }
+    const double decades = std::max(std::log10(hi / lo), 1e-12);
+    const double pad = lo == hi ? 1.0 : 0.05 * decades;
+    plot->yAxis->setRange(lo / std::pow(10.0, pad), hi * std::pow(10.0, pad));
+  } else {
+    const double pad = 0.05 * (hi - lo);
+    plot->yAxis->setRange(lo - pad, hi + pad);
+  }
+}
+
+QString CurvePanel::legendLabelFor(const QString& label) const {
+  // One label per run in every plot, so that a run reads the same everywhere (compaction by each
+  // plot's width made "p=0.05 num=1" in one plot "0.05 1" in another). Sweep cells lose their
+  // index and key sections; what is still too long is elided in the middle to a fixed width.
+  // The hover read-out names the run in full.
+  const QFontMetrics metrics(plots_.front().widget->legend->font());
+  return metrics.elidedText(compactRunLabel(label), Qt::ElideMiddle, kLegendTextWidth);
+}
+
+void CurvePanel::updateLegendEntries(int p) {
+  // Only runs drawn in this plot are listed, in run order.
+  QCPLegend* legend = plots_[p].widget->legend;
+  QList<QCPAbstractPlottable*> wanted, listed;
+  for (const auto& run : runs_)
+    if (run->series[p].raw->dataCount() > 0) wanted << run->series[p].smooth;
+  for (int i = 0; i < legend->itemCount(); ++i)
+    if (auto* item = qobject_cast<QCPPlottableLegendItem*>(legend->item(i)))
+      listed << item->plottable();
+  if (listed != wanted) {
+    legend->clearItems();
+    for (QCPAbstractPlottable* graph : wanted) graph->addToLegend(legend);
+  }
+  legend->setVisible(runs_.size() > 1 && !wanted.isEmpty());  // one run: the title says enough
+}
+
+void CurvePanel::setLegendBelow(int p, bool below) {
+  PlotView& view = plots_[p];
+  QCustomPlot* plot = view.widget;
+  QCPLegend* legend = plot->legend;
+  if (below != view.legendBelow) {
+    // addElement takes the legend out of the layout that holds it.
+    if (below) {
+      plot->plotLayout()->addElement(2, 0, legend);
+      plot->plotLayout()->setRowStretchFactor(2, 0.001);
+    } else {
+      plot->axisRect()->insetLayout()->addElement(legend, Qt::AlignTop | Qt::AlignRight);
+      plot->plotLayout()->simplify();  // drops the emptied row below the axes
+    }
+    view.legendBelow = below;
+  }
+  // Inside, a framed box; ten runs in one column would fill a small plot, so wrap them into
+  // columns of five. Below, a frameless strip of as many entries per row as fit.
+  int wrap = legend->itemCount() > kLegendRowsPerColumn + 1 ? kLegendRowsPerColumn : 0;
+  QCPLayoutGrid::FillOrder order = QCPLayoutGrid::foRowsFirst;
+  if (below) {
+    int widest = 1;
+    for (int i = 0; i < legend->itemCount(); ++i)
+      widest = std::max(widest, legend->item(i)->minimumOuterSizeHint().width());
+    const int width = plot->viewport().width() - legend->margins().left() -
+                      legend->margins().right() - 2 * kLegendBelowInset;
+    wrap = std::max(1, (width + legend->columnSpacing()) / (widest + legend->columnSpacing()));
+    order = QCPLayoutGrid::foColumnsFirst;
+  }
+  if (legend->wrap() != wrap || legend->fillOrder() != order) {
+    legend->setWrap(wrap);
+    // Switching the order rearranges the items by the new wrap (same order twice would not).
+    legend->setFillOrder(order == QCPLayoutGrid::foRowsFirst ? QCPLayoutGrid::foColumnsFirst
+                                                             : QCPLayoutGrid::foRowsFirst,
+                         /*rearrange=*/true);
+    legend->setFillOrder(order, /*rearrange=*/true);
+  }
+  legend->setBorderPen(below ? QPen(Qt::NoPen) : QPen(QColor(0, 0, 0, 60)));
+  legend->setBrush(below ? QBrush(Qt::NoBrush) : QBrush(QColor(255, 255, 255, 200)));
 }
 
 void CurvePanel::placeLegend(int p) {
   QCustomPlot* plot = plots_[p].widget;
   QCPLegend* legend = plot->legend;
+  // Measured inside the axes, where the legend would cover data.
+  setLegendBelow(p, false);
   if (!legend->visible()) return;
-  // Ten runs in one column would fill a small plot; wrap them into columns of five.
-  const int wrap = legend->itemCount() > kLegendRowsPerColumn + 1 ? kLegendRowsPerColumn : 0;
-  if (legend->wrap() != wrap) {
-    legend->setWrap(wrap);
-    legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, /*rearrange=*/true);
-    legend->setFillOrder(QCPLayoutGrid::foRowsFirst, /*rearrange=*/true);
-  }
+  // Lay the plot out for the ranges just set: tick labels of another width move the axis rect,
+  // so pixels taken from the last replot would be stale.
+  for (auto phase :
+       {QCPLayoutElement::upPreparation, QCPLayoutElement::upMargins, QCPLayoutElement::upLayout})
+    plot->plotLayout()->update(phase);
   const QRect area = plot->axisRect()->rect();
   if (area.width() < 10 || area.height() < 10) return;  // not laid out yet
-  // Long run names (sweep cells) would make the legend wider than the plot: compact them (keys
-  // without sections, then values only), then elide in the middle, so that the legend keeps to
-  // about 60 % of the plot's width. The hover read-out still names the run in full.
-  const int columns = wrap > 0 ? (legend->itemCount() + wrap - 1) / wrap : 1;
-  const int maxText = std::max(40, area.width() * 3 / 5 / columns - 30);
-  const QFontMetrics metrics(legend->font());
-  for (const auto& run : runs_) {
-    QString name = run->curves.label;
-    if (metrics.horizontalAdvance(name) > maxText) name = compactRunLabel(name);
-    if (metrics.horizontalAdvance(name) > maxText) name = compactRunLabel(run->curves.label, false);
-    if (metrics.horizontalAdvance(name) > maxText)
-      name = metrics.elidedText(name, Qt::ElideMiddle, maxText);
-    if (run->series[p].smooth->name() != name) run->series[p].smooth->setName(name);
-  }
-  // Pick the corner that hides the fewest curve points (falling losses leave the top right free,
-  // a rising accuracy the bottom right).
-  const QSize size = legend->minimumOuterSizeHint().boundedTo(area.size());
-  const Qt::Alignment corners[] = {Qt::AlignTop | Qt::AlignRight, Qt::AlignBottom | Qt::AlignRight,
-                                   Qt::AlignTop | Qt::AlignLeft, Qt::AlignBottom | Qt::AlignLeft};
-  QRect rects[4];
-  for (int c = 0; c < 4; ++c) {
-    const int x = corners[c] & Qt::AlignRight ? area.right() - size.width() : area.left();
-    const int y = corners[c] & Qt::AlignBottom ? area.bottom() - size.height() : area.top();
-    rects[c] = QRect(QPoint(x, y), size).adjusted(-8, -8, 8, 8);
-  }
-  int hidden[4] = {0, 0, 0, 0};
-  for (const auto& run : runs_) {
-    const Series& series = run->series[p];
-    for (const QCPGraph* graph : {series.raw, series.smooth}) {
-      const auto data = graph->data();
-      const int stride = std::max(1, data->size() / kLegendSamples);
-      for (int i = 0; i < data->size(); i += stride) {
-        const auto point = data->at(i);
-        const QPoint pixel(int(plot->xAxis->coordToPixel(point->key)),
-                           int(plot->yAxis->coordToPixel(point->value)));
-        for (int c = 0; c < 4; ++c) hidden[c] += rects[c].contains(pixel);
+  const QSize size = legend->minimumOuterSizeHint();
+  if (size.width() <= area.width() && size.height() <= area.height()) {
+    // The corner that covers the fewest data points (falling losses leave the top right free, a
+    // rising accuracy the bottom right); among free corners the one fewest lines cross.
+    const Qt::Alignment corners[] = {Qt::AlignTop | Qt::AlignRight,
+                                     Qt::AlignBottom | Qt::AlignRight, Qt::AlignTop | Qt::AlignLeft,
+                                     Qt::AlignBottom | Qt::AlignLeft};
+    QRectF rects[4];
+    for (int c = 0; c < 4; ++c) {
+      const int x = corners[c] & Qt::AlignRight ? area.right() + 1 - size.width() : area.left();
+      const int y = corners[c] & Qt::AlignBottom ? area.bottom() + 1 - size.height() : area.top();
+      rects[c] =
+          QRectF(x, y, size.width(), size.height())
+              .adjusted(-kLegendClearance, -kLegendClearance, kLegendClearance, kLegendClearance);
+    }
+    int points[4] = {0, 0, 0, 0}, crossings[4] = {0, 0, 0, 0};
+    for (const auto& run : runs_) {
+      const Series& series = run->series[p];
+      for (const QCPGraph* graph : {series.raw, series.smooth}) {
+        const auto data = graph->data();
+        const int n = data->size();
+        const int stride = std::max(1, n / kLegendSamples);
+        QPointF previous;
+        bool hasPrevious = false;
+        auto visit = [&](int i) {
+          const auto point = data->at(i);
+          const QPointF pixel(plot->xAxis->coordToPixel(point->key),
+                              plot->yAxis->coordToPixel(point->value));
+          if (!std::isfinite(pixel.x()) || !std::isfinite(pixel.y())) return;
+          for (int c = 0; c < 4; ++c) {
+            if (rects[c].contains(pixel))
+              ++points[c];
+            else if (hasPrevious && segmentCrosses(rects[c], previous, pixel))
+              ++crossings[c];
+          }
+          previous = pixel;
+          hasPrevious = true;
+        };
+        for (int i = 0; i < n; i += stride) visit(i);
+        if (n > 0 && (n - 1) % stride != 0) visit(n - 1);  // the latest point, always
       }
     }
+    int best = 0;
+    for (int c = 1; c < 4; ++c)
+      if (std::make_pair(points[c], crossings[c]) < std::make_pair(points[best], crossings[best]))
+        best = c;
+    if (points[best] == 0) {
+      plot->axisRect()->insetLayout()->setInsetAlignment(0, corners[best]);
+      return;
+    }
   }
-  const int best = int(std::min_element(hidden, hidden + 4) - hidden);
-  plot->axisRect()->insetLayout()->setInsetAlignment(0, corners[best]);
+  // No corner is free (or the legend is larger than the axes): below them, covering nothing.
+  setLegendBelow(p, true);
 }
 
 void CurvePanel::applyAxisStyle(int p) {

@@ -172,17 +172,39 @@ SweepHeatmap::Layout SweepHeatmap::layoutFor(const QFont& font) const {
   const int grid_h = n_rows * layout.cell_h + (n_rows - 1) * layout.gap;
   // The colour bar needs room for its labels even on a one-row grid.
   const int bar_h = std::max(grid_h, 4 * m.height());
+  layout.bar =
+      QRect(layout.origin.x() + grid_w + layout.bar_gap, layout.origin.y(), layout.bar_w, bar_h);
   const int readout_h = m.horizontalAdvance(readout_) + 8;
+  // The row key is centred on the rows; a key longer than a short grid is (e.g. masking.num
+  // beside two rows) reaches above it, into the empty corner by the column labels, and below.
+  layout.row_title_h = std::max(grid_h, mb.horizontalAdvance(row_key_) + 8);
+  layout.row_title_top =
+      std::max(layout.margin, layout.origin.y() + (grid_h - layout.row_title_h) / 2);
+  const int bottom = std::max(layout.origin.y() + std::max({grid_h, bar_h, readout_h}),
+                              layout.row_title_top + layout.row_title_h);
   layout.size = QSize(layout.origin.x() + grid_w + layout.bar_gap + layout.bar_w + 4 +
                           layout.bar_label_w + layout.readout_w + layout.margin,
-                      layout.origin.y() + std::max({grid_h, bar_h, readout_h}) + layout.margin);
+                      bottom + layout.margin);
   return layout;
 }
 
 QRect SweepHeatmap::cellRect(const QString& row, const QString& col) const {
   const int r = rows_.indexOf(row), c = cols_.indexOf(col);
   if (r < 0 || c < 0) return QRect();
-  return layoutFor(font()).cell(r, c);
+  return layoutFor(font()).cell(r, c).translated(mapOffset());
+}
+
+QRect SweepHeatmap::colourBarRect() const { return layoutFor(font()).bar.translated(mapOffset()); }
+
+QPoint SweepHeatmap::mapOffset() const {
+  const QSize map = layoutFor(font()).size;
+  return QPoint(std::max(0, (width() - map.width()) / 2),
+                std::max(0, (height() - map.height()) / 2));
+}
+
+bool SweepHeatmap::hasSpread() const {
+  double lo = 0, hi = 0;
+  return valueRange(&lo, &hi) && formatValue(lo) != formatValue(hi);
 }
 
 QSize SweepHeatmap::sizeHint() const { return layoutFor(font()).size; }
@@ -205,9 +227,9 @@ void SweepHeatmap::paintMap(QPainter& painter, const Layout& layout, const QFont
   painter.drawText(QRect(layout.origin.x(), layout.margin, grid_w, layout.axis_title),
                    Qt::AlignCenter, col_key_);
   painter.save();
-  painter.translate(layout.margin, layout.origin.y() + grid_h);
+  painter.translate(layout.margin, layout.row_title_top + layout.row_title_h);
   painter.rotate(-90);
-  painter.drawText(QRect(0, 0, grid_h, layout.axis_title), Qt::AlignCenter, row_key_);
+  painter.drawText(QRect(0, 0, layout.row_title_h, layout.axis_title), Qt::AlignCenter, row_key_);
   painter.restore();
 
   painter.setFont(font);
@@ -226,7 +248,11 @@ void SweepHeatmap::paintMap(QPainter& painter, const Layout& layout, const QFont
 
   double lo = 0, hi = 0;
   const bool has_range = valueRange(&lo, &hi);
-  auto colourOf = [&](double v) { return viridisColour(hi > lo ? (v - lo) / (hi - lo) : 0.5); };
+  // Values that read the same (all cells equal, or apart by less than the shown decimals) get the
+  // middle colour and a one-colour bar with one label: a full gradient labelled with the same
+  // number at both ends would claim a scale that is not there.
+  const bool spread = hasSpread();
+  auto colourOf = [&](double v) { return viridisColour(spread ? (v - lo) / (hi - lo) : 0.5); };
 
   painter.setRenderHint(QPainter::Antialiasing, false);
   for (int r = 0; r < n_rows; ++r) {
@@ -263,7 +289,7 @@ void SweepHeatmap::paintMap(QPainter& painter, const Layout& layout, const QFont
           const QColor fill = finite ? colourOf(cell.value) : kPendingFill;
           painter.fillRect(rect, fill);
           // The best cell is bold, as the paper's tables mark it.
-          const bool best = finite && has_range && hi > lo &&
+          const bool best = finite && spread &&
                             ((best_ == BestCell::Highest && cell.value == hi) ||
                              (best_ == BestCell::Lowest && cell.value == lo));
           painter.setFont(best ? bold : font);
@@ -285,13 +311,13 @@ void SweepHeatmap::paintMap(QPainter& painter, const Layout& layout, const QFont
   }
 
   // Colour bar: min at the bottom, max at the top, readout name beside it.
-  const int bar_h = std::max(grid_h, 4 * metrics.height());
-  const QRect bar(layout.origin.x() + grid_w + layout.bar_gap, layout.origin.y(), layout.bar_w,
-                  bar_h);
-  if (has_range) {
+  const QRect bar = layout.bar;
+  if (spread) {
     QLinearGradient gradient(bar.bottomLeft(), bar.topLeft());
     for (int i = 0; i <= 10; ++i) gradient.setColorAt(i / 10.0, viridisColour(i / 10.0));
     painter.fillRect(bar, gradient);
+  } else if (has_range) {
+    painter.fillRect(bar, viridisColour(0.5));
   } else {
     painter.fillRect(bar, kPendingFill);
   }
@@ -300,11 +326,13 @@ void SweepHeatmap::paintMap(QPainter& painter, const Layout& layout, const QFont
   painter.drawRect(bar.adjusted(0, 0, -1, -1));
   painter.setFont(font);
   const QRect labels(bar.right() + 5, bar.top(), layout.bar_label_w, bar.height());
-  if (has_range) {
+  if (spread) {
     painter.drawText(labels, Qt::AlignLeft | Qt::AlignTop, formatValue(hi));
     painter.drawText(labels, Qt::AlignLeft | Qt::AlignBottom, formatValue(lo));
-    if (hi > lo && bar.height() >= 5 * metrics.height())
+    if (bar.height() >= 5 * metrics.height())
       painter.drawText(labels, Qt::AlignLeft | Qt::AlignVCenter, formatValue((lo + hi) / 2));
+  } else if (has_range) {
+    painter.drawText(labels, Qt::AlignLeft | Qt::AlignVCenter, formatValue(hi));
   } else {
     painter.setPen(kPendingText);
     painter.drawText(labels, Qt::AlignLeft | Qt::AlignVCenter, QStringLiteral("–"));
@@ -320,14 +348,16 @@ void SweepHeatmap::paintMap(QPainter& painter, const Layout& layout, const QFont
 void SweepHeatmap::paintEvent(QPaintEvent*) {
   QPainter painter(this);
   painter.setRenderHint(QPainter::TextAntialiasing);
+  painter.translate(mapOffset());  // centred in the space the panel gives it
   paintMap(painter, layoutFor(font()), font(), false);
 }
 
 int SweepHeatmap::cellAt(const QPoint& pos) const {
   const Layout layout = layoutFor(font());
+  const QPoint map = pos - mapOffset();
   for (int r = 0; r < rows_.size(); ++r)
     for (int c = 0; c < cols_.size(); ++c)
-      if (layout.cell(r, c).contains(pos)) return r * cols_.size() + c;
+      if (layout.cell(r, c).contains(map)) return r * cols_.size() + c;
   return -1;
 }
 
@@ -380,8 +410,9 @@ bool SweepHeatmap::event(QEvent* event) {
       event->ignore();
       return true;
     }
-    QToolTip::showText(help->globalPos(), toolTipAt(i), this,
-                       layoutFor(font()).cell(i / cols_.size(), i % cols_.size()));
+    QToolTip::showText(
+        help->globalPos(), toolTipAt(i), this,
+        layoutFor(font()).cell(i / cols_.size(), i % cols_.size()).translated(mapOffset()));
     return true;
   }
   return QWidget::event(event);

@@ -58,6 +58,11 @@ class SweepHeatmap : public QWidget {
 
   /// The cell's rectangle in widget coordinates; empty for an unknown cell.
   QRect cellRect(const QString& row, const QString& col) const;
+  /// The colour bar's rectangle in widget coordinates (labels beside it, not included).
+  QRect colourBarRect() const;
+  /// Whether the done cells' values differ as shown (formatValue): otherwise every done cell
+  /// and the whole colour bar take the middle colour, and the bar has a single label.
+  bool hasSpread() const;
 
   bool exportFigure(const QString& path, QString* error = nullptr) const;  // png/pdf/svg
   /// CSV with header `<row_key>,<col_key>,state,value,run_dir`, then one line per cell in row-major
@@ -94,10 +99,14 @@ class SweepHeatmap : public QWidget {
     int axis_title = 0, row_label_w = 0, col_label_h = 0, bar_gap = 18, bar_w = 14;
     int bar_label_w = 0, readout_w = 0;
     QPoint origin;  // top-left of cell (0, 0)
+    QRect bar;      // the colour bar
+    int row_title_top = 0, row_title_h = 0;  // span of the row key, which reads upwards
     QSize size;
     QRect cell(int row, int col) const;
   };
   Layout layoutFor(const QFont& font) const;
+  /// Where the map's top-left corner sits in the widget: the map is centred in a larger widget.
+  QPoint mapOffset() const;
   void paintMap(QPainter& painter, const Layout& layout, const QFont& font, bool figure) const;
   int indexOf(const QString& row, const QString& col) const;
   /// Index of the cell under `pos`, or -1.
