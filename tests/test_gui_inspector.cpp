@@ -3,6 +3,7 @@
 #include <QtTest/QtTest>
 
 #include <QProcess>
+#include <QPushButton>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "app/gui/sweep_panel.h"
 #include "core/eval/sweep.h"
 #include "core/log/log_reader.h"
+#include "widgets/inspector_grid.h"
 #include "widgets/sweep_heatmap.h"
 
 using namespace mst;
@@ -23,12 +25,18 @@ using namespace mst::test;
 namespace {
 
 nlohmann::json tinyExperiment() {
+  // Mask settings other than the inspector's defaults (0.1, 8): a panel given this run must
+  // take them from the run.
   return {{"model", {{"preset", "vit_micro28"}}},
           {"data", {{"limit", 512}, {"workers", 1}}},
+          {"masking", {{"strategy", "attention_guided"}, {"p", 0.05}, {"num", 2}}},
           {"crops", {{"local_crops", 1}}},
           {"eval", {{"every_epochs", 0}}},
           {"train",
-           {{"batch_size", 16}, {"epochs", 1}, {"log_every", 1}, {"snapshot_every", 0},
+           {{"batch_size", 16},
+            {"epochs", 1},
+            {"log_every", 1},
+            {"snapshot_every", 0},
             {"threads", 1}}}};
 }
 
@@ -87,10 +95,12 @@ class TestGuiInspector : public QObject {
              err.constData());
     InspectorPanel panel;
     panel.setImageIndices("0-3");
+    panel.setCheckpoint(checkpoint_);  // first: it brings the run's settings along
     panel.setMaskSettings("attention_guided", 0.5, 2);
     panel.setSeed(7);
-    panel.setCheckpoint(checkpoint_);
     QVERIFY(waitFor(panel, 2, 7));
+    QVERIFY2(panel.statusText().contains("p = 0.5, num = 2, seed 7"),
+             qPrintable(panel.statusText()));
     const auto& shown = panel.shownImages();
     QCOMPARE(shown.size(), 4);
     std::vector<int64_t> dims;
@@ -151,6 +161,9 @@ class TestGuiInspector : public QObject {
     QString error;
     QVERIFY2(panel.exportFigure(dir_.filePath("fig.svg"), &error), qPrintable(error));
     QVERIFY(fileHead(dir_.filePath("fig.svg"), 4096).contains("<svg"));
+    // MST_WIDGET_SHOTS=DIR keeps the figure of real weights for review.
+    const QString shots = qEnvironmentVariable("MST_WIDGET_SHOTS");
+    if (!shots.isEmpty()) QVERIFY(panel.exportFigure(shots + "/inspector_panel_figure.png"));
     QVERIFY2(panel.exportHdf5(dir_.filePath("panel.h5"), &error), qPrintable(error));
     std::vector<int64_t> dims;
     const auto guided =
@@ -158,6 +171,103 @@ class TestGuiInspector : public QObject {
     QCOMPARE(dims[0], 6);
     QCOMPARE(static_cast<int>(std::accumulate(guided.begin(), guided.end(), 0.0f)),
              6 * (p.grid_h * p.grid_w / 2));
+  }
+
+  void followsTheRunsMaskSettings() {
+    InspectorPanel panel;
+    QCOMPARE(panel.currentRequest().p, 0.1);  // the defaults, before any run
+    QCOMPARE(panel.currentRequest().num, 8);
+    panel.setRun(dir_.filePath("run"));
+    QVERIFY(panel.runMaskSettings().has_value());
+    ProbeRequest r = panel.currentRequest();
+    QCOMPARE(r.strategy, QString("attention_guided"));
+    QCOMPARE(r.p, 0.05);
+    QCOMPARE(r.num, 2);
+    // Redraw uses them (the label says so) ...
+    panel.setImageIndices("0-1");
+    QVERIFY(waitFor(panel, 2, 0));
+    QVERIFY2(panel.statusText().contains("attention_guided, p = 0.05, num = 2, seed 0"),
+             qPrintable(panel.statusText()));
+    QVERIFY(!panel.statusText().contains("trained with"));
+    // ... the user may still change them, and the label then names both.
+    panel.setMaskSettings("attention_high", 0.3, 5);
+    QVERIFY(waitFor(panel, 5, 0));
+    QVERIFY2(panel.statusText().contains("attention_high, p = 0.3, num = 5, seed 0 (trained "
+                                         "with attention_guided, p = 0.05, num = 2)"),
+             qPrintable(panel.statusText()));
+    // Choosing a checkpoint takes its config's settings again.
+    panel.setCheckpoint(checkpoint_);
+    QCOMPARE(panel.currentRequest().strategy, QString("attention_guided"));
+    QCOMPARE(panel.currentRequest().p, 0.05);
+    QCOMPARE(panel.currentRequest().num, 2);
+    QVERIFY(waitFor(panel, 2, 0));
+    QVERIFY(!panel.statusText().contains("trained with"));
+  }
+
+  void randomIndicesStayInTheDataSet_data() {
+    QTest::addColumn<qint64>("size");
+    QTest::addColumn<int>("count");
+    QTest::newRow("large") << qint64(60000) << 8;
+    QTest::newRow("limit") << qint64(512) << 8;
+    QTest::newRow("just enough") << qint64(9) << 8;
+    QTest::newRow("fewer than asked") << qint64(5) << 8;
+    QTest::newRow("one") << qint64(1) << 8;
+  }
+  void randomIndicesStayInTheDataSet() {
+    QFETCH(qint64, size);
+    QFETCH(int, count);
+    for (quint64 seed : {0ull, 1ull, 12345ull}) {
+      const QVector<qint64> picks = randomImageIndices(size, count, seed);
+      QCOMPARE(picks.size(), int(std::min<qint64>(size, count)));
+      for (int i = 0; i < picks.size(); ++i) {
+        QVERIFY(picks[i] >= 0 && picks[i] < size);
+        if (i > 0) QVERIFY(picks[i] > picks[i - 1]);  // ascending, so distinct
+      }
+      QCOMPARE(randomImageIndices(size, count, seed), picks);
+    }
+  }
+
+  void randomPicksFromTheRunsImages() {
+    // The run's data.limit is 512: every pick is below it (picks below 10000 would not be).
+    InspectorPanel panel;
+    panel.setCheckpoint(checkpoint_);
+    QVERIFY(waitFor(panel, 2, 0));
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      QSignalSpy updated(&panel, &InspectorPanel::updated);
+      panel.pickRandomImages(8);
+      QVERIFY(updated.wait(120000));
+      const QVector<qint64> picks = panel.currentRequest().indices;  // the field names them
+      QCOMPARE(picks.size(), 8);
+      QCOMPARE(panel.shownImages().size(), 8);
+      for (int i = 0; i < picks.size(); ++i) {
+        QVERIFY2(picks[i] < 512, qPrintable(QString::number(picks[i])));
+        QCOMPARE(panel.shownImages()[i].title, QString("#%1").arg(picks[i]));
+      }
+    }
+    // A data set smaller than eight images: all of them.
+    InspectorPanel small;
+    nlohmann::json json = tinyExperiment();
+    json["data"]["limit"] = 5;
+    small.setExperimentJson(QString::fromStdString(json.dump()));
+    QSignalSpy updated(&small, &InspectorPanel::updated);
+    small.pickRandomImages(8);
+    QVERIFY(updated.wait(120000));
+    QCOMPARE(small.currentRequest().indices, QVector<qint64>({0, 1, 2, 3, 4}));
+  }
+
+  void emptyTextNamesButtonsThatExist() {
+    InspectorPanel panel;
+    const QString text = panel.grid()->emptyText();
+    QStringList buttons;
+    for (const QPushButton* b : panel.findChildren<QPushButton*>()) buttons << b->text();
+    // Every button-like name in the text ("Redraw", "Checkpoint…", ...) is a button.
+    QRegularExpression names("(Redraw|Random|Checkpoint…|Folder…|Inspect\\w*|Open\\w*)");
+    int named = 0;
+    for (auto it = names.globalMatch(text); it.hasNext(); ++named) {
+      const QString name = it.next().captured(1);
+      QVERIFY2(buttons.contains(name), qPrintable(name + " is no button: " + text));
+    }
+    QVERIFY(named >= 3);
   }
 
   void aSweepFolderGivesBackItsGridAsTyped() {
@@ -219,8 +329,15 @@ class TestGuiInspector : public QObject {
       QCOMPARE(tip.count("k-NN top-1 %: "), 1);  // the coloured one, shown once
     }
     // Reopened later, it shows its finished cells.
+    // Reopened, it also brings back what its cells were trained with: a relaunch must use it.
     SweepPanel reopened;
+    QSignalSpy found(&reopened, &SweepPanel::experimentFound);
     QVERIFY2(reopened.open(dir_.filePath("sweep"), &error), qPrintable(error));
+    QCOMPARE(found.count(), 1);
+    const auto trained = nlohmann::json::parse(found.front().at(0).toString().toStdString());
+    QCOMPARE(trained["data"]["limit"].get<int64_t>(), int64_t{512});
+    QCOMPARE(trained["model"]["preset"].get<std::string>(), std::string("vit_micro28"));
+    QCOMPARE(reopened.maxSteps(), qint64{2});
     QCOMPARE(reopened.heatmap()->state("4", "0.1"), CellState::Done);
     QCOMPARE(reopened.heatmap()->value("4", "0.1"), panel.heatmap()->value("4", "0.1"));
     QVERIFY2(panel.heatmap()->exportFigure(dir_.filePath("heat.png"), &error), qPrintable(error));

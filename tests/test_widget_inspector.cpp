@@ -134,6 +134,138 @@ class TestWidgetInspector : public QObject {
     QCOMPARE(heat.pixel(i_lo % 7, i_lo / 7), mst::infernoColour(0.0).rgb());
   }
 
+  void attentionHeatmapOnAGivenScale() {
+    ProbeImage p = makeProbe("a", 1, {}, {});
+    for (int i = 0; i < 49; ++i) p.attention[i] = float(i) / 49.0f / 49.0f;  // i/49 x uniform
+    p.attention[48] = 1.0f / 49.0f;                                          // 1 x uniform
+    double lo = 0, hi = 0;
+    QVERIFY(mst::attentionRange(p, &lo, &hi));
+    QCOMPARE(lo, 0.0);
+    QVERIFY(std::abs(hi - 1.0) < 1e-6);
+    QVERIFY(std::abs(mst::attentionTimesUniform(p, 24) - 24.0 / 49.0) < 1e-6);
+    // On the scale 0..2, 1 x uniform is the middle colour and nothing reaches the brightest.
+    const QImage heat = mst::attentionHeatmap(p, 0.0, 2.0);
+    QCOMPARE(heat.pixel(6, 6), mst::infernoColour(0.5).rgb());
+    QCOMPARE(heat.pixel(0, 0), mst::infernoColour(0.0).rgb());
+    // Values beyond the scale are clamped; a constant scale shows the middle colour.
+    QCOMPARE(mst::attentionHeatmap(p, 0.0, 0.5).pixel(6, 6), mst::infernoColour(1.0).rgb());
+    QCOMPARE(mst::attentionHeatmap(p, 3.0, 3.0).pixel(3, 3), mst::infernoColour(0.5).rgb());
+  }
+
+  /// Shared: one attention value has one colour in every row, and a nearly flat map stays nearly
+  /// one colour; per image: each map spans the whole colour map.
+  void sharedScaleComparesImages_data() {
+    QTest::addColumn<int>("scale");
+    QTest::newRow("shared") << int(mst::AttentionScale::Shared);
+    QTest::newRow("per image") << int(mst::AttentionScale::PerImage);
+  }
+  void sharedScaleComparesImages() {
+    QFETCH(int, scale);
+    const bool shared = scale == int(mst::AttentionScale::Shared);
+    ProbeImage peaked = makeProbe("#0", 1, {}, {});
+    ProbeImage flat = makeProbe("#1", 1, {}, {});
+    for (int i = 0; i < 49; ++i) flat.attention[i] = (1.0f + 0.02f * (i % 3)) / 49.0f;
+    // Patch 10 of both maps holds the same value (the flat map's highest).
+    peaked.attention[10] = flat.attention[2];
+    InspectorGrid grid;
+    grid.setImages({peaked, flat});
+    if (!shared) QCOMPARE(grid.attentionScale(), mst::AttentionScale::Shared);  // the default
+    grid.setAttentionScale(mst::AttentionScale(scale));
+    const QImage a = grid.renderCell(0, InspectorColumn::Attention);
+    const QImage b = grid.renderCell(1, InspectorColumn::Attention);
+    auto at = [](const QImage& cell, int patch) {  // 112 / 7 = 16 px per patch
+      return cell.pixel((patch % 7) * 16 + 8, (patch / 7) * 16 + 8);
+    };
+    QCOMPARE(at(a, 10) == at(b, 2), shared);
+    // The flat map: its darkest and brightest patches.
+    const QColor dark(at(b, 0)), bright(at(b, 2));
+    const int spread = std::abs(bright.red() - dark.red()) +
+                       std::abs(bright.green() - dark.green()) +
+                       std::abs(bright.blue() - dark.blue());
+    if (shared) {
+      QVERIFY2(spread < 40, qPrintable(QString::number(spread)));
+    } else {
+      QCOMPARE(at(b, 0), mst::infernoColour(0.0).rgb());
+      QCOMPARE(at(b, 2), mst::infernoColour(1.0).rgb());
+    }
+    double lo0, hi0, lo1, hi1;
+    QVERIFY(grid.colourRange(0, &lo0, &hi0));
+    QVERIFY(grid.colourRange(1, &lo1, &hi1));
+    QCOMPARE(lo0 == lo1 && hi0 == hi1, shared);
+    // The bar's labels: the shared range's ends in x uniform, or the per-image words.
+    const QStringList labels = grid.colourBarLabels();
+    QCOMPARE(labels.size(), 2);
+    if (shared) {
+      double lo = INFINITY, hi = -INFINITY;
+      for (const ProbeImage& p : {peaked, flat})
+        for (float v : p.attention) lo = std::min(lo, 49.0 * v), hi = std::max(hi, 49.0 * v);
+      QCOMPARE(labels[0], QString::number(lo, 'f', 2));  // 2 decimals below 10
+      QCOMPARE(labels[1], QString::number(hi, 'f', 1));  // 1 below 100
+      QVERIFY(hi >= 10 && hi < 100);
+    } else {
+      QCOMPARE(labels, QStringList({"min", "max"}));
+    }
+  }
+
+  void colourBarOnScreenAndInTheFigure() {
+    InspectorGrid grid;
+    QVERIFY(grid.colourBarRect().isEmpty());  // no attention, no bar
+    QVERIFY(grid.colourBarLabels().isEmpty());
+    grid.setImages({makeProbe("#0", 1, {1}, {40}), makeProbe("#1", 1, {2}, {41})});
+    const QRect bar = grid.colourBarRect();
+    const QRect first = grid.cellRect(0, InspectorColumn::Attention);
+    QVERIFY(!bar.isEmpty());
+    QVERIFY(bar.bottom() < first.top());  // above the column, like its title
+    QCOMPARE(bar.left(), first.left());
+    grid.resize(grid.sizeHint());
+    const QImage shot = grid.grab().toImage();
+    const int y = bar.center().y();
+    QCOMPARE(shot.pixel(bar.left(), y), mst::infernoColour(0.0).rgb());
+    QCOMPARE(shot.pixel(bar.right(), y), mst::infernoColour(1.0).rgb());
+    // The figure has the bar too (2 px per unit), and its labels below it.
+    QTemporaryDir dir;
+    QVERIFY(grid.exportFigure(dir.filePath("f.png")));
+    const QImage fig(dir.filePath("f.png"));
+    const QRect fbar = grid.colourBarRect(/*figure=*/true);
+    QVERIFY(!fbar.isEmpty());
+    const int fy = 2 * fbar.center().y();
+    QCOMPARE(fig.pixel(2 * fbar.left(), fy), mst::infernoColour(0.0).rgb());
+    QCOMPARE(fig.pixel(2 * fbar.right() + 1, fy), mst::infernoColour(1.0).rgb());
+    int ink = 0;
+    for (int yy = 2 * (fbar.bottom() + 2); yy < 2 * (fbar.bottom() + 16); ++yy)
+      for (int x = 2 * fbar.left(); x < 2 * fbar.right(); ++x) ink += qGray(fig.pixel(x, yy)) < 128;
+    QVERIFY2(ink > 40, qPrintable(QString::number(ink)));
+  }
+
+  void captionsCountMaskedPatches() {
+    InspectorGrid grid;
+    grid.setShowThreshold(true);
+    grid.setImages({makeProbe("#0", 1, {3, 10, 17, 30, 31}, {0}), makeProbe("#1", 1, {}, {})});
+    QCOMPARE(grid.cellCaption(0, InspectorColumn::RandomMask), QString("5/49 masked"));
+    QCOMPARE(grid.cellCaption(0, InspectorColumn::GuidedMask), QString("1/49 masked"));
+    QCOMPARE(grid.cellCaption(1, InspectorColumn::GuidedMask), QString("0/49 masked"));
+    QVERIFY(grid.cellCaption(0, InspectorColumn::Input).isEmpty());
+    QVERIFY(grid.cellCaption(0, InspectorColumn::Threshold).endsWith("/49 patches"));
+    double lo, hi;
+    QVERIFY(mst::attentionRange(grid.images()[0], &lo, &hi));
+    QCOMPARE(grid.cellCaption(0, InspectorColumn::Attention),
+             QString("%1 – %2 ×").arg(QString::number(lo, 'f', 2), QString::number(hi, 'f', 1)));
+    // Drawn between a cell and the next row: ink under the masks, none under the input.
+    grid.resize(grid.sizeHint());
+    const QImage shot = grid.grab().toImage();
+    auto inkUnder = [&](InspectorColumn c) {
+      const QRect cell = grid.cellRect(0, c), next = grid.cellRect(1, c);
+      QSet<QRgb> colours;
+      for (int y = cell.bottom() + 1; y < next.top(); ++y)
+        for (int x = cell.left(); x <= cell.right(); ++x) colours.insert(shot.pixel(x, y));
+      return colours.size() > 1;
+    };
+    QVERIFY(inkUnder(InspectorColumn::RandomMask));
+    QVERIFY(inkUnder(InspectorColumn::GuidedMask));
+    QVERIFY(inkUnder(InspectorColumn::Attention));
+    QVERIFY(!inkUnder(InspectorColumn::Input));
+  }
+
   void maskOverlay_data() {
     QTest::addColumn<int>("channels");
     QTest::addColumn<int>("scale");
@@ -554,6 +686,8 @@ class TestWidgetInspector : public QObject {
       m.save(out + "/sweep_heatmap.png");
       QVERIFY(grid.exportFigure(out + "/inspector_figure.png"));
       QVERIFY(grid.exportFigure(out + "/inspector_figure.pdf"));
+      grid.setAttentionScale(mst::AttentionScale::PerImage);
+      QVERIFY(grid.exportFigure(out + "/inspector_figure_per_image.png"));
       QVERIFY(map.exportFigure(out + "/sweep_figure.png"));
       QVERIFY(map.exportFigure(out + "/sweep_figure.svg"));
     }

@@ -16,6 +16,19 @@ namespace {
 constexpr int kMinCell = 16;
 constexpr double kThresholdMass = 0.6;  // DINO's visualisation keeps 60 % of the attention mass
 constexpr int kFigureFontPixels = 13;
+constexpr int kBarHeight = 10;  // the colour bar under the "Attention" title
+constexpr int kBarTop = 3;      // gap between the title and the bar
+constexpr int kLabelGap = 2;    // gap between the bar and its labels
+constexpr int kBandBottom = 4;  // gap between the labels and the first row
+constexpr int kCaptionGap = 2;  // caption text height + this under every cell
+
+/// Attention x uniform for the bar and the captions: fixed decimals (2 below 10, 1 below 100), so
+/// the ends of a nearly flat map (0.93 .. 1.00) read as such, and labels stay short for a 112-px
+/// bar.
+QString formatValue(double v) {
+  const double a = std::abs(v);
+  return QString::number(v, 'f', a < 10 ? 2 : a < 100 ? 1 : 0);
+}
 
 int countMasked(const QVector<quint8>& mask) {
   return static_cast<int>(std::count_if(mask.begin(), mask.end(), [](quint8 m) { return m != 0; }));
@@ -36,17 +49,38 @@ void paintPlaceholder(QImage& cell, const QRect& area, const QString& note) {
 
 QRect InspectorGrid::Layout::cell(int row, int column) const {
   return QRect(margin + row_title_width + column * (cell_px + gap),
-               margin + header_height + row * (cell_px + gap), cell_px, cell_px);
+               margin + header_height + row * (cell_px + caption_height + gap), cell_px, cell_px);
+}
+
+QRect InspectorGrid::Layout::caption(int row, int column) const {
+  const QRect c = cell(row, column);
+  return QRect(c.left(), c.bottom() + 1, cell_px, caption_height);
 }
 
 QRect InspectorGrid::Layout::rowTitle(int row) const {
-  return QRect(margin, margin + header_height + row * (cell_px + gap), row_title_width - 8,
-               cell_px);
+  const QRect c = cell(row, 0);
+  return QRect(margin, c.top(), row_title_width - 8, cell_px);
+}
+
+QRect InspectorGrid::Layout::rowSpan(int row, int columns) const {
+  return QRect(rowTitle(row).topLeft(), caption(row, std::max(columns, 1) - 1).bottomRight());
 }
 
 QRect InspectorGrid::Layout::header(int column) const {
   return QRect(margin + row_title_width + column * (cell_px + gap), margin, cell_px,
-               header_height - 6);
+               title_height - 4);
+}
+
+QRect InspectorGrid::Layout::colourBar(int column) const {
+  return QRect(margin + row_title_width + column * (cell_px + gap), margin + title_height + kBarTop,
+               cell_px, kBarHeight);
+}
+
+QRect InspectorGrid::Layout::colourBarLabels(int column) const {
+  const QRect bar = colourBar(column);
+  // Half a gap either side: the end labels may reach into the space between the columns.
+  return QRect(bar.left() - gap / 2, bar.bottom() + 1 + kLabelGap, cell_px + gap,
+               band_height - kBarTop - kBarHeight - kLabelGap - kBandBottom);
 }
 
 InspectorGrid::InspectorGrid(QWidget* parent) : QWidget(parent) {
@@ -78,6 +112,96 @@ void InspectorGrid::setCellSize(int pixels) {
 }
 
 int InspectorGrid::cellSize() const { return cell_size_; }
+
+void InspectorGrid::setAttentionScale(AttentionScale scale) {
+  if (scale == scale_) return;
+  scale_ = scale;
+  invalidate();
+}
+
+AttentionScale InspectorGrid::attentionScale() const { return scale_; }
+
+void InspectorGrid::setEmptyText(const QString& text) {
+  empty_text_ = text;
+  update();
+}
+
+QString InspectorGrid::emptyText() const {
+  return empty_text_.isEmpty() ? tr("No probe images yet.") : empty_text_;
+}
+
+bool InspectorGrid::sharedRange(double* lo, double* hi) const {
+  double a = INFINITY, b = -INFINITY;
+  for (const ProbeImage& p : images_) {
+    double l = 0.0, h = 0.0;
+    if (!attentionRange(p, &l, &h)) continue;
+    a = std::min(a, l);
+    b = std::max(b, h);
+  }
+  if (a > b) return false;
+  *lo = a;
+  *hi = b;
+  return true;
+}
+
+bool InspectorGrid::colourRange(int row, double* lo, double* hi) const {
+  if (row < 0 || row >= images_.size()) return false;
+  double l = 0.0, h = 0.0;
+  if (!attentionRange(images_[row], &l, &h)) return false;
+  if (scale_ == AttentionScale::Shared) return sharedRange(lo, hi);
+  *lo = l;
+  *hi = h;
+  return true;
+}
+
+QStringList InspectorGrid::colourBarLabels() const {
+  double lo = 0.0, hi = 0.0;
+  if (!sharedRange(&lo, &hi)) return {};
+  if (scale_ == AttentionScale::PerImage) return {tr("min"), tr("max")};
+  return {formatValue(lo), formatValue(hi)};
+}
+
+QString InspectorGrid::headerTitle(InspectorColumn column) const {
+  if (column != InspectorColumn::Attention || colourBarLabels().isEmpty())
+    return columnTitle(column);
+  // No-break spaces: a wrapped title breaks before the parenthesis, never inside it.
+  return scale_ == AttentionScale::Shared ? tr("Attention (×\u00A0uniform)")
+                                          : tr("Attention (per\u00A0image)");
+}
+
+QRect InspectorGrid::colourBarRect(bool figure) const {
+  if (colourBarLabels().isEmpty()) return QRect();
+  const int column = columns().indexOf(InspectorColumn::Attention);
+  return layoutFor(figure ? figureFont() : font()).colourBar(column);
+}
+
+QString InspectorGrid::cellCaption(int row, InspectorColumn column) const {
+  if (row < 0 || row >= images_.size()) return QString();
+  const ProbeImage& p = images_[row];
+  const int n = p.grid_h * p.grid_w;
+  auto count = [n](const QVector<quint8>& mask, const QString& what) {
+    if (n <= 0 || mask.size() != n) return QString();
+    return QStringLiteral("%1/%2 %3").arg(countMasked(mask)).arg(n).arg(what);
+  };
+  switch (column) {
+    case InspectorColumn::Attention: {
+      double lo = 0.0, hi = 0.0;
+      if (!attentionRange(p, &lo, &hi)) return QString();
+      return QStringLiteral("%1 – %2 ×").arg(formatValue(lo), formatValue(hi));
+    }
+    case InspectorColumn::RandomMask:
+      return count(p.mask_random, tr("masked"));
+    case InspectorColumn::GuidedMask:
+      return count(p.mask_guided, tr("masked"));
+    case InspectorColumn::Threshold:
+      if (p.attention.size() != n) return QString();
+      return count(attentionThresholdMask(p.attention, kThresholdMass), tr("patches"));
+    case InspectorColumn::Input:
+    case InspectorColumn::Reconstruction:
+      break;
+  }
+  return QString();
+}
 
 QVector<InspectorColumn> InspectorGrid::columns() const {
   QVector<InspectorColumn> out = {InspectorColumn::Input, InspectorColumn::Attention,
@@ -139,10 +263,12 @@ QImage InspectorGrid::renderCellAt(int row, InspectorColumn column, int pixels) 
       content = maskOverlay(p, {}, QColor(), overlay_scale);
       missing = QStringLiteral("no image");
       break;
-    case InspectorColumn::Attention:
-      content = attentionHeatmap(p);
+    case InspectorColumn::Attention: {
+      double lo = 0.0, hi = 0.0;
+      content = colourRange(row, &lo, &hi) ? attentionHeatmap(p, lo, hi) : attentionHeatmap(p);
       missing = QStringLiteral("no attention");
       break;
+    }
     case InspectorColumn::RandomMask:
       if (p.mask_random.size() == p.grid_h * p.grid_w && p.grid_h > 0)
         content = maskOverlay(p, p.mask_random, randomMaskColour(), overlay_scale);
@@ -190,19 +316,22 @@ InspectorGrid::Layout InspectorGrid::layoutFor(const QFont& font) const {
   const QVector<InspectorColumn> cols = columns();
   for (InspectorColumn c : cols) {
     const QRect r = metrics.boundingRect(QRect(0, 0, layout.cell_px, 1000),
-                                         Qt::AlignHCenter | Qt::TextWordWrap, columnTitle(c));
+                                         Qt::AlignHCenter | Qt::TextWordWrap, headerTitle(c));
     header = std::max(header, r.height());
   }
-  layout.header_height = header + 6;
+  layout.title_height = header + 4;
+  layout.band_height = kBarTop + kBarHeight + kLabelGap + metrics.height() + kBandBottom;
+  layout.header_height = layout.title_height + layout.band_height;
+  layout.caption_height = metrics.height() + kCaptionGap;
   int title = 0;
   for (const ProbeImage& p : images_) title = std::max(title, metrics.horizontalAdvance(p.title));
   layout.row_title_width = std::max(title, metrics.horizontalAdvance(QStringLiteral("#00"))) + 8;
-  const int n_cols = cols.size(), n_rows = images_.size();
+  const int n_cols = cols.size(), n_rows = std::max<int>(images_.size(), 1);
   layout.size =
       QSize(2 * layout.margin + layout.row_title_width + n_cols * layout.cell_px +
                 (n_cols - 1) * layout.gap,
-            2 * layout.margin + layout.header_height + std::max(n_rows, 1) * layout.cell_px +
-                (std::max(n_rows, 1) - 1) * layout.gap);
+            2 * layout.margin + layout.header_height +
+                n_rows * (layout.cell_px + layout.caption_height) + (n_rows - 1) * layout.gap);
   return layout;
 }
 
@@ -217,7 +346,8 @@ QSize InspectorGrid::sizeHint() const { return layoutFor(font()).size; }
 QSize InspectorGrid::minimumSizeHint() const {
   // One row is enough to be useful; a scroll area shows the rest.
   const Layout layout = layoutFor(font());
-  return QSize(layout.size.width(), 2 * layout.margin + layout.header_height + layout.cell_px);
+  return QSize(layout.size.width(),
+               2 * layout.margin + layout.header_height + layout.cell_px + layout.caption_height);
 }
 
 void InspectorGrid::paintGrid(QPainter& painter, const Layout& layout, const QFont& font,
@@ -226,9 +356,11 @@ void InspectorGrid::paintGrid(QPainter& painter, const Layout& layout, const QFo
   const QVector<InspectorColumn> cols = columns();
   painter.setFont(font);
   painter.setPen(text_colour);
-  for (int c = 0; c < cols.size(); ++c)
+  for (int c = 0; c < cols.size(); ++c) {
     painter.drawText(layout.header(c), Qt::AlignHCenter | Qt::AlignBottom | Qt::TextWordWrap,
-                     columnTitle(cols[c]));
+                     headerTitle(cols[c]));
+    if (cols[c] == InspectorColumn::Attention) paintColourBar(painter, layout, c, text_colour);
+  }
   if (use_cache && cache_.size() != images_.size() * cols.size()) {
     cache_.clear();
     for (int r = 0; r < images_.size(); ++r)
@@ -242,8 +374,44 @@ void InspectorGrid::paintGrid(QPainter& painter, const Layout& layout, const QFo
       const QImage cell =
           use_cache ? cache_[r * cols.size() + c] : renderCellAt(r, cols[c], pixels_per_cell);
       painter.drawImage(QRectF(layout.cell(r, c)), cell);
+      const QString caption = cellCaption(r, cols[c]);
+      if (caption.isEmpty()) continue;
+      // A mask's count in the mask's own colour (darkened to read as text) ties it to the overlay.
+      QColor colour = text_colour;
+      if (cols[c] == InspectorColumn::RandomMask) colour = randomMaskColour().darker(135);
+      if (cols[c] == InspectorColumn::GuidedMask) colour = guidedMaskColour().darker(135);
+      if (cols[c] == InspectorColumn::Threshold) colour = thresholdColour().darker(135);
+      painter.setPen(colour);
+      painter.drawText(layout.caption(r, c), Qt::AlignHCenter | Qt::AlignBottom, caption);
     }
   }
+}
+
+void InspectorGrid::paintColourBar(QPainter& painter, const Layout& layout, int column,
+                                   const QColor& text_colour) const {
+  const QStringList labels = colourBarLabels();
+  if (labels.size() != 2) return;
+  // An image of the colour map with one sample per device pixel, so its ends are exactly the heat
+  // maps' darkest and brightest colours (a vector image in PDF / SVG).
+  const QRect bar = layout.colourBar(column);
+  const qreal ratio = painter.device() ? painter.device()->devicePixelRatioF() : 1.0;
+  QImage strip(std::max(2, qRound(bar.width() * ratio)), 1, QImage::Format_ARGB32);
+  for (int x = 0; x < strip.width(); ++x)
+    strip.setPixel(x, 0, infernoColour(x / double(strip.width() - 1)).rgb());
+  const bool smooth = painter.testRenderHint(QPainter::SmoothPixmapTransform);
+  painter.setRenderHint(QPainter::SmoothPixmapTransform, false);
+  painter.drawImage(QRectF(bar), strip);
+  painter.setRenderHint(QPainter::SmoothPixmapTransform, smooth);
+  const QRect text = layout.colourBarLabels(column);
+  painter.setPen(text_colour);
+  painter.drawText(text, Qt::AlignLeft | Qt::AlignTop, labels[0]);
+  painter.drawText(text, Qt::AlignRight | Qt::AlignTop, labels[1]);
+}
+
+QFont InspectorGrid::figureFont() const {
+  QFont font = this->font();
+  font.setPixelSize(kFigureFontPixels);
+  return font;
 }
 
 void InspectorGrid::paintEvent(QPaintEvent*) {
@@ -256,20 +424,17 @@ void InspectorGrid::paintEvent(QPaintEvent*) {
     const QRect body(layout.margin + layout.row_title_width, layout.margin + layout.header_height,
                      layout.size.width() - 2 * layout.margin - layout.row_title_width,
                      layout.cell_px);
-    painter.drawText(body, Qt::AlignCenter | Qt::TextWordWrap,
-                     tr("No probe images yet: run Inspect or open an inspect file."));
+    painter.drawText(body, Qt::AlignCenter | Qt::TextWordWrap, emptyText());
     return;
   }
   if (hovered_row_ >= 0 && hovered_row_ < images_.size()) {
-    const QRect first = layout.rowTitle(hovered_row_);
-    const QRect last = layout.cell(hovered_row_, columns().size() - 1);
+    const QRect span = layout.rowSpan(hovered_row_, columns().size());
     QColor highlight = palette().color(QPalette::Highlight);
     highlight.setAlpha(40);
     painter.setRenderHint(QPainter::Antialiasing);
     painter.setPen(Qt::NoPen);
     painter.setBrush(highlight);
-    painter.drawRoundedRect(QRect(first.topLeft(), last.bottomRight()).adjusted(-4, -3, 3, 3), 4,
-                            4);
+    painter.drawRoundedRect(span.adjusted(-4, -3, 3, 3), 4, 4);
     painter.setRenderHint(QPainter::Antialiasing, false);
   }
   paintGrid(painter, layout, font(), palette().color(QPalette::WindowText), cell_size_, true);
@@ -278,10 +443,8 @@ void InspectorGrid::paintEvent(QPaintEvent*) {
 int InspectorGrid::rowAt(const QPoint& pos) const {
   const Layout layout = layoutFor(font());
   const int n_cols = columns().size();
-  for (int r = 0; r < images_.size(); ++r) {
-    const QRect span(layout.rowTitle(r).topLeft(), layout.cell(r, n_cols - 1).bottomRight());
-    if (span.contains(pos)) return r;
-  }
+  for (int r = 0; r < images_.size(); ++r)
+    if (layout.rowSpan(r, n_cols).contains(pos)) return r;
   return -1;
 }
 
@@ -335,9 +498,13 @@ QString InspectorGrid::cellToolTip(int row, InspectorColumn column) const {
     case InspectorColumn::Attention:
       if (p.attention.size() == n && n > 0) {
         const auto [lo, hi] = std::minmax_element(p.attention.begin(), p.attention.end());
-        detail = QStringLiteral("teacher CLS attention %1 .. %2 (dark = low)")
+        detail = QStringLiteral("teacher CLS attention %1 .. %2 (%3 .. %4 x uniform, %5 scale)")
                      .arg(*lo, 0, 'g', 3)
-                     .arg(*hi, 0, 'g', 3);
+                     .arg(*hi, 0, 'g', 3)
+                     .arg(double(*lo) * n, 0, 'g', 3)
+                     .arg(double(*hi) * n, 0, 'g', 3)
+                     .arg(scale_ == AttentionScale::Shared ? QStringLiteral("shared")
+                                                           : QStringLiteral("per-image"));
       }
       break;
     case InspectorColumn::RandomMask:
@@ -398,9 +565,7 @@ bool InspectorGrid::exportFigure(const QString& path, QString* error) const {
     if (error) *error = QStringLiteral("no probe images to export to %1").arg(path);
     return false;
   }
-  // Pixel-sized font: the same layout on every device whatever its resolution.
-  QFont font = this->font();
-  font.setPixelSize(kFigureFontPixels);
+  const QFont font = figureFont();
   const Layout layout = layoutFor(font);
   return paintToFile(
       path, layout.size,

@@ -1,6 +1,7 @@
 /// @brief Inspector grid: one row per probe image with its input, attention, random and
 /// attention-guided masks, reconstruction (and optionally the top-60% attention map), like the
-/// paper's Figure 2; exports the same layout as a publication figure.
+/// paper's Figure 2, with the attention's colour bar and each mask's patch count; exports the same
+/// layout as a publication figure.
 #pragma once
 
 #include <QColor>
@@ -15,8 +16,15 @@ namespace mst {
 
 enum class InspectorColumn { Input, Attention, RandomMask, GuidedMask, Reconstruction, Threshold };
 
+/// How the attention heat maps are coloured: each from its own min to max (shows the structure of
+/// a nearly flat map), or all from the min to the max over the shown images (colours compare).
+enum class AttentionScale { PerImage, Shared };
+
 /// Grid of probe images; paints itself (no child widgets), so it renders offscreen as it does on
 /// screen. Meant to sit in a QScrollArea: its size hint is the whole grid at the cell size.
+/// Under the "Attention" title a colour bar gives the scale, in multiples of the uniform share
+/// (attention x patches: 1 = all patches equal); under each cell a caption gives the numbers a
+/// picture hides (the attention's range, "5/49 masked").
 class InspectorGrid : public QWidget {
   Q_OBJECT
  public:
@@ -29,6 +37,26 @@ class InspectorGrid : public QWidget {
   /// Shows or hides the optional 6th column, the patches holding 60 % of the attention.
   void setShowThreshold(bool on);
   bool showThreshold() const;
+
+  /// Per-image or shared colour scale for the attention column (default shared).
+  void setAttentionScale(AttentionScale scale);
+  AttentionScale attentionScale() const;
+  /// The attention range (x uniform) that `row`'s heat map spans from darkest to brightest: its
+  /// own min..max, or the shown images' when shared. False for an invalid row or no attention.
+  bool colourRange(int row, double* lo, double* hi) const;
+  /// The colour bar's end labels: the shared range's min and max, or "min" and "max" (the title
+  /// then says "per image"). Empty when no image has attention (no bar is drawn).
+  QStringList colourBarLabels() const;
+  /// Where the colour bar is drawn: in widget coordinates, or (`figure`) in the exported figure's
+  /// logical units (its PNG has twice as many pixels). Empty when no bar is drawn.
+  QRect colourBarRect(bool figure = false) const;
+  /// The caption under a cell: "5/49 masked" under masks and the top-60 % map, the row's
+  /// attention range under the heat map, empty under the input and the reconstruction.
+  QString cellCaption(int row, InspectorColumn column) const;
+
+  /// Shown when there are no images (say how to get some).
+  void setEmptyText(const QString& text);
+  QString emptyText() const;
 
   /// Each cell is `pixels` x `pixels` (default 112, at least 16); images keep their aspect ratio.
   void setCellSize(int pixels);
@@ -44,12 +72,14 @@ class InspectorGrid : public QWidget {
   /// The cell's rectangle in widget coordinates; empty when the row or column is not shown.
   QRect cellRect(int row, InspectorColumn column) const;
 
-  /// Publication figure like the paper's Figure 2: column titles ("Input", "Attention",
+  /// Publication figure like the paper's Figure 2: column titles ("Input", "Attention (...)",
   /// "Random mask", "Attention-guided mask", "Reconstruction", ["Top-60% attention"]), one row per
-  /// image, white background; .png / .pdf / .svg from the suffix. False + *error on failure.
+  /// image, with the colour bar and the captions as on screen, white background; .png / .pdf /
+  /// .svg from the suffix. False + *error on failure.
   bool exportFigure(const QString& path, QString* error = nullptr) const;
 
-  /// Column title as shown above the grid and in the figure.
+  /// Column title; above the grid and in the figure the attention's adds its scale,
+  /// "Attention (× uniform)" or "Attention (per image)".
   static QString columnTitle(InspectorColumn column);
   /// Overlay colours, the same in every row and in the figure.
   static QColor randomMaskColour();
@@ -75,11 +105,20 @@ class InspectorGrid : public QWidget {
   /// Geometry for one font and cell size, shared by the widget and the figure.
   struct Layout {
     int margin = 8, gap = 6, cell_px = 112;
-    int row_title_width = 0, header_height = 0;
+    int row_title_width = 0;
+    int title_height = 0;    ///< column titles
+    int band_height = 0;     ///< colour bar and its labels, below the titles
+    int caption_height = 0;  ///< under each cell
+    int header_height = 0;   ///< title_height + band_height
     QSize size;
     QRect cell(int row, int column) const;
+    QRect caption(int row, int column) const;
     QRect rowTitle(int row) const;
+    /// A row's title and cells with their captions (the hover highlight and click target).
+    QRect rowSpan(int row, int columns) const;
     QRect header(int column) const;
+    QRect colourBar(int column) const;
+    QRect colourBarLabels(int column) const;
   };
   Layout layoutFor(const QFont& font) const;
   /// The cell at `pixels` resolution (the figure renders at twice the screen size).
@@ -88,6 +127,13 @@ class InspectorGrid : public QWidget {
   /// `pixels_per_cell` (the figure).
   void paintGrid(QPainter& painter, const Layout& layout, const QFont& font,
                  const QColor& text_colour, int pixels_per_cell, bool use_cache) const;
+  QString headerTitle(InspectorColumn column) const;
+  void paintColourBar(QPainter& painter, const Layout& layout, int column,
+                      const QColor& text_colour) const;
+  /// The exported figure's font (pixel-sized: the same layout on every device).
+  QFont figureFont() const;
+  /// Min and max attention (x uniform) over all images; false when none has attention.
+  bool sharedRange(double* lo, double* hi) const;
   /// Row under `pos` or -1.
   int rowAt(const QPoint& pos) const;
   QString cellToolTip(int row, InspectorColumn column) const;
@@ -95,6 +141,8 @@ class InspectorGrid : public QWidget {
 
   QVector<ProbeImage> images_;
   bool show_threshold_ = false;
+  AttentionScale scale_ = AttentionScale::Shared;
+  QString empty_text_;
   int cell_size_ = 112;
   int hovered_row_ = -1;
   mutable QVector<QImage> cache_;  // row-major over columns(); rebuilt lazily after changes

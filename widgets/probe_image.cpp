@@ -91,19 +91,39 @@ QImage imageToQImage(const ProbeImage& p) {
   return planesToQImage(p.image, p.channels, p.height, p.width);
 }
 
-QImage attentionHeatmap(const ProbeImage& p) {
-  if (!gridMatches(p, p.attention.size())) return QImage();
-  float lo = INFINITY, hi = -INFINITY;
-  for (float v : p.attention) {
+double attentionTimesUniform(const ProbeImage& p, int i) {
+  const float v = p.attention[i];
+  return std::isfinite(v) ? double(v) * p.grid_h * p.grid_w : qQNaN();
+}
+
+bool attentionRange(const ProbeImage& p, double* lo, double* hi) {
+  if (!gridMatches(p, p.attention.size())) return false;
+  double a = INFINITY, b = -INFINITY;
+  for (int i = 0; i < p.attention.size(); ++i) {
+    const double v = attentionTimesUniform(p, i);
     if (!std::isfinite(v)) continue;
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
+    a = std::min(a, v);
+    b = std::max(b, v);
   }
+  if (a > b) return false;
+  *lo = a;
+  *hi = b;
+  return true;
+}
+
+QImage attentionHeatmap(const ProbeImage& p) {
+  double lo = 0.0, hi = 0.0;
+  attentionRange(p, &lo, &hi);
+  return attentionHeatmap(p, lo, hi);
+}
+
+QImage attentionHeatmap(const ProbeImage& p, double lo, double hi) {
+  if (!gridMatches(p, p.attention.size())) return QImage();
   QImage out(p.grid_w, p.grid_h, QImage::Format_ARGB32);
   for (int r = 0; r < p.grid_h; ++r) {
     for (int c = 0; c < p.grid_w; ++c) {
-      const float v = p.attention[r * p.grid_w + c];
-      const double t = (hi > lo && std::isfinite(v)) ? (v - lo) / double(hi - lo) : 0.5;
+      const double v = attentionTimesUniform(p, r * p.grid_w + c);
+      const double t = !std::isfinite(v) ? 0.0 : hi > lo ? (v - lo) / (hi - lo) : 0.5;
       out.setPixel(c, r, infernoColour(t).rgb());
     }
   }

@@ -39,9 +39,22 @@ QImage planesToQImage(const QVector<float>& planes, int channels, int height, in
 /// The probe's input image (grayscale or RGB, ARGB32); null when `p.image` has the wrong size.
 QImage imageToQImage(const ProbeImage& p);
 
+/// Attention of patch `i` in multiples of the uniform share: attention[i] * grid_h * grid_w, so
+/// 1 = every patch attended equally (the colour scale's unit). NaN for a non-finite value.
+double attentionTimesUniform(const ProbeImage& p, int i);
+
+/// Finite min and max of attentionTimesUniform over the probe's patches; false (and *lo, *hi
+/// untouched) when there is no finite value or the sizes do not match.
+bool attentionRange(const ProbeImage& p, double* lo, double* hi);
+
 /// Per-patch attention as a grid_w x grid_h image in the inferno colour map, normalised min..max
 /// over the image (a constant map shows the middle colour). Null when the sizes do not match.
 QImage attentionHeatmap(const ProbeImage& p);
+
+/// The same on a given scale: attention x uniform `lo` maps to the darkest colour, `hi` to the
+/// brightest (values outside are clamped), so heat maps drawn with one (lo, hi) compare directly.
+/// lo >= hi (a constant scale) shows the middle colour; non-finite values the darkest.
+QImage attentionHeatmap(const ProbeImage& p, double lo, double hi);
 
 /// The image with masked patches drawn over it (semi-transparent fill in `colour` + patch outline),
 /// at `scale` pixels per image pixel (nearest neighbour). Pixels of unmasked patches are exactly

@@ -15,7 +15,7 @@ QPushButton* makeButton(QWidget* parent, QStyle::StandardPixmap icon, const QStr
                         const QString& tip, const QKeySequence& keys) {
   auto* button = new QPushButton(parent->style()->standardIcon(icon), text, parent);
   button->setToolTip(QStringLiteral("%1 (%2)").arg(tip, keys.toString(QKeySequence::NativeText)));
-  button->setMinimumWidth(96);
+  button->setMinimumWidth(80);
   return button;
 }
 

@@ -7,11 +7,19 @@
 #include <QFileInfo>
 #include <QThread>
 
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
 #include <nlohmann/json.hpp>
 
+#include "app/gui/run_reader.h"
 #include "core/config/config.h"
+#include "core/data/dataset.h"
 #include "core/eval/evaluate.h"
 #include "core/inspect/inspect.h"
+#include "core/log/log_reader.h"
 #include "core/log/run_log.h"
 #include "core/train/engine.h"
 #include "core/util/error.h"
@@ -44,6 +52,33 @@ MaskConfig maskSettings(const Config& base, const ProbeRequest& r) {
   return m;
 }
 
+MaskSettings maskSettingsOf(const Config& config) {
+  MaskSettings m;
+  m.strategy = QString::fromStdString(config.masking.strategy);
+  m.p = config.masking.p;
+  m.num = static_cast<int>(config.masking.num);
+  return m;
+}
+
+/// Training images of the config's data set after data.limit. Opening a data set reads it whole
+/// (Fashion-MNIST: 47 MB), so the count is kept per data set for the life of the process.
+/// Thread-safe: the inspect thread and the training thread both ask.
+qint64 trainingImageCount(const Config& config) {
+  static std::mutex mutex;
+  static std::map<std::string, qint64> counts;
+  const std::string key =
+      config.data.format + "\n" + config.data.path + "\n" + std::to_string(config.data.limit);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = counts.find(key);
+    if (it != counts.end()) return it->second;
+  }
+  const qint64 n = openDataset(config.data, /*train=*/true)->size();
+  std::lock_guard<std::mutex> lock(mutex);
+  counts[key] = n;
+  return n;
+}
+
 ProbeResult computeProbe(Engine& engine, const ProbeRequest& r) {
   const Config& config = engine.config();
   ProbeResult result;
@@ -55,9 +90,12 @@ ProbeResult computeProbe(Engine& engine, const ProbeRequest& r) {
     images = loadImageFolder(config, r.folder.toStdString());
     for (int64_t i = 0; i < images.size(0); ++i) titles << QString("file %1").arg(i + 1);
   } else {
-    std::vector<int64_t> indices(r.indices.begin(), r.indices.end());
+    result.indices = r.random_count > 0 ? randomImageIndices(trainingImageCount(config),
+                                                             r.random_count, r.random_seed)
+                                        : r.indices;
+    std::vector<int64_t> indices(result.indices.begin(), result.indices.end());
     images = loadProbeImages(config, indices);
-    for (qint64 i : r.indices) titles << QString("#%1").arg(i);
+    for (qint64 i : result.indices) titles << QString("#%1").arg(i);
   }
   const auto views = engine.probe(images, static_cast<uint64_t>(r.seed), maskSettings(config, r));
   result.images = probeImagesOf(views);
@@ -67,6 +105,42 @@ ProbeResult computeProbe(Engine& engine, const ProbeRequest& r) {
 }
 
 }  // namespace
+
+MaskSettings readMaskSettings(const QString& run_or_checkpoint) {
+  const std::string source = run_or_checkpoint.toStdString();
+  if (run_or_checkpoint.endsWith(".pt", Qt::CaseInsensitive))
+    return maskSettingsOf(configFromJson(checkpointConfig(source), source));
+  const std::string log = runLogPath(run_or_checkpoint).toStdString();
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(readLogAttribute(log, "/config", "json"));
+  } catch (const nlohmann::json::exception& e) {
+    throw MstError(log + ": /config json: " + e.what());
+  }
+  return maskSettingsOf(configFromJson(json, log));
+}
+
+MaskSettings maskSettingsOfJson(const QString& json) {
+  try {
+    return maskSettingsOf(configFromJson(nlohmann::json::parse(json.toStdString()), "experiment"));
+  } catch (const nlohmann::json::exception& e) {
+    throw MstError(std::string("experiment: ") + e.what());
+  }
+}
+
+QVector<qint64> randomImageIndices(qint64 dataset_size, int count, quint64 seed) {
+  QVector<qint64> out;
+  if (dataset_size <= 0 || count <= 0) return out;
+  if (dataset_size <= count) {
+    for (qint64 i = 0; i < dataset_size; ++i) out.append(i);
+    return out;
+  }
+  std::mt19937_64 gen(seed);
+  std::uniform_int_distribution<qint64> pick(0, dataset_size - 1);
+  std::set<qint64> chosen;
+  while (static_cast<int>(chosen.size()) < count) chosen.insert(pick(gen));
+  return QVector<qint64>(chosen.begin(), chosen.end());
+}
 
 QVector<ProbeImage> probeImagesOf(const ProbeViews& views) {
   QVector<ProbeImage> out;

@@ -25,17 +25,43 @@ struct ProbeRequest {
   qint64 id = 0;                 ///< echoed back with the result
   QVector<qint64> indices;       ///< training-set images (ignored when folder is set)
   QString folder;                ///< the user's own image files
+  /// > 0: instead of `indices`, this many distinct training images at random (all of them when
+  /// the data set, after data.limit, has fewer); the result names the ones picked.
+  int random_count = 0;
+  quint64 random_seed = 0;       ///< of that pick
   qint64 seed = 0;               ///< of the uniform draw both masks share
-  QString strategy = "attention_guided";  ///< the guided column: attention_guided | attention_high
+  /// masking.strategy: the mask the reconstruction sees (none | random | attention_guided |
+  /// attention_high); the guided column is attention_high for attention_high, else
+  /// attention_guided.
+  QString strategy = "attention_guided";
   double p = 0.1;
   int num = 8;
 };
+
+/// The masking settings of a config (masking.strategy / p / num).
+struct MaskSettings {
+  QString strategy = "attention_guided";
+  double p = 0.1;
+  int num = 8;
+};
+
+/// The settings a run or a checkpoint trained with: a checkpoint (.pt) from its stored config,
+/// a run folder or run.h5 from its /config json. MstError naming the file when unreadable.
+MaskSettings readMaskSettings(const QString& run_or_checkpoint);
+/// The settings of an experiment's JSON text (unset keys take their defaults). MstError when the
+/// text is not a valid config.
+MaskSettings maskSettingsOfJson(const QString& json);
+
+/// Distinct training-image indices below `dataset_size`, `count` of them (all when the data set
+/// is smaller), ascending, the same for the same seed.
+QVector<qint64> randomImageIndices(qint64 dataset_size, int count, quint64 seed);
 
 /// Result of a probe.
 struct ProbeResult {
   qint64 id = 0;
   qint64 step = -1;  ///< training step of the weights
   QVector<ProbeImage> images;
+  QVector<qint64> indices;  ///< the training images shown (empty for a folder)
   QString error;
 };
 

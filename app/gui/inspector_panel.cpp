@@ -17,6 +17,9 @@
 #include <QSpinBox>
 #include <QVBoxLayout>
 
+#include <algorithm>
+#include <cmath>
+
 #include "app/gui/run_reader.h"
 #include "app/gui/train_worker.h"
 #include "core/util/error.h"
@@ -35,7 +38,9 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   images_edit_->setToolTip("Training-set indices, e.g. 0-7 or 3,17,42");
   images_edit_->setMaximumWidth(120);
   auto* random_images = new QPushButton("Random");
-  random_images->setToolTip("Eight training images at random");
+  random_images->setToolTip(
+      "Eight training images at random, from the whole training set (the "
+      "first data.limit images when the run limits it)");
   auto* folder = new QPushButton("Folder…");
   folder->setToolTip("Your own image files (png, jpg, ...)");
   auto* row0 = new QHBoxLayout;
@@ -45,15 +50,20 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   row0->addWidget(folder);
   row0->addStretch();
   layout->addLayout(row0);
+  auto* files_row = row0;  // the checkpoint and export buttons end this row (below)
   strategy_ = new QComboBox;
   strategy_->addItem("attention-guided (low)", "attention_guided");
   strategy_->addItem("attention-high", "attention_high");
-  strategy_->setToolTip("What the guided column masks: the least attended patches (MST) or the "
-                        "most attended ones");
+  strategy_->addItem("random", "random");
+  strategy_->addItem("none", "none");
+  strategy_->setToolTip(
+      "masking.strategy (the run's unless changed): the mask the reconstruction "
+      "is made from. The guided column masks the most attended patches for "
+      "attention-high, else the least attended ones (MST)");
   p_ = new QDoubleSpinBox;
   p_->setRange(0, 1);
   p_->setSingleStep(0.05);
-  p_->setDecimals(2);
+  p_->setDecimals(3);  // sweeps use steps like 0.125
   p_->setValue(0.1);
   p_->setToolTip("masking.p: probability of masking each candidate patch");
   num_ = new QSpinBox;
@@ -68,6 +78,14 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   head_ = new QComboBox;
   head_->addItem("mean", -1);
   head_->setToolTip("Attention map: the mean over heads (what the mask uses) or one head");
+  scale_ = new QComboBox;
+  scale_->addItem("shared", static_cast<int>(AttentionScale::Shared));
+  scale_->addItem("per image", static_cast<int>(AttentionScale::PerImage));
+  scale_->setToolTip(
+      "Attention colours: one scale for all the images shown (colours compare "
+      "between images), or each image from its own min to max (shows the shape "
+      "of a nearly flat map). The bar above the column gives the values, in "
+      "multiples of the uniform share (1 = every patch equal)");
   threshold_ = new QCheckBox("Top-60 % map");
   threshold_->setToolTip("DINO-style: the smallest set of patches holding 60 % of the attention");
   for (auto [label, w] : {std::pair<const char*, QWidget*>{"Strategy", strategy_},
@@ -85,6 +103,8 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   auto* row1b = new QHBoxLayout;
   row1b->addWidget(new QLabel("Head"));
   row1b->addWidget(head_);
+  row1b->addWidget(new QLabel("Scale"));
+  row1b->addWidget(scale_);
   row1b->addWidget(threshold_);
   row1b->addStretch();
   layout->addLayout(row1b);
@@ -102,14 +122,19 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   row2->addWidget(slider_, 1);
   row2->addWidget(slider_label_);
   layout->addLayout(row2);
-  row1b->addWidget(checkpoint);
-  row1b->addWidget(fig);
-  row1b->addWidget(h5);
+  // On the images row, not beside Head and Scale: one row of everything would set the window's
+  // minimum width beyond a 1280-px screen.
+  files_row->addWidget(checkpoint);
+  files_row->addWidget(fig);
+  files_row->addWidget(h5);
 
   status_ = new QLabel;
   status_->setWordWrap(true);
   layout->addWidget(status_);
   grid_ = new InspectorGrid;
+  grid_->setEmptyText(
+      "No probe images yet. Redraw computes them from the current weights (Checkpoint… picks "
+      "others); Random or Folder… picks other images. A run's snapshots show here once logged.");
   auto* scroll = new QScrollArea;
   scroll->setWidget(grid_);
   scroll->setWidgetResizable(false);
@@ -122,13 +147,7 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
     folder_.clear();
     redrawSoon();
   });
-  connect(random_images, &QPushButton::clicked, this, [this] {
-    QStringList picks;
-    for (int i = 0; i < 8; ++i) picks << QString::number(QRandomGenerator::global()->bounded(10000));
-    folder_.clear();
-    images_edit_->setText(picks.join(','));
-    redraw();
-  });
+  connect(random_images, &QPushButton::clicked, this, [this] { pickRandomImages(8); });
   connect(folder, &QPushButton::clicked, this, [this] {
     const QString dir = QFileDialog::getExistingDirectory(this, "Image folder");
     if (!dir.isEmpty()) setImageFolder(dir);
@@ -140,6 +159,9 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   connect(reseed, &QPushButton::clicked, this,
           [this] { seed_->setValue(QRandomGenerator::global()->bounded(1 << 30)); });
   connect(head_, &QComboBox::currentIndexChanged, this, [this] { applyHead(); });
+  connect(scale_, &QComboBox::currentIndexChanged, this, [this] {
+    grid_->setAttentionScale(static_cast<AttentionScale>(scale_->currentData().toInt()));
+  });
   connect(threshold_, &QCheckBox::toggled, grid_, &InspectorGrid::setShowThreshold);
   connect(slider_, &QSlider::valueChanged, this, [this](int i) {
     if (updating_) return;
@@ -169,6 +191,7 @@ void InspectorPanel::setRun(const QString& run_dir, TrainWorker* live_worker) {
   run_dir_ = run_dir;
   checkpoint_.clear();
   setLiveWorker(live_worker);
+  loadRunSettings();
   live_snapshots_.clear();
   follow_latest_ = true;
   refreshSnapshots();
@@ -184,7 +207,48 @@ void InspectorPanel::setLiveWorker(TrainWorker* worker) {
 
 void InspectorPanel::setCheckpoint(const QString& checkpoint) {
   checkpoint_ = checkpoint;
+  loadRunSettings();
   redraw();
+}
+
+void InspectorPanel::loadRunSettings() {
+  run_settings_.reset();
+  checkpoint_settings_.reset();
+  if (!run_dir_.isEmpty()) {
+    try {
+      run_settings_ = readMaskSettings(run_dir_);
+    } catch (const std::exception&) {
+      // A live run's log may not be written yet: it trains the experiment's config.
+      try {
+        if (worker_ && !experiment_json_.isEmpty())
+          run_settings_ = maskSettingsOfJson(experiment_json_);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  if (!checkpoint_.isEmpty()) {
+    try {
+      checkpoint_settings_ = readMaskSettings(checkpoint_);
+    } catch (const std::exception&) {
+      // The redraw that follows reports an unreadable checkpoint.
+    }
+  }
+  const std::optional<MaskSettings> weights = runMaskSettings();
+  if (!weights) return;  // nothing known: the controls keep what they show
+  updating_ = true;
+  const int i = strategy_->findData(weights->strategy);
+  if (i >= 0) strategy_->setCurrentIndex(i);
+  p_->setValue(weights->p);
+  num_->setValue(weights->num);
+  updating_ = false;
+}
+
+std::optional<MaskSettings> InspectorPanel::runMaskSettings() const {
+  return checkpoint_.isEmpty() ? run_settings_ : checkpoint_settings_;
+}
+
+QString InspectorPanel::describe(const QString& strategy, double p, int num) {
+  return QString("%1, p = %2, num = %3").arg(strategy).arg(p).arg(num);
 }
 
 void InspectorPanel::setExperimentJson(const QString& json) { experiment_json_ = json; }
@@ -203,6 +267,15 @@ void InspectorPanel::setImageIndices(const QString& spec) {
 void InspectorPanel::setImageFolder(const QString& folder) {
   folder_ = folder;
   redraw();
+}
+
+void InspectorPanel::pickRandomImages(int count) {
+  folder_.clear();
+  ProbeRequest r = currentRequest();
+  r.indices.clear();
+  r.random_count = std::clamp(count, 1, 256);  // the images field's limit
+  r.random_seed = QRandomGenerator::global()->generate64();
+  send(r);
 }
 
 void InspectorPanel::setMaskSettings(const QString& strategy, double p, int num) {
@@ -262,8 +335,13 @@ void InspectorPanel::redraw() {
     emit failed(error);
     return;
   }
+  send(r);
+}
+
+void InspectorPanel::send(ProbeRequest r) {
   r.id = next_id_++;
   waiting_id_ = r.id;
+  sent_ = r;
   if (worker_ && worker_->requestProbe(r)) {
     status_->setText("computing from the current weights of the running training…");
     return;
@@ -287,14 +365,20 @@ void InspectorPanel::onResult(const ProbeResult& result) {
     emit failed(result.error);
     return;
   }
-  const ProbeRequest r = currentRequest();
-  showImages(result.images, result.step,
-             QString("weights at step %1 · %2, p = %3, num = %4, seed %5")
-                 .arg(result.step)
-                 .arg(r.strategy)
-                 .arg(r.p)
-                 .arg(r.num)
-                 .arg(r.seed));
+  const ProbeRequest& r = sent_;  // what these masks were drawn with
+  if (r.random_count > 0 && !result.indices.isEmpty()) {
+    QStringList picks;
+    for (qint64 i : result.indices) picks << QString::number(i);
+    images_edit_->setText(picks.join(','));  // setText does not emit editingFinished
+  }
+  QString what = QString("weights at step %1 · %2, seed %3")
+                     .arg(result.step)
+                     .arg(describe(r.strategy, r.p, r.num))
+                     .arg(r.seed);
+  const std::optional<MaskSettings> run = runMaskSettings();
+  if (run && (run->strategy != r.strategy || std::abs(run->p - r.p) > 1e-9 || run->num != r.num))
+    what += QString(" (trained with %1)").arg(describe(run->strategy, run->p, run->num));
+  showImages(result.images, result.step, what);
 }
 
 void InspectorPanel::showImages(const QVector<ProbeImage>& images, qint64 step,
@@ -361,7 +445,12 @@ void InspectorPanel::showSnapshot(int index) {
       return;
     }
   }
-  showImages(images, step, QString("snapshot at step %1 (the run's mask settings)").arg(step));
+  showImages(images, step,
+             run_settings_
+                 ? QString("snapshot at step %1 · %2 (the run's settings)")
+                       .arg(step)
+                       .arg(describe(run_settings_->strategy, run_settings_->p, run_settings_->num))
+                 : QString("snapshot at step %1 (the run's mask settings)").arg(step));
 }
 
 bool InspectorPanel::exportFigure(const QString& path, QString* error) const {

@@ -6,6 +6,7 @@
 #include <QMap>
 #include <QPointer>
 #include <QWidget>
+#include <optional>
 
 #include "app/gui/inspect_service.h"
 
@@ -29,8 +30,11 @@ class InspectorPanel : public QWidget {
 
   /// The run whose snapshots the slider browses and whose checkpoint.pt gives the weights when no
   /// training is live; `live` = that run is being trained by `worker` (probes use its weights).
+  /// Strategy, p and num take the run's values (its run.h5 /config; for a live run whose log is
+  /// not written yet, the experiment's); the user may change them afterwards.
   void setRun(const QString& run_dir, TrainWorker* live_worker = nullptr);
-  /// Weights from this checkpoint instead of a run's (empty = back to the run).
+  /// Weights from this checkpoint instead of a run's (empty = back to the run); strategy, p and
+  /// num take the checkpoint's config values (or the run's), then it redraws.
   void setCheckpoint(const QString& checkpoint);
   /// Config for fresh weights when there is neither a run nor a checkpoint.
   void setExperimentJson(const QString& json);
@@ -42,6 +46,9 @@ class InspectorPanel : public QWidget {
   // Controls (the same as the user's widgets; setters redraw).
   void setImageIndices(const QString& spec);  ///< "0-7", "1,5,9"
   void setImageFolder(const QString& folder);
+  /// `count` training images at random, below the data set's size after data.limit (what the
+  /// Random button does); the images field shows the ones picked once they are drawn.
+  void pickRandomImages(int count = 8);
   void setMaskSettings(const QString& strategy, double p, int num);
   void setSeed(qint64 seed);
   void setHead(int head);  ///< -1 = mean over heads
@@ -51,6 +58,9 @@ class InspectorPanel : public QWidget {
 
   InspectorGrid* grid() const { return grid_; }
   ProbeRequest currentRequest() const;
+  /// Masking settings of the weights' run or checkpoint, when known (what setRun /
+  /// setCheckpoint put in the controls).
+  std::optional<MaskSettings> runMaskSettings() const;
   /// What the grid shows (after the head choice).
   const QVector<ProbeImage>& shownImages() const;
   QString statusText() const;
@@ -65,6 +75,11 @@ class InspectorPanel : public QWidget {
 
  private:
   void onResult(const ProbeResult& result);
+  void send(ProbeRequest request);
+  /// Reads the settings of the run and of the checkpoint, then puts the weights' in the controls.
+  void loadRunSettings();
+  /// "attention_guided, p = 0.1, num = 8"
+  static QString describe(const QString& strategy, double p, int num);
   void showImages(const QVector<ProbeImage>& images, qint64 step, const QString& what);
   void applyHead();
   void refreshSnapshots();
@@ -75,6 +90,9 @@ class InspectorPanel : public QWidget {
   QPointer<TrainWorker> worker_;
   QString run_dir_, checkpoint_, experiment_json_, folder_;
   qint64 next_id_ = 1, waiting_id_ = 0;
+  ProbeRequest sent_;  ///< the request waiting_id_ names: what its masks were drawn with
+  std::optional<MaskSettings> run_settings_;         ///< the run's (its snapshots use them)
+  std::optional<MaskSettings> checkpoint_settings_;  ///< the chosen checkpoint's
   QVector<ProbeImage> raw_;    ///< as computed (all heads)
   QVector<ProbeImage> shown_;  ///< after the head choice
   QVector<qint64> snapshot_steps_;
@@ -89,6 +107,7 @@ class InspectorPanel : public QWidget {
   QSpinBox* num_ = nullptr;
   QSpinBox* seed_ = nullptr;
   QComboBox* head_ = nullptr;
+  QComboBox* scale_ = nullptr;
   QCheckBox* threshold_ = nullptr;
   QSlider* slider_ = nullptr;
   QLabel* slider_label_ = nullptr;

@@ -172,8 +172,20 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   poll_timer_->start();
   // The preferred size, within the screen's free area (a 1280 × 800 laptop included).
   QSize size(1500, 920);
-  if (const QScreen* screen = QGuiApplication::primaryScreen())
-    size = size.boundedTo(screen->availableGeometry().size());
+  if (const QScreen* screen = QGuiApplication::primaryScreen()) {
+    const QSize free = screen->availableGeometry().size();
+    size = size.boundedTo(free);
+    // Too narrow for three columns (about 1430 px): Run and Runs become tabs beside Experiment
+    // (a drag or View puts them back).
+    auto* experiment = findChild<QDockWidget*>("experiment");
+    auto* run = findChild<QDockWidget*>("run");
+    auto* runs = findChild<QDockWidget*>("runs");
+    if (minimumSizeHint().width() > free.width() && experiment && run && runs) {
+      tabifyDockWidget(experiment, run);
+      tabifyDockWidget(experiment, runs);
+      experiment->raise();
+    }
+  }
   resize(size);
 }
 

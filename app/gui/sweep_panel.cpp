@@ -151,6 +151,7 @@ QStringList SweepPanel::grid() const {
 }
 void SweepPanel::setOutDir(const QString& dir) { out_edit_->setText(dir); }
 void SweepPanel::setMaxSteps(qint64 steps) { max_steps_->setValue(static_cast<int>(steps)); }
+qint64 SweepPanel::maxSteps() const { return max_steps_->value(); }
 void SweepPanel::setReadoutLimits(qint64 train_images, qint64 test_images) {
   train_limit_->setValue(static_cast<int>(train_images));
   test_limit_->setValue(static_cast<int>(test_images));

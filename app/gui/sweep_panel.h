@@ -29,6 +29,7 @@ class SweepPanel : public QWidget {
   QStringList grid() const;
   void setOutDir(const QString& dir);
   void setMaxSteps(qint64 steps);
+  qint64 maxSteps() const;  ///< "Steps per cell" (0 = the full schedule)
   void setReadoutLimits(qint64 train_images, qint64 test_images);
   /// What the heat map shows: "knn" or "linear" (both are computed), or from each cell's run log
   /// "mask_ratio", "loss_ce_end" or "loss_rec_end" (see readoutValue).
