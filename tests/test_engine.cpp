@@ -43,6 +43,24 @@ torch::Tensor batchFor(int64_t i) {
   return torch::randint(0, 256, {8, 1, 28, 28}, gen, torch::kUInt8);
 }
 
+/// 64 Fashion-MNIST images in batches of 16, no snapshots: a run of a few seconds.
+Config smallRunConfig() {
+  auto c = microConfig();
+  c.data.limit = 64;
+  c.train.batch_size = 16;
+  c.train.snapshot_every = 0;
+  return c;
+}
+
+/// Trains `c` for two steps into the new folder `out_dir`; the options of that run.
+TrainerOptions twoStepsInto(const Config& c, const std::string& out_dir) {
+  TrainerOptions o;
+  o.out_dir = out_dir;
+  o.max_steps = 2;
+  Trainer(c, o).run();
+  return o;
+}
+
 bool fashionMnistPresent() {
   return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
 }
@@ -215,15 +233,9 @@ class TestEngine : public QObject {
 
   void aFolderBeingTrainedIsNotTrainedTwice() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
-    auto c = microConfig();
-    c.data.limit = 64;
-    c.train.batch_size = 16;
-    c.train.snapshot_every = 0;
+    const auto c = smallRunConfig();
     QTemporaryDir dir;
-    TrainerOptions o;
-    o.out_dir = dir.filePath("run").toStdString();
-    o.max_steps = 2;
-    Trainer(c, o).run();
+    TrainerOptions o = twoStepsInto(c, dir.filePath("run").toStdString());
     QVERIFY(!std::filesystem::exists(o.out_dir + "/run.claim"));  // released when it ended
     const auto log_before = readLogDataset(o.out_dir + "/run.h5", "/metrics/loss");
     const auto ckpt_time = std::filesystem::last_write_time(o.out_dir + "/checkpoint.pt");
@@ -250,15 +262,9 @@ class TestEngine : public QObject {
 
   void aRunIsNeitherOverwrittenNorResumedAsAnotherRun() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
-    auto c = microConfig();
-    c.data.limit = 64;
-    c.train.batch_size = 16;
-    c.train.snapshot_every = 0;
+    const auto c = smallRunConfig();
     QTemporaryDir dir;
-    TrainerOptions o;
-    o.out_dir = dir.filePath("run").toStdString();
-    o.max_steps = 2;
-    Trainer(c, o).run();
+    TrainerOptions o = twoStepsInto(c, dir.filePath("run").toStdString());
     const auto log_before = readLogDataset(o.out_dir + "/run.h5", "/metrics/loss");
     const auto ckpt_time = std::filesystem::last_write_time(o.out_dir + "/checkpoint.pt");
     auto refused = [&](const Config& config, const TrainerOptions& options, const char* part) {
