@@ -338,6 +338,11 @@ class TestGuiInspector : public QObject {
     QCOMPARE(trained["data"]["limit"].get<int64_t>(), int64_t{512});
     QCOMPARE(trained["model"]["preset"].get<std::string>(), std::string("vit_micro28"));
     QCOMPARE(reopened.maxSteps(), qint64{2});
+    // Asked for more steps than the cells trained, they are pending again (a launch continues
+    // them); back at 2 they are done.
+    reopened.setMaxSteps(3);
+    QCOMPARE(reopened.heatmap()->state("4", "0.1"), CellState::Pending);
+    reopened.setMaxSteps(2);
     QCOMPARE(reopened.heatmap()->state("4", "0.1"), CellState::Done);
     QCOMPARE(reopened.heatmap()->value("4", "0.1"), panel.heatmap()->value("4", "0.1"));
     QVERIFY2(panel.heatmap()->exportFigure(dir_.filePath("heat.png"), &error), qPrintable(error));

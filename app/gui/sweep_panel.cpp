@@ -65,6 +65,13 @@ SweepPanel::SweepPanel(QWidget* parent) : QWidget(parent) {
   max_steps_->setSpecialValueText("full schedule");
   max_steps_->setToolTip("Cut each cell's training at this many steps");
   form->addRow("Steps per cell", max_steps_);
+  // Which cells count as done depends on the steps asked for: the map follows the box.
+  connect(max_steps_, &QSpinBox::valueChanged, this, [this] {
+    if (service_->isRunning()) return;
+    QString ignored;
+    QVector<SweepCellInfo> cells;
+    if (SweepService::plan(request(), &cells, &ignored)) layoutCells(cells);
+  });
   train_limit_ = new QSpinBox;
   train_limit_->setRange(0, 100000000);
   train_limit_->setSpecialValueText("all");

@@ -89,8 +89,24 @@ bool SweepService::plan(const SweepRequest& request, QVector<SweepCellInfo>* cel
     const auto axes = parseAxes(request.axes);
     const auto base = nlohmann::json::parse(request.experiment_json.toStdString());
     cells->clear();
+    // A result counts as done only when it trained as far as this request asks (runSweep's rule
+    // for steps); otherwise the cell is pending, without numbers. A missing read-out is shown as
+    // missing, not as pending: a finished k-NN-only sweep stays readable.
+    SweepOptions wanted;
+    wanted.max_steps = request.max_steps;
+    wanted.knn = wanted.linear = false;
     for (auto cell : expandGrid(base, axes, request.out_dir.toStdString())) {
-      loadCellResult(cell);
+      if (loadCellResult(cell)) {
+        const auto result = readCellResult(cell.dir);
+        if (result && !(cell.outdated = resultShortfall(*result, wanted)).empty()) {
+          SweepCell pending = cell;
+          pending.status = "pending";
+          pending.knn_top1.reset();
+          pending.linear_top1.reset();
+          pending.mask_ratio = pending.loss_ce_end = pending.loss_rec_end = std::nullopt;
+          cell = pending;
+        }
+      }
       cells->push_back(infoOf(cell));
     }
   } catch (const std::exception& e) {
