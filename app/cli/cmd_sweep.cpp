@@ -51,7 +51,8 @@ Command registerSweep(CLI::App& app) {
   // Required unless --keys (checked below).
   cmd->add_option("--out", o->out, "Sweep folder: one run folder per cell, sweep.csv, sweep.h5");
   o->max_steps_option = cmd->add_option("--max-steps", o->max_steps,
-                  "Cut each cell's training at N steps (a rerun asking for more continues them)");
+                  "Cut each cell's training at N steps (a rerun asking for more continues them)")
+      ->default_str("");  // unset: the file's sweep.max_steps, else the full schedule
   cmd->add_option("--readout", o->readout, "knn, linear or knn,linear (default both)");
   cmd->add_option("--train-limit", o->train_limit, "Training images in the read-outs (0 = all)");
   cmd->add_option("--test-limit", o->test_limit, "Test images in the read-outs (0 = all)");

@@ -158,7 +158,8 @@ Command registerTrain(CLI::App& app) {
   cmd->add_option("--out", o->out, "Run folder")->required();
   cmd->add_option("--max-steps", o->max_steps,
                   "Stop with a checkpoint once N steps (of the whole run) are done")
-      ->check(CLI::PositiveNumber);
+      ->check(integerAtLeast(1))
+      ->default_str("");  // unset: the whole schedule
   cmd->add_flag("--resume", o->resume,
                 "Continue exactly from DIR/checkpoint.pt, with the run's own config under any "
                 "--config / --set (a change to the run's trajectory is refused)");
@@ -172,7 +173,8 @@ Command registerTrain(CLI::App& app) {
   cmd->add_option("--ranks", o->ranks,
                   "Data-parallel ranks on this machine's CPU, one process each (a --device list "
                   "starts one rank per GPU)")
-      ->check(CLI::Range(1, 256));
+      ->check(CLI::Range(1, 256))
+      ->default_str("");  // unset: one process (or one per --device entry)
   return {cmd, [o] {
             if (o->allow_config_change && !o->resume)
               throw MstError("--allow-config-change only applies with --resume");

@@ -51,7 +51,8 @@ void Common::add(CLI::App* cmd) {
   cmd->add_option("--set", overrides, "Override a config key: key.path=value (repeatable)");
   cmd->add_option("--device", device_spec, "cpu | cuda | cuda:N | cuda:0,1");
   cmd->add_option("--threads", threads, "CPU threads (overrides train.threads; 0 = all cores)")
-      ->check(integerAtLeast(0));
+      ->check(integerAtLeast(0))
+      ->default_str("");  // unset: train.threads decides
 }
 
 nlohmann::json Common::experimentJson(const nlohmann::json& base, nlohmann::json* sweep) const {

@@ -1,4 +1,6 @@
 /// @brief `mst`: the headless command line over the same engine as the workbench.
+#include <unistd.h>
+
 #include <iostream>
 
 #include "app/cli/common.h"
@@ -45,6 +47,7 @@ int main(int argc, char** argv) {
   using namespace mst::cli;
   CLI::App app{"MST Workbench command line: train, evaluate, sweep, inspect, benchmark and export MST"};
   app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();  // --help shows each option's default
   std::vector<Command> commands{registerTrain(app),   registerEval(app),  registerSweep(app),
                                 registerInspect(app), registerBench(app), registerDoctor(app),
                                 registerConfig(app), registerLog(app),   registerGpuCheck(app),
@@ -57,16 +60,19 @@ int main(int argc, char** argv) {
     std::cerr << "mst: error: " << parseErrorText(app, e) << std::endl;
     return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
   }
+  // On a terminal a progress bar may be mid-line: the error starts on a line of its own there.
+  // Elsewhere the error is the one line stderr ends with.
+  const char* lead = isatty(STDERR_FILENO) != 0 ? "\nmst: error: " : "mst: error: ";
   try {
     for (auto& command : commands)
       if (command.app->parsed()) command.run();
     return 0;
   } catch (const mst::MstError& e) {
-    std::cerr << "\nmst: error: " << e.what() << std::endl;
+    std::cerr << lead << e.what() << std::endl;
   } catch (const c10::Error& e) {
-    std::cerr << "\nmst: error: " << e.what_without_backtrace() << std::endl;
+    std::cerr << lead << e.what_without_backtrace() << std::endl;
   } catch (const std::exception& e) {
-    std::cerr << "\nmst: error: " << e.what() << std::endl;
+    std::cerr << lead << e.what() << std::endl;
   }
   return 1;
 }
