@@ -137,8 +137,21 @@ class TestEngine : public QObject {
     QVERIFY(torch::equal(last(), before));
     QVERIFY(e.center.abs().sum().item<double>() > 0);
     e.trainStep(batchFor(1));
-    e.trainStep(batchFor(2));  // step 2: free
+    auto m = e.trainStep(batchFor(2));  // step 2: free
     QVERIFY(!torch::equal(last(), before));
+    // Its first update is a first Adam step (its moments began now, so bias-correcting them with
+    // the global t = 3 would enlarge it): -lr · g / (|g| + eps), after the decoupled decay.
+    torch::Tensor g, decay;
+    for (const auto& s : e.student.slices())
+      if (s.name == "head.last_v") {
+        g = e.student.grads().narrow(0, s.offset, s.numel);
+        decay = e.decay_mask.narrow(0, s.offset, s.numel);
+      }
+    const double lr = m.schedule.lr, wd = m.schedule.weight_decay;
+    const double eps = microConfig().optim.eps;
+    auto expected = before * (1 - lr * wd * decay) - lr * g / (g.abs() + eps);
+    QVERIFY2(torch::allclose(last(), expected, 1e-5, 1e-7),
+             std::to_string((last() - expected).abs().max().item<double>()).c_str());
   }
 
   void lossesFiniteAndGradientsFlowToAllStudentParts() {

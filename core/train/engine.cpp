@@ -95,7 +95,7 @@ Engine::Engine(const Config& config, const EngineOptions& options)
   exp_avg_sq = torch::zeros_like(student.values());
   decay_mask = student.decayMask();
   center = torch::zeros({1, config.model.out_dim}, student.values().options());
-  sched_ = torch::zeros({8}, student.values().options());
+  sched_ = torch::zeros({10}, student.values().options());
   const auto& precision = config.train.precision;
   if (options.device.is_cuda()) {
     bf16_ = precision != "fp32";
@@ -185,6 +185,11 @@ void Engine::phase(const char* name) {
 void Engine::loadSchedule(const ScheduleValues& s) {
   const auto& o = config_.optim;
   const double t = static_cast<double>(step_ + 1);
+  // The frozen last layer gets no gradient, so its moments start at its first unfrozen step:
+  // its bias corrections count from there, as if its optimiser state began then (DINO leaves
+  // its gradient out, so AdamW starts the parameter's state fresh). With the global t its first
+  // updates would be up to several times too large.
+  const double t_last = std::max<double>(1.0, t - static_cast<double>(schedules_.freezeSteps()));
   const std::vector<float> values{static_cast<float>(s.lr),
                                   static_cast<float>(s.weight_decay),
                                   static_cast<float>(s.momentum),
@@ -192,7 +197,9 @@ void Engine::loadSchedule(const ScheduleValues& s) {
                                   s.freeze_last_layer ? 1.0f : 0.0f,
                                   static_cast<float>(1.0 - std::pow(o.beta1, t)),
                                   static_cast<float>(1.0 - std::pow(o.beta2, t)),
-                                  0.0f};
+                                  0.0f,
+                                  static_cast<float>(1.0 - std::pow(o.beta1, t_last)),
+                                  static_cast<float>(1.0 - std::pow(o.beta2, t_last))};
   auto host = torch::tensor(values, torch::kFloat);
   if (sched_.is_cuda()) host = host.pin_memory();  // asynchronous, and safe to reuse
   sched_.copy_(host, /*non_blocking=*/true);
@@ -209,6 +216,10 @@ void Engine::adamw() {
   p.addcmul_(p, decay_mask * (-lr * wd));  // decoupled decay, matrices only
   // p -= lr / bc1 * m / (sqrt(v / bc2) + eps), with the step size folded into the denominator.
   auto denom = (exp_avg_sq / bc2).sqrt_().add_(o.eps).mul_(bc1 / lr);
+  if (o.freeze_last_layer_epochs > 0) {  // the last layer's moments began after its freeze
+    auto v_last = lastLayerSlice(exp_avg_sq);
+    lastLayerSlice(denom).copy_((v_last / sched_[9]).sqrt_().add_(o.eps).mul_(sched_[8] / lr));
+  }
   p.addcdiv_(exp_avg, denom, -1.0);
 }
 

@@ -151,8 +151,9 @@ class Engine {
   int64_t step_ = 0;
   int64_t last_offset_ = 0, last_numel_ = 0;  ///< the head's last layer inside the flat buffer
   std::unique_ptr<GradientReducer> reducer_;  ///< data parallel only
-  /// (8) float on the device: lr, weight decay, EMA momentum, teacher temperature, last layer
-  /// frozen (0/1), Adam bias corrections 1 - β1^t and 1 - β2^t.
+  /// (10) float on the device: lr, weight decay, EMA momentum, teacher temperature, last layer
+  /// frozen (0/1), Adam bias corrections 1 - β1^t and 1 - β2^t, unused, and the last layer's
+  /// own bias corrections (t counted from the end of its freeze).
   torch::Tensor sched_;
   bool bf16_ = false;
   bool recompute_gelu_ = false;

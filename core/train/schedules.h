@@ -22,6 +22,8 @@ class Schedules {
   /// Effective warm-ups in steps after the short-run caps (10% / 30% of the run).
   int64_t lrWarmupSteps() const { return lr_warmup_; }
   int64_t teacherTempWarmupSteps() const { return temp_warmup_; }
+  /// Steps at the start during which the head's last layer is frozen.
+  int64_t freezeSteps() const { return freeze_steps_; }
 
  private:
   OptimConfig optim_;
