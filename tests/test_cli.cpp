@@ -1,6 +1,8 @@
 /// @brief The `mst` command line on bad input: one line `mst: error: ...` naming the flag, file or
 /// key, a non-zero exit, checked before any data is read; and what `mst log` and `mst eval` print.
 #include <QtTest/QtTest>
+
+#include <signal.h>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -120,6 +122,52 @@ class TestCli : public QObject {
       QVERIFY2(lines.front().contains(needle), qPrintable(needle + " not in: " + o.err));
     QVERIFY2(!o.err.contains("indices"), qPrintable(o.err));  // --images' wording
     QVERIFY2(o.out.isEmpty(), qPrintable(o.out));
+  }
+
+  void launcherVariablesAreNamedAndASecondStopQuits() {
+    if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+      QSKIP("Fashion-MNIST is not installed");
+    const QStringList tiny{"train", "--set", "model.preset=vit_micro28", "--set", "data.limit=64",
+                           "--set", "train.batch_size=16", "--threads", "1"};
+    // srun's variables in a plain shell must not silently override --ranks.
+    QProcess p;
+    auto env = QProcessEnvironment::systemEnvironment();
+    env.insert("SLURM_NTASKS", "4");
+    env.insert("SLURM_PROCID", "0");
+    p.setProcessEnvironment(env);
+    p.start(mstBinary(), tiny + QStringList{"--ranks", "2", "--out", dir_.filePath("ranks")});
+    QVERIFY(p.waitForFinished(60000));
+    QVERIFY(p.exitCode() != 0);
+    const QString err = QString::fromUtf8(p.readAllStandardError());
+    QVERIFY2(err.contains("--ranks 2 disagrees") && err.contains("SLURM_NTASKS=4"), qPrintable(err));
+
+    // A rank waiting for a peer that never comes: the first stop request cannot be served before
+    // the timeout, the second quits at once.
+    QProcess lone;
+    env = QProcessEnvironment::systemEnvironment();
+    env.insert("WORLD_SIZE", "2");
+    env.insert("RANK", "0");
+    env.insert("MASTER_PORT", QString::number(20000 + QCoreApplication::applicationPid() % 20000));
+    lone.setProcessEnvironment(env);
+    lone.start(mstBinary(), tiny + QStringList{"--dist-timeout", "120", "--out", dir_.filePath("lone")});
+    QVERIFY(lone.waitForStarted());
+    lone.setReadChannel(QProcess::StandardError);
+    QByteArray said_first;  // the rank's first line comes once its stop handlers are in place
+    QElapsedTimer wait;
+    wait.start();
+    while (!said_first.contains("data-parallel rank 0") && wait.elapsed() < 60000)
+      if (lone.waitForReadyRead(1000)) said_first += lone.readAllStandardError();
+    QVERIFY2(said_first.contains("WORLD_SIZE=2"), said_first.constData());
+    QElapsedTimer timer;
+    timer.start();
+    ::kill(static_cast<pid_t>(lone.processId()), SIGINT);
+    QTest::qWait(300);
+    ::kill(static_cast<pid_t>(lone.processId()), SIGINT);
+    QVERIFY(lone.waitForFinished(20000));
+    QVERIFY2(timer.elapsed() < 20000, "the second stop request did not quit");
+    QCOMPARE(lone.exitCode(), 130);
+    const QString said = QString::fromUtf8(lone.readAllStandardError());
+    QVERIFY2(said.contains("quitting now"), qPrintable(said));
   }
 
   void helpStillPrintsAndSucceeds() {

@@ -102,7 +102,7 @@ Command registerSweep(CLI::App& app) {
             so.eval.test_limit = o->test_limit;
             so.eval.linear.epochs = o->probe_epochs;
             so.eval.linear.seed = static_cast<uint64_t>(config.train.seed);
-            installStopHandlers();
+            installStopHandlers(/*announce=*/true);
             so.run_cells = !o->status;
             SweepPrinter printer(expandGrid(base, axes, o->out).size());
             auto cells = runSweep(base, axes, so, &printer, &g_stop);

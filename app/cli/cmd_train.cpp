@@ -84,7 +84,7 @@ class LocalRanks {
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     const char* ours[] = {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=",
-                          "MASTER_ADDR=", "MASTER_PORT="};
+                          "MASTER_ADDR=", "MASTER_PORT=", "MST_LOCAL_RANK_CHILD="};
     std::vector<std::string> base;
     for (char** e = environ; *e; ++e) {
       bool replaced = false;
@@ -99,7 +99,8 @@ class LocalRanks {
                {"LOCAL_RANK", std::to_string(rank)},
                {"LOCAL_WORLD_SIZE", std::to_string(world)},
                {"MASTER_ADDR", "127.0.0.1"},
-               {"MASTER_PORT", std::to_string(port)}})
+               {"MASTER_PORT", std::to_string(port)},
+               {"MST_LOCAL_RANK_CHILD", "1"}})
         env.push_back(k + "=" + v);
       std::vector<char*> envp;
       for (auto& e : env) envp.push_back(e.data());
@@ -176,6 +177,7 @@ Command registerTrain(CLI::App& app) {
       ->check(CLI::Range(1, 256))
       ->default_str("");  // unset: one process (or one per --device entry)
   return {cmd, [o] {
+            installStopHandlers(/*announce=*/true);  // first: a rendezvous may wait long
             if (o->allow_config_change && !o->resume)
               throw MstError("--allow-config-change only applies with --resume");
             // Resuming: the run's own config is the base that --config and --set change.
@@ -202,6 +204,16 @@ Command registerTrain(CLI::App& app) {
             if (auto env = distContextFromEnv(); env && env->distributed()) {
               // One rank of a torchrun/SLURM (or our own) launch: a device list or a bare "cuda"
               // means the entry / GPU of this machine's LOCAL_RANK.
+              if (o->ranks > 0 && o->ranks != env->world_size)
+                throw MstError("--ranks " + std::to_string(o->ranks) +
+                               " disagrees with the environment (" + env->source +
+                               "), which makes this process rank " + std::to_string(env->rank) +
+                               " of " + std::to_string(env->world_size) +
+                               ": unset those variables to start the ranks here, or leave "
+                               "--ranks out under torchrun or srun");
+              if (env->rank == 0 && std::getenv("MST_LOCAL_RANK_CHILD") == nullptr)
+                std::cerr << "mst: data-parallel rank 0 of " << env->world_size
+                          << " (the environment has " << env->source << ")" << std::endl;
               to.dist = *env;
               if (devices.size() > 1) {
                 if (env->local_rank >= static_cast<int>(devices.size()))
@@ -240,7 +252,6 @@ Command registerTrain(CLI::App& app) {
             o->common.applyThreads(config);
             const bool rank0 = to.dist.rank == 0;
             ProgressPrinter printer;
-            installStopHandlers();
             auto s = Trainer(config, to, rank0 ? &printer : nullptr).run(&g_stop);
             if (children) children->join();
             if (!rank0) return;  // one run, one result line: rank 0's

@@ -2,7 +2,10 @@
 #include "app/cli/common.h"
 
 #include <cmath>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -17,9 +20,28 @@ namespace mst::cli {
 
 std::atomic<bool> g_stop{false};
 
-void installStopHandlers() {
-  std::signal(SIGINT, [](int) { g_stop = true; });
-  std::signal(SIGTERM, [](int) { g_stop = true; });
+namespace {
+std::atomic<bool> g_announce_stop{false};
+}  // namespace
+
+void installStopHandlers(bool announce) {
+  // One announcement per run: ranks started by `mst train --ranks` get the same signal quietly.
+  g_announce_stop = announce && std::getenv("MST_LOCAL_RANK_CHILD") == nullptr;
+  // The first signal stops after the current step, with a checkpoint. A rank waiting for its
+  // peers (a rendezvous, a hung collective) does not reach that point until its timeout, so a
+  // second signal quits at once, without one (only async-signal-safe calls here).
+  const auto handler = [](int) {
+    if (g_stop.exchange(true)) {
+      static const char quit[] = "\nmst: second stop request: quitting now, without a checkpoint\n";
+      (void)!::write(STDERR_FILENO, quit, sizeof quit - 1);
+      ::_exit(130);
+    }
+    static const char first[] =
+        "\nmst: stopping after this step (a checkpoint follows); stop again to quit at once\n";
+    if (g_announce_stop) (void)!::write(STDERR_FILENO, first, sizeof first - 1);
+  };
+  std::signal(SIGINT, handler);
+  std::signal(SIGTERM, handler);
 }
 
 CLI::Validator integerAtLeast(int64_t lo) {

@@ -71,6 +71,8 @@ void printResult(const nlohmann::json& result);
 std::string clockText(double seconds);
 /// Set by SIGINT/SIGTERM: commands stop between steps and save.
 extern std::atomic<bool> g_stop;
-void installStopHandlers();
+/// SIGINT/SIGTERM set g_stop; a second one quits at once (exit 130, no checkpoint). `announce`:
+/// say so on stderr at the first (training commands).
+void installStopHandlers(bool announce = false);
 
 }  // namespace mst::cli

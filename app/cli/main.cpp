@@ -1,6 +1,7 @@
 /// @brief `mst`: the headless command line over the same engine as the workbench.
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "app/cli/common.h"
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
     for (auto& command : commands)
       if (command.app->parsed()) command.run();
     return 0;
+  } catch (const mst::FollowerError& e) {
+    // A rank started by `mst train --ranks`: its parent, rank 0, prints the cause.
+    if (std::getenv("MST_LOCAL_RANK_CHILD") == nullptr) std::cerr << lead << e.what() << std::endl;
   } catch (const mst::MstError& e) {
     std::cerr << lead << e.what() << std::endl;
   } catch (const c10::Error& e) {

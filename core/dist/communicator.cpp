@@ -3,6 +3,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <cstdio>
 #include <cstdlib>
 // ProcessGroupGloo.hpp and ProcessGroupNCCL.hpp are empty unless USE_C10D_GLOO / USE_C10D_NCCL are
 // defined. LibTorch's CMake targets export them (torch_cpu: USE_C10D_GLOO; torch_cuda:
@@ -38,6 +39,13 @@
 
 namespace mst {
 namespace {
+
+/// "10", "2.5": a timeout as people write it.
+std::string secondsText(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", seconds);
+  return text;
+}
 
 /// The first line of an error: c10d's messages carry backtraces and multi-line context.
 std::string firstLine(const std::exception& e) {
@@ -94,7 +102,7 @@ Communicator::Communicator(const DistContext& context, const torch::Device& devi
     }
   } catch (const std::exception& e) {
     throw MstError("data-parallel rank " + std::to_string(context.rank) + ": no rendezvous at " +
-                   where + " within " + std::to_string(seconds) + " s: " + firstLine(e));
+                   where + " within " + secondsText(seconds) + " s: " + firstLine(e));
   }
   try {
     if (device.is_cuda()) {
@@ -137,7 +145,10 @@ Communicator::Communicator(const DistContext& context, const torch::Device& devi
   } catch (const std::exception& e) {
     throw MstError("data-parallel rank " + std::to_string(context.rank) + " of " +
                    std::to_string(context.world_size) + ": the process group at " + where +
-                   " did not form within " + std::to_string(seconds) + " s: " + firstLine(e));
+                   " did not form within " + secondsText(seconds) + " s: " + firstLine(e) +
+                   (context.source.empty() ? std::string()
+                                           : " (a data-parallel run because the environment has " +
+                                                 context.source + ")"));
   }
 }
 

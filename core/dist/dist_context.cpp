@@ -12,8 +12,10 @@
 namespace mst {
 namespace {
 
-/// The first of `names` that is set, parsed as an integer; nullopt when none is set.
-std::optional<int> intFromEnv(std::initializer_list<const char*> names) {
+/// The first of `names` that is set, parsed as an integer; nullopt when none is set. `found`,
+/// when given, receives "NAME=value" of the variable read.
+std::optional<int> intFromEnv(std::initializer_list<const char*> names,
+                              std::string* found = nullptr) {
   for (const char* name : names) {
     const char* text = std::getenv(name);
     if (text == nullptr || *text == '\0') continue;
@@ -22,6 +24,7 @@ std::optional<int> intFromEnv(std::initializer_list<const char*> names) {
     if (end == text || *end != '\0' || value < 0 || value > 1000000)
       throw MstError(std::string("environment variable ") + name +
                      " must be a non-negative integer (got '" + text + "')");
+    if (found) *found = std::string(name) + "=" + text;
     return static_cast<int>(value);
   }
   return std::nullopt;
@@ -30,12 +33,14 @@ std::optional<int> intFromEnv(std::initializer_list<const char*> names) {
 }  // namespace
 
 std::optional<DistContext> distContextFromEnv() {
-  const auto world = intFromEnv({"WORLD_SIZE", "SLURM_NTASKS"});
+  std::string world_var, rank_var;
+  const auto world = intFromEnv({"WORLD_SIZE", "SLURM_NTASKS"}, &world_var);
   if (!world) return std::nullopt;
   DistContext c;
   c.world_size = *world;
   if (c.world_size < 1) throw MstError("environment variable WORLD_SIZE must be at least 1");
-  c.rank = intFromEnv({"RANK", "SLURM_PROCID"}).value_or(0);
+  c.rank = intFromEnv({"RANK", "SLURM_PROCID"}, &rank_var).value_or(0);
+  c.source = world_var + (rank_var.empty() ? "" : ", " + rank_var);
   c.local_rank = intFromEnv({"LOCAL_RANK", "SLURM_LOCALID"}).value_or(0);
   if (c.rank >= c.world_size)
     throw MstError("environment: RANK " + std::to_string(c.rank) + " is not below WORLD_SIZE " +

@@ -18,6 +18,9 @@ struct DistContext {
   /// A collective (or the rendezvous) that waits longer than this on a peer fails with MstError:
   /// a dead or hung rank stops the others instead of hanging them forever.
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  /// Where the rank and world size came from, for messages: "WORLD_SIZE=2, RANK=0" (the
+  /// environment; SLURM's variables too), or empty (the command line).
+  std::string source;
 
   bool distributed() const { return world_size > 1; }
 };

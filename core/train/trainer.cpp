@@ -181,7 +181,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     comm->broadcast({failed}, 0);
     if (failed.item<int64_t>() != 0) {
       if (writer) throw MstError(resume_error);
-      throw MstError("data-parallel rank " + std::to_string(comm->rank()) +
+      throw FollowerError("data-parallel rank " + std::to_string(comm->rank()) +
                      ": rank 0 could not start or resume (see its error)");
     }
     engine.syncFromRank0();

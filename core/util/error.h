@@ -13,4 +13,12 @@ class MstError : public std::runtime_error {
   explicit MstError(const std::string& message) : std::runtime_error(message) {}
 };
 
+/// A data-parallel rank's error that only follows another rank's (rank 0 could not start, say):
+/// that rank reports the cause. A rank started by `mst train --ranks` leaves it unprinted, so
+/// that the one error line on the terminal is the cause.
+class FollowerError : public MstError {
+ public:
+  using MstError::MstError;
+};
+
 }  // namespace mst
