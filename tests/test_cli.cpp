@@ -155,7 +155,7 @@ class TestCli : public QObject {
     QByteArray said_first;  // the rank's first line comes once its stop handlers are in place
     QElapsedTimer wait;
     wait.start();
-    while (!said_first.contains("data-parallel rank 0") && wait.elapsed() < 60000)
+    while (!said_first.contains("WORLD_SIZE=2, RANK=0)\n") && wait.elapsed() < 60000)
       if (lone.waitForReadyRead(1000)) said_first += lone.readAllStandardError();
     QVERIFY2(said_first.contains("WORLD_SIZE=2"), said_first.constData());
     QElapsedTimer timer;
