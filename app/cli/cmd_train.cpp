@@ -256,7 +256,9 @@ Command registerTrain(CLI::App& app) {
             if (children) children->join();
             if (!rank0) return;  // one run, one result line: rank 0's
             // A run resumed after its last step ran none: no loss or speed to report.
-            const auto ran = [&](double v) { return s.steps_run > 0 ? nlohmann::json(v) : nlohmann::json(); };
+            const auto ran = [&](double v) {
+              return s.steps_run > 0 ? nlohmann::json(v) : nlohmann::json();
+            };
             printResult({{"steps", s.steps}, {"steps_run", s.steps_run},
                          {"total_steps", s.total_steps}, {"epoch", s.epoch},
                          {"loss", ran(s.loss)}, {"loss_ce", ran(s.loss_ce)},

@@ -5,7 +5,6 @@
 #include "app/gui/sweep_service.h"
 
 #include <QDir>
-#include <QFile>
 #include <QThread>
 
 #include <cmath>
@@ -96,17 +95,7 @@ bool SweepService::plan(const SweepRequest& request, QVector<SweepCellInfo>* cel
     wanted.max_steps = request.max_steps;
     wanted.knn = wanted.linear = false;
     for (auto cell : expandGrid(base, axes, request.out_dir.toStdString())) {
-      if (loadCellResult(cell)) {
-        const auto result = readCellResult(cell.dir);
-        if (result && !(cell.outdated = resultShortfall(*result, wanted)).empty()) {
-          SweepCell pending = cell;
-          pending.status = "pending";
-          pending.knn_top1.reset();
-          pending.linear_top1.reset();
-          pending.mask_ratio = pending.loss_ce_end = pending.loss_rec_end = std::nullopt;
-          cell = pending;
-        }
-      }
+      loadAnsweringResult(cell, wanted);
       cells->push_back(infoOf(cell));
     }
   } catch (const std::exception& e) {
@@ -121,14 +110,13 @@ void SweepService::readSettings(const QVector<SweepCellInfo>& cells, QString* ex
   experiment_json->clear();
   *max_steps = 0;
   for (const auto& cell : cells) {
-    QFile file(QDir(cell.dir).filePath("result.json"));
-    if (!file.open(QIODevice::ReadOnly)) continue;
-    const auto result = nlohmann::json::parse(file.readAll().toStdString(), nullptr, false);
-    if (!result.is_object() || !result.contains("config") || !result["config"].is_object())
+    const auto result = readCellResult(cell.dir.toStdString());
+    if (!result || !result->is_object() || !result->contains("config") ||
+        !(*result)["config"].is_object())
       continue;
-    *experiment_json = QString::fromStdString(result["config"].dump());
-    const auto steps = result.find("steps"), total = result.find("total_steps");
-    if (steps != result.end() && total != result.end() && steps->is_number_integer() &&
+    *experiment_json = QString::fromStdString((*result)["config"].dump());
+    const auto steps = result->find("steps"), total = result->find("total_steps");
+    if (steps != result->end() && total != result->end() && steps->is_number_integer() &&
         total->is_number_integer() && steps->get<int64_t>() < total->get<int64_t>())
       *max_steps = steps->get<int64_t>();
     return;

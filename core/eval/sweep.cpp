@@ -171,14 +171,7 @@ std::string trainingShortfall(const json& result, const SweepOptions& options) {
 /// (failed.json, with the error), or pending (never started, interrupted, or with a result
 /// that does not answer the sweep: `outdated` says why; it continues from its checkpoint).
 void loadCellStatus(SweepCell& cell, const SweepOptions& options) {
-  cell.outdated.clear();
-  if (auto result = readCellResult(cell.dir)) {
-    cell.outdated = resultShortfall(*result, options);
-    if (cell.outdated.empty()) {
-      applyResult(cell, withTrainingSummary(cell, *result));
-      return;
-    }
-  }
+  if (loadAnsweringResult(cell, options)) return;
   const std::string outdated = cell.outdated;
   for (const auto& [key, field] : kResultColumns) cell.*field = std::nullopt;
   if (claimIsLive(claimPath(cell))) {
@@ -285,6 +278,16 @@ json readTrainingSummary(const std::string& run_h5) {
 bool loadCellResult(SweepCell& cell) {
   auto result = readCellResult(cell.dir);
   if (!result) return false;
+  applyResult(cell, withTrainingSummary(cell, *result));
+  return true;
+}
+
+bool loadAnsweringResult(SweepCell& cell, const SweepOptions& options) {
+  cell.outdated.clear();
+  const auto result = readCellResult(cell.dir);
+  if (!result) return false;
+  cell.outdated = resultShortfall(*result, options);
+  if (!cell.outdated.empty()) return false;
   applyResult(cell, withTrainingSummary(cell, *result));
   return true;
 }

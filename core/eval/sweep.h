@@ -170,4 +170,8 @@ nlohmann::json readTrainingSummary(const std::string& run_h5);
 /// before the summary was part of them). Returns false, leaving the cell as it was, otherwise.
 bool loadCellResult(SweepCell& cell);
 
+/// The same for a result that answers a sweep run with `options` (resultShortfall is empty):
+/// otherwise `cell.outdated` says why, the cell is left without numbers and false is returned.
+bool loadAnsweringResult(SweepCell& cell, const SweepOptions& options);
+
 }  // namespace mst

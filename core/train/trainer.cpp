@@ -150,13 +150,15 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
         // "Continue exactly" holds only with the run's own trajectory: the same batches,
         // schedules, loss and network. data.path may move, but not to a data set of another size.
         changes = configChanges(meta["config"], configToJson(config_));
+        std::string moved = describeChanges(changes, /*trajectory_only=*/true);
         const auto was = extra.is_object() ? extra.find("steps_per_epoch") : extra.end();
         // (said only when no key explains it: the data set itself changed)
-        if (was != extra.end() && was->is_number_integer() && was->get<int64_t>() != per_epoch &&
-            describeChanges(changes, true).empty())
+        if (moved.empty() && was != extra.end() && was->is_number_integer() &&
+            was->get<int64_t>() != per_epoch) {
           changes.push_back({"steps per epoch (the data set's size)", was->dump(),
                              std::to_string(per_epoch), true});
-        const std::string moved = describeChanges(changes, /*trajectory_only=*/true);
+          moved = describeChanges(changes, /*trajectory_only=*/true);
+        }
         if (!moved.empty() && !options_.allow_config_change)
           throw MstError("cannot resume " + ckpt + " with this config: it changes the run (" +
                          moved + "). Resume with the run's own settings (mst train --out " +
