@@ -135,15 +135,12 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   });
   connect(sweeps_, &SweepPanel::experimentFound, this, [this](const QString& json) {
     if (running()) return;  // the form is the running run's; the panel keeps the sweep's
-    try {
-      experiment_.setJson(nlohmann::json::parse(json.toStdString()), "the sweep's cells");
-    } catch (const std::exception& e) {
-      appendLog(QString::fromStdString(e.what()), /*error=*/true);
+    const QString error =
+        replaceExperiment(nlohmann::json::parse(json.toStdString()), "the sweep's cells");
+    if (!error.isEmpty()) {
+      appendLog(error, /*error=*/true);
       return;
     }
-    unloaded_keys_.clear();
-    refreshForm();
-    experimentChanged();
     appendLog("the experiment the sweep's cells were trained with is in the form");
   });
   connect(devices_, &DevicePicker::selectionChanged, sweeps_, &SweepPanel::setDevices);
@@ -202,6 +199,18 @@ QString MainWindow::runId(const QString& path) {
 }
 
 void MainWindow::refreshForm() { form_->setValues(experiment_.formValues()); }
+
+QString MainWindow::replaceExperiment(const nlohmann::json& json, const std::string& source) {
+  try {
+    experiment_.setJson(json, source);
+  } catch (const std::exception& e) {
+    return QString::fromStdString(e.what());
+  }
+  unloaded_keys_.clear();
+  refreshForm();
+  experimentChanged();
+  return {};
+}
 
 bool MainWindow::openRun(const QString& path, QString* error) {
   const QString id = runId(path);
@@ -295,18 +304,17 @@ void MainWindow::startRun() {
                                    QString::fromStdString(experiment_.json().dump()));
     if (!check.changes.isEmpty()) {
       switch (askResumeChange(dir, check.changes)) {
-        case ResumeChoice::RunSettings:
-          try {
-            experiment_.setJson(nlohmann::json::parse(check.run_config_json.toStdString()),
+        case ResumeChoice::RunSettings: {
+          const QString error =
+              replaceExperiment(nlohmann::json::parse(check.run_config_json.toStdString()),
                                 "the checkpoint in " + dir.toStdString());
-          } catch (const std::exception& e) {
-            showError("Start", QString::fromStdString(e.what()));
+          if (!error.isEmpty()) {
+            showError("Start", error);
             return;
           }
-          refreshForm();
-          experimentChanged();
           appendLog("the run's own settings are in the form");
           break;
+        }
         case ResumeChoice::Change:
           allow_change = true;
           break;

@@ -103,6 +103,9 @@ class MainWindow : public QMainWindow {
   void buildMenus();
   void buildDocks();
   void refreshForm();
+  /// Replaces the experiment with `json` and shows it (form, panels); the parser's message
+  /// (naming `source`) when it refuses, the form then unchanged.
+  QString replaceExperiment(const nlohmann::json& json, const std::string& source);
   /// After a failed load: the file's values put into the form one by one (refused ones in red,
   /// unknown keys in unloaded_keys_), so that Start cannot train on the defaults by mistake.
   void showRejectedExperiment(const QString& path);

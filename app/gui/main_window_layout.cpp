@@ -100,12 +100,8 @@ void MainWindow::buildDocks() {
     QString error;
     if (!path.isEmpty() && !saveExperiment(path, &error)) showError("Save experiment", error);
   });
-  connect(reset, &QPushButton::clicked, this, [this] {
-    unloaded_keys_.clear();
-    experiment_.setJson(nlohmann::json::object(), "defaults");
-    refreshForm();
-    experimentChanged();
-  });
+  connect(reset, &QPushButton::clicked, this,
+          [this] { replaceExperiment(nlohmann::json::object(), "defaults"); });
   connect(browse, &QToolButton::clicked, this, [this] {
     const QString dir = QFileDialog::getExistingDirectory(this, "Run folder", outDir());
     if (!dir.isEmpty()) setOutDir(dir);
