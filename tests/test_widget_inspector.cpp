@@ -401,6 +401,78 @@ class TestWidgetInspector : public QObject {
     QCOMPARE(grid.sizeHint().width(), width5);
   }
 
+  void attentionOverlayBlendsHeatmapPerPatch_data() {
+    QTest::addColumn<int>("size");
+    QTest::addColumn<int>("scale");
+    QTest::addColumn<int>("channels");
+    QTest::newRow("28 px, patches divide it") << 28 << 2 << 1;
+    QTest::newRow("30 px, patches do not divide it") << 30 << 1 << 3;
+    QTest::newRow("30 px at 3x") << 30 << 3 << 1;
+  }
+
+  void attentionOverlayBlendsHeatmapPerPatch() {
+    QFETCH(int, size);
+    QFETCH(int, scale);
+    QFETCH(int, channels);
+    ProbeImage p = makeProbe("#0", channels, {}, {});
+    p.height = p.width = size;
+    p.image.fill(0.0f, channels * size * size);
+    for (int i = 0; i < p.image.size(); ++i) p.image[i] = float(0.2 + 0.5 * ((i * 7) % 11) / 10.0);
+    double lo = 0.0, hi = 0.0;
+    QVERIFY(mst::attentionRange(p, &lo, &hi));
+    const QImage heat = mst::attentionHeatmap(p, lo, hi);
+    const QImage plain = mst::maskOverlay(p, {}, QColor(), scale);
+    QCOMPARE(mst::attentionOverlay(p, lo, hi, scale, 0.0), plain);
+    const QImage full = mst::attentionOverlay(p, lo, hi, scale, 1.0);
+    const QImage half = mst::attentionOverlay(p, lo, hi, scale, 0.5);
+    QCOMPARE(full.size(), QSize(size * scale, size * scale));
+    // Every pixel of patch (r, c), as the mask overlay draws that patch, carries the patch's
+    // heat colour: the two views' patches line up even where 4-px patches do not tile 30 px.
+    int covered = 0;
+    for (int i = 0; i < 49; ++i) {
+      QVector<quint8> one(49, 0);
+      one[i] = 1;
+      const QSet<int> pixels =
+          changedPixels(plain, mst::maskOverlay(p, one, InspectorGrid::guidedMaskColour(), scale));
+      QVERIFY(!pixels.isEmpty());
+      covered += pixels.size();
+      const QRgb hot = heat.pixel(i % 7, i / 7);
+      for (int xy : pixels) {
+        const int x = xy % full.width(), y = xy / full.width();
+        QCOMPARE(full.pixel(x, y), hot);
+        const QRgb under = plain.pixel(x, y), mixed = half.pixel(x, y);
+        QVERIFY(std::abs(qRed(mixed) - (qRed(under) + qRed(hot)) / 2.0) <= 0.5);
+        QVERIFY(std::abs(qBlue(mixed) - (qBlue(under) + qBlue(hot)) / 2.0) <= 0.5);
+      }
+    }
+    QCOMPARE(covered, full.width() * full.height());
+    p.attention.removeLast();
+    QVERIFY(mst::attentionOverlay(p, lo, hi, scale, 0.5).isNull());
+  }
+
+  void gridAttentionOverlay() {
+    InspectorGrid grid;
+    const ProbeImage p = makeProbe("#0", 1, {}, {});
+    grid.setImages({p});
+    const QImage alone = grid.renderCell(0, InspectorColumn::Attention);
+    QVERIFY(!grid.attentionOverlay());
+    grid.setAttentionOverlay(true);
+    const QImage over = grid.renderCell(0, InspectorColumn::Attention);
+    QVERIFY(over != alone);
+    double lo = 0.0, hi = 0.0;
+    QVERIFY(grid.colourRange(0, &lo, &hi));
+    // The cell is the overlay at the grid's whole-multiple scale (112 / 28 = 4).
+    QCOMPARE(over, mst::attentionOverlay(p, lo, hi, 4, InspectorGrid::kAttentionOverlayOpacity));
+    // The input shows through: the overlay's pixels follow the image inside one patch, where
+    // the heat map alone is flat.
+    // (Image pixels (0, 0) and (3, 0), both in the first patch, are 4 cell pixels wide.)
+    QVERIFY(over.pixel(0, 0) != over.pixel(12, 0));
+    QCOMPARE(alone.pixel(0, 0), alone.pixel(12, 0));
+    QCOMPARE(grid.columns().size(), 5);
+    grid.setAttentionOverlay(false);
+    QCOMPARE(grid.renderCell(0, InspectorColumn::Attention), alone);
+  }
+
   void gridClickEmitsRow() {
     InspectorGrid grid;
     grid.setImages(
@@ -688,6 +760,9 @@ class TestWidgetInspector : public QObject {
       QVERIFY(grid.exportFigure(out + "/inspector_figure.pdf"));
       grid.setAttentionScale(mst::AttentionScale::PerImage);
       QVERIFY(grid.exportFigure(out + "/inspector_figure_per_image.png"));
+      grid.setAttentionScale(mst::AttentionScale::Shared);
+      grid.setAttentionOverlay(true);
+      QVERIFY(grid.exportFigure(out + "/inspector_figure_overlay.png"));
       QVERIFY(map.exportFigure(out + "/sweep_figure.png"));
       QVERIFY(map.exportFigure(out + "/sweep_figure.svg"));
     }

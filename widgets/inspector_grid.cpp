@@ -104,6 +104,14 @@ void InspectorGrid::setShowThreshold(bool on) {
 
 bool InspectorGrid::showThreshold() const { return show_threshold_; }
 
+void InspectorGrid::setAttentionOverlay(bool on) {
+  if (on == attention_overlay_) return;
+  attention_overlay_ = on;
+  invalidate();
+}
+
+bool InspectorGrid::attentionOverlay() const { return attention_overlay_; }
+
 void InspectorGrid::setCellSize(int pixels) {
   pixels = std::max(pixels, kMinCell);
   if (pixels == cell_size_) return;
@@ -165,6 +173,9 @@ QString InspectorGrid::headerTitle(InspectorColumn column) const {
   if (column != InspectorColumn::Attention || colourBarLabels().isEmpty())
     return columnTitle(column);
   // No-break spaces: a wrapped title breaks before the parenthesis, never inside it.
+  if (attention_overlay_)
+    return scale_ == AttentionScale::Shared ? tr("Attention on input (×\u00A0uniform)")
+                                            : tr("Attention on input (per\u00A0image)");
   return scale_ == AttentionScale::Shared ? tr("Attention (×\u00A0uniform)")
                                           : tr("Attention (per\u00A0image)");
 }
@@ -265,7 +276,12 @@ QImage InspectorGrid::renderCellAt(int row, InspectorColumn column, int pixels) 
       break;
     case InspectorColumn::Attention: {
       double lo = 0.0, hi = 0.0;
-      content = colourRange(row, &lo, &hi) ? attentionHeatmap(p, lo, hi) : attentionHeatmap(p);
+      if (!colourRange(row, &lo, &hi)) attentionRange(p, &lo, &hi);
+      content = attention_overlay_
+                    ? mst::attentionOverlay(p, lo, hi, overlay_scale, kAttentionOverlayOpacity)
+                    : attentionHeatmap(p, lo, hi);
+      // Without the image (sizes that do not match) the heat map alone still shows.
+      if (content.isNull()) content = attentionHeatmap(p, lo, hi);
       missing = QStringLiteral("no attention");
       break;
     }
@@ -299,7 +315,7 @@ QImage InspectorGrid::renderCellAt(int row, InspectorColumn column, int pixels) 
   }
   if (content.size() != area.size()) {
     // The patch-grid heat map is always stretched with nearest neighbour so patches stay blocks.
-    const bool blocks = column == InspectorColumn::Attention || scale >= 1;
+    const bool blocks = content.size() == QSize(p.grid_w, p.grid_h) || scale >= 1;
     content = content.scaled(area.size(), Qt::IgnoreAspectRatio,
                              blocks ? Qt::FastTransformation : Qt::SmoothTransformation);
   }

@@ -38,6 +38,13 @@ class InspectorGrid : public QWidget {
   void setShowThreshold(bool on);
   bool showThreshold() const;
 
+  /// Draws the attention column's heat map over the input image (at kAttentionOverlayOpacity)
+  /// instead of alone (default off): where the attention sits on the object.
+  void setAttentionOverlay(bool on);
+  bool attentionOverlay() const;
+  /// The heat map's opacity over the input when the overlay is on.
+  static constexpr double kAttentionOverlayOpacity = 0.6;
+
   /// Per-image or shared colour scale for the attention column (default shared).
   void setAttentionScale(AttentionScale scale);
   AttentionScale attentionScale() const;
@@ -141,6 +148,7 @@ class InspectorGrid : public QWidget {
 
   QVector<ProbeImage> images_;
   bool show_threshold_ = false;
+  bool attention_overlay_ = false;
   AttentionScale scale_ = AttentionScale::Shared;
   QString empty_text_;
   int cell_size_ = 112;

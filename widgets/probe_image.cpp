@@ -39,6 +39,11 @@ int toByte(float v) {
   return static_cast<int>(std::lround(std::clamp(v, 0.0f, 1.0f) * 255.0f));
 }
 
+/// The patch holding pixel `x` of `extent` pixels split into `cells` patches at maskOverlay's
+/// integer edges (patch c spans c * extent / cells up to (c + 1) * extent / cells): the largest c
+/// with c * extent < (x + 1) * cells.
+int patchOf(int x, int extent, int cells) { return ((x + 1) * cells - 1) / extent; }
+
 bool gridMatches(const ProbeImage& p, int size) {
   return p.grid_h > 0 && p.grid_w > 0 && size == p.grid_h * p.grid_w;
 }
@@ -125,6 +130,27 @@ QImage attentionHeatmap(const ProbeImage& p, double lo, double hi) {
       const double v = attentionTimesUniform(p, r * p.grid_w + c);
       const double t = !std::isfinite(v) ? 0.0 : hi > lo ? (v - lo) / (hi - lo) : 0.5;
       out.setPixel(c, r, infernoColour(t).rgb());
+    }
+  }
+  return out;
+}
+
+QImage attentionOverlay(const ProbeImage& p, double lo, double hi, int scale, double opacity) {
+  const QImage base = imageToQImage(p);
+  const QImage heat = attentionHeatmap(p, lo, hi);
+  if (base.isNull() || heat.isNull()) return QImage();
+  scale = std::max(scale, 1);
+  const double a = std::clamp(opacity, 0.0, 1.0);
+  QImage out(base.width() * scale, base.height() * scale, QImage::Format_ARGB32);
+  auto mix = [a](int under, int over) { return int(std::lround((1.0 - a) * under + a * over)); };
+  for (int y = 0; y < out.height(); ++y) {
+    const auto* src = reinterpret_cast<const QRgb*>(base.constScanLine(y / scale));
+    const int r = patchOf(y, out.height(), p.grid_h);
+    const auto* hot = reinterpret_cast<const QRgb*>(heat.constScanLine(r));
+    auto* line = reinterpret_cast<QRgb*>(out.scanLine(y));
+    for (int x = 0; x < out.width(); ++x) {
+      const QRgb u = src[x / scale], o = hot[patchOf(x, out.width(), p.grid_w)];
+      line[x] = qRgb(mix(qRed(u), qRed(o)), mix(qGreen(u), qGreen(o)), mix(qBlue(u), qBlue(o)));
     }
   }
   return out;

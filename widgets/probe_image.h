@@ -56,6 +56,13 @@ QImage attentionHeatmap(const ProbeImage& p);
 /// lo >= hi (a constant scale) shows the middle colour; non-finite values the darkest.
 QImage attentionHeatmap(const ProbeImage& p, double lo, double hi);
 
+/// The input image with the heat map of attentionHeatmap(p, lo, hi) laid over it at `opacity`
+/// (clamped to [0,1]: 0 = the plain image, 1 = the heat map alone), at `scale` pixels per image
+/// pixel; a patch's colour covers exactly that patch's pixels (maskOverlay's patch edges), so
+/// what is attended reads against the object itself. Null when the image or the attention does
+/// not match its size.
+QImage attentionOverlay(const ProbeImage& p, double lo, double hi, int scale, double opacity);
+
 /// The image with masked patches drawn over it (semi-transparent fill in `colour` + patch outline),
 /// at `scale` pixels per image pixel (nearest neighbour). Pixels of unmasked patches are exactly
 /// those of the plain image at that scale. A mask of the wrong size draws no patches.

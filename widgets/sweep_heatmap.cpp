@@ -219,7 +219,6 @@ void SweepHeatmap::paintMap(QPainter& painter, const Layout& layout, const QFont
   const QFontMetrics metrics(font);
   const int n_rows = rows_.size(), n_cols = cols_.size();
   const int grid_w = std::max(n_cols, 1) * layout.cell_w + (std::max(n_cols, 1) - 1) * layout.gap;
-  const int grid_h = std::max(n_rows, 1) * layout.cell_h + (std::max(n_rows, 1) - 1) * layout.gap;
 
   // Axis titles: column key on top, row key reading upwards on the left.
   painter.setPen(text);

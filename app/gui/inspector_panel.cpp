@@ -86,6 +86,10 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
       "between images), or each image from its own min to max (shows the shape "
       "of a nearly flat map). The bar above the column gives the values, in "
       "multiples of the uniform share (1 = every patch equal)");
+  overlay_ = new QCheckBox("On input");
+  overlay_->setToolTip(
+      "Draw the attention heat map over the input image (60 % opacity) instead of alone: "
+      "which parts of the object the teacher's CLS token attends to");
   threshold_ = new QCheckBox("Top-60 % map");
   threshold_->setToolTip("DINO-style: the smallest set of patches holding 60 % of the attention");
   for (auto [label, w] : {std::pair<const char*, QWidget*>{"Strategy", strategy_},
@@ -105,6 +109,7 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   row1b->addWidget(head_);
   row1b->addWidget(new QLabel("Scale"));
   row1b->addWidget(scale_);
+  row1b->addWidget(overlay_);
   row1b->addWidget(threshold_);
   row1b->addStretch();
   layout->addLayout(row1b);
@@ -163,6 +168,7 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
     grid_->setAttentionScale(static_cast<AttentionScale>(scale_->currentData().toInt()));
   });
   connect(threshold_, &QCheckBox::toggled, grid_, &InspectorGrid::setShowThreshold);
+  connect(overlay_, &QCheckBox::toggled, grid_, &InspectorGrid::setAttentionOverlay);
   connect(slider_, &QSlider::valueChanged, this, [this](int i) {
     if (updating_) return;
     follow_latest_ = i == slider_->maximum();
@@ -302,6 +308,8 @@ void InspectorPanel::setHead(int head) {
 }
 
 void InspectorPanel::setShowThreshold(bool on) { threshold_->setChecked(on); }
+
+void InspectorPanel::setAttentionOverlay(bool on) { overlay_->setChecked(on); }
 
 QVector<qint64> InspectorPanel::parseIndices(QString* error) const {
   try {

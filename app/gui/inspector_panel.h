@@ -53,6 +53,8 @@ class InspectorPanel : public QWidget {
   void setSeed(qint64 seed);
   void setHead(int head);  ///< -1 = mean over heads
   void setShowThreshold(bool on);
+  /// The attention column over the input image (the "On input" box).
+  void setAttentionOverlay(bool on);
   /// Recomputes from the weights now.
   void redraw();
 
@@ -109,6 +111,7 @@ class InspectorPanel : public QWidget {
   QComboBox* head_ = nullptr;
   QComboBox* scale_ = nullptr;
   QCheckBox* threshold_ = nullptr;
+  QCheckBox* overlay_ = nullptr;
   QSlider* slider_ = nullptr;
   QLabel* slider_label_ = nullptr;
   QLabel* status_ = nullptr;
