@@ -122,6 +122,71 @@ class TestGuiInspector : public QObject {
     QVERIFY(differ > 0);  // and the strategies pick different patches from the same draw
   }
 
+  void opensAnMstInspectFileAsSaved() {
+    const QString file = dir_.filePath("inspect_open.h5");
+    QByteArray err;
+    QVERIFY2(run({"inspect", "--checkpoint", checkpoint_, "--images", "2,5,9", "--seed", "3",
+                  "--set", "masking.p=0.5", "--set", "masking.num=2", "--out", file,
+                  "--threads", "1"},
+                 &err),
+             err.constData());
+    InspectorPanel panel;
+    QString error;
+    QVERIFY2(panel.openInspectFile(file, &error), qPrintable(error));
+    QVERIFY2(panel.statusText().contains("as saved") &&
+                 panel.statusText().contains("p = 0.5, num = 2, seed 3") &&
+                 panel.statusText().contains(checkpoint_),
+             qPrintable(panel.statusText()));
+    const auto& shown = panel.shownImages();
+    QCOMPARE(shown.size(), 3);
+    QCOMPARE(shown[0].title, QString("#2"));
+    QCOMPARE(shown[2].title, QString("#9"));
+    std::vector<int64_t> di, da, dh;
+    const auto images = readLogArray(file.toStdString(), "/inspect/images", &di);
+    const auto attention = readLogArray(file.toStdString(), "/inspect/attention", &da);
+    const auto guided = readLogArray(file.toStdString(), "/inspect/mask_guided", &da);
+    const auto recon = readLogArray(file.toStdString(), "/inspect/reconstruction", &di);
+    const auto heads = readLogArray(file.toStdString(), "/inspect/attention_heads", &dh);
+    const int plane = static_cast<int>(di[1] * di[2] * di[3]);
+    const int cells = static_cast<int>(da[1] * da[2]);
+    for (int i = 0; i < 3; ++i) {
+      QCOMPARE(shown[i].image.size(), plane);
+      for (int j = 0; j < plane; ++j) {
+        QCOMPARE(shown[i].image[j], images[i * plane + j]);
+        QCOMPARE(shown[i].reconstruction[j], recon[i * plane + j]);
+      }
+      for (int j = 0; j < cells; ++j) {
+        QCOMPARE(shown[i].attention[j], attention[i * cells + j]);
+        QCOMPARE(static_cast<float>(shown[i].mask_guided[j]), guided[i * cells + j]);
+      }
+    }
+    // The heads as saved: head 2 of image 1 is the file's block (1, 1).
+    QCOMPARE(shown[1].heads, static_cast<int>(dh[1]));
+    panel.setHead(1);
+    for (int j = 0; j < cells; ++j)
+      QCOMPARE(panel.shownImages()[1].attention[j], heads[(1 * dh[1] + 1) * cells + j]);
+    panel.setHead(-1);
+
+    // Exporting what is shown writes the file's settings back, not the controls' defaults.
+    const QString again = dir_.filePath("inspect_again.h5");
+    QVERIFY2(panel.exportHdf5(again, &error), qPrintable(error));
+    const auto meta = nlohmann::json::parse(
+        readLogAttribute(again.toStdString(), "/inspect/config", "json"));
+    QCOMPARE(meta.at("p").get<double>(), 0.5);
+    QCOMPARE(meta.at("num").get<int>(), 2);
+    QCOMPARE(meta.at("seed").get<int>(), 3);
+    QCOMPARE(meta.at("images"), nlohmann::json({2, 5, 9}));
+    QCOMPARE(QString::fromStdString(meta.at("checkpoint").get<std::string>()), checkpoint_);
+    std::vector<int64_t> d2;
+    QCOMPARE(readLogArray(again.toStdString(), "/inspect/attention", &d2), attention);
+
+    // A run log is not an inspect file: one message naming the file; the views stay.
+    const QString log = dir_.filePath("run/run.h5");
+    QVERIFY(!panel.openInspectFile(log, &error));
+    QVERIFY2(error.contains(log) && error.contains("not an inspect file"), qPrintable(error));
+    QCOMPARE(panel.shownImages().size(), 3);
+  }
+
   void pOneMasksExactlyTheLowestAttention() {
     InspectorPanel panel;
     panel.setImageIndices("0-5");

@@ -12,11 +12,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "app/gui/inspector_panel.h"
 #include "app/gui/main_window.h"
 #include "tests/test_util.h"
 #include "app/gui/run_reader.h"
 #include "core/config/config.h"
 #include "core/log/log_reader.h"
+#include "core/log/run_log.h"
 #include "widgets/config_form.h"
 #include "widgets/curve_panel.h"
 #include "widgets/run_controls.h"
@@ -317,6 +319,37 @@ class TestGuiWorkbench : public QObject {
     QCOMPARE(form->editField("masking.p", "0.15"), QString());
     QCOMPARE(window.experiment().config().masking.p, 0.15);
     QVERIFY(form->fieldError("masking.p").isEmpty());
+  }
+
+  void anInspectFileOpensInTheInspectorNotThePlots() {
+    QTemporaryDir dir;
+    // Two 28-px images on a 7 x 7 grid, 2 heads, as `mst inspect` lays them out.
+    ProbeViews v;
+    v.images = torch::rand({2, 1, 28, 28});
+    v.reconstruction = torch::rand({2, 1, 28, 28});
+    v.attention_heads = torch::softmax(torch::randn({2, 2, 49}), -1).view({2, 2, 7, 7});
+    v.attention = v.attention_heads.mean(1);
+    v.mask_random = (torch::rand({2, 7, 7}) < 0.3).to(torch::kUInt8);
+    v.mask_guided = (torch::rand({2, 7, 7}) < 0.3).to(torch::kUInt8);
+    const QString file = dir.filePath("probes.h5");
+    writeInspectFile(file.toStdString(), v,
+                     R"({"p": 0.25, "num": 4, "strategy": "attention_guided", "seed": 11,
+                         "images": [4, 8], "folder": "", "checkpoint": ""})");
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    MainWindow window(o);
+    QString error;
+    QVERIFY2(window.openRun(file, &error), qPrintable(error));
+    QCOMPARE(window.tabs()->currentWidget(), static_cast<QWidget*>(window.inspector()));
+    QCOMPARE(window.runList()->count(), 0);
+    const auto& shown = window.inspector()->shownImages();
+    QCOMPARE(shown.size(), 2);
+    QCOMPARE(shown[1].title, QString("#8"));
+    QCOMPARE(shown[1].heads, 2);
+    QCOMPARE(shown[1].mask_guided[10], static_cast<quint8>(v.mask_guided[1][1][3].item<uint8_t>()));
+    QVERIFY(std::abs(shown[0].attention[20] - v.attention[0][2][6].item<float>()) < 1e-7);
+    QVERIFY2(window.inspector()->statusText().contains("p = 0.25, num = 4, seed 11"),
+             qPrintable(window.inspector()->statusText()));
   }
 
   void followsARunLogWrittenByAnotherProcess() {

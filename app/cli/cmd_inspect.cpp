@@ -26,7 +26,7 @@ Command registerInspect(CLI::App& app) {
   cmd->add_option("--folder", o->folder,
                   "Your own images (png/jpg/...) instead of training images (--images ignored)");
   cmd->add_option("--seed", o->seed, "Seed of the mask draw");
-  cmd->add_option("--out", o->out, "Output HDF5 file")->required();
+  cmd->add_option("--out", o->out, "Output HDF5 file (view it: mst-workbench FILE)")->required();
   return {cmd, [o] {
             checkOutputFile("--out", o->out);
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()

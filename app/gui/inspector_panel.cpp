@@ -8,6 +8,9 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QHBoxLayout>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
@@ -386,6 +389,8 @@ void InspectorPanel::onResult(const ProbeResult& result) {
   const std::optional<MaskSettings> run = runMaskSettings();
   if (run && (run->strategy != r.strategy || std::abs(run->p - r.p) > 1e-9 || run->num != r.num))
     what += QString(" (trained with %1)").arg(describe(run->strategy, run->p, run->num));
+  shown_request_ = r;
+  shown_source_.clear();
   showImages(result.images, result.step, what);
 }
 
@@ -453,6 +458,15 @@ void InspectorPanel::showSnapshot(int index) {
       return;
     }
   }
+  // What the snapshot was drawn with: the run's mask settings; its images and seed are the run's
+  // probes, not the controls', but an export records the settings that matter for the masks.
+  shown_request_ = currentRequest();
+  shown_source_.clear();
+  if (run_settings_) {
+    shown_request_->strategy = run_settings_->strategy;
+    shown_request_->p = run_settings_->p;
+    shown_request_->num = run_settings_->num;
+  }
   showImages(images, step,
              run_settings_
                  ? QString("snapshot at step %1 · %2 (the run's settings)")
@@ -461,14 +475,51 @@ void InspectorPanel::showSnapshot(int index) {
                  : QString("snapshot at step %1 (the run's mask settings)").arg(step));
 }
 
+bool InspectorPanel::openInspectFile(const QString& path, QString* error) {
+  QVector<ProbeImage> images;
+  QString json;
+  try {
+    images = readInspectFile(path, &json);
+  } catch (const std::exception& e) {
+    if (error) *error = QString::fromUtf8(e.what());
+    return false;
+  }
+  // Shown as saved until the user asks for something else: a probe answer still on its way and
+  // the run's next snapshot do not replace it.
+  waiting_id_ = 0;
+  follow_latest_ = false;
+  const QJsonObject meta = QJsonDocument::fromJson(json.toUtf8()).object();
+  ProbeRequest saved = currentRequest();
+  saved.strategy = meta.value("strategy").toString(saved.strategy);
+  saved.p = meta.value("p").toDouble(saved.p);
+  saved.num = meta.value("num").toInt(saved.num);
+  saved.seed = meta.value("seed").toInteger(saved.seed);
+  saved.folder = meta.value("folder").toString();
+  saved.indices.clear();
+  for (const QJsonValue& v : meta.value("images").toArray()) saved.indices.push_back(v.toInteger());
+  QString what = QString("%1 as saved").arg(QFileInfo(path).fileName());
+  if (meta.contains("strategy"))
+    what += QString(" · %1, seed %2").arg(describe(saved.strategy, saved.p, saved.num)).arg(saved.seed);
+  const QString weights = meta.value("checkpoint").toString();
+  what += weights.isEmpty() ? QString(" · weights: fresh from the config's seed")
+                            : QString(" · weights: %1").arg(weights);
+  what += " (Redraw computes from the current weights)";
+  shown_request_ = saved;
+  shown_source_ = weights;
+  showImages(images, -1, what);
+  return true;
+}
+
 bool InspectorPanel::exportFigure(const QString& path, QString* error) const {
   return grid_->exportFigure(path, error);
 }
 
 bool InspectorPanel::exportHdf5(const QString& path, QString* error) const {
   try {
-    writeInspectFileFromImages(path, shown_, currentRequest(),
-                               checkpoint_.isEmpty() ? run_dir_ : checkpoint_);
+    writeInspectFileFromImages(path, shown_, shown_request_.value_or(currentRequest()),
+                               !shown_source_.isEmpty()      ? shown_source_
+                               : checkpoint_.isEmpty() ? run_dir_
+                                                       : checkpoint_);
   } catch (const std::exception& e) {
     if (error) *error = QString::fromUtf8(e.what());
     return false;

@@ -67,6 +67,12 @@ class InspectorPanel : public QWidget {
   const QVector<ProbeImage>& shownImages() const;
   QString statusText() const;
 
+  /// Shows an `mst inspect` file (or this panel's HDF5 export) as it was saved: images, attention
+  /// (per head when saved), masks, reconstructions, its settings in the status line. It stays
+  /// until Redraw, a control change or the snapshot slider asks for other views. False + *error
+  /// naming the file when it is not an inspect file or its shapes do not fit.
+  bool openInspectFile(const QString& path, QString* error = nullptr);
+
   bool exportFigure(const QString& path, QString* error = nullptr) const;
   bool exportHdf5(const QString& path, QString* error = nullptr) const;
 
@@ -95,6 +101,10 @@ class InspectorPanel : public QWidget {
   ProbeRequest sent_;  ///< the request waiting_id_ names: what its masks were drawn with
   std::optional<MaskSettings> run_settings_;         ///< the run's (its snapshots use them)
   std::optional<MaskSettings> checkpoint_settings_;  ///< the chosen checkpoint's
+  /// What the shown images were drawn with, and from which weights when not the run's or the
+  /// checkpoint's (an opened file's): an HDF5 export records these.
+  std::optional<ProbeRequest> shown_request_;
+  QString shown_source_;
   QVector<ProbeImage> raw_;    ///< as computed (all heads)
   QVector<ProbeImage> shown_;  ///< after the head choice
   QVector<qint64> snapshot_steps_;

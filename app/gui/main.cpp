@@ -27,7 +27,9 @@ int main(int argc, char** argv) {
   cli.setApplicationDescription("MST Workbench: train and study Masked Self-Supervised Transformers");
   cli.addHelpOption();
   cli.addVersionOption();
-  cli.addPositionalArgument("runs", "Run logs (run.h5 or run folders) to open", "[runs...]");
+  cli.addPositionalArgument(
+      "files", "Run logs (run.h5 or run folders) to plot, or inspect files (mst inspect --out) to view",
+      "[files...]");
   const QCommandLineOption config({"c", "config"}, "Experiment JSON file.", "file");
   const QCommandLineOption out({"o", "out"}, "Run folder (resumed when it has a checkpoint).", "dir");
   const QCommandLineOption workspace("workspace", "Folder whose runs are listed.", "dir");

@@ -213,6 +213,11 @@ QString MainWindow::replaceExperiment(const nlohmann::json& json, const std::str
 }
 
 bool MainWindow::openRun(const QString& path, QString* error) {
+  if (QFileInfo(path).isFile() && isInspectFile(path)) {
+    if (!inspector_->openInspectFile(path, error)) return false;
+    tabs_->setCurrentWidget(inspector_);
+    return true;
+  }
   const QString id = runId(path);
   try {
     readRunCurves(id, 0, 0);  // a bad file gets its message here, before the list changes

@@ -62,7 +62,9 @@ class MainWindow : public QMainWindow {
   void setOutDir(const QString& dir);
   /// The id (absolute run folder) plots use for the run in `path`.
   static QString runId(const QString& path);
-  /// Shows a run log in the plots and follows it while it grows; false + *error on a bad file.
+  /// Shows a run log in the plots and follows it while it grows; an inspect file (`mst inspect
+  /// --out`, the inspector's HDF5 export) opens in the Inspector tab instead. False + *error on
+  /// a bad file.
   bool openRun(const QString& path, QString* error = nullptr);
   bool loadExperiment(const QString& path, QString* error = nullptr);
   bool saveExperiment(const QString& path, QString* error = nullptr);

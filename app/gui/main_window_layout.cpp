@@ -151,11 +151,12 @@ void MainWindow::buildDocks() {
 
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu("&File");
-  file->addAction("&Open run log…", QKeySequence::Open, this, [this] {
-    const QString path =
-        QFileDialog::getOpenFileName(this, "Open run log", runs_->workspace(), "Run log (*.h5)");
+  file->addAction("&Open run log or inspect file…", QKeySequence::Open, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(
+        this, "Open run log or inspect file", runs_->workspace(),
+        "Run log or inspect file (*.h5)");
     QString error;
-    if (!path.isEmpty() && !openRun(path, &error)) showError("Open run log", error);
+    if (!path.isEmpty() && !openRun(path, &error)) showError("Open", error);
   });
   file->addAction("Set &workspace…", this, [this] {
     const QString dir = QFileDialog::getExistingDirectory(this, "Workspace", runs_->workspace());

@@ -3,7 +3,11 @@
 
 #include <QDir>
 #include <QFileInfo>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/log/log_reader.h"
@@ -112,6 +116,94 @@ QVector<ProbeImage> readSnapshot(const QString& path, int index) {
     for (int64_t j = 0; j < gh * gw; ++j) {
       p.mask_random.push_back(static_cast<quint8>(random[g + j]));
       p.mask_guided.push_back(static_cast<quint8>(guided[g + j]));
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+bool isInspectFile(const QString& path) {
+  try {
+    listLogGroup(path.toStdString(), "/inspect");
+    return true;
+  } catch (const MstError&) {
+    return false;
+  }
+}
+
+QVector<ProbeImage> readInspectFile(const QString& path, QString* settings_json) {
+  const std::string file = path.toStdString();
+  if (!isInspectFile(path))
+    throw MstError(file + ": not an inspect file (no /inspect group; `mst inspect --out` writes one)");
+  auto shapeText = [](const std::vector<int64_t>& d) {
+    std::string s = "(";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + ")";
+  };
+  std::vector<int64_t> di, da, dr, dg, drec, dh;
+  const auto images = readLogArray(file, "/inspect/images", &di);
+  if (di.size() != 4 || di[1] <= 0 || di[2] <= 0 || di[3] <= 0)
+    throw MstError(file + ": /inspect/images is " + shapeText(di) + ", expected (N, C, H, W)");
+  const int64_t n = di[0], c = di[1], h = di[2], w = di[3];
+  const auto attention = readLogArray(file, "/inspect/attention", &da);
+  if (da.size() != 3 || da[0] != n || da[1] <= 0 || da[2] <= 0)
+    throw MstError(file + ": /inspect/attention is " + shapeText(da) + ", expected (" +
+                   std::to_string(n) + ", h, w) for the " + std::to_string(n) + " images");
+  const int64_t gh = da[1], gw = da[2];
+  const std::vector<int64_t> grid{n, gh, gw}, planes{n, c, h, w};
+  auto read = [&](const char* name, const std::vector<int64_t>& want, std::vector<int64_t>* dims) {
+    const std::string dataset = std::string("/inspect/") + name;
+    auto values = readLogArray(file, dataset, dims);
+    if (*dims != want)
+      throw MstError(file + ": " + dataset + " is " + shapeText(*dims) + ", expected " +
+                     shapeText(want) + " like /inspect/" +
+                     (want.size() == 4 ? "images" : "attention"));
+    return values;
+  };
+  const auto random = read("mask_random", grid, &dr);
+  const auto guided = read("mask_guided", grid, &dg);
+  const auto recon = read("reconstruction", planes, &drec);
+  std::vector<float> heads;
+  int64_t n_heads = 0;
+  const auto names = listLogGroup(file, "/inspect");
+  if (std::find(names.begin(), names.end(), "attention_heads") != names.end()) {
+    heads = readLogArray(file, "/inspect/attention_heads", &dh);
+    if (dh.size() != 4 || dh[0] != n || dh[2] != gh || dh[3] != gw)
+      throw MstError(file + ": /inspect/attention_heads is " + shapeText(dh) + ", expected (" +
+                     std::to_string(n) + ", heads, " + std::to_string(gh) + ", " +
+                     std::to_string(gw) + ")");
+    n_heads = dh[1];
+  }
+  QString json;
+  try {
+    json = QString::fromStdString(readLogAttribute(file, "/inspect/config", "json"));
+  } catch (const MstError&) {
+  }
+  if (settings_json) *settings_json = json;
+  const QJsonArray indices = QJsonDocument::fromJson(json.toUtf8()).object().value("images").toArray();
+
+  QVector<ProbeImage> out;
+  const int64_t plane = c * h * w, cells = gh * gw;
+  for (int64_t i = 0; i < n; ++i) {
+    ProbeImage p;
+    p.title = indices.size() == n ? QString("#%1").arg(indices[int(i)].toInteger())
+                                  : QString("#%1").arg(i);
+    p.channels = static_cast<int>(c);
+    p.height = static_cast<int>(h);
+    p.width = static_cast<int>(w);
+    p.image = QVector<float>(images.begin() + i * plane, images.begin() + (i + 1) * plane);
+    p.reconstruction = QVector<float>(recon.begin() + i * plane, recon.begin() + (i + 1) * plane);
+    p.grid_h = static_cast<int>(gh);
+    p.grid_w = static_cast<int>(gw);
+    p.attention = QVector<float>(attention.begin() + i * cells, attention.begin() + (i + 1) * cells);
+    for (int64_t j = 0; j < cells; ++j) {
+      p.mask_random.push_back(static_cast<quint8>(random[i * cells + j]));
+      p.mask_guided.push_back(static_cast<quint8>(guided[i * cells + j]));
+    }
+    if (n_heads > 0) {
+      p.heads = static_cast<int>(n_heads);
+      const int64_t block = n_heads * cells;
+      p.attention_heads = QVector<float>(heads.begin() + i * block, heads.begin() + (i + 1) * block);
     }
     out.push_back(std::move(p));
   }

@@ -21,4 +21,13 @@ QVector<qint64> readSnapshotSteps(const QString& path);
 /// The probe images of snapshot `index` (0-based along /snapshots/step).
 QVector<ProbeImage> readSnapshot(const QString& path, int index);
 
+/// Whether `path` is an HDF5 file with an /inspect group: an `mst inspect` file or the
+/// inspector's HDF5 export, rather than a run log.
+bool isInspectFile(const QString& path);
+/// The probe images of an inspect file (DESIGN.md's layout), with the per-head attention when the
+/// file has /inspect/attention_heads; rows are titled "#index" from the settings' "images" list
+/// when it has one per image. *settings_json = attribute json of /inspect/config ("" when absent).
+/// Throws MstError naming the file and the dataset whose shape does not fit the others.
+QVector<ProbeImage> readInspectFile(const QString& path, QString* settings_json = nullptr);
+
 }  // namespace mst
