@@ -94,6 +94,9 @@ class TestCli : public QObject {
         << QStringList{"--k", "neighbour"};
     QTest::newRow("--k 0") << QStringList{"eval", "knn", "--set", nowhere, "--k", "5,0"}
                            << QStringList{"--k", ">= 1"};
+    QTest::newRow("--record without a checkpoint")
+        << QStringList{"eval", "knn", "--set", nowhere, "--record"}
+        << QStringList{"--record", "--checkpoint"};
     QTest::newRow("--config a folder")
         << QStringList{"config", "--config", dir_.path()} << QStringList{dir_.path(), "directory"};
     QTest::newRow("--set 1e400") << QStringList{"config", "--set", "optim.lr=1e400"}

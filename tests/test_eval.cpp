@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/config/config.h"
+#include "core/eval/eval_record.h"
 #include "core/eval/knn.h"
 #include "core/eval/linear_probe.h"
 #include "core/eval/sweep.h"
@@ -803,6 +804,51 @@ class TestEval : public QObject {
                 {QString::fromStdString(cells[0].dir), "optim.lr"});
     QVERIFY(refused.started.empty());
     QCOMPARE(readText(cells[0].dir + "/result.json"), without_config);
+  }
+
+  void evalRecordMergesKeepsAndRefusesDamage() {
+    QTemporaryDir tmp;
+    namespace fs = std::filesystem;
+    const fs::path dir(tmp.path().toStdString());
+    const std::string ckpt = (dir / "checkpoint.pt").string();
+    std::ofstream(ckpt) << "weights";
+    QCOMPARE(evalRecordKey("knn", "teacher", 1), std::string("knn"));
+    QCOMPARE(evalRecordKey("linear", "teacher", 4), std::string("linear_4blocks"));
+    QCOMPARE(evalRecordKey("knn", "pixels", 1), std::string("knn_pixels"));
+    QCOMPARE(recordEvaluation(ckpt, "knn", {{"knn_top1", 64.25}}), (dir / "eval.json").string());
+    recordEvaluation(ckpt, "linear", {{"linear_top1", 73.5}});
+    recordEvaluation(ckpt, "knn_pixels", {{"knn_top1", 85.7}});
+    auto record = nlohmann::json::parse(std::ifstream(dir / "eval.json"));
+    QCOMPARE(record.size(), size_t{3});  // each read-out under its own key, none lost
+    QCOMPARE(record["knn"]["knn_top1"].get<double>(), 64.25);
+    QVERIFY(record["knn"]["recorded_at"].get<std::string>().size() == 20);  // ...T..:..:..Z
+    QVERIFY(record["knn"]["checkpoint_mtime"].get<int64_t>() > 0);
+
+    RunReadouts r = readRunReadouts(dir.string());
+    QCOMPARE(r.knn_top1.value_or(-1), 64.25);  // the teacher's, not the pixels' 85.7
+    QCOMPARE(r.linear_top1.value_or(-1), 73.5);
+    QVERIFY(!r.stale);
+    QCOMPARE(r.source, (dir / "eval.json").string());
+    // A checkpoint written after the record makes it stale.
+    fs::last_write_time(ckpt, fs::last_write_time(ckpt) + std::chrono::seconds(5));
+    QVERIFY(readRunReadouts(dir.string()).stale);
+
+    // A damaged eval.json is named and left as it was; the read-outs fall back to result.json.
+    std::ofstream(dir / "eval.json") << "{\"knn\": ";
+    try {
+      recordEvaluation(ckpt, "knn", {{"knn_top1", 1.0}});
+      QFAIL("a damaged eval.json was overwritten");
+    } catch (const MstError& e) {
+      QVERIFY2(std::string(e.what()).find((dir / "eval.json").string()) != std::string::npos,
+               e.what());
+    }
+    std::ifstream damaged(dir / "eval.json");
+    QCOMPARE(std::string(std::istreambuf_iterator<char>(damaged), {}), std::string("{\"knn\": "));
+    QVERIFY(!readRunReadouts(dir.string()).knn_top1);
+    std::ofstream(dir / "result.json") << R"({"knn_top1": 61.5, "linear_top1": 70.25})";
+    r = readRunReadouts(dir.string());
+    QCOMPARE(r.knn_top1.value_or(-1), 61.5);
+    QCOMPARE(r.source, (dir / "result.json").string());
   }
 };
 

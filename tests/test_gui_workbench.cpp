@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "app/gui/eval_run.h"
 #include "app/gui/inspector_panel.h"
 #include "app/gui/main_window.h"
 #include "tests/test_util.h"
@@ -319,6 +320,56 @@ class TestGuiWorkbench : public QObject {
     QCOMPARE(form->editField("masking.p", "0.15"), QString());
     QCOMPARE(window.experiment().config().masking.p, 0.15);
     QVERIFY(form->fieldError("masking.p").isEmpty());
+  }
+
+  void evaluatesARunIntoItsEvalJsonAndTheRunList() {
+    QTemporaryDir dir;
+    const QString config = writeJson(dir.filePath("tiny.json"), tinyExperiment());
+    const QString run = dir.filePath("evaluated");
+    QProcess train;
+    train.start(QString(MST_BINARY_DIR) + "/mst", {"train", "--config", config, "--out", run,
+                                                   "--max-steps", "2", "--threads", "1"});
+    QVERIFY(train.waitForFinished(120000) && train.exitCode() == 0);
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    MainWindow window(o);
+    QString error;
+    QVERIFY(!window.evaluateRun(dir.filePath("nowhere"), &error));
+    QVERIFY2(error.contains("checkpoint"), qPrintable(error));
+
+    QSignalSpy done(window.evaluation(), &EvalRun::finished);
+    QSignalSpy results(window.evaluation(), &EvalRun::result);
+    // A quick look rather than the full protocol: 512 training and 256 test images, 2 epochs.
+    QVERIFY2(window.evaluation()->start(run, "cpu", 1, &error, EvalLimits{512, 256, 2}),
+             qPrintable(error));
+    QVERIFY(!window.evaluateRun(run, &error));  // one evaluation at a time
+    QVERIFY2(error.contains("going"), qPrintable(error));
+    QVERIFY(done.wait(240000));
+    QVERIFY2(done.front().at(0).toBool(), qPrintable(done.front().at(1).toString()));
+    QCOMPARE(results.size(), 2);
+    QCOMPARE(results[0].at(1).toString(), QString("knn_top1"));
+    QCOMPARE(results[1].at(1).toString(), QString("linear_top1"));
+    const double knn = results[0].at(2).toDouble(), linear = results[1].at(2).toDouble();
+    QVERIFY(knn > 0 && knn <= 100 && linear > 0 && linear <= 100);
+
+    // Recorded beside the checkpoint, with the limits it ran under.
+    QFile f(QDir(run).filePath("eval.json"));
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const auto record = nlohmann::json::parse(f.readAll().toStdString());
+    QCOMPARE(record["knn"]["knn_top1"].get<double>(), knn);
+    QCOMPARE(record["knn"]["train"].get<int>(), 512);
+    QCOMPARE(record["linear"]["linear_top1"].get<double>(), linear);
+    QCOMPARE(record["linear"]["epochs"].get<int>(), 2);
+
+    const QString shown = QString("%1 / %2").arg(knn, 0, 'f', 1).arg(linear, 0, 'f', 1);
+    window.runList()->rescan();
+    QCOMPARE(window.runList()->readoutText(run), shown);
+    // Training the run further (a newer checkpoint) marks the result as stale.
+    std::filesystem::last_write_time(
+        QDir(run).filePath("checkpoint.pt").toStdString(),
+        std::filesystem::file_time_type::clock::now() + std::chrono::seconds(10));
+    window.runList()->rescan();
+    QCOMPARE(window.runList()->readoutText(run), shown + " *");
   }
 
   void anInspectFileOpensInTheInspectorNotThePlots() {

@@ -16,12 +16,13 @@
 #include <QUrl>
 #include <QVBoxLayout>
 #include <algorithm>
+#include <cmath>
 
 namespace mst {
 
 namespace {
 
-enum Column { kName = 0, kModified, kSize, kLive, kColumnCount };
+enum Column { kName = 0, kModified, kSize, kReadout, kLive, kColumnCount };
 constexpr int kDirRole = Qt::UserRole;
 constexpr int kSortRole = Qt::UserRole + 1;
 constexpr int kRescanMs = 2000;
@@ -59,7 +60,7 @@ class RunItem : public QTreeWidgetItem {
 RunList::RunList(QWidget* parent) : QWidget(parent) {
   tree_ = new QTreeWidget(this);
   tree_->setColumnCount(kColumnCount);
-  tree_->setHeaderLabels({tr("Run"), tr("Modified"), tr("Size"), tr("Status")});
+  tree_->setHeaderLabels({tr("Run"), tr("Modified"), tr("Size"), tr("Top-1"), tr("Status")});
   tree_->setRootIsDecorated(false);
   tree_->setUniformRowHeights(true);
   tree_->setAlternatingRowColors(true);
@@ -68,12 +69,16 @@ RunList::RunList(QWidget* parent) : QWidget(parent) {
   tree_->setSortingEnabled(true);
   tree_->sortByColumn(kModified, Qt::DescendingOrder);
   tree_->headerItem()->setToolTip(kName, tr("Checked runs are overlaid in the plots"));
+  tree_->headerItem()->setToolTip(
+      kReadout, tr("k-NN / linear-probe top-1 % of the run's checkpoint (Evaluate in the run's "
+                   "menu, or mst eval --record)"));
   QHeaderView* header = tree_->header();
   header->setStretchLastSection(false);
   header->setSectionResizeMode(kName, QHeaderView::Stretch);
-  for (int c : {kModified, kSize, kLive})
+  for (int c : {kModified, kSize, kReadout, kLive})
     header->setSectionResizeMode(c, QHeaderView::ResizeToContents);
   tree_->headerItem()->setTextAlignment(kSize, Qt::AlignRight | Qt::AlignVCenter);
+  tree_->headerItem()->setTextAlignment(kReadout, Qt::AlignRight | Qt::AlignVCenter);
 
   empty_ = new QLabel(this);
   empty_->setAlignment(Qt::AlignCenter);
@@ -210,6 +215,12 @@ void RunList::updateItem(QTreeWidgetItem* item, const Entry& e) {
   item->setText(kSize, QLocale().formattedDataSize(e.size, 1, QLocale::DataSizeTraditionalFormat));
   item->setData(kSize, kSortRole, e.size);
 
+  const Readout readout = readout_ ? readout_(e.dir) : Readout{};
+  item->setText(kReadout, readout.text);
+  item->setToolTip(kReadout, readout.tooltip);
+  item->setTextAlignment(kReadout, Qt::AlignRight | Qt::AlignVCenter);
+  item->setData(kReadout, kSortRole, qint64(std::llround(readout.sort * 1000)));
+
   const qint64 age = e.modified.secsTo(now);
   const bool live =
       live_check_ ? live_check_(e.dir) : age >= -kLiveSeconds && age <= kLiveSeconds;
@@ -219,6 +230,20 @@ void RunList::updateItem(QTreeWidgetItem* item, const Entry& e) {
       live_check_ ? live_reason_ : tr("run.h5 was written in the last %1 s").arg(kLiveSeconds);
   item->setToolTip(kLive, live ? reason : QString());
   item->setData(kLive, kSortRole, live ? e.modified.toMSecsSinceEpoch() : 0);
+}
+
+void RunList::setReadoutProvider(std::function<Readout(const QString&)> provider) {
+  readout_ = std::move(provider);
+  rescan();
+}
+
+QString RunList::readoutText(const QString& run_dir) const {
+  const QTreeWidgetItem* item = itemFor(cleanAbsolute(run_dir));
+  return item ? item->text(kReadout) : QString();
+}
+
+void RunList::addRunAction(const QString& text, std::function<void(const QString&)> act) {
+  run_actions_.push_back({text, std::move(act)});
 }
 
 QTreeWidgetItem* RunList::itemFor(const QString& run_dir) const {
@@ -279,6 +304,9 @@ void RunList::showContextMenu(const QPoint& pos) {
       for (QTreeWidgetItem* t : targets) setShown(t->data(kName, kDirRole).toString(), on);
     });
     menu.addSeparator();
+    for (const auto& [text, act] : run_actions_)
+      menu.addAction(text, this, [act = act, dir] { act(dir); });
+    if (!run_actions_.isEmpty()) menu.addSeparator();
     menu.addAction(style()->standardIcon(QStyle::SP_DirOpenIcon), tr("Open folder"), this,
                    [dir] { QDesktopServices::openUrl(QUrl::fromLocalFile(dir)); });
     menu.addAction(tr("Copy path"), this,

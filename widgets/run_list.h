@@ -21,7 +21,8 @@ namespace mst {
 /// The runs of a workspace folder: every DIR/*/run.h5 and DIR/*/*/run.h5 (sweep cells), found by
 /// the file system only (no HDF5 here), rescanned every 2 s; plus runs added from elsewhere.
 /// Columns: check box + name (path relative to the workspace), last modified, size of the run
-/// folder's files, and a "live" marker: by default while run.h5 was written in the last 30 s, or
+/// folder's files, the read-outs (k-NN / linear top-1, from the app's provider), and a "live"
+/// marker: by default while run.h5 was written in the last 30 s, or
 /// as a live check given by the app says (setLiveCheck). Newest first.
 class RunList : public QWidget {
   Q_OBJECT
@@ -48,6 +49,18 @@ class RunList : public QWidget {
   /// trainer's claim (core/util/claim), which ends the moment a run stops, where the default rule
   /// (run.h5 written in the last 30 s) lingers.
   void setLiveCheck(std::function<bool(const QString& run_dir)> check, const QString& reason);
+  /// What a run's "Top-1" column says: text (e.g. "64.3 / 73.1") and its tooltip; empty text
+  /// when the run has no read-outs. Called for each run at every scan; the app reads the run's
+  /// results (eval.json, a sweep cell's result.json). Without a provider the column stays empty.
+  struct Readout {
+    QString text, tooltip;
+    double sort = -1.0;  ///< the column sorts by this (runs without read-outs last)
+  };
+  void setReadoutProvider(std::function<Readout(const QString& run_dir)> provider);
+  /// The text the "Top-1" column shows for `run_dir` (empty when not listed or no read-outs).
+  QString readoutText(const QString& run_dir) const;
+  /// Adds an entry to a run's context menu; `act` gets the run folder.
+  void addRunAction(const QString& text, std::function<void(const QString& run_dir)> act);
   /// The tree itself, for the app to size or style it.
   QTreeWidget* tree() const { return tree_; }
 
@@ -76,6 +89,8 @@ class RunList : public QWidget {
   QTimer* timer_ = nullptr;
   bool updating_ = false;  // item changes made by the code, not by the user
   std::function<bool(const QString&)> live_check_;
+  std::function<Readout(const QString&)> readout_;
+  QVector<QPair<QString, std::function<void(const QString&)>>> run_actions_;
   QString live_reason_;
 };
 

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "app/cli/common.h"
+#include "core/eval/eval_record.h"
 #include "core/eval/evaluate.h"
 #include "core/train/engine.h"
 #include "core/util/error.h"
@@ -33,6 +34,7 @@ Command registerEval(CLI::App& app) {
     int64_t train_limit = 0, test_limit = 0, epochs = 100;
     double lr = 0.1;
     int blocks = 1;
+    bool record = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("eval", "k-NN or linear-probe top-1 on the test split");
@@ -55,6 +57,9 @@ Command registerEval(CLI::App& app) {
         ->check(integerAtLeast(0));
     sub->add_option("--test-limit", o->test_limit, "Test images used, the first N (0 = all)")
         ->check(integerAtLeast(0));
+    sub->add_flag("--record", o->record,
+                  "Also merge the result into eval.json beside the checkpoint (the workbench's "
+                  "run list shows it)");
   }
   knn->add_option("--k", o->ks,
                   "Neighbour counts, e.g. 10,20 (each at most the bank's size); knn_top1 is the "
@@ -66,6 +71,8 @@ Command registerEval(CLI::App& app) {
   return {cmd, [o, knn] {
             // Every flag is checked before the checkpoint and the data are read.
             const auto ks = *knn ? parseKs(o->ks) : std::vector<int64_t>{};
+            if (o->record && o->checkpoint.empty())
+              throw MstError("--record needs --checkpoint: eval.json is written beside it");
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
                                                         : checkpointConfig(o->checkpoint);
             auto config = o->common.config(base);
@@ -89,6 +96,10 @@ Command registerEval(CLI::App& app) {
             nlohmann::json result = *knn ? evaluateKnn(*engine, config, kind, eo)
                                          : evaluateLinear(*engine, config, kind, eo);
             result["checkpoint"] = o->checkpoint.empty() ? "random init" : o->checkpoint;
+            if (o->record)
+              result["recorded_in"] = recordEvaluation(
+                  o->checkpoint, evalRecordKey(*knn ? "knn" : "linear", o->features, o->blocks),
+                  result);
             printResult(result);
           }};
 }

@@ -27,6 +27,7 @@
 #include <QVBoxLayout>
 
 #include "app/gui/backbone_export.h"
+#include "app/gui/eval_run.h"
 #include "app/gui/inspector_panel.h"
 #include "app/gui/process_run.h"
 #include "app/gui/run_reader.h"
@@ -61,6 +62,7 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
   setDockNestingEnabled(true);
   worker_ = new TrainWorker(this);
   process_ = new ProcessRun(this);
+  eval_ = new EvalRun(this);
   curves_ = new CurvePanel;
   inspector_ = new InspectorPanel;
   sweeps_ = new SweepPanel;
@@ -119,6 +121,12 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
             if (!live_id_.isEmpty()) curves_->appendRows(live_id_, metrics, eval);
           });
   connect(worker_, &TrainWorker::message, this, [this](const QString& m) { appendLog(m); });
+  connect(eval_, &EvalRun::message, this, [this](const QString& m) { appendLog(m); });
+  connect(eval_, &EvalRun::result, runs_, &RunList::rescan);
+  connect(eval_, &EvalRun::finished, this, [this](bool ok, const QString& error) {
+    if (!ok) appendLog(error, /*error=*/true);
+    runs_->rescan();
+  });
   connect(worker_, &TrainWorker::snapshot, inspector_, &InspectorPanel::addLiveSnapshot);
   connect(inspector_, &InspectorPanel::failed, this,
           [this](const QString& e) { appendLog("inspector: " + e, /*error=*/true); });
@@ -210,6 +218,17 @@ QString MainWindow::replaceExperiment(const nlohmann::json& json, const std::str
   refreshForm();
   experimentChanged();
   return {};
+}
+
+bool MainWindow::evaluateRun(const QString& run, QString* error) {
+  const QString dir = runId(run);
+  QString why;
+  if (claimIsLive(QDir(dir).filePath("run.claim").toStdString()))
+    why = "run " + dir + " is training; evaluate its checkpoint once the run has stopped";
+  else if (eval_->start(dir, devices_->selection(), /*threads=*/0, &why))
+    return true;
+  if (error) *error = why;
+  return false;
 }
 
 bool MainWindow::openRun(const QString& path, QString* error) {

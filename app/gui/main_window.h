@@ -24,6 +24,7 @@ namespace mst {
 class ConfigForm;
 class CurvePanel;
 class DevicePicker;
+class EvalRun;
 class InspectorPanel;
 class ProcessRun;
 class RunControls;
@@ -74,6 +75,12 @@ class MainWindow : public QMainWindow {
   /// as safetensors with timm's names (what `mst export` writes); the result line in *result.
   bool exportBackbone(const QString& run, const QString& target, QString* error = nullptr,
                       QString* result = nullptr);
+  /// Evaluates `run`'s checkpoint (a folder or its run.h5): k-NN, then the linear probe, in child
+  /// `mst eval --record` processes on the selected device, so that the results land in the run's
+  /// eval.json and its "Top-1" column. False + *error when refused: a training holds the folder,
+  /// there is no checkpoint, or an evaluation is going.
+  bool evaluateRun(const QString& run, QString* error = nullptr);
+  EvalRun* evaluation() const { return eval_; }
   /// Start on a folder whose checkpoint was trained with other settings asks (a modal dialog):
   /// the run's own settings (loaded into the form), go on with the change (recorded in run.h5),
   /// or cancel. Tests answer instead, given the changes ("key a → b, ...").
@@ -102,6 +109,9 @@ class MainWindow : public QMainWindow {
     qint64 mtime_ms = -1;
   };
 
+  /// The run that File and Run menu actions act on: the live one, else the first shown in the
+  /// plots, else the run folder of the form.
+  QString actionRun() const;
   void buildMenus();
   void buildDocks();
   void refreshForm();
@@ -130,6 +140,7 @@ class MainWindow : public QMainWindow {
   SweepPanel* sweeps_ = nullptr;
   QTabWidget* tabs_ = nullptr;
   ProcessRun* process_ = nullptr;  ///< data-parallel runs: `mst train` in a child process
+  EvalRun* eval_ = nullptr;        ///< read-outs of a checkpoint in child `mst eval` processes
   ConfigForm* form_ = nullptr;
   RunList* runs_ = nullptr;
   RunControls* controls_ = nullptr;

@@ -25,10 +25,12 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include "app/gui/eval_run.h"
 #include "app/gui/inspector_panel.h"
 #include "app/gui/process_run.h"
 #include "app/gui/run_reader.h"
 #include "app/gui/sweep_panel.h"
+#include "core/eval/eval_record.h"
 #include "core/util/claim.h"
 #include "core/util/devices.h"
 #include "widgets/config_form.h"
@@ -129,6 +131,25 @@ void MainWindow::buildDocks() {
   runs_->setLiveCheck(
       [](const QString& dir) { return claimIsLive(QDir(dir).filePath("run.claim").toStdString()); },
       "a training run holds this folder (run.claim)");
+  runs_->setReadoutProvider([](const QString& dir) {
+    RunList::Readout out;
+    const RunReadouts r = readRunReadouts(dir.toStdString());
+    if (!r.knn_top1 && !r.linear_top1) return out;
+    auto value = [](const std::optional<double>& v) {
+      return v ? QString::number(*v, 'f', 1) : QString("–");
+    };
+    out.text = value(r.knn_top1) + " / " + value(r.linear_top1) + (r.stale ? " *" : "");
+    out.tooltip = QString("k-NN %1 %, linear probe %2 % (teacher CLS, test split), from %3")
+                      .arg(value(r.knn_top1), value(r.linear_top1),
+                           QString::fromStdString(r.source));
+    if (r.stale) out.tooltip += "\n* the checkpoint is newer than this result: evaluate again";
+    out.sort = r.knn_top1.value_or(r.linear_top1.value_or(-1.0));
+    return out;
+  });
+  runs_->addRunAction("Evaluate (k-NN + linear probe)", [this](const QString& dir) {
+    QString error;
+    if (!evaluateRun(dir, &error)) showError("Evaluate", error);
+  });
   auto* runs_dock = new QDockWidget("Runs", this);
   runs_dock->setObjectName("runs");
   runs_dock->setWidget(runs_);
@@ -149,6 +170,12 @@ void MainWindow::buildDocks() {
   statusBar()->addPermanentWidget(device_label_);
 }
 
+QString MainWindow::actionRun() const {
+  if (!live_id_.isEmpty()) return live_id_;
+  if (!runs_->shownRuns().isEmpty()) return runs_->shownRuns().front();
+  return outDir();
+}
+
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu("&File");
   file->addAction("&Open run log or inspect file…", QKeySequence::Open, this, [this] {
@@ -166,18 +193,14 @@ void MainWindow::buildMenus() {
   file->addAction("Export &plot…", this, [this] { exportPlotDialog(/*csv=*/false); });
   file->addAction("Export plot &data (CSV)…", this, [this] { exportPlotDialog(/*csv=*/true); });
   file->addAction("Save run &log (HDF5) as…", this, [this] {
-    QString run = live_id_;
-    if (run.isEmpty() && !runs_->shownRuns().isEmpty()) run = runs_->shownRuns().front();
-    if (run.isEmpty()) run = outDir();
+    const QString run = actionRun();
     const QString target = QFileDialog::getSaveFileName(
         this, "Save run log", QFileInfo(run).fileName() + ".h5", "HDF5 (*.h5)");
     QString error;
     if (!target.isEmpty() && !saveRunLog(run, target, &error)) showError("Save run log", error);
   });
   file->addAction("Export &backbone for timm (safetensors)…", this, [this] {
-    QString run = live_id_;
-    if (run.isEmpty() && !runs_->shownRuns().isEmpty()) run = runs_->shownRuns().front();
-    if (run.isEmpty()) run = outDir();
+    const QString run = actionRun();
     const QString target = QFileDialog::getSaveFileName(
         this, "Export the teacher backbone", QFileInfo(run).fileName() + "_teacher.safetensors",
         "safetensors (*.safetensors)");
@@ -197,6 +220,12 @@ void MainWindow::buildMenus() {
   run->addAction("&Pause", this, &MainWindow::pauseRun);
   run->addAction("&Resume", this, &MainWindow::resumeRun);
   run->addAction("S&top (with a checkpoint)", this, &MainWindow::stopRun);
+  run->addSeparator();
+  run->addAction("&Evaluate run (k-NN + linear probe)", this, [this] {
+    QString error;
+    if (!evaluateRun(actionRun(), &error)) showError("Evaluate", error);
+  });
+  run->addAction("Stop e&valuation", this, [this] { eval_->stop(); });
 
   QMenu* view = menuBar()->addMenu("&View");
   for (QDockWidget* dock : findChildren<QDockWidget*>()) view->addAction(dock->toggleViewAction());
