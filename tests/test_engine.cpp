@@ -11,6 +11,7 @@
 #include "core/train/trainer.h"
 #include "core/util/claim.h"
 #include "core/util/error.h"
+#include "core/util/torch_compat.h"
 
 using namespace mst;
 
@@ -112,6 +113,79 @@ class TestEngine : public QObject {
     QVERIFY(!torch::equal(e.student.values(), before));
   }
 
+  void stepLossesAreTheMethodOnTheTeachersMaskedViews() {
+    // Step 0 rebuilt from its parts on an identical engine (same seed, same weights, the step's
+    // own generator): the teacher sees both global crops unmasked; each crop's mask comes from
+    // the teacher's attention of that crop (Eq. 5); the student sees the masked globals and the
+    // unmasked locals; L_CE pairs every teacher crop with every other student crop, using the
+    // centre from before this step and τ_t of step 0; L_rec is the MAE against the unmasked,
+    // normalised globals; L = 1.0 L_CE + 0.6 L_rec. Then c ← 0.9 c + 0.1 mean(teacher logits).
+    Config c = microConfig();
+    c.masking.strategy = "attention_guided";
+    c.masking.p = 0.5;  // many masked patches, so that a mask from the wrong place shows
+    c.masking.num = 2;
+    Engine e(c, engineOptions()), ref(c, engineOptions());
+    QVERIFY(torch::equal(e.student.values(), ref.student.values()));
+    const auto images = batchFor(0);
+    const int64_t B = images.size(0), S = 2 + c.crops.local_crops;
+    torch::Tensor teacher_out, mask, want_ce, want_rec;
+    {
+      torch::NoGradGuard guard;
+      at::Generator gen = makeGenerator(torch::kCPU, mixSeed(c.train.seed, 0));
+      auto views = ref.augment()(images, gen);
+      QCOMPARE(views.globals.size(0), 2 * B);
+      auto t = ref.teacher_vit->forward(views.globals, {}, /*want_attention=*/true, 0.0, nullptr,
+                                        {}, /*want_patches=*/false);
+      teacher_out = ref.teacher_head->forward(t.cls);
+      auto uniform = torch::rand(t.cls_attention.sizes(), gen);
+      mask = uniform.lt(0.5).logical_and(maskCandidates(t.cls_attention, 2, false));
+      const double drop = c.model.drop_path;
+      auto g = ref.student_vit->forward(views.globals, mask, false, drop, &gen, BatchShard{}.grouped(2));
+      auto l = ref.student_vit->forward(views.locals, {}, false, drop, &gen,
+                                        BatchShard{}.grouped(c.crops.local_crops), false);
+      auto student_out = ref.student_head->forward(torch::cat({g.cls, l.cls}, 0));
+      auto recon = ref.decoder->forward(g.patches);
+      // Centre 0 before step 0; τ_t = 0.04 and τ_s = 0.1 (METHOD.md step 7).
+      auto tp = (teacher_out / 0.04).softmax(-1).view({2, B, -1});
+      auto sl = (student_out / 0.1).log_softmax(-1).view({S, B, -1});
+      want_ce = torch::zeros({}, torch::kDouble);
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < S; ++j)
+          if (i != j) want_ce += -(tp[i] * sl[j]).sum(-1).mean().to(torch::kDouble);
+      want_ce /= static_cast<double>(2 * S - 2);
+      want_rec = (recon - views.globals).abs().mean().to(torch::kDouble);
+    }
+    QVERIFY(mask.any().item<bool>() && !mask.all().item<bool>());
+    auto m = e.trainStep(images);
+    auto close = [](const torch::Tensor& got, const torch::Tensor& want) {
+      const double g = got.item<double>(), w = want.item<double>();
+      return std::abs(g - w) <= 1e-5 * std::abs(w) + 1e-7;
+    };
+    auto show = [](const torch::Tensor& got, const torch::Tensor& want) {
+      return qPrintable(QString("%1 vs %2").arg(got.item<double>(), 0, 'g', 10)
+                            .arg(want.item<double>(), 0, 'g', 10));
+    };
+    QVERIFY2(close(m.loss_ce, want_ce), show(m.loss_ce, want_ce));
+    QVERIFY2(close(m.loss_rec, want_rec), show(m.loss_rec, want_rec));
+    auto want_loss = 1.0 * want_ce + 0.6 * want_rec;
+    QVERIFY2(close(m.loss, want_loss), show(m.loss, want_loss));
+    QCOMPARE(m.mask_ratio.item<float>(), mask.to(torch::kFloat).mean().item<float>());
+    QVERIFY(torch::allclose(e.center, 0.1 * teacher_out.mean(0, true), 1e-5, 1e-8));
+
+    // Step 1: the centre keeps 0.9 of itself and takes 0.1 of this step's teacher mean.
+    const auto center_before = e.center.clone();
+    torch::Tensor teacher_mean;
+    {
+      torch::NoGradGuard guard;
+      at::Generator gen = makeGenerator(torch::kCPU, mixSeed(c.train.seed, 1));
+      auto views = e.augment()(batchFor(1), gen);
+      auto t = e.teacher_vit->forward(views.globals, {}, false, 0.0, nullptr, {}, false);
+      teacher_mean = e.teacher_head->forward(t.cls).mean(0, true);
+    }
+    e.trainStep(batchFor(1));
+    QVERIFY(torch::allclose(e.center, 0.9 * center_before + 0.1 * teacher_mean, 1e-5, 1e-8));
+  }
+
   void patchMeanFeatureIsTheMeanPatchToken() {
     Engine e(microConfig(), engineOptions());
     auto images = batchFor(3);
@@ -187,6 +261,18 @@ class TestEngine : public QObject {
     QVERIFY(torch::equal(a.student.values(), b.student.values()));
     QVERIFY(torch::equal(a.teacher.values(), b.teacher.values()));
     QVERIFY(torch::equal(a.center, b.center));
+    QVERIFY(torch::equal(a.exp_avg, b.exp_avg));
+    QVERIFY(torch::equal(a.exp_avg_sq, b.exp_avg_sq));
+    // The decoder's BatchNorm statistics: the training loss never reads them (batch statistics),
+    // but the probe's reconstructions (eval mode) do, so they must come back too.
+    auto a_buffers = a.decoder->named_buffers(), b_buffers = b.decoder->named_buffers();
+    QCOMPARE(b_buffers.size(), a_buffers.size());
+    QVERIFY(a_buffers.size() > 0);
+    for (const auto& buffer : a_buffers)
+      QVERIFY2(torch::equal(buffer.value(), b_buffers[buffer.key()]), buffer.key().c_str());
+    Engine fresh(microConfig(), engineOptions());  // they differ from a fresh engine's
+    QVERIFY(!torch::equal(fresh.decoder->named_buffers()[a_buffers.begin()->key()],
+                          a_buffers.begin()->value()));
   }
 
   void checkpointOfAnotherArchitectureIsRejected() {
@@ -242,6 +328,71 @@ class TestEngine : public QObject {
     QCOMPARE(l1, l2);
     auto snaps = readLogDataset(part.out_dir + "/run.h5", "/snapshots/step");
     QCOMPARE(snaps, (std::vector<double>{0, 4, 8}));
+  }
+
+  void trainerWritesTheRunLogContract() {
+    // DESIGN.md's run.h5 names as a real run writes them, with rows that mean what they say.
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    auto c = smallRunConfig();  // 64 images in batches of 16: 4 steps per epoch
+    c.train.epochs = 2;         // 8 steps
+    c.train.log_every = 1;
+    c.train.snapshot_every = 4;
+    c.train.probe_images = {0, 1, 2};
+    c.eval.every_epochs = 2;  // once, at the end (k-NN over the 10,000 test images takes seconds)
+    c.eval.subset = 64;
+    QTemporaryDir dir;
+    TrainerOptions o;
+    o.out_dir = dir.path().toStdString();
+    QCOMPARE(Trainer(c, o).run().steps, int64_t{8});
+    const std::string log = o.out_dir + "/run.h5";
+    QVERIFY(std::filesystem::exists(o.out_dir + "/checkpoint.pt"));
+
+    const auto names = listLogGroup(log, "/metrics");
+    for (const char* name : {"step", "epoch", "loss", "loss_ce", "loss_rec", "lr", "wd",
+                             "momentum", "teacher_temp", "mask_ratio"})
+      QVERIFY2(std::find(names.begin(), names.end(), name) != names.end(), name);
+    for (const auto& name : names)
+      QVERIFY2(readLogDataset(log, "/metrics/" + name).size() == 8, name.c_str());
+    auto metric = [&](const char* name) { return readLogDataset(log, std::string("/metrics/") + name); };
+    const auto step = metric("step"), epoch = metric("epoch"), loss = metric("loss"),
+               ce = metric("loss_ce"), rec = metric("loss_rec"), lr = metric("lr"),
+               wd = metric("wd"), momentum = metric("momentum"), temp = metric("teacher_temp"),
+               ratio = metric("mask_ratio");
+    // Row i: the step that ended with `step` = i + 1 steps done, run with the schedule of step i.
+    const Schedules sched(c, /*steps_per_epoch=*/4, /*total_steps=*/8);
+    auto f32 = [](double v) { return static_cast<double>(static_cast<float>(v)); };
+    for (size_t i = 0; i < 8; ++i) {
+      const auto want = sched.at(static_cast<int64_t>(i));
+      const QByteArray row = QByteArray::number(static_cast<int>(i));
+      QCOMPARE(step[i], static_cast<double>(i + 1));
+      QCOMPARE(epoch[i], static_cast<double>(i + 1) / 4.0);
+      QVERIFY2(lr[i] == f32(want.lr), row);
+      QVERIFY2(wd[i] == f32(want.weight_decay), row);
+      QVERIFY2(momentum[i] == f32(want.momentum), row);
+      QVERIFY2(temp[i] == f32(want.teacher_temp), row);
+      QVERIFY2(std::abs(loss[i] - (ce[i] + 0.6 * rec[i])) < 1e-5 * std::abs(loss[i]), row);
+      QVERIFY2(ratio[i] >= 0 && ratio[i] <= 1, row);
+    }
+    QVERIFY(wd.front() < wd.back() && momentum.front() < momentum.back());  // not swapped
+
+    // k-NN at the end; snapshots at step 0 and every 4 steps, probe images on the second axis.
+    QCOMPARE(readLogDataset(log, "/eval/step"), (std::vector<double>{8}));
+    const auto knn = readLogDataset(log, "/eval/knn_top1");
+    QCOMPARE(knn.size(), size_t{1});
+    for (double v : knn) QVERIFY2(v > 0 && v <= 100, qPrintable(QString::number(v)));
+    QCOMPARE(readLogDataset(log, "/snapshots/step"), (std::vector<double>{0, 4, 8}));
+    const int64_t g = c.crops.global_size / c.model.patch_size;
+    const std::vector<std::pair<const char*, std::vector<int64_t>>> shapes{
+        {"images", {3, 3, 1, 28, 28}},     {"attention", {3, 3, g, g}},
+        {"mask_random", {3, 3, g, g}},     {"mask_guided", {3, 3, g, g}},
+        {"reconstruction", {3, 3, 1, 28, 28}}};
+    for (const auto& [name, want] : shapes) {
+      std::vector<int64_t> dims;
+      readLogArray(log, std::string("/snapshots/") + name, &dims);
+      QVERIFY2(dims == want, name);
+    }
+    const auto config = nlohmann::json::parse(readLogAttribute(log, "/config", "json"));
+    QCOMPARE(config["data"]["limit"].get<int64_t>(), int64_t{64});
   }
 
   void aFolderBeingTrainedIsNotTrainedTwice() {

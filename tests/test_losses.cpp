@@ -108,6 +108,33 @@ class TestLosses : public QObject {
     QVERIFY(s.at(500).momentum < s.at(600).momentum);
   }
 
+  void schedulesHaveTheirShapesBetweenTheEndPoints() {
+    // End points and monotony do not tell a cosine from a straight line, nor a linear warm-up
+    // from any other rising curve: look a quarter of the way along each piece, where they differ
+    // (a cosine from a to b is at b + (a - b)(1 + cos(π/4))/2 there, a line at b + 3(a - b)/4).
+    Config c;
+    c.train.epochs = 100;
+    c.train.batch_size = 512;
+    c.optim.lr = 5e-4;
+    Schedules s(c, /*steps_per_epoch=*/10, /*total_steps=*/1001);  // decays span 1000 steps
+    const double peak = 5e-4 * 512 / 256, quarter = 0.5 * (1 + std::cos(M_PI / 4));
+    auto near = [](double got, double want) { return std::abs(got - want) < 1e-12; };
+    // Linear warm-ups: lr 0 → peak over 10 epochs, τ_t 0.04 → 0.07 over 30.
+    QVERIFY2(near(s.at(25).lr, 0.25 * peak), qPrintable(QString::number(s.at(25).lr)));
+    QVERIFY2(near(s.at(75).teacher_temp, 0.0475), qPrintable(QString::number(s.at(75).teacher_temp)));
+    // Cosines: lr from the end of its warm-up (900 steps), wd and momentum over the whole run.
+    const double lr_q = c.optim.min_lr + (peak - c.optim.min_lr) * quarter;
+    QVERIFY2(near(s.at(100 + 225).lr, lr_q), qPrintable(QString::number(s.at(325).lr)));
+    QVERIFY2(near(s.at(250).weight_decay, 0.4 + (0.04 - 0.4) * quarter),
+             qPrintable(QString::number(s.at(250).weight_decay)));
+    QVERIFY2(near(s.at(250).momentum, 1.0 + (0.996 - 1.0) * quarter),
+             qPrintable(QString::number(s.at(250).momentum)));
+    QVERIFY(near(s.at(1000).lr, c.optim.min_lr));
+    // The last layer is frozen for exactly the first epoch: its last step too.
+    QVERIFY(s.at(9).freeze_last_layer);
+    QVERIFY(!s.at(10).freeze_last_layer);
+  }
+
   void shortRunsScaleTheWarmUps() {
     Config c;
     c.train.epochs = 5;

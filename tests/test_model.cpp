@@ -202,9 +202,17 @@ class TestModel : public QObject {
     const int64_t g = size / patch;
     auto out = decoder->forward(torch::randn({2, g * g, c.dim}));
     QCOMPARE(out.sizes().vec(), (std::vector<int64_t>{2, channels, size, size}));
-    QCOMPARE(static_cast<int64_t>(decoderWidths(c).size()),
-             static_cast<int64_t>(std::log2(patch)));
-    QCOMPARE(decoderWidths(c).front(), int64_t{256});
+    // log2(P) stages whose widths halve from 256 (METHOD.md step 6; P=16: 256, 128, 64, 32).
+    const std::map<int, std::vector<int64_t>> by_patch{
+        {4, {256, 128}}, {8, {256, 128, 64}}, {16, {256, 128, 64, 32}}};
+    auto widths = by_patch.at(patch);
+    QCOMPARE(decoderWidths(c), widths);
+    // The convolutions really are that wide, and the last one gives the image's channels.
+    std::vector<int64_t> conv_out;
+    for (const auto& p : decoder->named_parameters())
+      if (p.value().dim() == 4) conv_out.push_back(p.value().size(0));
+    widths.push_back(channels);
+    QCOMPARE(conv_out, widths);
   }
 
   void headIsWeightNormalised() {
