@@ -410,9 +410,9 @@ class TestWidgetForms : public QObject {
                           clean(dir.filePath("sweep/p0.1_num1")), clean(dir.filePath("a"))}));
     QTreeWidgetItem* cell = itemForRun(list, clean(dir.filePath("sweep/p0.1_num2")));
     QCOMPARE(cell->text(0), QString("sweep/p0.1_num2"));  // relative to the workspace
-    QVERIFY(!cell->text(3).isEmpty());                    // written 5 s ago: live
+    QVERIFY(!cell->text(4).isEmpty());                    // written 5 s ago: live
     QTreeWidgetItem* old = itemForRun(list, clean(dir.filePath("a")));
-    QVERIFY(old->text(3).isEmpty());
+    QVERIFY(old->text(4).isEmpty());
     QCOMPARE(old->text(1), QString("3 h ago"));
     QCOMPARE(itemForRun(list, clean(dir.filePath("sweep/p0.1_num1")))->text(1),
              QString("10 min ago"));
@@ -421,12 +421,12 @@ class TestWidgetForms : public QObject {
     list.setLiveCheck([&](const QString& run) { return run == clean(dir.filePath("a")); },
                       "held");
     list.rescan();
-    QCOMPARE(itemForRun(list, clean(dir.filePath("a")))->text(3).isEmpty(), false);
-    QCOMPARE(itemForRun(list, clean(dir.filePath("a")))->toolTip(3), QString("held"));
-    QVERIFY(itemForRun(list, clean(dir.filePath("sweep/p0.1_num2")))->text(3).isEmpty());
+    QCOMPARE(itemForRun(list, clean(dir.filePath("a")))->text(4).isEmpty(), false);
+    QCOMPARE(itemForRun(list, clean(dir.filePath("a")))->toolTip(4), QString("held"));
+    QVERIFY(itemForRun(list, clean(dir.filePath("sweep/p0.1_num2")))->text(4).isEmpty());
     list.setLiveCheck([](const QString&) { return false; }, "held");
     list.rescan();
-    QVERIFY(itemForRun(list, clean(dir.filePath("a")))->text(3).isEmpty());
+    QVERIFY(itemForRun(list, clean(dir.filePath("a")))->text(4).isEmpty());
 
     touch(dir.filePath("b/run.h5"));
     QCOMPARE(list.count(), 3);  // not before the next scan

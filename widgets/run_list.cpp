@@ -5,6 +5,7 @@
 #include <QClipboard>
 #include <QDesktopServices>
 #include <QDir>
+#include <QEvent>
 #include <QFileInfo>
 #include <QHeaderView>
 #include <QLabel>
@@ -27,6 +28,7 @@ constexpr int kDirRole = Qt::UserRole;
 constexpr int kSortRole = Qt::UserRole + 1;
 constexpr int kRescanMs = 2000;
 constexpr qint64 kLiveSeconds = 30;
+constexpr int kMinNameWidth = 110;
 const char kRunFile[] = "run.h5";
 
 QString cleanAbsolute(const QString& path) {
@@ -74,7 +76,31 @@ RunList::RunList(QWidget* parent) : QWidget(parent) {
                    "menu, or mst eval --record)"));
   QHeaderView* header = tree_->header();
   header->setStretchLastSection(false);
-  header->setSectionResizeMode(kName, QHeaderView::Stretch);
+  // The name takes what the other columns leave, but never less than kMinNameWidth: in a narrow
+  // dock the table scrolls sideways rather than squeeze the names to nothing (fitColumns).
+  header->setSectionResizeMode(kName, QHeaderView::Interactive);
+  connect(header, &QHeaderView::sectionResized, this, [this](int section) {
+    if (section != kName) fitColumns();
+  });
+  tree_->viewport()->installEventFilter(this);
+  // Size starts hidden: in the usual narrow dock the read-outs matter more. The header's
+  // right-click menu shows or hides any column but the name.
+  header->setSectionHidden(kSize, true);
+  header->setContextMenuPolicy(Qt::CustomContextMenu);
+  connect(header, &QHeaderView::customContextMenuRequested, this, [this](const QPoint& pos) {
+    QMenu menu(this);
+    QHeaderView* h = tree_->header();
+    for (int c = 1; c < kColumnCount; ++c) {
+      QAction* a = menu.addAction(tree_->headerItem()->text(c));
+      a->setCheckable(true);
+      a->setChecked(!h->isSectionHidden(c));
+      connect(a, &QAction::toggled, this, [this, c](bool on) {
+        tree_->header()->setSectionHidden(c, !on);
+        fitColumns();
+      });
+    }
+    menu.exec(h->viewport()->mapToGlobal(pos));
+  });
   for (int c : {kModified, kSize, kReadout, kLive})
     header->setSectionResizeMode(c, QHeaderView::ResizeToContents);
   tree_->headerItem()->setTextAlignment(kSize, Qt::AlignRight | Qt::AlignVCenter);
@@ -109,6 +135,19 @@ RunList::RunList(QWidget* parent) : QWidget(parent) {
 }
 
 RunList::~RunList() = default;
+
+void RunList::fitColumns() {
+  QHeaderView* header = tree_->header();
+  int others = 0;
+  for (int c = 0; c < kColumnCount; ++c)
+    if (c != kName && !header->isSectionHidden(c)) others += header->sectionSize(c);
+  header->resizeSection(kName, std::max(kMinNameWidth, tree_->viewport()->width() - others));
+}
+
+bool RunList::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == tree_->viewport() && event->type() == QEvent::Resize) fitColumns();
+  return QWidget::eventFilter(watched, event);
+}
 
 void RunList::setWorkspace(const QString& dir) {
   workspace_ = dir.isEmpty() ? QString() : cleanAbsolute(dir);

@@ -21,9 +21,9 @@ namespace mst {
 /// The runs of a workspace folder: every DIR/*/run.h5 and DIR/*/*/run.h5 (sweep cells), found by
 /// the file system only (no HDF5 here), rescanned every 2 s; plus runs added from elsewhere.
 /// Columns: check box + name (path relative to the workspace), last modified, size of the run
-/// folder's files, the read-outs (k-NN / linear top-1, from the app's provider), and a "live"
-/// marker: by default while run.h5 was written in the last 30 s, or
-/// as a live check given by the app says (setLiveCheck). Newest first.
+/// folder's files (hidden at first; the header's menu shows it), the read-outs (k-NN / linear
+/// top-1, from the app's provider), and a "live" marker (by default while run.h5 was written in
+/// the last 30 s, or as a live check given by the app says: setLiveCheck). Newest first.
 class RunList : public QWidget {
   Q_OBJECT
  public:
@@ -69,6 +69,9 @@ class RunList : public QWidget {
   void activated(const QString& run_dir);  // double-click / Enter
 
  private:
+  bool eventFilter(QObject* watched, QEvent* event) override;
+  /// Gives the name column the width the others leave (at least a readable minimum).
+  void fitColumns();
   struct Entry {
     QString dir;
     QDateTime modified;
