@@ -9,6 +9,8 @@ if [[ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" && -x build/bin/mst-workbench ]]; th
   exec build/bin/mst-workbench --config experiments/fashion_mnist.json --out "$OUT" --start
 fi
 echo "run: no display (or no workbench build): training headless into $OUT"
+# A folder that holds a run resumes; one killed before its first checkpoint (run.h5, no
+# checkpoint.pt) too: `mst train --resume` without a checkpoint starts the run afresh.
 resume=()
-[[ -f "$OUT/checkpoint.pt" ]] && resume=(--resume)
+[[ -f "$OUT/checkpoint.pt" || -f "$OUT/run.h5" ]] && resume=(--resume)
 exec build/bin/mst train --config experiments/fashion_mnist.json --out "$OUT" "${resume[@]}"
