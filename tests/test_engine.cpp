@@ -2,6 +2,9 @@
 #include <QtTest/QtTest>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -61,6 +64,19 @@ TrainerOptions twoStepsInto(const Config& c, const std::string& out_dir) {
   Trainer(c, o).run();
   return o;
 }
+
+/// Asks the run to stop once `at` steps are done, as Ctrl-C or the workbench's Stop would.
+class StopAt : public TrainObserver {
+ public:
+  StopAt(std::atomic<bool>* stop, int64_t at) : stop_(stop), at_(at) {}
+  void onProgress(const TrainProgress& p) override {
+    if (p.step >= at_) stop_->store(true);
+  }
+
+ private:
+  std::atomic<bool>* stop_;
+  int64_t at_;
+};
 
 bool fashionMnistPresent() {
   return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
@@ -395,6 +411,30 @@ class TestEngine : public QObject {
     QCOMPARE(config["data"]["limit"].get<int64_t>(), int64_t{64});
   }
 
+  void aStoppedRunLogsItsLastStepOnce() {
+    // A stop between logged steps ends the log with the last step's row, as --max-steps does;
+    // a stop on a logged step adds none.
+    if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    auto c = smallRunConfig();
+    c.train.log_every = 4;
+    QTemporaryDir dir;
+    for (const auto& [at, rows] : {std::pair<int64_t, std::vector<double>>{3, {3}},
+                                   std::pair<int64_t, std::vector<double>>{8, {4, 8}}}) {
+      TrainerOptions o;
+      o.out_dir = dir.filePath(QString("stop%1").arg(at)).toStdString();
+      std::atomic<bool> stop{false};
+      StopAt stopper(&stop, at);
+      const auto s = Trainer(c, o, &stopper).run(&stop);
+      QVERIFY(s.stopped);
+      QCOMPARE(s.steps, at);
+      const std::string log = o.out_dir + "/run.h5";
+      QCOMPARE(readLogDataset(log, "/metrics/step"), rows);
+      QCOMPARE(readLogDataset(log, "/metrics/loss").back(), s.loss);  // the last step's own row
+      for (const auto& name : listLogGroup(log, "/metrics"))
+        QVERIFY2(readLogDataset(log, "/metrics/" + name).size() == rows.size(), name.c_str());
+    }
+  }
+
   void aFolderBeingTrainedIsNotTrainedTwice() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
     const auto c = smallRunConfig();
@@ -408,6 +448,19 @@ class TestEngine : public QObject {
     // the folder's log and checkpoint as they were.
     auto held = Claim::tryTake(o.out_dir + "/run.claim");
     QVERIFY(held);
+    // Without --resume too, the live run is what stops it (resuming would be refused as well),
+    // and its holder reads as labelled fields.
+    try {
+      Trainer(c, o).run();
+      QFAIL("trained a folder another run holds");
+    } catch (const MstError& e) {
+      const std::string what = e.what();
+      QVERIFY2(what.find("being trained") != std::string::npos, e.what());
+      QVERIFY2(what.find("already holds") == std::string::npos, e.what());
+      QVERIFY2(what.find(", pid " + std::to_string(::getpid()) + ",") != std::string::npos,
+               e.what());
+      QVERIFY2(what.find("host ") != std::string::npos, e.what());
+    }
     o.resume = true;
     o.max_steps = 4;
     try {
@@ -443,6 +496,7 @@ class TestEngine : public QObject {
     };
     // A new run into the folder would replace its checkpoint and log.
     refused(c, o, "already holds a run (checkpoint.pt, run.h5)");
+    refused(c, o, ("mst train --out " + o.out_dir + " --resume)").c_str());  // advice to paste
     // Resuming with another trajectory: refused, naming the key and both values.
     TrainerOptions r = o;
     r.resume = true;
@@ -452,6 +506,8 @@ class TestEngine : public QObject {
     other.optim.lr = 1e-3;
     refused(other, r, "train.batch_size 16 → 8");
     refused(other, r, "optim.lr");
+    // The advice names every flag it takes: --allow-config-change alone is refused.
+    refused(other, r, ("--out " + o.out_dir + " --resume --allow-config-change").c_str());
     // Keys that only change how the run computes or logs may change; the change is an event.
     auto operational = c;
     operational.train.threads = 1;

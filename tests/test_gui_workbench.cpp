@@ -242,7 +242,7 @@ class TestGuiWorkbench : public QObject {
     QVERIFY(finished.wait(120000));
     QCOMPARE(finished.front().at(0).toBool(), false);
     const QString error = finished.front().at(1).toString();
-    QVERIFY2(error.contains("non-finite") && error.contains("at step 0"), qPrintable(error));
+    QVERIFY2(error.contains("non-finite") && error.contains("at step 1:"), qPrintable(error));
     auto* box = window.findChild<QMessageBox*>("errorBox");
     QVERIFY(box && box->isVisible());
     QVERIFY(box->text().contains("non-finite"));

@@ -255,7 +255,9 @@ class TestRobustness : public QObject {
       QFAIL("the run went on with a non-finite loss");
     } catch (const MstError& e) {
       QString message = e.what();
-      QVERIFY2(message.contains("non-finite") && message.contains("at step 2"), qPrintable(message));
+      // Named as the log counts steps (the third step ends with 3 done), with the checkpoint kept.
+      QVERIFY2(message.contains("non-finite") && message.contains("at step 3"), qPrintable(message));
+      QVERIFY2(message.contains("checkpoint.pt (step 2) is kept"), qPrintable(message));
     }
     // The last good checkpoint is still there, loadable and finite.
     Engine engine(configFromJson(tinyRun()), engineOptions());
@@ -264,6 +266,22 @@ class TestRobustness : public QObject {
     QVERIFY(torch::isfinite(engine.student.values()).all().item<bool>());
     auto events = readLogStrings(o.out_dir + "/run.h5", "/events/message");
     QVERIFY(!events.empty() && QString::fromStdString(events.back()).contains("non-finite"));
+    QCOMPARE(readLogDataset(o.out_dir + "/run.h5", "/events/step").back(), 3.0);
+
+    // On a new run's first step there is no checkpoint to keep, and none is claimed.
+    TrainerOptions fresh;
+    fresh.out_dir = dir.filePath("fresh").toStdString();
+    fresh.max_steps = 2;
+    try {
+      Trainer(configFromJson(exploding), fresh).run();
+      QFAIL("the run went on with a non-finite loss");
+    } catch (const MstError& e) {
+      const QString message = e.what();
+      QVERIFY2(message.contains("at step 1:") && message.contains("no checkpoint was written yet"),
+               qPrintable(message));
+      QVERIFY2(!message.contains("is kept"), qPrintable(message));
+    }
+    QVERIFY(!std::filesystem::exists(fresh.out_dir + "/checkpoint.pt"));
   }
 
   void outOfMemoryMessageNamesTheBatchAndAHint() {

@@ -64,26 +64,31 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   if (writer) {
     const fs::path dir(options_.out_dir);
     std::error_code ec;
+    const std::string claim_path = (dir / "run.claim").string();
+    const auto being_trained = [&] {
+      return "run folder " + options_.out_dir + " is being trained by another run (" + claim_path +
+             ": " + claimHolder(claim_path) +
+             "); two writers would corrupt its run.h5 and checkpoint.pt. Stop that run first, "
+             "or train into another folder";
+    };
     // A new run into a folder that holds one would overwrite its checkpoint and log.
     std::string held;
     for (const char* name : {"checkpoint.pt", "run.h5"})
       if (!options_.resume && fs::exists(dir / name, ec)) held += (held.empty() ? "" : ", ") + std::string(name);
     if (!held.empty()) {
-      claim_error = "run folder " + options_.out_dir + " already holds a run (" + held +
-                    "); nothing was changed: resume it (mst train --resume), or train into "
-                    "another folder";
+      // A live run there comes first: resuming it now would be refused as well.
+      claim_error = claimIsLive(claim_path)
+                        ? being_trained()
+                        : "run folder " + options_.out_dir + " already holds a run (" + held +
+                              "); nothing was changed: resume it (mst train --out " +
+                              options_.out_dir + " --resume), or train into another folder";
     } else if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
       claim_error = "run folder " + options_.out_dir + " is a file, not a folder";
     } else if (fs::create_directories(dir, ec); ec) {
       claim_error = "cannot create run folder " + options_.out_dir + ": " + ec.message();
     } else {
-      const std::string claim_path = (dir / "run.claim").string();
       writer_claim = Claim::tryTake(claim_path);
-      if (!writer_claim)
-        claim_error = "run folder " + options_.out_dir + " is being trained by another run (" +
-                      claim_path + ": " + claimHolder(claim_path) +
-                      "); two writers would corrupt its run.h5 and checkpoint.pt. Stop that run "
-                      "first, or train into another folder";
+      if (!writer_claim) claim_error = being_trained();
     }
     if (!claim_error.empty() && !comm) throw MstError(claim_error);  // ranks learn it below
   }
@@ -163,8 +168,9 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
           throw MstError("cannot resume " + ckpt + " with this config: it changes the run (" +
                          moved + "). Resume with the run's own settings (mst train --out " +
                          options_.out_dir + " --resume, without --config or --set, uses them), "
-                         "or allow the change (mst train --allow-config-change) to go on with "
-                         "the new values, recorded in run.h5's events; nothing was changed");
+                         "or go on with the new values, recorded in run.h5's events (mst train "
+                         "--out " + options_.out_dir + " --resume --allow-config-change, with "
+                         "the same --config / --set); nothing was changed");
         resumed = true;
         say("resumed from " + ckpt + " at step " + std::to_string(engine.step()));
       } else if (options_.resume) {
@@ -296,6 +302,8 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   StepMetrics last;
   bool have_last = false;
   const int64_t first_step = engine.step();
+  int64_t logged_step = -1;  // the step of this invocation's last metrics row
+  int64_t saved_step = resumed || engine.step() > 0 ? engine.step() : -1;  // -1: no checkpoint
   auto wallSeconds = [&] { return wall_offset + trainClock(); };
   auto save = [&] {
     if (!writer) return;  // one writer; its write is atomic (temporary file, fsync, rename)
@@ -303,6 +311,61 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
                          {"wall_s", wallSeconds()}, {"steps_per_epoch", per_epoch}};
     if (world > 1) extra["world_size"] = world;
     engine.saveCheckpoint(ckpt, extra);
+    saved_step = engine.step();
+  };
+  // Steps are named as the log counts them: the row of the step run at engine.step() == i is
+  // logged as step i + 1 (the steps done), as the progress bar shows it.
+  auto checkFinite = [&](int64_t done) {
+    const std::pair<const char*, const torch::Tensor*> terms[] = {
+        {"loss_ce", &last.loss_ce}, {"loss_rec", &last.loss_rec}, {"loss", &last.loss},
+        {"grad_norm", &last.grad_norm}};  // a non-finite gradient has already spoilt the update
+    for (const auto& [name, value] : terms) {
+      if (std::isfinite(value->item<double>())) continue;
+      std::string msg = std::string("non-finite ") + name + " at step " + std::to_string(done) +
+                        ": the run stopped; " +
+                        (saved_step >= 0 ? "the last good checkpoint " + ckpt + " (step " +
+                                               std::to_string(saved_step) + ") is kept"
+                                         : std::string("no checkpoint was written yet"));
+      if (log) {
+        log->appendEvent(done, msg);
+        log->flush();
+      }
+      throw MstError(msg);
+    }
+  };
+  // One /metrics row for the step that ended with `done` steps done (progress already updated).
+  auto logRow = [&](int64_t done) {
+    std::map<std::string, double> values{
+        {"loss", last.loss.item<double>()},
+        {"loss_ce", last.loss_ce.item<double>()},
+        {"loss_rec", last.loss_rec.item<double>()},
+        {"lr", last.schedule.lr},
+        {"wd", last.schedule.weight_decay},
+        {"momentum", last.schedule.momentum},
+        {"teacher_temp", last.schedule.teacher_temp},
+        {"mask_ratio", last.mask_ratio.item<double>()},
+        {"grad_norm", last.grad_norm.item<double>()},
+        {"img_s", progress.img_s},
+        {"wall_s", wallSeconds()}};
+    if (comm) {
+      // Per-rank throughput: a slow GPU or host shows here, not in the global img/s. Each rank
+      // fills its slot; the sum is everyone's.
+      auto each = torch::zeros({world}, torch::TensorOptions(torch::kDouble).device(
+                                             options_.device));
+      each[comm->rank()] = progress.img_s / world;  // this rank's own images per second
+      comm->allReduceSum(each);
+      each = each.cpu();
+      progress.rank_img_s.assign(each.data_ptr<double>(), each.data_ptr<double>() + world);
+      for (int r = 0; r < world; ++r)
+        values["img_s_rank" + std::to_string(r)] = progress.rank_img_s[r];
+    }
+    if (log) log->appendMetrics(done, progress.epoch, values);
+    progress.loss = values["loss"];
+    progress.loss_ce = values["loss_ce"];
+    progress.loss_rec = values["loss_rec"];
+    progress.has_loss = true;
+    if (observer) observer->onMetrics(done, progress.epoch, values);
+    logged_step = done;
   };
   // Data parallel: stop votes of the last two steps. Reading the older one lets the host run a
   // step ahead of the device (CUDA); every rank reads the same sums, so all stop together.
@@ -351,21 +414,7 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     // On the CPU every step is checked (a scalar read is free); on CUDA only where the host reads
     // anyway, and always before a checkpoint, so that no checkpoint ever holds non-finite weights.
     const bool checkpoint_now = done % config_.train.checkpoint_every == 0 || done == target;
-    if (!options_.device.is_cuda() || log_now || checkpoint_now) {
-      const std::pair<const char*, const torch::Tensor*> terms[] = {
-          {"loss_ce", &last.loss_ce}, {"loss_rec", &last.loss_rec}, {"loss", &last.loss},
-          {"grad_norm", &last.grad_norm}};  // a non-finite gradient has already spoilt the update
-      for (const auto& [name, value] : terms) {
-        if (std::isfinite(value->item<double>())) continue;
-        std::string msg = std::string("non-finite ") + name + " at step " + std::to_string(step) +
-                          ": the run stopped; the last good checkpoint " + ckpt + " is kept";
-        if (log) {
-          log->appendEvent(step, msg);
-          log->flush();
-        }
-        throw MstError(msg);
-      }
-    }
+    if (!options_.device.is_cuda() || log_now || checkpoint_now) checkFinite(done);
     recent.emplace_back(trainClock(), done);
     while (recent.size() > 20) recent.pop_front();
     double seconds = recent.back().first - recent.front().first;
@@ -378,43 +427,18 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     progress.eta_s = img_s > 0 ? static_cast<double>(target - done) *
                                      static_cast<double>(step_images) / img_s
                                : 0.0;
-    if (log_now) {
-      std::map<std::string, double> values{
-          {"loss", last.loss.item<double>()},
-          {"loss_ce", last.loss_ce.item<double>()},
-          {"loss_rec", last.loss_rec.item<double>()},
-          {"lr", last.schedule.lr},
-          {"wd", last.schedule.weight_decay},
-          {"momentum", last.schedule.momentum},
-          {"teacher_temp", last.schedule.teacher_temp},
-          {"mask_ratio", last.mask_ratio.item<double>()},
-          {"grad_norm", last.grad_norm.item<double>()},
-          {"img_s", img_s},
-          {"wall_s", wallSeconds()}};
-      if (comm) {
-        // Per-rank throughput: a slow GPU or host shows here, not in the global img/s. Each rank
-        // fills its slot; the sum is everyone's.
-        auto each = torch::zeros({world}, torch::TensorOptions(torch::kDouble).device(
-                                               options_.device));
-        each[comm->rank()] = img_s / world;  // this rank's own images per second
-        comm->allReduceSum(each);
-        each = each.cpu();
-        progress.rank_img_s.assign(each.data_ptr<double>(), each.data_ptr<double>() + world);
-        for (int r = 0; r < world; ++r)
-          values["img_s_rank" + std::to_string(r)] = progress.rank_img_s[r];
-      }
-      if (log) log->appendMetrics(done, progress.epoch, values);
-      progress.loss = values["loss"];
-      progress.loss_ce = values["loss_ce"];
-      progress.loss_rec = values["loss_rec"];
-      progress.has_loss = true;
-      if (observer) observer->onMetrics(done, progress.epoch, values);
-    }
+    if (log_now) logRow(done);
     if (config_.train.snapshot_every > 0 && done % config_.train.snapshot_every == 0)
       aside([&] { snapshot(done); });
     if (eval_every > 0 && (done % eval_every == 0 || done == total)) aside([&] { evaluate(done); });
     if (checkpoint_now && done != target) save();
     if (observer) observer->onProgress(progress);
+  }
+  // Stopped (Ctrl-C, SIGTERM, Stop) between logged steps: the last step's row, as --max-steps
+  // writes it, checked like every row before the checkpoint below holds its weights.
+  if (summary.stopped && have_last && logged_step != engine.step()) {
+    checkFinite(engine.step());
+    logRow(engine.step());
   }
   save();
   if (loader.corruptCount() > 0) {

@@ -128,9 +128,22 @@ std::string claimHolder(const std::string& path) {
   if (ec) return {};
   std::string holder = readText(path);
   while (!holder.empty() && holder.back() == '\n') holder.pop_back();
+  // Labelled fields for a reader; a claim written before serial and start were recorded (or not
+  // by us) keeps what it has, as it is.
+  std::istringstream in(holder);
+  std::string host;
+  long long pid = 0, serial = 0;
+  unsigned long long started = 0;
+  if (in >> host >> pid) {
+    std::string text = "host " + host + ", pid " + std::to_string(pid);
+    if (in >> serial >> started)
+      text += ", claim " + std::to_string(serial) + " of that process, which started " +
+              std::to_string(started) + " clock ticks after boot";
+    holder = text;
+  }
   const auto age = std::chrono::duration_cast<std::chrono::seconds>(
       fileSystemNow(fs::path(path).parent_path()) - written);
-  return "held by " + holder + ", refreshed " + std::to_string(age.count()) + " s ago";
+  return "held by " + holder + "; refreshed " + std::to_string(age.count()) + " s ago";
 }
 
 bool claimIsLive(const std::string& path, std::chrono::seconds stale_after) {

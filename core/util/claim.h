@@ -51,7 +51,8 @@ class Claim {
   std::thread heartbeat_;
 };
 
-/// Who holds the claim at `path` ("<host> <pid> <serial> <start>", and how long ago its heartbeat was),
+/// Who holds the claim at `path` ("held by host H, pid P, claim S of that process, which started T
+/// clock ticks after boot; refreshed N s ago"),
 /// for error messages; empty when there is no claim.
 std::string claimHolder(const std::string& path);
 
