@@ -108,6 +108,13 @@ class TestCli : public QObject {
     QTest::newRow("export --out a folder")
         << QStringList{"export", "--checkpoint", "c.pt", "--out", dir_.path()}
         << QStringList{"--out", dir_.path()};
+    QTest::newRow("export --checkpoint a folder without one")
+        << QStringList{"export", "--checkpoint", dir_.path(), "--out",
+                       dir_.filePath("t.safetensors")}
+        << QStringList{dir_.path(), "folder without a checkpoint.pt"};
+    QTest::newRow("eval --checkpoint a folder without one")
+        << QStringList{"eval", "knn", "--set", nowhere, "--checkpoint", dir_.path()}
+        << QStringList{dir_.path(), "folder without a checkpoint.pt"};
     QTest::newRow("inspect --out in a missing folder")
         << QStringList{"inspect", "--set", nowhere, "--out", dir_.filePath("no/probe.h5")}
         << QStringList{"--out", "does not exist"};
@@ -179,6 +186,30 @@ class TestCli : public QObject {
     QVERIFY(o.out.contains("--k"));
     QVERIFY(o.out.contains("knn_top1"));
     QVERIFY2(!o.out.contains("none ="), qPrintable(o.out));  // --checkpoint none is a file name
+    // Defaults that come from the config say so, and so does the read-outs' use of the whole
+    // training split.
+    QVERIFY2(o.out.contains("eval.k") && o.out.contains("data.limit"), qPrintable(o.out));
+    const Outcome linear = runMst({"eval", "linear", "--help"});
+    QCOMPARE(linear.exit_code, 0);
+    QVERIFY2(linear.out.contains("probe's training images"), qPrintable(linear.out));
+    QVERIFY2(!linear.out.contains("k-NN bank"), qPrintable(linear.out));
+    const Outcome bench = runMst({"bench", "--help"});
+    QVERIFY2(bench.exit_code == 0 && bench.out.contains("train.batch_size"), qPrintable(bench.out));
+    const Outcome log = runMst({"log", "--help"});
+    QVERIFY2(log.exit_code == 0 && log.out.contains("step,message"), qPrintable(log.out));
+  }
+
+  void benchTakesTheConfigsBatchUnlessGiven() {
+    const QStringList base{"bench", "--set", "model.preset=vit_micro28", "--set",
+                           "train.batch_size=3", "--steps", "1", "--warmup", "0", "--threads", "1"};
+    for (const auto& [extra, batch] :
+         {std::pair<QStringList, int64_t>{{}, 3},
+          std::pair<QStringList, int64_t>{{"--batch", "2"}, 2}}) {
+      const Outcome o = runMst(base + extra);
+      QVERIFY2(o.exit_code == 0, qPrintable(o.err));
+      const auto r = nlohmann::json::parse(o.out.trimmed().split('\n').last().toStdString());
+      QCOMPARE(r["batch"].get<int64_t>(), batch);
+    }
   }
 
   void logPrintsEvalColumnsAndEachColumnOnce() {
@@ -192,7 +223,14 @@ class TestCli : public QObject {
       for (int64_t step = 1; step <= 4; ++step)
         log.appendMetrics(step, 0.25 * step, {{"loss", 1.0 / step}, {"loss_ce", 0.5 / step}});
       log.appendEval(4, 1.0, {{"knn_top1", 42.5}});
+      log.appendEvent(2, "resumed at step 2");
+      log.appendEvent(3, "changed: \"a\", b\nc");
     }
+    // Events as CSV: a header, and a message quoted where it holds a comma, a quote or a newline.
+    Outcome events = runMst({"log", run, "--events"});
+    QVERIFY2(events.exit_code == 0, qPrintable(events.err));
+    QCOMPARE(events.out,
+             QString("step,message\n2,resumed at step 2\n3,\"changed: \"\"a\"\", b\nc\"\n"));
     Outcome o = runMst({"log", run, "--metrics", "knn_top1"});
     QVERIFY2(o.exit_code == 0, qPrintable(o.err));
     QCOMPARE(o.out.trimmed().split('\n'), (QStringList{"step,epoch,knn_top1", "4,1,42.5"}));
@@ -225,6 +263,7 @@ class TestCli : public QObject {
     QVERIFY2(o.exit_code == 0, qPrintable(o.err));
     auto r = nlohmann::json::parse(o.out.trimmed().split('\n').last().toStdString());
     QCOMPARE(r["knn_k"].get<int64_t>(), int64_t{10});
+    QVERIFY2(r.contains("checkpoint") && r["checkpoint"].is_null(), r.dump().c_str());  // pixels
     QCOMPARE(r["knn_top1"].get<double>(), r["knn_top1_k10"].get<double>());
     // 70 test images: most percentages are not exact in binary; 4 decimals are printed.
     for (const char* key : {"knn_top1_k3", "knn_top1_k10"}) {
@@ -233,11 +272,45 @@ class TestCli : public QObject {
       QVERIFY2(r[key].dump().size() <= 8, r.dump().c_str());  // "87.1429", not 87.14285714285714
     }
 
+    // Without --k, the config's eval.k (as sweeps use it), checked against the bank as --k is.
+    o = runMst(QStringList{"eval", "knn", "--set", "eval.k=5"} + base);
+    QVERIFY2(o.exit_code == 0, qPrintable(o.err));
+    r = nlohmann::json::parse(o.out.trimmed().split('\n').last().toStdString());
+    QCOMPARE(r["knn_k"].get<int64_t>(), int64_t{5});
+    QVERIFY2(r.contains("knn_top1_k5") && !r.contains("knn_top1_k10"), r.dump().c_str());
+    o = runMst(QStringList{"eval", "knn", "--set", "eval.k=1000"} + base);
+    QVERIFY2(o.exit_code != 0 && o.errLines().size() == 1, qPrintable(o.err));
+    QVERIFY2(o.err.contains("eval.k 1000") && o.err.contains("300"), qPrintable(o.err));
+
     o = runMst(QStringList{"eval", "linear", "--epochs", "1"} + base);
     QVERIFY2(o.exit_code == 0, qPrintable(o.err));
     r = nlohmann::json::parse(o.out.trimmed().split('\n').last().toStdString());
     for (const char* key : {"linear_top1", "linear_train_top1"})
       QVERIFY2(r[key].dump().size() <= 8, r.dump().c_str());
+  }
+
+  void aRunFolderStandsForItsCheckpoint() {
+    // As `mst log` takes a run folder for its run.h5, export, eval and inspect take it for its
+    // checkpoint.pt.
+    if (!test::fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
+    const QString run = dir_.filePath("folder_run");
+    Outcome o = runMst({"train", "--set", "model.preset=vit_micro28", "--set", "data.limit=64",
+                        "--set", "train.batch_size=16", "--set", "train.snapshot_every=0",
+                        "--out", run, "--max-steps", "1", "--threads", "1"});
+    QVERIFY2(o.exit_code == 0, qPrintable(o.err));
+    o = runMst({"export", "--checkpoint", run, "--out", dir_.filePath("t.safetensors")});
+    QVERIFY2(o.exit_code == 0, qPrintable(o.err));
+    QCOMPARE(nlohmann::json::parse(o.out.trimmed().toStdString())["step"].get<int64_t>(),
+             int64_t{1});
+    o = runMst({"eval", "knn", "--checkpoint", run, "--k", "1", "--train-limit", "20",
+                "--test-limit", "10", "--threads", "1"});
+    QVERIFY2(o.exit_code == 0, qPrintable(o.err));
+    const auto r = nlohmann::json::parse(o.out.trimmed().split('\n').last().toStdString());
+    QCOMPARE(QString::fromStdString(r["checkpoint"].get<std::string>()),
+             QDir(run).filePath("checkpoint.pt"));
+    o = runMst({"inspect", "--checkpoint", run, "--images", "0", "--out", dir_.filePath("p.h5"),
+                "--threads", "1"});
+    QVERIFY2(o.exit_code == 0, qPrintable(o.err));
   }
 
  private:

@@ -31,6 +31,9 @@
 #include "core/data/dataset.h"
 #include "core/data/jpeg_decode.h"
 #include "core/data/loader.h"
+#include "core/eval/evaluate.h"
+#include "core/eval/features.h"
+#include "core/train/engine.h"
 #include "core/util/error.h"
 
 namespace {
@@ -241,6 +244,7 @@ class TestData : public QObject {
   void loaderCorrupt_data();
   void loaderCorrupt();
   void loaderImageFolderCorrupt();
+  void readOutsSkipUndecodableImages();
   void loaderWorkerException();
   void loaderPrefetchBound();
   void loaderDestructorMidEpoch();
@@ -923,6 +927,47 @@ void TestData::loaderImageFolderCorrupt() {
   QCOMPARE(std::count(indices.begin(), indices.end(), 5), 0);  // the corrupt .jpg
   QCOMPARE(std::count(indices.begin(), indices.end(), 0), 2);  // its replacement (5 + 1) mod 6
   QCOMPARE(loader.corruptCount(), 1);
+#endif
+}
+
+void TestData::readOutsSkipUndecodableImages() {
+#ifndef MST_HAVE_OPENCV
+  QSKIP("built without OpenCV");
+#else
+  // As training skips and counts an image it cannot decode, so do the read-outs (k-NN, linear
+  // probe): no black image under the label of the file that failed.
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  writeImageFolder(dir.path());
+  mst::Config config;
+  config.model = mst::modelPreset("vit_micro28");
+  config.data = imageFolderConfig(dir.path());
+  config.data.load_size = config.crops.global_size;
+  auto engine = mst::makeEvalEngine(config, "", torch::kCPU);
+  const auto train = mst::openDataset(config.data, true);
+  for (int64_t batch : {2, 256}) {  // the corrupt .jpg (index 5) alone in its batch, or not
+    const auto set = mst::extractFeatures(*engine, *train, mst::FeatureKind::Pixels, 0, batch);
+    QCOMPARE(set.corrupt, int64_t{1});
+    QCOMPARE(set.features.size(0), int64_t{5});
+    const auto labels = set.labels;
+    QCOMPARE(std::vector<int64_t>(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + 5),
+             (std::vector<int64_t>{0, 0, 0, 1, 1}));
+  }
+  mst::EvalOptions options;
+  options.ks = {1};
+  options.linear.epochs = 1;
+  for (const auto& result :
+       {mst::evaluateKnn(*engine, config, mst::FeatureKind::Pixels, options),
+        mst::evaluateLinear(*engine, config, mst::FeatureKind::Pixels, options)}) {
+    QCOMPARE(result["train"].get<int64_t>(), int64_t{5});
+    QCOMPARE(result["test"].get<int64_t>(), int64_t{2});
+    QCOMPARE(result["corrupt_images"].get<int64_t>(), int64_t{1});
+  }
+  // Without undecodable images the result line has no such key.
+  QFile::remove(QDir(dir.path()).filePath("train/dog/zz_corrupt.jpg"));
+  const auto clean = mst::evaluateKnn(*engine, config, mst::FeatureKind::Pixels, options);
+  QCOMPARE(clean["train"].get<int64_t>(), int64_t{5});
+  QVERIFY(!clean.contains("corrupt_images"));
 #endif
 }
 

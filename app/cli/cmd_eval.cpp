@@ -29,7 +29,7 @@ Command registerEval(CLI::App& app) {
   struct Options {
     Common common;
     std::string checkpoint;
-    std::string ks = "10,20";
+    std::string ks;  // empty: the config's eval.k
     std::string features = "teacher";
     int64_t train_limit = 0, test_limit = 0, epochs = 100;
     double lr = 0.1;
@@ -37,7 +37,10 @@ Command registerEval(CLI::App& app) {
     bool record = false;
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("eval", "k-NN or linear-probe top-1 on the test split");
+  auto* cmd = app.add_subcommand(
+      "eval",
+      "k-NN or linear-probe top-1 on the test split, read out against the whole training split "
+      "(data.limit does not apply: that is the protocol; --train-limit shrinks it)");
   cmd->require_subcommand(1);
   auto* knn = cmd->add_subcommand(
       "knn",
@@ -45,15 +48,24 @@ Command registerEval(CLI::App& app) {
       "knn_top1 = the top-1 at the largest k (knn_k names it), in percent");
   auto* linear = cmd->add_subcommand("linear", "Linear classifier on frozen features (App. E)");
   for (auto* sub : {knn, linear}) {
+    sub->footer(
+        "Features: teacher_cls (the teacher's final CLS token), teacher_last4_cls (--blocks 4: the "
+        "CLS of its last 4 blocks, concatenated), teacher_patch_mean (--features patches: its mean "
+        "patch token), pixels (the normalised raw pixels). The training split is read whole "
+        "whatever data.limit says (the protocol); --train-limit alone shrinks it. Undecodable "
+        "images are skipped and counted (corrupt_images).");
     o->common.add(sub);
     sub->add_option("--checkpoint", o->checkpoint,
-                    "Checkpoint (its config is the base); without it, random weights from "
-                    "train.seed");
+                    "Checkpoint, or a run folder holding checkpoint.pt (its config is the base); "
+                    "without it, random weights from train.seed");
     sub->add_option("--features", o->features,
                     "teacher (CLS) | patches (mean patch token, a diagnostic) | pixels")
         ->check(CLI::IsMember({"teacher", "patches", "pixels"}));
     sub->add_option("--train-limit", o->train_limit,
-                    "Training images used, the first N (0 = all); the k-NN bank")
+                    sub == knn ? "Training images in the k-NN bank, the first N (0 = the whole "
+                                 "training split, whatever data.limit says)"
+                               : "The probe's training images, the first N (0 = the whole "
+                                 "training split, whatever data.limit says)")
         ->check(integerAtLeast(0));
     sub->add_option("--test-limit", o->test_limit, "Test images used, the first N (0 = all)")
         ->check(integerAtLeast(0));
@@ -63,19 +75,24 @@ Command registerEval(CLI::App& app) {
   }
   knn->add_option("--k", o->ks,
                   "Neighbour counts, e.g. 10,20 (each at most the bank's size); knn_top1 is the "
-                  "largest k's");
+                  "largest k's")
+      ->default_str("the config's eval.k");
   linear->add_option("--epochs", o->epochs, "Probe training epochs")->check(integerAtLeast(1));
   linear->add_option("--lr", o->lr, "Peak SGD learning rate at batch 256")->check(positiveNumber());
   linear->add_option("--blocks", o->blocks, "CLS of the last N blocks, concatenated (1 or 4)")
       ->check(CLI::IsMember({1, 4}));
   return {cmd, [o, knn] {
             // Every flag is checked before the checkpoint and the data are read.
-            const auto ks = *knn ? parseKs(o->ks) : std::vector<int64_t>{};
+            auto ks = *knn && !o->ks.empty() ? parseKs(o->ks) : std::vector<int64_t>{};
             if (o->record && o->checkpoint.empty())
               throw MstError("--record needs --checkpoint: eval.json is written beside it");
+            if (!o->checkpoint.empty()) o->checkpoint = checkpointFile(o->checkpoint);
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
                                                         : checkpointConfig(o->checkpoint);
             auto config = o->common.config(base);
+            // Without --k, the k that sweeps and the in-training k-NN use.
+            const bool k_given = !ks.empty();
+            if (*knn && !k_given) ks = {config.eval.k};
             o->common.applyThreads(config);
             auto device = o->common.device();
             auto engine = makeEvalEngine(config, o->checkpoint, device);
@@ -85,7 +102,7 @@ Command registerEval(CLI::App& app) {
             eo.test_limit = o->test_limit;
             eo.temperature = config.eval.temperature;
             if (*knn) eo.ks = ks;
-            eo.k_source = "--k";
+            eo.k_source = k_given ? "--k" : "config key eval.k";
             eo.linear.epochs = o->epochs;
             eo.linear.lr = o->lr;
             eo.linear.seed = static_cast<uint64_t>(config.train.seed);
@@ -95,7 +112,10 @@ Command registerEval(CLI::App& app) {
                                                           : FeatureKind::TeacherCls;
             nlohmann::json result = *knn ? evaluateKnn(*engine, config, kind, eo)
                                          : evaluateLinear(*engine, config, kind, eo);
-            result["checkpoint"] = o->checkpoint.empty() ? "random init" : o->checkpoint;
+            // Raw pixels have no weights; otherwise the checkpoint read, or fresh weights.
+            result["checkpoint"] = kind == FeatureKind::Pixels ? nlohmann::json()
+                                   : o->checkpoint.empty()     ? nlohmann::json("random init")
+                                                               : nlohmann::json(o->checkpoint);
             if (o->record)
               result["recorded_in"] = recordEvaluation(
                   o->checkpoint, evalRecordKey(*knn ? "knn" : "linear", o->features, o->blocks),

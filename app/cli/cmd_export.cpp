@@ -13,7 +13,9 @@ Command registerExport(CLI::App& app) {
       "export",
       "A checkpoint's ViT backbone (teacher or student) as a safetensors file with "
       "timm's VisionTransformer names and layouts");
-  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint (DIR/checkpoint.pt)")->required();
+  cmd->add_option("--checkpoint", o->checkpoint,
+                  "Checkpoint: DIR/checkpoint.pt, or the run folder DIR")
+      ->required();
   cmd->add_option("--out", o->out, "Output file (.safetensors)")->required();
   cmd->add_option("--network", o->network, "teacher (the one DINO and MST evaluate) or student")
       ->check(CLI::IsMember({"teacher", "student"}));
@@ -22,8 +24,8 @@ Command registerExport(CLI::App& app) {
       ->check(CLI::IsMember({"timm", "mst"}));
   return {cmd, [o] {
             checkOutputFile("--out", o->out);
-            printResult(exportBackbone(o->checkpoint, o->out, o->network == "teacher",
-                                       o->names == "timm"));
+            printResult(exportBackbone(checkpointFile(o->checkpoint), o->out,
+                                       o->network == "teacher", o->names == "timm"));
           }};
 }
 

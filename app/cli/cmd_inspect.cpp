@@ -21,7 +21,8 @@ Command registerInspect(CLI::App& app) {
                                  "draw, and reconstruction of training images");
   o->common.add(cmd);
   cmd->add_option("--checkpoint", o->checkpoint,
-                  "Checkpoint; without it, random weights from train.seed");
+                  "Checkpoint, or a run folder holding checkpoint.pt; without it, random weights "
+                  "from train.seed");
   cmd->add_option("--images", o->images, "Training-set indices, e.g. 0-7 or 1,5,9");
   cmd->add_option("--folder", o->folder,
                   "Your own images (png/jpg/...) instead of training images (--images ignored)");
@@ -29,6 +30,7 @@ Command registerInspect(CLI::App& app) {
   cmd->add_option("--out", o->out, "Output HDF5 file (view it: mst-workbench FILE)")->required();
   return {cmd, [o] {
             checkOutputFile("--out", o->out);
+            if (!o->checkpoint.empty()) o->checkpoint = checkpointFile(o->checkpoint);
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
                                                         : checkpointConfig(o->checkpoint);
             auto config = o->common.config(base);

@@ -47,6 +47,15 @@ std::vector<std::string> columnsOf(const std::string& path, const std::string& g
   }
 }
 
+/// A CSV field (RFC 4180): quoted, with its quotes doubled, when it holds a comma, a quote or a
+/// line break; as it is otherwise.
+std::string csvField(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char ch : text) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return quoted + "\"";
+}
+
 std::string joined(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names)
@@ -101,7 +110,8 @@ Command registerLog(CLI::App& app) {
   cmd->add_option("--group", o->group,
                   "metrics | eval (default: the group of the --metrics columns, else metrics)")
       ->check(CLI::IsMember({"metrics", "eval"}));
-  cmd->add_flag("--events", o->events, "Print the warnings and errors the run recorded");
+  cmd->add_flag("--events", o->events,
+                "Print the warnings and errors the run recorded: CSV with columns step,message");
   cmd->add_flag("--follow", o->follow, "Keep printing new rows until interrupted");
   return {cmd, [o] {
             std::string path = o->path;
@@ -109,8 +119,11 @@ Command registerLog(CLI::App& app) {
             if (o->events) {
               auto steps = readLogDataset(path, "/events/step");
               auto messages = readLogStrings(path, "/events/message");
+              std::cout << "step,message\n";
               for (size_t i = 0; i < std::min(steps.size(), messages.size()); ++i)
-                std::cout << static_cast<int64_t>(steps[i]) << ": " << messages[i] << "\n";
+                std::cout << static_cast<int64_t>(steps[i]) << "," << csvField(messages[i])
+                          << "\n";
+              std::cout << std::flush;
               return;
             }
             std::vector<std::string> names{"step", "epoch"};

@@ -17,7 +17,9 @@ Command registerBench(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("bench", "Training-step throughput on synthetic images");
   o->common.add(cmd);
-  cmd->add_option("--batch", o->bench.batch, "Images per step")->check(integerAtLeast(1));
+  auto* batch = cmd->add_option("--batch", o->bench.batch, "Images per step")
+                    ->check(integerAtLeast(1))
+                    ->default_str("the config's train.batch_size");
   cmd->add_option("--steps", o->bench.steps, "Timed steps (after warm-up)")
       ->check(integerAtLeast(1));
   cmd->add_option("--warmup", o->bench.warmup, "Untimed warm-up steps")->check(integerAtLeast(0));
@@ -34,8 +36,10 @@ Command registerBench(CLI::App& app) {
       ->check(integerAtLeast(0));
   cmd->add_option("--data-batches", o->bench.data_batches, "Batches timed with --data")
       ->check(integerAtLeast(1));
-  return {cmd, [o] {
+  return {cmd, [o, batch] {
             auto config = o->common.config();
+            // The experiment's own batch unless --batch says otherwise.
+            if (batch->count() == 0) o->bench.batch = config.train.batch_size;
             // --data names a folder of images unless the experiment already picked a reader.
             const auto j = o->common.experimentJson();
             const bool names_format = j.contains("data.format") ||

@@ -2,6 +2,7 @@
 #include "core/eval/evaluate.h"
 
 #include <cmath>
+#include <filesystem>
 #include <functional>
 
 #include "core/data/dataset.h"
@@ -33,9 +34,21 @@ SplitFeatures splitFeatures(Engine& engine, const Config& config, FeatureKind ki
   auto test = openDataset(data, false);
   if (check_bank)
     check_bank(o.train_limit > 0 ? std::min(o.train_limit, train->size()) : train->size());
-  return {extractFeatures(engine, *train, kind, o.train_limit, o.batch),
-          extractFeatures(engine, *test, kind, o.test_limit, o.batch),
-          std::max(train->numClasses(), test->numClasses())};
+  SplitFeatures out{extractFeatures(engine, *train, kind, o.train_limit, o.batch),
+                    extractFeatures(engine, *test, kind, o.test_limit, o.batch),
+                    std::max(train->numClasses(), test->numClasses())};
+  for (const auto& [set, split] : {std::pair{&out.train, "training"}, std::pair{&out.test, "test"}})
+    if (set->labels.size(0) == 0)
+      throw MstError("none of the " + std::to_string(set->corrupt) + " " + split +
+                     " images read out of " + config.data.path + " could be decoded");
+  return out;
+}
+
+/// Undecodable images left out of both splits, in the result line only when there were any
+/// (training reports them as corrupt_images too).
+void noteCorrupt(nlohmann::json& result, const SplitFeatures& splits) {
+  if (const int64_t n = splits.train.corrupt + splits.test.corrupt; n > 0)
+    result["corrupt_images"] = n;
 }
 
 /// A top-1 percentage as reported: 4 decimals, so that 29 % prints as 29.0, not
@@ -52,6 +65,17 @@ std::string featureKindName(FeatureKind kind) {
     case FeatureKind::Pixels: return "pixels";
   }
   return "?";
+}
+
+std::string checkpointFile(const std::string& checkpoint) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(checkpoint, ec)) return checkpoint;
+  const std::string file = (fs::path(checkpoint) / "checkpoint.pt").string();
+  if (!fs::exists(file, ec))
+    throw MstError("checkpoint " + checkpoint + " is a folder without a checkpoint.pt: give a run "
+                   "folder that holds one, or the checkpoint file itself");
+  return file;
 }
 
 nlohmann::json checkpointConfig(const std::string& checkpoint) {
@@ -97,6 +121,7 @@ nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kin
   out["features"] = featureKindName(kind);
   out["train"] = bank.labels.size(0);
   out["test"] = queries.labels.size(0);
+  noteCorrupt(out, splits);
   return out;
 }
 
@@ -108,9 +133,12 @@ nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind 
   LinearProbeOptions lo = o.linear;
   lo.num_classes = splits.num_classes;
   auto r = linearProbe(train, test, lo);
-  return {{"linear_top1", percent(r.test_top1)}, {"linear_train_top1", percent(r.train_top1)},
-          {"features", featureKindName(kind)}, {"epochs", lo.epochs},
-          {"train", train.labels.size(0)}, {"test", test.labels.size(0)}};
+  nlohmann::json out{{"linear_top1", percent(r.test_top1)},
+                     {"linear_train_top1", percent(r.train_top1)},
+                     {"features", featureKindName(kind)}, {"epochs", lo.epochs},
+                     {"train", train.labels.size(0)}, {"test", test.labels.size(0)}};
+  noteCorrupt(out, splits);
+  return out;
 }
 
 nlohmann::json exportBackbone(const std::string& checkpoint, const std::string& out, bool teacher,

@@ -30,6 +30,10 @@ struct EvalOptions {
   LinearProbeOptions linear;
 };
 
+/// A --checkpoint as given: a run folder stands for its checkpoint.pt (as `mst log` takes the
+/// folder for its run.h5); anything else is returned as it is. MstError for a folder without one.
+std::string checkpointFile(const std::string& checkpoint);
+
 /// The config of a checkpoint (its meta record). MstError naming the file when unreadable.
 nlohmann::json checkpointConfig(const std::string& checkpoint);
 
@@ -40,12 +44,13 @@ std::unique_ptr<Engine> makeEvalEngine(const Config& config, const std::string& 
 
 /// k-NN top-1 in percent (4 decimals) on the data set of `config` (train split = bank, test split
 /// = queries): {"knn_top1": top-1 at the largest k, "knn_k": that k, "knn_top1_k<k>": top-1 at
-/// each k, "features": …, "train": N, "test": M}.
+/// each k, "features": …, "train": N, "test": M, and "corrupt_images" when images of either split
+/// could not be decoded (they are left out, as training leaves them out)}.
 nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kind,
                            const EvalOptions& options);
 
 /// Linear probe top-1 in percent (4 decimals): {"linear_top1": …, "linear_train_top1": …,
-/// "features": …, "epochs": …, "train": N, "test": M}.
+/// "features": …, "epochs": …, "train": N, "test": M, "corrupt_images" as for evaluateKnn}.
 nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind kind,
                               const EvalOptions& options);
 

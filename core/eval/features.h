@@ -14,6 +14,7 @@ class Engine;
 struct FeatureSet {
   torch::Tensor features;  ///< (N, F) float32 on the CPU
   torch::Tensor labels;    ///< (N) int64
+  int64_t corrupt = 0;     ///< images that could not be decoded: left out of both, as training does
 };
 
 /// Which representation to read out.
@@ -25,7 +26,8 @@ enum class FeatureKind {
   Pixels,           ///< the normalised raw pixels, flattened: the floor every result beats
 };
 
-/// Runs `kind` over the first `limit` images (0 = all) of `dataset` in batches of `batch`.
+/// Runs `kind` over the first `limit` images (0 = all) of `dataset` in batches of `batch`; an
+/// image that cannot be decoded is skipped and counted (FeatureSet::corrupt), so N may be less.
 /// `progress(done, total)` is called after each batch when given.
 FeatureSet extractFeatures(Engine& engine, const Dataset& dataset, FeatureKind kind,
                            int64_t limit = 0, int64_t batch = 256,
