@@ -7,12 +7,14 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <tuple>
 
 #include "core/config/config.h"
 #include "core/eval/eval_record.h"
 #include "core/eval/knn.h"
 #include "core/eval/linear_probe.h"
 #include "core/eval/sweep.h"
+#include "core/eval/sweep_record.h"
 #include "core/log/log_reader.h"
 #include "core/log/run_log.h"
 #include "core/util/claim.h"
@@ -83,6 +85,20 @@ void expectError(F what, const QStringList& parts, const QStringList& absent = {
     return;
   }
   QFAIL(qPrintable("no error; expected one naming " + parts.join(", ")));
+}
+
+/// A sweep of masking.num=1,2 cut at 2 steps with k-NN only, in `out_dir`, as a finished one
+/// leaves it (results written here, so nothing trains): its cells, tables and sweep.json.
+std::vector<SweepCell> finishedTinySweep(const std::string& out_dir) {
+  const std::vector<SweepAxis> axes{parseAxis("masking.num=1,2")};
+  SweepOptions o = tinySweepOptions(out_dir);
+  o.linear = false;
+  for (const auto& cell : expandGrid(tinySweepBase(), axes, out_dir))
+    writeText(cell.dir + "/result.json",
+              nlohmann::json{{"steps", 2}, {"total_steps", 8}, {"knn_top1", 40.0 + cell.index},
+                             {"config", tinyCellConfig(cell.values[0].get<int64_t>())}}
+                  .dump());
+  return runSweep(tinySweepBase(), axes, o);
 }
 
 class StopAfterFirst : public SweepObserver {
@@ -218,6 +234,11 @@ class TestEval : public QObject {
     QVERIFY_THROWS_EXCEPTION(MstError, expandGrid(nlohmann::json::object(),
                                                   {parseAxis("masking.p=0.1,7")}, "/tmp/x"));
     QCOMPARE(defaultGrid().size(), size_t{2});
+    // Table 5's layout, as the paper, the experiment file and the workbench have it: rows num.
+    QCOMPARE(defaultGrid().front().key, std::string("masking.num"));
+    const auto table5 =
+        readSweepFile(std::string(MST_SOURCE_DIR) + "/experiments/table5_p_num.json").axes;
+    QVERIFY2(sameGrid(table5, defaultGrid()), gridFlags(table5).c_str());
   }
 
   void sweepSummarisesSeeds() {
@@ -740,6 +761,103 @@ class TestEval : public QObject {
                 {QString::fromStdString(grid[1].dir), "no record of the config"});
   }
 
+  void aSweepFolderKeepsItsGridAndSteps() {
+    QTemporaryDir dir;
+    const std::string out = dir.filePath("sweep").toStdString();
+    const auto cells = finishedTinySweep(out);
+    QCOMPARE(cells[1].status, std::string("done"));
+    const auto record = readSweepRecord(out);
+    QVERIFY(record && sameGrid(record->axes, {parseAxis("masking.num=1,2")}));
+    QCOMPARE(record->max_steps, int64_t{2});
+    QVERIFY(record->knn && !record->linear);
+    const std::string csv = readText(out + "/sweep.csv"), stored = readText(sweepRecordPath(out));
+    QVERIFY(csv.find("\n1,2,done,41,") != std::string::npos);
+
+    // Another grid (other values, another order, one more axis), as a sweep or a status pass:
+    // refused before anything is written, naming the folder and both grids.
+    SweepOptions o = tinySweepOptions(out);
+    o.linear = false;
+    const std::vector<std::vector<SweepAxis>> others{
+        {parseAxis("masking.num=4")},
+        {parseAxis("masking.num=2,1")},
+        {parseAxis("masking.num=1,2"), parseAxis("masking.p=0.1")}};
+    for (bool run : {true, false})
+      for (const auto& axes : others) {
+        o.run_cells = run;
+        StopAfterFirst observer(nullptr);
+        expectError([&] { runSweep(tinySweepBase(), axes, o, &observer); },
+                    {QString::fromStdString("sweep " + out), "another grid",
+                     "--grid masking.num=1,2;",
+                     QString::fromStdString("asked: " + gridFlags(axes)), "--out"});
+        QVERIFY(observer.started.empty());
+        QCOMPARE(readText(out + "/sweep.csv"), csv);
+        QCOMPARE(readText(sweepRecordPath(out)), stored);
+        QVERIFY(!std::filesystem::exists(out + "/00_masking.num=4"));
+      }
+    // Fewer steps (0 is the most: the full schedule is more than 2) would mix lengths; a status
+    // pass shows the sweep only with its own step cap.
+    const std::vector<SweepAxis> axes{parseAxis("masking.num=1,2")};
+    for (const auto& [run, steps] :
+         std::vector<std::pair<bool, int64_t>>{{true, 1}, {false, 1}, {false, 6}, {false, 0}}) {
+      o.run_cells = run;
+      o.max_steps = steps;
+      expectError([&] { runSweep(tinySweepBase(), axes, o); },
+                  {QString::fromStdString("sweep " + out), "--max-steps 2",
+                   run ? "not 1: fewer steps" : "--status"});
+      QCOMPARE(readText(out + "/sweep.csv"), csv);
+      QCOMPARE(readText(sweepRecordPath(out)), stored);
+    }
+    // The same sweep, with another read-out asked for: a status pass shows it (and records
+    // nothing); the record keeps every read-out a sweep asked for.
+    o.run_cells = false;
+    o.max_steps = 2;
+    o.linear = true;
+    QCOMPARE(runSweep(tinySweepBase(), axes, o)[0].outdated, std::string("no linear read-out"));
+    QCOMPARE(readText(sweepRecordPath(out)), stored);
+  }
+
+  void sweepStatusShowsTheFolderAsItRan() {
+    const QString mst = QString(MST_BINARY_DIR) + "/mst";
+    if (!QFileInfo::exists(mst)) QSKIP("the mst binary is not built");
+    QTemporaryDir dir;
+    const std::string out = dir.filePath("sweep").toStdString();
+    finishedTinySweep(out);
+    const std::string csv = readText(out + "/sweep.csv");
+    // The base experiment, with a sweep object whose grid is not the folder's (the user ran it
+    // with --grid flags): without --grid, --max-steps or --readout, --status takes the folder's
+    // (not the file's 4 cells, the full schedule, both read-outs) and the tables stay as they are.
+    auto file = tinySweepBase();
+    file["sweep"] = {{"grid", {{"masking.num", {1, 2, 4, 8}}}}};
+    const QString config = dir.filePath("base.json");
+    writeText(config.toStdString(), file.dump());
+    const auto run = [&](const QStringList& extra) {
+      QProcess p;
+      p.start(mst, QStringList{"sweep", "--config", config, "--out",
+                               QString::fromStdString(out), "--status"} + extra);
+      p.waitForFinished(120000);
+      return std::make_tuple(p.exitCode(), QString(p.readAllStandardOutput()),
+                             QString(p.readAllStandardError()));
+    };
+    const auto [code, stdout_text, stderr_text] = run({});
+    QVERIFY2(code == 0, qPrintable(stderr_text));
+    QCOMPARE(readText(out + "/sweep.csv"), csv);
+    QVERIFY2(stderr_text.contains("keeps the grid of its sweep.json"), qPrintable(stderr_text));
+    // The table on stdout, then the final JSON line.
+    const QStringList lines = stdout_text.trimmed().split('\n');
+    QCOMPARE(lines.mid(0, lines.size() - 1).join('\n') + '\n', QString::fromStdString(csv));
+    const auto result = nlohmann::json::parse(lines.last().toStdString());
+    QCOMPARE(result["cells"].get<int64_t>(), int64_t{2});
+    QCOMPARE(result["done"].get<int64_t>(), int64_t{2});
+    // Another grid on the command line: one error line naming the folder and both grids.
+    const auto [bad, bad_out, bad_err] = run({"--grid", "masking.p=0.15"});
+    QCOMPARE(bad, 1);
+    QCOMPARE(bad_err.trimmed().count('\n'), 0);
+    for (const QString& part : {QString::fromStdString(out), QString("--grid masking.num=1,2"),
+                                QString("--grid masking.p=0.15"), QString("--out")})
+      QVERIFY2(bad_err.contains(part), qPrintable(bad_err));
+    QCOMPARE(readText(out + "/sweep.csv"), csv);
+  }
+
   void sweepRerunsContinueAndAddReadOuts() {
     if (!fashionMnistPresent()) QSKIP("Fashion-MNIST is not installed");
     at::set_num_threads(2);
@@ -772,6 +890,7 @@ class TestEval : public QObject {
     const auto steps = readLogDataset(cells[0].dir + "/run.h5", "/metrics/step");
     QCOMPARE(steps.back(), 6.0);
     QVERIFY(std::find(steps.begin(), steps.end(), 3.0) != steps.end());  // resumed, not restarted
+    QCOMPARE(readSweepRecord(o.out_dir)->max_steps, int64_t{6});  // the folder's sweep now
 
     // Another read-out: computed from the checkpoint, the k-NN one kept (a sentinel shows it was
     // not recomputed), no training (the checkpoint is untouched).
@@ -790,6 +909,12 @@ class TestEval : public QObject {
     QVERIFY(result.contains("linear_top1"));
     QVERIFY(std::filesystem::last_write_time(cells[0].dir + "/checkpoint.pt") == checkpoint_time);
     QVERIFY(readText(o.out_dir + "/sweep.csv").find("\n0,1,done,12.5,") != std::string::npos);
+    QVERIFY(readSweepRecord(o.out_dir)->linear);
+    // Asked for k-NN alone again, the record keeps the linear read-out asked before.
+    o.linear = false;
+    runSweep(base, axes, o);
+    QVERIFY(readSweepRecord(o.out_dir)->knn && readSweepRecord(o.out_dir)->linear);
+    o.linear = true;
 
     // Another base config: refused before anything runs, also when the only record of the
     // cell's config is its checkpoint.

@@ -15,6 +15,7 @@
 #include "tests/test_util.h"
 #include "app/gui/sweep_panel.h"
 #include "core/eval/sweep.h"
+#include "core/eval/sweep_record.h"
 #include "core/log/log_reader.h"
 #include "widgets/inspector_grid.h"
 #include "widgets/sweep_heatmap.h"
@@ -353,6 +354,16 @@ class TestGuiInspector : public QObject {
                                 "data.path=\"1\",\"a b\""}));
     for (int a = 0; a < read.size(); ++a)
       QCOMPARE(mst::parseAxis(read[a].toStdString()).values, axes[size_t(a)].values);
+    // A folder that records its sweep (sweep.json) gives its grid and step cap from there, even
+    // where sweep.h5 shows another grid; one from before sweep.json has no recorded steps.
+    qint64 steps = 0;
+    QVERIFY(SweepService::readAxes(QString::fromStdString(folder), &read, &error, &steps));
+    QCOMPARE(steps, qint64{-1});
+    mst::writeSweepRecord(folder, {{axes[1]}, 5, true, false});
+    QVERIFY2(SweepService::readAxes(QString::fromStdString(folder), &read, &error, &steps),
+             qPrintable(error));
+    QCOMPARE(read, QStringList({"train.seed=0,1"}));
+    QCOMPARE(steps, qint64{5});
   }
 
   void aSweepFillsItsHeatMap() {
@@ -410,6 +421,13 @@ class TestGuiInspector : public QObject {
     reopened.setMaxSteps(2);
     QCOMPARE(reopened.heatmap()->state("4", "0.1"), CellState::Done);
     QCOMPARE(reopened.heatmap()->value("4", "0.1"), panel.heatmap()->value("4", "0.1"));
+    // Another grid in the same folder is refused at once, naming the folder's grid; the heat map
+    // keeps showing the folder's cells.
+    reopened.setGrid({"masking.num=8", "masking.p=0.1"});
+    QVERIFY(!reopened.launch(&error));
+    QVERIFY2(error.contains("another grid") && error.contains("--grid masking.num=1,4"),
+             qPrintable(error));
+    QCOMPARE(reopened.heatmap()->state("4", "0.1"), CellState::Done);
     QVERIFY2(panel.heatmap()->exportFigure(dir_.filePath("heat.png"), &error), qPrintable(error));
     QCOMPARE(fileHead(dir_.filePath("heat.png"), 4), QByteArray("\x89PNG"));
     QVERIFY2(panel.heatmap()->exportCsv(dir_.filePath("heat.csv"), &error), qPrintable(error));

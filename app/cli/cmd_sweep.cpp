@@ -5,6 +5,7 @@
 
 #include "app/cli/common.h"
 #include "core/eval/sweep.h"
+#include "core/eval/sweep_record.h"
 #include "core/util/error.h"
 
 namespace mst::cli {
@@ -45,13 +46,19 @@ Command registerSweep(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
-      "sweep", "Grid of runs (default: Table 5, masking.p x masking.num) with read-outs per cell");
+      "sweep",
+      "Grid of runs (default: Table 5, rows masking.num x columns masking.p) with read-outs per "
+      "cell. Flags left out take the folder's sweep.json (what its cells were run with), then "
+      "the file's sweep object");
   o->common.add(cmd);
-  cmd->add_option("--grid", o->grid, "key=v1,v2,... (repeatable; overrides the file's sweep.grid)");
+  cmd->add_option("--grid", o->grid,
+                  "key=v1,v2,... (repeatable; overrides the file's sweep.grid; must match the "
+                  "folder's sweep.json once a sweep has run there)");
   // Required unless --keys (checked below).
   cmd->add_option("--out", o->out, "Sweep folder: one run folder per cell, sweep.csv, sweep.h5");
   o->max_steps_option = cmd->add_option("--max-steps", o->max_steps,
-                  "Cut each cell's training at N steps (a rerun asking for more continues them)")
+                  "Cut each cell's training at N steps (a rerun asking for more continues them; "
+                  "fewer than the folder's sweep.json is refused)")
       ->default_str("");  // unset: the file's sweep.max_steps, else the full schedule
   cmd->add_option("--readout", o->readout, "knn, linear or knn,linear (default both)");
   cmd->add_option("--train-limit", o->train_limit, "Training images in the read-outs (0 = all)");
@@ -59,8 +66,9 @@ Command registerSweep(CLI::App& app) {
   cmd->add_option("--probe-epochs", o->probe_epochs, "Linear-probe epochs");
   cmd->add_flag("--keys", o->keys, "Markdown table of the keys of a config file's sweep object");
   cmd->add_flag("--status", o->status,
-                "Run nothing: read every cell's folder, rewrite the tables and print sweep.csv "
-                "(done, running while claimed, pending); safe beside running sweeps");
+                "Run nothing: read every cell's folder, rewrite the tables and print sweep.csv on "
+                "stdout before the JSON line (done, running while claimed, pending); safe beside "
+                "running sweeps");
   cmd->add_option("--shard", o->shard,
                   "I/N: run only the cells whose index % N == I (a fixed split). Without it, "
                   "sweeps started with the same grid and --out already share the cells: each "
@@ -79,19 +87,36 @@ Command registerSweep(CLI::App& app) {
             auto base = o->common.experimentJson();
             SweepFile file;
             if (!o->common.config_file.empty()) file = readSweepFile(o->common.config_file);
+            // What is not given takes the folder's record (sweep.json: what its cells were run
+            // with), then the file's sweep object, then the defaults; runSweep refuses flags that
+            // do not answer the record.
+            const auto record = readSweepRecord(o->out);
             std::vector<SweepAxis> axes;
             for (const auto& spec : o->grid) axes.push_back(parseAxis(spec));
+            if (axes.empty() && record) {
+              axes = record->axes;
+              if (!file.axes.empty() && !sameGrid(file.axes, record->axes))
+                std::cerr << "sweep: " << o->out << " keeps the grid of its sweep.json ("
+                          << gridFlags(record->axes) << "), not " << o->common.config_file
+                          << "'s sweep.grid\n";
+            }
             if (axes.empty()) axes = file.axes;
-            if (axes.empty()) axes = defaultGrid();
+            // A folder from before sweep.json keeps the grid its sweep.h5 shows rather than
+            // take the default (whose order changed: rows masking.num, as in Table 5).
+            if (axes.empty()) axes = readSweepTableGrid(o->out).value_or(defaultGrid());
             auto config = configFromJson(base, o->common.config_file.empty() ? "--set"
                                                                               : o->common.config_file);
             if (o->common.threads >= 0) config.train.threads = o->common.threads;
             o->common.applyThreads(config);
             SweepOptions so;
             so.out_dir = o->out;
-            so.max_steps = o->max_steps >= 0 ? o->max_steps : file.max_steps.value_or(0);
+            so.max_steps = o->max_steps >= 0 ? o->max_steps
+                           : record          ? record->max_steps
+                                             : file.max_steps.value_or(0);
             if (!o->readout.empty())
               parseReadouts(o->readout, "--readout", so);
+            else if (record)
+              so.knn = record->knn, so.linear = record->linear;
             else if (file.readout)
               parseReadouts(*file.readout, o->common.config_file + ": sweep.readout", so);
             so.devices = o->common.devices();
@@ -106,9 +131,11 @@ Command registerSweep(CLI::App& app) {
             so.run_cells = !o->status;
             SweepPrinter printer(expandGrid(base, axes, o->out).size());
             auto cells = runSweep(base, axes, so, &printer, &g_stop);
+            // The table before the final JSON line (DESIGN.md: the last line on stdout is JSON;
+            // `mst log` prints its CSV on stdout the same way).
             if (o->status) {
               std::ifstream csv(o->out + "/sweep.csv");
-              std::cerr << csv.rdbuf();
+              std::cout << csv.rdbuf() << std::flush;
             }
             for (const auto& c : cells)
               if (!c.outdated.empty() && c.status != "done")

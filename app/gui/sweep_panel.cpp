@@ -243,8 +243,9 @@ bool SweepPanel::launch(QString* error) {
   const SweepRequest r = request();
   QVector<SweepCellInfo> cells;
   if (!SweepService::plan(r, &cells, error)) return false;
-  layoutCells(cells);
+  // Started first: a folder whose record refuses this grid keeps the heat map it showed.
   if (!service_->start(r, error)) return false;
+  layoutCells(cells);
   setRunning(true);
   status_->setText(QString("running %1 cells in %2 on %3").arg(cells.size()).arg(r.out_dir, r.devices));
   return true;
@@ -257,7 +258,8 @@ void SweepPanel::stop() {
 
 bool SweepPanel::open(const QString& dir, QString* error) {
   QStringList axes;
-  if (!SweepService::readAxes(dir, &axes, error)) return false;
+  qint64 recorded_steps = -1;  // from sweep.json; a folder from before it: read off its cells
+  if (!SweepService::readAxes(dir, &axes, error, &recorded_steps)) return false;
   setGrid(axes);
   out_edit_->setText(dir);
   QVector<SweepCellInfo> cells;
@@ -266,10 +268,13 @@ bool SweepPanel::open(const QString& dir, QString* error) {
   QString found;
   qint64 max_steps = 0;
   SweepService::readSettings(cells, &found, &max_steps);
+  if (recorded_steps >= 0) max_steps = recorded_steps;
   if (!found.isEmpty()) {
     experiment_json_ = found;
-    setMaxSteps(max_steps);
     emit experimentFound(found);
+  }
+  if (!found.isEmpty() || recorded_steps >= 0) {
+    setMaxSteps(max_steps);
     if (!SweepService::plan(request(), &cells, error)) return false;
   }
   layoutCells(cells);

@@ -4,7 +4,6 @@
 
 #include "app/gui/sweep_service.h"
 
-#include <QDir>
 #include <QThread>
 
 #include <cmath>
@@ -12,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/eval/sweep.h"
-#include "core/log/log_reader.h"
+#include "core/eval/sweep_record.h"
 #include "core/util/device_spec.h"
 #include "core/util/error.h"
 
@@ -34,16 +33,6 @@ std::vector<SweepAxis> parseAxes(const QStringList& specs) {
 QString valueText(const nlohmann::json& v) {
   return v.is_string() ? QString::fromStdString(v.get<std::string>())
                        : QString::fromStdString(v.dump());
-}
-
-/// A grid value as a person types it into `key=v1,v2`: a string without quotes unless they are
-/// needed to keep it a string (parseAxis reads what is not JSON as a string).
-QString axisValueText(const nlohmann::json& v) {
-  if (!v.is_string()) return QString::fromStdString(v.dump());
-  const std::string text = v.get<std::string>();
-  const bool plain = !text.empty() && text.find_first_of(",\"= ") == std::string::npos &&
-                     !nlohmann::json::accept(text);
-  return QString::fromStdString(plain ? text : v.dump());
 }
 
 SweepCellInfo infoOf(const SweepCell& c) {
@@ -123,18 +112,23 @@ void SweepService::readSettings(const QVector<SweepCellInfo>& cells, QString* ex
   }
 }
 
-bool SweepService::readAxes(const QString& dir, QStringList* axes, QString* error) {
+bool SweepService::readAxes(const QString& dir, QStringList* axes, QString* error,
+                            qint64* max_steps) {
+  if (max_steps) *max_steps = -1;
   try {
-    const std::string file = QDir(dir).filePath("sweep.h5").toStdString();
-    const auto grid = nlohmann::json::parse(readLogAttribute(file, "/sweep", "json"));
-    const auto& list = grid.is_object() && grid.contains("grid") ? grid["grid"] : grid;
-    axes->clear();
-    for (const auto& axis : list) {
-      QStringList values;
-      for (const auto& v : axis["values"]) values << axisValueText(v);
-      *axes << QString::fromStdString(axis["key"].get<std::string>()) + "=" + values.join(',');
+    // The folder's record; a folder from before sweep.json has its grid in sweep.h5 only.
+    const std::string folder = dir.toStdString();
+    std::vector<SweepAxis> grid;
+    if (const auto record = readSweepRecord(folder)) {
+      grid = record->axes;
+      if (max_steps) *max_steps = record->max_steps;
+    } else if (auto shown = readSweepTableGrid(folder)) {
+      grid = *shown;
+    } else {
+      throw MstError(folder + " holds no sweep (neither sweep.json nor a readable sweep.h5)");
     }
-    if (axes->isEmpty()) throw MstError(file + ": the sweep has no grid");
+    axes->clear();
+    for (const auto& axis : grid) *axes << QString::fromStdString(axisSpec(axis));
   } catch (const std::exception& e) {
     if (error) *error = QString::fromUtf8(e.what());
     return false;
@@ -167,6 +161,7 @@ bool SweepService::start(const SweepRequest& request, QString* error) {
     options.eval.train_limit = request.train_limit;
     options.eval.test_limit = request.test_limit;
     expandGrid(base, axes, options.out_dir);  // every cell's config is checked before starting
+    checkSweepRecord(axes, options);  // runSweep checks again; this reports it before the thread
   } catch (const std::exception& e) {
     if (error) *error = QString::fromUtf8(e.what());
     return false;

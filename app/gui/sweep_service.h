@@ -40,8 +40,11 @@ class SweepService : public QObject {
   /// The cells of the grid with the results already on disk (finished cells have result.json);
   /// keys and values checked. False + *error naming the axis or key on bad input.
   static bool plan(const SweepRequest& request, QVector<SweepCellInfo>* cells, QString* error);
-  /// The axes ("key=v1,v2") of the sweep in `dir` (from its sweep.h5); false + *error otherwise.
-  static bool readAxes(const QString& dir, QStringList* axes, QString* error);
+  /// The axes ("key=v1,v2") of the sweep in `dir` (from its sweep.json, else, for a folder from
+  /// before it, its sweep.h5) and in *max_steps the step cap sweep.json records (-1 without
+  /// one); false + *error otherwise.
+  static bool readAxes(const QString& dir, QStringList* axes, QString* error,
+                       qint64* max_steps = nullptr);
   /// What the cells in `cells` were trained with, from the first result.json that records it:
   /// the cell's config (JSON text, "" when none does) and, for cells cut short of their
   /// schedule, the steps they were cut at (0 = the full schedule).

@@ -12,6 +12,7 @@
 
 #include "core/config/config.h"
 #include "core/config/config_diff.h"
+#include "core/eval/sweep_record.h"
 #include "core/log/log_reader.h"
 #include "core/log/run_log.h"
 #include "core/train/engine.h"
@@ -457,7 +458,22 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
     throw MstError("sweep: shard " + std::to_string(options.shard) + " of " +
                    std::to_string(options.shards) + " does not exist");
   auto cells = expandGrid(base, axes, options.out_dir);
-  checkStoredConfigs(base, axes, cells, options.out_dir);
+  const auto tables_lock = (fs::path(options.out_dir) / ".tables.lock").string();
+  {
+    // Under the tables' lock, so that of two sweeps started at once on a new folder with
+    // different grids, one records its grid and the other is refused.
+    if (options.run_cells) fs::create_directories(options.out_dir);
+    std::optional<ScopedFileLock> lock;
+    if (fs::exists(options.out_dir)) lock.emplace(tables_lock);
+    const auto record = checkSweepRecord(axes, options);
+    checkStoredConfigs(base, axes, cells, options.out_dir);
+    if (options.run_cells) {
+      // A status pass records nothing: only a sweep that runs cells says what the folder is.
+      SweepRecord asked{axes, options.max_steps, options.knn, options.linear};
+      if (record) asked.knn |= record->knn, asked.linear |= record->linear;
+      writeSweepRecord(options.out_dir, asked);
+    }
+  }
   fs::create_directories(options.out_dir);
   const auto owned = [&](const SweepCell& c) { return c.index % options.shards == options.shard; };
   std::mutex mutex;  // guards `cells`, `taken`, the tables and the observer
@@ -471,7 +487,7 @@ std::vector<SweepCell> runSweep(const json& base, const std::vector<SweepAxis>& 
   };
   // Whoever writes the tables last has read every folder after the others' writes.
   const auto publish = [&] {
-    ScopedFileLock lock((fs::path(options.out_dir) / ".tables.lock").string());
+    ScopedFileLock lock(tables_lock);
     refresh();
     writeSweepTables(options.out_dir, axes, cells);
   };

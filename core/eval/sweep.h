@@ -77,7 +77,8 @@ SweepFile readSweepFile(const std::string& path);
 
 /// Markdown table of the keys of the `sweep` object (`mst sweep --keys`, docs/config.md).
 std::string sweepKeysMarkdown();
-/// The paper's Table 5 grid: masking.p ∈ {0.05, 0.1, 0.15} × masking.num ∈ {1, 2, 4, 8}.
+/// The paper's Table 5 grid, rows masking.num ∈ {1, 2, 4, 8} × columns masking.p ∈ {0.05, 0.1,
+/// 0.15} (as experiments/table5_p_num.json and the workbench's default grid).
 std::vector<SweepAxis> defaultGrid();
 /// Cartesian product, the last axis varying fastest; every cell's config is validated first
 /// (errors name the axis's source: an unknown key, an axis without values, a bad cell).
@@ -110,7 +111,11 @@ class SweepObserver {
 /// Before anything is written, every cell with a result or a checkpoint is compared with the
 /// config this call would give it (the stored one from result.json, else run.h5, else the
 /// checkpoint): a difference in a key that changes the trajectory (config_diff.h) is an MstError
-/// naming the sweep folder, the first such cell and the changed keys, and nothing runs.
+/// naming the sweep folder, the first such cell and the changed keys, and nothing runs. So is a
+/// sweep that does not answer the folder's record, out_dir/sweep.json (checkSweepRecord: another
+/// grid, fewer steps, or for a status pass another step cap). A sweep that runs cells then
+/// records its grid, max_steps and read-outs (with those asked before) there; a status pass
+/// records nothing.
 std::vector<SweepCell> runSweep(const nlohmann::json& base, const std::vector<SweepAxis>& axes,
                                 const SweepOptions& options, SweepObserver* observer = nullptr,
                                 const std::atomic<bool>* stop = nullptr);

@@ -62,16 +62,18 @@ struct SweepKey {
   const char* help;
 };
 const SweepKey kSweepKeys[] = {
-    {"grid", "object of arrays", "Table 5's masking.p × masking.num",
+    {"grid", "object of arrays", "Table 5: rows masking.num, columns masking.p",
      "One axis per key: a config key and the values it takes, e.g. {\"masking.p\": [0.05, 0.1]}. "
      "The first key gives the heat map's rows, the last varies fastest; cells are numbered in that "
      "order. An empty object is an error. `--grid key=v1,v2` (repeatable) replaces the whole "
-     "grid."},
+     "grid. A folder a sweep has run in keeps its own grid (its sweep.json) over this one."},
     {"readout", "string", "knn,linear",
-     "Read-outs of each cell's teacher: knn, linear or knn,linear. `--readout` overrides it."},
+     "Read-outs of each cell's teacher: knn, linear or knn,linear. `--readout` overrides it; a "
+     "folder a sweep has run in keeps those asked of it (its sweep.json) over this one."},
     {"max_steps", "integer", "0 (the full schedule)",
      "Cut each cell's training at this many steps; a rerun asking for more continues the cells "
-     "from their checkpoints. `--max-steps` overrides it."},
+     "from their checkpoints. `--max-steps` overrides it; a folder a sweep has run in keeps its "
+     "own (its sweep.json) over this one."},
 };
 
 }  // namespace
@@ -108,7 +110,7 @@ SweepFile readSweepFile(const std::string& path) {
       if (!it->is_object()) throw MstError(where + " must be an object of arrays");
       if (it->empty())
         throw MstError(where + " is empty: give at least one key with its values, or leave "
-                               "sweep.grid out for Table 5's masking.p × masking.num");
+                               "sweep.grid out for Table 5's masking.num × masking.p");
       for (auto axis = it->begin(); axis != it->end(); ++axis) {
         if (!axis->is_array())
           throw MstError(where + " key " + axis.key() + " must be an array of values");
@@ -137,7 +139,7 @@ SweepFile readSweepFile(const std::string& path) {
 }
 
 std::vector<SweepAxis> defaultGrid() {
-  return {{"masking.p", {0.05, 0.1, 0.15}}, {"masking.num", {1, 2, 4, 8}}};
+  return {{"masking.num", {1, 2, 4, 8}}, {"masking.p", {0.05, 0.1, 0.15}}};
 }
 
 std::pair<int64_t, int64_t> parseShard(const std::string& spec) {
