@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <tuple>
 
@@ -940,40 +941,74 @@ class TestEval : public QObject {
     QCOMPARE(evalRecordKey("knn", "teacher", 1), std::string("knn"));
     QCOMPARE(evalRecordKey("linear", "teacher", 4), std::string("linear_4blocks"));
     QCOMPARE(evalRecordKey("knn", "pixels", 1), std::string("knn_pixels"));
-    QCOMPARE(recordEvaluation(ckpt, "knn", {{"knn_top1", 64.25}}), (dir / "eval.json").string());
-    recordEvaluation(ckpt, "linear", {{"linear_top1", 73.5}});
-    recordEvaluation(ckpt, "knn_pixels", {{"knn_top1", 85.7}});
+    const int64_t weights = checkpointMtime(ckpt);
+    QVERIFY(weights > 0);
+    checkEvalRecord(ckpt);  // no record yet: nothing to refuse
+    QCOMPARE(recordEvaluation(ckpt, "knn",
+                              {{"knn_top1", 64.25}, {"knn_k", 20}, {"train", 60000},
+                               {"test", 10000}, {"full_protocol", true}},
+                              weights),
+             (dir / "eval.json").string());
+    recordEvaluation(ckpt, "linear",
+                     {{"linear_top1", 73.5}, {"epochs", 100}, {"train", 60000}, {"test", 10000},
+                      {"full_protocol", true}},
+                     weights);
+    recordEvaluation(ckpt, "knn_pixels", {{"knn_top1", 85.7}}, weights);
     auto record = nlohmann::json::parse(std::ifstream(dir / "eval.json"));
     QCOMPARE(record.size(), size_t{3});  // each read-out under its own key, none lost
     QCOMPARE(record["knn"]["knn_top1"].get<double>(), 64.25);
     QVERIFY(record["knn"]["recorded_at"].get<std::string>().size() == 20);  // ...T..:..:..Z
-    QVERIFY(record["knn"]["checkpoint_mtime"].get<int64_t>() > 0);
+    QCOMPARE(record["knn"]["checkpoint_mtime"].get<int64_t>(), weights);
+    QVERIFY(!fs::exists(dir / "eval.json.lock"));  // the lock is hidden: .eval.json.lock
 
     RunReadouts r = readRunReadouts(dir.string());
     QCOMPARE(r.knn_top1.value_or(-1), 64.25);  // the teacher's, not the pixels' 85.7
     QCOMPARE(r.linear_top1.value_or(-1), 73.5);
-    QVERIFY(!r.stale);
+    QVERIFY(!r.stale && !r.partial && r.error.empty());
     QCOMPARE(r.source, (dir / "eval.json").string());
-    // A checkpoint written after the record makes it stale.
+    QCOMPARE(r.detail, std::string("k-NN: k = 20, bank 60000, test 10000; linear: 100 epochs, "
+                                   "60000 training images, test 10000"));
+    // A checkpoint written after the weights were read makes the record stale, even when the
+    // record itself was written later (the mtime is the one taken before reading).
     fs::last_write_time(ckpt, fs::last_write_time(ckpt) + std::chrono::seconds(5));
-    QVERIFY(readRunReadouts(dir.string()).stale);
+    recordEvaluation(ckpt, "knn", {{"knn_top1", 64.0}, {"full_protocol", false}}, weights);
+    r = readRunReadouts(dir.string());
+    QVERIFY(r.stale);
+    QVERIFY(r.partial);  // a quick look (limits) is marked as such
 
-    // A damaged eval.json is named and left as it was; the read-outs fall back to result.json.
+    // A damaged eval.json is named before any computing and left as it was; the read-outs
+    // fall back to result.json and say why.
     std::ofstream(dir / "eval.json") << "{\"knn\": ";
-    try {
-      recordEvaluation(ckpt, "knn", {{"knn_top1", 1.0}});
-      QFAIL("a damaged eval.json was overwritten");
-    } catch (const MstError& e) {
-      QVERIFY2(std::string(e.what()).find((dir / "eval.json").string()) != std::string::npos,
-               e.what());
+    for (auto attempt : {std::function<void()>([&] { checkEvalRecord(ckpt); }),
+                         std::function<void()>([&] {
+                           recordEvaluation(ckpt, "knn", {{"knn_top1", 1.0}}, weights);
+                         })}) {
+      try {
+        attempt();
+        QFAIL("a damaged eval.json was accepted");
+      } catch (const MstError& e) {
+        const std::string what = e.what();
+        QVERIFY2(what.find((dir / "eval.json").string()) != std::string::npos &&
+                     what.find("not valid JSON") != std::string::npos,
+                 e.what());
+      }
     }
     std::ifstream damaged(dir / "eval.json");
     QCOMPARE(std::string(std::istreambuf_iterator<char>(damaged), {}), std::string("{\"knn\": "));
-    QVERIFY(!readRunReadouts(dir.string()).knn_top1);
+    r = readRunReadouts(dir.string());
+    QVERIFY(!r.knn_top1);
+    QVERIFY(r.error.find("eval.json") != std::string::npos);
     std::ofstream(dir / "result.json") << R"({"knn_top1": 61.5, "linear_top1": 70.25})";
     r = readRunReadouts(dir.string());
     QCOMPARE(r.knn_top1.value_or(-1), 61.5);
     QCOMPARE(r.source, (dir / "result.json").string());
+    std::ofstream(dir / "eval.json") << "[1, 2]";
+    try {
+      checkEvalRecord(ckpt);
+      QFAIL("an eval.json that is not an object was accepted");
+    } catch (const MstError& e) {
+      QVERIFY2(std::string(e.what()).find("not a JSON object") != std::string::npos, e.what());
+    }
   }
 };
 

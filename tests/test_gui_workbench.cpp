@@ -361,7 +361,8 @@ class TestGuiWorkbench : public QObject {
     QCOMPARE(record["linear"]["linear_top1"].get<double>(), linear);
     QCOMPARE(record["linear"]["epochs"].get<int>(), 2);
 
-    const QString shown = QString("%1 / %2").arg(knn, 0, 'f', 1).arg(linear, 0, 'f', 1);
+    // "~": a quick look, not the paper's protocol (which the tooltip spells out).
+    const QString shown = QString("%1 / %2 ~").arg(knn, 0, 'f', 1).arg(linear, 0, 'f', 1);
     window.runList()->rescan();
     QCOMPARE(window.runList()->readoutText(run), shown);
     // Training the run further (a newer checkpoint) marks the result as stale.
@@ -370,6 +371,59 @@ class TestGuiWorkbench : public QObject {
         std::filesystem::file_time_type::clock::now() + std::chrono::seconds(10));
     window.runList()->rescan();
     QCOMPARE(window.runList()->readoutText(run), shown + " *");
+
+    // Closing the window while an evaluation runs stops it quietly (this used to crash: the
+    // evaluation's last signal reached a window being destroyed).
+    {
+      MainWindow other(o);
+      QVERIFY2(other.evaluation()->start(run, "cpu", 1, &error), qPrintable(error));
+      QTRY_VERIFY_WITH_TIMEOUT(other.evaluation()->isRunning(), 10000);
+      QTest::qWait(300);
+      other.close();
+      QVERIFY(!other.evaluation()->isRunning());
+    }
+    // A damaged eval.json is named before anything is computed; the run list says so.
+    {
+      QFile damaged(QDir(run).filePath("eval.json"));
+      QVERIFY(damaged.open(QIODevice::WriteOnly));
+      damaged.write("{\"knn\": ");
+    }
+    QSignalSpy refused(window.evaluation(), &EvalRun::finished);
+    QVERIFY2(window.evaluation()->start(run, "cpu", 1, &error, EvalLimits{512, 256, 2}),
+             qPrintable(error));
+    QVERIFY(refused.wait(60000));
+    QVERIFY(!refused.front().at(0).toBool());
+    QVERIFY2(refused.front().at(1).toString().contains("eval.json") &&
+                 refused.front().at(1).toString().contains("not valid JSON"),
+             qPrintable(refused.front().at(1).toString()));
+    window.runList()->rescan();
+    QCOMPARE(window.runList()->readoutText(run), QString("eval.json?"));
+  }
+
+  void aRunLogSavedUnderAnotherNameOpensAsItself() {
+    QTemporaryDir dir;
+    const QString config = writeJson(dir.filePath("tiny.json"), tinyExperiment());
+    QProcess train;
+    train.start(QString(MST_BINARY_DIR) + "/mst", {"train", "--config", config, "--out",
+                                                   dir.filePath("a"), "--max-steps", "3",
+                                                   "--threads", "1"});
+    QVERIFY(train.waitForFinished(120000) && train.exitCode() == 0);
+    QDir().mkpath(dir.filePath("saved"));
+    const QString copy = dir.filePath("saved/fm_log.h5");
+    QVERIFY(QFile::copy(dir.filePath("a/run.h5"), copy));
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    MainWindow window(o);
+    QString error;
+    QVERIFY2(window.openRun(copy, &error), qPrintable(error));
+    const QString id = MainWindow::runId(copy);
+    QCOMPARE(id, QFileInfo(copy).absoluteFilePath());
+    window.curves()->flushRedraw();
+    QCOMPARE(window.curves()->pointCount("loss", id), 3);
+    // A missing file is named as given, not as a run.h5 beside it.
+    const QString missing = dir.filePath("saved/nothing.h5");
+    QVERIFY(!window.openRun(missing, &error));
+    QVERIFY2(error.contains(missing), qPrintable(error));
   }
 
   void anInspectFileOpensInTheInspectorNotThePlots() {

@@ -417,6 +417,11 @@ class TestWidgetForms : public QObject {
     QCOMPARE(itemForRun(list, clean(dir.filePath("sweep/p0.1_num1")))->text(1),
              QString("10 min ago"));
 
+    // The highlighted run is the one Run-menu actions act on.
+    QVERIFY(list.selectedRun().isEmpty());
+    list.tree()->setCurrentItem(old);
+    QCOMPARE(list.selectedRun(), clean(dir.filePath("a")));
+
     // With the app's live check (the trainer's claim), the marker follows it, not the clock.
     list.setLiveCheck([&](const QString& run) { return run == clean(dir.filePath("a")); },
                       "held");

@@ -28,7 +28,7 @@ constexpr int kDirRole = Qt::UserRole;
 constexpr int kSortRole = Qt::UserRole + 1;
 constexpr int kRescanMs = 2000;
 constexpr qint64 kLiveSeconds = 30;
-constexpr int kMinNameWidth = 110;
+constexpr int kMinNameWidth = 130;
 const char kRunFile[] = "run.h5";
 
 QString cleanAbsolute(const QString& path) {
@@ -64,6 +64,8 @@ RunList::RunList(QWidget* parent) : QWidget(parent) {
   tree_->setColumnCount(kColumnCount);
   tree_->setHeaderLabels({tr("Run"), tr("Modified"), tr("Size"), tr("Top-1"), tr("Status")});
   tree_->setRootIsDecorated(false);
+  // Sweep cells share their beginning ("table5/…"): cut names in the middle, where they agree.
+  tree_->setTextElideMode(Qt::ElideMiddle);
   tree_->setUniformRowHeights(true);
   tree_->setAlternatingRowColors(true);
   tree_->setSelectionMode(QAbstractItemView::ExtendedSelection);
@@ -274,6 +276,13 @@ void RunList::updateItem(QTreeWidgetItem* item, const Entry& e) {
 void RunList::setReadoutProvider(std::function<Readout(const QString&)> provider) {
   readout_ = std::move(provider);
   rescan();
+}
+
+QString RunList::selectedRun() const {
+  const QList<QTreeWidgetItem*> selected = tree_->selectedItems();
+  QTreeWidgetItem* item = tree_->currentItem();
+  if (!item || !selected.contains(item)) item = selected.isEmpty() ? nullptr : selected.front();
+  return item ? item->data(kName, kDirRole).toString() : QString();
 }
 
 QString RunList::readoutText(const QString& run_dir) const {

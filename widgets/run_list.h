@@ -40,6 +40,8 @@ class RunList : public QWidget {
   int count() const;
   /// Run folders (absolute, cleaned paths), in the order listed.
   QStringList runs() const;
+  /// The run highlighted in the list (the current item; empty when none is).
+  QString selectedRun() const;
   /// The checked runs (overlaid in the plots), in the order listed.
   QStringList shownRuns() const;
   /// Checks or unchecks `run_dir`; emits shownChanged when that changes something.

@@ -87,6 +87,10 @@ Command registerEval(CLI::App& app) {
             if (o->record && o->checkpoint.empty())
               throw MstError("--record needs --checkpoint: eval.json is written beside it");
             if (!o->checkpoint.empty()) o->checkpoint = checkpointFile(o->checkpoint);
+            // A damaged eval.json is named now, not after minutes of computing; the weights are
+            // dated before they are read (a checkpoint written meanwhile makes the record stale).
+            const int64_t weights_mtime = o->record ? checkpointMtime(o->checkpoint) : 0;
+            if (o->record) checkEvalRecord(o->checkpoint);
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
                                                         : checkpointConfig(o->checkpoint);
             auto config = o->common.config(base);
@@ -116,10 +120,20 @@ Command registerEval(CLI::App& app) {
             result["checkpoint"] = kind == FeatureKind::Pixels ? nlohmann::json()
                                    : o->checkpoint.empty()     ? nlohmann::json("random init")
                                                                : nlohmann::json(o->checkpoint);
-            if (o->record)
-              result["recorded_in"] = recordEvaluation(
-                  o->checkpoint, evalRecordKey(*knn ? "knn" : "linear", o->features, o->blocks),
-                  result);
+            if (o->record) {
+              // The paper's protocol: every training and test image, 100 probe epochs.
+              nlohmann::json entry = result;
+              entry["full_protocol"] =
+                  o->train_limit == 0 && o->test_limit == 0 && (*knn || o->epochs == 100);
+              try {
+                result["recorded_in"] = recordEvaluation(
+                    o->checkpoint, evalRecordKey(*knn ? "knn" : "linear", o->features, o->blocks),
+                    entry, weights_mtime);
+              } catch (const MstError&) {
+                printResult(result);  // the computed result is not lost with the record
+                throw;
+              }
+            }
             printResult(result);
           }};
 }

@@ -12,12 +12,17 @@ namespace mst {
 
 EvalRun::EvalRun(QObject* parent) : QObject(parent) {}
 
-EvalRun::~EvalRun() {
-  if (isRunning()) {
-    stopping_ = true;
-    process_->kill();
-    process_->waitForFinished(10000);
-  }
+EvalRun::~EvalRun() { abandon(); }
+
+void EvalRun::abandon() {
+  // Silent: the receivers (a window being closed) may be half destroyed already.
+  blockSignals(true);
+  pending_.clear();
+  if (!isRunning()) return;
+  stopping_ = true;
+  process_->disconnect(this);
+  process_->kill();
+  process_->waitForFinished(10000);
 }
 
 bool EvalRun::start(const QString& run_dir, const QString& device, int threads, QString* error,
@@ -43,6 +48,7 @@ bool EvalRun::start(const QString& run_dir, const QString& device, int threads, 
   }
   pending_ = {"knn", "linear"};
   stopping_ = false;
+  blockSignals(false);
   next();
   return true;
 }
@@ -53,7 +59,8 @@ void EvalRun::next() {
     return;
   }
   current_ = pending_.takeFirst();
-  delete process_;
+  // Not deleted here: next() runs inside the previous process's own finished() handler.
+  if (process_) process_->deleteLater();
   process_ = new QProcess(this);
   stdout_.clear();
   last_error_line_.clear();
@@ -61,7 +68,6 @@ void EvalRun::next() {
                    "--device", device_, "--threads", QString::number(threads_), "--record"};
   if (limits_.train_limit > 0) args << "--train-limit" << QString::number(limits_.train_limit);
   if (limits_.test_limit > 0) args << "--test-limit" << QString::number(limits_.test_limit);
-  if (current_ == "knn") args << "--k" << "10,20";
   if (current_ == "linear") args << "--epochs" << QString::number(limits_.linear_epochs);
   process_->setProgram(binary_);
   process_->setArguments(args);
@@ -77,7 +83,8 @@ void EvalRun::next() {
     const QString what = current_ == "knn" ? "k-NN" : "linear probe";
     if (stopping_) {
       pending_.clear();
-      emit finished(false, "evaluation of " + run_dir_ + " stopped");
+      emit message("evaluation of " + run_dir_ + " stopped; results recorded before stay");
+      emit finished(false, QString());
       return;
     }
     if (status != QProcess::NormalExit || code != 0) {
@@ -110,9 +117,11 @@ void EvalRun::next() {
     pending_.clear();
     emit finished(false, "cannot start " + binary_ + ": " + process_->errorString());
   });
-  emit message(QString("evaluating %1: %2 on %3").arg(run_dir_, current_ == "knn" ? QString("k-NN (k = 10, 20)")
-                                      : QString("linear probe (%1 epochs)").arg(limits_.linear_epochs), device_));
   process_->start();
+  const QString what = current_ == "knn"
+                           ? QString("k-NN (the run's eval.k)")
+                           : QString("linear probe (%1 epochs)").arg(limits_.linear_epochs);
+  emit message(QString("evaluating %1: %2 on %3").arg(run_dir_, what, device_));
 }
 
 void EvalRun::stop() {

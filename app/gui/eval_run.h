@@ -27,12 +27,15 @@ class EvalRun : public QObject {
   ~EvalRun() override;
 
   /// Evaluates RUN/checkpoint.pt on `device` ("cpu", "cuda:0"; one device: the first of a list)
-  /// with `threads` CPU threads (0 = all cores): k-NN (k = 10, 20, full bank) then the linear
-  /// probe (its defaults). `binary` is the `mst` to run (default: beside this program). False +
+  /// with `threads` CPU threads (0 = all cores): k-NN (the run's eval.k, full bank) then the
+  /// linear probe (its defaults). `binary` is the `mst` to run (default: beside this program). False +
   /// *error when one is already going, the run has no checkpoint, or `mst` cannot start.
   bool start(const QString& run_dir, const QString& device, int threads, QString* error,
              const EvalLimits& limits = {}, const QString& binary = QString());
+  /// Kills the child: finished(false, "") follows, with a message; results recorded stay.
   void stop();
+  /// Kills the child without a signal (the window is closing).
+  void abandon();
   bool isRunning() const;
   QString runDir() const { return run_dir_; }
 
@@ -40,7 +43,7 @@ class EvalRun : public QObject {
   void message(const QString& text);
   /// One read-out finished: "knn_top1" or "linear_top1", in percent.
   void result(const QString& run_dir, const QString& name, double top1);
-  /// Both done (ok), or the first failure / a stop (error says which).
+  /// Both done (ok), or the first failure (error says what) or a stop (error empty).
   void finished(bool ok, const QString& error);
 
  private:

@@ -77,7 +77,10 @@ int main(int argc, char** argv) {
   quit_watch.start(200);
   for (const QString& run : cli.positionalArguments()) {
     QString error;
-    if (!window.openRun(run, &error)) qWarning("%s", qPrintable(error));
+    if (!window.openRun(run, &error)) {
+      qWarning("%s", qPrintable(error));
+      window.appendLog(error, /*error=*/true);
+    }
   }
   if (cli.isSet(sweep)) {
     QString error;

@@ -121,10 +121,14 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
             if (!live_id_.isEmpty()) curves_->appendRows(live_id_, metrics, eval);
           });
   connect(worker_, &TrainWorker::message, this, [this](const QString& m) { appendLog(m); });
-  connect(eval_, &EvalRun::message, this, [this](const QString& m) { appendLog(m); });
+  connect(eval_, &EvalRun::message, this, [this](const QString& m) {
+    appendLog(m);
+    if (eval_->isRunning()) statusBar()->showMessage(m);  // until it ends: it takes minutes
+  });
   connect(eval_, &EvalRun::result, runs_, &RunList::rescan);
   connect(eval_, &EvalRun::finished, this, [this](bool ok, const QString& error) {
-    if (!ok) appendLog(error, /*error=*/true);
+    if (!ok && !error.isEmpty()) appendLog(error, /*error=*/true);
+    statusBar()->showMessage(ok ? "evaluation done: " + eval_->runDir() : QString(), 10000);
     runs_->rescan();
   });
   connect(worker_, &TrainWorker::snapshot, inspector_, &InspectorPanel::addLiveSnapshot);
@@ -202,9 +206,7 @@ MainWindow::~MainWindow() {
 QString MainWindow::outDir() const { return out_edit_->text(); }
 void MainWindow::setOutDir(const QString& dir) { out_edit_->setText(QDir::cleanPath(dir)); }
 
-QString MainWindow::runId(const QString& path) {
-  return QDir::cleanPath(QFileInfo(runLogPath(path)).absolutePath());
-}
+QString MainWindow::runId(const QString& path) { return runLogId(path); }
 
 void MainWindow::refreshForm() { form_->setValues(experiment_.formValues()); }
 
@@ -221,7 +223,7 @@ QString MainWindow::replaceExperiment(const nlohmann::json& json, const std::str
 }
 
 bool MainWindow::evaluateRun(const QString& run, QString* error) {
-  const QString dir = runId(run);
+  const QString dir = QDir::cleanPath(QFileInfo(runLogPath(run)).absolutePath());
   QString why;
   if (claimIsLive(QDir(dir).filePath("run.claim").toStdString()))
     why = "run " + dir + " is training; evaluate its checkpoint once the run has stopped";
@@ -320,6 +322,12 @@ void MainWindow::startRun() {
     return;
   }
   const QString id = runId(dir);
+  if (eval_->isRunning() && runId(eval_->runDir()) == id) {
+    showError("Start", "The run in " + dir + " is being evaluated; training it now would replace "
+                       "the checkpoint under the read-outs. Wait for the evaluation, or stop it "
+                       "(Run → Stop evaluation).");
+    return;
+  }
   const bool resume = QFileInfo::exists(QDir(dir).filePath("checkpoint.pt"));
   // A resumed run goes on with its own trajectory unless the user chooses the change.
   bool allow_change = false;
@@ -548,6 +556,8 @@ void MainWindow::showError(const QString& title, const QString& text) {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
+  if (eval_->isRunning()) appendLog("stopping the evaluation before closing…");
+  eval_->abandon();  // silently: its signals would reach a window being destroyed
   if (process_->isRunning()) {
     appendLog("stopping the data-parallel run before closing (a checkpoint is written)…");
     process_->stop();

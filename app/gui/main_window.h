@@ -67,6 +67,8 @@ class MainWindow : public QMainWindow {
   /// --out`, the inspector's HDF5 export) opens in the Inspector tab instead. False + *error on
   /// a bad file.
   bool openRun(const QString& path, QString* error = nullptr);
+  /// A line in the Run dock's log (red for an error), time-stamped.
+  void appendLog(const QString& text, bool error = false);
   bool loadExperiment(const QString& path, QString* error = nullptr);
   bool saveExperiment(const QString& path, QString* error = nullptr);
   /// Copies the run log of `run` (a folder or run.h5) to `target`.
@@ -121,7 +123,6 @@ class MainWindow : public QMainWindow {
   /// After a failed load: the file's values put into the form one by one (refused ones in red,
   /// unknown keys in unloaded_keys_), so that Start cannot train on the defaults by mistake.
   void showRejectedExperiment(const QString& path);
-  void appendLog(const QString& text, bool error = false);
   void showError(const QString& title, const QString& text);
   void setRunShown(const QString& path, bool shown);
   void onStatus(const TrainStatus& status);

@@ -138,7 +138,7 @@ bool MainWindow::saveRunLog(const QString& run, const QString& target, QString* 
 
 bool MainWindow::exportBackbone(const QString& run, const QString& target, QString* error,
                                 QString* result) {
-  const QString checkpoint = QDir(runId(run)).filePath("checkpoint.pt");
+  const QString checkpoint = QFileInfo(runLogPath(run)).dir().filePath("checkpoint.pt");
   if (!QFileInfo::exists(checkpoint)) {
     if (error) *error = checkpoint + ": no checkpoint (a run writes one when it stops or ends)";
     return false;

@@ -134,15 +134,24 @@ void MainWindow::buildDocks() {
   runs_->setReadoutProvider([](const QString& dir) {
     RunList::Readout out;
     const RunReadouts r = readRunReadouts(dir.toStdString());
-    if (!r.knn_top1 && !r.linear_top1) return out;
+    const QString damaged = QString::fromStdString(r.error);
+    if (!r.knn_top1 && !r.linear_top1) {
+      if (!damaged.isEmpty()) out = {"eval.json?", damaged, -1.0};
+      return out;
+    }
     auto value = [](const std::optional<double>& v) {
       return v ? QString::number(*v, 'f', 1) : QString("–");
     };
-    out.text = value(r.knn_top1) + " / " + value(r.linear_top1) + (r.stale ? " *" : "");
+    out.text = value(r.knn_top1) + " / " + value(r.linear_top1) + (r.partial ? " ~" : "") +
+               (r.stale ? " *" : "");
     out.tooltip = QString("k-NN %1 %, linear probe %2 % (teacher CLS, test split), from %3")
                       .arg(value(r.knn_top1), value(r.linear_top1),
                            QString::fromStdString(r.source));
-    if (r.stale) out.tooltip += "\n* the checkpoint is newer than this result: evaluate again";
+    if (!r.detail.empty()) out.tooltip += "\n" + QString::fromStdString(r.detail);
+    if (r.partial)
+      out.tooltip += "\n~ a quick look: fewer images or probe epochs than the paper's protocol";
+    if (r.stale) out.tooltip += "\n* the checkpoint is newer than these weights: evaluate again";
+    if (!damaged.isEmpty()) out.tooltip += "\n" + damaged;
     out.sort = r.knn_top1.value_or(r.linear_top1.value_or(-1.0));
     return out;
   });
@@ -172,6 +181,7 @@ void MainWindow::buildDocks() {
 
 QString MainWindow::actionRun() const {
   if (!live_id_.isEmpty()) return live_id_;
+  if (!runs_->selectedRun().isEmpty()) return runs_->selectedRun();
   if (!runs_->shownRuns().isEmpty()) return runs_->shownRuns().front();
   return outDir();
 }
@@ -225,7 +235,10 @@ void MainWindow::buildMenus() {
     QString error;
     if (!evaluateRun(actionRun(), &error)) showError("Evaluate", error);
   });
-  run->addAction("Stop e&valuation", this, [this] { eval_->stop(); });
+  QAction* stop_eval = run->addAction("Stop e&valuation", this, [this] { eval_->stop(); });
+  stop_eval->setEnabled(false);
+  connect(run, &QMenu::aboutToShow, this,
+          [this, stop_eval] { stop_eval->setEnabled(eval_->isRunning()); });
 
   QMenu* view = menuBar()->addMenu("&View");
   for (QDockWidget* dock : findChildren<QDockWidget*>()) view->addAction(dock->toggleViewAction());

@@ -34,17 +34,24 @@ std::string utcNow() {
 }
 
 /// The JSON object in `path`; nullopt when there is no file; MstError naming it when it is not
-/// a JSON object.
+/// valid JSON or not an object.
 std::optional<nlohmann::json> readObject(const fs::path& path) {
   std::ifstream in(path);
   if (!in) return std::nullopt;
   std::stringstream text;
   text << in.rdbuf();
   nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    throw MstError(path.string() + ": not valid JSON (left as it is; fix it or move it away to "
+                                   "record new results)");
   if (!j.is_object())
-    throw MstError(path.string() + ": not a JSON object (left as it is; move it away to record "
-                                   "new results)");
+    throw MstError(path.string() + ": not a JSON object (left as it is; fix it or move it away "
+                                   "to record new results)");
   return j;
+}
+
+fs::path recordPath(const std::string& checkpoint) {
+  return fs::path(checkpoint).parent_path() / "eval.json";
 }
 
 std::optional<double> number(const nlohmann::json& j, const char* key) {
@@ -59,13 +66,17 @@ std::string evalRecordKey(const std::string& readout, const std::string& feature
   return blocks >= 4 ? readout + "_4blocks" : readout;
 }
 
+int64_t checkpointMtime(const std::string& checkpoint) { return mtimeSeconds(checkpoint); }
+
+void checkEvalRecord(const std::string& checkpoint) { readObject(recordPath(checkpoint)); }
+
 std::string recordEvaluation(const std::string& checkpoint, const std::string& key,
-                             nlohmann::json result) {
-  const fs::path ckpt(checkpoint);
-  const fs::path path = ckpt.parent_path() / "eval.json";
+                             nlohmann::json result, int64_t mtime) {
+  const fs::path path = recordPath(checkpoint);
   result["recorded_at"] = utcNow();
-  result["checkpoint_mtime"] = mtimeSeconds(ckpt);
-  ScopedFileLock lock(path.string() + ".lock");
+  result["checkpoint_mtime"] = mtime;
+  // A hidden lock file beside the record (flock needs a file that is not replaced).
+  ScopedFileLock lock((path.parent_path() / ".eval.json.lock").string());
   nlohmann::json record = readObject(path).value_or(nlohmann::json::object());
   record[key] = std::move(result);
   writeTextAtomically(path.string(), record.dump(2) + "\n");
@@ -76,24 +87,37 @@ RunReadouts readRunReadouts(const std::string& run_dir) {
   RunReadouts out;
   const fs::path dir(run_dir);
   const int64_t ckpt = mtimeSeconds(dir / "checkpoint.pt");
+  auto count = [](const nlohmann::json& r, const char* key) {
+    return r.contains(key) && r[key].is_number() ? std::to_string(r[key].get<int64_t>())
+                                                 : std::string("?");
+  };
   try {
     if (auto record = readObject(dir / "eval.json")) {
+      std::string detail;
       for (const char* key : {"knn", "linear"}) {
-        if (!record->contains(key)) continue;
+        if (!record->contains(key) || !(*record)[key].is_object()) continue;
         const nlohmann::json& r = (*record)[key];
-        auto value = number(r, key == std::string("knn") ? "knn_top1" : "linear_top1");
+        const bool knn = key == std::string("knn");
+        auto value = number(r, knn ? "knn_top1" : "linear_top1");
         if (!value) continue;
-        (key == std::string("knn") ? out.knn_top1 : out.linear_top1) = value;
+        (knn ? out.knn_top1 : out.linear_top1) = value;
         const auto recorded = number(r, "checkpoint_mtime");
         if (recorded && ckpt > *recorded) out.stale = true;
+        if (r.contains("full_protocol") && r["full_protocol"] == false) out.partial = true;
+        detail += std::string(detail.empty() ? "" : "; ") +
+                  (knn ? "k-NN: k = " + count(r, "knn_k") + ", bank " + count(r, "train")
+                       : "linear: " + count(r, "epochs") + " epochs, " + count(r, "train") +
+                             " training images") +
+                  ", test " + count(r, "test");
       }
       if (out.knn_top1 || out.linear_top1) {
         out.source = (dir / "eval.json").string();
+        out.detail = detail;
         return out;
       }
     }
-  } catch (const MstError&) {
-    // A damaged eval.json shows no results here; `mst eval --record` names it.
+  } catch (const MstError& e) {
+    out.error = e.what();  // shown beside the sweep's values, if any
   }
   try {
     if (auto result = readObject(dir / "result.json")) {

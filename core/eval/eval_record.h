@@ -13,22 +13,36 @@ namespace mst {
 /// for the other feature kinds ("knn_pixels", "linear_4blocks").
 std::string evalRecordKey(const std::string& readout, const std::string& features, int blocks);
 
+/// Seconds since the epoch of the checkpoint file's last write (0 when it cannot be read). Taken
+/// before the weights are loaded, it dates the weights a result was computed from.
+int64_t checkpointMtime(const std::string& checkpoint);
+
+/// Throws MstError naming eval.json in the checkpoint's folder when that file exists but is not a
+/// JSON object (invalid JSON, or another value): checked before a read-out is computed, so that a
+/// result is never computed and then not recorded.
+void checkEvalRecord(const std::string& checkpoint);
+
 /// Merges `result` (the command's JSON line) under `key` into eval.json in the checkpoint's
-/// folder, adding "recorded_at" (UTC, ISO 8601) and "checkpoint_mtime" (seconds since the epoch)
-/// so that a later checkpoint shows the result as stale. Other keys are kept; the file is replaced
-/// atomically under a lock (two evaluations of one run may record at once). MstError naming the
-/// file when an existing eval.json cannot be read as a JSON object: it is left as it was.
-/// Returns the path written.
+/// folder, adding "recorded_at" (UTC, ISO 8601) and "checkpoint_mtime" (`mtime`, from
+/// checkpointMtime before the weights were read) so that a later checkpoint shows the result as
+/// stale. Other keys are kept; the file is replaced atomically under a lock (two evaluations of
+/// one run may record at once). MstError naming the file when an existing eval.json is damaged
+/// (see checkEvalRecord): it is left as it was. Returns the path written.
 std::string recordEvaluation(const std::string& checkpoint, const std::string& key,
-                             nlohmann::json result);
+                             nlohmann::json result, int64_t mtime);
 
 /// A run folder's read-outs for display: the teacher-CLS k-NN and linear top-1 (percent) from its
-/// eval.json, else from a sweep cell's result.json; `stale` when checkpoint.pt is newer than the
-/// record it came from. Nothing (no error) for a folder without readable results.
+/// eval.json, else from a sweep cell's result.json.
 struct RunReadouts {
   std::optional<double> knn_top1, linear_top1;
+  /// checkpoint.pt is newer than the weights one of the shown results came from.
   bool stale = false;
+  /// One of the shown results used less than the whole protocol (--train-limit, --test-limit,
+  /// fewer or more than 100 probe epochs).
+  bool partial = false;
   std::string source;  ///< the file the values came from
+  std::string detail;  ///< how each was measured ("k-NN: k = 20, bank 60000, test 10000; ...")
+  std::string error;   ///< a damaged eval.json, named (the values are then result.json's or none)
 };
 RunReadouts readRunReadouts(const std::string& run_dir);
 
