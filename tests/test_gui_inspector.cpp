@@ -58,6 +58,41 @@ class TestGuiInspector : public QObject {
 
   QTemporaryDir dir_;
   QString config_, checkpoint_;
+  QString snapshot_run_;  ///< a run with snapshots of its own probe images and seed
+
+  /// `mst inspect` of the fixture's checkpoint: images 2,5,9, seed 3, p 0.5, num 2.
+  QString inspectFile(const QString& name) {
+    const QString file = dir_.filePath(name);
+    if (QFileInfo::exists(file)) return file;
+    QByteArray err;
+    if (!run({"inspect", "--checkpoint", checkpoint_, "--images", "2,5,9", "--seed", "3", "--set",
+              "masking.p=0.5", "--set", "masking.num=2", "--out", file, "--threads", "1"},
+             &err))
+      qWarning("mst inspect: %s", err.constData());
+    return file;
+  }
+
+  static nlohmann::json inspectConfig(const QString& file) {
+    return nlohmann::json::parse(readLogAttribute(file.toStdString(), "/inspect/config", "json"));
+  }
+
+  /// Every value of `dataset` in both files agrees (same shape, within 1e-6).
+  static bool sameDataset(const QString& a, const QString& b, const char* dataset) {
+    std::vector<int64_t> da, db;
+    const auto va = readLogArray(a.toStdString(), dataset, &da);
+    const auto vb = readLogArray(b.toStdString(), dataset, &db);
+    if (da != db) {
+      qWarning("%s: shapes differ", dataset);
+      return false;
+    }
+    for (size_t i = 0; i < va.size(); ++i) {
+      if (std::abs(va[i] - vb[i]) > 1e-6) {
+        qWarning("%s: value %zu differs: %g vs %g", dataset, i, va[i], vb[i]);
+        return false;
+      }
+    }
+    return true;
+  }
 
   /// Waits until the panel shows weights drawn with these settings.
   static bool waitFor(InspectorPanel& panel, int num, qint64 seed) {
@@ -84,6 +119,16 @@ class TestGuiInspector : public QObject {
              err.constData());
     checkpoint_ = dir_.filePath("run/checkpoint.pt");
     QVERIFY(QFileInfo::exists(checkpoint_));
+    // Snapshots of probe images and a seed that are not the inspector's defaults (0-7, 0).
+    nlohmann::json snap = tinyExperiment();
+    snap["train"]["snapshot_every"] = 1;
+    snap["train"]["probe_images"] = {3, 11, 40};
+    snap["train"]["seed"] = 5;
+    snapshot_run_ = dir_.filePath("snaprun");
+    QVERIFY2(run({"train", "--config", writeJson(dir_.filePath("snap.json"), snap), "--out",
+                  snapshot_run_, "--max-steps", "1", "--threads", "1"},
+                 &err),
+             err.constData());
   }
 
   void showsTheMasksMstInspectWrites() {
@@ -186,6 +231,105 @@ class TestGuiInspector : public QObject {
     QVERIFY(!panel.openInspectFile(log, &error));
     QVERIFY2(error.contains(log) && error.contains("not an inspect file"), qPrintable(error));
     QCOMPARE(panel.shownImages().size(), 3);
+  }
+
+  void exportsTheMeanAndEveryHeadWhateverTheHeadShown() {
+    const QString file = inspectFile("inspect_heads.h5");
+    InspectorPanel panel;
+    panel.setImageIndices("2,5,9");
+    panel.setCheckpoint(checkpoint_);
+    panel.setMaskSettings("attention_guided", 0.5, 2);
+    panel.setSeed(3);
+    QVERIFY(waitFor(panel, 2, 3));
+    panel.setHead(1);  // "head 2" in the combo box
+    QVERIFY(panel.shownImages()[0].heads > 1);
+    const QString out = dir_.filePath("panel_heads.h5");
+    QString error;
+    QVERIFY2(panel.exportHdf5(out, &error), qPrintable(error));
+    // What `mst inspect` writes: the mean as /inspect/attention, every head beside it.
+    for (const char* dataset :
+         {"/inspect/attention", "/inspect/attention_heads", "/inspect/mask_guided"})
+      QVERIFY(sameDataset(out, file, dataset));
+    const auto meta = inspectConfig(out);
+    QCOMPARE(meta.at("images"), nlohmann::json({2, 5, 9}));
+    QCOMPARE(meta.at("seed").get<int>(), 3);
+    QCOMPARE(QString::fromStdString(meta.at("checkpoint").get<std::string>()), checkpoint_);
+    // Reopened, the file has its heads again.
+    InspectorPanel reopened;
+    QVERIFY2(reopened.openInspectFile(out, &error), qPrintable(error));
+    QCOMPARE(reopened.shownImages()[0].heads, panel.shownImages()[0].heads);
+  }
+
+  void exportsTheImagesARandomPickShows() {
+    InspectorPanel panel;
+    panel.setCheckpoint(checkpoint_);
+    QVERIFY(waitFor(panel, 2, 0));
+    QSignalSpy updated(&panel, &InspectorPanel::updated);
+    panel.pickRandomImages(4);
+    QVERIFY(updated.wait(120000));
+    const QVector<qint64> picks = panel.currentRequest().indices;
+    QCOMPARE(picks.size(), 4);
+    const QString out = dir_.filePath("panel_random.h5");
+    QString error;
+    QVERIFY2(panel.exportHdf5(out, &error), qPrintable(error));
+    QCOMPARE(inspectConfig(out).at("images"),
+             nlohmann::json(std::vector<qint64>(picks.begin(), picks.end())));
+    InspectorPanel reopened;
+    QVERIFY2(reopened.openInspectFile(out, &error), qPrintable(error));
+    QCOMPARE(reopened.shownImages()[3].title, QString("#%1").arg(picks[3]));
+  }
+
+  void exportsWhatASnapshotWasDrawnWith() {
+    // The trainer draws snapshots of train.probe_images with train.seed, not of the controls'
+    // images (0-7) and seed (0); their weights are in no file.
+    InspectorPanel panel;
+    panel.setRun(snapshot_run_);
+    QVERIFY2(panel.statusText().startsWith("snapshot at step 1"), qPrintable(panel.statusText()));
+    QCOMPARE(panel.shownImages().size(), 3);
+    QCOMPARE(panel.shownImages()[1].title, QString("#11"));
+    const QString out = dir_.filePath("panel_snapshot.h5");
+    QString error;
+    QVERIFY2(panel.exportHdf5(out, &error), qPrintable(error));
+    const auto meta = inspectConfig(out);
+    QCOMPARE(meta.at("images"), nlohmann::json({3, 11, 40}));
+    QCOMPARE(meta.at("seed").get<int>(), 5);
+    QCOMPARE(meta.at("p").get<double>(), 0.05);
+    QCOMPARE(meta.at("num").get<int>(), 2);
+    QVERIFY(meta.at("checkpoint").is_null());
+    QCOMPARE(meta.at("step").get<int>(), 1);
+    InspectorPanel reopened;
+    QVERIFY2(reopened.openInspectFile(out, &error), qPrintable(error));
+    QCOMPARE(reopened.shownImages()[2].title, QString("#40"));
+    QCOMPARE(reopened.currentRequest().seed, qint64{5});
+  }
+
+  void anOpenedFileSetsTheControlsAndItsWeightsRedraw() {
+    const QString file = inspectFile("inspect_redraw.h5");
+    InspectorPanel panel;
+    panel.setRun(snapshot_run_);  // other weights and settings: the file's must win
+    QSignalSpy updated(&panel, &InspectorPanel::updated);
+    QString error;
+    QVERIFY2(panel.openInspectFile(file, &error), qPrintable(error));
+    const ProbeRequest r = panel.currentRequest();
+    QCOMPARE(r.seed, qint64{3});
+    QCOMPARE(r.p, 0.5);
+    QCOMPARE(r.num, 2);
+    QCOMPARE(r.strategy, QString("attention_guided"));
+    QCOMPARE(r.indices, QVector<qint64>({2, 5, 9}));
+    QVERIFY2(panel.statusText().contains("Redraw computes from " + checkpoint_),
+             qPrintable(panel.statusText()));
+    // Setting the controls did not redraw: the file stays shown.
+    QTest::qWait(300);
+    QCOMPARE(updated.count(), 1);
+    QVERIFY(panel.statusText().contains("as saved"));
+    // Redraw reproduces the file from its weights.
+    panel.redraw();
+    QVERIFY(waitFor(panel, 2, 3));
+    const QString again = dir_.filePath("panel_redrawn.h5");
+    QVERIFY2(panel.exportHdf5(again, &error), qPrintable(error));
+    for (const char* dataset : {"/inspect/attention", "/inspect/attention_heads",
+                                "/inspect/mask_random", "/inspect/mask_guided", "/inspect/images"})
+      QVERIFY(sameDataset(again, file, dataset));
   }
 
   void pOneMasksExactlyTheLowestAttention() {

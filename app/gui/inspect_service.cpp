@@ -5,6 +5,7 @@
 #include "app/gui/inspect_service.h"
 
 #include <QFileInfo>
+#include <QJsonDocument>
 #include <QThread>
 
 #include <algorithm>
@@ -106,10 +107,13 @@ ProbeResult computeProbe(Engine& engine, const ProbeRequest& r) {
 
 }  // namespace
 
-MaskSettings readMaskSettings(const QString& run_or_checkpoint) {
+namespace {
+
+/// The config of a checkpoint (.pt) or of a run folder / run.h5 (/config json).
+Config configOfRun(const QString& run_or_checkpoint) {
   const std::string source = run_or_checkpoint.toStdString();
   if (run_or_checkpoint.endsWith(".pt", Qt::CaseInsensitive))
-    return maskSettingsOf(configFromJson(checkpointConfig(source), source));
+    return configFromJson(checkpointConfig(source), source);
   const std::string log = runLogPath(run_or_checkpoint).toStdString();
   nlohmann::json json;
   try {
@@ -117,15 +121,51 @@ MaskSettings readMaskSettings(const QString& run_or_checkpoint) {
   } catch (const nlohmann::json::exception& e) {
     throw MstError(log + ": /config json: " + e.what());
   }
-  return maskSettingsOf(configFromJson(json, log));
+  return configFromJson(json, log);
 }
 
-MaskSettings maskSettingsOfJson(const QString& json) {
+Config configOfJson(const QString& json) {
   try {
-    return maskSettingsOf(configFromJson(nlohmann::json::parse(json.toStdString()), "experiment"));
+    return configFromJson(nlohmann::json::parse(json.toStdString()), "experiment");
   } catch (const nlohmann::json::exception& e) {
     throw MstError(std::string("experiment: ") + e.what());
   }
+}
+
+SnapshotSettings snapshotSettingsOf(const Config& config) {
+  SnapshotSettings s;
+  s.masking = maskSettingsOf(config);
+  s.probe_images =
+      QVector<qint64>(config.train.probe_images.begin(), config.train.probe_images.end());
+  s.default_probes = config.train.probe_images == TrainConfig{}.probe_images;
+  s.seed = config.train.seed;
+  return s;
+}
+
+}  // namespace
+
+MaskSettings readMaskSettings(const QString& run_or_checkpoint) {
+  return maskSettingsOf(configOfRun(run_or_checkpoint));
+}
+
+MaskSettings maskSettingsOfJson(const QString& json) { return maskSettingsOf(configOfJson(json)); }
+
+SnapshotSettings readSnapshotSettings(const QString& run) {
+  return snapshotSettingsOf(configOfRun(run));
+}
+
+SnapshotSettings snapshotSettingsOfJson(const QString& json) {
+  return snapshotSettingsOf(configOfJson(json));
+}
+
+QVector<qint64> SnapshotSettings::indicesFor(int count) const {
+  if (count == probe_images.size()) return probe_images;
+  // The trainer keeps the default list's indices below the data set's size: a prefix, as the
+  // list ascends. A list the user chose is kept whole or refused.
+  if (default_probes && count >= 0 && count < probe_images.size() &&
+      std::is_sorted(probe_images.begin(), probe_images.end()))
+    return probe_images.mid(0, count);
+  return {};
 }
 
 QVector<qint64> randomImageIndices(qint64 dataset_size, int count, quint64 seed) {
@@ -268,7 +308,8 @@ bool LiveProbe::serve(Engine& engine, ProbeResult* result) {
 }
 
 void writeInspectFileFromImages(const QString& path, const QVector<ProbeImage>& images,
-                                const ProbeRequest& settings, const QString& source) {
+                                const ProbeRequest& settings, const QString& source,
+                                const QJsonObject& overrides) {
   if (images.isEmpty()) throw MstError(path.toStdString() + ": nothing to write (no images)");
   const ProbeImage& f = images.front();
   const int64_t n = images.size(), C = f.channels, H = f.height, W = f.width, h = f.grid_h,
@@ -279,6 +320,12 @@ void writeInspectFileFromImages(const QString& path, const QVector<ProbeImage>& 
   v.attention = torch::empty({n, h, w});
   v.mask_random = torch::empty({n, h, w}, torch::kUInt8);
   v.mask_guided = torch::empty({n, h, w}, torch::kUInt8);
+  // Per head only when every image has them (the file's dataset covers all N).
+  const int64_t heads = f.heads;
+  bool with_heads = heads > 0;
+  for (const ProbeImage& p : images)
+    with_heads = with_heads && p.heads == heads && p.attention_heads.size() == heads * h * w;
+  if (with_heads) v.attention_heads = torch::empty({n, heads, h, w});
   for (int64_t i = 0; i < n; ++i) {
     const ProbeImage& p = images[static_cast<int>(i)];
     if (p.channels != C || p.height != H || p.width != W || p.grid_h != h || p.grid_w != w)
@@ -290,6 +337,9 @@ void writeInspectFileFromImages(const QString& path, const QVector<ProbeImage>& 
     std::memcpy(v.attention[i].data_ptr<float>(), p.attention.constData(), sizeof(float) * h * w);
     std::memcpy(v.mask_random[i].data_ptr<uint8_t>(), p.mask_random.constData(), h * w);
     std::memcpy(v.mask_guided[i].data_ptr<uint8_t>(), p.mask_guided.constData(), h * w);
+    if (with_heads)
+      std::memcpy(v.attention_heads[i].data_ptr<float>(), p.attention_heads.constData(),
+                  sizeof(float) * heads * h * w);
   }
   nlohmann::json meta{{"p", settings.p},
                       {"num", settings.num},
@@ -298,6 +348,9 @@ void writeInspectFileFromImages(const QString& path, const QVector<ProbeImage>& 
                       {"images", std::vector<qint64>(settings.indices.begin(), settings.indices.end())},
                       {"folder", settings.folder.toStdString()},
                       {"checkpoint", source.toStdString()}};
+  const auto extra =
+      nlohmann::json::parse(QJsonDocument(overrides).toJson(QJsonDocument::Compact).toStdString());
+  for (const auto& [key, value] : extra.items()) meta[key] = value;
   writeInspectFile(path.toStdString(), v, meta.dump());
 }
 

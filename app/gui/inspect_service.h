@@ -2,6 +2,7 @@
 /// from a checkpoint on a thread of its own, or from a running trainer's current weights.
 #pragma once
 
+#include <QJsonObject>
 #include <QObject>
 #include <QString>
 #include <QVector>
@@ -51,6 +52,23 @@ MaskSettings readMaskSettings(const QString& run_or_checkpoint);
 /// The settings of an experiment's JSON text (unset keys take their defaults). MstError when the
 /// text is not a valid config.
 MaskSettings maskSettingsOfJson(const QString& json);
+
+/// What a run's training snapshots are drawn with (Trainer::run's snapshot): the images
+/// train.probe_images, the mask seed train.seed and masking.*.
+struct SnapshotSettings {
+  MaskSettings masking;
+  QVector<qint64> probe_images;  ///< train.probe_images as configured
+  bool default_probes = true;    ///< the default list, which the trainer cuts to the data set
+  qint64 seed = 0;               ///< train.seed: every snapshot's mask draw
+  /// The training images of a snapshot of `count` images: the configured list, or the default
+  /// list's first `count` (the trainer drops its indices past a smaller data set); empty when
+  /// the count fits neither (the snapshot is not of this config).
+  QVector<qint64> indicesFor(int count) const;
+};
+/// The snapshot settings of a run folder or run.h5 (/config json); MstError naming the file.
+SnapshotSettings readSnapshotSettings(const QString& run);
+/// The same from an experiment's JSON text (a live run whose log is not written yet).
+SnapshotSettings snapshotSettingsOfJson(const QString& json);
 
 /// Distinct training-image indices below `dataset_size`, `count` of them (all when the data set
 /// is smaller), ascending, the same for the same seed.
@@ -104,9 +122,13 @@ class LiveProbe {
   QString experiment_json_;
 };
 
-/// Writes probe images in the `mst inspect` layout (DESIGN.md) with the settings as json.
+/// Writes probe images in the `mst inspect` layout (DESIGN.md): /inspect/attention from each
+/// image's `attention` (pass the mean over heads, as computed), /inspect/attention_heads when every
+/// image has its per-head maps; the settings as json (p, num, strategy, seed, images, folder,
+/// checkpoint = `source`), then each key of `overrides` replaces or adds one (null = not known).
 void writeInspectFileFromImages(const QString& path, const QVector<ProbeImage>& images,
-                                const ProbeRequest& settings, const QString& source);
+                                const ProbeRequest& settings, const QString& source,
+                                const QJsonObject& overrides = {});
 
 }  // namespace mst
 

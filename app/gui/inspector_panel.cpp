@@ -222,19 +222,21 @@ void InspectorPanel::setCheckpoint(const QString& checkpoint) {
 
 void InspectorPanel::loadRunSettings() {
   run_settings_.reset();
+  run_snapshot_.reset();
   checkpoint_settings_.reset();
   if (!run_dir_.isEmpty()) {
     try {
-      run_settings_ = readMaskSettings(run_dir_);
+      run_snapshot_ = readSnapshotSettings(run_dir_);
     } catch (const std::exception&) {
       // A live run's log may not be written yet: it trains the experiment's config.
       try {
         if (worker_ && !experiment_json_.isEmpty())
-          run_settings_ = maskSettingsOfJson(experiment_json_);
+          run_snapshot_ = snapshotSettingsOfJson(experiment_json_);
       } catch (const std::exception&) {
       }
     }
   }
+  if (run_snapshot_) run_settings_ = run_snapshot_->masking;
   if (!checkpoint_.isEmpty()) {
     try {
       checkpoint_settings_ = readMaskSettings(checkpoint_);
@@ -353,15 +355,15 @@ void InspectorPanel::send(ProbeRequest r) {
   r.id = next_id_++;
   waiting_id_ = r.id;
   sent_ = r;
-  if (worker_ && worker_->requestProbe(r)) {
+  sent_checkpoint_.clear();
+  // A chosen checkpoint (or an opened file's) wins over the running training's weights.
+  sent_live_ = checkpoint_.isEmpty() && worker_ && worker_->requestProbe(r);
+  if (sent_live_) {
     status_->setText("computing from the current weights of the running training…");
     return;
   }
-  QString checkpoint = checkpoint_;
-  if (checkpoint.isEmpty() && !run_dir_.isEmpty()) {
-    const QString candidate = QDir(run_dir_).filePath("checkpoint.pt");
-    if (QFileInfo::exists(candidate)) checkpoint = candidate;
-  }
+  const QString checkpoint = redrawCheckpoint();
+  sent_checkpoint_ = checkpoint;
   QString json = experiment_json_;
   if (checkpoint.isEmpty() && json.isEmpty()) json = "{}";
   status_->setText(checkpoint.isEmpty() ? "computing with fresh weights (no checkpoint)…"
@@ -376,11 +378,13 @@ void InspectorPanel::onResult(const ProbeResult& result) {
     emit failed(result.error);
     return;
   }
-  const ProbeRequest& r = sent_;  // what these masks were drawn with
-  if (r.random_count > 0 && !result.indices.isEmpty()) {
+  ProbeRequest r = sent_;  // what these masks were drawn with
+  if (r.random_count > 0) {
+    r.indices = result.indices;  // the images picked
+    r.random_count = 0;
     QStringList picks;
     for (qint64 i : result.indices) picks << QString::number(i);
-    images_edit_->setText(picks.join(','));  // setText does not emit editingFinished
+    if (!picks.isEmpty()) images_edit_->setText(picks.join(','));  // emits no editingFinished
   }
   QString what = QString("weights at step %1 · %2, seed %3")
                      .arg(result.step)
@@ -390,7 +394,10 @@ void InspectorPanel::onResult(const ProbeResult& result) {
   if (run && (run->strategy != r.strategy || std::abs(run->p - r.p) > 1e-9 || run->num != r.num))
     what += QString(" (trained with %1)").arg(describe(run->strategy, run->p, run->num));
   shown_request_ = r;
-  shown_source_.clear();
+  shown_source_ = sent_checkpoint_;
+  shown_overrides_ = {};
+  if (sent_live_)  // the running training's weights, in no file
+    shown_overrides_ = {{"checkpoint", QJsonValue::Null}, {"run", run_dir_}, {"step", result.step}};
   showImages(result.images, result.step, what);
 }
 
@@ -458,15 +465,33 @@ void InspectorPanel::showSnapshot(int index) {
       return;
     }
   }
-  // What the snapshot was drawn with: the run's mask settings; its images and seed are the run's
-  // probes, not the controls', but an export records the settings that matter for the masks.
-  shown_request_ = currentRequest();
-  shown_source_.clear();
-  if (run_settings_) {
-    shown_request_->strategy = run_settings_->strategy;
-    shown_request_->p = run_settings_->p;
-    shown_request_->num = run_settings_->num;
+  // What the trainer drew the snapshot with: the run's probe images, train.seed and masking,
+  // not the controls. Weights of a past step are in no file. A value a later resume changed, or
+  // one not known at all, is recorded as null rather than guessed.
+  ProbeRequest drawn;
+  shown_overrides_ = {{"checkpoint", QJsonValue::Null}, {"run", run_dir_}, {"step", step}};
+  if (run_snapshot_) {
+    drawn.strategy = run_snapshot_->masking.strategy;
+    drawn.p = run_snapshot_->masking.p;
+    drawn.num = run_snapshot_->masking.num;
+    drawn.seed = run_snapshot_->seed;
+    drawn.indices = run_snapshot_->indicesFor(static_cast<int>(images.size()));
+    const QStringList changed =
+        run_dir_.isEmpty() ? QStringList() : readConfigChangesSince(run_dir_, step);
+    if (drawn.indices.isEmpty() || changed.contains("train.probe_images"))
+      shown_overrides_["images"] = QJsonValue::Null;
+    if (changed.contains("train.seed")) shown_overrides_["seed"] = QJsonValue::Null;
+    for (const char* key : {"strategy", "p", "num"})
+      if (changed.contains(QString("masking.") + key)) shown_overrides_[key] = QJsonValue::Null;
+    if (!shown_overrides_.contains("images"))
+      for (int i = 0; i < images.size(); ++i)
+        images[i].title = QString("#%1").arg(drawn.indices[i]);
+  } else {
+    for (const char* key : {"images", "seed", "strategy", "p", "num"})
+      shown_overrides_[key] = QJsonValue::Null;
   }
+  shown_request_ = drawn;
+  shown_source_.clear();
   showImages(images, step,
              run_settings_
                  ? QString("snapshot at step %1 · %2 (the run's settings)")
@@ -497,17 +522,66 @@ bool InspectorPanel::openInspectFile(const QString& path, QString* error) {
   saved.folder = meta.value("folder").toString();
   saved.indices.clear();
   for (const QJsonValue& v : meta.value("images").toArray()) saved.indices.push_back(v.toInteger());
+
+  // The file's weights for the next Redraw (`mst inspect` records the .pt; a run folder means
+  // its checkpoint.pt), so that it reproduces the file.
+  const QString weights = meta.value("checkpoint").toString();
+  QString file_checkpoint = weights;
+  if (!weights.isEmpty() && QFileInfo(weights).isDir())
+    file_checkpoint = QDir(weights).filePath("checkpoint.pt");
+  if (!weights.isEmpty() && QFileInfo(file_checkpoint).isFile()) {
+    checkpoint_ = file_checkpoint;
+    loadRunSettings();  // the "trained with" note compares with them; the controls follow below
+  }
+  // The controls show the file's settings; no redraw now (the file is what is shown).
+  updating_ = true;
+  const int strategy = strategy_->findData(saved.strategy);
+  if (meta.value("strategy").isString() && strategy >= 0) strategy_->setCurrentIndex(strategy);
+  if (meta.value("p").isDouble()) p_->setValue(saved.p);
+  if (meta.value("num").isDouble()) num_->setValue(saved.num);
+  if (meta.value("seed").isDouble()) seed_->setValue(static_cast<int>(saved.seed));
+  if (!saved.folder.isEmpty()) {
+    folder_ = saved.folder;
+  } else if (!saved.indices.isEmpty()) {
+    folder_.clear();
+    QStringList indices;
+    for (qint64 i : saved.indices) indices << QString::number(i);
+    images_edit_->setText(indices.join(','));
+  }
+  updating_ = false;
+
   QString what = QString("%1 as saved").arg(QFileInfo(path).fileName());
   if (meta.contains("strategy"))
     what += QString(" · %1, seed %2").arg(describe(saved.strategy, saved.p, saved.num)).arg(saved.seed);
-  const QString weights = meta.value("checkpoint").toString();
-  what += weights.isEmpty() ? QString(" · weights: fresh from the config's seed")
-                            : QString(" · weights: %1").arg(weights);
-  what += " (Redraw computes from the current weights)";
+  if (!weights.isEmpty())
+    what += QString(" · weights: %1").arg(weights);
+  else if (meta.value("run").isString())
+    what += QString(" · weights: %1 at step %2")
+                .arg(meta.value("run").toString())
+                .arg(meta.value("step").toInteger());
+  else
+    what += QString(" · weights: fresh from the config's seed");
+  what += QString(" (Redraw computes from %1)").arg(redrawWeightsText());
   shown_request_ = saved;
   shown_source_ = weights;
+  shown_overrides_ = meta;  // written back as saved, nulls and all
   showImages(images, -1, what);
   return true;
+}
+
+QString InspectorPanel::redrawCheckpoint() const {
+  if (!checkpoint_.isEmpty()) return checkpoint_;
+  if (!run_dir_.isEmpty()) {
+    const QString candidate = QDir(run_dir_).filePath("checkpoint.pt");
+    if (QFileInfo::exists(candidate)) return candidate;
+  }
+  return {};
+}
+
+QString InspectorPanel::redrawWeightsText() const {
+  if (checkpoint_.isEmpty() && worker_) return "the running training's current weights";
+  const QString checkpoint = redrawCheckpoint();
+  return checkpoint.isEmpty() ? QString("fresh weights, no checkpoint") : checkpoint;
 }
 
 bool InspectorPanel::exportFigure(const QString& path, QString* error) const {
@@ -516,10 +590,10 @@ bool InspectorPanel::exportFigure(const QString& path, QString* error) const {
 
 bool InspectorPanel::exportHdf5(const QString& path, QString* error) const {
   try {
-    writeInspectFileFromImages(path, shown_, shown_request_.value_or(currentRequest()),
-                               !shown_source_.isEmpty()      ? shown_source_
-                               : checkpoint_.isEmpty() ? run_dir_
-                                                       : checkpoint_);
+    // raw_, not shown_: the file holds the mean and every head, whatever the Head choice.
+    writeInspectFileFromImages(path, raw_, shown_request_.value_or(currentRequest()),
+                               shown_request_ ? shown_source_ : redrawCheckpoint(),
+                               shown_overrides_);
   } catch (const std::exception& e) {
     if (error) *error = QString::fromUtf8(e.what());
     return false;

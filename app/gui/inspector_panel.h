@@ -69,11 +69,17 @@ class InspectorPanel : public QWidget {
 
   /// Shows an `mst inspect` file (or this panel's HDF5 export) as it was saved: images, attention
   /// (per head when saved), masks, reconstructions, its settings in the status line. It stays
-  /// until Redraw, a control change or the snapshot slider asks for other views. False + *error
-  /// naming the file when it is not an inspect file or its shapes do not fit.
+  /// until Redraw, a control change or the snapshot slider asks for other views. The controls
+  /// (strategy, p, num, seed, images or folder) take the file's values without redrawing, and
+  /// the file's checkpoint, when it exists, becomes the weights of the next Redraw, which then
+  /// reproduces the file. False + *error naming the file when it is not an inspect file or its
+  /// shapes do not fit.
   bool openInspectFile(const QString& path, QString* error = nullptr);
 
   bool exportFigure(const QString& path, QString* error = nullptr) const;
+  /// What `mst inspect` writes for the images shown: the mean attention and every head, whatever
+  /// the Head choice; their images, seed, mask settings and checkpoint (a snapshot's: the run's
+  /// probe images and train.seed, no checkpoint file; null where a value is not known).
   bool exportHdf5(const QString& path, QString* error = nullptr) const;
 
  signals:
@@ -93,18 +99,28 @@ class InspectorPanel : public QWidget {
   void refreshSnapshots();
   void showSnapshot(int index);
   QVector<qint64> parseIndices(QString* error) const;
+  /// The checkpoint file a probe from a checkpoint would use now: the chosen one, else the run's
+  /// checkpoint.pt when it exists; empty = fresh weights from the experiment's config.
+  QString redrawCheckpoint() const;
+  /// Which weights a Redraw would use now, for the status line.
+  QString redrawWeightsText() const;
 
   InspectService* service_ = nullptr;
   QPointer<TrainWorker> worker_;
   QString run_dir_, checkpoint_, experiment_json_, folder_;
   qint64 next_id_ = 1, waiting_id_ = 0;
   ProbeRequest sent_;  ///< the request waiting_id_ names: what its masks were drawn with
+  QString sent_checkpoint_;  ///< the checkpoint file it was sent with ("" = fresh weights)
+  bool sent_live_ = false;   ///< sent to the running training (weights in no file)
   std::optional<MaskSettings> run_settings_;         ///< the run's (its snapshots use them)
+  std::optional<SnapshotSettings> run_snapshot_;     ///< what the run's snapshots are drawn with
   std::optional<MaskSettings> checkpoint_settings_;  ///< the chosen checkpoint's
-  /// What the shown images were drawn with, and from which weights when not the run's or the
-  /// checkpoint's (an opened file's): an HDF5 export records these.
+  /// What the shown images were drawn with and the checkpoint file of their weights; an HDF5
+  /// export records these, with shown_overrides_ replacing keys of its json (null where a value
+  /// is not known, e.g. the weights of a snapshot; an opened file's json whole).
   std::optional<ProbeRequest> shown_request_;
   QString shown_source_;
+  QJsonObject shown_overrides_;
   QVector<ProbeImage> raw_;    ///< as computed (all heads)
   QVector<ProbeImage> shown_;  ///< after the head choice
   QVector<qint64> snapshot_steps_;

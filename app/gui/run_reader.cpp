@@ -6,6 +6,7 @@
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QRegularExpression>
 
 #include <algorithm>
 #include <cmath>
@@ -120,6 +121,31 @@ QVector<ProbeImage> readSnapshot(const QString& path, int index) {
     out.push_back(std::move(p));
   }
   return out;
+}
+
+QStringList readConfigChangesSince(const QString& path, qint64 step) {
+  QStringList keys;
+  std::vector<double> steps;
+  std::vector<std::string> messages;
+  try {
+    const std::string file = runLogPath(path).toStdString();
+    steps = readLogDataset(file, "/events/step");
+    messages = readLogStrings(file, "/events/message");
+  } catch (const MstError&) {
+    return keys;
+  }
+  static const QString marker = "with a changed config: ";
+  static const QRegularExpression key(R"((?:^|, )([a-z_]+\.[a-z_0-9]+) )");
+  for (size_t i = 0; i < steps.size() && i < messages.size(); ++i) {
+    if (steps[i] < static_cast<double>(step)) continue;
+    const QString text = QString::fromStdString(messages[i]);
+    const qsizetype at = text.indexOf(marker);
+    if (at < 0) continue;
+    for (auto it = key.globalMatch(text.mid(at + marker.size())); it.hasNext();)
+      keys << it.next().captured(1);
+  }
+  keys.removeDuplicates();
+  return keys;
 }
 
 bool isInspectFile(const QString& path) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <QString>
+#include <QStringList>
 
 #include "widgets/curve_table.h"
 #include "widgets/probe_image.h"
@@ -20,6 +21,11 @@ RunCurves readRunCurves(const QString& path, int metrics_from = 0, int eval_from
 QVector<qint64> readSnapshotSteps(const QString& path);
 /// The probe images of snapshot `index` (0-based along /snapshots/step).
 QVector<ProbeImage> readSnapshot(const QString& path, int index);
+
+/// Config keys that a resume at `step` or later changed (the trainer's event "resumed at step N
+/// with a changed config: key before → after, ..."): what a snapshot at `step` or before may not
+/// have been drawn with. Empty when there were none or the log has no events.
+QStringList readConfigChangesSince(const QString& path, qint64 step);
 
 /// Whether `path` is an HDF5 file with an /inspect group: an `mst inspect` file or the
 /// inspector's HDF5 export, rather than a run log.
