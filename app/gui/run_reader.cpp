@@ -59,12 +59,19 @@ QString runLogPath(const QString& path) {
   return path.endsWith(".h5", Qt::CaseInsensitive) ? path : QDir(path).filePath("run.h5");
 }
 
+QString runLogId(const QString& path) {
+  const QFileInfo log(runLogPath(path));
+  return QDir::cleanPath(log.fileName() == "run.h5" ? log.absolutePath() : log.absoluteFilePath());
+}
+
 RunCurves readRunCurves(const QString& path, int metrics_from, int eval_from) {
   const QString file = runLogPath(path);
   if (!QFileInfo::exists(file)) throw MstError(file.toStdString() + ": no such run log");
   RunCurves run;
-  run.id = QFileInfo(file).absolutePath();
-  run.label = QFileInfo(run.id).fileName();
+  // A run folder's log is the folder; a log saved under another name is itself (runLogId).
+  run.id = runLogId(path);
+  run.label = QFileInfo(file).fileName() == "run.h5" ? QFileInfo(run.id).fileName()
+                                                     : QFileInfo(file).completeBaseName();
   run.metrics = readGroup(file.toStdString(), "/metrics", metrics_from);
   run.eval = readGroup(file.toStdString(), "/eval", eval_from);
   // /eval has no wall time of its own: take the newest metrics row at or before each eval step.

@@ -12,6 +12,11 @@ namespace mst {
 /// `path`: a run folder or an .h5 run log (a name ending in .h5 is the log itself).
 QString runLogPath(const QString& path);
 
+/// The id plots and the run list use for the run log in `path`: the absolute run folder for a
+/// folder or its run.h5, the absolute file for a log saved under another name ("Save run log
+/// as…"), which readRunCurves then reads itself.
+QString runLogId(const QString& path);
+
 /// Rows of /metrics from `metrics_from` on and of /eval from `eval_from` on. The `step` column
 /// decides how many rows exist (the writer extends it last), so a row being written is never read.
 /// id = the run folder, label = its name. Throws MstError naming the file.
