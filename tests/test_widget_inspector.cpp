@@ -506,8 +506,12 @@ class TestWidgetInspector : public QObject {
     grid.setShowThreshold(true);
     const QString path = dir.filePath("figure." + suffix);
     QString error;
-    QVERIFY2(grid.exportFigure(path, &error), qPrintable(error));
+    const QString what = "weights at step 7 · attention_guided, p = 0.1, num = 8, seed 3";
+    QVERIFY2(grid.exportFigure(path, &error, what), qPrintable(error));
     const QByteArray bytes = head(path, 4096);
+    // What the figure shows travels in its metadata.
+    if (suffix == "png") QCOMPARE(QImage(path).text("Description"), what);
+    if (suffix == "svg") QVERIFY(bytes.contains(what.toUtf8()));
     if (suffix == "svg")
       QVERIFY(bytes.contains(signature));  // after the XML declaration
     else

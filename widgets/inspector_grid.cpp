@@ -576,7 +576,8 @@ void InspectorGrid::invalidate() {
   update();
 }
 
-bool InspectorGrid::exportFigure(const QString& path, QString* error) const {
+bool InspectorGrid::exportFigure(const QString& path, QString* error,
+                                 const QString& description) const {
   if (images_.isEmpty()) {
     if (error) *error = QStringLiteral("no probe images to export to %1").arg(path);
     return false;
@@ -588,7 +589,7 @@ bool InspectorGrid::exportFigure(const QString& path, QString* error) const {
       [&](QPainter& painter) {
         paintGrid(painter, layout, font, Qt::black, 2 * cell_size_, false);
       },
-      error);
+      error, description);
 }
 
 }  // namespace mst

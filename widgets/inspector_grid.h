@@ -82,8 +82,10 @@ class InspectorGrid : public QWidget {
   /// Publication figure like the paper's Figure 2: column titles ("Input", "Attention (...)",
   /// "Random mask", "Attention-guided mask", "Reconstruction", ["Top-60% attention"]), one row per
   /// image, with the colour bar and the captions as on screen, white background; .png / .pdf /
-  /// .svg from the suffix. False + *error on failure.
-  bool exportFigure(const QString& path, QString* error = nullptr) const;
+  /// .svg from the suffix; `description` goes into the file's metadata (paintToFile). False +
+  /// *error on failure.
+  bool exportFigure(const QString& path, QString* error = nullptr,
+                    const QString& description = QString()) const;
 
   /// Column title; above the grid and in the figure the attention's adds its scale,
   /// "Attention (× uniform)" or "Attention (per image)".

@@ -194,7 +194,8 @@ QColor viridisColour(double t) { return sampleMap(kViridis, t); }
 QColor infernoColour(double t) { return sampleMap(kInferno, t); }
 
 bool paintToFile(const QString& path, const QSizeF& size,
-                 const std::function<void(QPainter&)>& paint, QString* error) {
+                 const std::function<void(QPainter&)>& paint, QString* error,
+                 const QString& description) {
   auto fail = [&](const QString& why) {
     if (error) *error = why;
     return false;
@@ -214,12 +215,15 @@ bool paintToFile(const QString& path, const QSizeF& size,
       painter.setRenderHint(QPainter::TextAntialiasing);
       paint(painter);
     }
+    image.setText(QStringLiteral("Software"), QStringLiteral("MST Workbench"));
+    if (!description.isEmpty()) image.setText(QStringLiteral("Description"), description);
     if (!image.save(path, "PNG")) return fail(QStringLiteral("cannot write %1").arg(path));
     return true;
   }
   if (suffix == QLatin1String("pdf")) {
     QPdfWriter writer(path);
     writer.setCreator(QStringLiteral("MST Workbench"));
+    if (!description.isEmpty()) writer.setTitle(description);
     writer.setResolution(72);  // one logical unit = one point
     // ExactMatch: the default fuzzy match would snap the page to the nearest paper size.
     writer.setPageSize(QPageSize(size, QPageSize::Point, QString(), QPageSize::ExactMatch));
@@ -235,7 +239,8 @@ bool paintToFile(const QString& path, const QSizeF& size,
     generator.setSize(size.toSize());
     generator.setViewBox(QRectF(QPointF(0, 0), size));
     generator.setTitle(QFileInfo(path).completeBaseName());
-    generator.setDescription(QStringLiteral("MST Workbench figure"));
+    generator.setDescription(description.isEmpty() ? QStringLiteral("MST Workbench figure")
+                                                   : description);
     QPainter painter;
     if (!painter.begin(&generator)) return fail(QStringLiteral("cannot write %1").arg(path));
     painter.fillRect(QRectF(QPointF(0, 0), size), Qt::white);

@@ -75,8 +75,11 @@ QColor infernoColour(double t);
 
 /// Writes what `paint` draws on a `size` canvas (logical units) to `path`, the format chosen by
 /// the suffix: .png (white background, 2x pixels), .pdf (one page of `size` points) or .svg.
-/// Shared by the widgets' exportFigure. False + *error (naming the file) on failure.
+/// Shared by the widgets' exportFigure. `description` (what the figure shows: settings, source)
+/// goes into the file's metadata: PNG text "Description", the PDF's title, the SVG's <desc>.
+/// False + *error (naming the file) on failure.
 bool paintToFile(const QString& path, const QSizeF& size,
-                 const std::function<void(QPainter&)>& paint, QString* error);
+                 const std::function<void(QPainter&)>& paint, QString* error,
+                 const QString& description = QString());
 
 }  // namespace mst

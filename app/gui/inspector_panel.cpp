@@ -183,14 +183,16 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
     if (!file.isEmpty()) setCheckpoint(file);
   });
   connect(fig, &QPushButton::clicked, this, [this] {
-    const QString path = QFileDialog::getSaveFileName(this, "Export inspector figure",
-                                                      "inspector.pdf", "Figure (*.png *.pdf *.svg)");
+    const QString path = QFileDialog::getSaveFileName(
+        this, "Export inspector figure", QDir(exportFolder()).filePath("inspector.pdf"),
+        "Figure (*.png *.pdf *.svg)");
     QString error;
     if (!path.isEmpty() && !exportFigure(path, &error)) emit failed(error);
   });
   connect(h5, &QPushButton::clicked, this, [this] {
-    const QString path = QFileDialog::getSaveFileName(this, "Export inspector data",
-                                                      "inspect.h5", "HDF5 (*.h5)");
+    const QString path = QFileDialog::getSaveFileName(
+        this, "Export inspector data", QDir(exportFolder()).filePath("inspect.h5"),
+        "HDF5 (*.h5)");
     QString error;
     if (!path.isEmpty() && !exportHdf5(path, &error)) emit failed(error);
   });
@@ -584,8 +586,20 @@ QString InspectorPanel::redrawWeightsText() const {
   return checkpoint.isEmpty() ? QString("fresh weights, no checkpoint") : checkpoint;
 }
 
+QString InspectorPanel::exportFolder() const {
+  if (!checkpoint_.isEmpty()) return QFileInfo(checkpoint_).absolutePath();
+  if (!run_dir_.isEmpty()) return QFileInfo(runLogPath(run_dir_)).absolutePath();
+  return QDir::currentPath();
+}
+
 bool InspectorPanel::exportFigure(const QString& path, QString* error) const {
-  return grid_->exportFigure(path, error);
+  // The figure's metadata says what it shows: the status line (weights, strategy, p, num,
+  // seed) and the attention view.
+  const QString description =
+      QString("%1 · attention: %2, %3 scale%4")
+          .arg(status_->text(), head_->currentText(), scale_->currentText(),
+               grid_->attentionOverlay() ? ", over the input" : "");
+  return grid_->exportFigure(path, error, description);
 }
 
 bool InspectorPanel::exportHdf5(const QString& path, QString* error) const {

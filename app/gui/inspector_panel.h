@@ -99,6 +99,8 @@ class InspectorPanel : public QWidget {
   void refreshSnapshots();
   void showSnapshot(int index);
   QVector<qint64> parseIndices(QString* error) const;
+  /// Where the export dialogs start: the folder of the weights shown (checkpoint, else run).
+  QString exportFolder() const;
   /// The checkpoint file a probe from a checkpoint would use now: the chosen one, else the run's
   /// checkpoint.pt when it exists; empty = fresh weights from the experiment's config.
   QString redrawCheckpoint() const;

@@ -132,14 +132,18 @@ SweepPanel::SweepPanel(QWidget* parent) : QWidget(parent) {
     if (!dir.isEmpty() && !open(dir, &error)) emit message(error, true);
   });
   connect(fig, &QPushButton::clicked, this, [this] {
-    const QString path = QFileDialog::getSaveFileName(this, "Export heat map", "sweep.pdf",
-                                                      "Figure (*.png *.pdf *.svg)");
+    const QString path =
+        QFileDialog::getSaveFileName(this, "Export heat map",
+                                     QDir(out_edit_->text()).filePath("sweep.pdf"),
+                                     "Figure (*.png *.pdf *.svg)");
     QString error;
     if (!path.isEmpty() && !heatmap_->exportFigure(path, &error)) emit message(error, true);
   });
   connect(csv, &QPushButton::clicked, this, [this] {
     const QString path =
-        QFileDialog::getSaveFileName(this, "Export heat map table", "sweep.csv", "CSV (*.csv)");
+        QFileDialog::getSaveFileName(this, "Export heat map table",
+                                     QDir(out_edit_->text()).filePath("sweep_heatmap.csv"),
+                                     "CSV (*.csv)");
     QString error;
     if (!path.isEmpty() && !heatmap_->exportCsv(path, &error)) emit message(error, true);
   });
