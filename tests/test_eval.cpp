@@ -711,6 +711,35 @@ class TestEval : public QObject {
     QCOMPARE(cells[0].outdated, std::string("no linear read-out"));
   }
 
+  void aResultFromBeforeTotalStepsAnswersWhenItsLogShowsTheWholeSchedule() {
+    // Results written before total_steps existed (the recorded Table 4 / 5 cells): the cell's
+    // run.h5 decides whether it trained its whole schedule.
+    QTemporaryDir dir;
+    std::vector<SweepAxis> axes{parseAxis("masking.num=1")};
+    SweepOptions o = tinySweepOptions(dir.path().toStdString());
+    o.run_cells = false;
+    o.linear = false;
+    o.max_steps = 0;  // the full schedule
+    const auto config = tinyCellConfig(1);
+    const double epochs = config["train"]["epochs"].get<double>();
+    const std::string cell_dir = expandGrid(tinySweepBase(), axes, o.out_dir)[0].dir;
+    writeText(cell_dir + "/result.json",
+              nlohmann::json{{"steps", 8}, {"knn_top1", 42.0}, {"config", config}}.dump());
+    QCOMPARE(runSweep(tinySweepBase(), axes, o)[0].status, std::string("pending"));
+    for (const double last : {epochs - 0.5, epochs}) {
+      {
+        RunLogShape shape;
+        shape.metrics = {"loss"};
+        RunLog log(cell_dir + "/run.h5", config.dump(), shape, false, 0);
+        log.appendMetrics(4, last / 2, {{"loss", 1.0}});
+        log.appendMetrics(8, last, {{"loss", 1.0}});
+      }
+      const auto cells = runSweep(tinySweepBase(), axes, o);
+      QCOMPARE(cells[0].status, std::string(last < epochs ? "pending" : "done"));
+      if (last >= epochs) QCOMPARE(cells[0].knn_top1.value_or(0), 42.0);
+    }
+  }
+
   void aChangedConfigRefusesTheSweep() {
     QTemporaryDir dir;
     std::vector<SweepAxis> axes{parseAxis("masking.num=1,2")};

@@ -100,10 +100,20 @@ Command registerSweep(CLI::App& app) {
                           << gridFlags(record->axes) << "), not " << o->common.config_file
                           << "'s sweep.grid\n";
             }
+            // A folder from before sweep.json keeps the grid its sweep.h5 shows rather than take
+            // the file's or the default (the order names the cells' folders: another order would
+            // see none of them).
+            if (axes.empty() && !record) {
+              if (auto table = readSweepTableGrid(o->out)) {
+                axes = *table;
+                if (!file.axes.empty() && !sameGrid(file.axes, *table))
+                  std::cerr << "sweep: " << o->out << " keeps the grid of its sweep.h5 ("
+                            << gridFlags(*table) << "), not " << o->common.config_file
+                            << "'s sweep.grid\n";
+              }
+            }
             if (axes.empty()) axes = file.axes;
-            // A folder from before sweep.json keeps the grid its sweep.h5 shows rather than
-            // take the default (whose order changed: rows masking.num, as in Table 5).
-            if (axes.empty()) axes = readSweepTableGrid(o->out).value_or(defaultGrid());
+            if (axes.empty()) axes = defaultGrid();
             auto config = configFromJson(base, o->common.config_file.empty() ? "--set"
                                                                               : o->common.config_file);
             if (o->common.threads >= 0) config.train.threads = o->common.threads;

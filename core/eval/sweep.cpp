@@ -99,11 +99,31 @@ std::optional<json> readCellResult(const std::string& dir) {
   const auto path = fs::path(dir) / "result.json";
   if (!fs::exists(path)) return std::nullopt;
   std::ifstream in(path);
+  json result;
   try {
-    return json::parse(in);
+    result = json::parse(in);
   } catch (const json::parse_error&) {
     return std::nullopt;  // an unreadable result is redone, not trusted
   }
+  // A result from before total_steps was recorded: its run.h5 says whether the cell trained its
+  // whole schedule (the last logged epoch reaches the config's train.epochs), which is what a
+  // full-schedule sweep asks. Without that evidence the result stays as it is.
+  if (result.is_object() && !result.contains("total_steps") && result.contains("steps") &&
+      result["steps"].is_number_integer()) {
+    const auto log = (fs::path(dir) / "run.h5").string();
+    try {
+      if (fs::exists(log)) {
+        const auto epochs = readLogDataset(log, "/metrics/epoch");
+        const json config = json::parse(readLogAttribute(log, "/config", "json"));
+        const double target = config.at("train").at("epochs").get<double>();
+        if (!epochs.empty() && epochs.back() >= target - 1e-9)
+          result["total_steps"] = result["steps"];
+      }
+    } catch (const std::exception&) {
+      // an unreadable log proves nothing: the result keeps asking for a rerun
+    }
+  }
+  return result;
 }
 
 namespace {
