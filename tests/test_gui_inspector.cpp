@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include "core/eval/sweep.h"
 #include "core/eval/sweep_record.h"
 #include "core/log/log_reader.h"
+#include "core/log/run_log.h"
 #include "widgets/inspector_grid.h"
 #include "widgets/sweep_heatmap.h"
 
@@ -508,6 +510,27 @@ class TestGuiInspector : public QObject {
              qPrintable(error));
     QCOMPARE(read, QStringList({"train.seed=0,1"}));
     QCOMPARE(steps, qint64{5});
+  }
+
+  void aCellFromBeforeStoredConfigsGivesItsExperimentFromItsLog() {
+    // Cells written before result.json held the config (the recorded Table 4 / 5 folders): the
+    // sweep's experiment comes from the cell's run.h5, so that reopening shows its results.
+    const std::string cell_dir = dir_.filePath("oldcell/00").toStdString();
+    std::filesystem::create_directories(cell_dir);
+    {
+      std::ofstream(cell_dir + "/result.json") << R"({"steps": 4, "knn_top1": 50.0})";
+      mst::RunLogShape shape;
+      shape.metrics = {"loss"};
+      mst::RunLog log(cell_dir + "/run.h5", tinyExperiment().dump(), shape, false, 0);
+    }
+    SweepCellInfo cell;
+    cell.dir = QString::fromStdString(cell_dir);
+    QString found;
+    qint64 steps = -1;
+    SweepService::readSettings({cell}, &found, &steps);
+    QVERIFY(!found.isEmpty());
+    QCOMPARE(nlohmann::json::parse(found.toStdString()), tinyExperiment());
+    QCOMPARE(steps, qint64{0});
   }
 
   void aSweepFillsItsHeatMap() {

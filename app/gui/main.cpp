@@ -82,10 +82,6 @@ int main(int argc, char** argv) {
       window.appendLog(error, /*error=*/true);
     }
   }
-  if (cli.isSet(sweep)) {
-    QString error;
-    if (!window.sweeps()->open(cli.value(sweep), &error)) qWarning("%s", qPrintable(error));
-  }
   if (cli.isSet(screenshot)) {
     const QString file = cli.value(screenshot);
     const QString stem = QFileInfo(file).path() + "/" + QFileInfo(file).completeBaseName();
@@ -110,6 +106,18 @@ int main(int argc, char** argv) {
       });
     });
   }
-  if (cli.isSet(start) || cli.isSet(screenshot)) QTimer::singleShot(0, &window, &mst::MainWindow::startRun);
+  const bool start_now = cli.isSet(start) || cli.isSet(screenshot);
+  if (start_now) QTimer::singleShot(0, &window, &mst::MainWindow::startRun);
+  if (cli.isSet(sweep)) {
+    // After Start: the run trains the experiment given (--config), and the sweep's own
+    // experiment stays with the Sweep tab instead of replacing it in the form.
+    QTimer::singleShot(start_now ? 1 : 0, &window, [&window, dir = cli.value(sweep)] {
+      QString error;
+      if (!window.sweeps()->open(dir, &error)) {
+        qWarning("%s", qPrintable(error));
+        window.appendLog(error, /*error=*/true);
+      }
+    });
+  }
   return QApplication::exec();
 }

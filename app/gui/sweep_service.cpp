@@ -99,11 +99,13 @@ void SweepService::readSettings(const QVector<SweepCellInfo>& cells, QString* ex
   experiment_json->clear();
   *max_steps = 0;
   for (const auto& cell : cells) {
+    // The cell's config from the cheapest source it has: result.json, else (results from before
+    // configs were stored there) its run.h5 or checkpoint.
     const auto result = readCellResult(cell.dir.toStdString());
-    if (!result || !result->is_object() || !result->contains("config") ||
-        !(*result)["config"].is_object())
-      continue;
-    *experiment_json = QString::fromStdString((*result)["config"].dump());
+    if (!result || !result->is_object()) continue;
+    const auto config = storedCellConfig(cell.dir.toStdString());
+    if (!config || !config->is_object()) continue;
+    *experiment_json = QString::fromStdString(config->dump());
     const auto steps = result->find("steps"), total = result->find("total_steps");
     if (steps != result->end() && total != result->end() && steps->is_number_integer() &&
         total->is_number_integer() && steps->get<int64_t>() < total->get<int64_t>())
