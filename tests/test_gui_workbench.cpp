@@ -4,7 +4,10 @@
 
 #include <QLabel>
 #include <QMessageBox>
+#include <QHeaderView>
 #include <QProcess>
+#include <QSettings>
+#include <QTreeWidget>
 
 #include <algorithm>
 #include <filesystem>
@@ -424,6 +427,33 @@ class TestGuiWorkbench : public QObject {
     const QString missing = dir.filePath("saved/nothing.h5");
     QVERIFY(!window.openRun(missing, &error));
     QVERIFY2(error.contains(missing), qPrintable(error));
+  }
+
+  void theLayoutIsKeptBetweenSessionsOnlyWhenAsked() {
+    QTemporaryDir dir;
+    QSettings::setDefaultFormat(QSettings::IniFormat);
+    QSettings::setPath(QSettings::IniFormat, QSettings::UserScope, dir.filePath("settings"));
+    QCoreApplication::setOrganizationName("mst-workbench-test");
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    constexpr int kSize = 2;  // the run list's folder-size column, hidden at first
+    {
+      MainWindow window(o);  // remember_layout off (tests, screenshots)
+      QVERIFY(window.runList()->tree()->header()->isSectionHidden(kSize));
+      window.runList()->tree()->header()->setSectionHidden(kSize, false);
+      window.close();
+    }
+    QVERIFY(QSettings().allKeys().isEmpty());
+    o.remember_layout = true;
+    {
+      MainWindow window(o);
+      QVERIFY(window.runList()->tree()->header()->isSectionHidden(kSize));
+      window.runList()->tree()->header()->setSectionHidden(kSize, false);
+      window.close();
+    }
+    QVERIFY(QSettings().contains("runs/columns"));
+    MainWindow again(o);
+    QVERIFY(!again.runList()->tree()->header()->isSectionHidden(kSize));
   }
 
   void anInspectFileOpensInTheInspectorNotThePlots() {

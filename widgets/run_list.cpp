@@ -290,6 +290,14 @@ QString RunList::readoutText(const QString& run_dir) const {
   return item ? item->text(kReadout) : QString();
 }
 
+QByteArray RunList::saveColumns() const { return tree_->header()->saveState(); }
+
+void RunList::restoreColumns(const QByteArray& state) {
+  if (state.isEmpty() || !tree_->header()->restoreState(state)) return;
+  tree_->header()->setSectionHidden(kName, false);  // the name is never hidden
+  fitColumns();
+}
+
 void RunList::addRunAction(const QString& text, std::function<void(const QString&)> act) {
   run_actions_.push_back({text, std::move(act)});
 }

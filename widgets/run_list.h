@@ -61,6 +61,10 @@ class RunList : public QWidget {
   void setReadoutProvider(std::function<Readout(const QString& run_dir)> provider);
   /// The text the "Top-1" column shows for `run_dir` (empty when not listed or no read-outs).
   QString readoutText(const QString& run_dir) const;
+  /// The columns' widths, order and visibility (QHeaderView::saveState), to keep between
+  /// sessions; restoreColumns ignores data it cannot read.
+  QByteArray saveColumns() const;
+  void restoreColumns(const QByteArray& state);
   /// Adds an entry to a run's context menu; `act` gets the run folder.
   void addRunAction(const QString& text, std::function<void(const QString& run_dir)> act);
   /// The tree itself, for the app to size or style it.

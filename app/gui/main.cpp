@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
     }
   }
   QApplication app(argc, argv);
+  QApplication::setOrganizationName("mst-workbench");  // QSettings: ~/.config/mst-workbench/
   QApplication::setApplicationName("mst-workbench");
   QApplication::setApplicationVersion("0.1.0");
   cli.process(app);
@@ -66,6 +67,8 @@ int main(int argc, char** argv) {
   options.device = cli.value(device);
   options.max_steps = cli.value(max_steps).toLongLong();
   options.cpu_ranks = std::max(1, cli.value(ranks).toInt());
+  // A person's layout is kept between sessions; a screenshot shows the built-in one.
+  options.remember_layout = !cli.isSet(screenshot);
   mst::MainWindow window(options);
   window.show();
   std::signal(SIGINT, requestQuit);

@@ -21,6 +21,7 @@
 #include <QPushButton>
 #include <QScreen>
 #include <QScrollArea>
+#include <QSettings>
 #include <QStatusBar>
 #include <QTimer>
 #include <QToolButton>
@@ -196,6 +197,12 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
     }
   }
   resize(size);
+  if (options_.remember_layout) {
+    const QSettings settings;
+    restoreGeometry(settings.value("window/geometry").toByteArray());
+    restoreState(settings.value("window/state").toByteArray());
+    runs_->restoreColumns(settings.value("runs/columns").toByteArray());
+  }
 }
 
 MainWindow::~MainWindow() {
@@ -558,6 +565,12 @@ void MainWindow::showError(const QString& title, const QString& text) {
 void MainWindow::closeEvent(QCloseEvent* event) {
   if (eval_->isRunning()) appendLog("stopping the evaluation before closing…");
   eval_->abandon();  // silently: its signals would reach a window being destroyed
+  if (options_.remember_layout) {
+    QSettings settings;
+    settings.setValue("window/geometry", saveGeometry());
+    settings.setValue("window/state", saveState());
+    settings.setValue("runs/columns", runs_->saveColumns());
+  }
   if (process_->isRunning()) {
     appendLog("stopping the data-parallel run before closing (a checkpoint is written)…");
     process_->stop();

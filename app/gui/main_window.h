@@ -38,6 +38,10 @@ struct WorkbenchOptions {
   QString device;       ///< "cpu", "cuda:0", ... (empty = the first GPU if any, else cpu)
   qint64 max_steps = 0;
   int cpu_ranks = 1;  ///< > 1: data-parallel CPU processes (as `mst train --ranks N`)
+  /// Restore the window's size, docks and run-list columns from the last session (QSettings)
+  /// and save them on close. The program sets it; tests and screenshots keep the built-in
+  /// layout.
+  bool remember_layout = false;
 };
 
 /// The answer to "this experiment changes the run being resumed".
