@@ -429,6 +429,31 @@ class TestGuiWorkbench : public QObject {
     QVERIFY2(error.contains(missing), qPrintable(error));
   }
 
+  void aFolderStoppedBeforeItsFirstCheckpointStartsAfresh() {
+    // run.h5 without checkpoint.pt (killed early): Start trains there instead of refusing the
+    // folder as one that "already holds a run".
+    QTemporaryDir dir;
+    WorkbenchOptions o = runOptions(dir, "early", tinyExperiment());
+    o.max_steps = 2;
+    QDir().mkpath(o.out_dir);
+    {
+      RunLogShape shape;
+      shape.metrics = {"loss"};
+      RunLog log(QDir(o.out_dir).filePath("run.h5").toStdString(), "{}", shape, false, 0);
+      log.appendMetrics(1, 0.01, {{"loss", 9.0}});
+    }
+    MainWindow window(o);
+    QSignalSpy finished(&window, &MainWindow::runFinished);
+    window.startRun();
+    QVERIFY(finished.wait(120000));
+    QVERIFY2(finished.front().at(0).toBool(), qPrintable(finished.front().at(1).toString()));
+    QVERIFY(QFileInfo::exists(QDir(o.out_dir).filePath("checkpoint.pt")));
+    const auto loss = readLogDataset(QDir(o.out_dir).filePath("run.h5").toStdString(),
+                                     "/metrics/loss");
+    QCOMPARE(loss.size(), size_t{2});  // the new run's two rows; the old row is gone
+    QVERIFY(loss[0] != 9.0);
+  }
+
   void theLayoutIsKeptBetweenSessionsOnlyWhenAsked() {
     QTemporaryDir dir;
     QSettings::setDefaultFormat(QSettings::IniFormat);

@@ -335,10 +335,13 @@ void MainWindow::startRun() {
                        "(Run → Stop evaluation).");
     return;
   }
-  const bool resume = QFileInfo::exists(QDir(dir).filePath("checkpoint.pt"));
+  const bool has_checkpoint = QFileInfo::exists(QDir(dir).filePath("checkpoint.pt"));
+  // A run stopped before its first checkpoint (run.h5 only) starts afresh in its folder, as
+  // `mst train --resume` does: it has nothing to continue from.
+  const bool resume = has_checkpoint || QFileInfo::exists(runLogPath(dir));
   // A resumed run goes on with its own trajectory unless the user chooses the change.
   bool allow_change = false;
-  if (resume) {
+  if (has_checkpoint) {
     const auto check = checkResume(QDir(dir).filePath("checkpoint.pt"),
                                    QString::fromStdString(experiment_.json().dump()));
     if (!check.changes.isEmpty()) {
@@ -367,7 +370,7 @@ void MainWindow::startRun() {
   followed_.remove(id);
   curves_->removeRun(id);
   RunCurves start;
-  if (resume && QFileInfo::exists(runLogPath(dir))) {
+  if (has_checkpoint && QFileInfo::exists(runLogPath(dir))) {
     try {
       start = readRunCurves(dir);
     } catch (const std::exception& e) {
