@@ -3,6 +3,8 @@
 #include <QCommandLineParser>
 #include <QTimer>
 
+#include <optional>
+
 #include <QFileInfo>
 
 #include <atomic>
@@ -112,10 +114,14 @@ int main(int argc, char** argv) {
   const bool start_now = cli.isSet(start) || cli.isSet(screenshot);
   if (start_now) QTimer::singleShot(0, &window, &mst::MainWindow::startRun);
   if (cli.isSet(sweep)) {
-    // After Start: the run trains the experiment given (--config), and the sweep's own
-    // experiment stays with the Sweep tab instead of replacing it in the form.
-    QTimer::singleShot(start_now ? 1 : 0, &window, [&window, dir = cli.value(sweep)] {
+    // After Start, and silently when --config is given: the form keeps the experiment given
+    // and the sweep's own experiment stays with the Sweep tab (opened from the window, a sweep
+    // brings its experiment into the form).
+    const bool keep_form = cli.isSet(config);
+    QTimer::singleShot(start_now ? 1 : 0, &window, [&window, keep_form, dir = cli.value(sweep)] {
       QString error;
+      std::optional<QSignalBlocker> quiet;
+      if (keep_form) quiet.emplace(window.sweeps());
       if (!window.sweeps()->open(dir, &error)) {
         qWarning("%s", qPrintable(error));
         window.appendLog(error, /*error=*/true);
