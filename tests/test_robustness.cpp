@@ -292,6 +292,12 @@ class TestRobustness : public QObject {
     for (const char* part : {"out of memory on cuda:1", "at step 12", "train.batch_size=384",
                              "3 crops per image", "lower train.batch_size", "/runs/a/checkpoint.pt"})
       QVERIFY2(m.contains(part), qPrintable(m + " lacks " + part));
+    // Before the first checkpoint there is none to point to.
+    const QString first =
+        QString::fromStdString(outOfMemoryMessage(c, torch::Device("cpu"), 1, ""));
+    QVERIFY2(first.contains("at step 1") && first.contains("no checkpoint was written yet") &&
+                 !first.contains("intact"),
+             qPrintable(first));
   }
 
   void resumeOnTheCommandLineUsesTheRunsOwnConfig() {

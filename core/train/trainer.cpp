@@ -36,8 +36,10 @@ std::string outOfMemoryMessage(const Config& config, const torch::Device& device
   return "out of memory on " + device.str() + " at step " + std::to_string(step) +
          " with train.batch_size=" + std::to_string(config.train.batch_size) + " (" +
          std::to_string(crops) + " crops per image, " + std::to_string(config.crops.global_size) +
-         " px global): lower train.batch_size (per device), crops.local_crops or the model size; "
-         "the last checkpoint " + checkpoint + " is intact and --resume continues from it";
+         " px global): lower train.batch_size (per device), crops.local_crops or the model size; " +
+         (checkpoint.empty() ? std::string("no checkpoint was written yet")
+                             : "the last checkpoint " + checkpoint +
+                                   " is intact and --resume continues from it");
 }
 
 Trainer::Trainer(Config config, TrainerOptions options, TrainObserver* observer)
@@ -401,9 +403,12 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
     try {
       last = engine.trainStep(batch->images, stop_asked);
     } catch (const c10::OutOfMemoryError&) {
-      throw MstError(outOfMemoryMessage(config_, options_.device, step, ckpt));
+      // Named as the log and the progress bar count steps (from 1).
+      throw MstError(outOfMemoryMessage(config_, options_.device, step + 1,
+                                        saved_step >= 0 ? ckpt : std::string()));
     } catch (const std::bad_alloc&) {
-      throw MstError(outOfMemoryMessage(config_, options_.device, step, ckpt));
+      throw MstError(outOfMemoryMessage(config_, options_.device, step + 1,
+                                        saved_step >= 0 ? ckpt : std::string()));
     }
     have_last = true;
     votes_older = votes_newer;

@@ -74,6 +74,7 @@ struct TrainSummary {
 };
 
 /// The one-line error for an out-of-memory step (CUDA or host): the batch size and what to lower.
+/// `step` as the log numbers it (from 1); `checkpoint` empty when none was written yet.
 std::string outOfMemoryMessage(const Config& config, const torch::Device& device, int64_t step,
                                const std::string& checkpoint);
 
