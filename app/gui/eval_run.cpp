@@ -1,12 +1,13 @@
 /// @brief EvalRun (see eval_run.h).
 #include "app/gui/eval_run.h"
 
-#include <QCoreApplication>
 #include <QDir>
 #include <QFileInfo>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QProcess>
+
+#include "app/gui/process_run.h"
 
 namespace mst {
 
@@ -40,8 +41,7 @@ bool EvalRun::start(const QString& run_dir, const QString& device, int threads, 
   device_ = device.section(',', 0, 0);  // a read-out runs on one device
   threads_ = threads;
   limits_ = limits;
-  binary_ = binary.isEmpty() ? QDir(QCoreApplication::applicationDirPath()).filePath("mst")
-                             : binary;
+  binary_ = binary.isEmpty() ? mstProgram() : binary;
   if (!QFileInfo(binary_).isExecutable()) {
     *error = "cannot run " + binary_ + " (the mst command line, built beside the workbench)";
     return false;

@@ -13,6 +13,8 @@
 
 namespace mst {
 
+QString mstProgram() { return QDir(QCoreApplication::applicationDirPath()).filePath("mst"); }
+
 ProcessRun::ProcessRun(QObject* parent) : QObject(parent) {}
 
 ProcessRun::~ProcessRun() {
@@ -63,7 +65,7 @@ bool ProcessRun::start(const TrainRequest& request, int cpu_ranks, QString* erro
   if (request.max_steps > 0) args << "--max-steps" << QString::number(request.max_steps);
   delete process_;
   process_ = new QProcess(this);
-  process_->setProgram(QDir(QCoreApplication::applicationDirPath()).filePath("mst"));
+  process_->setProgram(mstProgram());
   process_->setArguments(args);
   run_dir_ = request.out_dir;
   last_line_.clear();

@@ -11,6 +11,9 @@ class QProcess;
 
 namespace mst {
 
+/// The `mst` command line built beside this program (every child process the window starts).
+QString mstProgram();
+
 class ProcessRun : public QObject {
   Q_OBJECT
  public:

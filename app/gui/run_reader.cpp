@@ -18,6 +18,40 @@ namespace mst {
 
 namespace {
 
+/// The views of probe images as run.h5's /snapshots and an inspect file's /inspect store them:
+/// flat (…, C, H, W) images and reconstructions, (…, h, w) attention and masks.
+struct ProbeArrays {
+  std::vector<float> images, attention, random, guided, recon;
+  int64_t c = 1, h = 0, w = 0, gh = 0, gw = 0;
+};
+
+/// Images `first` .. `first + n - 1` of `a`, titled "#0" .. "#n-1"; the reconstruction only when
+/// `a.recon` matches the images in size.
+QVector<ProbeImage> unpackProbes(const ProbeArrays& a, int64_t first, int64_t n) {
+  QVector<ProbeImage> out;
+  const int64_t plane = a.c * a.h * a.w, cells = a.gh * a.gw;
+  for (int64_t i = 0; i < n; ++i) {
+    ProbeImage p;
+    p.title = QString("#%1").arg(i);
+    p.channels = static_cast<int>(a.c);
+    p.height = static_cast<int>(a.h);
+    p.width = static_cast<int>(a.w);
+    const int64_t img = (first + i) * plane, g = (first + i) * cells;
+    p.image = QVector<float>(a.images.begin() + img, a.images.begin() + img + plane);
+    if (a.recon.size() == a.images.size())
+      p.reconstruction = QVector<float>(a.recon.begin() + img, a.recon.begin() + img + plane);
+    p.grid_h = static_cast<int>(a.gh);
+    p.grid_w = static_cast<int>(a.gw);
+    p.attention = QVector<float>(a.attention.begin() + g, a.attention.begin() + g + cells);
+    for (int64_t j = 0; j < cells; ++j) {
+      p.mask_random.push_back(static_cast<quint8>(a.random[g + j]));
+      p.mask_guided.push_back(static_cast<quint8>(a.guided[g + j]));
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 QVector<double> tail(const std::vector<double>& values, int from, int rows) {
   QVector<double> out;
   out.reserve(std::max(0, rows - from));
@@ -98,36 +132,17 @@ QVector<qint64> readSnapshotSteps(const QString& path) {
 
 QVector<ProbeImage> readSnapshot(const QString& path, int index) {
   const std::string file = runLogPath(path).toStdString();
+  ProbeArrays a;
   std::vector<int64_t> di, da, dr, dg, drec;
-  const auto images = readLogArray(file, "/snapshots/images", &di);
-  const auto attention = readLogArray(file, "/snapshots/attention", &da);
-  const auto random = readLogArray(file, "/snapshots/mask_random", &dr);
-  const auto guided = readLogArray(file, "/snapshots/mask_guided", &dg);
-  const auto recon = readLogArray(file, "/snapshots/reconstruction", &drec);
-  QVector<ProbeImage> out;
-  if (di.size() != 5 || da.size() != 4 || index < 0 || index >= di[0]) return out;
-  const int64_t n = di[1], c = di[2], h = di[3], w = di[4], gh = da[2], gw = da[3];
-  for (int64_t i = 0; i < n; ++i) {
-    ProbeImage p;
-    p.title = QString("#%1").arg(i);
-    p.channels = static_cast<int>(c);
-    p.height = static_cast<int>(h);
-    p.width = static_cast<int>(w);
-    const int64_t img = (static_cast<int64_t>(index) * n + i) * c * h * w;
-    p.image = QVector<float>(images.begin() + img, images.begin() + img + c * h * w);
-    if (recon.size() == images.size())
-      p.reconstruction = QVector<float>(recon.begin() + img, recon.begin() + img + c * h * w);
-    p.grid_h = static_cast<int>(gh);
-    p.grid_w = static_cast<int>(gw);
-    const int64_t g = (static_cast<int64_t>(index) * n + i) * gh * gw;
-    p.attention = QVector<float>(attention.begin() + g, attention.begin() + g + gh * gw);
-    for (int64_t j = 0; j < gh * gw; ++j) {
-      p.mask_random.push_back(static_cast<quint8>(random[g + j]));
-      p.mask_guided.push_back(static_cast<quint8>(guided[g + j]));
-    }
-    out.push_back(std::move(p));
-  }
-  return out;
+  a.images = readLogArray(file, "/snapshots/images", &di);
+  a.attention = readLogArray(file, "/snapshots/attention", &da);
+  a.random = readLogArray(file, "/snapshots/mask_random", &dr);
+  a.guided = readLogArray(file, "/snapshots/mask_guided", &dg);
+  a.recon = readLogArray(file, "/snapshots/reconstruction", &drec);
+  if (di.size() != 5 || da.size() != 4 || index < 0 || index >= di[0]) return {};
+  const int64_t n = di[1];
+  a.c = di[2], a.h = di[3], a.w = di[4], a.gh = da[2], a.gw = da[3];
+  return unpackProbes(a, static_cast<int64_t>(index) * n, n);
 }
 
 QStringList readConfigChangesSince(const QString& path, qint64 step) {
@@ -166,19 +181,24 @@ bool isInspectFile(const QString& path) {
 
 QVector<ProbeImage> readInspectFile(const QString& path, QString* settings_json) {
   const std::string file = path.toStdString();
-  if (!isInspectFile(path))
+  std::vector<std::string> names;
+  try {
+    names = listLogGroup(file, "/inspect");
+  } catch (const MstError&) {
     throw MstError(file + ": not an inspect file (no /inspect group; `mst inspect --out` writes one)");
+  }
   auto shapeText = [](const std::vector<int64_t>& d) {
     std::string s = "(";
     for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
     return s + ")";
   };
   std::vector<int64_t> di, da, dr, dg, drec, dh;
-  const auto images = readLogArray(file, "/inspect/images", &di);
+  ProbeArrays a;
+  a.images = readLogArray(file, "/inspect/images", &di);
   if (di.size() != 4 || di[1] <= 0 || di[2] <= 0 || di[3] <= 0)
     throw MstError(file + ": /inspect/images is " + shapeText(di) + ", expected (N, C, H, W)");
   const int64_t n = di[0], c = di[1], h = di[2], w = di[3];
-  const auto attention = readLogArray(file, "/inspect/attention", &da);
+  a.attention = readLogArray(file, "/inspect/attention", &da);
   if (da.size() != 3 || da[0] != n || da[1] <= 0 || da[2] <= 0)
     throw MstError(file + ": /inspect/attention is " + shapeText(da) + ", expected (" +
                    std::to_string(n) + ", h, w) for the " + std::to_string(n) + " images");
@@ -193,12 +213,12 @@ QVector<ProbeImage> readInspectFile(const QString& path, QString* settings_json)
                      (want.size() == 4 ? "images" : "attention"));
     return values;
   };
-  const auto random = read("mask_random", grid, &dr);
-  const auto guided = read("mask_guided", grid, &dg);
-  const auto recon = read("reconstruction", planes, &drec);
+  a.random = read("mask_random", grid, &dr);
+  a.guided = read("mask_guided", grid, &dg);
+  a.recon = read("reconstruction", planes, &drec);
+  a.c = c, a.h = h, a.w = w, a.gh = gh, a.gw = gw;
   std::vector<float> heads;
   int64_t n_heads = 0;
-  const auto names = listLogGroup(file, "/inspect");
   if (std::find(names.begin(), names.end(), "attention_heads") != names.end()) {
     heads = readLogArray(file, "/inspect/attention_heads", &dh);
     if (dh.size() != 4 || dh[0] != n || dh[2] != gh || dh[3] != gw)
@@ -215,30 +235,16 @@ QVector<ProbeImage> readInspectFile(const QString& path, QString* settings_json)
   if (settings_json) *settings_json = json;
   const QJsonArray indices = QJsonDocument::fromJson(json.toUtf8()).object().value("images").toArray();
 
-  QVector<ProbeImage> out;
-  const int64_t plane = c * h * w, cells = gh * gw;
+  QVector<ProbeImage> out = unpackProbes(a, 0, n);
+  const int64_t cells = gh * gw;
   for (int64_t i = 0; i < n; ++i) {
-    ProbeImage p;
-    p.title = indices.size() == n ? QString("#%1").arg(indices[int(i)].toInteger())
-                                  : QString("#%1").arg(i);
-    p.channels = static_cast<int>(c);
-    p.height = static_cast<int>(h);
-    p.width = static_cast<int>(w);
-    p.image = QVector<float>(images.begin() + i * plane, images.begin() + (i + 1) * plane);
-    p.reconstruction = QVector<float>(recon.begin() + i * plane, recon.begin() + (i + 1) * plane);
-    p.grid_h = static_cast<int>(gh);
-    p.grid_w = static_cast<int>(gw);
-    p.attention = QVector<float>(attention.begin() + i * cells, attention.begin() + (i + 1) * cells);
-    for (int64_t j = 0; j < cells; ++j) {
-      p.mask_random.push_back(static_cast<quint8>(random[i * cells + j]));
-      p.mask_guided.push_back(static_cast<quint8>(guided[i * cells + j]));
-    }
+    ProbeImage& p = out[static_cast<int>(i)];
+    if (indices.size() == n) p.title = QString("#%1").arg(indices[int(i)].toInteger());
     if (n_heads > 0) {
       p.heads = static_cast<int>(n_heads);
       const int64_t block = n_heads * cells;
       p.attention_heads = QVector<float>(heads.begin() + i * block, heads.begin() + (i + 1) * block);
     }
-    out.push_back(std::move(p));
   }
   return out;
 }
