@@ -271,6 +271,12 @@ class TestCli : public QObject {
       QVERIFY2(std::abs(v - std::round(v)) < 1e-6, r.dump().c_str());
       QVERIFY2(r[key].dump().size() <= 8, r.dump().c_str());  // "87.1429", not 87.14285714285714
     }
+    // Per class at knn_k, in the one JSON line; the table for people goes to stderr.
+    QCOMPARE(o.out.trimmed().split('\n').size(), qsizetype{1});
+    QCOMPARE(r["per_class_top1"].size(), size_t{10});
+    for (const auto& v : r["per_class_top1"])
+      QVERIFY2(v.is_null() || v.dump().size() <= 8, r.dump().c_str());
+    QVERIFY2(o.err.contains("k = 10") && o.err.contains("Ankle boot"), qPrintable(o.err));
 
     // Without --k, the config's eval.k (as sweeps use it), checked against the bank as --k is.
     o = runMst(QStringList{"eval", "knn", "--set", "eval.k=5"} + base);

@@ -273,6 +273,9 @@ void TestData::fashionMnistReal() {
   QCOMPARE(full->shape().height, 28);
   QCOMPARE(full->shape().width, 28);
   QCOMPARE(full->numClasses(), 10);
+  QCOMPARE(full->classNames().size(), size_t(10));
+  QCOMPARE(full->classNames()[6], std::string("Shirt"));
+  QCOMPARE(dataset->classNames(), full->classNames());  // data.limit's prefix keeps them
   QCOMPARE(full->defaultMean().size(), size_t(1));
   QVERIFY(QString::fromStdString(full->describe()).contains(QString::number(size)));
 
@@ -446,6 +449,8 @@ void TestData::cifar10Synthetic() {
   const auto train = mst::openDataset(config, true);
   QCOMPARE(train->size(), 10);
   QCOMPARE(train->numClasses(), 10);
+  QCOMPARE(train->classNames().size(), size_t(10));
+  QCOMPARE(train->classNames()[0], std::string("airplane"));
   QCOMPARE(train->shape().bytes(), 3072);
   QCOMPARE(train->defaultMean().size(), size_t(3));
   for (int64_t i = 0; i < train->size(); ++i) QCOMPARE(train->label(i), i % 10);
@@ -674,6 +679,7 @@ void TestData::imageFolder() {
   const auto val = mst::openDataset(config, false);
   QCOMPARE(val->size(), 2);
   QCOMPARE(val->numClasses(), 2);
+  QCOMPARE(val->classNames(), (std::vector<std::string>{"cat", "dog"}));  // the folder names
   QCOMPARE(val->label(0), 0);
   QCOMPARE(val->label(1), 1);
   QVERIFY(val->read(1, image.data()));

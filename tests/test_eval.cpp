@@ -11,13 +11,16 @@
 #include <tuple>
 
 #include "core/config/config.h"
+#include "core/eval/class_readout.h"
 #include "core/eval/eval_record.h"
+#include "core/eval/evaluate.h"
 #include "core/eval/knn.h"
 #include "core/eval/linear_probe.h"
 #include "core/eval/sweep.h"
 #include "core/eval/sweep_record.h"
 #include "core/log/log_reader.h"
 #include "core/log/run_log.h"
+#include "core/train/engine.h"
 #include "core/util/claim.h"
 #include "core/util/error.h"
 
@@ -32,6 +35,37 @@ FeatureSet clusters(int64_t classes, int64_t per_class, int64_t dim, double nois
   auto centres = torch::eye(classes, dim) * 5.0;
   auto x = centres.index_select(0, labels) + noise * torch::randn({classes * per_class, dim});
   return {x, labels};
+}
+
+/// A 28x28 image whose bright half says its pattern: 0 left, 1 right, 2 top.
+std::string halfImage(int pattern) {
+  std::string pixels(28 * 28, '\0');
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x)
+      if ((pattern == 0 && x < 14) || (pattern == 1 && x >= 14) || (pattern == 2 && y < 14))
+        pixels[static_cast<size_t>(y * 28 + x)] = '\xff';
+  return pixels;
+}
+
+/// Uncompressed Fashion-MNIST IDX files for one split: image i is halfImage(patterns[i]) under
+/// label labels[i].
+void writeIdxSplit(const std::string& folder, const std::string& prefix,
+                   const std::vector<int>& patterns, const std::vector<int>& labels) {
+  auto big = [](uint32_t v) {
+    return std::string{char(v >> 24), char(v >> 16 & 0xff), char(v >> 8 & 0xff), char(v & 0xff)};
+  };
+  const auto n = static_cast<uint32_t>(patterns.size());
+  std::ofstream images(folder + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
+  images << big(0x803) << big(n) << big(28) << big(28);
+  for (int p : patterns) images << halfImage(p);
+  std::ofstream label_file(folder + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
+  label_file << big(0x801) << big(n);
+  for (int l : labels) label_file << char(l);
+}
+
+/// The (C, C) counts of a result's "confusion" key.
+std::vector<std::vector<int64_t>> confusionOf(const nlohmann::json& result) {
+  return result.at("confusion").get<std::vector<std::vector<int64_t>>>();
 }
 
 bool fashionMnistPresent() {
@@ -220,6 +254,97 @@ class TestEval : public QObject {
     o.lr = lr;
     o.num_classes = 2;
     QVERIFY_THROWS_EXCEPTION(MstError, linearProbe(data, data, o));
+  }
+
+  void confusionRowsAreTruthColumnsArePredictions() {
+    // Class 0: one right, one taken for 1; class 1: right; class 2: two taken for 0, one right;
+    // class 3: no test image. The matrix is not symmetric, so swapped axes fail.
+    const auto truth = torch::tensor({0, 0, 1, 2, 2, 2}, torch::kLong);
+    const auto predicted = torch::tensor({0, 1, 1, 0, 0, 2}, torch::kLong);
+    const auto confusion = confusionMatrix(truth, predicted, /*num_classes=*/4);
+    QCOMPARE(confusion.sizes(), (torch::IntArrayRef{4, 4}));
+    const auto expected =
+        torch::tensor({1, 1, 0, 0, 0, 1, 0, 0, 2, 0, 1, 0, 0, 0, 0, 0}, torch::kLong).view({4, 4});
+    QVERIFY(torch::equal(confusion, expected));
+    QVERIFY(torch::equal(confusion.sum(1), torch::bincount(truth, {}, 4)));  // rows: class counts
+    QVERIFY(torch::equal(confusion.sum(0), torch::bincount(predicted, {}, 4)));
+    QCOMPARE(100.0 * confusion.trace().item<double>() / confusion.sum().item<double>(),
+             top1Percent(predicted, truth));
+
+    const auto j = perClassReadout(confusion, {"a", "b", "c", "d"});
+    QCOMPARE(j["per_class_top1"].size(), size_t{4});
+    QCOMPARE(j["per_class_top1"][0].get<double>(), 50.0);
+    QCOMPARE(j["per_class_top1"][1].get<double>(), 100.0);
+    QCOMPARE(j["per_class_top1"][2].get<double>(), 33.3333);  // 4 decimals, as top-1 is reported
+    QVERIFY(j["per_class_top1"][3].is_null());                // no test image: unknown, not 0
+    QCOMPARE(confusionOf(j), (std::vector<std::vector<int64_t>>{
+                                 {1, 1, 0, 0}, {0, 1, 0, 0}, {2, 0, 1, 0}, {0, 0, 0, 0}}));
+    QCOMPARE(j["classes"].get<std::vector<std::string>>(),
+             (std::vector<std::string>{"a", "b", "c", "d"}));
+    QVERIFY(!perClassReadout(confusion, {}).contains("classes"));  // names unknown
+    QVERIFY(!perClassReadout(confusion, {"a", "b"}).contains("classes"));
+    // Nothing to classify: every class null, no NaN.
+    const auto none = perClassReadout(
+        confusionMatrix(torch::empty({0}, torch::kLong), torch::empty({0}, torch::kLong), 2), {});
+    QVERIFY(none["per_class_top1"][0].is_null() && none["per_class_top1"][1].is_null());
+    QVERIFY_THROWS_EXCEPTION(c10::Error,
+                             confusionMatrix(torch::tensor({0, 4}), torch::tensor({0, 1}), 4));
+  }
+
+  void readOutsReportEachClassOfTheTestSplit() {
+    // A Fashion-MNIST folder of half-bright images read out on raw pixels: the bank holds
+    // patterns 0 (left), 1 (right), 2 (top) as classes 0, 1, 2; the test split's class 2 images
+    // show pattern 0, so both read-outs always take class 2 for class 0. Classes 3..9 have no
+    // test image.
+    QTemporaryDir tmp;
+    const std::string dir = tmp.path().toStdString();
+    writeIdxSplit(dir, "train", {0, 1, 2, 0, 1, 2, 0, 1, 2}, {0, 1, 2, 0, 1, 2, 0, 1, 2});
+    writeIdxSplit(dir, "t10k", {0, 0, 1, 0, 0, 0}, {0, 0, 1, 2, 2, 2});
+    Config config;
+    config.model = modelPreset("vit_micro28");
+    config.data.path = dir;
+    auto engine = makeEvalEngine(config, "", torch::kCPU);
+    EvalOptions o;
+    o.ks = {1, 3};
+    o.linear.epochs = 50;
+    std::vector<std::vector<int64_t>> expected(10, std::vector<int64_t>(10, 0));
+    expected[0][0] = 2, expected[1][1] = 1, expected[2][0] = 3;
+    const std::vector<int64_t> class_counts{2, 1, 3, 0, 0, 0, 0, 0, 0, 0};
+    const auto knn = evaluateKnn(*engine, config, FeatureKind::Pixels, o);
+    const auto linear = evaluateLinear(*engine, config, FeatureKind::Pixels, o);
+    QCOMPARE(linear["linear_train_top1"].get<double>(), 100.0);  // the probe fits the bank
+    for (const auto& [result, top1] :
+         {std::pair{knn, "knn_top1"}, std::pair{linear, "linear_top1"}}) {
+      const auto confusion = confusionOf(result);
+      QCOMPARE(confusion, expected);
+      int64_t trace = 0, total = 0;
+      for (size_t t = 0; t < confusion.size(); ++t) {
+        int64_t row = 0;
+        for (int64_t n : confusion[t]) row += n;
+        QCOMPARE(row, class_counts[t]);
+        trace += confusion[t][t];
+        total += row;
+      }
+      QCOMPARE(total, result["test"].get<int64_t>());
+      QCOMPARE(result[top1].get<double>(), 50.0);
+      QCOMPARE(roundPercent(100.0 * double(trace) / double(total)), result[top1].get<double>());
+      const auto& per_class = result["per_class_top1"];
+      QCOMPARE(per_class.size(), size_t{10});
+      QCOMPARE(per_class[0].get<double>(), 100.0);
+      QCOMPARE(per_class[1].get<double>(), 100.0);
+      QCOMPARE(per_class[2].get<double>(), 0.0);  // tested, always wrong: 0, not null
+      for (size_t c = 3; c < 10; ++c)
+        QVERIFY2(per_class[c].is_null(), qPrintable(QString::number(c)));
+      const auto classes = result["classes"].get<std::vector<std::string>>();
+      QCOMPARE(classes.size(), size_t{10});
+      QCOMPARE(classes[0], std::string("T-shirt/top"));
+      QCOMPARE(classes[6], std::string("Shirt"));
+      QCOMPARE(classes[9], std::string("Ankle boot"));
+    }
+    QCOMPARE(knn["knn_k"].get<int64_t>(), int64_t{3});
+    // The old keys keep their meaning beside the new ones.
+    QCOMPARE(knn["knn_top1_k1"].get<double>(), 50.0);
+    QCOMPARE(knn["train"].get<int64_t>(), int64_t{9});
   }
 
   void gridParsingAndExpansion() {
@@ -978,16 +1103,22 @@ class TestEval : public QObject {
                                {"test", 10000}, {"full_protocol", true}},
                               weights),
              (dir / "eval.json").string());
-    recordEvaluation(ckpt, "linear",
-                     {{"linear_top1", 73.5}, {"epochs", 100}, {"train", 60000}, {"test", 10000},
-                      {"full_protocol", true}},
-                     weights);
+    // A result with the per-class keys is stored whole (null included); the run list reads past them.
+    const nlohmann::json per_class{{"per_class_top1", {100.0, nullptr}},
+                                   {"confusion", {{2, 0}, {0, 0}}},
+                                   {"classes", {"a", "b"}}};
+    nlohmann::json linear{{"linear_top1", 73.5}, {"epochs", 100}, {"train", 60000},
+                          {"test", 10000}, {"full_protocol", true}};
+    linear.update(per_class);
+    recordEvaluation(ckpt, "linear", linear, weights);
     recordEvaluation(ckpt, "knn_pixels", {{"knn_top1", 85.7}}, weights);
     auto record = nlohmann::json::parse(std::ifstream(dir / "eval.json"));
     QCOMPARE(record.size(), size_t{3});  // each read-out under its own key, none lost
     QCOMPARE(record["knn"]["knn_top1"].get<double>(), 64.25);
     QVERIFY(record["knn"]["recorded_at"].get<std::string>().size() == 20);  // ...T..:..:..Z
     QCOMPARE(record["knn"]["checkpoint_mtime"].get<int64_t>(), weights);
+    for (const char* key : {"per_class_top1", "confusion", "classes"})
+      QCOMPARE(record["linear"][key], per_class[key]);
     QVERIFY(!fs::exists(dir / "eval.json.lock"));  // the lock is hidden: .eval.json.lock
 
     RunReadouts r = readRunReadouts(dir.string());

@@ -99,6 +99,11 @@ bool Cifar10::read(int64_t index, uint8_t* dst) const {
   return true;
 }
 
+std::vector<std::string> Cifar10::classNames() const {
+  // batches.meta.txt of the binary version, in label order.
+  return {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+}
+
 std::string Cifar10::describe() const {
   return std::string("cifar10 ") + (train_ ? "train" : "test") + " (" + std::to_string(size()) +
          " images)";

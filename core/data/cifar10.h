@@ -21,6 +21,7 @@ class Cifar10 : public Dataset {
   int64_t size() const override { return images_.size(0); }
   ImageShape shape() const override { return {3, 32, 32}; }
   int64_t numClasses() const override { return 10; }
+  std::vector<std::string> classNames() const override;
   int64_t label(int64_t index) const override;
   bool read(int64_t index, uint8_t* dst) const override;
   std::vector<double> defaultMean() const override { return {0.4914, 0.4822, 0.4465}; }

@@ -24,6 +24,7 @@ class PrefixDataset : public Dataset {
   int64_t size() const override { return limit_; }
   ImageShape shape() const override { return inner_->shape(); }
   int64_t numClasses() const override { return inner_->numClasses(); }
+  std::vector<std::string> classNames() const override { return inner_->classNames(); }
   int64_t label(int64_t index) const override {
     TORCH_CHECK(index >= 0 && index < limit_, "data.limit: index ", index, " out of range");
     return inner_->label(index);

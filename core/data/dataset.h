@@ -24,6 +24,9 @@ class Dataset {
   virtual int64_t size() const = 0;
   virtual ImageShape shape() const = 0;
   virtual int64_t numClasses() const = 0;
+  /// Name of each label, numClasses() of them (label i is classNames()[i]); empty when the data
+  /// set does not know them.
+  virtual std::vector<std::string> classNames() const { return {}; }
   virtual int64_t label(int64_t index) const = 0;
   /// Writes image `index` as uint8 CHW (shape().bytes() bytes) into `dst`. Returns false when the
   /// image cannot be decoded (a corrupt file among good ones): the loader skips and counts it.

@@ -164,6 +164,12 @@ bool FashionMnist::read(int64_t index, uint8_t* dst) const {
   return true;
 }
 
+std::vector<std::string> FashionMnist::classNames() const {
+  // The labels' meaning as Zalando's README gives it.
+  return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+          "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+}
+
 std::string FashionMnist::describe() const {
   return std::string("fashion_mnist ") + (train_ ? "train" : "test") + " (" +
          std::to_string(size()) + " images)";

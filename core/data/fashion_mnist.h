@@ -20,6 +20,7 @@ class FashionMnist : public Dataset {
   int64_t size() const override { return images_.size(0); }
   ImageShape shape() const override;
   int64_t numClasses() const override { return 10; }
+  std::vector<std::string> classNames() const override;
   int64_t label(int64_t index) const override;
   bool read(int64_t index, uint8_t* dst) const override;
   std::vector<double> defaultMean() const override { return {0.2860}; }

@@ -20,6 +20,7 @@ class ImageFolder : public Dataset {
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
   ImageShape shape() const override { return {3, load_size_, load_size_}; }
   int64_t numClasses() const override { return static_cast<int64_t>(classes_.size()); }
+  std::vector<std::string> classNames() const override { return classes_; }
   int64_t label(int64_t index) const override;
   bool read(int64_t index, uint8_t* dst) const override;
   std::vector<double> defaultMean() const override { return {0.485, 0.456, 0.406}; }

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "core/data/dataset.h"
+#include "core/eval/class_readout.h"
 #include "core/eval/knn.h"
 #include "core/model/export.h"
 #include "core/train/engine.h"
@@ -17,6 +18,7 @@ namespace {
 struct SplitFeatures {
   FeatureSet train, test;
   int64_t num_classes = 0;
+  std::vector<std::string> class_names;  ///< the training split's; empty when unknown
 };
 
 /// Features of both splits; evaluation uses the whole training split (not data.limit) unless
@@ -36,7 +38,7 @@ SplitFeatures splitFeatures(Engine& engine, const Config& config, FeatureKind ki
     check_bank(o.train_limit > 0 ? std::min(o.train_limit, train->size()) : train->size());
   SplitFeatures out{extractFeatures(engine, *train, kind, o.train_limit, o.batch),
                     extractFeatures(engine, *test, kind, o.test_limit, o.batch),
-                    std::max(train->numClasses(), test->numClasses())};
+                    std::max(train->numClasses(), test->numClasses()), train->classNames()};
   for (const auto& [set, split] : {std::pair{&out.train, "training"}, std::pair{&out.test, "test"}})
     if (set->labels.size(0) == 0)
       throw MstError("none of the " + std::to_string(set->corrupt) + " " + split +
@@ -51,9 +53,11 @@ void noteCorrupt(nlohmann::json& result, const SplitFeatures& splits) {
     result["corrupt_images"] = n;
 }
 
-/// A top-1 percentage as reported: 4 decimals, so that 29 % prints as 29.0, not
-/// 28.999999999999996.
-double percent(double value) { return std::round(value * 1e4) / 1e4; }
+/// The test split's per-class keys (class_readout.h) for `predicted` (M) against its labels.
+nlohmann::json perClassKeys(const SplitFeatures& splits, const torch::Tensor& predicted) {
+  return perClassReadout(confusionMatrix(splits.test.labels, predicted, splits.num_classes),
+                         splits.class_names);
+}
 
 }  // namespace
 
@@ -109,15 +113,17 @@ nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kin
   ko.ks = o.ks;
   ko.temperature = o.temperature;
   ko.num_classes = splits.num_classes;
-  auto acc = knnAccuracy(l2Normalize(bank.features.to(o.device)), bank.labels,
-                         l2Normalize(queries.features.to(o.device)), queries.labels, ko);
+  const auto predicted = knnPredict(l2Normalize(bank.features.to(o.device)), bank.labels,
+                                    l2Normalize(queries.features.to(o.device)), ko);
   nlohmann::json out;
   int64_t kmax = 0;
-  for (auto& [k, a] : acc) {
-    out["knn_top1_k" + std::to_string(k)] = percent(a);
-    if (k >= kmax) kmax = k, out["knn_top1"] = percent(a);
+  for (auto& [k, p] : predicted) {
+    const double a = roundPercent(top1Percent(p, queries.labels));
+    out["knn_top1_k" + std::to_string(k)] = a;
+    if (k >= kmax) kmax = k, out["knn_top1"] = a;
   }
   out["knn_k"] = kmax;
+  out.update(perClassKeys(splits, predicted.at(kmax)));  // at the k that knn_top1 reports
   out["features"] = featureKindName(kind);
   out["train"] = bank.labels.size(0);
   out["test"] = queries.labels.size(0);
@@ -133,10 +139,11 @@ nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind 
   LinearProbeOptions lo = o.linear;
   lo.num_classes = splits.num_classes;
   auto r = linearProbe(train, test, lo);
-  nlohmann::json out{{"linear_top1", percent(r.test_top1)},
-                     {"linear_train_top1", percent(r.train_top1)},
+  nlohmann::json out{{"linear_top1", roundPercent(r.test_top1)},
+                     {"linear_train_top1", roundPercent(r.train_top1)},
                      {"features", featureKindName(kind)}, {"epochs", lo.epochs},
                      {"train", train.labels.size(0)}, {"test", test.labels.size(0)}};
+  out.update(perClassKeys(splits, r.test_predicted));
   noteCorrupt(out, splits);
   return out;
 }

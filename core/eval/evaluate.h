@@ -45,12 +45,16 @@ std::unique_ptr<Engine> makeEvalEngine(const Config& config, const std::string& 
 /// k-NN top-1 in percent (4 decimals) on the data set of `config` (train split = bank, test split
 /// = queries): {"knn_top1": top-1 at the largest k, "knn_k": that k, "knn_top1_k<k>": top-1 at
 /// each k, "features": …, "train": N, "test": M, and "corrupt_images" when images of either split
-/// could not be decoded (they are left out, as training leaves them out)}.
+/// could not be decoded (they are left out, as training leaves them out)}, and the test split's
+/// per-class keys at knn_k: "per_class_top1" (percent per class, null for a class without test
+/// images), "confusion" (rows = true class, columns = predicted, counts) and "classes" (the
+/// names, when the data set knows them); see class_readout.h.
 nlohmann::json evaluateKnn(Engine& engine, const Config& config, FeatureKind kind,
                            const EvalOptions& options);
 
 /// Linear probe top-1 in percent (4 decimals): {"linear_top1": …, "linear_train_top1": …,
-/// "features": …, "epochs": …, "train": N, "test": M, "corrupt_images" as for evaluateKnn}.
+/// "features": …, "epochs": …, "train": N, "test": M, "corrupt_images" as for evaluateKnn}, and
+/// the per-class keys of the test split as for evaluateKnn.
 nlohmann::json evaluateLinear(Engine& engine, const Config& config, FeatureKind kind,
                               const EvalOptions& options);
 

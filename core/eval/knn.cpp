@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "core/eval/class_readout.h"
+
 namespace mst {
 
 std::map<int64_t, torch::Tensor> knnPredict(const torch::Tensor& bank,
@@ -60,7 +62,7 @@ std::map<int64_t, double> knnAccuracy(const torch::Tensor& bank, const torch::Te
   std::map<int64_t, double> acc;
   auto truth = query_labels.cpu().to(torch::kLong);
   for (auto& [k, pred] : knnPredict(bank, bank_labels, queries, o))
-    acc[k] = truth.numel() ? 100.0 * pred.eq(truth).to(torch::kDouble).mean().item<double>() : 0.0;
+    acc[k] = top1Percent(pred, truth);
   return acc;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/eval/class_readout.h"
 #include "core/util/error.h"
 #include "core/util/torch_compat.h"
 
@@ -52,11 +53,12 @@ LinearProbeResult linearProbe(const FeatureSet& train, const FeatureSet& test,
     }
   }
   torch::NoGradGuard guard;
-  auto accuracy = [&](const torch::Tensor& x, const torch::Tensor& y) {
-    if (x.size(0) == 0) return 0.0;
-    return 100.0 * classifier(x).argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
+  auto predict = [&](const torch::Tensor& x) {
+    return x.size(0) == 0 ? torch::empty({0}, torch::kLong) : classifier(x).argmax(1).cpu();
   };
-  return {accuracy(x_train, train.labels), accuracy(x_test, test.labels)};
+  auto test_predicted = predict(x_test);
+  return {top1Percent(predict(x_train), train.labels), top1Percent(test_predicted, test.labels),
+          test_predicted};
 }
 
 }  // namespace mst

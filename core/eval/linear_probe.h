@@ -18,12 +18,14 @@ struct LinearProbeOptions {
 };
 
 struct LinearProbeResult {
-  double train_top1 = 0;  ///< percent, on the training features
-  double test_top1 = 0;   ///< percent, on the test features
+  double train_top1 = 0;         ///< percent, on the training features
+  double test_top1 = 0;          ///< percent, on the test features
+  torch::Tensor test_predicted;  ///< (M) int64 on the CPU: the class predicted for each test row
 };
 
 /// Trains a linear classifier on standardised `train` features (mean/std of the training set,
-/// applied to both) and reports top-1 accuracies. Deterministic for a given seed.
+/// applied to both) and reports top-1 accuracies and the test predictions. Deterministic for a
+/// given seed.
 LinearProbeResult linearProbe(const FeatureSet& train, const FeatureSet& test,
                               const LinearProbeOptions& options);
 
