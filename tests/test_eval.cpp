@@ -283,6 +283,17 @@ class TestEval : public QObject {
              (std::vector<std::string>{"a", "b", "c", "d"}));
     QVERIFY(!perClassReadout(confusion, {}).contains("classes"));  // names unknown
     QVERIFY(!perClassReadout(confusion, {"a", "b"}).contains("classes"));
+    // Many classes: each class's top-1 stays, the C x C matrix is left out.
+    const int64_t many = kMaxConfusionClasses + 1;
+    const auto labels = torch::arange(many);
+    const auto big = perClassReadout(confusionMatrix(labels, labels, many), {});
+    QCOMPARE(big["per_class_top1"].size(), static_cast<size_t>(many));
+    QCOMPARE(big["per_class_top1"][many - 1].get<double>(), 100.0);
+    QVERIFY(!big.contains("confusion"));
+    QVERIFY(perClassReadout(confusionMatrix(labels.slice(0, 0, many - 1), labels.slice(0, 0, many - 1),
+                                            many - 1),
+                            {})
+                .contains("confusion"));
     // Nothing to classify: every class null, no NaN.
     const auto none = perClassReadout(
         confusionMatrix(torch::empty({0}, torch::kLong), torch::empty({0}, torch::kLong), 2), {});

@@ -213,7 +213,15 @@ class TestGuiInspector : public QObject {
     panel.setHead(1);
     for (int j = 0; j < cells; ++j)
       QCOMPARE(panel.shownImages()[1].attention[j], heads[(1 * dh[1] + 1) * cells + j]);
+    QVERIFY(!panel.grid()->headsView());
+    // All heads: the grid shows the mean and every head of the file side by side.
+    panel.setHead(InspectorPanel::kAllHeads);
+    QVERIFY(panel.grid()->headsView());
+    QCOMPARE(panel.grid()->headColumns(), static_cast<int>(dh[1]));
+    for (int j = 0; j < cells; ++j)
+      QCOMPARE(panel.grid()->images()[1].attention[j], attention[1 * cells + j]);
     panel.setHead(-1);
+    QVERIFY(!panel.grid()->headsView());
 
     // Exporting what is shown writes the file's settings back, not the controls' defaults.
     const QString again = dir_.filePath("inspect_again.h5");
@@ -599,6 +607,29 @@ class TestGuiInspector : public QObject {
     QCOMPARE(fileHead(dir_.filePath("heat.png"), 4), QByteArray("\x89PNG"));
     QVERIFY2(panel.heatmap()->exportCsv(dir_.filePath("heat.csv"), &error), qPrintable(error));
     QCOMPARE(fileHead(dir_.filePath("heat.csv"), 1 << 16).trimmed().split('\n').size(), 1 + 2);
+  }
+
+  /// Not a check: with MST_WIDGET_SHOTS=DIR, saves the panel in the heads view as a person sees it
+  /// (MST_REVIEW_CHECKPOINT=FILE for a trained run's weights instead of this test's 3 steps).
+  void renderForReview() {
+    const QString out = qEnvironmentVariable("MST_WIDGET_SHOTS");
+    if (out.isEmpty()) QSKIP("MST_WIDGET_SHOTS is not set");
+    InspectorPanel panel;
+    panel.setImageIndices("0,1,2,7");
+    panel.setCheckpoint(qEnvironmentVariable("MST_REVIEW_CHECKPOINT", checkpoint_));
+    panel.setMaskSettings("attention_guided", 0.5, 2);
+    panel.setSeed(3);
+    QVERIFY(waitFor(panel, 2, 3));
+    panel.setHead(InspectorPanel::kAllHeads);
+    panel.resize(900, 700);
+    panel.show();
+    QTest::qWait(100);
+    QVERIFY(panel.grab().toImage().save(out + "/inspector_panel_heads.png"));
+    QString error;
+    QVERIFY2(panel.exportFigure(out + "/inspector_figure_heads.png", &error), qPrintable(error));
+    panel.setAttentionOverlay(true);
+    QVERIFY2(panel.exportFigure(out + "/inspector_figure_heads_overlay.png", &error),
+             qPrintable(error));
   }
 };
 

@@ -473,6 +473,104 @@ class TestWidgetInspector : public QObject {
     QCOMPARE(grid.renderCell(0, InspectorColumn::Attention), alone);
   }
 
+  void headsViewShowsEveryHead() {
+    // Four heads that look at different places; the mean is their average.
+    ProbeImage p = makeProbe("#0", 1, {1}, {40});
+    p.heads = 4;
+    p.attention_heads.resize(4 * 49);
+    for (int h = 0; h < 4; ++h)
+      for (int i = 0; i < 49; ++i)
+        p.attention_heads[h * 49 + i] = (i == 12 * h ? 0.4f : 0.01f) + 0.001f * ((i + h) % 7);
+    p.attention_heads[1 * 49 + 48] = 0.5f;  // the largest value anywhere: head 2, last patch
+    for (int i = 0; i < 49; ++i) {
+      float sum = 0.0f;
+      for (int h = 0; h < 4; ++h) sum += p.attention_heads[h * 49 + i];
+      p.attention[i] = sum / 4.0f;
+    }
+    ProbeImage no_heads = makeProbe("#1", 1, {}, {});  // heads = 0: a log without them
+    auto head_map = [](const ProbeImage& probe, int h) {
+      ProbeImage q = probe;
+      q.attention = probe.attention_heads.mid(h * 49, 49);
+      return q;
+    };
+    auto at = [](const QImage& cell, int patch) {  // 112 / 7 = 16 px per patch
+      return cell.pixel((patch % 7) * 16 + 8, (patch / 7) * 16 + 8);
+    };
+
+    InspectorGrid grid;
+    grid.setImages({p, no_heads});
+    QCOMPARE(grid.headColumns(), 0);
+    const QImage mean_cell = grid.renderCell(0, InspectorColumn::Attention);
+    const int width_masks = grid.sizeHint().width();
+    grid.setHeadsView(true);
+    QCOMPARE(grid.columns(),
+             QVector<InspectorColumn>({InspectorColumn::Input, InspectorColumn::Attention,
+                                       InspectorColumn::Head, InspectorColumn::Head,
+                                       InspectorColumn::Head, InspectorColumn::Head}));
+    QCOMPARE(grid.headColumns(), 4);
+    QVERIFY(grid.sizeHint().width() > width_masks);  // 6 columns instead of 5
+    QVERIFY(grid.cellRect(0, InspectorColumn::RandomMask).isEmpty());
+    QVERIFY(grid.cellRect(0, InspectorColumn::Head, 4).isEmpty());
+    QVERIFY(grid.cellRect(0, InspectorColumn::Head, 2).left() >
+            grid.cellRect(0, InspectorColumn::Head, 1).right());
+    QCOMPARE(InspectorGrid::columnTitle(InspectorColumn::Head, 2), QString("Head 3"));
+
+    // One shared scale over every map shown: the means and all heads of all images.
+    double lo = INFINITY, hi = -INFINITY;
+    for (float v : p.attention_heads) lo = std::min(lo, 49.0 * v), hi = std::max(hi, 49.0 * v);
+    for (const ProbeImage& q : {p, no_heads})
+      for (float v : q.attention) lo = std::min(lo, 49.0 * v), hi = std::max(hi, 49.0 * v);
+    double l = 0.0, h = 0.0;
+    QVERIFY(grid.colourRange(0, &l, &h, 3));
+    QCOMPARE(l, lo);
+    QCOMPARE(h, hi);
+    QCOMPARE(grid.colourBarLabels()[1], QString::number(hi, 'f', 1));
+    // Each head's cell is that head's map on that scale; the Attention column stays the mean.
+    for (int head = 0; head < 4; ++head) {
+      const QImage cell = grid.renderCell(0, InspectorColumn::Head, head);
+      const QImage expected = mst::attentionHeatmap(head_map(p, head), lo, hi);
+      for (int i = 0; i < 49; ++i)
+        QVERIFY2(at(cell, i) == expected.pixel(i % 7, i / 7),
+                 qPrintable(QString("head %1 patch %2").arg(head).arg(i)));
+      // The caption gives the head's own range (2 decimals below 10, 1 below 100).
+      const auto [mn, mx] = std::minmax_element(p.attention_heads.begin() + head * 49,
+                                                p.attention_heads.begin() + head * 49 + 49);
+      auto fmt = [](double v) { return QString::number(v, 'f', v < 10 ? 2 : 1); };
+      QCOMPARE(grid.cellCaption(0, InspectorColumn::Head, head),
+               QString("%1 – %2 ×").arg(fmt(49.0 * *mn), fmt(49.0 * *mx)));
+    }
+    // The scale's low end is a head's (0.49 x uniform, below every mean's 0.54): heads count.
+    QVERIFY(lo < 0.5);
+    const QImage mean_expected = mst::attentionHeatmap(p, lo, hi);
+    const QImage mean_now = grid.renderCell(0, InspectorColumn::Attention);
+    for (int i = 0; i < 49; ++i) QCOMPARE(at(mean_now, i), mean_expected.pixel(i % 7, i / 7));
+    // The image without heads has none to show: a placeholder, not another image's map.
+    const QImage missing = grid.renderCell(1, InspectorColumn::Head, 0);
+    QCOMPARE(at(missing, 0), QColor(0xE9, 0xEC, 0xEF).rgb());  // a corner, away from the note
+    QVERIFY(grid.cellCaption(1, InspectorColumn::Head, 0).isEmpty());
+
+    // Per image: each map from its own min to its own max.
+    grid.setAttentionScale(mst::AttentionScale::PerImage);
+    for (int head = 0; head < 4; ++head) {
+      const QImage cell = grid.renderCell(0, InspectorColumn::Head, head);
+      const QVector<float> m = p.attention_heads.mid(head * 49, 49);
+      const int argmax = int(std::max_element(m.begin(), m.end()) - m.begin());
+      const int argmin = int(std::min_element(m.begin(), m.end()) - m.begin());
+      QCOMPARE(at(cell, argmax), mst::infernoColour(1.0).rgb());
+      QCOMPARE(at(cell, argmin), mst::infernoColour(0.0).rgb());
+    }
+    // The figure has the heads' columns too.
+    QTemporaryDir dir;
+    QString error;
+    QVERIFY2(grid.exportFigure(dir.filePath("heads.png"), &error), qPrintable(error));
+    const QImage figure(dir.filePath("heads.png"));
+    grid.setHeadsView(false);
+    QCOMPARE(grid.columns().size(), 5);
+    QCOMPARE(grid.renderCell(0, InspectorColumn::Attention).size(), mean_cell.size());
+    QVERIFY(grid.exportFigure(dir.filePath("masks.png"), &error));
+    QVERIFY(figure.width() > QImage(dir.filePath("masks.png")).width());
+  }
+
   void gridClickEmitsRow() {
     InspectorGrid grid;
     grid.setImages(

@@ -112,6 +112,32 @@ void InspectorGrid::setAttentionOverlay(bool on) {
 
 bool InspectorGrid::attentionOverlay() const { return attention_overlay_; }
 
+void InspectorGrid::setHeadsView(bool on) {
+  if (on == heads_view_) return;
+  heads_view_ = on;
+  hovered_row_ = -1;
+  invalidate();
+}
+
+bool InspectorGrid::headsView() const { return heads_view_; }
+
+int InspectorGrid::headColumns() const {
+  if (!heads_view_) return 0;
+  int heads = 0;
+  for (const ProbeImage& p : images_) heads = std::max(heads, p.heads);
+  return heads;
+}
+
+ProbeImage InspectorGrid::withHead(const ProbeImage& p, int head) {
+  if (head < 0) return p;
+  ProbeImage q = p;  // the planes are shared, not copied (QVector is implicitly shared)
+  const int n = p.grid_h * p.grid_w;
+  q.attention = head < p.heads && n > 0 && p.attention_heads.size() >= (head + 1) * n
+                    ? p.attention_heads.mid(head * n, n)
+                    : QVector<float>();
+  return q;
+}
+
 void InspectorGrid::setCellSize(int pixels) {
   pixels = std::max(pixels, kMinCell);
   if (pixels == cell_size_) return;
@@ -140,11 +166,14 @@ QString InspectorGrid::emptyText() const {
 
 bool InspectorGrid::sharedRange(double* lo, double* hi) const {
   double a = INFINITY, b = -INFINITY;
+  const int heads = headColumns();
   for (const ProbeImage& p : images_) {
-    double l = 0.0, h = 0.0;
-    if (!attentionRange(p, &l, &h)) continue;
-    a = std::min(a, l);
-    b = std::max(b, h);
+    for (int head = -1; head < heads; ++head) {
+      double l = 0.0, h = 0.0;
+      if (!attentionRange(withHead(p, head), &l, &h)) continue;
+      a = std::min(a, l);
+      b = std::max(b, h);
+    }
   }
   if (a > b) return false;
   *lo = a;
@@ -152,10 +181,10 @@ bool InspectorGrid::sharedRange(double* lo, double* hi) const {
   return true;
 }
 
-bool InspectorGrid::colourRange(int row, double* lo, double* hi) const {
+bool InspectorGrid::colourRange(int row, double* lo, double* hi, int head) const {
   if (row < 0 || row >= images_.size()) return false;
   double l = 0.0, h = 0.0;
-  if (!attentionRange(images_[row], &l, &h)) return false;
+  if (!attentionRange(withHead(images_[row], head), &l, &h)) return false;
   if (scale_ == AttentionScale::Shared) return sharedRange(lo, hi);
   *lo = l;
   *hi = h;
@@ -169,24 +198,24 @@ QStringList InspectorGrid::colourBarLabels() const {
   return {formatValue(lo), formatValue(hi)};
 }
 
-QString InspectorGrid::headerTitle(InspectorColumn column) const {
-  if (column != InspectorColumn::Attention || colourBarLabels().isEmpty())
-    return columnTitle(column);
-  // No-break spaces: a wrapped title breaks before the parenthesis, never inside it.
-  if (attention_overlay_)
-    return scale_ == AttentionScale::Shared ? tr("Attention on input (×\u00A0uniform)")
-                                            : tr("Attention on input (per\u00A0image)");
-  return scale_ == AttentionScale::Shared ? tr("Attention (×\u00A0uniform)")
-                                          : tr("Attention (per\u00A0image)");
+QString InspectorGrid::headerTitle(const GridColumn& column) const {
+  if (column.kind != InspectorColumn::Attention || colourBarLabels().isEmpty())
+    return columnTitle(column.kind, column.head);
+  // No-break spaces: a wrapped title breaks before the parenthesis, never inside it. In the heads
+  // view the column is the mean of the heads beside it.
+  const QString what = heads_view_ ? tr("Mean of heads") : tr("Attention");
+  const QString where = attention_overlay_ ? tr(" on input") : QString();
+  const QString unit = scale_ == AttentionScale::Shared ? tr("×\u00A0uniform") : tr("per\u00A0image");
+  return QStringLiteral("%1%2 (%3)").arg(what, where, unit);
 }
 
 QRect InspectorGrid::colourBarRect(bool figure) const {
   if (colourBarLabels().isEmpty()) return QRect();
-  const int column = columns().indexOf(InspectorColumn::Attention);
+  const int column = gridColumns().indexOf(GridColumn{InspectorColumn::Attention});
   return layoutFor(figure ? figureFont() : font()).colourBar(column);
 }
 
-QString InspectorGrid::cellCaption(int row, InspectorColumn column) const {
+QString InspectorGrid::cellCaption(int row, InspectorColumn column, int head) const {
   if (row < 0 || row >= images_.size()) return QString();
   const ProbeImage& p = images_[row];
   const int n = p.grid_h * p.grid_w;
@@ -195,9 +224,12 @@ QString InspectorGrid::cellCaption(int row, InspectorColumn column) const {
     return QStringLiteral("%1/%2 %3").arg(countMasked(mask)).arg(n).arg(what);
   };
   switch (column) {
-    case InspectorColumn::Attention: {
+    case InspectorColumn::Attention:
+    case InspectorColumn::Head: {
+      if (column == InspectorColumn::Head && head < 0) return QString();
       double lo = 0.0, hi = 0.0;
-      if (!attentionRange(p, &lo, &hi)) return QString();
+      if (!attentionRange(withHead(p, column == InspectorColumn::Head ? head : -1), &lo, &hi))
+        return QString();
       return QStringLiteral("%1 – %2 ×").arg(formatValue(lo), formatValue(hi));
     }
     case InspectorColumn::RandomMask:
@@ -214,15 +246,29 @@ QString InspectorGrid::cellCaption(int row, InspectorColumn column) const {
   return QString();
 }
 
-QVector<InspectorColumn> InspectorGrid::columns() const {
-  QVector<InspectorColumn> out = {InspectorColumn::Input, InspectorColumn::Attention,
-                                  InspectorColumn::RandomMask, InspectorColumn::GuidedMask,
-                                  InspectorColumn::Reconstruction};
-  if (show_threshold_) out.append(InspectorColumn::Threshold);
+QVector<InspectorGrid::GridColumn> InspectorGrid::gridColumns() const {
+  if (heads_view_) {
+    QVector<GridColumn> out = {{InspectorColumn::Input}, {InspectorColumn::Attention}};
+    const int heads = headColumns();
+    for (int h = 0; h < heads; ++h) out.append({InspectorColumn::Head, h});
+    return out;
+  }
+  QVector<GridColumn> out = {{InspectorColumn::Input},
+                             {InspectorColumn::Attention},
+                             {InspectorColumn::RandomMask},
+                             {InspectorColumn::GuidedMask},
+                             {InspectorColumn::Reconstruction}};
+  if (show_threshold_) out.append({InspectorColumn::Threshold});
   return out;
 }
 
-QString InspectorGrid::columnTitle(InspectorColumn column) {
+QVector<InspectorColumn> InspectorGrid::columns() const {
+  QVector<InspectorColumn> out;
+  for (const GridColumn& c : gridColumns()) out.append(c.kind);
+  return out;
+}
+
+QString InspectorGrid::columnTitle(InspectorColumn column, int head) {
   switch (column) {
     case InspectorColumn::Input:
       return QStringLiteral("Input");
@@ -236,6 +282,8 @@ QString InspectorGrid::columnTitle(InspectorColumn column) {
       return QStringLiteral("Reconstruction");
     case InspectorColumn::Threshold:
       return QStringLiteral("Top-60% attention");
+    case InspectorColumn::Head:
+      return head >= 0 ? QStringLiteral("Head %1").arg(head + 1) : QStringLiteral("Head");
   }
   return QString();
 }
@@ -245,11 +293,13 @@ QColor InspectorGrid::randomMaskColour() { return QColor(0xF7, 0x67, 0x07); }
 QColor InspectorGrid::guidedMaskColour() { return QColor(0x22, 0x8B, 0xE6); }
 QColor InspectorGrid::thresholdColour() { return QColor(0xBE, 0x4B, 0xDB); }
 
-QImage InspectorGrid::renderCell(int row, InspectorColumn column) const {
-  return renderCellAt(row, column, cell_size_);
+QImage InspectorGrid::renderCell(int row, InspectorColumn column, int head) const {
+  return renderCellAt(row, GridColumn{column, column == InspectorColumn::Head ? head : -1},
+                      cell_size_);
 }
 
-QImage InspectorGrid::renderCellAt(int row, InspectorColumn column, int pixels) const {
+QImage InspectorGrid::renderCellAt(int row, const GridColumn& grid_column, int pixels) const {
+  const InspectorColumn column = grid_column.kind;
   if (row < 0 || row >= images_.size() || pixels <= 0) return QImage();
   const ProbeImage& p = images_[row];
   QImage cell(pixels, pixels, QImage::Format_ARGB32);
@@ -274,14 +324,17 @@ QImage InspectorGrid::renderCellAt(int row, InspectorColumn column, int pixels) 
       content = maskOverlay(p, {}, QColor(), overlay_scale);
       missing = QStringLiteral("no image");
       break;
-    case InspectorColumn::Attention: {
+    case InspectorColumn::Attention:
+    case InspectorColumn::Head: {
+      const int head = column == InspectorColumn::Head ? std::max(grid_column.head, 0) : -1;
+      const ProbeImage map = withHead(p, head);
       double lo = 0.0, hi = 0.0;
-      if (!colourRange(row, &lo, &hi)) attentionRange(p, &lo, &hi);
+      if (!colourRange(row, &lo, &hi, head)) attentionRange(map, &lo, &hi);
       content = attention_overlay_
-                    ? mst::attentionOverlay(p, lo, hi, overlay_scale, kAttentionOverlayOpacity)
-                    : attentionHeatmap(p, lo, hi);
+                    ? mst::attentionOverlay(map, lo, hi, overlay_scale, kAttentionOverlayOpacity)
+                    : attentionHeatmap(map, lo, hi);
       // Without the image (sizes that do not match) the heat map alone still shows.
-      if (content.isNull()) content = attentionHeatmap(p, lo, hi);
+      if (content.isNull()) content = attentionHeatmap(map, lo, hi);
       missing = QStringLiteral("no attention");
       break;
     }
@@ -329,8 +382,8 @@ InspectorGrid::Layout InspectorGrid::layoutFor(const QFont& font) const {
   layout.cell_px = cell_size_;
   const QFontMetrics metrics(font);
   int header = metrics.height();
-  const QVector<InspectorColumn> cols = columns();
-  for (InspectorColumn c : cols) {
+  const QVector<GridColumn> cols = gridColumns();
+  for (const GridColumn& c : cols) {
     const QRect r = metrics.boundingRect(QRect(0, 0, layout.cell_px, 1000),
                                          Qt::AlignHCenter | Qt::TextWordWrap, headerTitle(c));
     header = std::max(header, r.height());
@@ -351,8 +404,9 @@ InspectorGrid::Layout InspectorGrid::layoutFor(const QFont& font) const {
   return layout;
 }
 
-QRect InspectorGrid::cellRect(int row, InspectorColumn column) const {
-  const int index = columns().indexOf(column);
+QRect InspectorGrid::cellRect(int row, InspectorColumn column, int head) const {
+  const int index =
+      gridColumns().indexOf(GridColumn{column, column == InspectorColumn::Head ? head : -1});
   if (row < 0 || row >= images_.size() || index < 0) return QRect();
   return layoutFor(font()).cell(row, index);
 }
@@ -369,18 +423,19 @@ QSize InspectorGrid::minimumSizeHint() const {
 void InspectorGrid::paintGrid(QPainter& painter, const Layout& layout, const QFont& font,
                               const QColor& text_colour, int pixels_per_cell,
                               bool use_cache) const {
-  const QVector<InspectorColumn> cols = columns();
+  const QVector<GridColumn> cols = gridColumns();
   painter.setFont(font);
   painter.setPen(text_colour);
   for (int c = 0; c < cols.size(); ++c) {
     painter.drawText(layout.header(c), Qt::AlignHCenter | Qt::AlignBottom | Qt::TextWordWrap,
                      headerTitle(cols[c]));
-    if (cols[c] == InspectorColumn::Attention) paintColourBar(painter, layout, c, text_colour);
+    if (cols[c].kind == InspectorColumn::Attention)
+      paintColourBar(painter, layout, c, text_colour);
   }
   if (use_cache && cache_.size() != images_.size() * cols.size()) {
     cache_.clear();
     for (int r = 0; r < images_.size(); ++r)
-      for (InspectorColumn c : cols) cache_.append(renderCellAt(r, c, cell_size_));
+      for (const GridColumn& c : cols) cache_.append(renderCellAt(r, c, cell_size_));
   }
   painter.setRenderHint(QPainter::SmoothPixmapTransform, false);
   for (int r = 0; r < images_.size(); ++r) {
@@ -390,13 +445,13 @@ void InspectorGrid::paintGrid(QPainter& painter, const Layout& layout, const QFo
       const QImage cell =
           use_cache ? cache_[r * cols.size() + c] : renderCellAt(r, cols[c], pixels_per_cell);
       painter.drawImage(QRectF(layout.cell(r, c)), cell);
-      const QString caption = cellCaption(r, cols[c]);
+      const QString caption = cellCaption(r, cols[c].kind, cols[c].head);
       if (caption.isEmpty()) continue;
       // A mask's count in the mask's own colour (darkened to read as text) ties it to the overlay.
       QColor colour = text_colour;
-      if (cols[c] == InspectorColumn::RandomMask) colour = randomMaskColour().darker(135);
-      if (cols[c] == InspectorColumn::GuidedMask) colour = guidedMaskColour().darker(135);
-      if (cols[c] == InspectorColumn::Threshold) colour = thresholdColour().darker(135);
+      if (cols[c].kind == InspectorColumn::RandomMask) colour = randomMaskColour().darker(135);
+      if (cols[c].kind == InspectorColumn::GuidedMask) colour = guidedMaskColour().darker(135);
+      if (cols[c].kind == InspectorColumn::Threshold) colour = thresholdColour().darker(135);
       painter.setPen(colour);
       painter.drawText(layout.caption(r, c), Qt::AlignHCenter | Qt::AlignBottom, caption);
     }
@@ -490,8 +545,9 @@ void InspectorGrid::leaveEvent(QEvent* event) {
   QWidget::leaveEvent(event);
 }
 
-QString InspectorGrid::cellToolTip(int row, InspectorColumn column) const {
-  const ProbeImage& p = images_[row];
+QString InspectorGrid::cellToolTip(int row, const GridColumn& grid_column) const {
+  const InspectorColumn column = grid_column.kind;
+  const ProbeImage p = withHead(images_[row], column == InspectorColumn::Head ? grid_column.head : -1);
   const int n = p.grid_h * p.grid_w;
   auto masked = [n](const QVector<quint8>& mask) {
     if (mask.size() != n || n == 0) return QStringLiteral("no mask");
@@ -512,15 +568,20 @@ QString InspectorGrid::cellToolTip(int row, InspectorColumn column) const {
                    .arg(p.grid_h);
       break;
     case InspectorColumn::Attention:
+    case InspectorColumn::Head:
       if (p.attention.size() == n && n > 0) {
         const auto [lo, hi] = std::minmax_element(p.attention.begin(), p.attention.end());
-        detail = QStringLiteral("teacher CLS attention %1 .. %2 (%3 .. %4 x uniform, %5 scale)")
+        const QString which = column == InspectorColumn::Head
+                                  ? QStringLiteral(" of head %1").arg(grid_column.head + 1)
+                                  : QString();
+        detail = QStringLiteral("teacher CLS attention%6 %1 .. %2 (%3 .. %4 x uniform, %5 scale)")
                      .arg(*lo, 0, 'g', 3)
                      .arg(*hi, 0, 'g', 3)
                      .arg(double(*lo) * n, 0, 'g', 3)
                      .arg(double(*hi) * n, 0, 'g', 3)
                      .arg(scale_ == AttentionScale::Shared ? QStringLiteral("shared")
-                                                           : QStringLiteral("per-image"));
+                                                           : QStringLiteral("per-image"))
+                     .arg(which);
       }
       break;
     case InspectorColumn::RandomMask:
@@ -541,14 +602,14 @@ QString InspectorGrid::cellToolTip(int row, InspectorColumn column) const {
       break;
   }
   return QStringLiteral("<b>%1</b> %2<br>%3")
-      .arg(p.title.toHtmlEscaped(), columnTitle(column), detail.toHtmlEscaped());
+      .arg(p.title.toHtmlEscaped(), columnTitle(column, grid_column.head), detail.toHtmlEscaped());
 }
 
 bool InspectorGrid::event(QEvent* event) {
   if (event->type() == QEvent::ToolTip) {
     const auto* help = static_cast<QHelpEvent*>(event);
     const Layout layout = layoutFor(font());
-    const QVector<InspectorColumn> cols = columns();
+    const QVector<GridColumn> cols = gridColumns();
     for (int r = 0; r < images_.size(); ++r) {
       for (int c = 0; c < cols.size(); ++c) {
         const QRect rect = layout.cell(r, c);

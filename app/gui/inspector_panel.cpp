@@ -80,7 +80,10 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   reseed->setToolTip("A new seed: both masks drawn again");
   head_ = new QComboBox;
   head_->addItem("mean", -1);
-  head_->setToolTip("Attention map: the mean over heads (what the mask uses) or one head");
+  head_->setToolTip(
+      "Attention map: the mean over heads (what the mask uses), one head, or all heads side by "
+      "side (the input, the mean and every head's map on one scale; masks and reconstruction "
+      "leave the view)");
   scale_ = new QComboBox;
   scale_->addItem("shared", static_cast<int>(AttentionScale::Shared));
   scale_->addItem("per image", static_cast<int>(AttentionScale::PerImage));
@@ -407,12 +410,13 @@ void InspectorPanel::showImages(const QVector<ProbeImage>& images, qint64 step,
                                 const QString& what) {
   raw_ = images;
   const int heads = images.isEmpty() ? 0 : images.front().heads;
-  if (head_->count() != heads + 1) {
+  if (head_->count() != heads + 1 + (heads > 1 ? 1 : 0)) {
     const int keep = head_->currentData().toInt();
     head_->blockSignals(true);
     head_->clear();
     head_->addItem("mean", -1);
     for (int h = 0; h < heads; ++h) head_->addItem(QString("head %1").arg(h + 1), h);
+    if (heads > 1) head_->addItem("all heads", kAllHeads);
     head_->setCurrentIndex(std::max(0, head_->findData(keep)));
     head_->blockSignals(false);
   }
@@ -424,6 +428,9 @@ void InspectorPanel::showImages(const QVector<ProbeImage>& images, qint64 step,
 void InspectorPanel::applyHead() {
   const int head = head_->currentData().toInt();
   shown_ = raw_;
+  // The heads view draws the mean and every head itself, from the images as computed.
+  grid_->setHeadsView(head == kAllHeads);
+  threshold_->setEnabled(head != kAllHeads);
   if (head >= 0) {
     for (ProbeImage& p : shown_) {
       const int n = p.grid_h * p.grid_w;

@@ -51,7 +51,9 @@ class InspectorPanel : public QWidget {
   void pickRandomImages(int count = 8);
   void setMaskSettings(const QString& strategy, double p, int num);
   void setSeed(qint64 seed);
-  void setHead(int head);  ///< -1 = mean over heads
+  void setHead(int head);  ///< -1 = mean over heads, kAllHeads = every head side by side
+  /// setHead's value for the heads view (InspectorGrid::setHeadsView).
+  static constexpr int kAllHeads = -2;
   void setShowThreshold(bool on);
   /// The attention column over the input image (the "On input" box).
   void setAttentionOverlay(bool on);

@@ -56,7 +56,8 @@ nlohmann::json perClassReadout(const torch::Tensor& confusion,
                     : nlohmann::json(roundPercent(100.0 * static_cast<double>(c[t * C + t]) /
                                                   static_cast<double>(images))));
   }
-  nlohmann::json out{{"per_class_top1", std::move(per_class)}, {"confusion", std::move(matrix)}};
+  nlohmann::json out{{"per_class_top1", std::move(per_class)}};
+  if (C <= kMaxConfusionClasses) out["confusion"] = std::move(matrix);
   if (static_cast<int64_t>(class_names.size()) == C) out["classes"] = class_names;
   return out;
 }

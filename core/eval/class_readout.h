@@ -26,7 +26,11 @@ torch::Tensor confusionMatrix(const torch::Tensor& truth, const torch::Tensor& p
 
 /// The result line's per-class keys for `confusion` (C, C) as confusionMatrix gives it:
 /// "per_class_top1" (C values in percent, 4 decimals; null for a class without test images),
-/// "confusion" (C rows of C counts) and, when `class_names` holds C names, "classes".
+/// "confusion" (C rows of C counts; left out above kMaxConfusionClasses classes, where the matrix
+/// would swell the result line and eval.json to megabytes) and, when `class_names` holds C names,
+/// "classes".
+constexpr int64_t kMaxConfusionClasses = 100;
+
 nlohmann::json perClassReadout(const torch::Tensor& confusion,
                                const std::vector<std::string>& class_names);
 
