@@ -1181,6 +1181,51 @@ class TestEval : public QObject {
       QVERIFY2(std::string(e.what()).find("not a JSON object") != std::string::npos, e.what());
     }
   }
+
+  void runReadoutsReadThePerClassKeysWhenPresent() {
+    QTemporaryDir tmp;
+    namespace fs = std::filesystem;
+    const fs::path dir(tmp.path().toStdString());
+    // A record from before the per-class keys: the top-1 reads as before, nothing per class.
+    std::ofstream(dir / "eval.json")
+        << R"({"knn": {"knn_top1": 64.25, "knn_k": 20, "train": 60000, "test": 10000},
+               "linear": {"linear_top1": 73.5, "epochs": 100, "train": 60000, "test": 10000}})";
+    RunReadouts r = readRunReadouts(dir.string());
+    QCOMPARE(r.knn_top1.value_or(-1), 64.25);
+    QCOMPARE(r.linear_top1.value_or(-1), 73.5);
+    QVERIFY(r.knn_classes.empty() && r.linear_classes.empty() && r.error.empty());
+
+    // With them: rows = true class as recorded (the matrix is not symmetric), null = no images.
+    std::ofstream(dir / "eval.json") << R"({
+      "knn": {"knn_top1": 50.0, "per_class_top1": [50.0, 100.0, 33.3333, null],
+              "confusion": [[1, 1, 0, 0], [0, 1, 0, 0], [2, 0, 1, 0], [0, 0, 0, 0]],
+              "classes": ["a", "b", "c", "d"]},
+      "linear": {"linear_top1": 60.0, "per_class_top1": [100.0, 0.0, 66.6667, null]}})";
+    r = readRunReadouts(dir.string());
+    QCOMPARE(r.knn_top1.value_or(-1), 50.0);
+    QCOMPARE(r.knn_classes.top1.size(), size_t{4});
+    QCOMPARE(r.knn_classes.top1[2].value_or(-1), 33.3333);
+    QVERIFY(!r.knn_classes.top1[3]);
+    QCOMPARE(r.knn_classes.confusion[2], (std::vector<int64_t>{2, 0, 1, 0}));
+    QCOMPARE(r.knn_classes.confusion[0], (std::vector<int64_t>{1, 1, 0, 0}));
+    QCOMPARE(r.knn_classes.classes, (std::vector<std::string>{"a", "b", "c", "d"}));
+    // The linear result has no matrix (as above 100 classes) and no names: its top-1 stays.
+    QCOMPARE(r.linear_classes.top1[1].value_or(-1), 0.0);
+    QVERIFY(r.linear_classes.confusion.empty() && r.linear_classes.classes.empty());
+
+    // A key of the wrong shape is dropped on its own; the record and the other keys still read.
+    std::ofstream(dir / "eval.json") << R"({
+      "knn": {"knn_top1": 50.0, "per_class_top1": [50.0, 100.0],
+              "confusion": [[1, 1], [0]], "classes": ["a", "b", "c"]},
+      "linear": {"linear_top1": 60.0, "per_class_top1": "high"}})";
+    r = readRunReadouts(dir.string());
+    QCOMPARE(r.knn_top1.value_or(-1), 50.0);
+    QCOMPARE(r.linear_top1.value_or(-1), 60.0);
+    QCOMPARE(r.knn_classes.top1.size(), size_t{2});
+    QVERIFY(r.knn_classes.confusion.empty() && r.knn_classes.classes.empty());
+    QVERIFY(r.linear_classes.empty());
+    QVERIFY(r.error.empty());
+  }
 };
 
 QTEST_APPLESS_MAIN(TestEval)

@@ -2,7 +2,10 @@
 /// event loop, exports, field errors, and a run log followed while another process writes it.
 #include <QtTest/QtTest>
 
+#include <QComboBox>
 #include <QLabel>
+#include <QMenu>
+#include <QMenuBar>
 #include <QMessageBox>
 #include <QHeaderView>
 #include <QProcess>
@@ -18,11 +21,13 @@
 #include "app/gui/eval_run.h"
 #include "app/gui/inspector_panel.h"
 #include "app/gui/main_window.h"
+#include "app/gui/per_class_dialog.h"
 #include "tests/test_util.h"
 #include "app/gui/run_reader.h"
 #include "core/config/config.h"
 #include "core/log/log_reader.h"
 #include "core/log/run_log.h"
+#include "widgets/confusion_heatmap.h"
 #include "widgets/config_form.h"
 #include "widgets/curve_panel.h"
 #include "widgets/run_controls.h"
@@ -401,6 +406,102 @@ class TestGuiWorkbench : public QObject {
              qPrintable(refused.front().at(1).toString()));
     window.runList()->rescan();
     QCOMPARE(window.runList()->readoutText(run), QString("eval.json?"));
+  }
+
+  void perClassResultsShowInTheRunListAndTheirDialog() {
+    QTemporaryDir dir;
+    auto makeRun = [&](const QString& name, const nlohmann::json& record) {
+      QDir(dir.path()).mkpath(name);
+      QFile(dir.filePath(name + "/run.h5")).open(QIODevice::WriteOnly);  // listed by name only
+      writeJson(dir.filePath(name + "/eval.json"), record);
+      return QDir::cleanPath(dir.filePath(name));
+    };
+    const nlohmann::json classes{"T-shirt/top", "Trouser", "Shirt"};
+    // Not symmetric: row 2 (true Shirt) predicted as T-shirt/top 550 (k-NN) or 600 (linear)
+    // times of 1000, column 2 of row 0 only 267 or 200.
+    const QString run =
+        makeRun("per_class", {{"knn",
+                               {{"knn_top1", 68.3},
+                                {"per_class_top1", {73.3, 94.5, 37.1}},
+                                {"classes", classes},
+                                {"confusion", {{733, 0, 267}, {5, 945, 50}, {550, 79, 371}}}}},
+                              {"linear",
+                               {{"linear_top1", 71.7},
+                                {"per_class_top1", {80.0, 96.0, 39.2}},
+                                {"classes", classes},
+                                {"confusion", {{800, 0, 200}, {10, 960, 30}, {600, 8, 392}}}}}});
+    const QString old = makeRun("old", {{"knn", {{"knn_top1", 60.0}}}});
+    nlohmann::json many = nlohmann::json::array();
+    for (int i = 0; i < 101; ++i) many.push_back(i == 42 ? 3.0 : 50.0 + 0.1 * i);
+    const QString wide =
+        makeRun("wide", {{"linear", {{"linear_top1", 50.0}, {"per_class_top1", many}}}});
+
+    WorkbenchOptions o;
+    o.workspace = dir.path();
+    MainWindow window(o);
+    RunList* runs = window.runList();
+    QCOMPARE(runs->readoutText(run), QString("68.3 / 71.7"));
+    const QString tip = runs->readoutToolTip(run);
+    QVERIFY2(tip.contains("\nT-shirt/top 73.3 / 80.0\n") && tip.contains("\nTrouser 94.5 / 96.0\n"),
+             qPrintable(tip));
+    QVERIFY2(tip.contains("\nShirt 37.1 / 39.2   ◀ weakest"), qPrintable(tip));
+    QCOMPARE(tip.count("weakest"), 1);
+    QVERIFY(!runs->readoutToolTip(old).contains("Per class"));  // an old record: top-1 only
+    const QString wide_tip = runs->readoutToolTip(wide);
+    QVERIFY2(wide_tip.contains("The 5 weakest of 101 classes") &&
+                 wide_tip.contains("\nclass 42 – / 3.0   ◀ weakest") &&
+                 wide_tip.count("\nclass ") == 5,
+             qPrintable(wide_tip));
+
+    // The Run menu's entry follows the selected run.
+    QMenu* run_menu = nullptr;
+    for (QAction* a : window.menuBar()->actions())
+      if (a->text() == "&Run") run_menu = a->menu();
+    QVERIFY(run_menu);
+    QAction* per_class = nullptr;
+    for (QAction* a : run_menu->actions())
+      if (a->text() == "Per-&class results…") per_class = a;
+    QVERIFY(per_class);
+    auto select = [&](const QString& d) {
+      for (int i = 0; i < runs->tree()->topLevelItemCount(); ++i)
+        if (runs->tree()->topLevelItem(i)->data(0, Qt::UserRole).toString() == d)
+          runs->tree()->setCurrentItem(runs->tree()->topLevelItem(i));
+      QCOMPARE(runs->selectedRun(), d);
+    };
+    select(old);
+    emit run_menu->aboutToShow();
+    QVERIFY(!per_class->isEnabled());
+    select(run);
+    emit run_menu->aboutToShow();
+    QVERIFY(per_class->isEnabled());
+
+    QString error;
+    QVERIFY(!window.showPerClassResults(old, &error));
+    QVERIFY2(error.contains("no per-class results"), qPrintable(error));
+    PerClassDialog* dialog = window.showPerClassResults(run, &error);
+    QVERIFY2(dialog, qPrintable(error));
+    QVERIFY(!dialog->isModal() && dialog->isVisible());
+    ConfusionHeatmap* map = dialog->heatmap();
+    QCOMPARE(dialog->readoutCombo()->currentText(), QString("Linear probe"));
+    QVERIFY2(map->title().contains("% of that class's test images"), qPrintable(map->title()));
+    QCOMPARE(map->percent(2, 0), 60.0);  // true Shirt taken for T-shirt/top
+    QCOMPARE(map->percent(0, 2), 20.0);
+    QCOMPARE(map->cellText(2, 2), QString("39.2"));
+    QVERIFY(map->toolTipFor(2, 0).contains("true: Shirt"));
+    dialog->readoutCombo()->setCurrentIndex(dialog->readoutCombo()->findText("k-NN"));
+    QCOMPARE(map->percent(2, 0), 55.0);
+    QCOMPARE(map->cellText(0, 2), QString("26.7"));
+    QCOMPARE(dialog->classTable()->topLevelItemCount(), 3);
+    QVERIFY(dialog->classTable()->findItems("Shirt", Qt::MatchExactly).front()->font(1).bold());
+
+    // More than 100 classes: no matrix, the table and a note instead.
+    PerClassDialog* list_only = window.showPerClassResults(wide, &error);
+    QVERIFY2(list_only, qPrintable(error));
+    QCOMPARE(list_only->heatmap()->classCount(), 0);
+    QVERIFY(!list_only->heatmap()->isVisibleTo(list_only));
+    QVERIFY2(list_only->note()->text().contains("above 100 classes"),
+             qPrintable(list_only->note()->text()));
+    QCOMPARE(list_only->classTable()->topLevelItemCount(), 101);
   }
 
   void aRunLogSavedUnderAnotherNameOpensAsItself() {

@@ -298,8 +298,14 @@ void RunList::restoreColumns(const QByteArray& state) {
   fitColumns();
 }
 
-void RunList::addRunAction(const QString& text, std::function<void(const QString&)> act) {
-  run_actions_.push_back({text, std::move(act)});
+QString RunList::readoutToolTip(const QString& run_dir) const {
+  const QTreeWidgetItem* item = itemFor(cleanAbsolute(run_dir));
+  return item ? item->toolTip(kReadout) : QString();
+}
+
+void RunList::addRunAction(const QString& text, std::function<void(const QString&)> act,
+                           std::function<bool(const QString&)> enabled) {
+  run_actions_.push_back({text, std::move(act), std::move(enabled)});
 }
 
 QTreeWidgetItem* RunList::itemFor(const QString& run_dir) const {
@@ -360,8 +366,9 @@ void RunList::showContextMenu(const QPoint& pos) {
       for (QTreeWidgetItem* t : targets) setShown(t->data(kName, kDirRole).toString(), on);
     });
     menu.addSeparator();
-    for (const auto& [text, act] : run_actions_)
-      menu.addAction(text, this, [act = act, dir] { act(dir); });
+    for (const RunAction& a : run_actions_)
+      menu.addAction(a.text, this, [act = a.act, dir] { act(dir); })
+          ->setEnabled(!a.enabled || a.enabled(dir));
     if (!run_actions_.isEmpty()) menu.addSeparator();
     menu.addAction(style()->standardIcon(QStyle::SP_DirOpenIcon), tr("Open folder"), this,
                    [dir] { QDesktopServices::openUrl(QUrl::fromLocalFile(dir)); });

@@ -65,8 +65,12 @@ class RunList : public QWidget {
   /// sessions; restoreColumns ignores data it cannot read.
   QByteArray saveColumns() const;
   void restoreColumns(const QByteArray& state);
-  /// Adds an entry to a run's context menu; `act` gets the run folder.
-  void addRunAction(const QString& text, std::function<void(const QString& run_dir)> act);
+  /// The tooltip of the "Top-1" column for `run_dir` (empty when not listed or no read-outs).
+  QString readoutToolTip(const QString& run_dir) const;
+  /// Adds an entry to a run's context menu; `act` gets the run folder. With `enabled`, the entry
+  /// is greyed out for a run where `enabled(run_dir)` is false (asked as the menu opens).
+  void addRunAction(const QString& text, std::function<void(const QString& run_dir)> act,
+                    std::function<bool(const QString& run_dir)> enabled = {});
   /// The tree itself, for the app to size or style it.
   QTreeWidget* tree() const { return tree_; }
 
@@ -99,7 +103,12 @@ class RunList : public QWidget {
   bool updating_ = false;  // item changes made by the code, not by the user
   std::function<bool(const QString&)> live_check_;
   std::function<Readout(const QString&)> readout_;
-  QVector<QPair<QString, std::function<void(const QString&)>>> run_actions_;
+  struct RunAction {
+    QString text;
+    std::function<void(const QString&)> act;
+    std::function<bool(const QString&)> enabled;
+  };
+  QVector<RunAction> run_actions_;
   QString live_reason_;
 };
 

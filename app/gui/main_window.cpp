@@ -30,6 +30,7 @@
 #include "app/gui/backbone_export.h"
 #include "app/gui/eval_run.h"
 #include "app/gui/inspector_panel.h"
+#include "app/gui/per_class_dialog.h"
 #include "app/gui/process_run.h"
 #include "app/gui/run_reader.h"
 #include "app/gui/sweep_panel.h"
@@ -238,6 +239,26 @@ bool MainWindow::evaluateRun(const QString& run, QString* error) {
     return true;
   if (error) *error = why;
   return false;
+}
+
+PerClassDialog* MainWindow::showPerClassResults(const QString& run, QString* error) {
+  const QString dir = QDir::cleanPath(QFileInfo(runLogPath(run)).absolutePath());
+  // Read afresh, so that a dialog opened after another evaluation shows the new results.
+  const RunReadouts readouts = readRunReadouts(dir.toStdString());
+  if (!hasPerClassResults(readouts)) {
+    if (error)
+      *error = "run " + dir + " has no per-class results: evaluate it (k-NN + linear probe)" +
+               (readouts.error.empty() ? QString() : "\n" + QString::fromStdString(readouts.error));
+    return nullptr;
+  }
+  if (QPointer<PerClassDialog> open = per_class_.value(dir)) open->close();
+  auto* dialog = new PerClassDialog(dir, readouts, this);
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  per_class_.insert(dir, dialog);
+  dialog->show();
+  dialog->raise();
+  dialog->activateWindow();
+  return dialog;
 }
 
 bool MainWindow::openRun(const QString& path, QString* error) {

@@ -26,6 +26,7 @@ class CurvePanel;
 class DevicePicker;
 class EvalRun;
 class InspectorPanel;
+class PerClassDialog;
 class ProcessRun;
 class RunControls;
 class SweepPanel;
@@ -87,6 +88,11 @@ class MainWindow : public QMainWindow {
   /// there is no checkpoint, or an evaluation is going.
   bool evaluateRun(const QString& run, QString* error = nullptr);
   EvalRun* evaluation() const { return eval_; }
+  /// Opens the non-modal per-class dialog for `run` (a folder or its run.h5): each class's top-1
+  /// and the confusion matrices from its eval.json, read now (one already open for the run is
+  /// replaced, so that it shows the latest results). Null + *error when the run has no per-class
+  /// results (not evaluated, or evaluated before `mst eval` reported them).
+  PerClassDialog* showPerClassResults(const QString& run, QString* error = nullptr);
   /// Start on a folder whose checkpoint was trained with other settings asks (a modal dialog):
   /// the run's own settings (loaded into the form), go on with the change (recorded in run.h5),
   /// or cancel. Tests answer instead, given the changes ("key a → b, ...").
@@ -159,6 +165,7 @@ class MainWindow : public QMainWindow {
   QProgressBar* progress_ = nullptr;
   QTimer* poll_timer_ = nullptr;
   QHash<QString, Followed> followed_;
+  QHash<QString, QPointer<PerClassDialog>> per_class_;  ///< open per-class dialogs, by run folder
   QString live_id_;  ///< the run the worker is training (fed by signals, not polled)
   std::function<ResumeChoice(const QString&)> resume_prompt_;
   QStringList unloaded_keys_;  ///< keys of a rejected experiment file the form has no field for

@@ -27,6 +27,7 @@
 
 #include "app/gui/eval_run.h"
 #include "app/gui/inspector_panel.h"
+#include "app/gui/per_class_dialog.h"
 #include "app/gui/process_run.h"
 #include "app/gui/run_reader.h"
 #include "app/gui/sweep_panel.h"
@@ -152,6 +153,7 @@ void MainWindow::buildDocks() {
       out.tooltip += "\n~ a quick look: fewer images or probe epochs than the paper's protocol";
     if (r.stale) out.tooltip += "\n* the checkpoint is newer than these weights: evaluate again";
     if (!damaged.isEmpty()) out.tooltip += "\n" + damaged;
+    if (hasPerClassResults(r)) out.tooltip += "\n\n" + perClassToolTip(r);
     out.sort = r.knn_top1.value_or(r.linear_top1.value_or(-1.0));
     return out;
   });
@@ -159,6 +161,13 @@ void MainWindow::buildDocks() {
     QString error;
     if (!evaluateRun(dir, &error)) showError("Evaluate", error);
   });
+  runs_->addRunAction(
+      "Per-class results…",
+      [this](const QString& dir) {
+        QString error;
+        if (!showPerClassResults(dir, &error)) showError("Per-class results", error);
+      },
+      [](const QString& dir) { return hasPerClassResults(readRunReadouts(dir.toStdString())); });
   auto* runs_dock = new QDockWidget("Runs", this);
   runs_dock->setObjectName("runs");
   runs_dock->setWidget(runs_);
@@ -237,8 +246,16 @@ void MainWindow::buildMenus() {
   });
   QAction* stop_eval = run->addAction("Stop e&valuation", this, [this] { eval_->stop(); });
   stop_eval->setEnabled(false);
-  connect(run, &QMenu::aboutToShow, this,
-          [this, stop_eval] { stop_eval->setEnabled(eval_->isRunning()); });
+  QAction* per_class = run->addAction("Per-&class results…", this, [this] {
+    QString error;
+    if (!showPerClassResults(actionRun(), &error)) showError("Per-class results", error);
+  });
+  per_class->setEnabled(false);
+  connect(run, &QMenu::aboutToShow, this, [this, stop_eval, per_class] {
+    stop_eval->setEnabled(eval_->isRunning());
+    const QString dir = QFileInfo(runLogPath(actionRun())).absolutePath();
+    per_class->setEnabled(hasPerClassResults(readRunReadouts(dir.toStdString())));
+  });
 
   QMenu* view = menuBar()->addMenu("&View");
   for (QDockWidget* dock : findChildren<QDockWidget*>()) view->addAction(dock->toggleViewAction());

@@ -59,6 +59,43 @@ std::optional<double> number(const nlohmann::json& j, const char* key) {
   return j[key].get<double>();
 }
 
+/// The per-class keys of a recorded result; each key that is missing or not of the shape
+/// `mst eval` writes is left empty, so that an old or hand-edited record still shows its top-1.
+ClassReadout classReadout(const nlohmann::json& r) {
+  ClassReadout out;
+  if (!r.contains("per_class_top1") || !r["per_class_top1"].is_array()) return out;
+  for (const auto& v : r["per_class_top1"]) {
+    if (v.is_null())
+      out.top1.emplace_back(std::nullopt);
+    else if (v.is_number())
+      out.top1.emplace_back(v.get<double>());
+    else
+      return ClassReadout{};
+  }
+  const size_t n = out.top1.size();
+  if (r.contains("confusion") && r["confusion"].is_array() && r["confusion"].size() == n) {
+    for (const auto& row : r["confusion"]) {
+      if (!row.is_array() || row.size() != n) break;
+      std::vector<int64_t> counts;
+      for (const auto& c : row) {
+        if (!c.is_number_integer() || c.get<int64_t>() < 0) break;
+        counts.push_back(c.get<int64_t>());
+      }
+      if (counts.size() != n) break;
+      out.confusion.push_back(std::move(counts));
+    }
+    if (out.confusion.size() != n) out.confusion.clear();
+  }
+  if (r.contains("classes") && r["classes"].is_array() && r["classes"].size() == n) {
+    for (const auto& name : r["classes"]) {
+      if (!name.is_string()) break;
+      out.classes.push_back(name.get<std::string>());
+    }
+    if (out.classes.size() != n) out.classes.clear();
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string evalRecordKey(const std::string& readout, const std::string& features, int blocks) {
@@ -101,6 +138,7 @@ RunReadouts readRunReadouts(const std::string& run_dir) {
         auto value = number(r, knn ? "knn_top1" : "linear_top1");
         if (!value) continue;
         (knn ? out.knn_top1 : out.linear_top1) = value;
+        (knn ? out.knn_classes : out.linear_classes) = classReadout(r);
         const auto recorded = number(r, "checkpoint_mtime");
         if (recorded && ckpt > *recorded) out.stale = true;
         if (r.contains("full_protocol") && r["full_protocol"] == false) out.partial = true;

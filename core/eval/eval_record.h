@@ -2,8 +2,10 @@
 /// the workbench's Evaluate), kept per kind of read-out, so that a run carries its own results.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -31,10 +33,26 @@ void checkEvalRecord(const std::string& checkpoint);
 std::string recordEvaluation(const std::string& checkpoint, const std::string& key,
                              nlohmann::json result, int64_t mtime);
 
+/// One read-out's results per class of the test split, as `mst eval` records them
+/// (per_class_top1, confusion, classes; see class_readout.h). Empty for a record from before
+/// those keys; a key of the wrong shape is left out on its own, the others still read.
+struct ClassReadout {
+  /// Top-1 in percent of each class; nullopt for a class without test images.
+  std::vector<std::optional<double>> top1;
+  /// [true][predicted] image counts (rows = truth, columns = prediction), C x C; empty above
+  /// kMaxConfusionClasses classes, where `mst eval` leaves the matrix out.
+  std::vector<std::vector<int64_t>> confusion;
+  /// C class names; empty when the data set has none.
+  std::vector<std::string> classes;
+  bool empty() const { return top1.empty(); }
+};
+
 /// A run folder's read-outs for display: the teacher-CLS k-NN and linear top-1 (percent) from its
 /// eval.json, else from a sweep cell's result.json.
 struct RunReadouts {
   std::optional<double> knn_top1, linear_top1;
+  /// Per class, from eval.json only (a sweep's result.json has none).
+  ClassReadout knn_classes, linear_classes;
   /// checkpoint.pt is newer than the weights one of the shown results came from.
   bool stale = false;
   /// One of the shown results used less than the whole protocol (--train-limit, --test-limit,
