@@ -222,6 +222,29 @@ class TestGuiInspector : public QObject {
       QCOMPARE(panel.grid()->images()[1].attention[j], attention[1 * cells + j]);
     panel.setHead(-1);
     QVERIFY(!panel.grid()->headsView());
+    // Every block's maps: the last block's are the heads above; block 1's mean replaces the mean.
+    std::vector<int64_t> db;
+    const auto blocks = readLogArray(file.toStdString(), "/inspect/attention_blocks", &db);
+    QCOMPARE(db.size(), size_t(5));
+    QCOMPARE(db[2], dh[1]);
+    const int64_t L = db[1], H = db[2];
+    QVERIFY(L >= 2);
+    QCOMPARE(shown[1].blocks, static_cast<int>(L));
+    for (int64_t j = 0; j < H * cells; ++j)
+      QVERIFY(std::abs(blocks[(1 * L + L - 1) * H * cells + j] - heads[1 * H * cells + j]) < 1e-6);
+    panel.setBlock(0);
+    QCOMPARE(panel.grid()->attentionSource(), QString("block 1"));
+    for (int j = 0; j < cells; ++j) {
+      double mean = 0.0;
+      for (int64_t h = 0; h < H; ++h) mean += blocks[((1 * L + 0) * H + h) * cells + j] / H;
+      QVERIFY(std::abs(panel.shownImages()[1].attention[j] - mean) < 1e-6);
+    }
+    QVERIFY(std::abs(panel.shownImages()[1].attention[0] - attention[1 * cells]) > 1e-7 ||
+            std::abs(panel.shownImages()[1].attention[1] - attention[1 * cells + 1]) > 1e-7);
+    panel.setBlock(-1);
+    QVERIFY(panel.grid()->attentionSource().isEmpty());
+    for (int j = 0; j < cells; ++j)
+      QCOMPARE(panel.shownImages()[1].attention[j], attention[1 * cells + j]);
 
     // Exporting what is shown writes the file's settings back, not the controls' defaults.
     const QString again = dir_.filePath("inspect_again.h5");
@@ -337,8 +360,9 @@ class TestGuiInspector : public QObject {
     QVERIFY(waitFor(panel, 2, 3));
     const QString again = dir_.filePath("panel_redrawn.h5");
     QVERIFY2(panel.exportHdf5(again, &error), qPrintable(error));
-    for (const char* dataset : {"/inspect/attention", "/inspect/attention_heads",
-                                "/inspect/mask_random", "/inspect/mask_guided", "/inspect/images"})
+    for (const char* dataset :
+         {"/inspect/attention", "/inspect/attention_heads", "/inspect/attention_blocks",
+          "/inspect/mask_random", "/inspect/mask_guided", "/inspect/images"})
       QVERIFY(sameDataset(again, file, dataset));
   }
 
@@ -629,6 +653,9 @@ class TestGuiInspector : public QObject {
     QVERIFY2(panel.exportFigure(out + "/inspector_figure_heads.png", &error), qPrintable(error));
     panel.setAttentionOverlay(true);
     QVERIFY2(panel.exportFigure(out + "/inspector_figure_heads_overlay.png", &error),
+             qPrintable(error));
+    panel.setBlock(0);
+    QVERIFY2(panel.exportFigure(out + "/inspector_figure_heads_block1.png", &error),
              qPrintable(error));
   }
 };

@@ -148,6 +148,42 @@ class TestModel : public QObject {
     QVERIFY(torch::allclose(out.cls_attention_heads.mean(1), out.cls_attention));
   }
 
+  void clsAttentionOfEveryBlock() {
+    torch::manual_seed(2);
+    auto c = micro();
+    c.heads = 4;
+    Vit vit(c);
+    vit->eval();
+    torch::NoGradGuard guard;
+    auto x = torch::randn({3, 1, 28, 28});
+    const auto rows = vit->clsAttentionPerBlock(x);
+    const int64_t depth = static_cast<int64_t>(vit->blocks->size()), n = vit->grid * vit->grid;
+    QVERIFY(depth >= 2);
+    QCOMPARE(rows.sizes(), torch::IntArrayRef({3, depth, c.heads, n}));
+    // The last block's is the one forward gives the mask (Eq. 4 per head).
+    const auto out = vit->forward(x, {}, true);
+    QVERIFY(torch::allclose(rows.select(1, depth - 1), out.cls_attention_heads, 1e-5, 1e-6));
+    // Block i's is its own CLS query against its own keys, on the stream that block receives.
+    auto t = vit->embed(x);
+    const int64_t D = c.dim, h = c.heads, d = D / h, T = t.size(1);
+    for (int64_t i = 0; i < depth; ++i) {
+      auto block = vit->blocks[i]->as<Block>();
+      auto qkv = block->attn->qkv(block->norm1(t));
+      auto q = qkv.narrow(2, 0, D).reshape({3, T, h, d});
+      auto k = qkv.narrow(2, D, D).reshape({3, T, h, d});
+      for (int64_t head = 0; head < h; ++head) {
+        auto logits = torch::einsum("bd,btd->bt", {q.select(2, head).select(1, 0), k.select(2, head)}) /
+                      std::sqrt(static_cast<double>(d));
+        QVERIFY2(torch::allclose(rows.select(1, i).select(1, head),
+                                 logits.softmax(-1).narrow(1, 1, T - 1), 1e-5, 1e-6),
+                 qPrintable(QString("block %1 head %2").arg(i).arg(head)));
+      }
+      t = block->forward(t, 0, nullptr);
+    }
+    // Different blocks attend differently (a check that the rows are not one block repeated).
+    QVERIFY(!torch::allclose(rows.select(1, 0), rows.select(1, depth - 1)));
+  }
+
   void maskTokenReplacesPatchBeforePositionEmbedding() {
     torch::manual_seed(2);
     auto c = micro();

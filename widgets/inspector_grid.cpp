@@ -121,6 +121,14 @@ void InspectorGrid::setHeadsView(bool on) {
 
 bool InspectorGrid::headsView() const { return heads_view_; }
 
+void InspectorGrid::setAttentionSource(const QString& source) {
+  if (source == attention_source_) return;
+  attention_source_ = source;
+  invalidate();
+}
+
+QString InspectorGrid::attentionSource() const { return attention_source_; }
+
 int InspectorGrid::headColumns() const {
   if (!heads_view_) return 0;
   int heads = 0;
@@ -203,7 +211,13 @@ QString InspectorGrid::headerTitle(const GridColumn& column) const {
     return columnTitle(column.kind, column.head);
   // No-break spaces: a wrapped title breaks before the parenthesis, never inside it. In the heads
   // view the column is the mean of the heads beside it.
-  const QString what = heads_view_ ? tr("Mean of heads") : tr("Attention");
+  // Another block than the masks' leads the title: "Block 3: attention on input (× uniform)".
+  QString what = heads_view_ ? tr("Mean of heads") : tr("Attention");
+  if (!attention_source_.isEmpty()) {
+    QString source = attention_source_;
+    source[0] = source[0].toUpper();
+    what = source + ": " + what.toLower();
+  }
   const QString where = attention_overlay_ ? tr(" on input") : QString();
   const QString unit = scale_ == AttentionScale::Shared ? tr("×\u00A0uniform") : tr("per\u00A0image");
   return QStringLiteral("%1%2 (%3)").arg(what, where, unit);

@@ -65,6 +65,11 @@ class InspectorGrid : public QWidget {
   /// Head columns in the heads view (0 when it is off or no image has per-head attention).
   int headColumns() const;
 
+  /// Names where the attention maps come from when it is not the last block (the masks' own),
+  /// e.g. "block 3": the attention column's title then says so. Empty (default) = the last block.
+  void setAttentionSource(const QString& source);
+  QString attentionSource() const;
+
   /// Per-image or shared colour scale for the attention column (default shared).
   void setAttentionScale(AttentionScale scale);
   AttentionScale attentionScale() const;
@@ -187,6 +192,7 @@ class InspectorGrid : public QWidget {
   bool show_threshold_ = false;
   bool attention_overlay_ = false;
   bool heads_view_ = false;
+  QString attention_source_;
   AttentionScale scale_ = AttentionScale::Shared;
   QString empty_text_;
   int cell_size_ = 112;

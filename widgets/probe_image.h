@@ -25,6 +25,10 @@ struct ProbeImage {
   QVector<float> reconstruction;  // (C,H,W) in [0,1], may be empty
   int heads = 0;                   // attention heads in attention_heads (0 = not given)
   QVector<float> attention_heads;  // (heads*grid_h*grid_w) per-head attention; the mean is `attention`
+  int blocks = 0;                  // transformer blocks in attention_blocks (0 = not given)
+  /// (blocks*heads*grid_h*grid_w) every block's per-head CLS attention, first block first; the
+  /// last block's equals attention_heads (the one the mask uses).
+  QVector<float> attention_blocks;
 };
 
 /// DINO-style threshold map: 1 for the smallest set of patches holding at least `mass` of the

@@ -44,7 +44,8 @@ Command registerInspect(CLI::App& app) {
               images = loadImageFolder(config, o->folder);
             }
             auto engine = makeEvalEngine(config, o->checkpoint, o->common.device());
-            auto views = engine->probe(images, static_cast<uint64_t>(o->seed), config.masking);
+            auto views = engine->probe(images, static_cast<uint64_t>(o->seed), config.masking,
+                                       /*every_block=*/true);
             nlohmann::json meta{{"p", config.masking.p},
                                 {"num", config.masking.num},
                                 {"strategy", config.masking.strategy},

@@ -98,7 +98,8 @@ ProbeResult computeProbe(Engine& engine, const ProbeRequest& r) {
     images = loadProbeImages(config, indices);
     for (qint64 i : result.indices) titles << QString("#%1").arg(i);
   }
-  const auto views = engine.probe(images, static_cast<uint64_t>(r.seed), maskSettings(config, r));
+  const auto views = engine.probe(images, static_cast<uint64_t>(r.seed), maskSettings(config, r),
+                                  /*every_block=*/true);
   result.images = probeImagesOf(views);
   for (int i = 0; i < result.images.size() && i < titles.size(); ++i)
     result.images[i].title = titles[i];
@@ -202,6 +203,11 @@ QVector<ProbeImage> probeImagesOf(const ProbeViews& views) {
     if (views.attention_heads.defined()) {
       p.heads = static_cast<int>(views.attention_heads.size(1));
       p.attention_heads = floatsOf(views.attention_heads[i]);
+    }
+    if (views.attention_blocks.defined() && views.attention_blocks.numel() > 0 &&
+        views.attention_blocks.size(2) == p.heads) {
+      p.blocks = static_cast<int>(views.attention_blocks.size(1));
+      p.attention_blocks = floatsOf(views.attention_blocks[i]);
     }
     out.push_back(std::move(p));
   }
@@ -326,6 +332,12 @@ void writeInspectFileFromImages(const QString& path, const QVector<ProbeImage>& 
   for (const ProbeImage& p : images)
     with_heads = with_heads && p.heads == heads && p.attention_heads.size() == heads * h * w;
   if (with_heads) v.attention_heads = torch::empty({n, heads, h, w});
+  const int64_t blocks = f.blocks;
+  bool with_blocks = with_heads && blocks > 0;
+  for (const ProbeImage& p : images)
+    with_blocks = with_blocks && p.blocks == blocks &&
+                  p.attention_blocks.size() == blocks * heads * h * w;
+  if (with_blocks) v.attention_blocks = torch::empty({n, blocks, heads, h, w});
   for (int64_t i = 0; i < n; ++i) {
     const ProbeImage& p = images[static_cast<int>(i)];
     if (p.channels != C || p.height != H || p.width != W || p.grid_h != h || p.grid_w != w)
@@ -340,6 +352,9 @@ void writeInspectFileFromImages(const QString& path, const QVector<ProbeImage>& 
     if (with_heads)
       std::memcpy(v.attention_heads[i].data_ptr<float>(), p.attention_heads.constData(),
                   sizeof(float) * heads * h * w);
+    if (with_blocks)
+      std::memcpy(v.attention_blocks[i].data_ptr<float>(), p.attention_blocks.constData(),
+                  sizeof(float) * blocks * heads * h * w);
   }
   nlohmann::json meta{{"p", settings.p},
                       {"num", settings.num},

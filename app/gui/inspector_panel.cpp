@@ -84,6 +84,12 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
       "Attention map: the mean over heads (what the mask uses), one head, or all heads side by "
       "side (the input, the mean and every head's map on one scale; masks and reconstruction "
       "leave the view)");
+  block_ = new QComboBox;
+  block_->addItem("last", -1);
+  block_->setEnabled(false);
+  block_->setToolTip(
+      "Whose attention the maps show: the last block's (the one the masks come from) or an "
+      "earlier block's, to see how the CLS token's attention forms with depth");
   scale_ = new QComboBox;
   scale_->addItem("shared", static_cast<int>(AttentionScale::Shared));
   scale_->addItem("per image", static_cast<int>(AttentionScale::PerImage));
@@ -111,6 +117,8 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   // Second row: the attention view and the export buttons; third: the snapshot slider. Three
   // short rows keep the panel narrow enough to sit beside the docks.
   auto* row1b = new QHBoxLayout;
+  row1b->addWidget(new QLabel("Block"));
+  row1b->addWidget(block_);
   row1b->addWidget(new QLabel("Head"));
   row1b->addWidget(head_);
   row1b->addWidget(new QLabel("Scale"));
@@ -170,6 +178,7 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   connect(reseed, &QPushButton::clicked, this,
           [this] { seed_->setValue(QRandomGenerator::global()->bounded(1 << 30)); });
   connect(head_, &QComboBox::currentIndexChanged, this, [this] { applyHead(); });
+  connect(block_, &QComboBox::currentIndexChanged, this, [this] { applyHead(); });
   connect(scale_, &QComboBox::currentIndexChanged, this, [this] {
     grid_->setAttentionScale(static_cast<AttentionScale>(scale_->currentData().toInt()));
   });
@@ -317,6 +326,12 @@ void InspectorPanel::setHead(int head) {
   applyHead();
 }
 
+void InspectorPanel::setBlock(int block) {
+  const int i = block_->findData(block);
+  if (i >= 0) block_->setCurrentIndex(i);
+  applyHead();
+}
+
 void InspectorPanel::setShowThreshold(bool on) { threshold_->setChecked(on); }
 
 void InspectorPanel::setAttentionOverlay(bool on) { overlay_->setChecked(on); }
@@ -420,6 +435,18 @@ void InspectorPanel::showImages(const QVector<ProbeImage>& images, qint64 step,
     head_->setCurrentIndex(std::max(0, head_->findData(keep)));
     head_->blockSignals(false);
   }
+  // Blocks: "last (L)" first, then the earlier ones, when the images carry every block's maps.
+  const int blocks = images.isEmpty() ? 0 : images.front().blocks;
+  if (block_->count() != std::max(blocks, 1)) {
+    const int keep = block_->currentData().toInt();
+    block_->blockSignals(true);
+    block_->clear();
+    block_->addItem(blocks > 0 ? QString("last (%1)").arg(blocks) : QString("last"), -1);
+    for (int b = 0; b + 1 < blocks; ++b) block_->addItem(QString::number(b + 1), b);
+    block_->setCurrentIndex(std::max(0, block_->findData(keep)));
+    block_->blockSignals(false);
+  }
+  block_->setEnabled(blocks > 1);
   status_->setText(what);
   applyHead();
   emit updated(step);
@@ -427,7 +454,25 @@ void InspectorPanel::showImages(const QVector<ProbeImage>& images, qint64 step,
 
 void InspectorPanel::applyHead() {
   const int head = head_->currentData().toInt();
+  const int block = block_->currentData().toInt();
   shown_ = raw_;
+  // An earlier block: its heads and their mean take the place of the last block's.
+  bool from_block = false;
+  if (block >= 0) {
+    for (ProbeImage& p : shown_) {
+      const int n = p.grid_h * p.grid_w, span = p.heads * n;
+      if (block >= p.blocks || p.heads <= 0 || p.attention_blocks.size() < (block + 1) * span)
+        continue;
+      p.attention_heads = p.attention_blocks.mid(block * span, span);
+      for (int i = 0; i < n; ++i) {
+        double sum = 0.0;
+        for (int h = 0; h < p.heads; ++h) sum += p.attention_heads[h * n + i];
+        p.attention[i] = static_cast<float>(sum / p.heads);
+      }
+      from_block = true;
+    }
+  }
+  grid_->setAttentionSource(from_block ? QString("block %1").arg(block + 1) : QString());
   // The heads view draws the mean and every head itself, from the images as computed.
   grid_->setHeadsView(head == kAllHeads);
   threshold_->setEnabled(head != kAllHeads);

@@ -54,6 +54,10 @@ class InspectorPanel : public QWidget {
   void setHead(int head);  ///< -1 = mean over heads, kAllHeads = every head side by side
   /// setHead's value for the heads view (InspectorGrid::setHeadsView).
   static constexpr int kAllHeads = -2;
+  /// Whose attention the maps show: block `block` (0 = the first) or -1, the last block (the one
+  /// the masks come from). Other blocks need images computed here or an inspect file that has
+  /// them (attention_blocks); snapshots have the last block only.
+  void setBlock(int block);
   void setShowThreshold(bool on);
   /// The attention column over the input image (the "On input" box).
   void setAttentionOverlay(bool on);
@@ -139,6 +143,7 @@ class InspectorPanel : public QWidget {
   QSpinBox* num_ = nullptr;
   QSpinBox* seed_ = nullptr;
   QComboBox* head_ = nullptr;
+  QComboBox* block_ = nullptr;
   QComboBox* scale_ = nullptr;
   QCheckBox* threshold_ = nullptr;
   QCheckBox* overlay_ = nullptr;

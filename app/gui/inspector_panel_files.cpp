@@ -97,9 +97,9 @@ bool InspectorPanel::exportFigure(const QString& path, QString* error) const {
   // The figure's metadata says what it shows: the status line (weights, strategy, p, num,
   // seed) and the attention view.
   const QString description =
-      QString("%1 · attention: %2, %3 scale%4")
-          .arg(status_->text(), head_->currentText(), scale_->currentText(),
-               grid_->attentionOverlay() ? ", over the input" : "");
+      QString("%1 · attention: block %2, %3, %4 scale%5")
+          .arg(status_->text(), block_->currentText(), head_->currentText(),
+               scale_->currentText(), grid_->attentionOverlay() ? ", over the input" : "");
   return grid_->exportFigure(path, error, description);
 }
 

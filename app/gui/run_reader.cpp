@@ -227,6 +227,19 @@ QVector<ProbeImage> readInspectFile(const QString& path, QString* settings_json)
                      std::to_string(gw) + ")");
     n_heads = dh[1];
   }
+  std::vector<float> blocks;
+  int64_t n_blocks = 0;
+  if (n_heads > 0 &&
+      std::find(names.begin(), names.end(), "attention_blocks") != names.end()) {
+    std::vector<int64_t> db;
+    blocks = readLogArray(file, "/inspect/attention_blocks", &db);
+    if (db.size() != 5 || db[0] != n || db[1] <= 0 || db[2] != n_heads || db[3] != gh ||
+        db[4] != gw)
+      throw MstError(file + ": /inspect/attention_blocks is " + shapeText(db) + ", expected (" +
+                     std::to_string(n) + ", blocks, " + std::to_string(n_heads) + ", " +
+                     std::to_string(gh) + ", " + std::to_string(gw) + ")");
+    n_blocks = db[1];
+  }
   QString json;
   try {
     json = QString::fromStdString(readLogAttribute(file, "/inspect/config", "json"));
@@ -244,6 +257,12 @@ QVector<ProbeImage> readInspectFile(const QString& path, QString* settings_json)
       p.heads = static_cast<int>(n_heads);
       const int64_t block = n_heads * cells;
       p.attention_heads = QVector<float>(heads.begin() + i * block, heads.begin() + (i + 1) * block);
+    }
+    if (n_blocks > 0) {
+      p.blocks = static_cast<int>(n_blocks);
+      const int64_t span = n_blocks * n_heads * cells;
+      p.attention_blocks =
+          QVector<float>(blocks.begin() + i * span, blocks.begin() + (i + 1) * span);
     }
   }
   return out;

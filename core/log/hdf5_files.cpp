@@ -36,17 +36,20 @@ void writeInspectFile(const std::string& path, const ProbeViews& views,
                                     H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
         fail(where, what);
     }
-    if (views.attention_heads.defined() && views.attention_heads.numel() > 0) {
-      auto heads = views.attention_heads.detach().to(torch::kCPU, torch::kFloat).contiguous();
-      std::vector<hsize_t> dims(heads.sizes().begin(), heads.sizes().end());
-      const std::string what = "cannot write /inspect/attention_heads";
+    // Optional views, written when the probe computed them.
+    for (const auto& [name, tensor] : {std::pair<const char*, const torch::Tensor*>{
+                                           "attention_heads", &views.attention_heads},
+                                       {"attention_blocks", &views.attention_blocks}}) {
+      if (!tensor->defined() || tensor->numel() == 0) continue;
+      auto t = tensor->detach().to(torch::kCPU, torch::kFloat).contiguous();
+      std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+      const std::string what = std::string("cannot write /inspect/") + name;
       SpaceHandle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                               where, what));
-      DatasetHandle dset(check(H5Dcreate2(group.get(), "attention_heads", H5T_IEEE_F32LE,
-                                          space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+      DatasetHandle dset(check(H5Dcreate2(group.get(), name, H5T_IEEE_F32LE, space.get(),
+                                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                                where, what));
-      if (H5Dwrite(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                   heads.data_ptr()) < 0)
+      if (H5Dwrite(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
         fail(where, what);
     }
     // DESIGN.md: the settings live in attribute `json` of /inspect/config.

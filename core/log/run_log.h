@@ -37,6 +37,10 @@ struct ProbeViews {
   /// (N, heads, h, w) float, the attention per head (the inspector's head choice); may be
   /// undefined. Written to inspect files as /inspect/attention_heads, not to the run log.
   torch::Tensor attention_heads;
+  /// (N, blocks, heads, h, w) float, every block's CLS attention per head, first block first
+  /// (the inspector's block choice; Engine::probe with every_block); may be undefined. Written
+  /// to inspect files as /inspect/attention_blocks, not to the run log.
+  torch::Tensor attention_blocks;
 };
 
 struct RunLogShape {

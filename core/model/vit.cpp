@@ -376,4 +376,15 @@ torch::Tensor VitImpl::lastBlocksCls(const torch::Tensor& images, int64_t n_bloc
   return torch::cat(cls, 1);
 }
 
+torch::Tensor VitImpl::clsAttentionPerBlock(const torch::Tensor& images) {
+  auto x = embed(images);
+  std::vector<torch::Tensor> rows;
+  for (const auto& block : *blocks) {
+    torch::Tensor row;
+    x = block->as<Block>()->forward(x, 0.0, nullptr, &row);
+    rows.push_back(row);
+  }
+  return torch::stack(rows, 1);
+}
+
 }  // namespace mst

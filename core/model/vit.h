@@ -100,6 +100,9 @@ class VitImpl : public torch::nn::Module {
   /// (B, n_blocks * D): CLS of each of the last `n_blocks` blocks through the final norm,
   /// concatenated from the earliest to the last (DINO's linear-probe feature).
   torch::Tensor lastBlocksCls(const torch::Tensor& images, int64_t n_blocks);
+  /// (B, depth, heads, n): the CLS row of every block's attention, first block first, without
+  /// drop path (the inspector's choice of block; the last equals forward's cls_attention_heads).
+  torch::Tensor clsAttentionPerBlock(const torch::Tensor& images);
   /// train.recompute_gelu for every block (BlockImpl::recompute_gelu).
   void setRecomputeGelu(bool on);
   /// train.fused_mlp for every block (BlockImpl::fused_mlp); needs model.gelu = tanh.

@@ -372,7 +372,8 @@ StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bo
   return m;
 }
 
-ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskConfig& masking) {
+ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskConfig& masking,
+                         bool every_block) {
   torch::NoGradGuard guard;
   AutocastGuard autocast(bf16_);  // (a bf16 residual stream needs it; results leave as fp32)
   const int64_t G = config_.crops.global_size, P = config_.model.patch_size, g = G / P;
@@ -401,6 +402,11 @@ ProbeViews Engine::probe(const torch::Tensor& images, uint64_t seed, const MaskC
   v.mask_guided = guided.reshape({N, g, g}).to(torch::kUInt8).cpu();
   // fp32 before denormalising: the statistics cache stays in the dtype the training step uses.
   v.reconstruction = augment_.denormalize(recon.to(torch::kFloat)).clamp(0, 1).cpu();
+  if (every_block) {
+    const auto rows = teacher_vit->clsAttentionPerBlock(normalized);  // (N, L, heads, n)
+    v.attention_blocks =
+        rows.reshape({N, rows.size(1), rows.size(2), g, g}).to(torch::kFloat).cpu();
+  }
   return v;
 }
 

@@ -80,7 +80,9 @@ class Engine {
 
   /// Attention, masks from one shared draw (seed), and reconstruction for unaugmented images
   /// (N, C, H, W) uint8, resized to the global crop size. Uses the current weights, eval mode.
-  ProbeViews probe(const torch::Tensor& images, uint64_t seed, const MaskConfig& masking);
+  /// `every_block` also fills attention_blocks (one more teacher pass over the images).
+  ProbeViews probe(const torch::Tensor& images, uint64_t seed, const MaskConfig& masking,
+                   bool every_block = false);
   /// Teacher CLS features, (B, blocks * D) float: the final-norm CLS of the last `blocks` blocks,
   /// concatenated (blocks = 1: the k-NN feature; 4: DINO's linear-probe feature).
   torch::Tensor teacherFeatures(const torch::Tensor& images, int64_t blocks = 1);
