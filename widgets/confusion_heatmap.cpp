@@ -32,20 +32,7 @@ const QColor kBlues[] = {
     QColor(0x9E, 0xCA, 0xE1), QColor(0x6B, 0xAE, 0xD6), QColor(0x42, 0x92, 0xC6),
     QColor(0x21, 0x71, 0xB5), QColor(0x08, 0x51, 0x9C), QColor(0x08, 0x30, 0x6B)};
 
-/// Black or white, whichever reads better on `fill` (relative luminance, WCAG weights).
-QColor textOn(const QColor& fill) {
-  const double luminance = 0.2126 * fill.redF() + 0.7152 * fill.greenF() + 0.0722 * fill.blueF();
-  return luminance > 0.45 ? Qt::black : Qt::white;
-}
 
-QString csvField(const QString& s) {
-  if (!s.contains(QLatin1Char(',')) && !s.contains(QLatin1Char('"')) &&
-      !s.contains(QLatin1Char('\n')))
-    return s;
-  QString quoted = s;
-  quoted.replace(QLatin1String("\""), QLatin1String("\"\""));
-  return QLatin1Char('"') + quoted + QLatin1Char('"');
-}
 
 /// Every `step`-th label is drawn when the cells are lower than a line of text.
 int labelStep(int cell, const QFontMetrics& m) {

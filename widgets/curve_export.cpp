@@ -16,14 +16,11 @@
 #include <cmath>
 
 #include "widgets/curve_panel.h"
+#include "widgets/probe_image.h"
 
 namespace mst {
 namespace {
 
-QString csvField(const QString& text) {
-  if (!text.contains(QLatin1Char(',')) && !text.contains(QLatin1Char('"'))) return text;
-  return QLatin1Char('"') + QString(text).replace("\"", "\"\"") + QLatin1Char('"');
-}
 
 QString csvNumber(double value) {
   // Shortest text that reads back to the same double: exact, and still short for 0.1 or 1500.

@@ -193,6 +193,21 @@ QImage maskOverlay(const ProbeImage& p, const QVector<quint8>& mask, const QColo
 QColor viridisColour(double t) { return sampleMap(kViridis, t); }
 QColor infernoColour(double t) { return sampleMap(kInferno, t); }
 
+/// Black or white, whichever reads better on `fill` (relative luminance, WCAG weights).
+QColor textOn(const QColor& fill) {
+  const double luminance = 0.2126 * fill.redF() + 0.7152 * fill.greenF() + 0.0722 * fill.blueF();
+  return luminance > 0.45 ? Qt::black : Qt::white;
+}
+
+QString csvField(const QString& s) {
+  if (!s.contains(QLatin1Char(',')) && !s.contains(QLatin1Char('"')) &&
+      !s.contains(QLatin1Char('\n')))
+    return s;
+  QString quoted = s;
+  quoted.replace(QLatin1String("\""), QLatin1String("\"\""));
+  return QLatin1Char('"') + quoted + QLatin1Char('"');
+}
+
 bool paintToFile(const QString& path, const QSizeF& size,
                  const std::function<void(QPainter&)>& paint, QString* error,
                  const QString& description) {

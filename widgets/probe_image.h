@@ -73,6 +73,13 @@ QImage attentionOverlay(const ProbeImage& p, double lo, double hi, int scale, do
 QImage maskOverlay(const ProbeImage& p, const QVector<quint8>& mask, const QColor& colour,
                    int scale);
 
+/// Black or white, whichever reads better as text on `fill` (relative luminance, WCAG weights).
+QColor textOn(const QColor& fill);
+
+/// `text` as one CSV field: quoted (inner quotes doubled) when it holds a comma, a quote or a
+/// line break, else as it is.
+QString csvField(const QString& text);
+
 /// Perceptual colour maps sampled at t in [0,1] (clamped), from matplotlib's tables.
 QColor viridisColour(double t);
 QColor infernoColour(double t);

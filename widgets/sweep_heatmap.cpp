@@ -25,20 +25,7 @@ const QColor kFailedFill(0xFF, 0xE3, 0xE3);
 const QColor kFailedAccent(0xC9, 0x2A, 0x2A);
 
 
-/// Black or white, whichever reads better on `fill` (relative luminance, WCAG weights).
-QColor textOn(const QColor& fill) {
-  const double luminance = 0.2126 * fill.redF() + 0.7152 * fill.greenF() + 0.0722 * fill.blueF();
-  return luminance > 0.45 ? Qt::black : Qt::white;
-}
 
-QString csvField(const QString& s) {
-  if (!s.contains(QLatin1Char(',')) && !s.contains(QLatin1Char('"')) &&
-      !s.contains(QLatin1Char('\n')))
-    return s;
-  QString quoted = s;
-  quoted.replace(QLatin1String("\""), QLatin1String("\"\""));
-  return QLatin1Char('"') + quoted + QLatin1Char('"');
-}
 
 }  // namespace
 
