@@ -1097,6 +1097,44 @@ class TestEval : public QObject {
     QCOMPARE(readText(cells[0].dir + "/result.json"), without_config);
   }
 
+  void copiedCheckpointKeepsItsResults() {
+    QTemporaryDir tmp;
+    namespace fs = std::filesystem;
+    const fs::path a = fs::path(tmp.path().toStdString()) / "a", b = a.parent_path() / "b";
+    fs::create_directories(a);
+    const std::string ckpt = (a / "checkpoint.pt").string();
+    torch::save(torch::arange(64, torch::kFloat), ckpt);  // a real torch zip archive
+    const std::string fingerprint = checkpointFingerprint(ckpt);
+    QVERIFY(!fingerprint.empty());
+    QCOMPARE(checkpointFingerprint(ckpt), fingerprint);  // stable
+    recordEvaluation(ckpt, "knn", {{"knn_top1", 70.0}}, checkpointMtime(ckpt), fingerprint);
+    QCOMPARE(nlohmann::json::parse(std::ifstream(a / "eval.json"))["knn"]["checkpoint_fingerprint"]
+                 .get<std::string>(),
+             fingerprint);
+    // A copy gets a new mtime (cp -r without -p): the same records, so not stale.
+    fs::copy(a, b);
+    const fs::path copied = b / "checkpoint.pt";
+    fs::last_write_time(copied, fs::last_write_time(ckpt) + std::chrono::seconds(30));
+    QCOMPARE(checkpointFingerprint(copied.string()), fingerprint);
+    RunReadouts r = readRunReadouts(b.string());
+    QCOMPARE(r.knn_top1.value_or(-1), 70.0);
+    QVERIFY(!r.stale);
+    // Other weights of the same shapes (the next checkpoint of a run) change it: stale.
+    torch::save(torch::arange(64, torch::kFloat) + 1, copied.string());
+    fs::last_write_time(copied, fs::last_write_time(ckpt) + std::chrono::seconds(60));
+    QVERIFY(checkpointFingerprint(copied.string()) != fingerprint);
+    QCOMPARE(fs::file_size(copied), fs::file_size(ckpt));  // the size alone would not tell
+    QVERIFY(readRunReadouts(b.string()).stale);
+    // A record without a fingerprint (older files) goes by the mtime alone.
+    recordEvaluation(ckpt, "knn", {{"knn_top1", 70.0}}, checkpointMtime(ckpt));
+    fs::last_write_time(ckpt, fs::last_write_time(ckpt) + std::chrono::seconds(30));
+    QVERIFY(readRunReadouts(a.string()).stale);
+    // Not a zip: no fingerprint, nothing thrown.
+    std::ofstream(a / "other.pt") << "weights";
+    QVERIFY(checkpointFingerprint((a / "other.pt").string()).empty());
+    QVERIFY(checkpointFingerprint((a / "missing.pt").string()).empty());
+  }
+
   void evalRecordMergesKeepsAndRefusesDamage() {
     QTemporaryDir tmp;
     namespace fs = std::filesystem;

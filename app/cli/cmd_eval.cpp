@@ -143,6 +143,8 @@ Command registerEval(CLI::App& app) {
             // A damaged eval.json is named now, not after minutes of computing; the weights are
             // dated before they are read (a checkpoint written meanwhile makes the record stale).
             const int64_t weights_mtime = o->record ? checkpointMtime(o->checkpoint) : 0;
+            const std::string weights_fingerprint =
+                o->record ? checkpointFingerprint(o->checkpoint) : std::string();
             if (o->record) checkEvalRecord(o->checkpoint);
             nlohmann::json base = o->checkpoint.empty() ? nlohmann::json::object()
                                                         : checkpointConfig(o->checkpoint);
@@ -184,7 +186,7 @@ Command registerEval(CLI::App& app) {
               try {
                 result["recorded_in"] = recordEvaluation(
                     o->checkpoint, evalRecordKey(*knn ? "knn" : "linear", o->features, o->blocks),
-                    entry, weights_mtime);
+                    entry, weights_mtime, weights_fingerprint);
               } catch (const MstError&) {
                 printResult(result);  // the computed result is not lost with the record
                 throw;

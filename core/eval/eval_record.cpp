@@ -1,10 +1,13 @@
 /// @brief eval.json (see eval_record.h).
 #include "core/eval/eval_record.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <sys/stat.h>
 
@@ -22,6 +25,13 @@ int64_t mtimeSeconds(const fs::path& file) {
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0) return 0;
   return static_cast<int64_t>(st.st_mtime);
+}
+
+/// Little-endian unsigned integer of `bytes` bytes at `p`.
+uint64_t readLe(const unsigned char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
 }
 
 std::string utcNow() {
@@ -105,13 +115,48 @@ std::string evalRecordKey(const std::string& readout, const std::string& feature
 
 int64_t checkpointMtime(const std::string& checkpoint) { return mtimeSeconds(checkpoint); }
 
+std::string checkpointFingerprint(const std::string& checkpoint) {
+  std::ifstream in(checkpoint, std::ios::binary);
+  if (!in) return {};
+  in.seekg(0, std::ios::end);
+  const int64_t size = static_cast<int64_t>(in.tellg());
+  // The end-of-central-directory record: 22 bytes and a comment of up to 65,535 bytes.
+  constexpr int64_t kEocd = 22;
+  const int64_t tail = std::min<int64_t>(size, kEocd + 65535);
+  if (tail < kEocd) return {};
+  std::vector<unsigned char> buffer(static_cast<size_t>(tail));
+  in.seekg(size - tail);
+  if (!in.read(reinterpret_cast<char*>(buffer.data()), tail)) return {};
+  for (int64_t at = tail - kEocd; at >= 0; --at) {
+    const unsigned char* e = buffer.data() + at;
+    if (readLe(e, 4) != 0x06054b50) continue;
+    const uint64_t cd_size = readLe(e + 12, 4), cd_offset = readLe(e + 16, 4);
+    // 0xFFFFFFFF: the sizes live in a ZIP64 record (files over 4 GB); not read here.
+    if (cd_size == 0xFFFFFFFFu || cd_offset == 0xFFFFFFFFu ||
+        cd_offset + cd_size > static_cast<uint64_t>(size - tail + at))
+      return {};
+    std::vector<char> directory(cd_size);
+    in.seekg(static_cast<std::streamoff>(cd_offset));
+    if (cd_size > 0 && !in.read(directory.data(), static_cast<std::streamsize>(cd_size))) return {};
+    uint64_t hash = 14695981039346656037ull;  // FNV-1a, 64 bit
+    for (char c : directory) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+    char text[40];
+    std::snprintf(text, sizeof(text), "%016llx-%llu", static_cast<unsigned long long>(hash),
+                  static_cast<unsigned long long>(cd_size));
+    return text;
+  }
+  return {};
+}
+
 void checkEvalRecord(const std::string& checkpoint) { readObject(recordPath(checkpoint)); }
 
 std::string recordEvaluation(const std::string& checkpoint, const std::string& key,
-                             nlohmann::json result, int64_t mtime) {
+                             nlohmann::json result, int64_t mtime,
+                             const std::string& fingerprint) {
   const fs::path path = recordPath(checkpoint);
   result["recorded_at"] = utcNow();
   result["checkpoint_mtime"] = mtime;
+  if (!fingerprint.empty()) result["checkpoint_fingerprint"] = fingerprint;
   // A hidden lock file beside the record (flock needs a file that is not replaced).
   ScopedFileLock lock((path.parent_path() / ".eval.json.lock").string());
   nlohmann::json record = readObject(path).value_or(nlohmann::json::object());
@@ -140,7 +185,14 @@ RunReadouts readRunReadouts(const std::string& run_dir) {
         (knn ? out.knn_top1 : out.linear_top1) = value;
         (knn ? out.knn_classes : out.linear_classes) = classReadout(r);
         const auto recorded = number(r, "checkpoint_mtime");
-        if (recorded && ckpt > *recorded) out.stale = true;
+        if (recorded && ckpt > *recorded) {
+          // A newer file: other weights, unless it holds the same records (a copied folder).
+          const bool same =
+              r.contains("checkpoint_fingerprint") && r["checkpoint_fingerprint"].is_string() &&
+              r["checkpoint_fingerprint"].get<std::string>() ==
+                  checkpointFingerprint((dir / "checkpoint.pt").string());
+          if (!same) out.stale = true;
+        }
         if (r.contains("full_protocol") && r["full_protocol"] == false) out.partial = true;
         detail += std::string(detail.empty() ? "" : "; ") +
                   (knn ? "k-NN: k = " + count(r, "knn_k") + ", bank " + count(r, "train")

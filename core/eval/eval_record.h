@@ -19,6 +19,12 @@ std::string evalRecordKey(const std::string& readout, const std::string& feature
 /// before the weights are loaded, it dates the weights a result was computed from.
 int64_t checkpointMtime(const std::string& checkpoint);
 
+/// What the checkpoint holds, cheaply: a hash of its zip central directory, which lists every
+/// record with its CRC-32, so changed weights change it while a copy (`cp -r`, which gives the
+/// file a new mtime) keeps it. Reads only the file's tail. Empty when the file cannot be read or
+/// is not a plain zip (ZIP64, damaged).
+std::string checkpointFingerprint(const std::string& checkpoint);
+
 /// Throws MstError naming eval.json in the checkpoint's folder when that file exists but is not a
 /// JSON object (invalid JSON, or another value): checked before a read-out is computed, so that a
 /// result is never computed and then not recorded.
@@ -27,11 +33,14 @@ void checkEvalRecord(const std::string& checkpoint);
 /// Merges `result` (the command's JSON line) under `key` into eval.json in the checkpoint's
 /// folder, adding "recorded_at" (UTC, ISO 8601) and "checkpoint_mtime" (`mtime`, from
 /// checkpointMtime before the weights were read) so that a later checkpoint shows the result as
-/// stale. Other keys are kept; the file is replaced atomically under a lock (two evaluations of
+/// stale, and "checkpoint_fingerprint" (`fingerprint`, checkpointFingerprint taken at the same
+/// time, when not empty): with it, a newer checkpoint whose fingerprint is the same (a copy of the
+/// run folder) is not stale. Other keys are kept; the file is replaced atomically under a lock (two evaluations of
 /// one run may record at once). MstError naming the file when an existing eval.json is damaged
 /// (see checkEvalRecord): it is left as it was. Returns the path written.
 std::string recordEvaluation(const std::string& checkpoint, const std::string& key,
-                             nlohmann::json result, int64_t mtime);
+                             nlohmann::json result, int64_t mtime,
+                             const std::string& fingerprint = {});
 
 /// One read-out's results per class of the test split, as `mst eval` records them
 /// (per_class_top1, confusion, classes; see class_readout.h). Empty for a record from before
