@@ -2,6 +2,7 @@
 /// the p = 1 rule on what is shown, redraws, and a real sweep filling its heat-map cells.
 #include <QtTest/QtTest>
 
+#include <QLineEdit>
 #include <QProcess>
 #include <QPushButton>
 
@@ -631,6 +632,29 @@ class TestGuiInspector : public QObject {
     QCOMPARE(fileHead(dir_.filePath("heat.png"), 4), QByteArray("\x89PNG"));
     QVERIFY2(panel.heatmap()->exportCsv(dir_.filePath("heat.csv"), &error), qPrintable(error));
     QCOMPARE(fileHead(dir_.filePath("heat.csv"), 1 << 16).trimmed().split('\n').size(), 1 + 2);
+  }
+
+  /// A panel shown as its own window with the focus in Images: closing it on destruction moves
+  /// the focus out, and the field's editingFinished used to redraw from members already destroyed
+  /// (a use after free that glibc aborted on).
+  void destroyWithFocusInImages() {
+    for (int round = 0; round < 3; ++round) {
+      auto* panel = new InspectorPanel;
+      panel->setImageIndices("0,1");
+      panel->setCheckpoint(checkpoint_);
+      panel->setMaskSettings("attention_guided", 0.5, 2);
+      panel->setSeed(3 + round);
+      QVERIFY(waitFor(*panel, 2, 3 + round));
+      panel->show();
+      panel->activateWindow();
+      auto* images = panel->findChild<QLineEdit*>();
+      QVERIFY(images);
+      images->setFocus();
+      images->setText("0,1,2");  // edited, not yet confirmed
+      QTest::qWait(50);
+      delete panel;
+      QTest::qWait(50);
+    }
   }
 
   /// Not a check: with MST_WIDGET_SHOTS=DIR, saves the panel in the heads view as a person sees it

@@ -210,6 +210,12 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   });
 }
 
+InspectorPanel::~InspectorPanel() {
+  // QWidget's destructor, after this one, closes a top-level panel and so moves the focus out of
+  // Images (and the spin boxes): their editingFinished must not redraw from destroyed members.
+  for (QObject* child : findChildren<QObject*>()) disconnect(child, nullptr, this, nullptr);
+}
+
 void InspectorPanel::setRun(const QString& run_dir, TrainWorker* live_worker) {
   run_dir_ = run_dir;
   checkpoint_.clear();

@@ -27,6 +27,7 @@ class InspectorPanel : public QWidget {
   Q_OBJECT
  public:
   explicit InspectorPanel(QWidget* parent = nullptr);
+  ~InspectorPanel() override;
 
   /// The run whose snapshots the slider browses and whose checkpoint.pt gives the weights when no
   /// training is live; `live` = that run is being trained by `worker` (probes use its weights).
