@@ -302,6 +302,33 @@ class TestEval : public QObject {
                              confusionMatrix(torch::tensor({0, 4}), torch::tensor({0, 1}), 4));
   }
 
+  void perClassTableLinesUpInCharacters() {
+    // Rows = truth: 3 of "café" right, 1 taken for "Shirt"; 2 of "Shirt" right; "z" has none.
+    nlohmann::json result{{"knn_top1", 83.3333},
+                          {"per_class_top1", {75.0, 100.0, nullptr}},
+                          {"confusion", {{3, 1, 0}, {0, 2, 0}, {0, 0, 0}}},
+                          {"classes", {"café", "Shirt", "z"}}};
+    const std::string table = perClassTable(result, "k-NN top-1 at k = 20");
+    const QStringList lines = QString::fromStdString(table).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(lines.size(), qsizetype{6});  // title, header, 3 classes, all
+    QCOMPARE(lines[0], QString("k-NN top-1 at k = 20, test split, per class:"));
+    // Values end under the end of "top-1 %" in every row, "café" (4 characters, 5 bytes) included.
+    const qsizetype end = lines[1].indexOf("top-1 %") + 7;
+    QVERIFY(end > 7);
+    QCOMPARE(lines[2].indexOf("75.00") + 5, end);
+    QCOMPARE(lines[3].indexOf("100.00") + 6, end);
+    QCOMPARE(lines[5].indexOf("83.33") + 5, end);
+    QVERIFY2(lines[2].startsWith("  café") && lines[2].endsWith("Shirt (1)"),
+             qPrintable(lines[2]));                               // the most frequent mistake
+    QVERIFY2(!lines[3].contains("("), qPrintable(lines[3]));     // none for Shirt
+    QVERIFY2(lines[4].startsWith("  z") && lines[4].contains(" - ") && lines[4].endsWith(" 0"),
+             qPrintable(lines[4]));                               // no test image: "-", 0
+    QVERIFY2(lines[5].startsWith("  all") && lines[5].endsWith(" 6"), qPrintable(lines[5]));
+    // No matrix (more than 100 classes): no table.
+    result.erase("confusion");
+    QVERIFY(perClassTable(result, "k-NN").empty());
+  }
+
   void readOutsReportEachClassOfTheTestSplit() {
     // A Fashion-MNIST folder of half-bright images read out on raw pixels: the bank holds
     // patterns 0 (left), 1 (right), 2 (top) as classes 0, 1, 2; the test split's class 2 images

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "app/cli/common.h"
+#include "core/eval/class_readout.h"
 #include "core/eval/eval_record.h"
 #include "core/eval/evaluate.h"
 #include "core/train/engine.h"
@@ -24,54 +25,6 @@ std::vector<int64_t> parseKs(const std::string& text) {
   for (int64_t k : ks)
     if (k < 1) throw MstError("--k: a neighbour count must be >= 1 (got '" + text + "')");
   return ks;
-}
-
-/// The result's per-class keys as a table for people, on stderr (stdout keeps its one JSON line):
-/// each class's top-1, its test images and the class its images were most often taken for.
-void printPerClassTable(const nlohmann::json& result, const std::string& what) {
-  if (!result.contains("per_class_top1") || !result.contains("confusion")) return;
-  const nlohmann::json& top1 = result["per_class_top1"];
-  const nlohmann::json& confusion = result["confusion"];
-  const size_t C = top1.size();
-  std::vector<std::string> names;
-  for (size_t c = 0; c < C; ++c)
-    names.push_back(result.contains("classes") ? result["classes"][c].get<std::string>()
-                                               : std::to_string(c));
-  int width = 5;  // "class"
-  for (const auto& name : names) width = std::max(width, static_cast<int>(name.size()));
-  std::ostringstream table;
-  char line[512];
-  std::snprintf(line, sizeof(line), "%s, test split, per class:\n  %-*s  top-1 %%  images  %s\n",
-                what.c_str(), width, "class", "most often taken for");
-  table << line;
-  int64_t total = 0;
-  for (size_t t = 0; t < C; ++t) {
-    int64_t images = 0, wrong = 0;
-    size_t taken_for = t;
-    for (size_t p = 0; p < C; ++p) {
-      const auto n = confusion[t][p].get<int64_t>();
-      images += n;
-      if (p != t && n > wrong) wrong = n, taken_for = p;
-    }
-    total += images;
-    const std::string value = top1[t].is_null() ? "-" : [&] {
-      char text[32];
-      std::snprintf(text, sizeof(text), "%.2f", top1[t].get<double>());
-      return std::string(text);
-    }();
-    const std::string mistaken =
-        wrong > 0 ? names[taken_for] + " (" + std::to_string(wrong) + ")" : std::string();
-    std::snprintf(line, sizeof(line), "  %-*s  %7s  %6lld  %s\n", width, names[t].c_str(),
-                  value.c_str(), static_cast<long long>(images), mistaken.c_str());
-    table << line;
-  }
-  const char* key = result.contains("knn_top1") ? "knn_top1" : "linear_top1";
-  if (result.contains(key) && result[key].is_number()) {
-    std::snprintf(line, sizeof(line), "  %-*s  %7.2f  %6lld\n", width, "all",
-                  result[key].get<double>(), static_cast<long long>(total));
-    table << line;
-  }
-  std::cerr << table.str() << std::flush;
 }
 
 }  // namespace
@@ -171,9 +124,11 @@ Command registerEval(CLI::App& app) {
                                                           : FeatureKind::TeacherCls;
             nlohmann::json result = *knn ? evaluateKnn(*engine, config, kind, eo)
                                          : evaluateLinear(*engine, config, kind, eo);
-            printPerClassTable(
-                result, *knn ? "k-NN top-1 at k = " + std::to_string(result["knn_k"].get<int64_t>())
-                             : "linear probe top-1");
+            // The table for people on stderr; stdout keeps its one JSON line.
+            std::cerr << perClassTable(result, *knn ? "k-NN top-1 at k = " +
+                                                          std::to_string(result["knn_k"].get<int64_t>())
+                                                    : "linear probe top-1")
+                      << std::flush;
             // Raw pixels have no weights; otherwise the checkpoint read, or fresh weights.
             result["checkpoint"] = kind == FeatureKind::Pixels ? nlohmann::json()
                                    : o->checkpoint.empty()     ? nlohmann::json("random init")

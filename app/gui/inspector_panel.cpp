@@ -443,11 +443,12 @@ void InspectorPanel::showImages(const QVector<ProbeImage>& images, qint64 step,
   }
   // Blocks: "last (L)" first, then the earlier ones, when the images carry every block's maps.
   const int blocks = images.isEmpty() ? 0 : images.front().blocks;
-  if (block_->count() != std::max(blocks, 1)) {
+  const QString last = blocks > 0 ? QString("last (%1)").arg(blocks) : QString("last");
+  if (block_->count() != std::max(blocks, 1) || block_->itemText(0) != last) {
     const int keep = block_->currentData().toInt();
     block_->blockSignals(true);
     block_->clear();
-    block_->addItem(blocks > 0 ? QString("last (%1)").arg(blocks) : QString("last"), -1);
+    block_->addItem(last, -1);
     for (int b = 0; b + 1 < blocks; ++b) block_->addItem(QString::number(b + 1), b);
     block_->setCurrentIndex(std::max(0, block_->findData(keep)));
     block_->blockSignals(false);
@@ -470,6 +471,7 @@ void InspectorPanel::applyHead() {
       if (block >= p.blocks || p.heads <= 0 || p.attention_blocks.size() < (block + 1) * span)
         continue;
       p.attention_heads = p.attention_blocks.mid(block * span, span);
+      p.attention.resize(n);
       for (int i = 0; i < n; ++i) {
         double sum = 0.0;
         for (int h = 0; h < p.heads; ++h) sum += p.attention_heads[h * n + i];

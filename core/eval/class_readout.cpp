@@ -1,7 +1,10 @@
 /// @brief Confusion matrix and per-class top-1 (see class_readout.h).
 #include "core/eval/class_readout.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <sstream>
 
 namespace mst {
 
@@ -60,6 +63,60 @@ nlohmann::json perClassReadout(const torch::Tensor& confusion,
   if (C <= kMaxConfusionClasses) out["confusion"] = std::move(matrix);
   if (static_cast<int64_t>(class_names.size()) == C) out["classes"] = class_names;
   return out;
+}
+
+std::string perClassTable(const nlohmann::json& result, const std::string& what) {
+  if (!result.contains("per_class_top1") || !result.contains("confusion")) return {};
+  const nlohmann::json& top1 = result["per_class_top1"];
+  const nlohmann::json& confusion = result["confusion"];
+  const size_t C = top1.size();
+  const bool named = result.contains("classes") && result["classes"].size() == C;
+  std::vector<std::string> names;
+  for (size_t c = 0; c < C; ++c)
+    names.push_back(named ? result["classes"][c].get<std::string>() : std::to_string(c));
+  // Widths in characters, not bytes: an ImageFolder class may be named "café".
+  auto length = [](const std::string& text) {
+    return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+      return (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // not a UTF-8 continuation byte
+    }));
+  };
+  size_t width = 5;  // "class"
+  for (const auto& name : names) width = std::max(width, length(name));
+  auto pad = [&](const std::string& text) {
+    return text + std::string(width - std::min(width, length(text)), ' ');
+  };
+  auto right = [](const std::string& text, size_t n) {
+    return std::string(n - std::min(n, text.size()), ' ') + text;
+  };
+  auto fixed2 = [](double v) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.2f", v);
+    return std::string(text);
+  };
+  std::ostringstream table;
+  table << what << ", test split, per class:\n  " << pad("class")
+        << "  top-1 %  images  most often taken for\n";
+  int64_t total = 0;
+  for (size_t t = 0; t < C; ++t) {
+    int64_t images = 0, wrong = 0;
+    size_t taken_for = t;
+    for (size_t p = 0; p < C; ++p) {
+      const auto n = confusion[t][p].get<int64_t>();
+      images += n;
+      if (p != t && n > wrong) wrong = n, taken_for = p;
+    }
+    total += images;
+    table << "  " << pad(names[t]) << "  "
+          << right(top1[t].is_null() ? "-" : fixed2(top1[t].get<double>()), 7) << "  "
+          << right(std::to_string(images), 6);
+    if (wrong > 0) table << "  " << names[taken_for] << " (" << wrong << ")";
+    table << "\n";
+  }
+  const char* key = result.contains("knn_top1") ? "knn_top1" : "linear_top1";
+  if (result.contains(key) && result[key].is_number())
+    table << "  " << pad("all") << "  " << right(fixed2(result[key].get<double>()), 7) << "  "
+          << right(std::to_string(total), 6) << "\n";
+  return table.str();
 }
 
 }  // namespace mst

@@ -34,4 +34,10 @@ constexpr int64_t kMaxConfusionClasses = 100;
 nlohmann::json perClassReadout(const torch::Tensor& confusion,
                                const std::vector<std::string>& class_names);
 
+/// The per-class keys of a read-out's result as a table for people, headed "<what>, test split,
+/// per class:": each class's top-1, its test images and the class its images were most often
+/// taken for, then "all" with the result's top-1. Columns line up in characters (UTF-8 names).
+/// Empty when the result has no per_class_top1 or no confusion (above kMaxConfusionClasses).
+std::string perClassTable(const nlohmann::json& result, const std::string& what);
+
 }  // namespace mst
