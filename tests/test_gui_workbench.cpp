@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/torch.h>
 
 #include "app/gui/eval_run.h"
 #include "app/gui/inspector_panel.h"
@@ -373,10 +374,16 @@ class TestGuiWorkbench : public QObject {
     const QString shown = QString("%1 / %2 ~").arg(knn, 0, 'f', 1).arg(linear, 0, 'f', 1);
     window.runList()->rescan();
     QCOMPARE(window.runList()->readoutText(run), shown);
-    // Training the run further (a newer checkpoint) marks the result as stale.
+    // A newer file with the same contents (a copied run folder) keeps its results ...
+    const std::string ckpt = QDir(run).filePath("checkpoint.pt").toStdString();
     std::filesystem::last_write_time(
-        QDir(run).filePath("checkpoint.pt").toStdString(),
-        std::filesystem::file_time_type::clock::now() + std::chrono::seconds(10));
+        ckpt, std::filesystem::file_time_type::clock::now() + std::chrono::seconds(10));
+    window.runList()->rescan();
+    QCOMPARE(window.runList()->readoutText(run), shown);
+    // ... other contents (training the run further) mark them as stale.
+    torch::save(torch::zeros({3}), ckpt);
+    std::filesystem::last_write_time(
+        ckpt, std::filesystem::file_time_type::clock::now() + std::chrono::seconds(20));
     window.runList()->rescan();
     QCOMPARE(window.runList()->readoutText(run), shown + " *");
 
