@@ -571,6 +571,30 @@ class TestWidgetInspector : public QObject {
     QVERIFY(figure.width() > QImage(dir.filePath("masks.png")).width());
   }
 
+  void textFilesAreWrittenWholeOrNotAtAll() {
+    QTemporaryDir dir;
+    const QString path = dir.filePath("table.csv");
+    QString error;
+    QVERIFY2(mst::writeTextFile(path, [](QTextStream& out) { out << "a,b\n1,2\n"; }, &error),
+             qPrintable(error));
+    QCOMPARE(readLines(path), QStringList({"a,b", "1,2"}));
+    // A write that fails half way leaves the file that was there.
+    QVERIFY(!mst::writeTextFile(
+        path,
+        [](QTextStream& out) {
+          out << "x,y\n";
+          out.setStatus(QTextStream::WriteFailed);
+        },
+        &error));
+    QVERIFY2(error.contains(path), qPrintable(error));
+    QCOMPARE(readLines(path), QStringList({"a,b", "1,2"}));
+    QVERIFY(!mst::writeTextFile(dir.filePath("no/such/folder/t.csv"),
+                                [](QTextStream& out) { out << "x"; }, &error));
+    QVERIFY2(error.contains("no/such/folder/t.csv"), qPrintable(error));
+    QCOMPARE(mst::csvField("plain"), QString("plain"));
+    QCOMPARE(mst::csvField("a,\"b\"\nc"), QString("\"a,\"\"b\"\"\nc\""));
+  }
+
   void gridClickEmitsRow() {
     InspectorGrid grid;
     grid.setImages(

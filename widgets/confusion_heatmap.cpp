@@ -322,26 +322,19 @@ bool ConfusionHeatmap::exportFigure(const QString& path, QString* error) const {
 }
 
 bool ConfusionHeatmap::exportCsv(const QString& path, QString* error) const {
-  QSaveFile file(path);
-  if (!file.open(QIODevice::WriteOnly | QIODevice::Text)) {
-    if (error) *error = QStringLiteral("cannot write %1: %2").arg(path, file.errorString());
-    return false;
-  }
-  QTextStream out(&file);
-  out << "true \\ predicted";
-  for (const QString& c : classes_) out << ',' << csvField(c);
-  out << '\n';
-  for (int t = 0; t < counts_.size(); ++t) {
-    out << csvField(classes_[t]);
-    for (qint64 n : counts_[t]) out << ',' << n;
-    out << '\n';
-  }
-  out.flush();
-  if (!file.commit()) {
-    if (error) *error = QStringLiteral("cannot write %1: %2").arg(path, file.errorString());
-    return false;
-  }
-  return true;
+  return writeTextFile(
+      path,
+      [&](QTextStream& out) {
+        out << "true \\ predicted";
+        for (const QString& c : classes_) out << ',' << csvField(c);
+        out << '\n';
+        for (int t = 0; t < counts_.size(); ++t) {
+          out << csvField(classes_[t]);
+          for (qint64 n : counts_[t]) out << ',' << n;
+          out << '\n';
+        }
+      },
+      error);
 }
 
 }  // namespace mst

@@ -101,32 +101,30 @@ bool CurvePanel::exportCsv(const QString& plotName, const QString& path, QString
   };
   const int p = plotIndex(plotName);
   if (p < 0) return fail(tr("no plot named \"%1\"").arg(plotName));
-  QFile file(path);
-  if (!file.open(QIODevice::WriteOnly | QIODevice::Text)) {
-    return fail(tr("cannot write %1: %2").arg(path, file.errorString()));
-  }
-  QTextStream out(&file);
-  out << "run,step,epoch,wall_s," << plotName << ',' << plotName << "_smoothed\n";
-  const bool isEval = plotName == kEvalPlot;
-  for (const auto& run : runs_) {
-    const CurveTable& table = isEval ? run->curves.eval : run->curves.metrics;
-    const QVector<double> values = table.columns.value(plotName);
-    DebiasedEmaState ema(isSmoothed(plotName) ? smoothing_ : 0.0);
-    const QString label = csvField(run->curves.label);
-    for (int row = 0; row < table.rows(); ++row) {
-      const double value = valueAt(values, row);
-      if (!std::isfinite(value)) continue;
-      const double smoothed = ema.push(value);
-      const CurveTable& metrics = run->curves.metrics;
-      out << label << ',' << csvNumber(keyAt(table, metrics, XAxis::Step, row)) << ','
-          << csvNumber(keyAt(table, metrics, XAxis::Epoch, row)) << ','
-          << csvNumber(keyAt(table, metrics, XAxis::WallTime, row)) << ',' << csvNumber(value)
-          << ',' << csvNumber(smoothed) << '\n';
-    }
-  }
-  out.flush();
-  if (file.error() != QFile::NoError) return fail(tr("writing %1 failed").arg(path));
-  return true;
+  // Written whole or not at all: a failed export leaves the file that was there.
+  return writeTextFile(
+      path,
+      [&](QTextStream& out) {
+        out << "run,step,epoch,wall_s," << plotName << ',' << plotName << "_smoothed\n";
+        const bool isEval = plotName == kEvalPlot;
+        for (const auto& run : runs_) {
+          const CurveTable& table = isEval ? run->curves.eval : run->curves.metrics;
+          const QVector<double> values = table.columns.value(plotName);
+          DebiasedEmaState ema(isSmoothed(plotName) ? smoothing_ : 0.0);
+          const QString label = csvField(run->curves.label);
+          for (int row = 0; row < table.rows(); ++row) {
+            const double value = valueAt(values, row);
+            if (!std::isfinite(value)) continue;
+            const double smoothed = ema.push(value);
+            const CurveTable& metrics = run->curves.metrics;
+            out << label << ',' << csvNumber(keyAt(table, metrics, XAxis::Step, row)) << ','
+                << csvNumber(keyAt(table, metrics, XAxis::Epoch, row)) << ','
+                << csvNumber(keyAt(table, metrics, XAxis::WallTime, row)) << ','
+                << csvNumber(value) << ',' << csvNumber(smoothed) << '\n';
+          }
+        }
+      },
+      error);
 }
 
 void CurvePanel::exportFigureDialog(int p) {

@@ -1,6 +1,9 @@
 /// @brief Renderings of a probe image: planes to QImage, attention heat map, mask overlays, export.
 #include "widgets/probe_image.h"
 
+#include <QSaveFile>
+#include <QTextStream>
+
 #include <QFileInfo>
 #include <QPageSize>
 #include <QPainter>
@@ -194,6 +197,19 @@ QColor viridisColour(double t) { return sampleMap(kViridis, t); }
 QColor infernoColour(double t) { return sampleMap(kInferno, t); }
 
 /// Black or white, whichever reads better on `fill` (relative luminance, WCAG weights).
+bool writeTextFile(const QString& path, const std::function<void(QTextStream&)>& write,
+                   QString* error) {
+  QSaveFile file(path);
+  if (file.open(QIODevice::WriteOnly | QIODevice::Text)) {
+    QTextStream out(&file);
+    write(out);
+    out.flush();
+    if (out.status() == QTextStream::Ok && file.commit()) return true;
+  }
+  if (error) *error = QStringLiteral("cannot write %1: %2").arg(path, file.errorString());
+  return false;
+}
+
 QColor textOn(const QColor& fill) {
   const double luminance = 0.2126 * fill.redF() + 0.7152 * fill.greenF() + 0.0722 * fill.blueF();
   return luminance > 0.45 ? Qt::black : Qt::white;

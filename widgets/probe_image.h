@@ -10,6 +10,7 @@
 #include <functional>
 
 class QPainter;
+class QTextStream;
 
 namespace mst {
 
@@ -75,6 +76,11 @@ QImage maskOverlay(const ProbeImage& p, const QVector<quint8>& mask, const QColo
 
 /// Black or white, whichever reads better as text on `fill` (relative luminance, WCAG weights).
 QColor textOn(const QColor& fill);
+
+/// Writes what `write` puts into the stream to `path` as UTF-8 text, atomically (QSaveFile): on
+/// any failure the file that was there stays as it was. False + *error naming the file.
+bool writeTextFile(const QString& path, const std::function<void(QTextStream&)>& write,
+                   QString* error);
 
 /// `text` as one CSV field: quoted (inner quotes doubled) when it holds a comma, a quote or a
 /// line break, else as it is.

@@ -439,27 +439,21 @@ bool SweepHeatmap::exportFigure(const QString& path, QString* error) const {
 }
 
 bool SweepHeatmap::exportCsv(const QString& path, QString* error) const {
-  QSaveFile file(path);
-  if (!file.open(QIODevice::WriteOnly | QIODevice::Text)) {
-    if (error) *error = QStringLiteral("cannot write %1: %2").arg(path, file.errorString());
-    return false;
-  }
-  QTextStream out(&file);
-  out << csvField(row_key_) << ',' << csvField(col_key_) << ",state,value,run_dir\n";
-  for (int r = 0; r < rows_.size(); ++r) {
-    for (int c = 0; c < cols_.size(); ++c) {
-      const Cell& cell = cells_[r * cols_.size() + c];
-      out << csvField(rows_[r]) << ',' << csvField(cols_[c]) << ',' << cellStateName(cell.state)
-          << ',' << (std::isfinite(cell.value) ? QString::number(cell.value, 'g', 10) : QString())
-          << ',' << csvField(cell.run_dir) << '\n';
-    }
-  }
-  out.flush();
-  if (!file.commit()) {
-    if (error) *error = QStringLiteral("cannot write %1: %2").arg(path, file.errorString());
-    return false;
-  }
-  return true;
+  return writeTextFile(
+      path,
+      [&](QTextStream& out) {
+        out << csvField(row_key_) << ',' << csvField(col_key_) << ",state,value,run_dir\n";
+        for (int r = 0; r < rows_.size(); ++r) {
+          for (int c = 0; c < cols_.size(); ++c) {
+            const Cell& cell = cells_[r * cols_.size() + c];
+            out << csvField(rows_[r]) << ',' << csvField(cols_[c]) << ','
+                << cellStateName(cell.state) << ','
+                << (std::isfinite(cell.value) ? QString::number(cell.value, 'g', 10) : QString())
+                << ',' << csvField(cell.run_dir) << '\n';
+          }
+        }
+      },
+      error);
 }
 
 }  // namespace mst
