@@ -41,6 +41,10 @@ class TestGpu : public QObject {
     MST_REQUIRE_CUDA();
     expect(checkMaskRule());
   }
+  void inspectorMapsAgreeOnTheGpu() {
+    MST_REQUIRE_CUDA();
+    expect(checkProbeAttention(gpuCheckConfig()));
+  }
   void graphReplayMatchesEager() {
     MST_REQUIRE_CUDA();
     if (!StepGraph::available()) QSKIP("this LibTorch has no CUDA graphs");

@@ -123,6 +123,35 @@ GpuCheck checkMaskRule() {
   return r;
 }
 
+GpuCheck checkProbeAttention(const Config& config) {
+  GpuCheck r;
+  r.name = "probe_attention_cpu_vs_cuda_fp32";
+  Config c = config;
+  c.train.precision = "fp32";
+  Engine cpu(c, checkOptions(c, torch::kCPU));
+  Engine gpu(c, checkOptions(c, torch::Device(torch::kCUDA, 0)));
+  const auto images = checkImages(c, 0).narrow(0, 0, 4);
+  // The inspector's maps: the mean, every head, every block (the masks are drawn from each
+  // device's own generator, so they are not compared here; mask_rule_cpu_vs_cuda is).
+  const auto a = cpu.probe(images, 3, c.masking, /*every_block=*/true);
+  const auto b = gpu.probe(images, 3, c.masking, /*every_block=*/true);
+  double worst = 0;
+  for (const auto& [name, x, y] :
+       {std::tuple{"attention", a.attention, b.attention},
+        std::tuple{"attention_heads", a.attention_heads, b.attention_heads},
+        std::tuple{"attention_blocks", a.attention_blocks, b.attention_blocks}}) {
+    const double d = relNorm(y, x);
+    r.values[name] = d;
+    worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+  }
+  // The per-block pass ends in the block the mask reads: its maps are the heads'.
+  const double last = relNorm(b.attention_blocks.select(1, -1), b.attention_heads);
+  r.values["cuda_last_block_vs_heads"] = last;
+  r.values["tolerance"] = 1e-3;
+  r.passed = worst <= 1e-3 && last <= 1e-5;
+  return r;
+}
+
 namespace {
 
 /// `steps` training steps of two CUDA engines on the same images (pinned, as the loader gives
@@ -422,6 +451,7 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   guarded("cpu_vs_cuda_bf16_stream",
           [&] { return checkCpuCudaAgreement(config, "bf16_stream", 1e-2); });
   guarded("mask_rule_cpu_vs_cuda", [] { return checkMaskRule(); });
+  guarded("probe_attention_cpu_vs_cuda_fp32", [&] { return checkProbeAttention(config); });
   // The same numbers by construction (tests/test_model.cpp checks it bit for bit on the CPU);
   // on the GPU only flash attention's backward may add up in a different order.
   guarded("recompute_gelu_vs_kept_bf16", [&] { return checkRecomputeGelu(config, "bf16", 4, 1e-3); });

@@ -18,6 +18,11 @@ struct GpuCheck {
   nlohmann::json values;  ///< what was compared, and the tolerance
 };
 
+/// The inspector's attention maps (Engine::probe with every block) on the CPU and on cuda:0, fp32,
+/// from the same weights and images: the mean, the heads and every block's heads agree within
+/// 1e-3 (relative norm), and on the GPU the last block's maps are the heads'.
+GpuCheck checkProbeAttention(const Config& config);
+
 /// True when LibTorch sees a CUDA device.
 bool cudaPresent();
 
