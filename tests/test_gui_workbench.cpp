@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -500,6 +501,22 @@ class TestGuiWorkbench : public QObject {
     QCOMPARE(map->cellText(0, 2), QString("26.7"));
     QCOMPARE(dialog->classTable()->topLevelItemCount(), 3);
     QVERIFY(dialog->classTable()->findItems("Shirt", Qt::MatchExactly).front()->font(1).bold());
+
+    // An evaluation that records new results refreshes the open dialog, on the same read-out.
+    nlohmann::json again = nlohmann::json::parse(std::ifstream(
+        QDir(run).filePath("eval.json").toStdString()));
+    again["knn"]["confusion"] = {{733, 0, 267}, {5, 945, 50}, {100, 79, 821}};
+    again["knn"]["per_class_top1"] = {73.3, 94.5, 82.1};
+    writeJson(QDir(run).filePath("eval.json"), again);
+    QVERIFY(!window.refreshPerClassResults(old));  // no dialog open for it: nothing
+    emit window.evaluation()->result(run, "knn", 80.0);
+    QTest::qWait(50);
+    QPointer<PerClassDialog> refreshed = window.findChild<PerClassDialog*>();
+    QTRY_VERIFY(refreshed && refreshed->isVisible() &&
+                refreshed->readoutCombo()->currentText() == "k-NN");
+    QCOMPARE(window.findChildren<PerClassDialog*>().size(), 1);  // replaced, not doubled
+    QCOMPARE(refreshed->heatmap()->percent(2, 0), 10.0);
+    QCOMPARE(refreshed->heatmap()->cellText(2, 2), QString("82.1"));
 
     // More than 100 classes: no matrix, the table and a note instead.
     PerClassDialog* list_only = window.showPerClassResults(wide, &error);

@@ -1,6 +1,7 @@
 /// @brief MainWindow: docks, menus and the wiring between widgets, worker and run logs.
 #include "app/gui/main_window.h"
 
+#include <QComboBox>
 #include <QApplication>
 #include <QCloseEvent>
 #include <QDateTime>
@@ -128,6 +129,8 @@ MainWindow::MainWindow(const WorkbenchOptions& options, QWidget* parent)
     if (eval_->isRunning()) statusBar()->showMessage(m);  // until it ends: it takes minutes
   });
   connect(eval_, &EvalRun::result, runs_, &RunList::rescan);
+  connect(eval_, &EvalRun::result, this,
+          [this](const QString& run_dir) { refreshPerClassResults(run_dir); });
   connect(eval_, &EvalRun::finished, this, [this](bool ok, const QString& error) {
     if (!ok && !error.isEmpty()) appendLog(error, /*error=*/true);
     statusBar()->showMessage(ok ? "evaluation done: " + eval_->runDir() : QString(), 10000);
@@ -239,6 +242,20 @@ bool MainWindow::evaluateRun(const QString& run, QString* error) {
     return true;
   if (error) *error = why;
   return false;
+}
+
+PerClassDialog* MainWindow::refreshPerClassResults(const QString& run) {
+  const QString dir = QDir::cleanPath(QFileInfo(runLogPath(run)).absolutePath());
+  QPointer<PerClassDialog> open = per_class_.value(dir);
+  if (!open) return nullptr;
+  const QRect where = open->geometry();
+  const QString readout = open->readoutCombo()->currentText();
+  PerClassDialog* fresh = showPerClassResults(dir);
+  if (!fresh) return nullptr;
+  fresh->setGeometry(where);
+  const int i = fresh->readoutCombo()->findText(readout);
+  if (i >= 0) fresh->readoutCombo()->setCurrentIndex(i);
+  return fresh;
 }
 
 PerClassDialog* MainWindow::showPerClassResults(const QString& run, QString* error) {

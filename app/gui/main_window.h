@@ -93,6 +93,10 @@ class MainWindow : public QMainWindow {
   /// replaced, so that it shows the latest results). Null + *error when the run has no per-class
   /// results (not evaluated, or evaluated before `mst eval` reported them).
   PerClassDialog* showPerClassResults(const QString& run, QString* error = nullptr);
+  /// A per-class dialog open for `run` shows its eval.json afresh, in the same place and on the
+  /// same read-out (an evaluation of the run just recorded a result); none open: nothing. Returns
+  /// the dialog now showing, or null.
+  PerClassDialog* refreshPerClassResults(const QString& run);
   /// Start on a folder whose checkpoint was trained with other settings asks (a modal dialog):
   /// the run's own settings (loaded into the form), go on with the change (recorded in run.h5),
   /// or cancel. Tests answer instead, given the changes ("key a → b, ...").
