@@ -158,6 +158,8 @@ class InspectorGrid : public QWidget {
     QRect colourBar(int column) const;
     QRect colourBarLabels(int column) const;
   };
+  /// The top-60 % map keeps the patches holding this share of the attention (DINO's figures).
+  static constexpr double kThresholdMass = 0.6;
   /// A shown column: its kind and, for `Head`, which head.
   struct GridColumn {
     InspectorColumn kind;
