@@ -128,10 +128,7 @@ int InspectorGrid::headColumns() const {
 ProbeImage InspectorGrid::withHead(const ProbeImage& p, int head) {
   if (head < 0) return p;
   ProbeImage q = p;  // the planes are shared, not copied (QVector is implicitly shared)
-  const int n = p.grid_h * p.grid_w;
-  q.attention = head < p.heads && n > 0 && p.attention_heads.size() >= (head + 1) * n
-                    ? p.attention_heads.mid(head * n, n)
-                    : QVector<float>();
+  q.attention = headAttention(p, head);
   return q;
 }
 

@@ -53,6 +53,12 @@ bool gridMatches(const ProbeImage& p, int size) {
 
 }  // namespace
 
+QVector<float> headAttention(const ProbeImage& p, int head) {
+  const int n = p.grid_h * p.grid_w;
+  if (head < 0 || head >= p.heads || n <= 0 || p.attention_heads.size() < (head + 1) * n) return {};
+  return p.attention_heads.mid(head * n, n);
+}
+
 QVector<quint8> attentionThresholdMask(const QVector<float>& attention, double mass) {
   QVector<quint8> mask(attention.size(), 0);
   QVector<double> a(attention.size());

@@ -32,6 +32,10 @@ struct ProbeImage {
   QVector<float> attention_blocks;
 };
 
+/// Head `head`'s map (grid_h*grid_w values) from `attention_heads`; empty when the probe has no
+/// such head (or no per-head attention).
+QVector<float> headAttention(const ProbeImage& p, int head);
+
 /// DINO-style threshold map: 1 for the smallest set of patches holding at least `mass` of the
 /// total attention (largest first; ties by lower index). Negative or non-finite attention counts
 /// as 0; an all-zero map gives an all-zero mask.

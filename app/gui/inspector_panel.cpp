@@ -485,11 +485,8 @@ void InspectorPanel::applyHead() {
   grid_->setHeadsView(head == kAllHeads);
   threshold_->setEnabled(head != kAllHeads);
   if (head >= 0) {
-    for (ProbeImage& p : shown_) {
-      const int n = p.grid_h * p.grid_w;
-      if (head < p.heads && p.attention_heads.size() >= (head + 1) * n)
-        p.attention = p.attention_heads.mid(head * n, n);
-    }
+    for (ProbeImage& p : shown_)
+      if (QVector<float> map = headAttention(p, head); !map.isEmpty()) p.attention = std::move(map);
   }
   grid_->setImages(shown_);
   grid_->adjustSize();
