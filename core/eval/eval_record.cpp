@@ -176,6 +176,7 @@ RunReadouts readRunReadouts(const std::string& run_dir) {
   try {
     if (auto record = readObject(dir / "eval.json")) {
       std::string detail;
+      std::optional<std::string> fingerprint;
       for (const char* key : {"knn", "linear"}) {
         if (!record->contains(key) || !(*record)[key].is_object()) continue;
         const nlohmann::json& r = (*record)[key];
@@ -187,10 +188,13 @@ RunReadouts readRunReadouts(const std::string& run_dir) {
         const auto recorded = number(r, "checkpoint_mtime");
         if (recorded && ckpt > *recorded) {
           // A newer file: other weights, unless it holds the same records (a copied folder).
-          const bool same =
-              r.contains("checkpoint_fingerprint") && r["checkpoint_fingerprint"].is_string() &&
-              r["checkpoint_fingerprint"].get<std::string>() ==
-                  checkpointFingerprint((dir / "checkpoint.pt").string());
+          // The checkpoint's fingerprint is read once, for whichever read-out asks first.
+          bool same = false;
+          if (r.contains("checkpoint_fingerprint") && r["checkpoint_fingerprint"].is_string()) {
+            if (!fingerprint)
+              fingerprint = checkpointFingerprint((dir / "checkpoint.pt").string());
+            same = r["checkpoint_fingerprint"].get<std::string>() == *fingerprint;
+          }
           if (!same) out.stale = true;
         }
         if (r.contains("full_protocol") && r["full_protocol"] == false) out.partial = true;
