@@ -6,7 +6,8 @@
 #
 # Prepare once here (Debian): scripts/gpu_deps.sh (static HDF5 + zlib, header-only json/CLI11 in
 # third_party/). Then, with the `run` tool: command "bash scripts/gpu_check.sh", carry
-# ["third_party/gpu", "third_party/include", "third_party/jpegs"]. Set QUICK=1 to skip the larger benchmarks; DATA_DIR=third_party/jpegs (after
+# ["third_party/gpu", "third_party/include", "third_party/jpegs"]. Set QUICK=1 to skip the larger benchmarks,
+# RUNS="b128_kernels_bf16 ..." to run only the benches named (SKIP_CHECKS=1 skips gpucheck); DATA_DIR=third_party/jpegs (after
 # scripts/make_test_jpegs.py third_party/jpegs here) to measure the JPEG input path too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,8 @@ BUDGET=${BUDGET:-520}
 bench() {  # name, then mst bench options
   local name=$1
   shift
+  # RUNS="name name ...": only these (a short second call on a warm budget).
+  if [[ -n ${RUNS:-} && " $RUNS " != *" $name "* ]]; then return; fi
   local elapsed=$(($(date +%s) - T0))
   local left=$((BUDGET + 40 - elapsed))
   if ((elapsed > BUDGET || left < 90)); then
@@ -52,39 +55,35 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # where the step's time goes (eager, a wait a
   bench b128_phases --batch 128 --steps 6 --warmup 3 --phases --set train.cuda_graph=false
   bench b128_phases_nodrop --batch 128 --steps 6 --warmup 3 --phases --set train.cuda_graph=false --set model.drop_path=0
 fi
-NORM="--set train.fused_norm=true"
-AUG="--set train.fused_augment=true"
+# train.fused_norm and train.fused_augment are on by default (auto) where the kernels built.
+UNFUSED="--set train.fused_norm=off --set train.fused_augment=off"
 STREAM="--set train.precision=bf16_stream"
 # train.fused_mlp (cuBLASLt epilogues) needs the tanh GELU: its baseline is the tanh network.
 TANH="--set model.gelu=tanh"
 MLP="$TANH --set train.fused_mlp=true"
-# Most telling first: the default step, everything fused, and where the fused step's time goes.
-bench b128_bf16_graph --batch 128 --steps 30 --warmup 5
-# train.recompute_gelu (new, on by default with CUDA): its memory and its cost against keeping
-# GELU's output; also a baseline that runs without the new default, should it fail.
-bench b128_bf16_kept_gelu_graph --batch 128 --steps 20 --warmup 5 --set train.recompute_gelu=off
-bench b128_all_fused_graph --batch 128 --steps 30 --warmup 5 $STREAM $NORM $AUG $MLP
+# Most telling first: the default step, everything fused, and where their time goes.
+bench b128_default_graph --batch 128 --steps 30 --warmup 5
+bench b128_all_fused_graph --batch 128 --steps 30 --warmup 5 $STREAM $MLP
 if [[ ${KERNELS:-1} == 1 ]]; then  # device time per kernel inside eager steps (Kineto/CUPTI)
+  bench b128_kernels_default --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 40
   bench b128_kernels_all_fused --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false \
-    $STREAM $NORM $AUG --kernels 40
+    $STREAM $MLP --kernels 40
 fi
-# The same without fused_mlp (should cuBLASLt fail), and fused_mlp against its tanh baseline.
-bench b128_stream_norm_augment_graph --batch 128 --steps 20 --warmup 5 $STREAM $NORM $AUG
+# Each setting against the default: the plain ATen step, GELU's output kept, the bf16 stream,
+# the tanh network alone and with fused_mlp, eager steps.
+bench b128_unfused_graph --batch 128 --steps 20 --warmup 5 $UNFUSED
+bench b128_kept_gelu_graph --batch 128 --steps 20 --warmup 5 --set train.recompute_gelu=off
+bench b128_stream_graph --batch 128 --steps 20 --warmup 5 $STREAM
 bench b128_tanh_graph --batch 128 --steps 20 --warmup 5 $TANH
 bench b128_fused_mlp_graph --batch 128 --steps 20 --warmup 5 $MLP
-# The other opt-in settings one at a time (train.fused_norm/augment need the kernels: nvcc).
-bench b128_bf16_stream_graph --batch 128 --steps 20 --warmup 5 $STREAM
-bench b128_bf16_fused_norm_graph --batch 128 --steps 20 --warmup 5 $NORM
-bench b128_bf16_fused_augment_graph --batch 128 --steps 20 --warmup 5 $AUG
-bench b128_bf16_eager --batch 128 --steps 10 --warmup 3 --set train.cuda_graph=false
-if [[ ${KERNELS:-1} == 1 ]]; then
-  bench b128_kernels_bf16 --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 40
-fi
+bench b128_unfused_augment_graph --batch 128 --steps 20 --warmup 5 --set train.fused_augment=off
+bench b128_default_eager --batch 128 --steps 10 --warmup 3 --set train.cuda_graph=false
 if [[ -n ${DATA_DIR:-} ]]; then  # the JPEG input path: loader alone and loader-fed steps
   bench b128_data --batch 128 --steps 10 --warmup 5 --data "$DATA_DIR" --set data.workers=14
 fi
 if [[ ${QUICK:-0} != 1 ]]; then
-  bench b256_bf16_graph --batch 256 --steps 15 --warmup 5
+  bench b256_default_graph --batch 256 --steps 15 --warmup 5
+  bench b256_all_fused_graph --batch 256 --steps 15 --warmup 5 $STREAM $MLP
   bench b64_fp32_eager --batch 64 --steps 5 --warmup 2 --set train.cuda_graph=false --set train.precision=fp32
 fi
 
@@ -119,6 +118,12 @@ for r in rows:
     lines += ["", "| kernel | kind | calls | ms per step | share |", "|---|---|---|---|---|"]
     for t in k["top"][:25]:
         lines.append(f"| `{t['name'][:110]}` | {t['category']} | {t['calls']:.0f} | {t['ms']:.2f} | {t['share']:.1%} |")
+    # Where the costliest kernels come from: launching operator, its inputs, the scopes around it.
+    lines += ["", f"Sources of the costliest kernels, {r['run']}:", "",
+              "| kernel | op | inputs | within | calls | ms per step |", "|---|---|---|---|---|---|"]
+    for t in k["top"][:12]:
+        for s in t.get("sources", [])[:4]:
+            lines.append(f"| `{t['name'][:60]}` | {s['op']} | {s['inputs'][:120]} | {s['within'][:120]} | {s['calls']:.0f} | {s['ms']:.2f} |")
 table = f"Device: {name}\n\n" + "\n".join(lines) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 print(table)

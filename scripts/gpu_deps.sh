@@ -47,7 +47,9 @@ fi
 if ! have libhdf5.a; then
   apt-get $o source --download-only hdf5 -qq && tar xzf hdf5_*.orig.tar.gz
   # HDF5's configure checks want their build folder inside the source tree.
-  mkdir -p hdf5-1.10*/b && cd hdf5-1.10*/b
+  # (The glob names the extracted folder only: "hdf5-1.10*/b" matches nothing before mkdir.)
+  src=$(ls -d hdf5-1.10*/ | head -1)
+  mkdir -p "$src/b" && cd "$src/b"
   cmake .. -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
     -DBUILD_SHARED_LIBS=OFF -DBUILD_TESTING=OFF -DHDF5_BUILD_TOOLS=OFF -DHDF5_BUILD_EXAMPLES=OFF \
     -DHDF5_BUILD_HL_LIB=OFF -DHDF5_BUILD_CPP_LIB=OFF -DHDF5_BUILD_FORTRAN=OFF \

@@ -2,10 +2,11 @@
 # @brief Everything a session lent the GPU machine should run, in one call (under 600 s: the
 # benches stop at a 520 s budget and the table is written anyway): the build (with the fused
 # kernels when nvcc is there, cuBLASLt for train.fused_mlp), the CUDA checks, and the DeiT-S/16
-# benchmarks of issue 6 (gpu_check.sh, QUICK): the default bf16 step, everything fused and its
-# kernel-time profile first, then each opt-in setting alone (bf16_stream, fused_norm,
-# fused_augment, the tanh network with and without fused_mlp), keeping GELU's output, eager
-# steps, the default step's kernel profile, and the JPEG input path when third_party/jpegs
+# benchmarks of issue 6 (gpu_check.sh, QUICK): the default step (fused_norm and fused_augment
+# on), everything fused (plus bf16_stream and the tanh network with fused_mlp) and the kernel
+# profiles of both, then each setting against the default (the plain ATen step, GELU's output
+# kept, bf16_stream, tanh with and without fused_mlp, the ATen augmentation), eager steps, and
+# the JPEG input path when third_party/jpegs
 # exists. TABLES=1 also runs issue 3's Tables 4 and 5 (issue3_gpu.sh, 240 + 120 s of cells).
 # Device tool: command "bash scripts/gpu_session.sh", carry ["third_party/gpu",
 # "third_party/include", "third_party/jpegs"], timeout_s 600 (TABLES=1 also needs

@@ -213,6 +213,23 @@ class TestConfig : public QObject {
     QCOMPARE(d.masking.p, 0.25);
   }
 
+  void fusedKernelSwitchesTakeAutoOnOffAndTheirOldBools() {
+    // train.fused_norm / fused_augment were bools before they had "auto": configs and
+    // checkpoints written then keep their meaning.
+    QCOMPARE(Config().train.fused_norm, std::string("auto"));
+    QCOMPARE(Config().train.fused_augment, std::string("auto"));
+    auto old = configFromJson(json{{"train", {{"fused_norm", true}, {"fused_augment", false}}}});
+    QCOMPARE(old.train.fused_norm, std::string("on"));
+    QCOMPARE(old.train.fused_augment, std::string("off"));
+    json j = json::object();
+    applyOverride(j, "train.fused_norm=false");
+    applyOverride(j, "train.fused_augment=on");
+    auto c = configFromJson(j);
+    QCOMPARE(c.train.fused_norm, std::string("off"));
+    QCOMPARE(c.train.fused_augment, std::string("on"));
+    QCOMPARE(configToJson(c)["train"]["fused_norm"], json("off"));  // written as the string
+  }
+
   void overrides() {
     json j = json::object();
     applyOverride(j, "masking.num=4");
@@ -244,6 +261,8 @@ class TestConfig : public QObject {
     QTest::newRow("gelu") << R"({"model": {"gelu": "relu"}})" << "model.gelu";
     QTest::newRow("fused MLP with erf") << R"({"train": {"fused_mlp": true}})" << "train.fused_mlp";
     QTest::newRow("recompute") << R"({"train": {"recompute_gelu": "yes"}})" << "train.recompute_gelu";
+    QTest::newRow("fused norm") << R"({"train": {"fused_norm": "yes"}})" << "train.fused_norm";
+    QTest::newRow("fused augment") << R"({"train": {"fused_augment": 1}})" << "train.fused_augment";
     QTest::newRow("num > patches") << R"({"masking": {"num": 50}})" << "masking.num";
     QTest::newRow("mean without std") << R"({"data": {"mean": [0.5]}})" << "key data.mean";
     QTest::newRow("mean and std differ")

@@ -140,7 +140,11 @@ class FakeDataset : public mst::Dataset {
   int64_t label(int64_t index) const override { return index % 10; }
   bool read(int64_t index, uint8_t* dst) const override {
     ++reads;
+    const int now = ++active;
+    for (int seen = max_active.load(); now > seen && !max_active.compare_exchange_weak(seen, now);) {
+    }
     if (sleep_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
+    --active;
     if (index == throw_at_) throw mst::MstError("fake: index " + std::to_string(index) + " broke");
     if (corrupt_.count(index) > 0) return false;
     for (int64_t j = 0; j < 6; ++j) dst[j] = byte(index, j);
@@ -151,6 +155,7 @@ class FakeDataset : public mst::Dataset {
   std::string describe() const override { return "fake (" + std::to_string(n_) + " images)"; }
 
   mutable std::atomic<int64_t> reads{0};
+  mutable std::atomic<int> active{0}, max_active{0};  ///< reads in progress, and their peak
 
  private:
   int64_t n_;
@@ -247,6 +252,7 @@ class TestData : public QObject {
   void readOutsSkipUndecodableImages();
   void loaderWorkerException();
   void loaderPrefetchBound();
+  void loaderWorkersShareABatch();
   void loaderDestructorMidEpoch();
 };
 
@@ -1010,6 +1016,25 @@ void TestData::loaderPrefetchBound() {
   QCOMPARE(dataset.reads.load(), 30);  // workers wait instead of running ahead
   QVERIFY(loader.next().has_value());
   QTRY_COMPARE(dataset.reads.load(), 40);
+}
+
+void TestData::loaderWorkersShareABatch() {
+  // With one batch allowed ahead, the four workers still decode together: each batch is split
+  // into row ranges, one per worker. (A worker per batch would read one image at a time here.)
+  FakeDataset dataset(64, {}, -1, /*sleep_us=*/3000);
+  mst::LoaderOptions options;
+  options.batch_size = 32;
+  options.workers = 4;
+  options.prefetch = 1;
+  options.shuffle = false;
+  mst::Loader loader(dataset, options);
+  const auto batches = epochBatches(loader, 0);
+  QCOMPARE(batches.size(), size_t(2));
+  QVERIFY2(dataset.max_active.load() >= 2, qPrintable(QString::number(dataset.max_active.load())));
+  QVERIFY(dataset.max_active.load() <= 4);
+  std::vector<int64_t> identity(64);
+  std::iota(identity.begin(), identity.end(), 0);
+  QCOMPARE(indicesOf(batches), identity);  // every row in its place
 }
 
 void TestData::loaderDestructorMidEpoch() {

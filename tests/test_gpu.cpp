@@ -112,6 +112,39 @@ class TestGpu : public QObject {
     QCOMPARE(json["top"].size(), size_t{2});
     QVERIFY(json["categories"].contains("matmul"));
   }
+  void profileNamesEachKernelsSources() {
+    // Each kernel's time is split by where it comes from: the inputs' shapes and dtypes and the
+    // scopes around it. Here: the forward product of (64×32)·(32×16), and the two products of
+    // its backward pass inside autograd's MmBackward0.
+    auto a = torch::randn({64, 32}).requires_grad_(), b = torch::randn({32, 16}).requires_grad_();
+    auto profile = profileSteps([&] { torch::mm(a, b).sum().backward(); }, 2, torch::kCPU);
+    const KernelTime* mm = nullptr;
+    for (const auto& k : profile.kernels)
+      if (k.name == "aten::mm") mm = &k;
+    QVERIFY(mm != nullptr);
+    QCOMPARE(mm->calls_per_step, 3.0);
+    double calls = 0, ms = 0;
+    bool forward = false;
+    int backward = 0;
+    for (const auto& s : mm->sources) {
+      calls += s.calls_per_step;
+      ms += s.ms_per_step;
+      if (s.inputs == "[64, 32] float, [32, 16] float") {
+        forward = s.within.find("evaluate_function") == std::string::npos;
+        QCOMPARE(s.calls_per_step, 1.0);
+      }
+      if (s.within.find("MmBackward0") != std::string::npos) ++backward;
+    }
+    QCOMPARE(calls, 3.0);  // every call has exactly one source
+    QVERIFY(std::abs(ms - mm->ms_per_step) < 1e-9 * std::max(1.0, ms));
+    QVERIFY2(forward, "no forward source with the inputs' shapes");
+    QCOMPARE(backward, 2);  // dA = dC·Bᵀ (64×16·16×32) and dB = Aᵀ·dC (32×64·64×16)
+    auto json = kernelProfileJson(profile, profile.kernels.size());
+    bool listed = false;
+    for (const auto& row : json["top"])
+      if (row["name"] == "aten::mm") listed = row["sources"].size() == 3;
+    QVERIFY(listed);
+  }
   void fusedAugmentArithmeticMatchesAten() {
     // train.fused_augment's per-pixel functions (the CUDA kernels' own code, run here in plain
     // loops) against MultiCrop's ATen operations, from the same draws: crops that scale up and

@@ -59,6 +59,8 @@ Config gpuCheckConfig() {
   c.masking.strategy = "attention_guided";
   c.optim.warmup_epochs = 0;  // a real update at step 0
   c.optim.freeze_last_layer_epochs = 0;
+  // The plain ATen step unless a check turns the fused kernels on (their default is auto).
+  c.train.fused_norm = c.train.fused_augment = "off";
   return c;
 }
 
@@ -462,7 +464,7 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
   guarded("fused_augment_vs_aten", [] { return checkFusedAugment(); });
   Config fused = config;
-  fused.train.fused_norm = true;
+  fused.train.fused_norm = "on";
   for (const char* precision : {"bf16", "bf16_stream"}) {
     guarded(std::string("cpu_vs_cuda_") + precision + "_fused", [&] {
       auto r = checkCpuCudaAgreement(fused, precision, 1e-2);
@@ -472,14 +474,14 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   }
   guarded("cpu_vs_cuda_fp32_fused_augment", [&] {
     Config augmented = config;
-    augmented.train.fused_augment = true;
+    augmented.train.fused_augment = "on";
     auto r = checkCpuCudaAgreement(augmented, "fp32", 1e-3);
     r.name += "_fused_augment";
     return r;
   });
   guarded("graph_vs_eager_bf16_fused", [&] {
     Config all = fused;
-    all.train.fused_augment = true;
+    all.train.fused_augment = "on";
     auto r = checkGraphReplay(all, "bf16", kGraphWarmupSteps + 4, 1e-2);
     r.name += "_fused";
     return r;

@@ -13,11 +13,23 @@
 
 namespace mst {
 
+/// Where a kernel's time comes from: the operator that launched it (on the CPU, the operator
+/// itself), its inputs' shapes and dtypes, and the recorded scopes around it, innermost first
+/// (an autograd node's evaluate_function, the engine's phase).
+struct KernelSource {
+  std::string op;      ///< e.g. "aten::add"; empty when the profiler linked no operator
+  std::string inputs;  ///< e.g. "[256, 197, 384] float, [256, 197, 384] c10::BFloat16"
+  std::string within;  ///< e.g. "autograd::engine::evaluate_function: AddBackward0 > mst::backward"
+  double ms_per_step = 0;
+  double calls_per_step = 0;
+};
+
 struct KernelTime {
   std::string name;
   std::string category;
   double ms_per_step = 0;
   double calls_per_step = 0;
+  std::vector<KernelSource> sources;  ///< most time first
 };
 
 struct KernelProfile {
@@ -35,12 +47,13 @@ struct KernelProfile {
 std::string kernelCategory(const std::string& name);
 
 /// Runs `step` `steps` times under the profiler (waiting for `device` at the end) and sums the
-/// recorded kernels' times by name.
+/// recorded kernels' times by name, and within each name by source (KernelSource).
 KernelProfile profileSteps(const std::function<void()>& step, int64_t steps,
                            const torch::Device& device);
 
 /// {"source", "steps", "total_ms_per_step", "categories": {name: {ms, share}}, "top": [the
-/// `top` kernels with most time: name (at most 160 characters), category, ms, calls, share]}.
+/// `top` kernels with most time: name (at most 160 characters), category, ms, calls, share and
+/// "sources": their (at most 4) sources with most time: op, inputs, within, ms, calls]}.
 nlohmann::json kernelProfileJson(const KernelProfile& profile, size_t top);
 
 }  // namespace mst

@@ -104,12 +104,13 @@ struct TrainConfig {
   /// CUDA only: capture the whole training step as one CUDA graph after a few eager steps and
   /// replay it (fixed shapes; one process). Ignored on the CPU.
   bool cuda_graph = false;
-  /// CUDA with bf16 autocast, builds with the kernels (core/kernels): each ViT residual add and
-  /// the LayerNorm after it run as one fused kernel forward and one backward.
-  bool fused_norm = false;
-  /// CUDA, builds with the kernels: each crop set's augmentation (crop, colour jitter, grayscale,
-  /// blur, solarisation, normalisation) in four fused passes.
-  bool fused_augment = false;
+  /// "auto" (on with CUDA in builds with the kernels, core/kernels), "on" (refused without them)
+  /// or "off"; JSON true / false stand for on / off. With bf16 autocast, each ViT residual add
+  /// and the LayerNorm after it run as one fused kernel forward and one backward.
+  std::string fused_norm = "auto";
+  /// "auto", "on" or "off", as fused_norm: on CUDA, each crop set's augmentation (crop, colour
+  /// jitter, grayscale, blur, solarisation, normalisation) in four fused passes.
+  std::string fused_augment = "auto";
   /// "auto" (on with CUDA, off on the CPU), "on" or "off": the ViT's MLPs keep gelu's input
   /// alone for the backward pass and recompute gelu(x) there (less activation memory).
   std::string recompute_gelu = "auto";

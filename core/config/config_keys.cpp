@@ -159,6 +159,17 @@ KeyDef choiceField(std::string key, S Config::*section, std::string S::*member, 
   return def;
 }
 
+/// auto | on | off, where a JSON bool (what the key was before it had "auto") means on / off:
+/// configs and checkpoints written then still load, with the meaning they had.
+template <class S>
+KeyDef switchField(std::string key, S Config::*section, std::string S::*member, std::string help) {
+  KeyDef def = choiceField(std::move(key), section, member, std::move(help), {"auto", "on", "off"});
+  def.set = [set = def.set](Config& c, const json& value) {
+    set(c, value.is_boolean() ? json(value.get<bool>() ? "on" : "off") : value);
+  };
+  return def;
+}
+
 }  // namespace
 
 const std::vector<KeyDef>& keyTable() {
@@ -179,7 +190,8 @@ const std::vector<KeyDef>& keyTable() {
                       "to this square before the crops are drawn.",
                       atLeast<int64_t>(8)));
     t.push_back(field("data.workers", &C::data, &DataConfig::workers,
-                      "Loader threads that decode and batch ahead of the step.",
+                      "Loader threads that decode ahead of the step; they share each batch's "
+                      "images, so all of them work on the earliest batches.",
                       atLeast<int>(1)));
     t.push_back(field("data.prefetch", &C::data, &DataConfig::prefetch,
                       "Batches prepared ahead of the step.", atLeast<int>(1)));
@@ -375,16 +387,19 @@ const std::vector<KeyDef>& keyTable() {
                       "CUDA, one process: capture the whole training step as a CUDA graph after "
                       "3 eager steps and replay it (removes kernel-launch overhead); ignored on "
                       "the CPU, refused with data-parallel ranks."));
-    t.push_back(field("train.fused_norm", &C::train, &TrainConfig::fused_norm,
-                      "CUDA with bf16 autocast: run each ViT residual add (with its stochastic "
-                      "depth) and the LayerNorm after it as one fused kernel, forward and "
-                      "backward; refused in a build without the kernels (CMake found no nvcc), "
-                      "ignored on the CPU and in fp32."));
-    t.push_back(field("train.fused_augment", &C::train, &TrainConfig::fused_augment,
-                      "CUDA: run each crop set's augmentation (crop, colour jitter, grayscale, "
-                      "blur, solarisation, normalisation) as four fused kernels with the same "
-                      "random draws; refused in a build without the kernels, ignored on the "
-                      "CPU."));
+    t.push_back(switchField("train.fused_norm", &C::train, &TrainConfig::fused_norm,
+                            "CUDA with bf16 autocast: run each ViT residual add (with its "
+                            "stochastic depth) and the LayerNorm after it as one fused kernel, "
+                            "forward and backward (the same arithmetic; +21 % images/s for "
+                            "DeiT-S/16 on an H200): auto = on where the build has the kernels "
+                            "(CMake found nvcc); on = refused in a build without them; off. "
+                            "Ignored on the CPU and in fp32; true / false mean on / off."));
+    t.push_back(switchField("train.fused_augment", &C::train, &TrainConfig::fused_augment,
+                            "CUDA: run each crop set's augmentation (crop, colour jitter, "
+                            "grayscale, blur, solarisation, normalisation) as four fused kernels "
+                            "with the same random draws: auto = on where the build has the "
+                            "kernels; on = refused in a build without them; off. Ignored on the "
+                            "CPU; true / false mean on / off."));
     t.push_back(choiceField("train.recompute_gelu", &C::train, &TrainConfig::recompute_gelu,
                             "The ViT's MLPs keep only GELU's input for the backward pass, which "
                             "recomputes GELU's output (the same values and gradients, about a "

@@ -77,6 +77,8 @@ void Loader::start(int64_t epoch, int64_t first_batch) {
     end_batch_ = batches;
     next_to_deliver_ = first_batch;
     next_to_claim_ = first_batch;
+    next_part_ = 0;
+    building_.clear();
     ready_.clear();
     error_ = nullptr;
     error_batch_ = std::numeric_limits<int64_t>::max();
@@ -113,6 +115,7 @@ void Loader::stopWorkers() {
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
   std::lock_guard<std::mutex> lock(mutex_);
+  building_.clear();
   ready_.clear();
   end_batch_ = next_to_deliver_;  // nothing left to wait for: next() returns nullopt
 }
@@ -120,49 +123,69 @@ void Loader::stopWorkers() {
 void Loader::workerLoop() {
   const int64_t prefetch = options_.prefetch;
   for (;;) {
-    int64_t batch_index = 0;
+    int64_t batch_index = 0, part = 0;
+    Building* job = nullptr;  // stays valid: only its last part's worker (or a join) erases it
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      // Claimed-but-undelivered batches never exceed `prefetch`: that bounds memory.
+      const auto more = [&] { return next_to_claim_ < std::min(end_batch_, error_batch_); };
+      // A begun batch takes every helper; a new one starts only while fewer than `prefetch`
+      // claimed batches wait for the consumer: that bounds memory.
       cv_.wait(lock, [&] {
-        return stopping_ || next_to_claim_ >= std::min(end_batch_, error_batch_) ||
+        return stopping_ || !more() || next_part_ > 0 ||
                next_to_claim_ - next_to_deliver_ < prefetch;
       });
-      if (stopping_ || next_to_claim_ >= std::min(end_batch_, error_batch_)) return;
-      batch_index = next_to_claim_++;
+      if (stopping_ || !more()) return;
+      batch_index = next_to_claim_;
+      if (next_part_ == 0) {
+        Building& b = building_[batch_index];
+        b.batch = allocateBatch(batch_index);
+        b.parts = std::max<int64_t>(1, std::min<int64_t>(options_.workers, b.batch.images.size(0)));
+        b.parts_left = b.parts;
+      }
+      job = &building_.at(batch_index);
+      part = next_part_;
+      if (++next_part_ == job->parts) {
+        next_part_ = 0;
+        ++next_to_claim_;
+      }
     }
-    Batch batch;
+    const int64_t rows = job->batch.images.size(0);
     std::exception_ptr error;
     try {
-      batch = makeBatch(batch_index);
+      fillRows(job->batch, batch_index, part * rows / job->parts, (part + 1) * rows / job->parts);
     } catch (...) {
       // Carried to the consumer thread: an exception escaping a std::thread would terminate.
       error = std::current_exception();
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (error) {
-        if (batch_index < error_batch_) {
-          error_ = error;
-          error_batch_ = batch_index;
+      if (error && part < job->error_part) {  // the same error whatever the timing
+        job->error = error;
+        job->error_part = part;
+      }
+      if (--job->parts_left == 0) {
+        if (job->error) {
+          if (batch_index < error_batch_) {
+            error_ = job->error;
+            error_batch_ = batch_index;
+          }
+        } else if (!stopping_) {
+          ready_.emplace(batch_index, std::move(job->batch));
         }
-      } else if (!stopping_) {
-        ready_.emplace(batch_index, std::move(batch));
+        building_.erase(batch_index);
       }
     }
     cv_.notify_all();
   }
 }
 
-Batch Loader::makeBatch(int64_t batch_index) {
+Batch Loader::allocateBatch(int64_t batch_index) const {
   const int64_t n = dataset_.size();
   // This shard's rows of the global batch; the whole batch when not sharded.
   const int64_t local = options_.batch_size / options_.shard_count;
   const int64_t first = batch_index * options_.batch_size + options_.shard_rank * local;
   const int64_t count = std::max<int64_t>(0, std::min(local, n - first));
   const ImageShape shape = dataset_.shape();
-  const int64_t bytes = shape.bytes();
-
   // Allocated page-locked up front rather than pinned afterwards: saves one copy per batch.
   const auto options = torch::TensorOptions().pinned_memory(pin_);
   Batch batch;
@@ -172,14 +195,21 @@ Batch Loader::makeBatch(int64_t batch_index) {
                               options.dtype(torch::kUInt8));
   batch.labels = torch::empty({count}, options.dtype(torch::kInt64));
   batch.indices = torch::empty({count}, options.dtype(torch::kInt64));
+  return batch;
+}
+
+void Loader::fillRows(Batch& batch, int64_t batch_index, int64_t begin, int64_t end) {
+  const int64_t n = dataset_.size();
+  const int64_t local = options_.batch_size / options_.shard_count;
+  const int64_t first = batch_index * options_.batch_size + options_.shard_rank * local;
+  const int64_t bytes = dataset_.shape().bytes();
   uint8_t* images = batch.images.data_ptr<uint8_t>();
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   int64_t* indices = batch.indices.data_ptr<int64_t>();
   const int64_t* order = order_.data_ptr<int64_t>();
-
-  for (int64_t i = 0; i < count; ++i) {
+  for (int64_t i = begin; i < end; ++i) {
     // A decode can take milliseconds: check between images so start()/~Loader() return quickly.
-    if (stopping_) return Batch{};
+    if (stopping_) return;
     int64_t index = order[first + i];
     int64_t attempts = 0;
     // Replacement walks the data set order, not the permutation, so it is the same every epoch.
@@ -193,7 +223,6 @@ Batch Loader::makeBatch(int64_t batch_index) {
     labels[i] = dataset_.label(index);
     indices[i] = index;
   }
-  return batch;
 }
 
 }  // namespace mst

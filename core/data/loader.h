@@ -47,6 +47,10 @@ struct Batch {
 ///
 /// Threading: start(), next() and the destructor are called from one consumer thread; workers
 /// only touch the queue under `mutex_` and read the dataset through its thread-safe read().
+/// Each batch is split into as many row ranges as there are workers, claimed one at a time, so
+/// every worker helps with the earliest undelivered batch: the first batch of an epoch is ready
+/// as soon as the workers together have decoded it, and `prefetch` (batches begun ahead of the
+/// consumer) bounds memory without idling workers beyond it.
 class Loader {
  public:
   Loader(const Dataset& dataset, LoaderOptions options);
@@ -65,7 +69,19 @@ class Loader {
  private:
   void stopWorkers();
   void workerLoop();
-  Batch makeBatch(int64_t batch_index);
+  /// The batch's tensors (pinned when pin_), unfilled.
+  Batch allocateBatch(int64_t batch_index) const;
+  /// Decodes rows [begin, end) of batch `batch_index` into `batch`.
+  void fillRows(Batch& batch, int64_t batch_index, int64_t begin, int64_t end);
+
+  /// A batch being decoded: its row ranges still out, and the error of the lowest failed one.
+  struct Building {
+    Batch batch;
+    int64_t parts = 1;
+    int64_t parts_left = 1;
+    int64_t error_part = std::numeric_limits<int64_t>::max();
+    std::exception_ptr error;
+  };
 
   const Dataset& dataset_;
   LoaderOptions options_;
@@ -74,6 +90,8 @@ class Loader {
   int64_t end_batch_ = 0;
   int64_t next_to_deliver_ = 0;
   int64_t next_to_claim_ = 0;
+  int64_t next_part_ = 0;  ///< the next unclaimed row range of batch next_to_claim_
+  std::map<int64_t, Building> building_;  ///< claimed batches not yet whole
   std::map<int64_t, Batch> ready_;
   std::mutex mutex_;
   std::condition_variable cv_;

@@ -155,7 +155,8 @@ nlohmann::json exportBackbone(const std::string& checkpoint, const std::string& 
   // not change them, and the data set (only its normalisation, which the export does not use)
   // need not be on this machine.
   config.train.precision = "fp32";
-  config.train.cuda_graph = config.train.fused_norm = config.train.fused_augment = false;
+  config.train.cuda_graph = false;
+  config.train.fused_norm = config.train.fused_augment = "off";
   config.train.fused_mlp = false;
   config.train.recompute_gelu = "auto";
   EngineOptions eo;

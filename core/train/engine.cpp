@@ -115,22 +115,25 @@ Engine::Engine(const Config& config, const EngineOptions& options)
       student_vit->stream_dtype = torch::kBFloat16;
       teacher_vit->stream_dtype = torch::kBFloat16;
     }
-    for (auto [wanted, key] : {std::pair{config.train.fused_norm, "train.fused_norm"},
-                               std::pair{config.train.fused_augment, "train.fused_augment"}}) {
-      if (wanted && !fusedKernelsBuilt())
+    // auto: wherever the build has the kernels; on: insist on them.
+    const auto fused = [](const std::string& value, const char* key) {
+      if (value == "on" && !fusedKernelsBuilt())
         throw MstError(std::string("config key ") + key +
                        ": this build has no fused CUDA kernels (CMake found no CUDA compiler; "
-                       "set CUDACXX and MST_CUDA_KERNELS=ON): set it to false");
-    }
+                       "set CUDACXX and MST_CUDA_KERNELS=ON): set it to auto or off");
+      return value == "on" || (value == "auto" && fusedKernelsBuilt());
+    };
+    const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm");
+    const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
     if (config.train.fused_mlp && !cublasLtBuilt())
       throw MstError("config key train.fused_mlp: this build has no cuBLASLt (CMake option "
                      "MST_CUBLASLT, CUDA::cublasLt not found): set it to false");
     // The kernels take the bf16 operands of the autocast step; fp32 keeps the exact LayerNorm.
-    student_vit->fused_norm = teacher_vit->fused_norm = config.train.fused_norm && bf16_;
+    student_vit->fused_norm = teacher_vit->fused_norm = fused_norm && bf16_;
     fused_mlp_ = config.train.fused_mlp && bf16_;
     student_vit->setFusedMlp(fused_mlp_);
     teacher_vit->setFusedMlp(fused_mlp_);
-    augment_.setFused(config.train.fused_augment);
+    augment_.setFused(fused_augment);
   } else if (precision == "bf16" || precision == "bf16_stream") {
     throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +
                    options.device.str() + ")");
