@@ -253,6 +253,7 @@ class TestData : public QObject {
   void loaderWorkerException();
   void loaderPrefetchBound();
   void loaderWorkersShareABatch();
+  void loaderAllocationFailureReachesTheConsumer();
   void loaderDestructorMidEpoch();
 };
 
@@ -1035,6 +1036,32 @@ void TestData::loaderWorkersShareABatch() {
   std::vector<int64_t> identity(64);
   std::iota(identity.begin(), identity.end(), 0);
   QCOMPARE(indicesOf(batches), identity);  // every row in its place
+}
+
+void TestData::loaderAllocationFailureReachesTheConsumer() {
+  // A batch that cannot be allocated (here 4 TiB) is an error of that batch, thrown by next(),
+  // not an exception escaping a worker thread (which would end the process).
+  class Huge : public FakeDataset {
+   public:
+    using FakeDataset::FakeDataset;
+    mst::ImageShape shape() const override { return {1, int64_t{1} << 20, int64_t{1} << 20}; }
+  };
+  Huge dataset(16);
+  mst::LoaderOptions options;
+  options.batch_size = 4;
+  options.workers = 3;
+  mst::Loader loader(dataset, options);
+  loader.start(0);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool thrown = false;
+    try {
+      loader.next();
+    } catch (const std::exception&) {  // the allocator's own error (c10::Error)
+      thrown = true;
+    }
+    QVERIFY(thrown);
+  }
+  QCOMPARE(dataset.reads.load(), int64_t{0});
 }
 
 void TestData::loaderDestructorMidEpoch() {

@@ -112,6 +112,18 @@ class TestGpu : public QObject {
     QCOMPARE(json["top"].size(), size_t{2});
     QVERIFY(json["categories"].contains("matmul"));
   }
+  void fusedKernelsSayWhyTheyCannotRun() {
+    // train.fused_norm / fused_augment = auto ask this; on insists and quotes it.
+    const std::string cpu = fusedKernelsUnavailable(torch::kCPU);
+    QVERIFY(!cpu.empty());
+    if (!fusedKernelsBuilt()) {
+      QVERIFY2(cpu.find("no fused CUDA kernels") != std::string::npos, cpu.c_str());
+      if (torch::cuda::is_available())
+        QVERIFY(!fusedKernelsUnavailable(torch::Device(torch::kCUDA, 0)).empty());
+    } else {
+      QVERIFY2(cpu.find("CUDA devices only") != std::string::npos, cpu.c_str());
+    }
+  }
   void profileNamesEachKernelsSources() {
     // Each kernel's time is split by where it comes from: the inputs' shapes and dtypes and the
     // scopes around it. Here: the forward product of (64×32)·(32×16), and the two products of

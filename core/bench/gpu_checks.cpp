@@ -462,6 +462,20 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   // Our own kernels after every check that runs without them: a kernel fault leaves a sticky
   // CUDA error that fails every later check in this process.
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
+  guarded("fused_auto_resolves_on", [&] {  // the default (auto) uses the kernels on this GPU
+    GpuCheck r;
+    r.name = "fused_auto_resolves_on";
+    Config defaults = config;
+    defaults.train.fused_norm = defaults.train.fused_augment = "auto";
+    const torch::Device cuda(torch::kCUDA, 0);
+    Engine engine(defaults, checkOptions(defaults, cuda));
+    const std::string why = fusedKernelsUnavailable(cuda);
+    r.values["unavailable"] = why;
+    r.values["fused_norm"] = engine.fusedNorm();
+    r.values["fused_augment"] = engine.fusedAugment();
+    r.passed = why.empty() && engine.fusedNorm() && engine.fusedAugment();
+    return r;
+  });
   guarded("fused_augment_vs_aten", [] { return checkFusedAugment(); });
   Config fused = config;
   fused.train.fused_norm = "on";

@@ -75,7 +75,11 @@ bool isRuntimeCall(const std::string& n) {
                                      std::isupper(static_cast<unsigned char>(n[2])));
 }
 
-/// Links each host event to the innermost one around it on its thread (by time).
+/// Links each host event to the innermost one around it on its thread (by time). Events on one
+/// thread nest or follow each other, so an event lies inside the last open one that has not
+/// ended by its start. (LibTorch 1.13 gives start and duration in whole µs, each rounded down,
+/// so a child may seem to end after its parent: comparing starts, not ends, keeps it inside.
+/// An event starting in the µs its parent's rounded end falls in is still misplaced.)
 void linkParents(std::vector<HostEvent>& host) {
   std::vector<int> order(host.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
@@ -84,14 +88,16 @@ void linkParents(std::vector<HostEvent>& host) {
     const auto& y = host[b];
     if (x.thread != y.thread) return x.thread < y.thread;
     if (x.start != y.start) return x.start < y.start;
-    return x.end > y.end;  // the enclosing one first
+    if (x.end != y.end) return x.end > y.end;  // the enclosing one first
+    return a < b;
   });
   std::vector<int> open;
   uint64_t thread = 0;
   for (int i : order) {
     auto& e = host[i];
     if (open.empty() || e.thread != thread) open.clear(), thread = e.thread;
-    while (!open.empty() && host[open.back()].end < e.end) open.pop_back();
+    while (!open.empty() && host[open.back()].end <= e.start && host[open.back()].start < e.start)
+      open.pop_back();
     e.parent = open.empty() ? -1 : open.back();
     open.push_back(i);
   }

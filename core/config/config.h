@@ -104,8 +104,8 @@ struct TrainConfig {
   /// CUDA only: capture the whole training step as one CUDA graph after a few eager steps and
   /// replay it (fixed shapes; one process). Ignored on the CPU.
   bool cuda_graph = false;
-  /// "auto" (on with CUDA in builds with the kernels, core/kernels), "on" (refused without them)
-  /// or "off"; JSON true / false stand for on / off. With bf16 autocast, each ViT residual add
+  /// "auto" (on with CUDA where the build has kernels for the GPU's architecture, core/kernels),
+  /// "on" (refused where they cannot run) or "off"; JSON true / false stand for on / off. With bf16 autocast, each ViT residual add
   /// and the LayerNorm after it run as one fused kernel forward and one backward.
   std::string fused_norm = "auto";
   /// "auto", "on" or "off", as fused_norm: on CUDA, each crop set's augmentation (crop, colour

@@ -391,15 +391,16 @@ const std::vector<KeyDef>& keyTable() {
                             "CUDA with bf16 autocast: run each ViT residual add (with its "
                             "stochastic depth) and the LayerNorm after it as one fused kernel, "
                             "forward and backward (the same arithmetic; +21 % images/s for "
-                            "DeiT-S/16 on an H200): auto = on where the build has the kernels "
-                            "(CMake found nvcc); on = refused in a build without them; off. "
+                            "DeiT-S/16 on an H200): auto = on where the build has kernels for "
+                            "this GPU (CMake found nvcc; MST_CUDA_ARCHITECTURES, 90 by default); "
+                            "on = refused where they cannot run; off. "
                             "Ignored on the CPU and in fp32; true / false mean on / off."));
     t.push_back(switchField("train.fused_augment", &C::train, &TrainConfig::fused_augment,
                             "CUDA: run each crop set's augmentation (crop, colour jitter, "
                             "grayscale, blur, solarisation, normalisation) as four fused kernels "
-                            "with the same random draws: auto = on where the build has the "
-                            "kernels; on = refused in a build without them; off. Ignored on the "
-                            "CPU; true / false mean on / off."));
+                            "with the same random draws: auto = on where the build has kernels "
+                            "for this GPU; on = refused where they cannot run; off. Ignored on "
+                            "the CPU; true / false mean on / off."));
     t.push_back(choiceField("train.recompute_gelu", &C::train, &TrainConfig::recompute_gelu,
                             "The ViT's MLPs keep only GELU's input for the backward pass, which "
                             "recomputes GELU's output (the same values and gradients, about a "

@@ -137,8 +137,22 @@ void Loader::workerLoop() {
       if (stopping_ || !more()) return;
       batch_index = next_to_claim_;
       if (next_part_ == 0) {
+        // Allocated here, under the lock, so that every part finds its tensors (pinned memory
+        // comes from LibTorch's caching host allocator: fast after the first batches).
+        Batch batch;
+        try {
+          batch = allocateBatch(batch_index);
+        } catch (...) {  // the consumer gets it in order, like a failed decode
+          if (batch_index < error_batch_) {
+            error_ = std::current_exception();
+            error_batch_ = batch_index;
+          }
+          lock.unlock();
+          cv_.notify_all();
+          continue;
+        }
         Building& b = building_[batch_index];
-        b.batch = allocateBatch(batch_index);
+        b.batch = std::move(batch);
         b.parts = std::max<int64_t>(1, std::min<int64_t>(options_.workers, b.batch.images.size(0)));
         b.parts_left = b.parts;
       }

@@ -197,6 +197,19 @@ bool fusedKernelsBuilt() {
 #endif
 }
 
+std::string fusedKernelsUnavailable(const torch::Device& device) {
+  if (!fusedKernelsBuilt())
+    return "this build has no fused CUDA kernels (CMake found no CUDA compiler; set CUDACXX and "
+           "MST_CUDA_KERNELS=ON)";
+  if (!device.is_cuda()) return "they run on CUDA devices only";
+#ifdef MST_HAVE_FUSED_KERNELS
+  if (const char* why = kernels::fusedKernelsLoadable(device.has_index() ? device.index() : -1))
+    return std::string("they cannot run on ") + device.str() + " (" + why +
+           "): the build targets other GPU architectures (CMake MST_CUDA_ARCHITECTURES)";
+#endif
+  return {};
+}
+
 bool fusedNormApplies(const torch::Tensor& x, torch::ScalarType branch_dtype,
                       torch::ScalarType out_dtype) {
   return fusedKernelsBuilt() && x.is_cuda() && x.dim() >= 2 && x.size(-1) <= 1024 &&

@@ -27,6 +27,10 @@ ResidualNormOut residualLayerNorm(const torch::Tensor& x, const torch::Tensor& b
 /// Whether this build has the CUDA kernels (CMake found nvcc: MST_CUDA_KERNELS).
 bool fusedKernelsBuilt();
 
+/// Empty when the build's kernels can run on `device` (a CUDA device whose architecture the
+/// build targets, MST_CUDA_ARCHITECTURES), else why not, in words.
+std::string fusedKernelsUnavailable(const torch::Device& device);
+
 /// Whether residualLayerNorm runs its kernels for these operands (CUDA, bf16 branch and output,
 /// bf16 or fp32 stream, D ≤ 1024, a build with the kernels); otherwise callers use the
 /// unfused operations.

@@ -259,6 +259,19 @@ int residualNormBackwardBlocks(int64_t rows) {
   return static_cast<int>(by_rows < cap ? (by_rows > 0 ? by_rows : 1) : cap);
 }
 
+const char* fusedKernelsLoadable(int device) {
+  int current = 0;
+  cudaError_t e = cudaGetDevice(&current);
+  if (e == cudaSuccess && device >= 0 && device != current) e = cudaSetDevice(device);
+  cudaFuncAttributes attributes;
+  // Fails with "invalid device function" when no SASS or PTX of the build fits the device.
+  if (e == cudaSuccess) e = cudaFuncGetAttributes(&attributes, reduceKernel);
+  if (device >= 0 && device != current) cudaSetDevice(current);
+  if (e == cudaSuccess) return nullptr;
+  cudaGetLastError();  // not sticky, but leave no error behind for the next launch check
+  return cudaGetErrorString(e);
+}
+
 const char* residualNormForward(const ResidualNormForwardArgs& a) {
   return a.stream_bf16 ? forwardTyped<__nv_bfloat16>(a) : forwardTyped<float>(a);
 }

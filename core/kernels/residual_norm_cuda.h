@@ -43,6 +43,11 @@ struct ResidualNormBackwardArgs {
   void* stream = nullptr;
 };
 
+/// nullptr when these kernels (and augment_cuda.cu's, built for the same architectures) can run
+/// on CUDA device `device` (-1: the current one), else why not: the build holds no code for the
+/// device's architecture (CMake MST_CUDA_ARCHITECTURES), or the device cannot be queried.
+const char* fusedKernelsLoadable(int device);
+
 /// The backward kernel's grid size for `rows` (the partial workspace's first dimension).
 int residualNormBackwardBlocks(int64_t rows);
 const char* residualNormForward(const ResidualNormForwardArgs& args);

@@ -115,13 +115,13 @@ Engine::Engine(const Config& config, const EngineOptions& options)
       student_vit->stream_dtype = torch::kBFloat16;
       teacher_vit->stream_dtype = torch::kBFloat16;
     }
-    // auto: wherever the build has the kernels; on: insist on them.
-    const auto fused = [](const std::string& value, const char* key) {
-      if (value == "on" && !fusedKernelsBuilt())
-        throw MstError(std::string("config key ") + key +
-                       ": this build has no fused CUDA kernels (CMake found no CUDA compiler; "
-                       "set CUDACXX and MST_CUDA_KERNELS=ON): set it to auto or off");
-      return value == "on" || (value == "auto" && fusedKernelsBuilt());
+    // auto: wherever the build's kernels run on this GPU; on: insist on them.
+    const std::string unavailable = fusedKernelsUnavailable(options.device);
+    const auto fused = [&](const std::string& value, const char* key) {
+      if (value == "on" && !unavailable.empty())
+        throw MstError(std::string("config key ") + key + ": " + unavailable +
+                       ": set it to auto or off");
+      return value != "off" && unavailable.empty();
     };
     const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm");
     const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
