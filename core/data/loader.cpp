@@ -193,12 +193,14 @@ void Loader::workerLoop() {
   }
 }
 
-Batch Loader::allocateBatch(int64_t batch_index) const {
-  const int64_t n = dataset_.size();
-  // This shard's rows of the global batch; the whole batch when not sharded.
+std::pair<int64_t, int64_t> Loader::shardRows(int64_t batch_index) const {
   const int64_t local = options_.batch_size / options_.shard_count;
   const int64_t first = batch_index * options_.batch_size + options_.shard_rank * local;
-  const int64_t count = std::max<int64_t>(0, std::min(local, n - first));
+  return {first, std::max<int64_t>(0, std::min(local, dataset_.size() - first))};
+}
+
+Batch Loader::allocateBatch(int64_t batch_index) const {
+  const int64_t count = shardRows(batch_index).second;
   const ImageShape shape = dataset_.shape();
   // Allocated page-locked up front rather than pinned afterwards: saves one copy per batch.
   const auto options = torch::TensorOptions().pinned_memory(pin_);
@@ -214,8 +216,7 @@ Batch Loader::allocateBatch(int64_t batch_index) const {
 
 void Loader::fillRows(Batch& batch, int64_t batch_index, int64_t begin, int64_t end) {
   const int64_t n = dataset_.size();
-  const int64_t local = options_.batch_size / options_.shard_count;
-  const int64_t first = batch_index * options_.batch_size + options_.shard_rank * local;
+  const int64_t first = shardRows(batch_index).first;
   const int64_t bytes = dataset_.shape().bytes();
   uint8_t* images = batch.images.data_ptr<uint8_t>();
   int64_t* labels = batch.labels.data_ptr<int64_t>();

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -69,6 +70,9 @@ class Loader {
  private:
   void stopWorkers();
   void workerLoop();
+  /// This shard's rows of batch `batch_index`: the position in the epoch's order of its first
+  /// row, and how many rows it has (the whole batch when not sharded; fewer at the epoch's end).
+  std::pair<int64_t, int64_t> shardRows(int64_t batch_index) const;
   /// The batch's tensors (pinned when pin_), unfilled.
   Batch allocateBatch(int64_t batch_index) const;
   /// Decodes rows [begin, end) of batch `batch_index` into `batch`.
