@@ -55,6 +55,11 @@ class TestGpu : public QObject {
     if (!cublasLtBuilt()) QSKIP("this build has no cuBLASLt");
     expect(checkFusedMlp());
   }
+  void geluBackwardKernelMatchesItsArithmetic() {
+    MST_REQUIRE_CUDA();
+    if (!fusedKernelsBuilt()) QSKIP("this build has no fused kernels (no nvcc at configure time)");
+    expect(checkGeluBackward());
+  }
   void recomputedGeluMatchesKeptGelu() {
     MST_REQUIRE_CUDA();
     expect(checkRecomputeGelu(gpuCheckConfig(), "bf16", 4, 1e-3));
@@ -70,6 +75,8 @@ class TestGpu : public QObject {
         {"void mst::kernels::(anonymous namespace)::forwardKernel<float, __nv_bfloat16>", "fused_norm"},
         {"void mst::kernels::(anonymous namespace)::reduceKernel(float const*, int, int, float*)", "fused_norm"},
         {"mst::kernels::(anonymous namespace)::blurRowsKernel(mst::kernels::AugmentArgs)", "fused_augment"},
+        {"mst::kernels::(anonymous namespace)::geluBackwardKernel(__nv_bfloat16 const*, __nv_bfloat16 const*, __nv_bfloat16*, __nv_bfloat16*, float*, long, int, bool)", "fused_gelu"},
+        {"mst::kernels::(anonymous namespace)::biasKernel(float const*, int, int, __nv_bfloat16*)", "fused_gelu"},
         {"void mst::kernels::(anonymous namespace)::colourKernel(mst::kernels::AugmentArgs, int)", "fused_augment"},
         {"void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<c10::BFloat16>", "layernorm"},
         {"void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>", "elementwise"},

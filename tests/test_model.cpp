@@ -8,6 +8,7 @@
 
 #include "core/config/config.h"
 #include "core/kernels/fused_mlp.h"
+#include "core/kernels/gelu_backward.h"
 #include "core/kernels/residual_norm.h"
 #include "core/model/decoder.h"
 #include "core/model/export.h"
@@ -737,6 +738,56 @@ class TestModel : public QObject {
       for (size_t i = 0; i < ref.size(); ++i)
         QVERIFY2(torch::allclose(got[i], ref[i], 1e-12, 1e-14), std::to_string(i).c_str());
     }
+  }
+  void fusedGeluBackwardComputesGelusDerivative() {
+    // The fused GELU backward kernel's arithmetic (gelu_math.h, run here as a CPU loop) against
+    // ATen's gelu_backward, gelu and sum in double, for both approximations. In fp32 to float
+    // rounding; from bf16 inputs, rounded to bf16 as the kernel stores it, within one bf16 step
+    // everywhere and equal to the correctly rounded value almost everywhere (fp32's erf and
+    // tanh lose relative accuracy where 1 + erf and 1 + tanh cancel, in GELU's far negative
+    // tail). (ATen's own bf16 GELU on the CPU rounds its intermediates to bf16 and is further
+    // off; on CUDA it computes in fp32 as the kernel does, and mst gpucheck compares the two.)
+    torch::manual_seed(21);
+    auto pre32 = torch::randn({67, 40}) * 2.5;  // into GELU's tails, where the two GELUs differ
+    auto dgelu32 = torch::randn({67, 40});
+    for (const char* approximate : {"none", "tanh"}) {
+      for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        const std::string what = std::string(approximate) + (dtype == torch::kFloat ? " fp32" : " bf16");
+        auto pre = pre32.to(dtype), dgelu = dgelu32.to(dtype);
+        auto got = geluBackwardReference(dgelu, pre, approximate, true, true);
+        auto dpre = torch::gelu_backward(dgelu.to(torch::kDouble), pre.to(torch::kDouble), approximate);
+        auto value = torch::gelu(pre.to(torch::kDouble), approximate);
+        QCOMPARE(got.dpre.scalar_type(), dtype);
+        QCOMPARE(got.gelu.scalar_type(), dtype);
+        QCOMPARE(got.dbias.sizes(), torch::IntArrayRef({40}));
+        for (const auto& [mine, exact] : {std::pair{got.dpre, dpre}, std::pair{got.gelu, value}}) {
+          auto error = (mine.to(torch::kDouble) - exact).abs();
+          if (dtype == torch::kFloat) {
+            QVERIFY2(error.max().item<double>() < 1e-6, what.c_str());
+          } else {
+            QVERIFY2((error <= exact.abs() / 128 + 1e-6).all().item<bool>(), what.c_str());
+            const double same = mine.eq(exact.to(torch::kFloat).to(dtype)).to(torch::kFloat).mean().item<double>();
+            QVERIFY2(same >= 0.95, (what + ": " + std::to_string(same) + " correctly rounded").c_str());
+          }
+        }
+        auto dbias = got.dpre.to(torch::kDouble).sum(0);  // the sum of what is stored
+        QVERIFY2(torch::allclose(got.dbias.to(torch::kDouble), dbias, dtype == torch::kFloat ? 1e-5 : 1e-2, 1e-4),
+                 what.c_str());
+        auto without = geluBackwardReference(dgelu, pre, approximate, false, false);
+        QVERIFY(!without.gelu.defined() && !without.dbias.defined());
+        QVERIFY(torch::equal(without.dpre, got.dpre));
+      }
+    }
+    // The approximation flag reaches the arithmetic: the two GELUs differ in their tails.
+    auto erf = geluBackwardReference(dgelu32, pre32, "none", true, false);
+    auto tanh = geluBackwardReference(dgelu32, pre32, "tanh", true, false);
+    QVERIFY(!torch::allclose(erf.dpre, tanh.dpre, 1e-5, 1e-6));
+    // The dispatcher (ATen on the CPU) gives ATen's numbers and names what it rejects.
+    auto aten = geluBackward(dgelu32, pre32, "tanh", true, true);
+    QVERIFY(torch::equal(aten.dpre, torch::gelu_backward(dgelu32, pre32, "tanh")));
+    QVERIFY(!geluBackwardKernelApplies(pre32));
+    QVERIFY_THROWS_EXCEPTION(c10::Error, geluBackward(dgelu32, pre32, "erf", false, false));
+    QVERIFY_THROWS_EXCEPTION(c10::Error, geluBackward(dgelu32.narrow(0, 0, 3), pre32, "none", false, false));
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include "core/augment/multicrop.h"
 #include "core/kernels/fused_mlp.h"
+#include "core/kernels/gelu_backward.h"
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
 #include "core/masking/masking.h"
@@ -218,7 +219,9 @@ GpuCheck checkFusedNorm() {
   };
   // DeiT-S global and local crops, the Fashion-MNIST widths, widths that are no multiple of 32,
   // the widest row the kernels take, and a batch of empty samples.
-  for (auto shape : {Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000},
+  // (96 × 197 rows: more rows than the backward grid has warps, so that each warp adds up
+  // several rows' γ and β gradients.)
+  for (auto shape : {Shape{96, 197, 384}, Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000},
                      Shape{2, 3, 64}, Shape{1, 7, 33}, Shape{2, 5, 1024}, Shape{2, 0, 384}}) {
     for (auto stream : {torch::kFloat, torch::kBFloat16}) {
       for (int variant = 0; variant < 3; ++variant) {  // branch + scale, branch, no branch
@@ -324,6 +327,74 @@ GpuCheck checkFusedAugment() {
   r.values["cases"] = rows;
   r.values["tolerance"] = {{"rel", tolerance}, {"max_abs", max_tolerance}};
   r.passed = !rows.empty() && all_ok;
+  return r;
+}
+
+GpuCheck checkGeluBackward() {
+  GpuCheck r;
+  r.name = "gelu_backward_kernel_vs_reference";
+  if (missingKernels(r)) return r;
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(23);
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    int64_t rows, hidden;
+  };
+  // DeiT-S's MLP over many rows (several per thread), the CLS-only rows, a width that is no
+  // multiple of the 256-channel tile, the narrowest width, no rows.
+  for (auto c : {Case{20000, 1536}, Case{1280, 1536}, Case{999, 264}, Case{5, 8}, Case{0, 384}}) {
+    for (const char* approximate : {"none", "tanh"}) {
+      for (int outputs = 0; outputs < 2; ++outputs) {  // everything, or dpre alone
+        const bool want = outputs == 0;
+        auto pre = (torch::randn({c.rows, c.hidden}, gen) * 2.5).to(torch::kBFloat16);
+        auto dgelu = torch::randn({c.rows, c.hidden}, gen).to(torch::kBFloat16);
+        const bool ran = geluBackwardKernelApplies(pre.to(cuda));
+        auto got = geluBackward(dgelu.to(cuda), pre.to(cuda), approximate, want, want);
+        // ATen's gelu_backward and gelu on the GPU compute in fp32 from the bf16 values and round
+        // once, as the kernel does; their erff, tanhf and FMA contractions may differ from the
+        // kernel's in the last fp32 bit, which in GELU's far negative tail (where 1 + erf
+        // cancels) moves some elements one bf16 step.
+        GeluBackwardOut ref;
+        {
+          auto p = pre.to(cuda), g = dgelu.to(cuda);
+          ref.dpre = torch::gelu_backward(g, p, approximate).cpu();
+          if (want) ref.gelu = torch::gelu(p, approximate).cpu();
+          if (want) ref.dbias = got.dpre.to(torch::kFloat).sum(0).cpu();  // of what it stored
+        }
+        auto compare = [&](const torch::Tensor& mine, const torch::Tensor& theirs) {
+          if (theirs.numel() == 0) return std::pair{1.0, true};
+          auto a = mine.cpu().to(torch::kFloat), b = theirs.to(torch::kFloat);
+          const double same = a.eq(b).to(torch::kFloat).mean().item<double>();
+          const bool close = ((a - b).abs() <= b.abs() / 128 + 1e-5).all().item<bool>();
+          return std::pair{same, close};
+        };
+        nlohmann::json row = {{"rows", c.rows}, {"hidden", c.hidden}, {"approximate", approximate},
+                              {"gelu_and_bias", want}, {"kernel_ran", ran}};
+        bool ok = ran;
+        const auto [same_d, close_d] = compare(got.dpre, ref.dpre);
+        row["dpre_equal"] = same_d;
+        ok = ok && same_d >= 0.9 && close_d;
+        if (want) {
+          const auto [same_g, close_g] = compare(got.gelu, ref.gelu);
+          row["gelu_equal"] = same_g;
+          const double bias = relNorm(got.dbias.cpu(), ref.dbias);
+          row["dbias_rel"] = bias;
+          ok = ok && same_g >= 0.9 && close_g && (c.rows == 0 ? got.dbias.abs().max().item<double>() == 0.0
+                                                               : bias <= 1e-2);
+        } else {
+          ok = ok && !got.gelu.defined() && !got.dbias.defined();
+        }
+        row["passed"] = ok;
+        rows.push_back(row);
+        all_ok = all_ok && ok;
+      }
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"equal_fraction", 0.9}, {"max_rel", 1.0 / 128}, {"max_abs", 1e-5},
+                           {"dbias_rel", 1e-2}};
+  r.passed = all_ok;
   return r;
 }
 
@@ -502,6 +573,7 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   });
   // Last: the newest code (cuBLASLt called directly), so that a fault there cannot take the
   // checks above with it.
+  guarded("gelu_backward_kernel_vs_reference", [] { return checkGeluBackward(); });
   guarded("fused_mlp_vs_reference", [] { return checkFusedMlp(); });
   Config tanh_mlp = config;
   tanh_mlp.model.gelu = "tanh";

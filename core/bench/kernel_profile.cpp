@@ -127,9 +127,10 @@ std::string kernelCategory(const std::string& raw) {
   std::string n(raw);
   std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
   // Order matters: cuDNN's implicit-GEMM convolutions and flash attention's names mention gemm.
-  if (has(n, "mst::kernels")) {  // ours: the augmentation's kernels, else the residual norm's
+  if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, else the residual norm
     for (const char* k : {"cropkernel", "meankernel", "colourkernel", "blurrowskernel", "finishkernel"})
       if (has(n, k)) return "fused_augment";
+    if (has(n, "gelubackwardkernel") || has(n, "biaskernel")) return "fused_gelu";
     return "fused_norm";
   }
   if (has(n, "flash") || has(n, "fmha") || has(n, "attention") || has(n, "sdpa") ||

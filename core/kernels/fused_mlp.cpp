@@ -2,6 +2,8 @@
 /// apply, the same arithmetic in ATen operations elsewhere.
 #include "core/kernels/fused_mlp.h"
 
+#include "core/kernels/gelu_backward.h"
+
 #include "core/util/torch_compat.h"
 
 #ifdef MST_HAVE_CUBLASLT
@@ -188,18 +190,30 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const auto &h2 = saved[0], &pre = saved[1], &w1 = saved[2], &w2 = saved[3];
-    const auto g = ctx->saved_data["stored"].toBool() ? saved[4] : torch::gelu(pre, "tanh");
+    const bool stored = ctx->saved_data["stored"].toBool();
     const int64_t out = w2.size(0);
     [[maybe_unused]] const int64_t hidden = w1.size(0);
     auto dy = grads[0].reshape({-1, out}).contiguous();
-    // fc2: its weight gradient needs GELU's output (stored, or recomputed from pre above).
-    auto dw2 = dy.t().mm(g);
     auto db2 = dy.sum(0);
-    torch::Tensor da, db1;
+    torch::Tensor da, db1, g;
     bool done = false;
+    if (ctx->saved_data["lt"].toBool() && geluBackwardKernelApplies(pre)) {
+      // fc2's input gradient as a plain product, then one pass over the activations for GELU's
+      // derivative, GELU's output (fc2's weight gradient needs it, unless stored) and fc1's
+      // bias gradient (cuBLASLt's DGELU_BGRAD epilogue ran as a separate, slower kernel).
+      auto fused = geluBackward(dy.mm(w2), pre, "tanh", /*want_gelu=*/!stored, /*want_bias=*/true);
+      da = fused.dpre;
+      db1 = fused.dbias;
+      g = stored ? saved[4] : fused.gelu;
+      done = true;
+    }
+    if (!g.defined()) g = stored ? saved[4] : torch::gelu(pre, "tanh");
+    // fc2: its weight gradient needs GELU's output (stored, or recomputed from pre).
+    auto dw2 = dy.t().mm(g);
 #ifdef MST_HAVE_CUBLASLT
-    if (ctx->saved_data["lt"].toBool() && dy.scalar_type() == torch::kBFloat16) {
-      // da (rows × hidden) = (dy · W2) ⊙ gelu'(pre), i.e. column-major D = W2ᵀ · dyᵀ.
+    if (!done && ctx->saved_data["lt"].toBool() && dy.scalar_type() == torch::kBFloat16) {
+      // Builds without the CUDA kernels: da (rows × hidden) = (dy · W2) ⊙ gelu'(pre) in the
+      // product's epilogue, i.e. column-major D = W2ᵀ · dyᵀ.
       const int64_t rows = dy.size(0);
       da = torch::empty({rows, hidden}, dy.options());
       db1 = torch::empty({hidden}, dy.options());

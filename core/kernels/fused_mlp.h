@@ -1,11 +1,11 @@
 /// @brief The ViT's MLP, fc2(gelu(fc1(h))) with the tanh GELU, as one autograd operation
 /// (train.fused_mlp). On CUDA in bf16 the first matrix product adds fc1's bias and applies GELU in
-/// its cuBLASLt epilogue, also writing the pre-activation for the backward pass; the backward
-/// pass's product dY·W2 applies GELU's derivative and sums fc1's bias gradient in its epilogue.
-/// Unfused, GELU forward, GELU backward and that bias sum are three more passes over the
-/// (tokens × hidden) activations, the widest in the block. GELU's output is not stored: the
-/// backward pass recomputes it from the pre-activation for fc2's weight gradient (unless asked
-/// to store it).
+/// its cuBLASLt epilogue, also writing the pre-activation for the backward pass. The backward
+/// pass multiplies dY·W2 and then makes one pass over the activations (gelu_backward.h) for
+/// GELU's derivative, GELU's output (recomputed for fc2's weight gradient, unless asked to store
+/// it) and fc1's bias gradient; builds without the CUDA kernels use cuBLASLt's DGELU_BGRAD
+/// epilogue instead. Unfused, GELU forward, GELU backward, its recomputation and that bias sum
+/// are each a pass over the (tokens × hidden) activations, the widest in the block.
 /// Elsewhere (the CPU, other dtypes, builds without cuBLASLt) the same function runs in ATen
 /// operations: the tests check its hand-written backward there.
 #pragma once

@@ -136,7 +136,8 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       const c10::cuda::CUDAGuard device(y.device());
       dx = torch::empty_like(y);
       if (want_branch) dbranch = torch::empty(y.sizes(), y.options().dtype(branch_dtype));
-      const int blocks = kernels::residualNormBackwardBlocks(rows);
+      const int blocks = kernels::residualNormBackwardBlocks(
+          rows, static_cast<int>(D), y.scalar_type() == torch::kBFloat16);
       auto partial = torch::empty({blocks, 2, D}, y.options().dtype(torch::kFloat));
       auto affine = torch::empty({2, D}, y.options().dtype(torch::kFloat));
       dgamma = affine[0];

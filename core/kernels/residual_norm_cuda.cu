@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <type_traits>
 
 namespace mst::kernels {
@@ -103,8 +104,10 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
   }
 }
 
-/// Grid-stride over rows, one warp per row. Each block leaves its sums of gz * x̂ and gz per
-/// channel in partial[blockIdx.x] (gamma's, then beta's); reduceKernel adds the blocks.
+/// Grid-stride over rows, one warp per row. Each warp adds its rows' gz * x̂ and gz per channel
+/// into its own slice of shared memory (registers would hold 2 × kPerLane more values per
+/// thread and halve the warps an SM keeps in flight); the block then leaves the sum of its
+/// warps' slices in partial[blockIdx.x] (gamma's, then beta's), and reduceKernel adds the blocks.
 template <typename TS, typename TB, typename TO, int kPerLane>
 __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
     backwardKernel(const TO* __restrict__ gz, const TS* __restrict__ gy,
@@ -115,9 +118,8 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
                    int64_t tokens, int D) {
   extern __shared__ float shared[];  // [kWarpsPerBlock][2][D]
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  float acc_gamma[kPerLane], acc_beta[kPerLane];
-#pragma unroll
-  for (int k = 0; k < kPerLane; ++k) acc_gamma[k] = acc_beta[k] = 0.0f;
+  float* mine = shared + static_cast<int64_t>(warp) * 2 * D;
+  for (int c = lane; c < 2 * D; c += kWarp) mine[c] = 0.0f;  // each lane owns its channels
   const float inv_d = 1.0f / static_cast<float>(D);
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; row < rows;
        row += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
@@ -132,8 +134,8 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
       if (c < D) {
         const float dz = toFloat(gz[base + c]);
         xhat[k] = (toFloat(y[base + c]) - m) * r;
-        acc_gamma[k] += dz * xhat[k];
-        acc_beta[k] += dz;
+        mine[c] += dz * xhat[k];
+        mine[D + c] += dz;
         g[k] = dz * gamma[c];
         sum_g += g[k];
         sum_gx += g[k] * xhat[k];
@@ -153,15 +155,6 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
       }
     }
   }
-  float* mine = shared + static_cast<int64_t>(warp) * 2 * D;
-#pragma unroll
-  for (int k = 0; k < kPerLane; ++k) {
-    const int c = k * kWarp + lane;
-    if (c < D) {
-      mine[c] = acc_gamma[k];
-      mine[D + c] = acc_beta[k];
-    }
-  }
   __syncthreads();
   for (int c = threadIdx.x; c < 2 * D; c += blockDim.x) {
     float total = 0.0f;
@@ -171,13 +164,24 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
   }
 }
 
-/// dgamma[c] = Σ_b partial[b][c], dbeta[c] = Σ_b partial[b][D + c].
-__global__ void reduceKernel(const float* __restrict__ partial, int blocks, int D,
-                             float* __restrict__ dgamma, float* __restrict__ dbeta) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= 2 * D) return;
+/// dgamma[c] = Σ_b partial[b][c], dbeta[c] = Σ_b partial[b][D + c]. A block of kReduceRows ×
+/// 32 threads takes 32 adjacent columns (coalesced rows of the workspace); its rows of threads
+/// split the partial blocks between them and meet in shared memory.
+constexpr int kReduceRows = 8;
+__global__ void __launch_bounds__(kWarp * kReduceRows)
+    reduceKernel(const float* __restrict__ partial, int blocks, int D, float* __restrict__ dgamma,
+                 float* __restrict__ dbeta) {
+  __shared__ float sums[kReduceRows][kWarp + 1];
+  const int c = blockIdx.x * kWarp + threadIdx.x;
   float total = 0.0f;
-  for (int b = 0; b < blocks; ++b) total += partial[static_cast<int64_t>(b) * 2 * D + c];
+  if (c < 2 * D)
+    for (int b = threadIdx.y; b < blocks; b += kReduceRows)
+      total += partial[static_cast<int64_t>(b) * 2 * D + c];
+  sums[threadIdx.y][threadIdx.x] = total;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= 2 * D) return;
+#pragma unroll
+  for (int r = 1; r < kReduceRows; ++r) total += sums[r][threadIdx.x];
   if (c < D)
     dgamma[c] = total;
   else
@@ -244,18 +248,46 @@ const char* backwardTyped(const ResidualNormBackwardArgs& a) {
   });
   if (!ok) return "residual norm: more than 1024 channels";
   if (const char* e = lastError()) return e;
-  const int threads = 128;
-  reduceKernel<<<(2 * a.D + threads - 1) / threads, threads, 0, stream>>>(a.partial, a.blocks,
-                                                                          a.D, a.dgamma, a.dbeta);
+  const dim3 reduce_block(kWarp, kReduceRows);
+  reduceKernel<<<(2 * a.D + kWarp - 1) / kWarp, reduce_block, 0, stream>>>(a.partial, a.blocks,
+                                                                           a.D, a.dgamma, a.dbeta);
   return lastError();
 }
 
 }  // namespace
 
-int residualNormBackwardBlocks(int64_t rows) {
+int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16) {
+  // As many blocks as the device holds at once (registers and the per-warp shared sums limit
+  // it), so that every SM keeps enough rows in flight to cover memory latency; more would only
+  // lengthen the partial sums. One query per (dtype, register width), cached.
+  static std::atomic<int> resident[2][6] = {};
+  const int need = (D + kWarp - 1) / kWarp;
+  const int slot = need <= 4 ? 0 : need <= 8 ? 1 : need <= 12 ? 2 : need <= 16 ? 3 : need <= 24 ? 4 : 5;
+  int per_sm = resident[stream_bf16][slot].load(std::memory_order_relaxed);
+  if (per_sm == 0) {
+    const size_t shared = sizeof(float) * kWarpsPerBlock * 2 * static_cast<size_t>(D);
+    auto query = [&](auto per_lane) {
+      constexpr int kPerLane = decltype(per_lane)::value;
+      const cudaError_t e =
+          stream_bf16
+              ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &per_sm,
+                    backwardKernel<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, kPerLane>,
+                    kWarp * kWarpsPerBlock, shared)
+              : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &per_sm, backwardKernel<float, __nv_bfloat16, __nv_bfloat16, kPerLane>,
+                    kWarp * kWarpsPerBlock, shared);
+      if (e != cudaSuccess) {
+        cudaGetLastError();  // leave no error for the next launch check; fall back below
+        per_sm = 0;
+      }
+    };
+    if (!withPerLane(D, query) || per_sm <= 0) per_sm = 4;
+    resident[stream_bf16][slot].store(per_sm, std::memory_order_relaxed);
+  }
   static const int sms = multiprocessors();
   const int64_t by_rows = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  const int64_t cap = static_cast<int64_t>(sms) * 4;
+  const int64_t cap = static_cast<int64_t>(sms) * per_sm;
   return static_cast<int>(by_rows < cap ? (by_rows > 0 ? by_rows : 1) : cap);
 }
 

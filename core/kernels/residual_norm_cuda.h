@@ -48,8 +48,9 @@ struct ResidualNormBackwardArgs {
 /// device's architecture (CMake MST_CUDA_ARCHITECTURES), or the device cannot be queried.
 const char* fusedKernelsLoadable(int device);
 
-/// The backward kernel's grid size for `rows` (the partial workspace's first dimension).
-int residualNormBackwardBlocks(int64_t rows);
+/// The backward kernel's grid size for `rows` of D channels in a stream of this dtype (the
+/// partial workspace's first dimension): the blocks the device holds at once, fewer for few rows.
+int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16);
 const char* residualNormForward(const ResidualNormForwardArgs& args);
 const char* residualNormBackward(const ResidualNormBackwardArgs& args);
 

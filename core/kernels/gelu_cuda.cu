@@ -1,0 +1,136 @@
+/// @brief The fused GELU backward kernel (see gelu_cuda.h). Threads read and write 8 adjacent
+/// bf16 channels at a time (16 bytes); a block of 8 rows of 32 threads covers 256 channels and
+/// strides over the rows, keeping its threads' bias-gradient sums in registers; a second small
+/// kernel adds the blocks' sums. The arithmetic is gelu_math.h's.
+#include "core/kernels/gelu_cuda.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "core/kernels/gelu_math.h"
+
+namespace mst::kernels {
+namespace {
+
+constexpr int kLanes = 32;     // threads along the channels, 8 channels each
+constexpr int kVector = 8;     // bf16 per 16-byte access
+constexpr int kRowThreads = 8;  // threads along the rows
+constexpr int kTile = kLanes * kVector;  // channels per block
+
+union Pack {
+  uint4 raw;
+  __nv_bfloat162 pair[kVector / 2];
+};
+
+__global__ void __launch_bounds__(kLanes * kRowThreads)
+    geluBackwardKernel(const __nv_bfloat16* __restrict__ dgelu,
+                       const __nv_bfloat16* __restrict__ pre, __nv_bfloat16* __restrict__ dpre,
+                       __nv_bfloat16* __restrict__ out_gelu, float* __restrict__ partial,
+                       int64_t rows, int hidden, bool tanh_approx) {
+  __shared__ float sums[kRowThreads][kTile + 1];
+  const int c0 = blockIdx.x * kTile + threadIdx.x * kVector;
+  const bool active = c0 < hidden;  // hidden % 8 == 0: a vector is wholly in or out
+  float acc[kVector];
+#pragma unroll
+  for (int k = 0; k < kVector; ++k) acc[k] = 0.0f;
+  if (active) {
+    for (int64_t row = static_cast<int64_t>(blockIdx.y) * kRowThreads + threadIdx.y; row < rows;
+         row += static_cast<int64_t>(gridDim.y) * kRowThreads) {
+      const int64_t at = row * hidden + c0;
+      Pack g, x, d, v;
+      g.raw = *reinterpret_cast<const uint4*>(dgelu + at);
+      x.raw = *reinterpret_cast<const uint4*>(pre + at);
+#pragma unroll
+      for (int k = 0; k < kVector / 2; ++k) {
+        const float2 gf = __bfloat1622float2(g.pair[k]);
+        const float2 xf = __bfloat1622float2(x.pair[k]);
+        d.pair[k] = __floats2bfloat162_rn(gf.x * gelu::derivative(xf.x, tanh_approx),
+                                          gf.y * gelu::derivative(xf.y, tanh_approx));
+        if (out_gelu != nullptr)
+          v.pair[k] = __floats2bfloat162_rn(gelu::value(xf.x, tanh_approx),
+                                            gelu::value(xf.y, tanh_approx));
+        const float2 stored = __bfloat1622float2(d.pair[k]);  // the bias sums what is stored
+        acc[2 * k] += stored.x;
+        acc[2 * k + 1] += stored.y;
+      }
+      *reinterpret_cast<uint4*>(dpre + at) = d.raw;
+      if (out_gelu != nullptr) *reinterpret_cast<uint4*>(out_gelu + at) = v.raw;
+    }
+  }
+  if (partial == nullptr) return;  // uniform across the block: no thread waits below
+#pragma unroll
+  for (int k = 0; k < kVector; ++k) sums[threadIdx.y][threadIdx.x * kVector + k] = acc[k];
+  __syncthreads();
+  const int t = threadIdx.y * kLanes + threadIdx.x;  // one channel of the tile per thread
+  const int c = blockIdx.x * kTile + t;
+  if (c >= hidden) return;
+  float total = 0.0f;
+#pragma unroll
+  for (int r = 0; r < kRowThreads; ++r) total += sums[r][t];
+  partial[static_cast<int64_t>(blockIdx.y) * hidden + c] = total;
+}
+
+/// dbias[c] = Σ_b partial[b][c]: 32 adjacent channels per block, its 8 rows of threads split
+/// the row blocks and meet in shared memory.
+__global__ void __launch_bounds__(kLanes * kRowThreads)
+    biasKernel(const float* __restrict__ partial, int blocks, int hidden,
+               __nv_bfloat16* __restrict__ dbias) {
+  __shared__ float sums[kRowThreads][kLanes + 1];
+  const int c = blockIdx.x * kLanes + threadIdx.x;
+  float total = 0.0f;
+  if (c < hidden)
+    for (int b = threadIdx.y; b < blocks; b += kRowThreads)
+      total += partial[static_cast<int64_t>(b) * hidden + c];
+  sums[threadIdx.y][threadIdx.x] = total;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= hidden) return;
+#pragma unroll
+  for (int r = 1; r < kRowThreads; ++r) total += sums[r][threadIdx.x];
+  dbias[c] = __float2bfloat16_rn(total);
+}
+
+const char* lastError() {
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+}  // namespace
+
+int geluBackwardRowBlocks(int64_t rows, int hidden) {
+  static const int resident = [] {  // blocks of the grid the device holds at once
+    int device = 0, sms = 0, per_sm = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, geluBackwardKernel,
+                                                      kLanes * kRowThreads, 0) != cudaSuccess) {
+      cudaGetLastError();
+      return 132 * 4;
+    }
+    return sms * (per_sm > 0 ? per_sm : 1);
+  }();
+  const int column_blocks = (hidden + kTile - 1) / kTile;
+  const int64_t by_rows = (rows + kRowThreads - 1) / kRowThreads;
+  int64_t cap = resident / (column_blocks > 0 ? column_blocks : 1);
+  if (cap < 1) cap = 1;
+  return static_cast<int>(by_rows < cap ? (by_rows > 0 ? by_rows : 1) : cap);
+}
+
+const char* geluBackward(const GeluBackwardArgs& a) {
+  if (a.hidden % kVector != 0) return "gelu backward: hidden width not a multiple of 8";
+  if (a.rows == 0 && a.dbias == nullptr) return nullptr;
+  auto stream = static_cast<cudaStream_t>(a.stream);
+  const bool bias = a.partial != nullptr && a.dbias != nullptr;
+  const dim3 block(kLanes, kRowThreads);
+  const dim3 grid((a.hidden + kTile - 1) / kTile, a.row_blocks);
+  geluBackwardKernel<<<grid, block, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(a.dgelu), static_cast<const __nv_bfloat16*>(a.pre),
+      static_cast<__nv_bfloat16*>(a.dpre), static_cast<__nv_bfloat16*>(a.gelu),
+      bias ? a.partial : nullptr, a.rows, a.hidden, a.tanh_approx);
+  if (const char* e = lastError()) return e;
+  if (!bias) return nullptr;
+  biasKernel<<<(a.hidden + kLanes - 1) / kLanes, block, 0, stream>>>(
+      a.partial, a.row_blocks, a.hidden, static_cast<__nv_bfloat16*>(a.dbias));
+  return lastError();
+}
+
+}  // namespace mst::kernels
