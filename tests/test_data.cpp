@@ -253,6 +253,7 @@ class TestData : public QObject {
   void loaderWorkerException();
   void loaderPrefetchBound();
   void loaderWorkersShareABatch();
+  void loaderRunsOnIntoTheNextEpoch();
   void loaderAllocationFailureReachesTheConsumer();
   void loaderDestructorMidEpoch();
 };
@@ -1036,6 +1037,45 @@ void TestData::loaderWorkersShareABatch() {
   std::vector<int64_t> identity(64);
   std::iota(identity.begin(), identity.end(), 0);
   QCOMPARE(indicesOf(batches), identity);  // every row in its place
+}
+
+void TestData::loaderRunsOnIntoTheNextEpoch() {
+  // While the consumer finishes epoch 0, the workers decode epoch 1's first batches (up to the
+  // prefetch bound); start(1) continues with them, and the batches are those a fresh start of
+  // epoch 1 delivers. Any other start begins afresh.
+  FakeDataset dataset(40);
+  mst::LoaderOptions options;
+  options.batch_size = 10;  // 4 batches per epoch
+  options.workers = 2;
+  options.prefetch = 3;
+  options.seed = 5;
+  mst::Loader loader(dataset, options);
+  const auto first = epochBatches(loader, 0);
+  QCOMPARE(first.size(), size_t(4));
+  QTRY_COMPARE(dataset.reads.load(), int64_t{70});  // epoch 0, and 3 batches of epoch 1
+  QTest::qWait(50);
+  QCOMPARE(dataset.reads.load(), int64_t{70});  // still bounded by the prefetch
+  const auto second = epochBatches(loader, 1);
+  QCOMPARE(second.size(), size_t(4));
+  QTRY_COMPARE(dataset.reads.load(), int64_t{110});  // nothing decoded twice; epoch 2's 3 ahead
+  mst::Loader fresh(dataset, options);
+  const auto expected = epochBatches(fresh, 1);
+  QCOMPARE(indicesOf(second), indicesOf(expected));
+  QVERIFY(indicesOf(second) != indicesOf(first));
+  for (size_t i = 0; i < second.size(); ++i) {
+    QCOMPARE(second[i].epoch, int64_t{1});
+    QCOMPARE(second[i].index, int64_t(i));
+    QVERIFY(torch::equal(second[i].images, expected[i].images));
+    QVERIFY(torch::equal(second[i].labels, expected[i].labels));
+  }
+  // Elsewhere than where the batches lead: back to epoch 0, mid-epoch, and an epoch skipped.
+  QCOMPARE(indicesOf(epochBatches(loader, 0)), indicesOf(first));
+  const auto tail = epochBatches(loader, 1, 2);
+  QCOMPARE(tail.size(), size_t(2));
+  QCOMPARE(tail[0].index, int64_t{2});
+  QCOMPARE(indicesOf(tail), indicesOf({expected[2], expected[3]}));
+  const auto third = epochBatches(loader, 3);
+  QCOMPARE(indicesOf(third), indicesOf(epochBatches(fresh, 3)));
 }
 
 void TestData::loaderAllocationFailureReachesTheConsumer() {

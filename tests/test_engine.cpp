@@ -279,6 +279,14 @@ class TestEngine : public QObject {
     QVERIFY(torch::equal(a.center, b.center));
     QVERIFY(torch::equal(a.exp_avg, b.exp_avg));
     QVERIFY(torch::equal(a.exp_avg_sq, b.exp_avg_sq));
+    // The meta record says what the automatic settings resolved to (the config keeps "auto").
+    const auto meta = readCheckpointMeta(path);
+    QCOMPARE(meta["config"]["train"]["fused_norm"].get<std::string>(), std::string("auto"));
+    QCOMPARE(meta["effective"]["device"].get<std::string>(), std::string("cpu"));
+    QCOMPARE(meta["effective"]["arithmetic"].get<std::string>(), std::string("fp32"));
+    QCOMPARE(meta["effective"]["fused_norm"].get<bool>(), false);
+    QCOMPARE(meta["effective"]["fused_augment"].get<bool>(), false);
+    QCOMPARE(meta["effective"]["recompute_gelu"].get<bool>(), a.recomputeGelu());
     // The decoder's BatchNorm statistics: the training loss never reads them (batch statistics),
     // but the probe's reconstructions (eval mode) do, so they must come back too.
     auto a_buffers = a.decoder->named_buffers(), b_buffers = b.decoder->named_buffers();

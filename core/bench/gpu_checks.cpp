@@ -345,12 +345,14 @@ GpuCheck checkGeluBackward() {
   // multiple of the 256-channel tile, the narrowest width, no rows.
   for (auto c : {Case{20000, 1536}, Case{1280, 1536}, Case{999, 264}, Case{5, 8}, Case{0, 384}}) {
     for (const char* approximate : {"none", "tanh"}) {
-      for (int outputs = 0; outputs < 2; ++outputs) {  // everything, or dpre alone
-        const bool want = outputs == 0;
+      // Every combination of the optional outputs: the fused MLP asks for the bias gradient
+      // with GELU's output (recomputed) or without it (stored, train.recompute_gelu off).
+      for (int outputs = 0; outputs < 4; ++outputs) {
+        const bool want_gelu = (outputs & 1) == 0, want_bias = (outputs & 2) == 0;
         auto pre = (torch::randn({c.rows, c.hidden}, gen) * 2.5).to(torch::kBFloat16);
         auto dgelu = torch::randn({c.rows, c.hidden}, gen).to(torch::kBFloat16);
         const bool ran = geluBackwardKernelApplies(pre.to(cuda));
-        auto got = geluBackward(dgelu.to(cuda), pre.to(cuda), approximate, want, want);
+        auto got = geluBackward(dgelu.to(cuda), pre.to(cuda), approximate, want_gelu, want_bias);
         // ATen's gelu_backward and gelu on the GPU compute in fp32 from the bf16 values and round
         // once, as the kernel does; their erff, tanhf and FMA contractions may differ from the
         // kernel's in the last fp32 bit, which in GELU's far negative tail (where 1 + erf
@@ -359,8 +361,8 @@ GpuCheck checkGeluBackward() {
         {
           auto p = pre.to(cuda), g = dgelu.to(cuda);
           ref.dpre = torch::gelu_backward(g, p, approximate).cpu();
-          if (want) ref.gelu = torch::gelu(p, approximate).cpu();
-          if (want) ref.dbias = got.dpre.to(torch::kFloat).sum(0).cpu();  // of what it stored
+          if (want_gelu) ref.gelu = torch::gelu(p, approximate).cpu();
+          if (want_bias) ref.dbias = got.dpre.to(torch::kFloat).sum(0).cpu();  // of what it stored
         }
         auto compare = [&](const torch::Tensor& mine, const torch::Tensor& theirs) {
           if (theirs.numel() == 0) return std::pair{1.0, true};
@@ -370,20 +372,21 @@ GpuCheck checkGeluBackward() {
           return std::pair{same, close};
         };
         nlohmann::json row = {{"rows", c.rows}, {"hidden", c.hidden}, {"approximate", approximate},
-                              {"gelu_and_bias", want}, {"kernel_ran", ran}};
-        bool ok = ran;
+                              {"gelu", want_gelu}, {"bias", want_bias}, {"kernel_ran", ran}};
+        bool ok = ran && got.gelu.defined() == want_gelu && got.dbias.defined() == want_bias;
         const auto [same_d, close_d] = compare(got.dpre, ref.dpre);
         row["dpre_equal"] = same_d;
         ok = ok && same_d >= 0.9 && close_d;
-        if (want) {
+        if (ok && want_gelu) {
           const auto [same_g, close_g] = compare(got.gelu, ref.gelu);
           row["gelu_equal"] = same_g;
+          ok = same_g >= 0.9 && close_g;
+        }
+        if (ok && want_bias) {
+          // bf16's rounding of the sums alone is ~2e-3; one row left out of 20,000 is ~7e-3.
           const double bias = relNorm(got.dbias.cpu(), ref.dbias);
           row["dbias_rel"] = bias;
-          ok = ok && same_g >= 0.9 && close_g && (c.rows == 0 ? got.dbias.abs().max().item<double>() == 0.0
-                                                               : bias <= 1e-2);
-        } else {
-          ok = ok && !got.gelu.defined() && !got.dbias.defined();
+          ok = c.rows == 0 ? got.dbias.abs().max().item<double>() == 0.0 : bias <= 4e-3;
         }
         row["passed"] = ok;
         rows.push_back(row);
@@ -393,7 +396,7 @@ GpuCheck checkGeluBackward() {
   }
   r.values["cases"] = rows;
   r.values["tolerance"] = {{"equal_fraction", 0.9}, {"max_rel", 1.0 / 128}, {"max_abs", 1e-5},
-                           {"dbias_rel", 1e-2}};
+                           {"dbias_rel", 4e-3}};
   r.passed = all_ok;
   return r;
 }

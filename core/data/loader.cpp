@@ -63,23 +63,30 @@ void Loader::start(int64_t epoch, int64_t first_batch) {
                    std::to_string(first_batch) + ": an epoch has " + std::to_string(batches) +
                    " batches of " + std::to_string(options_.batch_size));
   }
-  stopWorkers();
-  const int64_t n = dataset_.size();
-  if (options_.shuffle) {
-    at::Generator generator = at::detail::createCPUGenerator(epochSeed(options_.seed, epoch));
-    order_ = torch::randperm(n, generator, torch::kInt64);
-  } else {
-    order_ = torch::arange(n, torch::kInt64);
+  if (epoch < 0) throw MstError("loader: cannot start epoch " + std::to_string(epoch));
+  const int64_t target = epoch * batches + first_batch;
+  {
+    // Where the batches in flight already lead (the next epoch after the last one's end), the
+    // workers go on: the first batches of the new epoch are decoded or on their way.
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!workers_.empty() && !stopping_ && per_epoch_ == batches && next_to_deliver_ == target &&
+        (error_ == nullptr || error_batch_ >= target)) {
+      deliver_end_ = (epoch + 1) * batches;
+      orders_.erase(orders_.begin(), orders_.lower_bound(epoch));
+      return;
+    }
   }
+  stopWorkers();
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    epoch_ = epoch;
-    end_batch_ = batches;
-    next_to_deliver_ = first_batch;
-    next_to_claim_ = first_batch;
+    per_epoch_ = batches;
+    deliver_end_ = (epoch + 1) * batches;
+    next_to_deliver_ = target;
+    next_to_claim_ = target;
     next_part_ = 0;
     building_.clear();
     ready_.clear();
+    orders_.clear();
     error_ = nullptr;
     error_batch_ = std::numeric_limits<int64_t>::max();
     stopping_ = false;
@@ -87,9 +94,23 @@ void Loader::start(int64_t epoch, int64_t first_batch) {
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back(&Loader::workerLoop, this);
 }
 
+const torch::Tensor& Loader::orderOf(int64_t epoch) {
+  auto it = orders_.find(epoch);
+  if (it != orders_.end()) return it->second;
+  const int64_t n = dataset_.size();
+  torch::Tensor order;
+  if (options_.shuffle) {
+    at::Generator generator = at::detail::createCPUGenerator(epochSeed(options_.seed, epoch));
+    order = torch::randperm(n, generator, torch::kInt64);
+  } else {
+    order = torch::arange(n, torch::kInt64);
+  }
+  return orders_.emplace(epoch, std::move(order)).first->second;
+}
+
 std::optional<Batch> Loader::next() {
   std::unique_lock<std::mutex> lock(mutex_);
-  if (next_to_deliver_ >= end_batch_) return std::nullopt;
+  if (next_to_deliver_ >= deliver_end_) return std::nullopt;
   // Every batch below error_batch_ was claimed before the failure and will arrive, so this wait
   // ends: the consumer sees the same batches, then the same exception, whatever the timing.
   cv_.wait(lock, [this] {
@@ -100,6 +121,7 @@ std::optional<Batch> Loader::next() {
   Batch batch = std::move(it->second);
   ready_.erase(it);
   ++next_to_deliver_;
+  corrupt_ += batch.corrupt;
   lock.unlock();
   cv_.notify_all();  // a prefetch slot is free
   return batch;
@@ -117,7 +139,7 @@ void Loader::stopWorkers() {
   std::lock_guard<std::mutex> lock(mutex_);
   building_.clear();
   ready_.clear();
-  end_batch_ = next_to_deliver_;  // nothing left to wait for: next() returns nullopt
+  deliver_end_ = next_to_deliver_;  // nothing left to wait for: next() returns nullopt
 }
 
 void Loader::workerLoop() {
@@ -127,7 +149,9 @@ void Loader::workerLoop() {
     Building* job = nullptr;  // stays valid: only its last part's worker (or a join) erases it
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      const auto more = [&] { return next_to_claim_ < std::min(end_batch_, error_batch_); };
+      // Batches are numbered across epochs (epoch × batches per epoch + index): the workers run
+      // on into the next epoch, whose order depends on (seed, epoch) alone.
+      const auto more = [&] { return per_epoch_ > 0 && next_to_claim_ < error_batch_; };
       // A begun batch takes every helper; a new one starts only while fewer than `prefetch`
       // claimed batches wait for the consumer: that bounds memory.
       cv_.wait(lock, [&] {
@@ -140,8 +164,10 @@ void Loader::workerLoop() {
         // Allocated here, under the lock, so that every part finds its tensors (pinned memory
         // comes from LibTorch's caching host allocator: fast after the first batches).
         Batch batch;
+        torch::Tensor order;
         try {
           batch = allocateBatch(batch_index);
+          order = orderOf(batch_index / per_epoch_);
         } catch (...) {  // the consumer gets it in order, like a failed decode
           if (batch_index < error_batch_) {
             error_ = std::current_exception();
@@ -153,6 +179,7 @@ void Loader::workerLoop() {
         }
         Building& b = building_[batch_index];
         b.batch = std::move(batch);
+        b.order = std::move(order);
         b.parts = std::max<int64_t>(1, std::min<int64_t>(options_.workers, b.batch.images.size(0)));
         b.parts_left = b.parts;
       }
@@ -165,14 +192,17 @@ void Loader::workerLoop() {
     }
     const int64_t rows = job->batch.images.size(0);
     std::exception_ptr error;
+    int64_t failed_reads = 0;
     try {
-      fillRows(job->batch, batch_index, part * rows / job->parts, (part + 1) * rows / job->parts);
+      failed_reads = fillRows(job->batch, job->order, part * rows / job->parts,
+                              (part + 1) * rows / job->parts);
     } catch (...) {
       // Carried to the consumer thread: an exception escaping a std::thread would terminate.
       error = std::current_exception();
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      job->batch.corrupt += failed_reads;
       if (error && part < job->error_part) {  // the same error whatever the timing
         job->error = error;
         job->error_part = part;
@@ -199,14 +229,14 @@ std::pair<int64_t, int64_t> Loader::shardRows(int64_t batch_index) const {
   return {first, std::max<int64_t>(0, std::min(local, dataset_.size() - first))};
 }
 
-Batch Loader::allocateBatch(int64_t batch_index) const {
-  const int64_t count = shardRows(batch_index).second;
+Batch Loader::allocateBatch(int64_t global_index) const {
+  const int64_t count = shardRows(global_index % per_epoch_).second;
   const ImageShape shape = dataset_.shape();
   // Allocated page-locked up front rather than pinned afterwards: saves one copy per batch.
   const auto options = torch::TensorOptions().pinned_memory(pin_);
   Batch batch;
-  batch.epoch = epoch_;
-  batch.index = batch_index;
+  batch.epoch = global_index / per_epoch_;
+  batch.index = global_index % per_epoch_;
   batch.images = torch::empty({count, shape.channels, shape.height, shape.width},
                               options.dtype(torch::kUInt8));
   batch.labels = torch::empty({count}, options.dtype(torch::kInt64));
@@ -214,22 +244,24 @@ Batch Loader::allocateBatch(int64_t batch_index) const {
   return batch;
 }
 
-void Loader::fillRows(Batch& batch, int64_t batch_index, int64_t begin, int64_t end) {
+int64_t Loader::fillRows(Batch& batch, const torch::Tensor& order_tensor, int64_t begin,
+                         int64_t end) {
   const int64_t n = dataset_.size();
-  const int64_t first = shardRows(batch_index).first;
+  const int64_t first = shardRows(batch.index).first;
   const int64_t bytes = dataset_.shape().bytes();
   uint8_t* images = batch.images.data_ptr<uint8_t>();
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   int64_t* indices = batch.indices.data_ptr<int64_t>();
-  const int64_t* order = order_.data_ptr<int64_t>();
+  const int64_t* order = order_tensor.data_ptr<int64_t>();
+  int64_t failed = 0;
   for (int64_t i = begin; i < end; ++i) {
     // A decode can take milliseconds: check between images so start()/~Loader() return quickly.
-    if (stopping_) return;
+    if (stopping_) return failed;
     int64_t index = order[first + i];
     int64_t attempts = 0;
     // Replacement walks the data set order, not the permutation, so it is the same every epoch.
     while (!dataset_.read(index, images + i * bytes)) {
-      ++corrupt_;
+      ++failed;
       if (++attempts >= n) {
         throw MstError("loader: no image of " + dataset_.describe() + " could be decoded");
       }
@@ -238,6 +270,7 @@ void Loader::fillRows(Batch& batch, int64_t batch_index, int64_t begin, int64_t 
     labels[i] = dataset_.label(index);
     indices[i] = index;
   }
+  return failed;
 }
 
 }  // namespace mst

@@ -56,7 +56,8 @@ bool aligned16(const torch::Tensor& t) {
 bool geluBackwardKernelApplies(const torch::Tensor& pre) {
   if (!fusedKernelsBuilt() || !pre.is_cuda() || pre.dim() != 2) return false;
   if (pre.scalar_type() != torch::kBFloat16 || !pre.is_contiguous()) return false;
-  if (pre.size(1) % 8 != 0 || pre.size(1) > std::numeric_limits<int>::max()) return false;
+  if (pre.size(1) == 0 || pre.size(1) % 8 != 0 || pre.size(1) > std::numeric_limits<int>::max())
+    return false;
   if (pre.numel() > 0 && !aligned16(pre)) return false;
   return kernelsRunOn(pre.device());
 }

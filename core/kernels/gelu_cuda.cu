@@ -117,7 +117,7 @@ int geluBackwardRowBlocks(int64_t rows, int hidden) {
 
 const char* geluBackward(const GeluBackwardArgs& a) {
   if (a.hidden % kVector != 0) return "gelu backward: hidden width not a multiple of 8";
-  if (a.rows == 0 && a.dbias == nullptr) return nullptr;
+  if (a.hidden == 0 || (a.rows == 0 && a.dbias == nullptr)) return nullptr;  // nothing to write
   auto stream = static_cast<cudaStream_t>(a.stream);
   const bool bias = a.partial != nullptr && a.dbias != nullptr;
   const dim3 block(kLanes, kRowThreads);

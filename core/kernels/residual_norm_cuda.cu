@@ -8,7 +8,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 
 namespace mst::kernels {
@@ -119,7 +121,7 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
   extern __shared__ float shared[];  // [kWarpsPerBlock][2][D]
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   float* mine = shared + static_cast<int64_t>(warp) * 2 * D;
-  for (int c = lane; c < 2 * D; c += kWarp) mine[c] = 0.0f;  // each lane owns its channels
+  for (int c = lane; c < D; c += kWarp) mine[c] = mine[D + c] = 0.0f;  // the lane's own channels
   const float inv_d = 1.0f / static_cast<float>(D);
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; row < rows;
        row += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
@@ -257,33 +259,44 @@ const char* backwardTyped(const ResidualNormBackwardArgs& a) {
 }  // namespace
 
 int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16) {
-  // As many blocks as the device holds at once (registers and the per-warp shared sums limit
-  // it), so that every SM keeps enough rows in flight to cover memory latency; more would only
-  // lengthen the partial sums. One query per (dtype, register width), cached.
-  static std::atomic<int> resident[2][6] = {};
-  const int need = (D + kWarp - 1) / kWarp;
-  const int slot = need <= 4 ? 0 : need <= 8 ? 1 : need <= 12 ? 2 : need <= 16 ? 3 : need <= 24 ? 4 : 5;
-  int per_sm = resident[stream_bf16][slot].load(std::memory_order_relaxed);
-  if (per_sm == 0) {
-    const size_t shared = sizeof(float) * kWarpsPerBlock * 2 * static_cast<size_t>(D);
-    auto query = [&](auto per_lane) {
-      constexpr int kPerLane = decltype(per_lane)::value;
-      const cudaError_t e =
-          stream_bf16
-              ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &per_sm,
-                    backwardKernel<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, kPerLane>,
-                    kWarp * kWarpsPerBlock, shared)
-              : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &per_sm, backwardKernel<float, __nv_bfloat16, __nv_bfloat16, kPerLane>,
-                    kWarp * kWarpsPerBlock, shared);
-      if (e != cudaSuccess) {
-        cudaGetLastError();  // leave no error for the next launch check; fall back below
-        per_sm = 0;
-      }
-    };
-    if (!withPerLane(D, query) || per_sm <= 0) per_sm = 4;
-    resident[stream_bf16][slot].store(per_sm, std::memory_order_relaxed);
+  // As many blocks as the device holds at once (registers and the per-warp shared sums, 8·D
+  // bytes a warp, limit it), so that every SM keeps enough rows in flight to cover memory
+  // latency; more would only lengthen the partial sums. Asked once per (device, dtype, D).
+  static std::mutex mutex;
+  static std::map<std::tuple<int, bool, int>, int> resident;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();
+    device = -1;
+  }
+  int per_sm = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto key = std::make_tuple(device, stream_bf16, D);
+    auto it = resident.find(key);
+    if (it != resident.end()) {
+      per_sm = it->second;
+    } else {
+      const size_t shared = sizeof(float) * kWarpsPerBlock * 2 * static_cast<size_t>(D);
+      auto query = [&](auto per_lane) {
+        constexpr int kPerLane = decltype(per_lane)::value;
+        const cudaError_t e =
+            stream_bf16
+                ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                      &per_sm,
+                      backwardKernel<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, kPerLane>,
+                      kWarp * kWarpsPerBlock, shared)
+                : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                      &per_sm, backwardKernel<float, __nv_bfloat16, __nv_bfloat16, kPerLane>,
+                      kWarp * kWarpsPerBlock, shared);
+        if (e != cudaSuccess) {
+          cudaGetLastError();  // leave no error for the next launch check; fall back below
+          per_sm = 0;
+        }
+      };
+      if (!withPerLane(D, query) || per_sm <= 0) per_sm = 4;
+      resident.emplace(key, per_sm);
+    }
   }
   static const int sms = multiprocessors();
   const int64_t by_rows = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;

@@ -38,7 +38,7 @@ struct ResidualNormBackwardArgs {
   float* dgamma = nullptr, *dbeta = nullptr;  ///< (D)
   int64_t rows = 0, tokens = 1;
   int D = 0;
-  int blocks = 1;  ///< residualNormBackwardBlocks(rows)
+  int blocks = 1;  ///< residualNormBackwardBlocks(rows, D, stream_bf16)
   bool stream_bf16 = false;
   void* stream = nullptr;
 };

@@ -438,6 +438,15 @@ void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra
   meta["model"] = configToJson(config_)["model"];
   meta["config"] = configToJson(config_);
   meta["torch"] = torchVersionString();
+  // What the config's "auto" switches resolved to for the run that wrote this (the config keeps
+  // "auto": a checkpoint may continue on another device or build).
+  meta["effective"] = {{"device", options_.device.str()},
+                       {"arithmetic", arithmetic()},
+                       {"fused_norm", fusedNorm()},
+                       {"fused_augment", fusedAugment() && options_.device.is_cuda()},
+                       {"fused_mlp", fusedMlp()},
+                       {"recompute_gelu", recomputeGelu()},
+                       {"cuda_graph", config_.train.cuda_graph && options_.device.is_cuda()}};
   meta["extra"] = extra;
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));

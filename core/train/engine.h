@@ -60,7 +60,10 @@ struct EngineOptions {
 /// cuDNN algorithms and fill the allocator before capture.
 inline constexpr int64_t kGraphWarmupSteps = 3;
 
-/// The meta record of a checkpoint (format, step, model, config, extra) without loading weights.
+/// The meta record of a checkpoint (format, step, model, config, effective, extra) without loading
+/// weights. `effective`: what the config's automatic settings resolved to where it was written
+/// (device, arithmetic, fused_norm, fused_augment, fused_mlp, recompute_gelu, cuda_graph); absent
+/// in checkpoints from before it was recorded.
 /// MstError naming the file when it is missing, corrupt or not an MST checkpoint.
 nlohmann::json readCheckpointMeta(const std::string& path);
 
