@@ -115,8 +115,9 @@ struct TrainConfig {
   /// alone for the backward pass and recompute gelu(x) there (less activation memory).
   std::string recompute_gelu = "auto";
   /// CUDA with bf16 autocast, builds with cuBLASLt, model.gelu "tanh": each ViT MLP's first
-  /// matrix product applies bias + GELU in its epilogue, and its backward pass GELU's derivative
-  /// and the bias gradient (cuBLASLt epilogues); GELU's output is recomputed, not stored.
+  /// matrix product applies bias + GELU in its epilogue (cuBLASLt); its backward pass takes
+  /// GELU's derivative and the bias gradient in one pass (gelu_backward.h, or cuBLASLt's
+  /// backward epilogue in builds without the CUDA kernels); GELU's output as recompute_gelu says.
   bool fused_mlp = false;
 };
 

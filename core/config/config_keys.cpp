@@ -410,11 +410,12 @@ const std::vector<KeyDef>& keyTable() {
                             {"auto", "on", "off"}));
     t.push_back(field("train.fused_mlp", &C::train, &TrainConfig::fused_mlp,
                       "CUDA with bf16 autocast: each ViT MLP's first matrix product adds the "
-                      "bias and applies GELU in its epilogue, and the backward pass takes GELU's "
-                      "derivative and the bias gradient there too (cuBLASLt); GELU's output is "
-                      "stored or recomputed as train.recompute_gelu says. Needs model.gelu = "
-                      "tanh; refused in a "
-                      "build without cuBLASLt, ignored on the CPU and in fp32."));
+                      "bias and applies GELU in its epilogue (cuBLASLt), and the backward pass "
+                      "takes GELU's derivative and the bias gradient in one pass over the "
+                      "activations (the build's CUDA kernels; else cuBLASLt's backward "
+                      "epilogue); GELU's output is stored or recomputed as train.recompute_gelu "
+                      "says. Needs model.gelu = tanh; refused in a build without cuBLASLt, "
+                      "ignored on the CPU and in fp32."));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",
