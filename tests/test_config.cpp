@@ -259,7 +259,6 @@ class TestConfig : public QObject {
     QTest::newRow("preset") << R"({"model": {"preset": "vit_huge"}})" << "model.preset";
     QTest::newRow("channels") << R"({"model": {"channels": 2}})" << "model.channels";
     QTest::newRow("gelu") << R"({"model": {"gelu": "relu"}})" << "model.gelu";
-    QTest::newRow("fused MLP with erf") << R"({"train": {"fused_mlp": true}})" << "train.fused_mlp";
     QTest::newRow("recompute") << R"({"train": {"recompute_gelu": "yes"}})" << "train.recompute_gelu";
     QTest::newRow("fused norm") << R"({"train": {"fused_norm": "yes"}})" << "train.fused_norm";
     QTest::newRow("fused augment") << R"({"train": {"fused_augment": 1}})" << "train.fused_augment";

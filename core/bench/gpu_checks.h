@@ -39,11 +39,13 @@ GpuCheck checkMaskRule();
 GpuCheck checkGraphReplay(const Config& config, const std::string& precision, int64_t steps,
                           double rel_tol);
 
-/// train.fused_mlp's cuBLASLt path (bf16 on cuda:0) against the unfused MLP in fp32 on the CPU
-/// from the same bf16 values: output and every gradient, at DeiT-S and Fashion-MNIST widths, the
-/// CLS-only rows, no rows, and with grad mode off; plus a case whose pre-activations sit where
-/// the tanh and erf GELUs differ by ~10 %, which must match tanh. Fails, saying so, in a build
-/// without cuBLASLt.
+/// train.fused_mlp (bf16 on cuda:0: cuBLASLt's forward epilogue for the tanh GELU, ATen's
+/// forward pass for erf, the fused GELU backward kernel for both) against the unfused MLP in fp32
+/// on the CPU from the same bf16 values: output and every gradient, GELU's output recomputed and
+/// stored, at DeiT-S and Fashion-MNIST widths, the CLS-only rows, no rows, and with grad mode
+/// off; plus a case whose pre-activations sit where the tanh and erf GELUs differ by ~10 %, where
+/// each must match its own GELU, forward and backward. Fails, saying so, in a build without
+/// cuBLASLt.
 GpuCheck checkFusedMlp();
 
 /// The fused GELU backward kernel (bf16 on cuda:0) against ATen's gelu_backward and gelu there

@@ -163,9 +163,6 @@ void validateConfig(const Config& c) {
     throw MstError("config key " + key + " " + why);
   };
   const auto& m = c.model;
-  if (c.train.fused_mlp && m.gelu != "tanh")
-    fail("train.fused_mlp", "needs model.gelu = tanh (cuBLASLt's GELU epilogue is the tanh "
-                            "approximation), got model.gelu = " + m.gelu);
   if (m.dim % m.heads != 0)
     fail("model.heads", "must divide model.dim (" + std::to_string(m.dim) + "), got " +
                             std::to_string(m.heads));

@@ -114,10 +114,10 @@ struct TrainConfig {
   /// "auto" (on with CUDA, off on the CPU), "on" or "off": the ViT's MLPs keep gelu's input
   /// alone for the backward pass and recompute gelu(x) there (less activation memory).
   std::string recompute_gelu = "auto";
-  /// CUDA with bf16 autocast, builds with cuBLASLt, model.gelu "tanh": each ViT MLP's first
-  /// matrix product applies bias + GELU in its epilogue (cuBLASLt); its backward pass takes
-  /// GELU's derivative and the bias gradient in one pass (gelu_backward.h, or cuBLASLt's
-  /// backward epilogue in builds without the CUDA kernels); GELU's output as recompute_gelu says.
+  /// CUDA with bf16 autocast: each ViT MLP's backward pass takes GELU's derivative, its output
+  /// and fc1's bias gradient in one pass (gelu_backward.h); with model.gelu "tanh" the first
+  /// matrix product also applies bias + GELU in its cuBLASLt epilogue (whose backward epilogue
+  /// stands in in builds without the CUDA kernels); GELU's output as recompute_gelu says.
   bool fused_mlp = false;
 };
 

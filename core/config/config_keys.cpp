@@ -238,8 +238,8 @@ const std::vector<KeyDef>& keyTable() {
                       atLeast<int64_t>(2)));
     t.push_back(choiceField("model.gelu", &C::model, &ModelConfig::gelu,
                             "GELU of the ViT's MLPs and of the head: erf = exact (DeiT's); tanh = "
-                            "the tanh approximation (what train.fused_mlp's cuBLASLt epilogues "
-                            "compute).",
+                            "the tanh approximation (cuBLASLt's GELU epilogue, which "
+                            "train.fused_mlp uses with it).",
                             {"erf", "tanh"}));
     t.push_back(field("model.norm_last_layer", &C::model, &ModelConfig::norm_last_layer,
                       "Freeze the weight-norm gain of the head's last layer at 1."));
@@ -409,13 +409,14 @@ const std::vector<KeyDef>& keyTable() {
                             "the memory saved); on; off.",
                             {"auto", "on", "off"}));
     t.push_back(field("train.fused_mlp", &C::train, &TrainConfig::fused_mlp,
-                      "CUDA with bf16 autocast: each ViT MLP's first matrix product adds the "
-                      "bias and applies GELU in its epilogue (cuBLASLt), and the backward pass "
-                      "takes GELU's derivative and the bias gradient in one pass over the "
-                      "activations (the build's CUDA kernels; else cuBLASLt's backward "
-                      "epilogue); GELU's output is stored or recomputed as train.recompute_gelu "
-                      "says. Needs model.gelu = tanh; refused in a build without cuBLASLt, "
-                      "ignored on the CPU and in fp32."));
+                      "CUDA with bf16 autocast: each ViT MLP's backward pass takes GELU's "
+                      "derivative, GELU's output and fc1's bias gradient in one pass over the "
+                      "activations (the build's CUDA kernels); with model.gelu = tanh the "
+                      "first matrix product also adds the bias and applies GELU in its "
+                      "epilogue (cuBLASLt; its backward epilogue stands in where the build has "
+                      "no kernels). GELU's output is stored or recomputed as "
+                      "train.recompute_gelu says. Refused where it cannot run (tanh: no "
+                      "cuBLASLt; erf: no kernels for the GPU); ignored on the CPU and in fp32."));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",

@@ -153,16 +153,18 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h,
                                const torch::Tensor& w1, const torch::Tensor& b1,
                                const torch::Tensor& w2, const torch::Tensor& b2, bool keep,
-                               bool store) {
+                               bool store, const std::string& approximate) {
     const int64_t in = w1.size(1), out = w2.size(0);
     [[maybe_unused]] const int64_t hidden = w1.size(0);
     auto h2 = h.reshape({-1, in}).contiguous();
     [[maybe_unused]] const int64_t rows = h2.size(0);
-    const bool lt = applies(h2, w1, b1, w2, b2);
+    // cuBLASLt's GELU epilogue is the tanh approximation: the erf GELU's forward pass is ATen's.
+    const bool tanh_gelu = approximate == "tanh";
+    const bool lt = tanh_gelu && applies(h2, w1, b1, w2, b2);
     torch::Tensor pre, g;
     bool done = false;
 #ifdef MST_HAVE_CUBLASLT
-    if (!lt && h2.is_cuda()) ++lt_fallbacks;  // dtype, layout or alignment kept it off cuBLASLt
+    if (tanh_gelu && !lt && h2.is_cuda()) ++lt_fallbacks;  // dtype, layout or alignment
     if (lt) {
       // Row-major (rows × hidden) is column-major (hidden × rows): D = W1 · h2ᵀ in cuBLAS terms.
       if (keep) pre = torch::empty({rows, hidden}, h2.options());
@@ -176,12 +178,13 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
 #endif
     if (!done) {  // the ATen path (also where cuBLASLt found no algorithm)
       pre = torch::addmm(b1, h2, w1.t());
-      g = torch::gelu(pre, "tanh");
+      g = torch::gelu(pre, approximate);
     }
     auto y = torch::addmm(b2, g, w2.t());
     if (keep) ctx->save_for_backward({h2, pre, w1, w2, store ? g : torch::empty({0}, g.options())});
     ctx->saved_data["stored"] = keep && store;
     ctx->saved_data["lt"] = lt;
+    ctx->saved_data["approximate"] = approximate;
     std::vector<int64_t> shape = h.sizes().vec();
     shape.back() = out;
     return y.view(shape);
@@ -191,23 +194,25 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
     auto saved = ctx->get_saved_variables();
     const auto &h2 = saved[0], &pre = saved[1], &w1 = saved[2], &w2 = saved[3];
     const bool stored = ctx->saved_data["stored"].toBool();
+    const std::string approximate = ctx->saved_data["approximate"].toStringRef();
     const int64_t out = w2.size(0);
     [[maybe_unused]] const int64_t hidden = w1.size(0);
     auto dy = grads[0].reshape({-1, out}).contiguous();
     auto db2 = dy.sum(0);
     torch::Tensor da, db1, g;
     bool done = false;
-    if (ctx->saved_data["lt"].toBool() && geluBackwardKernelApplies(pre)) {
+    if (dy.scalar_type() == pre.scalar_type() && geluBackwardKernelApplies(pre)) {
       // fc2's input gradient as a plain product, then one pass over the activations for GELU's
       // derivative, GELU's output (fc2's weight gradient needs it, unless stored) and fc1's
       // bias gradient (cuBLASLt's DGELU_BGRAD epilogue ran as a separate, slower kernel).
-      auto fused = geluBackward(dy.mm(w2), pre, "tanh", /*want_gelu=*/!stored, /*want_bias=*/true);
+      auto fused = geluBackward(dy.mm(w2), pre, approximate, /*want_gelu=*/!stored,
+                                /*want_bias=*/true);
       da = fused.dpre;
       db1 = fused.dbias;
       g = stored ? saved[4] : fused.gelu;
       done = true;
     }
-    if (!g.defined()) g = stored ? saved[4] : torch::gelu(pre, "tanh");
+    if (!g.defined()) g = stored ? saved[4] : torch::gelu(pre, approximate);
     // fc2: its weight gradient needs GELU's output (stored, or recomputed from pre).
     auto dw2 = dy.t().mm(g);
 #ifdef MST_HAVE_CUBLASLT
@@ -228,14 +233,14 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
     }
 #endif
     if (!done) {
-      da = torch::gelu_backward(dy.mm(w2), pre, "tanh");
+      da = torch::gelu_backward(dy.mm(w2), pre, approximate);
       db1 = da.sum(0);
     }
     auto dw1 = da.t().mm(h2);
     auto dh = da.mm(w1);
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape.back() = w1.size(1);
-    return {dh.view(shape), dw1, db1, dw2, db2, torch::Tensor(), torch::Tensor()};
+    return {dh.view(shape), dw1, db1, dw2, db2, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -263,7 +268,10 @@ bool fusedMlpApplies(const torch::Tensor& h, int64_t hidden) {
 }
 
 torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
-                       torch::nn::LinearImpl& fc2, bool store_gelu) {
+                       torch::nn::LinearImpl& fc2, bool store_gelu,
+                       const std::string& approximate) {
+  TORCH_CHECK(approximate == "none" || approximate == "tanh",
+              "fusedMlp: approximate must be \"none\" or \"tanh\", not \"", approximate, "\"");
   TORCH_CHECK(fc1.bias.defined() && fc2.bias.defined(), "fusedMlp: fc1 and fc2 need biases");
   auto [w1, b1] = autocastLinearParams(fc1.weight, fc1.bias);
   auto [w2, b2] = autocastLinearParams(fc2.weight, fc2.bias);
@@ -271,7 +279,8 @@ torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
 #ifdef MST_HAVE_AUTOCAST
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
 #endif
-  return FusedMlpFunction::apply(x, w1, b1, w2, b2, torch::GradMode::is_enabled(), store_gelu);
+  return FusedMlpFunction::apply(x, w1, b1, w2, b2, torch::GradMode::is_enabled(), store_gelu,
+                                 approximate);
 }
 
 }  // namespace mst

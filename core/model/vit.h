@@ -105,7 +105,7 @@ class VitImpl : public torch::nn::Module {
   torch::Tensor clsAttentionPerBlock(const torch::Tensor& images);
   /// train.recompute_gelu for every block (BlockImpl::recompute_gelu).
   void setRecomputeGelu(bool on);
-  /// train.fused_mlp for every block (BlockImpl::fused_mlp); needs model.gelu = tanh.
+  /// train.fused_mlp for every block (BlockImpl::fused_mlp).
   void setFusedMlp(bool on);
   /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs.
   torch::Tensor positionEmbedding(int64_t grid);

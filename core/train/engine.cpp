@@ -125,9 +125,17 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     };
     const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm");
     const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
-    if (config.train.fused_mlp && !cublasLtBuilt())
-      throw MstError("config key train.fused_mlp: this build has no cuBLASLt (CMake option "
-                     "MST_CUBLASLT, CUDA::cublasLt not found): set it to false");
+    // The tanh GELU's forward pass needs cuBLASLt's epilogue; the erf GELU's gains are all in
+    // the backward kernel. Refused where the setting could only run ATen's operations.
+    if (config.train.fused_mlp && bf16_) {
+      if (config.model.gelu == "tanh" && !cublasLtBuilt())
+        throw MstError("config key train.fused_mlp: this build has no cuBLASLt (CMake option "
+                       "MST_CUBLASLT, CUDA::cublasLt not found): set it to false");
+      if (config.model.gelu != "tanh" && !unavailable.empty())
+        throw MstError("config key train.fused_mlp: with model.gelu = " + config.model.gelu +
+                       " it runs the fused GELU backward kernel, but " + unavailable +
+                       ": set it to false");
+    }
     // The kernels take the bf16 operands of the autocast step; fp32 keeps the exact LayerNorm.
     student_vit->fused_norm = teacher_vit->fused_norm = fused_norm && bf16_;
     fused_mlp_ = config.train.fused_mlp && bf16_;
