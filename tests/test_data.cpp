@@ -1000,6 +1000,13 @@ void TestData::loaderWorkerException() {
     const QString message = errorOf([&] { loader.next(); });
     QVERIFY2(message.contains("index 9 broke"), qPrintable(message));
   }
+  // A start at the failed batch decodes it again (a passing failure could succeed) rather than
+  // replaying the stored error.
+  const int64_t reads = dataset.reads.load();
+  loader.start(0, 2);
+  const QString again = errorOf([&] { loader.next(); });
+  QVERIFY2(again.contains("index 9 broke"), qPrintable(again));
+  QVERIFY(dataset.reads.load() > reads);
   // A new start recovers: batches 3 and 4 do not touch index 9.
   const auto rest = epochBatches(loader, 0, 3);
   QCOMPARE(rest.size(), size_t(2));

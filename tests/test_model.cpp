@@ -650,19 +650,19 @@ class TestModel : public QObject {
     std::vector<torch::Tensor> params{h, fc1->weight, fc1->bias, fc2->weight, fc2->bias};
     auto y_ref = fc2(torch::gelu(fc1(h), "tanh"));
     auto ref = torch::autograd::grad({(y_ref * upstream).sum()}, params);
-    auto y = fusedMlp(h, *fc1, *fc2);
+    auto y = fusedMlp(h, *fc1, *fc2, false, "tanh");
     QCOMPARE(y.sizes(), y_ref.sizes());
     QVERIFY(torch::allclose(y, y_ref, 1e-12, 1e-14));
     auto got = torch::autograd::grad({(y * upstream).sum()}, params);
     for (size_t i = 0; i < ref.size(); ++i)
       QVERIFY2(torch::allclose(got[i], ref[i], 1e-12, 1e-14), std::to_string(i).c_str());
     // Storing GELU's output instead of recomputing it: the same numbers, bit for bit.
-    auto stored = torch::autograd::grad({(fusedMlp(h, *fc1, *fc2, true) * upstream).sum()}, params);
+    auto stored = torch::autograd::grad({(fusedMlp(h, *fc1, *fc2, true, "tanh") * upstream).sum()}, params);
     for (size_t i = 0; i < ref.size(); ++i)
       QVERIFY2(torch::equal(stored[i], got[i]), std::to_string(i).c_str());
     {
       torch::NoGradGuard no_grad;
-      QVERIFY(torch::allclose(fusedMlp(h, *fc1, *fc2), y_ref, 1e-12, 1e-14));
+      QVERIFY(torch::allclose(fusedMlp(h, *fc1, *fc2, false, "tanh"), y_ref, 1e-12, 1e-14));
     }
     // The erf GELU is a different function: the fused MLP must not pass for it.
     auto y_erf = fc2(torch::gelu(fc1(h)));

@@ -240,7 +240,8 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["fused_norm"] = engine.fusedNorm();
   out["recompute_gelu"] = engine.recomputeGelu();
   out["fused_mlp"] = engine.fusedMlp();
-  if (engine.fusedMlp()) out["fused_mlp_fallbacks"] = fusedMlpFallbacks();
+  if (engine.fusedMlp() && c.model.gelu == "tanh")  // (only the tanh GELU's forward is cuBLASLt's)
+    out["fused_mlp_fallbacks"] = fusedMlpFallbacks();
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");

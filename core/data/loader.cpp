@@ -70,7 +70,7 @@ void Loader::start(int64_t epoch, int64_t first_batch) {
     // workers go on: the first batches of the new epoch are decoded or on their way.
     std::lock_guard<std::mutex> lock(mutex_);
     if (!workers_.empty() && !stopping_ && per_epoch_ == batches && next_to_deliver_ == target &&
-        (error_ == nullptr || error_batch_ >= target)) {
+        (error_ == nullptr || error_batch_ > target)) {  // a failed batch is decoded again
       deliver_end_ = (epoch + 1) * batches;
       orders_.erase(orders_.begin(), orders_.lower_bound(epoch));
       return;

@@ -23,8 +23,8 @@ namespace mst {
 /// memory, one elementwise pass less; train.recompute_gelu off).
 /// `approximate`: torch::gelu's "tanh" or "none" (erf).
 torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
-                       torch::nn::LinearImpl& fc2, bool store_gelu = false,
-                       const std::string& approximate = "tanh");
+                       torch::nn::LinearImpl& fc2, bool store_gelu,
+                       const std::string& approximate);
 
 /// Whether this build has the cuBLASLt path (CMake option MST_CUBLASLT with CUDA's cublasLt).
 bool cublasLtBuilt();

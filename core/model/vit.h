@@ -66,7 +66,7 @@ class BlockImpl : public torch::nn::Module {
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
   /// train.recompute_gelu: the backward pass recomputes gelu(fc1(h)) instead of keeping it.
   bool recompute_gelu = false;
-  /// train.fused_mlp: the MLP as one operation (core/kernels/fused_mlp; tanh GELU only).
+  /// train.fused_mlp: the MLP as one operation (core/kernels/fused_mlp), with this GELU.
   bool fused_mlp = false;
   /// torch::gelu's `approximate`: "none" (model.gelu erf) or "tanh".
   std::string gelu;

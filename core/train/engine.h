@@ -118,7 +118,8 @@ class Engine {
   bool fusedNorm() const { return student_vit->fused_norm; }
   /// train.recompute_gelu in effect (its "auto" resolved for this device).
   bool recomputeGelu() const { return recompute_gelu_; }
-  /// train.fused_mlp in effect (CUDA, bf16 autocast, a build with cuBLASLt).
+  /// train.fused_mlp in effect (CUDA with bf16 autocast; refused at construction where the
+  /// build cannot run it: no cuBLASLt for the tanh GELU, no kernels for the GPU with erf).
   bool fusedMlp() const { return fused_mlp_; }
   /// train.fused_augment asked for (it applies on CUDA, to 1- and 3-channel crops).
   bool fusedAugment() const { return augment_.fused(); }
