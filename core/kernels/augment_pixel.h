@@ -6,11 +6,7 @@
 
 #include <cmath>
 
-#ifdef __CUDACC__
-#define MST_HD __host__ __device__ __forceinline__
-#else
-#define MST_HD inline
-#endif
+#include "core/kernels/host_device.h"
 
 namespace mst::kernels::pixel {
 
@@ -104,5 +100,3 @@ MST_HD float finishValue(float v, bool solarize, float mean, float std) {
 }
 
 }  // namespace mst::kernels::pixel
-
-#undef MST_HD

@@ -6,11 +6,7 @@
 
 #include <cmath>
 
-#ifdef __CUDACC__
-#define MST_HD __host__ __device__ __forceinline__
-#else
-#define MST_HD inline
-#endif
+#include "core/kernels/host_device.h"
 
 namespace mst::kernels::gelu {
 
@@ -42,5 +38,3 @@ MST_HD float derivative(float x, bool tanh_approx) {
 }
 
 }  // namespace mst::kernels::gelu
-
-#undef MST_HD
