@@ -1,0 +1,323 @@
+/// @brief The GPU checks of our own kernels and of the fused MLP (see gpu_checks.h): each against
+/// the ATen arithmetic it replaces, from the same inputs.
+#include <cmath>
+
+#include "core/augment/multicrop.h"
+#include "core/bench/check_math.h"
+#include "core/bench/gpu_checks.h"
+#include "core/kernels/fused_mlp.h"
+#include "core/kernels/gelu_backward.h"
+#include "core/kernels/residual_norm.h"
+#include "core/util/torch_compat.h"
+
+namespace mst {
+namespace {
+
+using checks::relNorm;
+
+/// A build without the fused kernels fails their checks, saying so.
+bool missingKernels(GpuCheck& r) {
+  if (fusedKernelsBuilt()) return false;
+  r.values["error"] = "this build has no fused kernels (CMake found no CUDA compiler)";
+  return true;
+}
+
+}  // namespace
+
+GpuCheck checkFusedNorm() {
+  GpuCheck r;
+  r.name = "fused_norm_vs_reference";
+  if (missingKernels(r)) return r;
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(11);
+  auto randn = [&](std::vector<int64_t> shape) { return torch::randn(shape, gen); };
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  int64_t cases = 0;
+  struct Shape {
+    int64_t B, T, D;
+  };
+  // DeiT-S global and local crops, the Fashion-MNIST widths, widths that are no multiple of 32,
+  // the widest row the kernels take, and a batch of empty samples.
+  // (96 × 197 rows: more rows than the backward grid has warps, so that each warp adds up
+  // several rows' γ and β gradients.)
+  for (auto shape : {Shape{96, 197, 384}, Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000},
+                     Shape{2, 3, 64}, Shape{1, 7, 33}, Shape{2, 5, 1024}, Shape{2, 0, 384}}) {
+    for (auto stream : {torch::kFloat, torch::kBFloat16}) {
+      for (int variant = 0; variant < 3; ++variant) {  // branch + scale, branch, no branch
+        const auto [B, T, D] = shape;
+        const bool has_branch = variant < 2;
+        auto x = randn({B, T, D}).to(stream);
+        auto branch = has_branch ? randn({B, T, D}).to(torch::kBFloat16) : torch::Tensor();
+        auto scale = variant == 0 ? (torch::rand({B}, gen) < 0.7)
+                                        .to(torch::kBFloat16).div_(0.7).to(torch::kFloat)
+                                  : torch::Tensor();
+        auto gamma = 1 + 0.1 * randn({D}), beta = 0.1 * randn({D});
+        auto gz = randn({B, T, D}).to(torch::kBFloat16), gy = randn({B, T, D}).to(stream);
+        // Forward outputs and every gradient, on the CPU (ATen arithmetic) or the GPU (kernels).
+        auto run = [&](const torch::Device& d) {
+          // Fresh leaves on every run (to() alone would hand the CPU run the inputs themselves).
+          auto leaf = [&](const torch::Tensor& t) {
+            return t.to(d, /*non_blocking=*/false, /*copy=*/true).requires_grad_(true);
+          };
+          auto xd = leaf(x), gd = leaf(gamma), be = leaf(beta);
+          auto bd = has_branch ? leaf(branch) : torch::Tensor();
+          auto out = residualLayerNorm(xd, bd, scale.defined() ? scale.to(d) : scale, gd, be,
+                                       1e-6, torch::kBFloat16);
+          std::vector<torch::Tensor> outs{out.z}, grads{gz.to(d)};
+          if (has_branch) {
+            outs.push_back(out.y);
+            grads.push_back(gy.to(d));
+          }
+          torch::autograd::backward(outs, grads);
+          std::vector<torch::Tensor> v{out.y.detach(), out.z.detach(), xd.grad(),
+                                       has_branch ? bd.grad() : torch::zeros({1}), gd.grad(),
+                                       be.grad()};
+          for (auto& t : v) t = t.cpu().to(torch::kFloat);
+          return v;
+        };
+        auto ref = run(torch::kCPU);
+        auto got = run(cuda);
+        const bool bf16 = stream == torch::kBFloat16;
+        const char* names[] = {"y", "z", "dx", "dbranch", "dgamma", "dbeta"};
+        // y is rounded the same way on both devices; z and the branch's gradient are bf16; the
+        // stream's gradient is in the stream's dtype; the parameters' sums differ in order.
+        const double tolerance[] = {1e-6, 1e-2, bf16 ? 1e-2 : 1e-4, 1e-2, 1e-4, 1e-4};
+        nlohmann::json row{{"B", B}, {"T", T}, {"D", D}, {"stream", bf16 ? "bf16" : "fp32"},
+                           {"branch", has_branch}, {"scale", scale.defined()}};
+        for (int i = 0; i < 6; ++i) {
+          const double rel = relNorm(got[i], ref[i]);
+          row[names[i]] = rel;
+          if (!(rel <= tolerance[i])) all_ok = false;
+        }
+        rows.push_back(row);
+        ++cases;
+      }
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"y", 1e-6}, {"z", 1e-2}, {"dx", "1e-4 (fp32 stream), 1e-2 (bf16)"},
+                           {"dbranch", 1e-2}, {"dgamma_dbeta", 1e-4}};
+  r.passed = cases > 0 && all_ok;
+  return r;
+}
+
+GpuCheck checkFusedAugment() {
+  GpuCheck r;
+  r.name = "fused_augment_vs_aten";
+  if (missingKernels(r)) return r;
+  const torch::Device cuda(torch::kCUDA, 0);
+  // Exact fp32 on both sides: TF32 would round affine_grid's coordinates in the ATen path. (Left
+  // off afterwards: every Engine sets both flags for its own arithmetic when it is made.)
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  const double tolerance = 1e-4, max_tolerance = 0.05;
+  for (int64_t channels : {int64_t{1}, int64_t{3}}) {
+    CropConfig crops;
+    AugmentConfig augment;
+    MultiCrop multicrop(crops, augment, channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
+    auto host = at::detail::createCPUGenerator(21 + channels);
+    // Sources of another size than the crops, so that crops scale both ways and reflect.
+    auto source = torch::rand({16, channels, 160, 120}, host).to(cuda);
+    struct Set {
+      const char* name;
+      int64_t rows, size;
+      double smin, smax, blur_p, solarize_p;
+    };
+    for (auto set : {Set{"global1", 16, 224, 0.4, 1.0, 1.0, 0.0},
+                     Set{"global2", 16, 224, 0.4, 1.0, 0.1, 0.2},
+                     Set{"locals", 96, 96, 0.05, 0.4, 0.5, 0.0},
+                     Set{"unblurred", 32, 64, 0.05, 1.0, 0.0, 0.5}}) {
+      at::Generator gen = makeGenerator(cuda, 100 + channels);
+      auto draws = multicrop.draw(set.rows, set.size, set.smin, set.smax, set.blur_p,
+                                  set.solarize_p, gen, {}, source.options());
+      auto ref = multicrop.apply(source, draws, set.size);
+      torch::Tensor got;
+      const bool ran = multicrop.applyFused(source, draws, set.size, got);
+      const double rel = ran ? relNorm(got, ref) : 1.0;
+      const double worst = ran ? (got - ref).abs().max().item<double>() : 1.0;
+      rows.push_back({{"channels", channels}, {"set", set.name}, {"rows", set.rows},
+                      {"size", set.size}, {"fused_ran", ran}, {"rel", rel},
+                      {"max_abs", worst}});
+      if (!(rel <= tolerance && worst <= max_tolerance)) all_ok = false;
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"rel", tolerance}, {"max_abs", max_tolerance}};
+  r.passed = !rows.empty() && all_ok;
+  return r;
+}
+
+GpuCheck checkGeluBackward() {
+  GpuCheck r;
+  r.name = "gelu_backward_kernel_vs_reference";
+  if (missingKernels(r)) return r;
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(23);
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    int64_t rows, hidden;
+  };
+  // DeiT-S's MLP over many rows (several per thread), the CLS-only rows, a width that is no
+  // multiple of the 256-channel tile, the narrowest width, no rows.
+  for (auto c : {Case{20000, 1536}, Case{1280, 1536}, Case{999, 264}, Case{5, 8}, Case{0, 384}}) {
+    for (const char* approximate : {"none", "tanh"}) {
+      // Every combination of the optional outputs: the fused MLP asks for the bias gradient
+      // with GELU's output (recomputed) or without it (stored, train.recompute_gelu off).
+      for (int outputs = 0; outputs < 4; ++outputs) {
+        const bool want_gelu = (outputs & 1) == 0, want_bias = (outputs & 2) == 0;
+        auto pre = (torch::randn({c.rows, c.hidden}, gen) * 2.5).to(torch::kBFloat16);
+        auto dgelu = torch::randn({c.rows, c.hidden}, gen).to(torch::kBFloat16);
+        const bool ran = geluBackwardKernelApplies(pre.to(cuda));
+        auto got = geluBackward(dgelu.to(cuda), pre.to(cuda), approximate, want_gelu, want_bias);
+        // ATen's gelu_backward and gelu on the GPU compute in fp32 from the bf16 values and round
+        // once, as the kernel does; their erff, tanhf and FMA contractions may differ from the
+        // kernel's in the last fp32 bit, which in GELU's far negative tail (where 1 + erf
+        // cancels) moves some elements one bf16 step.
+        GeluBackwardOut ref;
+        {
+          auto p = pre.to(cuda), g = dgelu.to(cuda);
+          ref.dpre = torch::gelu_backward(g, p, approximate).cpu();
+          if (want_gelu) ref.gelu = torch::gelu(p, approximate).cpu();
+          if (want_bias) ref.dbias = got.dpre.to(torch::kFloat).sum(0).cpu();  // of what it stored
+        }
+        auto compare = [&](const torch::Tensor& mine, const torch::Tensor& theirs) {
+          if (theirs.numel() == 0) return std::pair{1.0, true};
+          auto a = mine.cpu().to(torch::kFloat), b = theirs.to(torch::kFloat);
+          const double same = a.eq(b).to(torch::kFloat).mean().item<double>();
+          const bool close = ((a - b).abs() <= b.abs() / 128 + 1e-5).all().item<bool>();
+          return std::pair{same, close};
+        };
+        nlohmann::json row = {{"rows", c.rows}, {"hidden", c.hidden}, {"approximate", approximate},
+                              {"gelu", want_gelu}, {"bias", want_bias}, {"kernel_ran", ran}};
+        bool ok = ran && got.gelu.defined() == want_gelu && got.dbias.defined() == want_bias;
+        const auto [same_d, close_d] = compare(got.dpre, ref.dpre);
+        row["dpre_equal"] = same_d;
+        ok = ok && same_d >= 0.9 && close_d;
+        if (ok && want_gelu) {
+          const auto [same_g, close_g] = compare(got.gelu, ref.gelu);
+          row["gelu_equal"] = same_g;
+          ok = same_g >= 0.9 && close_g;
+        }
+        if (ok && want_bias) {
+          // bf16's rounding of the sums alone is ~2e-3; one row left out of 20,000 is ~7e-3.
+          const double bias = relNorm(got.dbias.cpu(), ref.dbias);
+          row["dbias_rel"] = bias;
+          ok = c.rows == 0 ? got.dbias.abs().max().item<double>() == 0.0 : bias <= 4e-3;
+        }
+        row["passed"] = ok;
+        rows.push_back(row);
+        all_ok = all_ok && ok;
+      }
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"equal_fraction", 0.9}, {"max_rel", 1.0 / 128}, {"max_abs", 1e-5},
+                           {"dbias_rel", 4e-3}};
+  r.passed = all_ok;
+  return r;
+}
+
+GpuCheck checkFusedMlp() {
+  GpuCheck r;
+  r.name = "fused_mlp_vs_reference";
+  if (!cublasLtBuilt()) {
+    r.values["error"] = "this build has no cuBLASLt (CMake option MST_CUBLASLT)";
+    return r;
+  }
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(17);
+  auto bf16 = [&](std::vector<int64_t> shape, double scale, double shift) {
+    return (torch::randn(shape, gen) * scale + shift).to(torch::kBFloat16);
+  };
+  struct Case {
+    int64_t rows, in, hidden, out;
+    double bias;  ///< shift of fc1's bias: -3 puts the pre-activations where the GELUs differ
+  };
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  // DeiT-S rows of global and local crops, the CLS-only last block, the Fashion-MNIST widths,
+  // no rows, and the tail case that tells the tanh GELU from the erf one (~10 % apart at -3).
+  for (auto c : {Case{1024, 384, 1536, 384, 0.0}, Case{197 * 3, 384, 1536, 384, 0.0},
+                 Case{64, 384, 1536, 384, 0.0}, Case{600, 96, 384, 96, 0.0},
+                 Case{0, 384, 1536, 384, 0.0}, Case{512, 64, 256, 64, -3.0}}) {
+    auto h = bf16({c.rows, c.in}, 1.0, 0.0);
+    auto w1 = bf16({c.hidden, c.in}, c.bias == 0.0 ? 0.05 : 0.01, 0.0);
+    auto b1 = bf16({c.hidden}, 0.1, c.bias);
+    auto w2 = bf16({c.out, c.hidden}, 0.05, 0.0);
+    // (No fc2 bias in the tail case: y's bf16 rounding of a 0.1 bias would hide the ~3e-4 that
+    // tells the two GELUs apart.)
+    auto b2 = c.bias == 0.0 ? bf16({c.out}, 0.1, 0.0) : torch::zeros({c.out}).to(torch::kBFloat16);
+    auto dy = bf16({c.rows, c.out}, 1.0, 0.0);
+    // The fused MLP on the GPU from these bf16 values (GELU's output recomputed, and stored);
+    // the unfused MLP in fp32 on the CPU from the same values, with the same GELU and (for
+    // comparison) with the other one.
+    auto run = [&](const torch::Device& d, torch::ScalarType dtype, const std::string& gelu,
+                   bool fused, bool store) {
+      torch::nn::Linear fc1(c.in, c.hidden), fc2(c.hidden, c.out);
+      fc1->to(d, dtype);
+      fc2->to(d, dtype);
+      {
+        torch::NoGradGuard no_grad;
+        fc1->weight.copy_(w1);
+        fc1->bias.copy_(b1);
+        fc2->weight.copy_(w2);
+        fc2->bias.copy_(b2);
+      }
+      auto x = h.to(d, dtype).requires_grad_(true);
+      auto y = fused ? fusedMlp(x, *fc1, *fc2, store, gelu) : fc2(torch::gelu(fc1(x), gelu));
+      y.backward(dy.to(d, dtype));
+      std::vector<torch::Tensor> v{y.detach(), x.grad(), fc1->weight.grad(), fc1->bias.grad(),
+                                   fc2->weight.grad(), fc2->bias.grad()};
+      if (fused) {  // without grad mode: the epilogue without the pre-activation
+        torch::NoGradGuard no_grad;
+        v.push_back(fusedMlp(x, *fc1, *fc2, store, gelu));
+      } else {
+        v.push_back(y.detach());
+      }
+      for (auto& t : v) t = t.cpu().to(torch::kFloat);
+      return v;
+    };
+    for (const std::string gelu : {"tanh", "none"}) {
+      const std::string other = gelu == "tanh" ? "none" : "tanh";
+      auto ref = run(torch::kCPU, torch::kFloat, gelu, false, false);
+      auto wrong = run(torch::kCPU, torch::kFloat, other, false, false);
+      for (bool store : {false, true}) {
+        auto got = run(cuda, torch::kBFloat16, gelu, true, store);
+        const char* names[] = {"y", "dh", "dw1", "db1", "dw2", "db2", "y_no_grad"};
+        nlohmann::json row{{"rows", c.rows}, {"in", c.in},     {"hidden", c.hidden},
+                           {"out", c.out},   {"gelu", gelu},   {"store_gelu", store},
+                           {"fc1_bias_shift", c.bias}};
+        for (int i = 0; i < 7; ++i) {
+          if (c.rows == 0) break;
+          const double rel = relNorm(got[i], ref[i]);
+          row[names[i]] = rel;
+          if (!(rel <= 2e-2)) all_ok = false;
+        }
+        if (c.rows == 0 && (got[0].numel() != 0 || got[3].abs().max().item<double>() != 0.0))
+          all_ok = false;  // no rows: an empty output and zero bias gradients
+        if (c.bias != 0.0) {  // each GELU is much nearer itself than the other one
+          const double to_own = relNorm(got[0], ref[0]), to_other = relNorm(got[0], wrong[0]);
+          row["y_vs_other_gelu"] = to_other;
+          // The backward pass's GELU too: fc1's bias gradient passes through its derivative.
+          const double d_own = relNorm(got[3], ref[3]), d_other = relNorm(got[3], wrong[3]);
+          row["db1_vs_other_gelu"] = d_other;
+          // (GELU's derivatives differ less there than GELU itself, ~4 % against ~10 %.)
+          if (!(to_own < 0.3 * to_other) || !(d_own < 0.5 * d_other)) all_ok = false;
+        }
+        rows.push_back(row);
+      }
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = "2e-2 relative (bf16 against fp32 from the same bf16 values)";
+  // Every call must have taken the cuBLASLt path: a fallback would check ATen against ATen.
+  r.values["fallbacks"] = fusedMlpFallbacks();
+  r.passed = all_ok && fusedMlpFallbacks() == 0;
+  return r;
+}
+
+}  // namespace mst
