@@ -83,7 +83,10 @@ struct OptimConfig {
   double min_lr = 1e-6;
   double warmup_epochs = 10;
   double weight_decay = 0.04, weight_decay_end = 0.4;
-  double clip_grad = 3.0;  ///< global gradient-norm clip; 0 = off
+  double clip_grad = 3.0;  ///< gradient-norm clip; 0 = off
+  /// "global": one norm over all the student's gradients (torch's clip_grad_norm_); "per_tensor":
+  /// each parameter tensor's gradient clipped to its own norm (DINO's clip_gradients).
+  std::string clip_mode = "global";
   double freeze_last_layer_epochs = 1;
   double momentum_teacher = 0.996, momentum_teacher_end = 1.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;

@@ -336,8 +336,14 @@ const std::vector<KeyDef>& keyTable() {
     t.push_back(field("optim.weight_decay_end", &C::optim, &OptimConfig::weight_decay_end,
                       "Weight decay at the end of the cosine.", inRange(0, 10)));
     t.push_back(field("optim.clip_grad", &C::optim, &OptimConfig::clip_grad,
-                      "Clip the global gradient norm to this value; 0 = off.",
+                      "Clip the gradient norm to this value (as optim.clip_mode says); 0 = off.",
                       atLeast<double>(0)));
+    t.push_back(choiceField("optim.clip_mode", &C::optim, &OptimConfig::clip_mode,
+                            "global = one norm over all of the student's gradients, scaled "
+                            "together (torch's clip_grad_norm_); per_tensor = each parameter "
+                            "tensor's gradient scaled to at most optim.clip_grad on its own "
+                            "(DINO's clip_gradients, which MST's code inherits).",
+                            {"global", "per_tensor"}));
     t.push_back(field("optim.freeze_last_layer_epochs", &C::optim,
                       &OptimConfig::freeze_last_layer_epochs,
                       "Epochs during which the head's last layer is not updated.",

@@ -340,9 +340,22 @@ StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bo
     auto frozen_flag = sched_[4];
     if (may_freeze) lastLayerSlice(grads).mul_(1 - frozen_flag);  // no gradient while frozen
     m.grad_norm = grads.norm();
-    if (config_.optim.clip_grad > 0) {
+    const double clip = config_.optim.clip_grad;
+    if (clip > 0 && config_.optim.clip_mode == "per_tensor") {
+      // Each parameter's own min(1, clip / norm), as tensors: no host synchronisation.
+      const auto& slices = student.slices();
+      std::vector<torch::Tensor> parts, norms;
+      parts.reserve(slices.size());
+      norms.reserve(slices.size());
+      for (const auto& s : slices) {
+        parts.push_back(grads.narrow(0, s.offset, s.numel));
+        norms.push_back(parts.back().norm());
+      }
+      auto scales = (clip / (torch::stack(norms) + 1e-6)).clamp_max(1.0);
+      for (size_t i = 0; i < parts.size(); ++i) parts[i].mul_(scales[static_cast<int64_t>(i)]);
+    } else if (clip > 0) {
       // min(1, clip / norm) as a tensor: no host synchronisation.
-      grads.mul_((config_.optim.clip_grad / (m.grad_norm + 1e-6)).clamp_max(1.0));
+      grads.mul_((clip / (m.grad_norm + 1e-6)).clamp_max(1.0));
     }
     torch::Tensor frozen;
     if (may_freeze) frozen = lastLayerSlice(student.values()).clone();
