@@ -8,6 +8,8 @@
 
 #include <cuda_runtime.h>
 
+#include "core/kernels/cuda_status.h"
+
 #include "core/kernels/augment_pixel.h"
 
 namespace mst::kernels {
@@ -103,11 +105,6 @@ __global__ void __launch_bounds__(kThreads) finishKernel(AugmentArgs a, const fl
                         : plane[p];
     a.out[(row * a.C + c) * SS + p] = finishValue(v, solarize, a.mean[c], a.std[c]);
   }
-}
-
-const char* lastError() {
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "core/kernels/cuda_status.h"
+
 #include "core/kernels/gelu_math.h"
 
 namespace mst::kernels {
@@ -89,24 +91,17 @@ __global__ void __launch_bounds__(kLanes * kRowThreads)
   dbias[c] = __float2bfloat16_rn(total);
 }
 
-const char* lastError() {
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
-}
-
 }  // namespace
 
 int geluBackwardRowBlocks(int64_t rows, int hidden) {
   static const int resident = [] {  // blocks of the grid the device holds at once
-    int device = 0, sms = 0, per_sm = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, geluBackwardKernel,
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, geluBackwardKernel,
                                                       kLanes * kRowThreads, 0) != cudaSuccess) {
       cudaGetLastError();
-      return 132 * 4;
+      per_sm = 4;
     }
-    return sms * (per_sm > 0 ? per_sm : 1);
+    return multiprocessors() * (per_sm > 0 ? per_sm : 1);
   }();
   const int column_blocks = (hidden + kTile - 1) / kTile;
   const int64_t by_rows = (rows + kRowThreads - 1) / kRowThreads;

@@ -8,6 +8,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "core/kernels/cuda_status.h"
+
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -188,19 +190,6 @@ __global__ void __launch_bounds__(kWarp * kReduceRows)
     dgamma[c] = total;
   else
     dbeta[c - D] = total;
-}
-
-const char* lastError() {
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
-}
-
-int multiprocessors() {
-  int device = 0, count = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-    return 108;
-  return count;
 }
 
 /// Calls f with the smallest per-lane register count that holds D channels (D ≤ 1024).
