@@ -8,9 +8,8 @@
 
 #include <cuda_runtime.h>
 
-#include "core/kernels/cuda_status.h"
-
 #include "core/kernels/augment_pixel.h"
+#include "core/kernels/cuda_status.h"
 
 namespace mst::kernels {
 namespace {
