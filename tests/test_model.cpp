@@ -9,6 +9,7 @@
 #include "core/config/config.h"
 #include "core/kernels/fused_mlp.h"
 #include "core/kernels/gelu_backward.h"
+#include "core/kernels/qkv_heads.h"
 #include "core/kernels/residual_norm.h"
 #include "core/model/decoder.h"
 #include "core/model/export.h"
@@ -423,31 +424,40 @@ class TestModel : public QObject {
 
   void fusedJunctionMatchesTheOperationsItReplaces() {
     // train.fused_norm's autograd function (here its ATen arithmetic, which the CUDA kernels
-    // mirror): y = x + s * branch, z = LayerNorm(y); its hand-written backward against autograd
-    // through the unfused operations, in double, with both outputs feeding the loss.
+    // mirror): y = x + s * (branch + bias), z = LayerNorm(y); its hand-written backward against
+    // autograd through the unfused operations, in double, with both outputs feeding the loss.
     torch::manual_seed(3);
     const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
     const int64_t B = 3, T = 5, D = 24;
-    for (int variant = 0; variant < 3; ++variant) {  // branch + scale, branch alone, no branch
-      const bool has_branch = variant < 2, has_scale = variant == 0;
+    // branch + bias + scale, branch + scale, branch + bias, branch alone, no branch
+    for (int variant = 0; variant < 5; ++variant) {
+      const bool has_branch = variant < 4, has_scale = variant < 2,
+                 has_bias = variant == 0 || variant == 2;
       auto x = torch::randn({B, T, D}, f64).requires_grad_(true);
       auto branch = has_branch ? torch::randn({B, T, D}, f64).requires_grad_(true) : torch::Tensor();
+      auto bias = has_bias ? torch::randn({D}, f64).requires_grad_(true) : torch::Tensor();
       auto scale = has_scale ? torch::tensor({0.0f, 1.25f, 1.25f}) : torch::Tensor();
       auto gamma = (1 + 0.1 * torch::randn({D}, f64)).requires_grad_(true);
       auto beta = (0.1 * torch::randn({D}, f64)).requires_grad_(true);
       auto wy = torch::randn({B, T, D}, f64), wz = torch::randn({B, T, D}, f64);
+      std::vector<torch::Tensor> inputs{x};
+      if (has_branch) inputs.push_back(branch);
+      if (has_bias) inputs.push_back(bias);
+      inputs.push_back(gamma);
+      inputs.push_back(beta);
 
-      auto fused = residualLayerNorm(x, branch, scale, gamma, beta, 1e-6, torch::kDouble);
+      auto fused = residualLayerNorm(x, branch, bias, scale, gamma, beta, 1e-6, torch::kDouble);
       auto loss = (fused.y * wy).sum() + (fused.z * wz).sum();
-      auto grads = torch::autograd::grad({loss}, has_branch ? std::vector<torch::Tensor>{x, branch, gamma, beta}
-                                                            : std::vector<torch::Tensor>{x, gamma, beta});
+      auto grads = torch::autograd::grad({loss}, inputs);
 
       auto y = x;
-      if (has_branch) y = x + (has_scale ? branch * scale.to(torch::kDouble).view({B, 1, 1}) : branch);
+      if (has_branch) {
+        auto b = has_bias ? branch + bias : branch;
+        y = x + (has_scale ? b * scale.to(torch::kDouble).view({B, 1, 1}) : b);
+      }
       auto z = torch::layer_norm(y, {D}, gamma, beta, 1e-6);
       auto ref_loss = (y * wy).sum() + (z * wz).sum();
-      auto ref = torch::autograd::grad({ref_loss}, has_branch ? std::vector<torch::Tensor>{x, branch, gamma, beta}
-                                                              : std::vector<torch::Tensor>{x, gamma, beta});
+      auto ref = torch::autograd::grad({ref_loss}, inputs);
       QVERIFY(torch::allclose(fused.y, y, 0, 1e-12));
       QVERIFY2(torch::allclose(fused.z, z, 1e-9, 1e-9),
                std::to_string((fused.z - z).abs().max().item<double>()).c_str());
@@ -463,17 +473,21 @@ class TestModel : public QObject {
 
   void fusedJunctionRoundsLikeTheUnfusedOperations() {
     // bf16 branch and stream: the branch is scaled in bf16 and added in the stream's dtype, so
-    // the new stream is bit for bit what dropPath, the cast and the add store.
+    // the new stream is bit for bit what dropPath, the cast and the add store. With a bias, the
+    // bias is first added in fp32 to the stored branch and the sum rounded to bf16.
     torch::manual_seed(4);
     const int64_t B = 4, T = 7, D = 40;
     auto branch = torch::randn({B, T, D}).to(torch::kBFloat16);
     auto keep = torch::tensor({1.0, 0.0, 1.0, 1.0}).to(torch::kBFloat16).div_(0.9);
     auto gamma = torch::ones({D}), beta = torch::zeros({D});
-    for (auto stream : {torch::kBFloat16, torch::kFloat}) {
+    auto bias = 0.3f * torch::randn({D});
+    for (auto stream : {torch::kBFloat16, torch::kFloat})
+    for (bool with_bias : {false, true}) {
       auto x = torch::randn({B, T, D}).to(stream);
-      auto fused = residualLayerNorm(x, branch, keep.to(torch::kFloat), gamma, beta, 1e-6,
-                                     torch::kBFloat16);
-      auto unfused = x + (branch * keep.view({B, 1, 1})).to(stream);
+      auto fused = residualLayerNorm(x, branch, with_bias ? bias : torch::Tensor(),
+                                     keep.to(torch::kFloat), gamma, beta, 1e-6, torch::kBFloat16);
+      auto biased = with_bias ? (branch.to(torch::kFloat) + bias).to(torch::kBFloat16) : branch;
+      auto unfused = x + (biased * keep.view({B, 1, 1})).to(stream);
       QCOMPARE(fused.y.scalar_type(), stream);
       QCOMPARE(fused.z.scalar_type(), torch::kBFloat16);
       QVERIFY(torch::equal(fused.y, unfused));
@@ -487,13 +501,13 @@ class TestModel : public QObject {
     auto x = torch::randn({2, 0, 8}).requires_grad_(true);
     auto branch = torch::randn({2, 0, 8}).requires_grad_(true);
     auto gamma = torch::ones({8}), beta = torch::zeros({8});
-    auto out = residualLayerNorm(x, branch, {}, gamma, beta, 1e-6, torch::kFloat);
+    auto out = residualLayerNorm(x, branch, {}, {}, gamma, beta, 1e-6, torch::kFloat);
     QCOMPARE(out.y.sizes(), x.sizes());
     QCOMPARE(out.z.sizes(), x.sizes());
     // Only z used (the last junction's y is not): the stream still gets its gradient.
     auto x2 = torch::randn({3, 4, 8}).requires_grad_(true);
     auto b2 = torch::randn({3, 4, 8}).requires_grad_(true);
-    auto only_z = residualLayerNorm(x2, b2, {}, gamma, beta, 1e-6, torch::kFloat);
+    auto only_z = residualLayerNorm(x2, b2, {}, {}, gamma, beta, 1e-6, torch::kFloat);
     only_z.z.pow(2).sum().backward();
     QVERIFY(x2.grad().defined() && b2.grad().defined());
     QVERIFY(torch::allclose(x2.grad(), b2.grad()));  // y = x + b: the same gradient reaches both
@@ -636,6 +650,47 @@ class TestModel : public QObject {
     }
   }
 
+  void qkvHeadsMatchesLinearAndSplitHeads() {
+    // The fused q/k/v projection (here its ATen path; mst gpucheck compares the CUDA kernel with
+    // this): the same views as linear + splitHeads, and the gradients of the input, the weight
+    // and the bias as autograd gives them through those, in double, for contiguous and
+    // transposed (B, T, h, d)-laid-out upstream gradients and with one output unused.
+    torch::manual_seed(5);
+    const int64_t B = 2, T = 5, heads = 3, d = 4, in = 7;
+    torch::nn::Linear fc(in, 3 * heads * d);
+    fc->to(torch::kDouble);
+    auto x = torch::randn({B, T, in}, torch::kDouble).requires_grad_(true);
+    std::vector<torch::Tensor> params{x, fc->weight, fc->bias};
+    auto ref = splitHeads(torch::linear(x, fc->weight, fc->bias), 3, heads);
+    auto got = qkvHeads(x, *fc, heads);
+    QCOMPARE(got.size(), size_t{3});
+    for (size_t i = 0; i < 3; ++i) {
+      QCOMPARE(got[i].sizes(), torch::IntArrayRef({B, heads, T, d}));
+      QVERIFY(torch::allclose(got[i], ref[i], 1e-14, 1e-14));
+    }
+    for (bool transposed : {false, true}) {
+      for (bool skip_last : {false, true}) {
+        std::vector<torch::Tensor> upstream;
+        for (int i = 0; i < 3; ++i)
+          upstream.push_back(transposed
+                                 ? torch::randn({B, T, heads, d}, torch::kDouble).transpose(1, 2)
+                                 : torch::randn({B, heads, T, d}, torch::kDouble));
+        auto loss = [&](const std::vector<torch::Tensor>& v) {
+          auto total = torch::zeros({}, torch::kDouble);
+          for (int i = 0; i < (skip_last ? 2 : 3); ++i) total = total + (v[i] * upstream[i]).sum();
+          return total;
+        };
+        auto g_ref = torch::autograd::grad({loss(ref)}, params, {}, /*retain_graph=*/true);
+        auto g_got = torch::autograd::grad({loss(got)}, params, {}, /*retain_graph=*/true);
+        for (size_t i = 0; i < params.size(); ++i)
+          QVERIFY2(torch::allclose(g_got[i], g_ref[i], 1e-12, 1e-13),
+                   (std::to_string(i) + (transposed ? " transposed" : "") +
+                    (skip_last ? " without v" : "")).c_str());
+      }
+    }
+    QVERIFY_THROWS_EXCEPTION(c10::Error, qkvHeads(x, *fc, 5));  // 36 outputs are not 3 × 5 × d
+  }
+
   void fusedMlpGradientsAreTheDerivatives() {
     // train.fused_mlp's autograd function, here on its ATen path (the cuBLASLt path is checked
     // against it by mst gpucheck): its hand-written backward against autograd through
@@ -650,31 +705,40 @@ class TestModel : public QObject {
     std::vector<torch::Tensor> params{h, fc1->weight, fc1->bias, fc2->weight, fc2->bias};
     auto y_ref = fc2(torch::gelu(fc1(h), "tanh"));
     auto ref = torch::autograd::grad({(y_ref * upstream).sum()}, params);
-    auto y = fusedMlp(h, *fc1, *fc2, false, "tanh");
+    auto y = fusedMlp(h, *fc1, *fc2, false, "tanh", true);
     QCOMPARE(y.sizes(), y_ref.sizes());
     QVERIFY(torch::allclose(y, y_ref, 1e-12, 1e-14));
     auto got = torch::autograd::grad({(y * upstream).sum()}, params);
     for (size_t i = 0; i < ref.size(); ++i)
       QVERIFY2(torch::allclose(got[i], ref[i], 1e-12, 1e-14), std::to_string(i).c_str());
     // Storing GELU's output instead of recomputing it: the same numbers, bit for bit.
-    auto stored = torch::autograd::grad({(fusedMlp(h, *fc1, *fc2, true, "tanh") * upstream).sum()}, params);
+    auto stored = torch::autograd::grad({(fusedMlp(h, *fc1, *fc2, true, "tanh", true) * upstream).sum()}, params);
     for (size_t i = 0; i < ref.size(); ++i)
       QVERIFY2(torch::equal(stored[i], got[i]), std::to_string(i).c_str());
     {
       torch::NoGradGuard no_grad;
-      QVERIFY(torch::allclose(fusedMlp(h, *fc1, *fc2, false, "tanh"), y_ref, 1e-12, 1e-14));
+      QVERIFY(torch::allclose(fusedMlp(h, *fc1, *fc2, false, "tanh", true), y_ref, 1e-12, 1e-14));
     }
     // The erf GELU is a different function: the fused MLP must not pass for it.
     auto y_erf = fc2(torch::gelu(fc1(h)));
     QVERIFY(!torch::allclose(y, y_erf, 1e-6, 1e-8));
     // ... unless asked for it: then its derivatives are the erf network's.
     auto erf_ref = torch::autograd::grad({(y_erf * upstream).sum()}, params);
-    auto y_fused_erf = fusedMlp(h, *fc1, *fc2, false, "none");
+    auto y_fused_erf = fusedMlp(h, *fc1, *fc2, false, "none", true);
     QVERIFY(torch::allclose(y_fused_erf, y_erf, 1e-12, 1e-14));
     auto erf_got = torch::autograd::grad({(y_fused_erf * upstream).sum()}, params);
     for (size_t i = 0; i < erf_ref.size(); ++i)
       QVERIFY2(torch::allclose(erf_got[i], erf_ref[i], 1e-12, 1e-14), std::to_string(i).c_str());
-    QVERIFY_THROWS_EXCEPTION(c10::Error, fusedMlp(h, *fc1, *fc2, false, "erf"));
+    QVERIFY_THROWS_EXCEPTION(c10::Error, fusedMlp(h, *fc1, *fc2, false, "erf", true));
+    // Without fc2's bias (the fused junction adds it): the same product less the bias, the same
+    // gradients for everything else, and none for fc2's bias.
+    auto y_nb = fusedMlp(h, *fc1, *fc2, false, "tanh", false);
+    QVERIFY(torch::allclose(y_nb + fc2->bias, y_ref, 1e-12, 1e-14));
+    auto nb = torch::autograd::grad({(y_nb * upstream).sum()}, params, {}, false, false,
+                                    /*allow_unused=*/true);
+    QVERIFY(!nb[4].defined());
+    for (size_t i = 0; i < 4; ++i)
+      QVERIFY2(torch::allclose(nb[i], ref[i], 1e-12, 1e-14), std::to_string(i).c_str());
   }
 
   void fusedMlpVitMatchesTheUnfusedVit_data() {
@@ -748,6 +812,15 @@ class TestModel : public QObject {
       QCOMPARE(got.size(), ref.size());
       for (size_t i = 0; i < ref.size(); ++i)
         QVERIFY2(torch::allclose(got[i], ref[i], 1e-12, 1e-14), std::to_string(i).c_str());
+      if (with_bias) {  // asked to leave the bias out (the fused junction adds it)
+        fc->zero_grad();
+        a.mutable_grad() = torch::Tensor();
+        auto y_nb = geluLinear(a, *fc, "none", /*with_bias=*/false);
+        QVERIFY(torch::allclose(y_nb + fc->bias, y_ref, 1e-12, 1e-14));
+        (y_nb * upstream).sum().backward();
+        QVERIFY(torch::allclose(a.grad(), ref[0], 1e-12, 1e-14));
+        QVERIFY(!fc->bias.grad().defined() || fc->bias.grad().abs().sum().item<double>() == 0);
+      }
     }
   }
   void fusedGeluBackwardComputesGelusDerivative() {

@@ -238,6 +238,7 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   // Our own kernels after every check that runs without them: a kernel fault leaves a sticky
   // CUDA error that fails every later check in this process.
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
+  guarded("qkv_heads_kernel_vs_reference", [] { return checkQkvHeads(); });
   guarded("fused_auto_resolves_on", [&] {  // the default (auto) uses the kernels on this GPU
     GpuCheck r;
     r.name = "fused_auto_resolves_on";

@@ -63,11 +63,18 @@ GpuCheck checkRecomputeGelu(const Config& config, const std::string& precision, 
                             double rel_tol);
 
 /// train.fused_norm's CUDA kernels against its ATen arithmetic on the CPU, from the same inputs:
-/// the new stream, the normalised output and every gradient (stream, branch, γ, β), for fp32 and
-/// bf16 streams, with and without a branch and a per-sample scale, at DeiT-S and other widths
-/// (33 to 1024 channels, and empty samples).
+/// the new stream, the normalised output and every gradient (stream, branch, γ, β, the branch's
+/// bias), for fp32 and bf16 streams, with and without a branch, its bias and a per-sample scale,
+/// at DeiT-S and other widths (33 to 1024 channels, and empty samples).
 /// Fails, saying so, in a build without the kernels.
 GpuCheck checkFusedNorm();
+
+/// The fused q/k/v projection (qkvHeads, its gradient-gather kernel) against linear + splitHeads
+/// through autograd on cuda:0 in bf16, from the same values: q, and the gradients of the input,
+/// the weight and the bias, for DeiT-S and Fashion-MNIST shapes, a narrow head and no tokens,
+/// with upstream gradients laid out as (B, h, T, d), as (B, T, h, d) memory or packed in one
+/// (B, T, 3, h, d) buffer, and with v's missing. Fails, saying so, in a build without the kernels.
+GpuCheck checkQkvHeads();
 
 /// train.fused_augment's kernels against MultiCrop's ATen operations on cuda:0, from the same
 /// draws, for 1- and 3-channel images: both global crop sets (blur always, blur rarely +

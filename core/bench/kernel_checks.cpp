@@ -7,7 +7,9 @@
 #include "core/bench/gpu_checks.h"
 #include "core/kernels/fused_mlp.h"
 #include "core/kernels/gelu_backward.h"
+#include "core/kernels/qkv_heads.h"
 #include "core/kernels/residual_norm.h"
+#include "core/model/vit.h"
 #include "core/util/torch_compat.h"
 
 namespace mst {
@@ -44,12 +46,14 @@ GpuCheck checkFusedNorm() {
   for (auto shape : {Shape{96, 197, 384}, Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000},
                      Shape{2, 3, 64}, Shape{1, 7, 33}, Shape{2, 5, 1024}, Shape{2, 0, 384}}) {
     for (auto stream : {torch::kFloat, torch::kBFloat16}) {
-      for (int variant = 0; variant < 3; ++variant) {  // branch + scale, branch, no branch
+      // branch + scale, branch, no branch, branch + its linear's bias + scale
+      for (int variant = 0; variant < 4; ++variant) {
         const auto [B, T, D] = shape;
-        const bool has_branch = variant < 2;
+        const bool has_branch = variant != 2, has_bias = variant == 3;
         auto x = randn({B, T, D}).to(stream);
         auto branch = has_branch ? randn({B, T, D}).to(torch::kBFloat16) : torch::Tensor();
-        auto scale = variant == 0 ? (torch::rand({B}, gen) < 0.7)
+        auto bias = has_bias ? 0.3 * randn({D}) : torch::Tensor();
+        auto scale = variant == 0 || variant == 3 ? (torch::rand({B}, gen) < 0.7)
                                         .to(torch::kBFloat16).div_(0.7).to(torch::kFloat)
                                   : torch::Tensor();
         auto gamma = 1 + 0.1 * randn({D}), beta = 0.1 * randn({D});
@@ -62,8 +66,9 @@ GpuCheck checkFusedNorm() {
           };
           auto xd = leaf(x), gd = leaf(gamma), be = leaf(beta);
           auto bd = has_branch ? leaf(branch) : torch::Tensor();
-          auto out = residualLayerNorm(xd, bd, scale.defined() ? scale.to(d) : scale, gd, be,
-                                       1e-6, torch::kBFloat16);
+          auto bias_d = has_bias ? leaf(bias) : torch::Tensor();
+          auto out = residualLayerNorm(xd, bd, bias_d, scale.defined() ? scale.to(d) : scale, gd,
+                                       be, 1e-6, torch::kBFloat16);
           std::vector<torch::Tensor> outs{out.z}, grads{gz.to(d)};
           if (has_branch) {
             outs.push_back(out.y);
@@ -72,20 +77,23 @@ GpuCheck checkFusedNorm() {
           torch::autograd::backward(outs, grads);
           std::vector<torch::Tensor> v{out.y.detach(), out.z.detach(), xd.grad(),
                                        has_branch ? bd.grad() : torch::zeros({1}), gd.grad(),
-                                       be.grad()};
+                                       be.grad(), has_bias ? bias_d.grad() : torch::zeros({1})};
           for (auto& t : v) t = t.cpu().to(torch::kFloat);
           return v;
         };
         auto ref = run(torch::kCPU);
         auto got = run(cuda);
         const bool bf16 = stream == torch::kBFloat16;
-        const char* names[] = {"y", "z", "dx", "dbranch", "dgamma", "dbeta"};
+        const char* names[] = {"y", "z", "dx", "dbranch", "dgamma", "dbeta", "dbias"};
         // y is rounded the same way on both devices; z and the branch's gradient are bf16; the
-        // stream's gradient is in the stream's dtype; the parameters' sums differ in order.
-        const double tolerance[] = {1e-6, 1e-2, bf16 ? 1e-2 : 1e-4, 1e-2, 1e-4, 1e-4};
+        // stream's gradient is in the stream's dtype; the parameters' sums differ in order, and
+        // the bias's sums a gradient that a bf16 stream rounds (one step where the devices'
+        // fp32 arithmetic lands on either side of a rounding boundary).
+        const double tolerance[] = {1e-6, 1e-2, bf16 ? 1e-2 : 1e-4, 1e-2, 1e-4, 1e-4,
+                                    bf16 ? 1e-3 : 1e-4};
         nlohmann::json row{{"B", B}, {"T", T}, {"D", D}, {"stream", bf16 ? "bf16" : "fp32"},
-                           {"branch", has_branch}, {"scale", scale.defined()}};
-        for (int i = 0; i < 6; ++i) {
+                           {"branch", has_branch}, {"bias", has_bias}, {"scale", scale.defined()}};
+        for (int i = 0; i < 7; ++i) {
           const double rel = relNorm(got[i], ref[i]);
           row[names[i]] = rel;
           if (!(rel <= tolerance[i])) all_ok = false;
@@ -97,7 +105,8 @@ GpuCheck checkFusedNorm() {
   }
   r.values["cases"] = rows;
   r.values["tolerance"] = {{"y", 1e-6}, {"z", 1e-2}, {"dx", "1e-4 (fp32 stream), 1e-2 (bf16)"},
-                           {"dbranch", 1e-2}, {"dgamma_dbeta", 1e-4}};
+                           {"dbranch", 1e-2}, {"dgamma_dbeta", 1e-4},
+                           {"dbias", "1e-4 (fp32 stream), 1e-3 (bf16)"}};
   r.passed = cases > 0 && all_ok;
   return r;
 }
@@ -221,6 +230,87 @@ GpuCheck checkGeluBackward() {
   return r;
 }
 
+GpuCheck checkQkvHeads() {
+  GpuCheck r;
+  r.name = "qkv_heads_kernel_vs_reference";
+  if (missingKernels(r)) return r;
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(29);
+  auto bf16 = [&](std::vector<int64_t> shape) {
+    return torch::randn(shape, gen).to(torch::kBFloat16).to(cuda);
+  };
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    int64_t B, T, heads, d, in;
+  };
+  // DeiT-S global and local crops, the Fashion-MNIST widths, the narrowest head, no tokens.
+  for (auto c : {Case{64, 197, 6, 64, 384}, Case{128, 37, 6, 64, 384}, Case{16, 50, 3, 64, 192},
+                 Case{3, 5, 2, 8, 24}, Case{2, 0, 6, 64, 384}}) {
+    // The attention kernels' gradient layouts: (B, h, T, d) contiguous, (B, T, h, d) memory seen
+    // through a transpose, or one packed (B, T, 3, h, d) buffer (k's and v's at an offset); and
+    // v's gradient missing (then zero).
+    const char* layouts[] = {"BhTd", "BThd", "packed BT3hd", "BhTd without v"};
+    for (int layout = 0; layout < 4; ++layout) {
+      const bool transposed = layout == 1, packed = layout == 2, skip_v = layout == 3;
+      torch::nn::Linear fc(c.in, 3 * c.heads * c.d);
+      {
+        torch::NoGradGuard no_grad;
+        fc->bias.normal_(0.0, 0.5);
+      }
+      fc->to(cuda, torch::kBFloat16);
+      auto x = bf16({c.B, c.T, c.in});
+      std::vector<torch::Tensor> upstream;
+      auto buffer = packed ? bf16({c.B, c.T, 3, c.heads, c.d}) : torch::Tensor();
+      for (int i = 0; i < 3; ++i)
+        upstream.push_back(packed       ? buffer.select(2, i).transpose(1, 2)
+                           : transposed ? bf16({c.B, c.T, c.heads, c.d}).transpose(1, 2)
+                                        : bf16({c.B, c.heads, c.T, c.d}));
+      // Gradients of (x, W, b) through the fused function or through linear + splitHeads.
+      auto run = [&](bool fused, bool& kernel_ran) {
+        fc->zero_grad();
+        auto xl = x.clone().requires_grad_(true);
+        auto parts = fused ? qkvHeads(xl, *fc, c.heads)
+                           : splitHeads(torch::linear(xl, fc->weight, fc->bias), 3, c.heads);
+        std::vector<torch::Tensor> outs{parts[0], parts[1]}, grads{upstream[0], upstream[1]};
+        if (!skip_v) {
+          outs.push_back(parts[2]);
+          grads.push_back(upstream[2]);
+        }
+        std::vector<torch::Tensor> g_in(grads);
+        if (skip_v) g_in.push_back(torch::zeros_like(upstream[0]));
+        kernel_ran = headsGatherKernelApplies(g_in);
+        torch::autograd::backward(outs, grads);
+        return std::vector<torch::Tensor>{parts[0].detach().cpu(), xl.grad().cpu(),
+                                          fc->weight.grad().cpu(), fc->bias.grad().cpu()};
+      };
+      bool ran = false, unused = false;
+      auto got = run(true, ran);
+      auto ref = run(false, unused);
+      // q's values and the input's and weight's gradients: the same products of the same
+      // (gathered) gradient; the bias's: bf16 sums of it, added in another order.
+      const char* names[] = {"q", "dx", "dweight", "dbias"};
+      const double tolerance[] = {1e-6, 1e-3, 1e-3, 4e-3};
+      nlohmann::json row{{"B", c.B}, {"T", c.T}, {"heads", c.heads}, {"d", c.d},
+                         {"layout", layouts[layout]},
+                         {"kernel_ran", ran}};
+      bool ok = ran || c.B * c.T == 0;  // (no rows: the kernel may rightly decline)
+      for (int i = 0; i < 4; ++i) {
+        const double rel = got[i].numel() == 0 ? 0.0 : relNorm(got[i], ref[i]);
+        row[names[i]] = rel;
+        if (!(rel <= tolerance[i])) ok = false;
+      }
+      row["passed"] = ok;
+      rows.push_back(row);
+      all_ok = all_ok && ok;
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"q", 1e-6}, {"dx", 1e-3}, {"dweight", 1e-3}, {"dbias", 4e-3}};
+  r.passed = all_ok;
+  return r;
+}
+
 GpuCheck checkFusedMlp() {
   GpuCheck r;
   r.name = "fused_mlp_vs_reference";
@@ -268,13 +358,13 @@ GpuCheck checkFusedMlp() {
         fc2->bias.copy_(b2);
       }
       auto x = h.to(d, dtype).requires_grad_(true);
-      auto y = fused ? fusedMlp(x, *fc1, *fc2, store, gelu) : fc2(torch::gelu(fc1(x), gelu));
+      auto y = fused ? fusedMlp(x, *fc1, *fc2, store, gelu, true) : fc2(torch::gelu(fc1(x), gelu));
       y.backward(dy.to(d, dtype));
       std::vector<torch::Tensor> v{y.detach(), x.grad(), fc1->weight.grad(), fc1->bias.grad(),
                                    fc2->weight.grad(), fc2->bias.grad()};
       if (fused) {  // without grad mode: the epilogue without the pre-activation
         torch::NoGradGuard no_grad;
-        v.push_back(fusedMlp(x, *fc1, *fc2, store, gelu));
+        v.push_back(fusedMlp(x, *fc1, *fc2, store, gelu, true));
       } else {
         v.push_back(y.detach());
       }

@@ -127,10 +127,13 @@ std::string kernelCategory(const std::string& raw) {
   std::string n(raw);
   std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
   // Order matters: cuDNN's implicit-GEMM convolutions and flash attention's names mention gemm.
-  if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, else the residual norm
+  if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, q/k/v gradient gather,
+                                 // the column sums after each, else the residual norm
     for (const char* k : {"cropkernel", "meankernel", "colourkernel", "blurrowskernel", "finishkernel"})
       if (has(n, k)) return "fused_augment";
-    if (has(n, "gelubackwardkernel") || has(n, "biaskernel")) return "fused_gelu";
+    if (has(n, "gelubackwardkernel")) return "fused_gelu";
+    if (has(n, "gatherkernel")) return "fused_heads";
+    if (has(n, "columnsumskernel")) return "fused_sums";
     return "fused_norm";
   }
   if (has(n, "flash") || has(n, "fmha") || has(n, "attention") || has(n, "sdpa") ||

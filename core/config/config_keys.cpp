@@ -395,8 +395,10 @@ const std::vector<KeyDef>& keyTable() {
                       "the CPU, refused with data-parallel ranks."));
     t.push_back(switchField("train.fused_norm", &C::train, &TrainConfig::fused_norm,
                             "CUDA with bf16 autocast: run each ViT residual add (with its "
-                            "stochastic depth) and the LayerNorm after it as one fused kernel, "
-                            "forward and backward (the same arithmetic; +21 % images/s for "
+                            "stochastic depth and the branch's output bias) and the LayerNorm "
+                            "after it as one fused kernel, forward and backward, and gather the "
+                            "attention's q/k/v gradients with their bias sum in one pass (the "
+                            "same arithmetic, the bias added in fp32; +21 % images/s for "
                             "DeiT-S/16 on an H200): auto = on where the build has kernels for "
                             "this GPU (CMake found nvcc; MST_CUDA_ARCHITECTURES, 90 by default); "
                             "on = refused where they cannot run; off. "

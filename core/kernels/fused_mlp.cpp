@@ -139,7 +139,8 @@ bool applies(const torch::Tensor& h2, const torch::Tensor& w1, const torch::Tens
              const torch::Tensor& w2, const torch::Tensor& b2) {
   if (!fusedMlpApplies(h2, w1.size(0))) return false;
   for (const auto* t : {&h2, &w1, &b1, &w2, &b2})
-    if (t->scalar_type() != torch::kBFloat16 || !t->is_contiguous() ||
+    if (t == &b2 && b2.numel() == 0) continue;  // no fc2 bias here: the junction adds it
+    else if (t->scalar_type() != torch::kBFloat16 || !t->is_contiguous() ||
         reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0)
       return false;
   return true;
@@ -150,6 +151,7 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
   /// `keep`: whether a backward pass may follow (grad mode was on); without one the forward
   /// product applies bias + GELU without writing the pre-activation. `store`: keep GELU's
   /// output too, rather than recomputing it in the backward pass (train.recompute_gelu off).
+  /// An empty b2: fc2 adds no bias (the caller adds it and takes its gradient).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h,
                                const torch::Tensor& w1, const torch::Tensor& b1,
                                const torch::Tensor& w2, const torch::Tensor& b2, bool keep,
@@ -180,7 +182,9 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
       pre = torch::addmm(b1, h2, w1.t());
       g = torch::gelu(pre, approximate);
     }
-    auto y = torch::addmm(b2, g, w2.t());
+    const bool has_b2 = b2.numel() > 0;
+    auto y = has_b2 ? torch::addmm(b2, g, w2.t()) : g.mm(w2.t());
+    ctx->saved_data["has_b2"] = has_b2;
     if (keep) ctx->save_for_backward({h2, pre, w1, w2, store ? g : torch::empty({0}, g.options())});
     ctx->saved_data["stored"] = keep && store;
     ctx->saved_data["lt"] = lt;
@@ -198,7 +202,7 @@ class FusedMlpFunction : public torch::autograd::Function<FusedMlpFunction> {
     const int64_t out = w2.size(0);
     [[maybe_unused]] const int64_t hidden = w1.size(0);
     auto dy = grads[0].reshape({-1, out}).contiguous();
-    auto db2 = dy.sum(0);
+    auto db2 = ctx->saved_data["has_b2"].toBool() ? dy.sum(0) : torch::Tensor();
     torch::Tensor da, db1, g;
     bool done = false;
     if (dy.scalar_type() == pre.scalar_type() && geluBackwardKernelApplies(pre)) {
@@ -269,12 +273,13 @@ bool fusedMlpApplies(const torch::Tensor& h, int64_t hidden) {
 
 torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
                        torch::nn::LinearImpl& fc2, bool store_gelu,
-                       const std::string& approximate) {
+                       const std::string& approximate, bool fc2_bias) {
   TORCH_CHECK(approximate == "none" || approximate == "tanh",
               "fusedMlp: approximate must be \"none\" or \"tanh\", not \"", approximate, "\"");
   TORCH_CHECK(fc1.bias.defined() && fc2.bias.defined(), "fusedMlp: fc1 and fc2 need biases");
   auto [w1, b1] = autocastLinearParams(fc1.weight, fc1.bias);
-  auto [w2, b2] = autocastLinearParams(fc2.weight, fc2.bias);
+  auto [w2, b2] = autocastLinearParams(fc2.weight, fc2_bias ? fc2.bias : torch::Tensor());
+  if (!b2.defined()) b2 = torch::empty({0}, w2.options());
   auto x = h.scalar_type() == w1.scalar_type() ? h : h.to(w1.scalar_type());
 #ifdef MST_HAVE_AUTOCAST
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);

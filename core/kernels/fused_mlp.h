@@ -22,9 +22,11 @@ namespace mst {
 /// `store_gelu`: keep GELU's output for the backward pass instead of recomputing it there (more
 /// memory, one elementwise pass less; train.recompute_gelu off).
 /// `approximate`: torch::gelu's "tanh" or "none" (erf).
+/// `fc2_bias`: add fc2's bias here; false leaves it to the caller (the fused junction adds it and
+/// returns its gradient), and fc2's bias gets no gradient from this function.
 torch::Tensor fusedMlp(const torch::Tensor& h, torch::nn::LinearImpl& fc1,
                        torch::nn::LinearImpl& fc2, bool store_gelu,
-                       const std::string& approximate);
+                       const std::string& approximate, bool fc2_bias);
 
 /// Whether this build has the cuBLASLt path (CMake option MST_CUBLASLT with CUDA's cublasLt).
 bool cublasLtBuilt();

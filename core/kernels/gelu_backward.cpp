@@ -2,8 +2,6 @@
 /// ATen's operations elsewhere, and the kernel's arithmetic as a CPU loop for the tests.
 #include "core/kernels/gelu_backward.h"
 
-#include <array>
-#include <atomic>
 #include <limits>
 
 #include "core/kernels/gelu_math.h"
@@ -33,24 +31,6 @@ void checkOperands(const torch::Tensor& dgelu, const torch::Tensor& pre) {
               "geluBackward: dgelu and pre must share dtype and device");
 }
 
-/// Whether the build's kernels run on this CUDA device (asked once per device).
-bool kernelsRunOn(const torch::Device& device) {
-  static std::array<std::atomic<int>, 64> known{};  // 0 unknown, 1 yes, 2 no
-  const int index = device.has_index() ? device.index() : 0;
-  if (index < 0 || index >= static_cast<int>(known.size()))
-    return fusedKernelsUnavailable(device).empty();
-  int state = known[index].load(std::memory_order_relaxed);
-  if (state == 0) {
-    state = fusedKernelsUnavailable(torch::Device(torch::kCUDA, index)).empty() ? 1 : 2;
-    known[index].store(state, std::memory_order_relaxed);
-  }
-  return state == 1;
-}
-
-bool aligned16(const torch::Tensor& t) {
-  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-}
-
 }  // namespace
 
 bool geluBackwardKernelApplies(const torch::Tensor& pre) {
@@ -59,7 +39,7 @@ bool geluBackwardKernelApplies(const torch::Tensor& pre) {
   if (pre.size(1) == 0 || pre.size(1) % 8 != 0 || pre.size(1) > std::numeric_limits<int>::max())
     return false;
   if (pre.numel() > 0 && !aligned16(pre)) return false;
-  return kernelsRunOn(pre.device());
+  return fusedKernelsRunOn(pre.device());
 }
 
 GeluBackwardOut geluBackward(const torch::Tensor& dgelu, const torch::Tensor& pre,

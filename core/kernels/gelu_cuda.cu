@@ -1,12 +1,13 @@
 /// @brief The fused GELU backward kernel (see gelu_cuda.h). Threads read and write 8 adjacent
 /// bf16 channels at a time (16 bytes); a block of 8 rows of 32 threads covers 256 channels and
 /// strides over the rows, keeping its threads' bias-gradient sums in registers; a second small
-/// kernel adds the blocks' sums. The arithmetic is gelu_math.h's.
+/// kernel (column_sums.cuh) adds the blocks' sums. The arithmetic is gelu_math.h's.
 #include "core/kernels/gelu_cuda.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "core/kernels/column_sums.cuh"
 #include "core/kernels/cuda_status.h"
 
 #include "core/kernels/gelu_math.h"
@@ -72,25 +73,6 @@ __global__ void __launch_bounds__(kLanes * kRowThreads)
   partial[static_cast<int64_t>(blockIdx.y) * hidden + c] = total;
 }
 
-/// dbias[c] = Σ_b partial[b][c]: 32 adjacent channels per block, its 8 rows of threads split
-/// the row blocks and meet in shared memory.
-__global__ void __launch_bounds__(kLanes * kRowThreads)
-    biasKernel(const float* __restrict__ partial, int blocks, int hidden,
-               __nv_bfloat16* __restrict__ dbias) {
-  __shared__ float sums[kRowThreads][kLanes + 1];
-  const int c = blockIdx.x * kLanes + threadIdx.x;
-  float total = 0.0f;
-  if (c < hidden)
-    for (int b = threadIdx.y; b < blocks; b += kRowThreads)
-      total += partial[static_cast<int64_t>(b) * hidden + c];
-  sums[threadIdx.y][threadIdx.x] = total;
-  __syncthreads();
-  if (threadIdx.y != 0 || c >= hidden) return;
-#pragma unroll
-  for (int r = 1; r < kRowThreads; ++r) total += sums[r][threadIdx.x];
-  dbias[c] = __float2bfloat16_rn(total);
-}
-
 }  // namespace
 
 int geluBackwardRowBlocks(int64_t rows, int hidden) {
@@ -123,8 +105,8 @@ const char* geluBackward(const GeluBackwardArgs& a) {
       bias ? a.partial : nullptr, a.rows, a.hidden, a.tanh_approx);
   if (const char* e = lastError()) return e;
   if (!bias) return nullptr;
-  biasKernel<<<(a.hidden + kLanes - 1) / kLanes, block, 0, stream>>>(
-      a.partial, a.row_blocks, a.hidden, static_cast<__nv_bfloat16*>(a.dbias));
+  launchColumnSums(a.partial, a.row_blocks, a.hidden, static_cast<__nv_bfloat16*>(a.dbias),
+                   stream);
   return lastError();
 }
 

@@ -2,6 +2,9 @@
 /// kernels where they apply, the same arithmetic in ATen operations elsewhere.
 #include "core/kernels/residual_norm.h"
 
+#include <array>
+#include <atomic>
+
 #ifdef MST_HAVE_FUSED_KERNELS
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -42,15 +45,18 @@ void* currentStream(const torch::Tensor& t) {
 
 class ResidualNormFunction : public torch::autograd::Function<ResidualNormFunction> {
  public:
-  /// Outputs (y, z) with a branch, (z) without one. Without a branch or a scale, the argument is
-  /// an empty placeholder (the flags say which; an empty tensor may also be a real, empty branch).
+  /// Outputs (y, z) with a branch, (z) without one. Without a branch, a bias or a scale, the
+  /// argument is an empty placeholder (the flags say which; an empty tensor may also be a real,
+  /// empty branch). A bias comes only with a branch.
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& x_in,
-                               const torch::Tensor& branch_in, const torch::Tensor& scale_in,
-                               const torch::Tensor& gamma, const torch::Tensor& beta, double eps,
-                               int64_t out_dtype_code, bool has_branch, bool has_scale) {
+                               const torch::Tensor& branch_in, const torch::Tensor& bias_in,
+                               const torch::Tensor& scale_in, const torch::Tensor& gamma,
+                               const torch::Tensor& beta, double eps, int64_t out_dtype_code,
+                               bool has_branch, bool has_bias, bool has_scale) {
     const auto out_dtype = static_cast<torch::ScalarType>(out_dtype_code);
     auto x = x_in.contiguous();
     auto branch = has_branch ? branch_in.contiguous() : torch::Tensor();
+    auto bias = has_bias ? bias_in.contiguous() : torch::Tensor();
     auto scale = has_scale ? scale_in.contiguous() : torch::Tensor();
     const int64_t D = x.size(-1), rows = x.numel() / D;
     torch::Tensor y, z, mean, rstd;
@@ -61,8 +67,9 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     if (use_kernels) {
 #ifdef MST_HAVE_FUSED_KERNELS
       const c10::cuda::CUDAGuard device(x.device());
-      TORCH_CHECK(gamma.scalar_type() == torch::kFloat && beta.scalar_type() == torch::kFloat,
-                  "fused residual norm: the LayerNorm's parameters must be fp32");
+      TORCH_CHECK(gamma.scalar_type() == torch::kFloat && beta.scalar_type() == torch::kFloat &&
+                      (!has_bias || bias.scalar_type() == torch::kFloat),
+                  "fused residual norm: the LayerNorm's parameters and the bias must be fp32");
       auto stats = torch::empty({2, rows}, x.options().dtype(torch::kFloat));
       mean = stats[0];
       rstd = stats[1];
@@ -71,6 +78,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       kernels::ResidualNormForwardArgs a;
       a.x = x.data_ptr();
       a.branch = has_branch ? branch.data_ptr() : nullptr;
+      a.bias = has_bias ? bias.data_ptr<float>() : nullptr;
       a.scale = scale.defined() ? scale.data_ptr<float>() : nullptr;
       a.gamma = gamma.data_ptr<float>();
       a.beta = beta.data_ptr<float>();
@@ -90,9 +98,11 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       const auto acc = accType(x);
       y = x;
       if (has_branch) {
-        auto scaled = scale.defined() ? (branch.to(acc) * perSample(scale.to(acc), branch))
+        // The linear's output + bias, rounded to the branch's dtype as the linear's would be.
+        auto biased = has_bias ? (branch.to(acc) + bias.to(acc)).to(branch.scalar_type()) : branch;
+        auto scaled = scale.defined() ? (biased.to(acc) * perSample(scale.to(acc), biased))
                                             .to(branch.scalar_type())
-                                      : branch;
+                                      : biased;
         y = (x.to(acc) + scaled.to(acc)).to(x.scalar_type());
       }
       auto yf = y.to(acc);
@@ -105,11 +115,14 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     }
     ctx->save_for_backward({y, mean, rstd, gamma, has_scale ? scale : torch::Tensor()});
     ctx->saved_data["has_branch"] = has_branch;
+    ctx->saved_data["has_bias"] = has_bias;
     ctx->saved_data["has_scale"] = has_scale;
     ctx->saved_data["kernels"] = use_kernels;
     ctx->saved_data["branch_dtype"] =
         static_cast<int64_t>(has_branch ? branch.scalar_type() : x.scalar_type());
     ctx->saved_data["out_dtype"] = out_dtype_code;
+    ctx->saved_data["bias_dtype"] =
+        static_cast<int64_t>(has_bias ? bias.scalar_type() : x.scalar_type());
     if (has_branch) return {y, z};
     return {z};
   }
@@ -119,6 +132,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     auto y = saved[0], mean = saved[1], rstd = saved[2], gamma = saved[3];
     const bool has_branch = ctx->saved_data["has_branch"].toBool();
     const bool has_scale = ctx->saved_data["has_scale"].toBool();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
     auto scale = has_scale ? saved[4] : torch::Tensor();
     const auto branch_dtype = static_cast<torch::ScalarType>(ctx->saved_data["branch_dtype"].toInt());
     const auto out_dtype = static_cast<torch::ScalarType>(ctx->saved_data["out_dtype"].toInt());
@@ -129,19 +143,22 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     if (gy.defined()) gy = gy.to(y.scalar_type()).contiguous();
     // The branch's gradient only where autograd wants it (input 1).
     const bool want_branch = has_branch && ctx->needs_input_grad(1);
+    const bool want_bias = has_bias && ctx->needs_input_grad(2);  // (input 2)
     [[maybe_unused]] const int64_t D = y.size(-1), rows = y.numel() / D;
-    torch::Tensor dx, dbranch, dgamma, dbeta;
+    torch::Tensor dx, dbranch, dbias, dgamma, dbeta;
     if (ctx->saved_data["kernels"].toBool()) {
 #ifdef MST_HAVE_FUSED_KERNELS
       const c10::cuda::CUDAGuard device(y.device());
       dx = torch::empty_like(y);
       if (want_branch) dbranch = torch::empty(y.sizes(), y.options().dtype(branch_dtype));
+      const int sums = want_bias ? 3 : 2;
       const int blocks = kernels::residualNormBackwardBlocks(
-          rows, static_cast<int>(D), y.scalar_type() == torch::kBFloat16);
-      auto partial = torch::empty({blocks, 2, D}, y.options().dtype(torch::kFloat));
-      auto affine = torch::empty({2, D}, y.options().dtype(torch::kFloat));
+          rows, static_cast<int>(D), y.scalar_type() == torch::kBFloat16, sums);
+      auto partial = torch::empty({blocks, sums, D}, y.options().dtype(torch::kFloat));
+      auto affine = torch::empty({sums, D}, y.options().dtype(torch::kFloat));
       dgamma = affine[0];
       dbeta = affine[1];
+      if (want_bias) dbias = affine[2];
       kernels::ResidualNormBackwardArgs a;
       a.gz = gz.data_ptr();
       a.gy = gy.defined() ? gy.data_ptr() : nullptr;
@@ -153,8 +170,8 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       a.dx = dx.data_ptr();
       a.dbranch = want_branch ? dbranch.data_ptr() : nullptr;
       a.partial = partial.data_ptr<float>();
-      a.dgamma = dgamma.data_ptr<float>();
-      a.dbeta = dbeta.data_ptr<float>();
+      a.affine = affine.data_ptr<float>();
+      a.sums = sums;
       a.rows = rows;
       a.tokens = rows / y.size(0);
       a.D = static_cast<int>(D);
@@ -174,17 +191,21 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       auto d = r * (g - g.mean(-1, true) - xhat * (g * xhat).mean(-1, true));
       if (gy.defined()) d = d + gy.to(acc);
       dx = d.to(y.scalar_type());
-      if (want_branch) {
-        dbranch = has_scale ? (dx.to(acc) * perSample(scale.to(acc), dx)).to(branch_dtype)
-                            : dx.to(branch_dtype);
-      }
+      // The branch's gradient before it is rounded: what the bias's gradient sums.
+      auto dbranch_acc = has_scale ? dx.to(acc) * perSample(scale.to(acc), dx) : dx.to(acc);
+      if (want_branch) dbranch = dbranch_acc.to(branch_dtype);
       std::vector<int64_t> rows_dims;
       for (int64_t i = 0; i + 1 < y.dim(); ++i) rows_dims.push_back(i);
+      if (want_bias) dbias = dbranch_acc.sum(rows_dims);
       dgamma = (gzf * xhat).sum(rows_dims).to(gamma.scalar_type());
       dbeta = gzf.sum(rows_dims).to(gamma.scalar_type());
     }
-    return {dx,           dbranch,        torch::Tensor(), dgamma,         dbeta,
-            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    if (dbias.defined()) {
+      const auto bias_dtype = static_cast<torch::ScalarType>(ctx->saved_data["bias_dtype"].toInt());
+      dbias = dbias.to(bias_dtype);
+    }
+    return {dx,     dbranch,         dbias,           torch::Tensor(), dgamma,         dbeta,
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -211,6 +232,20 @@ std::string fusedKernelsUnavailable(const torch::Device& device) {
   return {};
 }
 
+bool fusedKernelsRunOn(const torch::Device& device) {
+  if (!device.is_cuda()) return false;
+  static std::array<std::atomic<int>, 64> known{};  // 0 unknown, 1 yes, 2 no
+  const int index = device.has_index() ? device.index() : 0;
+  if (index < 0 || index >= static_cast<int>(known.size()))
+    return fusedKernelsUnavailable(device).empty();
+  int state = known[index].load(std::memory_order_relaxed);
+  if (state == 0) {
+    state = fusedKernelsUnavailable(torch::Device(torch::kCUDA, index)).empty() ? 1 : 2;
+    known[index].store(state, std::memory_order_relaxed);
+  }
+  return state == 1;
+}
+
 bool fusedNormApplies(const torch::Tensor& x, torch::ScalarType branch_dtype,
                       torch::ScalarType out_dtype) {
   return fusedKernelsBuilt() && x.is_cuda() && x.dim() >= 2 && x.size(-1) <= 1024 &&
@@ -219,12 +254,12 @@ bool fusedNormApplies(const torch::Tensor& x, torch::ScalarType branch_dtype,
 }
 
 ResidualNormOut residualLayerNorm(const torch::Tensor& x, const torch::Tensor& branch,
-                                  const torch::Tensor& scale, const torch::Tensor& gamma,
-                                  const torch::Tensor& beta, double eps,
-                                  torch::ScalarType out_dtype) {
+                                  const torch::Tensor& bias, const torch::Tensor& scale,
+                                  const torch::Tensor& gamma, const torch::Tensor& beta,
+                                  double eps, torch::ScalarType out_dtype) {
   TORCH_CHECK(x.dim() >= 2 && x.size(-1) > 0,
               "residualLayerNorm: x needs a sample dimension and channels");
-  for (const auto* t : {&branch, &scale, &gamma, &beta})
+  for (const auto* t : {&branch, &bias, &scale, &gamma, &beta})
     TORCH_CHECK(!t->defined() || t->device() == x.device(),
                 "residualLayerNorm: every operand must be on the stream's device");
   TORCH_CHECK(!branch.defined() || branch.sizes() == x.sizes(),
@@ -233,14 +268,16 @@ ResidualNormOut residualLayerNorm(const torch::Tensor& x, const torch::Tensor& b
               "residualLayerNorm: the scale must hold one fp32 value per sample");
   TORCH_CHECK(gamma.numel() == x.size(-1) && beta.numel() == x.size(-1),
               "residualLayerNorm: gamma and beta must have one value per channel");
+  TORCH_CHECK(!bias.defined() || (branch.defined() && bias.dim() == 1 && bias.numel() == x.size(-1)),
+              "residualLayerNorm: a bias needs a branch and one value per channel");
   // LibTorch 1.13's autograd functions take no undefined tensors: an empty one stands for none.
   auto none = [&](const torch::Tensor& t, torch::ScalarType dtype) {
     return t.defined() ? t : torch::empty({0}, x.options().dtype(dtype));
   };
-  auto out = ResidualNormFunction::apply(x, none(branch, x.scalar_type()),
-                                         none(scale, torch::kFloat), gamma, beta, eps,
-                                         static_cast<int64_t>(out_dtype), branch.defined(),
-                                         scale.defined());
+  auto out = ResidualNormFunction::apply(
+      x, none(branch, x.scalar_type()), none(bias, gamma.scalar_type()),
+      none(scale, torch::kFloat), gamma, beta, eps, static_cast<int64_t>(out_dtype),
+      branch.defined(), bias.defined(), scale.defined());
   if (branch.defined()) return {out[0], out[1]};
   return {x, out[0]};
 }

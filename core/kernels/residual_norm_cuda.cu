@@ -1,13 +1,15 @@
 /// @brief CUDA kernels of the fused residual junction (see residual_norm.h): one pass over a
-/// row of D channels adds the scaled branch to the residual stream and layer-normalises the sum;
-/// the backward pass returns the stream's and the branch's gradients in one pass and the affine
-/// parameters' gradients through per-block partial sums. No LibTorch headers: the launchers take
+/// row of D channels adds the branch's bias, scales the branch, adds it to the residual stream
+/// and layer-normalises the sum; the backward pass returns the stream's and the branch's
+/// gradients in one pass and the affine parameters' and the bias's gradients through per-block
+/// partial sums. No LibTorch headers: the launchers take
 /// raw pointers and the caller's stream (residual_norm.cpp owns the tensors).
 #include "core/kernels/residual_norm_cuda.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "core/kernels/column_sums.cuh"
 #include "core/kernels/cuda_status.h"
 
 #include <map>
@@ -59,7 +61,8 @@ __device__ __forceinline__ float warpSum(float v) {
 template <typename TS, typename TB, typename TO, int kPerLane>
 __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
     forwardKernel(const TS* __restrict__ x, const TB* __restrict__ branch,
-                  const float* __restrict__ scale, const float* __restrict__ gamma,
+                  const float* __restrict__ bias, const float* __restrict__ scale,
+                  const float* __restrict__ gamma,
                   const float* __restrict__ beta, TS* __restrict__ y, TO* __restrict__ z,
                   float* __restrict__ mean_out, float* __restrict__ rstd_out, int64_t rows,
                   int64_t tokens, int D, float eps) {
@@ -77,9 +80,11 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
     if (c < D) {
       float a = toFloat(x[base + c]);
       if (branch != nullptr) {
-        // The unfused ops: (branch * scale) stored in the branch's dtype, then added in the
-        // stream's dtype.
-        a = roundTo<TS>(a + roundTo<TB>(toFloat(branch[base + c]) * s));
+        // The unfused ops: the linear's output + bias in the branch's dtype, (branch * scale)
+        // stored in the branch's dtype, then added in the stream's dtype.
+        float b = toFloat(branch[base + c]);
+        if (bias != nullptr) b = roundTo<TB>(b + bias[c]);
+        a = roundTo<TS>(a + roundTo<TB>(b * s));
         y[base + c] = fromFloat<TS>(a);
       }
       v[k] = a;
@@ -108,10 +113,11 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
   }
 }
 
-/// Grid-stride over rows, one warp per row. Each warp adds its rows' gz * x̂ and gz per channel
-/// into its own slice of shared memory (registers would hold 2 × kPerLane more values per
-/// thread and halve the warps an SM keeps in flight); the block then leaves the sum of its
-/// warps' slices in partial[blockIdx.x] (gamma's, then beta's), and reduceKernel adds the blocks.
+/// Grid-stride over rows, one warp per row. Each warp adds its rows' gz * x̂, gz and (sums = 3)
+/// dbranch per channel into its own slice of shared memory (registers would hold 2 × kPerLane
+/// more values per thread and halve the warps an SM keeps in flight); the block then leaves the
+/// sum of its warps' slices in partial[blockIdx.x] (gamma's, beta's, the bias's), and
+/// columnSumsKernel (column_sums.cuh) adds the blocks.
 template <typename TS, typename TB, typename TO, int kPerLane>
 __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
     backwardKernel(const TO* __restrict__ gz, const TS* __restrict__ gy,
@@ -119,11 +125,13 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
                    const float* __restrict__ rstd, const float* __restrict__ gamma,
                    const float* __restrict__ scale, TS* __restrict__ dx,
                    TB* __restrict__ dbranch, float* __restrict__ partial, int64_t rows,
-                   int64_t tokens, int D) {
-  extern __shared__ float shared[];  // [kWarpsPerBlock][2][D]
+                   int64_t tokens, int D, int sums) {
+  extern __shared__ float shared[];  // [kWarpsPerBlock][sums][D]
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  float* mine = shared + static_cast<int64_t>(warp) * 2 * D;
-  for (int c = lane; c < D; c += kWarp) mine[c] = mine[D + c] = 0.0f;  // the lane's own channels
+  const bool bias_sum = sums == 3;
+  float* mine = shared + static_cast<int64_t>(warp) * sums * D;
+  for (int c = lane; c < D; c += kWarp)  // the lane's own channels, which only it adds into
+    for (int s = 0; s < sums; ++s) mine[s * D + c] = 0.0f;
   const float inv_d = 1.0f / static_cast<float>(D);
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; row < rows;
        row += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
@@ -155,41 +163,20 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
         if (gy != nullptr) d += toFloat(gy[base + c]);
         const TS d_stream = fromFloat<TS>(d);
         dx[base + c] = d_stream;
-        if (dbranch != nullptr) dbranch[base + c] = fromFloat<TB>(toFloat(d_stream) * s);
+        const float d_branch = toFloat(d_stream) * s;
+        if (dbranch != nullptr) dbranch[base + c] = fromFloat<TB>(d_branch);
+        if (bias_sum) mine[2 * D + c] += d_branch;
       }
     }
   }
   __syncthreads();
-  for (int c = threadIdx.x; c < 2 * D; c += blockDim.x) {
+  const int width = sums * D;
+  for (int c = threadIdx.x; c < width; c += blockDim.x) {
     float total = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarpsPerBlock; ++w) total += shared[static_cast<int64_t>(w) * 2 * D + c];
-    partial[static_cast<int64_t>(blockIdx.x) * 2 * D + c] = total;
+    for (int w = 0; w < kWarpsPerBlock; ++w) total += shared[static_cast<int64_t>(w) * width + c];
+    partial[static_cast<int64_t>(blockIdx.x) * width + c] = total;
   }
-}
-
-/// dgamma[c] = Σ_b partial[b][c], dbeta[c] = Σ_b partial[b][D + c]. A block of kReduceRows ×
-/// 32 threads takes 32 adjacent columns (coalesced rows of the workspace); its rows of threads
-/// split the partial blocks between them and meet in shared memory.
-constexpr int kReduceRows = 8;
-__global__ void __launch_bounds__(kWarp * kReduceRows)
-    reduceKernel(const float* __restrict__ partial, int blocks, int D, float* __restrict__ dgamma,
-                 float* __restrict__ dbeta) {
-  __shared__ float sums[kReduceRows][kWarp + 1];
-  const int c = blockIdx.x * kWarp + threadIdx.x;
-  float total = 0.0f;
-  if (c < 2 * D)
-    for (int b = threadIdx.y; b < blocks; b += kReduceRows)
-      total += partial[static_cast<int64_t>(b) * 2 * D + c];
-  sums[threadIdx.y][threadIdx.x] = total;
-  __syncthreads();
-  if (threadIdx.y != 0 || c >= 2 * D) return;
-#pragma unroll
-  for (int r = 1; r < kReduceRows; ++r) total += sums[r][threadIdx.x];
-  if (c < D)
-    dgamma[c] = total;
-  else
-    dbeta[c - D] = total;
 }
 
 /// Calls f with the smallest per-lane register count that holds D channels (D ≤ 1024).
@@ -215,8 +202,8 @@ const char* forwardTyped(const ResidualNormForwardArgs& a) {
   const bool ok = withPerLane(a.D, [&](auto per_lane) {
     forwardKernel<TS, TB, TO, decltype(per_lane)::value>
         <<<static_cast<unsigned>(blocks), kWarp * kWarpsPerBlock, 0, stream>>>(
-            static_cast<const TS*>(a.x), static_cast<const TB*>(a.branch), a.scale, a.gamma,
-            a.beta, static_cast<TS*>(a.y), static_cast<TO*>(a.z), a.mean, a.rstd, a.rows,
+            static_cast<const TS*>(a.x), static_cast<const TB*>(a.branch), a.bias, a.scale,
+            a.gamma, a.beta, static_cast<TS*>(a.y), static_cast<TO*>(a.z), a.mean, a.rstd, a.rows,
             a.tokens, a.D, a.eps);
   });
   if (!ok) return "residual norm: more than 1024 channels";
@@ -227,32 +214,36 @@ template <typename TS>
 const char* backwardTyped(const ResidualNormBackwardArgs& a) {
   using TB = __nv_bfloat16;
   using TO = __nv_bfloat16;
+  if (a.sums != 2 && a.sums != 3) return "residual norm: 2 or 3 column sums";
+  // At most 4 warps × 3 sums × 1024 channels × 4 bytes = 48 KiB, the most a block gets without
+  // opting in to more (cudaFuncAttributeMaxDynamicSharedMemorySize).
+  static_assert(kWarpsPerBlock * 3 * 1024 * sizeof(float) <= 48 * 1024,
+                "the backward kernel's shared sums outgrow the default limit");
   auto stream = static_cast<cudaStream_t>(a.stream);
-  const size_t shared = sizeof(float) * kWarpsPerBlock * 2 * static_cast<size_t>(a.D);
+  const size_t shared = sizeof(float) * kWarpsPerBlock * a.sums * static_cast<size_t>(a.D);
   const bool ok = withPerLane(a.D, [&](auto per_lane) {
     backwardKernel<TS, TB, TO, decltype(per_lane)::value>
         <<<a.blocks, kWarp * kWarpsPerBlock, shared, stream>>>(
             static_cast<const TO*>(a.gz), static_cast<const TS*>(a.gy),
             static_cast<const TS*>(a.y), a.mean, a.rstd, a.gamma, a.scale,
             static_cast<TS*>(a.dx), static_cast<TB*>(a.dbranch), a.partial, a.rows, a.tokens,
-            a.D);
+            a.D, a.sums);
   });
   if (!ok) return "residual norm: more than 1024 channels";
   if (const char* e = lastError()) return e;
-  const dim3 reduce_block(kWarp, kReduceRows);
-  reduceKernel<<<(2 * a.D + kWarp - 1) / kWarp, reduce_block, 0, stream>>>(a.partial, a.blocks,
-                                                                           a.D, a.dgamma, a.dbeta);
+  launchColumnSums(a.partial, a.blocks, a.sums * a.D, a.affine, stream);
   return lastError();
 }
 
 }  // namespace
 
-int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16) {
-  // As many blocks as the device holds at once (registers and the per-warp shared sums, 8·D
-  // bytes a warp, limit it), so that every SM keeps enough rows in flight to cover memory
-  // latency; more would only lengthen the partial sums. Asked once per (device, dtype, D).
+int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16, int sums) {
+  // As many blocks as the device holds at once (registers and the per-warp shared sums,
+  // 4·sums·D bytes a warp, limit it), so that every SM keeps enough rows in flight to cover
+  // memory latency; more would only lengthen the partial sums. Asked once per (device, dtype,
+  // D, sums).
   static std::mutex mutex;
-  static std::map<std::tuple<int, bool, int>, int> resident;
+  static std::map<std::tuple<int, bool, int, int>, int> resident;
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) {
     cudaGetLastError();
@@ -261,12 +252,12 @@ int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16) {
   int per_sm = 0;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_tuple(device, stream_bf16, D);
+    const auto key = std::make_tuple(device, stream_bf16, D, sums);
     auto it = resident.find(key);
     if (it != resident.end()) {
       per_sm = it->second;
     } else {
-      const size_t shared = sizeof(float) * kWarpsPerBlock * 2 * static_cast<size_t>(D);
+      const size_t shared = sizeof(float) * kWarpsPerBlock * sums * static_cast<size_t>(D);
       auto query = [&](auto per_lane) {
         constexpr int kPerLane = decltype(per_lane)::value;
         const cudaError_t e =
@@ -299,7 +290,7 @@ const char* fusedKernelsLoadable(int device) {
   if (e == cudaSuccess && device >= 0 && device != current) e = cudaSetDevice(device);
   cudaFuncAttributes attributes;
   // Fails with "invalid device function" when no SASS or PTX of the build fits the device.
-  if (e == cudaSuccess) e = cudaFuncGetAttributes(&attributes, reduceKernel);
+  if (e == cudaSuccess) e = cudaFuncGetAttributes(&attributes, columnSumsKernel<float>);
   if (device >= 0 && device != current) cudaSetDevice(current);
   if (e == cudaSuccess) return nullptr;
   cudaGetLastError();  // not sticky, but leave no error behind for the next launch check

@@ -12,10 +12,11 @@ namespace mst::kernels {
 struct ResidualNormForwardArgs {
   const void* x = nullptr;       ///< stream in (rows, D)
   const void* branch = nullptr;  ///< (rows, D) bf16, or nullptr: y = x, nothing written to y
+  const float* bias = nullptr;   ///< (D) added to the branch first (its linear's), or nullptr
   const float* scale = nullptr;  ///< (rows / tokens) per-sample branch scale, or nullptr (1)
   const float* gamma = nullptr;  ///< (D)
   const float* beta = nullptr;   ///< (D)
-  void* y = nullptr;             ///< stream out: x + scale * branch
+  void* y = nullptr;             ///< stream out: x + scale * (branch + bias)
   void* z = nullptr;             ///< (rows, D) bf16: LayerNorm(y) * gamma + beta
   float* mean = nullptr;         ///< (rows) saved for the backward pass
   float* rstd = nullptr;         ///< (rows)
@@ -34,11 +35,14 @@ struct ResidualNormBackwardArgs {
   const float* scale = nullptr;  ///< as in the forward pass
   void* dx = nullptr;            ///< (rows, D) stream dtype: the gradient of x (and of y)
   void* dbranch = nullptr;       ///< (rows, D) bf16, or nullptr
-  float* partial = nullptr;      ///< (blocks, 2, D) workspace
-  float* dgamma = nullptr, *dbeta = nullptr;  ///< (D)
+  float* partial = nullptr;      ///< (blocks, sums, D) workspace
+  /// (sums, D): the gradients of gamma and beta, then (sums = 3) of the branch's bias, i.e. the
+  /// column sums of dbranch before it is rounded to bf16.
+  float* affine = nullptr;
+  int sums = 2;                  ///< 2, or 3 when the forward pass added a bias
   int64_t rows = 0, tokens = 1;
   int D = 0;
-  int blocks = 1;  ///< residualNormBackwardBlocks(rows, D, stream_bf16)
+  int blocks = 1;  ///< residualNormBackwardBlocks(rows, D, stream_bf16, sums)
   bool stream_bf16 = false;
   void* stream = nullptr;
 };
@@ -48,9 +52,10 @@ struct ResidualNormBackwardArgs {
 /// device's architecture (CMake MST_CUDA_ARCHITECTURES), or the device cannot be queried.
 const char* fusedKernelsLoadable(int device);
 
-/// The backward kernel's grid size for `rows` of D channels in a stream of this dtype (the
-/// partial workspace's first dimension): the blocks the device holds at once, fewer for few rows.
-int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16);
+/// The backward kernel's grid size for `rows` of D channels in a stream of this dtype with this
+/// many column sums (the partial workspace's first dimension): the blocks the device holds at
+/// once, fewer for few rows.
+int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16, int sums);
 const char* residualNormForward(const ResidualNormForwardArgs& args);
 const char* residualNormBackward(const ResidualNormBackwardArgs& args);
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/kernels/fused_mlp.h"
+#include "core/kernels/qkv_heads.h"
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
 
@@ -140,9 +141,9 @@ class SplitHeadsFunction : public torch::autograd::Function<SplitHeadsFunction> 
 };
 
 ResidualNormOut junction(const torch::Tensor& x, const torch::Tensor& branch,
-                         const torch::Tensor& scale, torch::nn::LayerNorm& norm,
-                         torch::ScalarType out_dtype) {
-  return residualLayerNorm(x, branch, scale, norm->weight, norm->bias, norm->options.eps(),
+                         const torch::Tensor& bias, const torch::Tensor& scale,
+                         torch::nn::LayerNorm& norm, torch::ScalarType out_dtype) {
+  return residualLayerNorm(x, branch, bias, scale, norm->weight, norm->bias, norm->options.eps(),
                            out_dtype);
 }
 
@@ -155,10 +156,10 @@ std::vector<torch::Tensor> splitHeads(const torch::Tensor& x, int64_t parts, int
 }
 
 torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc,
-                         const std::string& approximate) {
+                         const std::string& approximate, bool with_bias) {
   // The copies autocast's linear would take: the same cached bf16 weights, so gradients from
   // the global and the local crops meet in the same node as they do unfused.
-  auto [weight, bias] = autocastLinearParams(fc.weight, fc.bias);
+  auto [weight, bias] = autocastLinearParams(fc.weight, with_bias ? fc.bias : torch::Tensor());
 #ifdef MST_HAVE_AUTOCAST
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
 #endif
@@ -176,10 +177,12 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads_)
   initLinear(proj);
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_attention) {
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_attention,
+                                     bool fused) {
   const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  // (B, T, 3D) → q, k, v, each (B, h, T, d): views forward, one copy of the gradients backward.
-  auto parts = splitHeads(linear(x, qkv), 3, heads);
+  // (B, T, 3D) → q, k, v, each (B, h, T, d): views forward, one copy of the gradients backward;
+  // fused, that copy also sums them for the projection's bias (qkv_heads.h).
+  auto parts = fused ? qkvHeads(x, *qkv, heads) : splitHeads(linear(x, qkv), 3, heads);
   const auto &q = parts[0], &k = parts[1], &v = parts[2];
 #if TORCH_VERSION_MAJOR >= 2
   // Fused attention (flash or memory-efficient kernels on CUDA): the (T, T) matrix is never
@@ -195,7 +198,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_
   if (cls_attention) *cls_attention = attn.select(2, 0).narrow(-1, 1, T - 1);
   auto out = torch::matmul(attn, v).transpose(1, 2).reshape({B, T, D});
 #endif
-  return linear(out, proj);
+  return linear(out, proj->weight, fused ? torch::Tensor() : proj->bias);
 }
 
 torch::Tensor AttentionImpl::forwardCls(const torch::Tensor& x, torch::Tensor* cls_attention) {
@@ -233,10 +236,11 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, double drop_path, at::G
   return residual(y, mlp(layerNorm(norm2, y)));
 }
 
-torch::Tensor BlockImpl::mlp(const torch::Tensor& h) {
-  if (fused_mlp) return fusedMlp(h, *fc1, *fc2, /*store_gelu=*/!recompute_gelu, gelu);
+torch::Tensor BlockImpl::mlp(const torch::Tensor& h, bool fc2_bias) {
+  if (fused_mlp) return fusedMlp(h, *fc1, *fc2, /*store_gelu=*/!recompute_gelu, gelu, fc2_bias);
   auto a = linear(h, fc1);
-  return recompute_gelu ? geluLinear(a, *fc2, gelu) : linear(torch::gelu(a, gelu), fc2);
+  if (recompute_gelu) return geluLinear(a, *fc2, gelu, fc2_bias);
+  return linear(torch::gelu(a, gelu), fc2->weight, fc2_bias ? fc2->bias : torch::Tensor());
 }
 
 torch::Tensor BlockImpl::forwardCls(const torch::Tensor& x, const torch::Tensor& h,
@@ -253,10 +257,15 @@ std::pair<torch::Tensor, torch::Tensor> BlockImpl::forwardFused(
     const torch::Tensor& x, const torch::Tensor& h, double drop_path, at::Generator* gen,
     torch::Tensor* cls_attention, const BatchShard& shard, torch::nn::LayerNorm& next,
     torch::ScalarType next_dtype) {
-  auto a = attn(h, cls_attention);
-  auto mid = junction(x, a, keepScaleFp32(a, drop_path, gen, shard), norm2, h.scalar_type());
-  auto m = mlp(mid.z);
-  auto out = junction(mid.y, m, keepScaleFp32(m, drop_path, gen, shard), next, next_dtype);
+  // The output projection's and fc2's biases are added by the junctions, whose backward pass
+  // sums their gradients along with γ's and β's (no separate reduction over the branch's
+  // gradient, as the linears' own backward passes would run).
+  auto a = attn->forward(h, cls_attention, /*fused=*/true);
+  auto mid = junction(x, a, attn->proj->bias, keepScaleFp32(a, drop_path, gen, shard), norm2,
+                      h.scalar_type());
+  auto m = mlp(mid.z, /*fc2_bias=*/false);
+  auto out = junction(mid.y, m, fc2->bias, keepScaleFp32(m, drop_path, gen, shard), next,
+                      next_dtype);
   return {out.y, out.z};
 }
 
@@ -345,7 +354,7 @@ VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mas
     // Inside the blocks h feeds matrix products (bf16 under autocast); the final norm's output
     // keeps the stream's dtype, as the unfused LayerNorm gives it.
     const auto inner = autocastActive() ? torch::kBFloat16 : x.scalar_type();
-    auto h = junction(x, {}, {}, blocks[0]->as<Block>()->norm1, inner).z;
+    auto h = junction(x, {}, {}, {}, blocks[0]->as<Block>()->norm1, inner).z;
     for (int64_t i = 0; i < depth; ++i) {
       const double rate = rateOf(i);
       bool last = i == depth - 1;

@@ -21,7 +21,11 @@ class AttentionImpl : public torch::nn::Module {
   AttentionImpl(int64_t dim, int64_t heads);
   /// x: (B, T, D) → (B, T, D). If `cls_attention` is given it receives (B, heads, T-1): the CLS
   /// row of softmax(q k^T / sqrt(d)) per head with the CLS column dropped (Eq. 4 averages it).
-  torch::Tensor forward(const torch::Tensor& x, torch::Tensor* cls_attention = nullptr);
+  /// `fused` (blocks between fused junctions, train.fused_norm): q, k and v through qkvHeads
+  /// (one pass gathers their gradients and sums the bias's), and the output projection without
+  /// its bias, which the junction adds.
+  torch::Tensor forward(const torch::Tensor& x, torch::Tensor* cls_attention = nullptr,
+                        bool fused = false);
   /// The CLS token's row alone: (B, T, D) → (B, 1, D), its query against every key (the keys
   /// and values still come from all tokens). `cls_attention` as in forward.
   torch::Tensor forwardCls(const torch::Tensor& x, torch::Tensor* cls_attention = nullptr);
@@ -58,8 +62,9 @@ class BlockImpl : public torch::nn::Module {
                            const BatchShard& shard);
 
   /// The MLP branch fc2(gelu(fc1(h))); with `recompute_gelu`, through geluLinear; with
-  /// `fused_mlp`, through fusedMlp.
-  torch::Tensor mlp(const torch::Tensor& h);
+  /// `fused_mlp`, through fusedMlp. `fc2_bias` false: without fc2's bias (the fused junction
+  /// adds it).
+  torch::Tensor mlp(const torch::Tensor& h, bool fc2_bias = true);
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};
@@ -132,8 +137,9 @@ std::vector<torch::Tensor> splitHeads(const torch::Tensor& x, int64_t parts, int
 /// which recomputes gelu(a) (one elementwise pass) instead of storing it: per block and token,
 /// 4·D of the ~18·D values the autocast step stores. The same values and gradients as the
 /// unfused operations; under CUDA autocast it takes autocast's cached bf16 copies of the weights.
+/// `with_bias` false: fc's bias is not added (nor given a gradient) here.
 torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc,
-                         const std::string& approximate = "none");
+                         const std::string& approximate = "none", bool with_bias = true);
 
 /// model.gelu ("erf" or "tanh") → torch::gelu's `approximate` ("none" or "tanh").
 std::string geluApproximate(const std::string& kind);

@@ -1,0 +1,108 @@
+/// @brief The attention input's gradient gather (see heads_cuda.h). As in gelu_cuda.cu, threads
+/// move 8 adjacent bf16 channels at a time (16 bytes); a block of 8 rows of 32 threads covers
+/// 256 output channels and strides over the rows, keeping its threads' column sums in
+/// registers; column_sums.cuh adds the blocks' sums.
+#include "core/kernels/heads_cuda.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "core/kernels/column_sums.cuh"
+#include "core/kernels/cuda_status.h"
+
+namespace mst::kernels {
+namespace {
+
+constexpr int kLanes = 32;      // threads along the channels, 8 channels each
+constexpr int kVector = 8;      // bf16 per 16-byte access
+constexpr int kRowThreads = 8;  // threads along the rows
+constexpr int kTile = kLanes * kVector;
+
+union Pack {
+  uint4 raw;
+  __nv_bfloat162 pair[kVector / 2];
+};
+
+__global__ void __launch_bounds__(kLanes * kRowThreads) gatherKernel(HeadsGatherArgs a) {
+  __shared__ float sums[kRowThreads][kTile + 1];
+  const int D = a.heads * a.d, width = HeadsGatherArgs::kParts * D;
+  const int c0 = blockIdx.x * kTile + threadIdx.x * kVector;
+  const bool active = c0 < width;  // width % 8 == 0: a vector is wholly in or out
+  float acc[kVector];
+#pragma unroll
+  for (int k = 0; k < kVector; ++k) acc[k] = 0.0f;
+  if (active) {
+    // This thread's 8 channels lie in one part and one head (d % 8 == 0).
+    const int p = c0 / D, head = (c0 - p * D) / a.d, e = c0 - p * D - head * a.d;
+    const auto* src = static_cast<const __nv_bfloat16*>(a.part[p]) + head * a.stride[p][1] + e;
+    const int64_t sb = a.stride[p][0], st = a.stride[p][2];
+    const int64_t rows = a.batch * a.tokens;
+    auto* out = static_cast<__nv_bfloat16*>(a.out);
+    for (int64_t row = static_cast<int64_t>(blockIdx.y) * kRowThreads + threadIdx.y; row < rows;
+         row += static_cast<int64_t>(gridDim.y) * kRowThreads) {
+      const int64_t b = row / a.tokens, t = row - b * a.tokens;
+      Pack v;
+      v.raw = *reinterpret_cast<const uint4*>(src + b * sb + t * st);
+      *reinterpret_cast<uint4*>(out + row * width + c0) = v.raw;
+#pragma unroll
+      for (int k = 0; k < kVector / 2; ++k) {
+        const float2 f = __bfloat1622float2(v.pair[k]);
+        acc[2 * k] += f.x;
+        acc[2 * k + 1] += f.y;
+      }
+    }
+  }
+  if (a.partial == nullptr) return;  // uniform across the block: no thread waits below
+#pragma unroll
+  for (int k = 0; k < kVector; ++k) sums[threadIdx.y][threadIdx.x * kVector + k] = acc[k];
+  __syncthreads();
+  const int t = threadIdx.y * kLanes + threadIdx.x;  // one channel of the tile per thread
+  const int c = blockIdx.x * kTile + t;
+  if (c >= width) return;
+  float total = 0.0f;
+#pragma unroll
+  for (int r = 0; r < kRowThreads; ++r) total += sums[r][t];
+  a.partial[static_cast<int64_t>(blockIdx.y) * width + c] = total;
+}
+
+}  // namespace
+
+int headsGatherRowBlocks(int64_t rows, int width) {
+  static const int resident = [] {  // blocks of the grid the device holds at once
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gatherKernel, kLanes * kRowThreads,
+                                                      0) != cudaSuccess) {
+      cudaGetLastError();
+      per_sm = 4;
+    }
+    return multiprocessors() * (per_sm > 0 ? per_sm : 1);
+  }();
+  const int column_blocks = (width + kTile - 1) / kTile;
+  const int64_t by_rows = (rows + kRowThreads - 1) / kRowThreads;
+  int64_t cap = resident / (column_blocks > 0 ? column_blocks : 1);
+  if (cap < 1) cap = 1;
+  return static_cast<int>(by_rows < cap ? (by_rows > 0 ? by_rows : 1) : cap);
+}
+
+const char* headsGather(const HeadsGatherArgs& a) {
+  if (a.d % kVector != 0) return "heads gather: head width not a multiple of 8";
+  const int width = HeadsGatherArgs::kParts * a.heads * a.d;
+  const int64_t rows = a.batch * a.tokens;
+  for (int p = 0; p < HeadsGatherArgs::kParts && rows > 0; ++p)  // (no rows: nothing is read)
+    for (int s = 0; s < 3; ++s)
+      if (a.stride[p][s] % kVector != 0) return "heads gather: a stride not a multiple of 8";
+  const bool bias = a.partial != nullptr && a.dbias != nullptr;
+  if (width == 0 || (rows == 0 && !bias)) return nullptr;  // nothing to write
+  auto stream = static_cast<cudaStream_t>(a.stream);
+  HeadsGatherArgs args = a;
+  if (!bias) args.partial = nullptr;
+  const dim3 block(kLanes, kRowThreads);
+  const dim3 grid((width + kTile - 1) / kTile, a.row_blocks);
+  gatherKernel<<<grid, block, 0, stream>>>(args);
+  if (const char* e = lastError()) return e;
+  if (!bias) return nullptr;
+  launchColumnSums(a.partial, a.row_blocks, width, static_cast<__nv_bfloat16*>(a.dbias), stream);
+  return lastError();
+}
+
+}  // namespace mst::kernels
