@@ -42,7 +42,7 @@ stamp "configure + build (nvcc: ${CUDACXX:-none})"
 # part in this order. A compile error elsewhere ends the build at once.
 PARTS=(MST_CUBLASLT MST_KERNEL_PROFILE MST_CUDA_KERNELS MST_CUDA_GRAPHS)
 declare -A SOURCES=([MST_CUBLASLT]="fused_mlp" [MST_KERNEL_PROFILE]="kernel_profile"
-  [MST_CUDA_KERNELS]="residual_norm|augment_cuda|multicrop|augment_reference"
+  [MST_CUDA_KERNELS]="residual_norm|augment_cuda|multicrop|augment_reference|gelu_cuda|gelu_backward|heads_cuda|qkv_heads|dino_loss|column_sums"
   [MST_CUDA_GRAPHS]="step_graph")
 declare -A OFF=()
 built=0

@@ -55,8 +55,8 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # where the step's time goes (eager, a wait a
   bench b128_phases --batch 128 --steps 6 --warmup 3 --phases --set train.cuda_graph=false
   bench b128_phases_nodrop --batch 128 --steps 6 --warmup 3 --phases --set train.cuda_graph=false --set model.drop_path=0
 fi
-# train.fused_norm and train.fused_augment are on by default (auto) where the kernels built.
-UNFUSED="--set train.fused_norm=off --set train.fused_augment=off"
+# train.fused_norm, fused_augment and fused_loss are on by default (auto) where the kernels built.
+UNFUSED="--set train.fused_norm=off --set train.fused_augment=off --set train.fused_loss=off"
 STREAM="--set train.precision=bf16_stream"
 # train.fused_mlp: with the tanh GELU also cuBLASLt's forward epilogue (its baseline is the tanh
 # network); with the default erf GELU only the one-pass backward kernel.
@@ -67,6 +67,7 @@ ERF_MLP="--set train.fused_mlp=true"
 # fused, and where their time goes.
 bench b128_default_graph --batch 128 --steps 30 --warmup 5
 bench b128_fused_mlp_erf_graph --batch 128 --steps 30 --warmup 5 $ERF_MLP
+bench b128_unfused_loss_graph --batch 128 --steps 20 --warmup 5 --set train.fused_loss=off
 bench b128_all_fused_graph --batch 128 --steps 30 --warmup 5 $STREAM $MLP
 if [[ ${KERNELS:-1} == 1 ]]; then  # device time per kernel inside eager steps (Kineto/CUPTI)
   bench b128_kernels_default --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 40
@@ -95,14 +96,14 @@ python3 - "$OUT" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl")) if l.strip()]
-lines = ["| run | arithmetic | fused norm | fused augment | recompute GELU | fused MLP (ATen fallbacks) | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| run | arithmetic | fused norm | fused augment | fused loss | recompute GELU | fused MLP (ATen fallbacks) | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
     if "result" not in r:
-        lines.append(f"| {r['run']} | error: {r['error'][:80]} ||||||||||||||")
+        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||||||||")
         continue
     x = r["result"]
-    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x.get('recompute_gelu', False)} | {x.get('fused_mlp', False)}{' (' + str(x['fused_mlp_fallbacks']) + ')' if 'fused_mlp_fallbacks' in x else ''} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
+    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x.get('fused_loss', False)} | {x.get('recompute_gelu', False)} | {x.get('fused_mlp', False)}{' (' + str(x['fused_mlp_fallbacks']) + ')' if 'fused_mlp_fallbacks' in x else ''} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
                  f"{x['achieved_gflops']/1e3:.0f} | {x['matmul_gflops']/1e3:.0f} ({x['matmul_dtype']}) | "
                  f"{x.get('matmul_fraction') or 0:.3f} | {x.get('peak_gpu_allocated_gb', 0):.1f} | "
                  f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} |")

@@ -2,8 +2,9 @@
 # @brief Everything a session lent the GPU machine should run, in one call (under 600 s: the
 # benches stop at a 520 s budget and the table is written anyway): the build (with the fused
 # kernels when nvcc is there, cuBLASLt for train.fused_mlp), the CUDA checks, and the DeiT-S/16
-# benchmarks of issue 6 (gpu_check.sh, QUICK): the default step (fused_norm and fused_augment
-# on), the default with fused_mlp (its one-pass backward kernel), everything fused (plus
+# benchmarks of issue 6 (gpu_check.sh, QUICK): the default step (fused_norm, fused_augment and
+# fused_loss on), the default with fused_mlp (its one-pass backward kernel) and without the fused
+# loss, everything fused (plus
 # bf16_stream and the tanh network with fused_mlp) and the kernel
 # profiles of both, then each setting against the default (the plain ATen step, GELU's output
 # kept, bf16_stream, tanh with and without fused_mlp, the ATen augmentation), eager steps, and

@@ -326,6 +326,7 @@ class TestEngine : public QObject {
     QCOMPARE(meta["effective"]["arithmetic"].get<std::string>(), std::string("fp32"));
     QCOMPARE(meta["effective"]["fused_norm"].get<bool>(), false);
     QCOMPARE(meta["effective"]["fused_augment"].get<bool>(), false);
+    QCOMPARE(meta["effective"]["fused_loss"].get<bool>(), false);
     QCOMPARE(meta["effective"]["recompute_gelu"].get<bool>(), a.recomputeGelu());
     // The decoder's BatchNorm statistics: the training loss never reads them (batch statistics),
     // but the probe's reconstructions (eval mode) do, so they must come back too.

@@ -79,6 +79,8 @@ class TestGpu : public QObject {
         {"mst::kernels::(anonymous namespace)::geluBackwardKernel(__nv_bfloat16 const*, __nv_bfloat16 const*, __nv_bfloat16*, __nv_bfloat16*, float*, long, int, bool)", "fused_gelu"},
         {"void mst::kernels::(anonymous namespace)::columnSumsKernel<__nv_bfloat16>(float const*, int, int, __nv_bfloat16*)", "fused_sums"},
         {"mst::kernels::(anonymous namespace)::gatherKernel(mst::kernels::HeadsGatherArgs)", "fused_heads"},
+        {"void mst::kernels::(anonymous namespace)::dinoLossForwardKernel<__nv_bfloat16, 12>(mst::kernels::DinoLossArgs)", "fused_loss"},
+        {"mst::kernels::(anonymous namespace)::dinoLossCombineKernel(mst::kernels::DinoLossArgs)", "fused_loss"},
         {"void mst::kernels::(anonymous namespace)::colourKernel(mst::kernels::AugmentArgs, int)", "fused_augment"},
         {"void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<c10::BFloat16>", "layernorm"},
         {"void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>", "elementwise"},

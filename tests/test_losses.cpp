@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/config/config.h"
+#include "core/kernels/dino_loss.h"
 #include "core/train/losses.h"
 #include "core/train/schedules.h"
 
@@ -67,6 +68,48 @@ class TestLosses : public QObject {
       for (int j = 0; j < 3; ++j)
         if (i != j) sum += -(tp[i] * sl[j]).sum(-1).mean().item<double>();
     QVERIFY(std::abs(loss - sum / 4) < 1e-10);
+  }
+
+  void fusedDistillationMatchesAutograd() {
+    // train.fused_loss's autograd function (here its ATen arithmetic, which the CUDA kernels
+    // mirror: log-sum-exp, target dot product and target sum per student row; backward
+    // g·coef·(c − csum·softmax)) against distillationLoss through autograd, in double: the loss
+    // and the logits' gradient, for two global crops alone and with local crops, with an
+    // incoming gradient other than 1.
+    torch::manual_seed(12);
+    const int64_t B = 4, K = 16;
+    const double ts = 0.1, tt = 0.04;
+    for (int64_t S : {2, 3, 12}) {
+      auto teacher = torch::randn({2 * B, K}, torch::kDouble);
+      auto center = 0.1 * torch::randn({1, K}, torch::kDouble);
+      auto probs = ((teacher - center) / tt).softmax(-1);
+      auto student = torch::randn({S * B, K}, torch::kDouble).requires_grad_(true);
+      auto ref = distillationLoss(student, teacher, center, ts, tt);
+      auto ref_grad = torch::autograd::grad({ref * 2.5}, {student})[0];
+      auto got = fusedDistillationLoss(student, probs, ts);
+      auto got_grad = torch::autograd::grad({got * 2.5}, {student})[0];
+      const auto what = "S = " + std::to_string(S);
+      QVERIFY2(std::abs(got.item<double>() - ref.item<double>()) < 1e-12, what.c_str());
+      QVERIFY2(torch::allclose(got_grad, ref_grad, 1e-10, 1e-13),
+               (what + ": " + std::to_string((got_grad - ref_grad).abs().max().item<double>())).c_str());
+    }
+    // bf16 logits: computed in fp32 from the stored values, the gradient rounded to bf16.
+    auto teacher = torch::randn({2 * B, K});
+    auto probs = (teacher / tt).softmax(-1);
+    auto logits = torch::randn({5 * B, K}).to(torch::kBFloat16).requires_grad_(true);
+    auto got = fusedDistillationLoss(logits, probs, ts);
+    auto got_grad = torch::autograd::grad({got}, {logits})[0];
+    QCOMPARE(got_grad.scalar_type(), torch::kBFloat16);
+    auto as_float = logits.detach().to(torch::kFloat).requires_grad_(true);
+    auto ref = distillationLoss(as_float, teacher, torch::zeros({1, K}), ts, tt);
+    auto ref_grad = torch::autograd::grad({ref}, {as_float})[0];
+    QVERIFY(std::abs(got.item<double>() - ref.item<double>()) < 1e-5 * std::abs(ref.item<double>()));
+    QVERIFY(torch::allclose(got_grad.to(torch::kFloat), ref_grad, 1e-2, 1e-6));
+    // distillationLoss(fused) takes the same path and accepts bf16 logits where the kernels do
+    // not run (here, the CPU): ATen's arithmetic on their fp32 copy.
+    auto routed = distillationLoss(logits.detach(), teacher, torch::zeros({1, K}), ts, tt, true);
+    QCOMPARE(routed.item<double>(), ref.item<double>());
+    QVERIFY_THROWS_EXCEPTION(c10::Error, fusedDistillationLoss(logits, probs.narrow(0, 0, 6), ts));
   }
 
   void centerUpdate() {

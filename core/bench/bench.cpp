@@ -243,6 +243,7 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   if (engine.fusedMlp() && c.model.gelu == "tanh")  // (only the tanh GELU's forward is cuBLASLt's)
     out["fused_mlp_fallbacks"] = fusedMlpFallbacks();
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();
+  out["fused_loss"] = engine.fusedLoss();
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");
   out["threads"] = at::get_num_threads();

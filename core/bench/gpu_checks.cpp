@@ -48,7 +48,7 @@ Config gpuCheckConfig() {
   c.optim.warmup_epochs = 0;  // a real update at step 0
   c.optim.freeze_last_layer_epochs = 0;
   // The plain ATen step unless a check turns the fused kernels on (their default is auto).
-  c.train.fused_norm = c.train.fused_augment = "off";
+  c.train.fused_norm = c.train.fused_augment = c.train.fused_loss = "off";
   return c;
 }
 
@@ -239,23 +239,25 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   // CUDA error that fails every later check in this process.
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
   guarded("qkv_heads_kernel_vs_reference", [] { return checkQkvHeads(); });
+  guarded("fused_loss_vs_reference", [] { return checkFusedLoss(); });
   guarded("fused_auto_resolves_on", [&] {  // the default (auto) uses the kernels on this GPU
     GpuCheck r;
     r.name = "fused_auto_resolves_on";
     Config defaults = config;
-    defaults.train.fused_norm = defaults.train.fused_augment = "auto";
+    defaults.train.fused_norm = defaults.train.fused_augment = defaults.train.fused_loss = "auto";
     const torch::Device cuda(torch::kCUDA, 0);
     Engine engine(defaults, checkOptions(defaults, cuda));
     const std::string why = fusedKernelsUnavailable(cuda);
     r.values["unavailable"] = why;
     r.values["fused_norm"] = engine.fusedNorm();
     r.values["fused_augment"] = engine.fusedAugment();
-    r.passed = why.empty() && engine.fusedNorm() && engine.fusedAugment();
+    r.values["fused_loss"] = engine.fusedLoss();
+    r.passed = why.empty() && engine.fusedNorm() && engine.fusedAugment() && engine.fusedLoss();
     return r;
   });
   guarded("fused_augment_vs_aten", [] { return checkFusedAugment(); });
   Config fused = config;
-  fused.train.fused_norm = "on";
+  fused.train.fused_norm = fused.train.fused_loss = "on";
   for (const char* precision : {"bf16", "bf16_stream"}) {
     guarded(std::string("cpu_vs_cuda_") + precision + "_fused", [&] {
       auto r = checkCpuCudaAgreement(fused, precision, 1e-2);
@@ -268,6 +270,13 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
     augmented.train.fused_augment = "on";
     auto r = checkCpuCudaAgreement(augmented, "fp32", 1e-3);
     r.name += "_fused_augment";
+    return r;
+  });
+  guarded("cpu_vs_cuda_fp32_fused_loss", [&] {  // the kernels' fp32-logit instances
+    Config loss = config;
+    loss.train.fused_loss = "on";
+    auto r = checkCpuCudaAgreement(loss, "fp32", 1e-3);
+    r.name += "_fused_loss";
     return r;
   });
   guarded("graph_vs_eager_bf16_fused", [&] {

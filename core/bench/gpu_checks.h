@@ -76,6 +76,13 @@ GpuCheck checkFusedNorm();
 /// (B, T, 3, h, d) buffer, and with v's missing. Fails, saying so, in a build without the kernels.
 GpuCheck checkQkvHeads();
 
+/// train.fused_loss: the distillation loss through its kernels against autograd through ATen on
+/// the logits' fp32 copy, on cuda:0 from the same values: the loss within 1e-5 relative, the
+/// logits' gradient (times an incoming 1.5) within 4e-3 (bf16 logits) or 1e-4 (fp32), relative
+/// norm, for the paper's 12 crops × 65,536 classes, Fashion-MNIST's shape, 32 crops, 2 crops over
+/// 8 classes and sharply peaked logits. Fails, saying so, in a build without the kernels.
+GpuCheck checkFusedLoss();
+
 /// train.fused_augment's kernels against MultiCrop's ATen operations on cuda:0, from the same
 /// draws, for 1- and 3-channel images: both global crop sets (blur always, blur rarely +
 /// solarisation), local crops (several crops per image) and a set without blur. TF32 is off for

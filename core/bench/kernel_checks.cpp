@@ -5,11 +5,13 @@
 #include "core/augment/multicrop.h"
 #include "core/bench/check_math.h"
 #include "core/bench/gpu_checks.h"
+#include "core/kernels/dino_loss.h"
 #include "core/kernels/fused_mlp.h"
 #include "core/kernels/gelu_backward.h"
 #include "core/kernels/qkv_heads.h"
 #include "core/kernels/residual_norm.h"
 #include "core/model/vit.h"
+#include "core/train/losses.h"
 #include "core/util/torch_compat.h"
 
 namespace mst {
@@ -307,6 +309,59 @@ GpuCheck checkQkvHeads() {
   }
   r.values["cases"] = rows;
   r.values["tolerance"] = {{"q", 1e-6}, {"dx", 1e-3}, {"dweight", 1e-3}, {"dbias", 4e-3}};
+  r.passed = all_ok;
+  return r;
+}
+
+GpuCheck checkFusedLoss() {
+  GpuCheck r;
+  r.name = "fused_loss_vs_reference";
+  if (missingKernels(r)) return r;
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(31);
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    int64_t S, B, K;
+    double scale;  ///< of the logits: 8 puts most of each softmax on a few classes
+    double tt;     ///< the teacher's temperature: 10 spreads its targets over every class
+  };
+  // The paper's step (2 + 10 crops, 65,536 classes), Fashion-MNIST's, the most crops the kernels
+  // take, the two global crops alone over few classes, sharply peaked logits, and flat targets
+  // (where every class's target counts: a class segment read twice or skipped would show).
+  for (auto c : {Case{12, 128, 65536, 1.0, 0.04}, Case{8, 64, 4096, 1.0, 0.04},
+                 Case{32, 2, 65536, 1.0, 0.04}, Case{2, 3, 8, 1.0, 0.04},
+                 Case{12, 16, 65536, 8.0, 0.04}, Case{12, 16, 65536, 1.0, 10.0}}) {
+    for (auto dtype : {torch::kBFloat16, torch::kFloat}) {
+      const double ts = 0.1, tt = c.tt;
+      auto teacher = torch::randn({2 * c.B, c.K}, gen).to(cuda);
+      auto center = (0.1 * torch::randn({1, c.K}, gen)).to(cuda);
+      auto logits = (c.scale * torch::randn({c.S * c.B, c.K}, gen)).to(dtype).to(cuda);
+      auto probs = ((teacher - center) / tt).softmax(-1);
+      const bool ran = fusedDistillationApplies(logits, probs);
+      auto z = logits.clone().requires_grad_(true);
+      auto got = distillationLoss(z, teacher, center, ts, tt, /*fused=*/true);
+      auto got_grad = torch::autograd::grad({got * 1.5}, {z})[0];
+      // The reference: autograd through ATen on the logits' fp32 copy (train.fused_loss off).
+      auto z_ref = logits.to(torch::kFloat).requires_grad_(true);
+      auto ref = distillationLoss(z_ref, teacher, center, ts, tt, /*fused=*/false);
+      auto ref_grad = torch::autograd::grad({ref * 1.5}, {z_ref})[0];
+      const double loss_rel = std::abs(got.item<double>() - ref.item<double>()) /
+                              std::max(std::abs(ref.item<double>()), 1e-30);
+      const double grad_rel = relNorm(got_grad, ref_grad);
+      // fp32 sums over the classes in another order; the bf16 gradient is rounded once.
+      const double grad_tol = dtype == torch::kBFloat16 ? 4e-3 : 1e-4;
+      const bool ok = ran && got_grad.scalar_type() == dtype && loss_rel <= 1e-5 &&
+                      grad_rel <= grad_tol;
+      rows.push_back({{"S", c.S}, {"B", c.B}, {"K", c.K}, {"scale", c.scale}, {"teacher_temp", c.tt},
+                      {"dtype", dtype == torch::kBFloat16 ? "bf16" : "fp32"}, {"kernel_ran", ran},
+                      {"loss", got.item<double>()}, {"loss_rel", loss_rel}, {"grad_rel", grad_rel},
+                      {"passed", ok}});
+      all_ok = all_ok && ok;
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"loss_rel", 1e-5}, {"grad_rel", "4e-3 (bf16 logits), 1e-4 (fp32)"}};
   r.passed = all_ok;
   return r;
 }

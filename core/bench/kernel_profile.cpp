@@ -128,11 +128,12 @@ std::string kernelCategory(const std::string& raw) {
   std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
   // Order matters: cuDNN's implicit-GEMM convolutions and flash attention's names mention gemm.
   if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, q/k/v gradient gather,
-                                 // the column sums after each, else the residual norm
+                                 // the DINO loss, the column sums, else the residual norm
     for (const char* k : {"cropkernel", "meankernel", "colourkernel", "blurrowskernel", "finishkernel"})
       if (has(n, k)) return "fused_augment";
     if (has(n, "gelubackwardkernel")) return "fused_gelu";
     if (has(n, "gatherkernel")) return "fused_heads";
+    if (has(n, "dinoloss")) return "fused_loss";
     if (has(n, "columnsumskernel")) return "fused_sums";
     return "fused_norm";
   }

@@ -114,6 +114,9 @@ struct TrainConfig {
   /// "auto", "on" or "off", as fused_norm: on CUDA, each crop set's augmentation (crop, colour
   /// jitter, grayscale, blur, solarisation, normalisation) in four fused passes.
   std::string fused_augment = "auto";
+  /// "auto", "on" or "off", as fused_norm: on CUDA, the self-distillation cross-entropy (Eq. 2)
+  /// from the student's logits as one kernel pass forward and one backward (dino_loss.h).
+  std::string fused_loss = "auto";
   /// "auto" (on with CUDA, off on the CPU), "on" or "off": the ViT's MLPs keep gelu's input
   /// alone for the backward pass and recompute gelu(x) there (less activation memory).
   std::string recompute_gelu = "auto";

@@ -409,6 +409,12 @@ const std::vector<KeyDef>& keyTable() {
                             "with the same random draws: auto = on where the build has kernels "
                             "for this GPU; on = refused where they cannot run; off. Ignored on "
                             "the CPU; true / false mean on / off."));
+    t.push_back(switchField("train.fused_loss", &C::train, &TrainConfig::fused_loss,
+                            "CUDA: compute the self-distillation cross-entropy (L_CE) from the "
+                            "student's logits in one kernel pass forward and one backward, "
+                            "without their fp32 copy (the same arithmetic, in fp32): auto = on "
+                            "where the build has kernels for this GPU; on = refused where they "
+                            "cannot run; off. Ignored on the CPU; true / false mean on / off."));
     t.push_back(choiceField("train.recompute_gelu", &C::train, &TrainConfig::recompute_gelu,
                             "The ViT's MLPs keep only GELU's input for the backward pass, which "
                             "recomputes GELU's output (the same values and gradients, about a "

@@ -125,6 +125,7 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     };
     const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm");
     const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
+    fused_loss_ = fused(config.train.fused_loss, "train.fused_loss");
     // The tanh GELU's forward pass needs cuBLASLt's epilogue; the erf GELU's gains are all in
     // the backward kernel. Refused where the setting could only run ATen's operations.
     if (config.train.fused_mlp && bf16_) {
@@ -315,13 +316,15 @@ StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bo
       cls = torch::cat({cls, local_out.cls.to(cls.scalar_type())}, 0);
     }
     phase("student_local");
-    auto student_out = student_head->forward(cls).to(torch::kFloat);
+    // (The fused loss reads the head's bf16 logits as they are: no fp32 copy.)
+    auto student_out = student_head->forward(cls);
+    if (!fused_loss_) student_out = student_out.to(torch::kFloat);
     phase("student_head");
     auto reconstruction = decoder->forward(global_out.patches).to(torch::kFloat);
     phase("decoder");
 
     m.loss_ce = distillationLoss(student_out, teacher_out, center, config_.loss.student_temp,
-                                 sched_[3]);
+                                 sched_[3], fused_loss_);
     m.loss_rec = reconstructionLoss(reconstruction, views.globals);  // unmasked, normalised target
     loss = config_.loss.lambda_ce * m.loss_ce + config_.loss.lambda_rec * m.loss_rec;
     phase("losses");
@@ -465,6 +468,7 @@ void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra
                        {"arithmetic", arithmetic()},
                        {"fused_norm", fusedNorm()},
                        {"fused_augment", fusedAugment() && options_.device.is_cuda()},
+                       {"fused_loss", fusedLoss()},
                        {"fused_mlp", fusedMlp()},
                        {"recompute_gelu", recomputeGelu()},
                        {"cuda_graph", config_.train.cuda_graph && options_.device.is_cuda()}};

@@ -62,8 +62,8 @@ inline constexpr int64_t kGraphWarmupSteps = 3;
 
 /// The meta record of a checkpoint (format, step, model, config, effective, extra) without loading
 /// weights. `effective`: what the config's automatic settings resolved to where it was written
-/// (device, arithmetic, fused_norm, fused_augment, fused_mlp, recompute_gelu, cuda_graph); absent
-/// in checkpoints from before it was recorded.
+/// (device, arithmetic, fused_norm, fused_augment, fused_loss, fused_mlp, recompute_gelu,
+/// cuda_graph); absent in checkpoints from before it was recorded.
 /// MstError naming the file when it is missing, corrupt or not an MST checkpoint.
 nlohmann::json readCheckpointMeta(const std::string& path);
 
@@ -121,6 +121,8 @@ class Engine {
   /// train.fused_mlp in effect (CUDA with bf16 autocast; refused at construction where the
   /// build cannot run it: no cuBLASLt for the tanh GELU, no kernels for the GPU with erf).
   bool fusedMlp() const { return fused_mlp_; }
+  /// train.fused_loss in effect (CUDA, a build with the kernels for the GPU).
+  bool fusedLoss() const { return fused_loss_; }
   /// train.fused_augment asked for (it applies on CUDA, to 1- and 3-channel crops).
   bool fusedAugment() const { return augment_.fused(); }
   /// Steps now replay a captured CUDA graph.
@@ -164,6 +166,7 @@ class Engine {
   bool bf16_ = false;
   bool recompute_gelu_ = false;
   bool fused_mlp_ = false;
+  bool fused_loss_ = false;
   bool graph_wanted_ = false;
   int64_t eager_steps_ = 0;
   std::unique_ptr<StepGraph> graph_;

@@ -1,13 +1,21 @@
 /// @brief MST losses implementation (see losses.h).
 #include "core/train/losses.h"
 
+#include "core/kernels/dino_loss.h"
+
 namespace mst {
 
 namespace {
 
 /// Shared body: `teacher_probs` (2B, K) are the centred, sharpened teacher's softmax.
-torch::Tensor crossEntropyPairs(const torch::Tensor& student, const torch::Tensor& teacher_probs,
-                                double student_temp) {
+torch::Tensor crossEntropyPairs(const torch::Tensor& student_in,
+                                const torch::Tensor& teacher_probs, double student_temp,
+                                bool fused) {
+  if (fused && fusedDistillationApplies(student_in, teacher_probs))
+    return fusedDistillationLoss(student_in, teacher_probs, student_temp);
+  const auto dtype = student_in.scalar_type();
+  const torch::Tensor student =
+      dtype == torch::kDouble || dtype == torch::kFloat ? student_in : student_in.to(torch::kFloat);
   const int64_t B = teacher_probs.size(0) / 2, K = teacher_probs.size(1);
   TORCH_CHECK(teacher_probs.size(0) == 2 * B && student.size(0) % B == 0 && student.size(1) == K,
               "distillationLoss: student (S*B, K) and teacher (2B, K) disagree");
@@ -25,14 +33,16 @@ torch::Tensor crossEntropyPairs(const torch::Tensor& student, const torch::Tenso
 
 torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
                                const torch::Tensor& center, double student_temp,
-                               double teacher_temp) {
-  return crossEntropyPairs(student, ((teacher - center) / teacher_temp).softmax(-1), student_temp);
+                               double teacher_temp, bool fused) {
+  return crossEntropyPairs(student, ((teacher - center) / teacher_temp).softmax(-1), student_temp,
+                           fused);
 }
 
 torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
                                const torch::Tensor& center, double student_temp,
-                               const torch::Tensor& teacher_temp) {
-  return crossEntropyPairs(student, ((teacher - center) / teacher_temp).softmax(-1), student_temp);
+                               const torch::Tensor& teacher_temp, bool fused) {
+  return crossEntropyPairs(student, ((teacher - center) / teacher_temp).softmax(-1), student_temp,
+                           fused);
 }
 
 void updateCenter(torch::Tensor& center, const torch::Tensor& teacher, double momentum) {

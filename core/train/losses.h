@@ -9,14 +9,17 @@ namespace mst {
 /// student: (S*B, K) logits, crop-major (g1, g2, local 1..N); teacher: (2*B, K) logits (g1, g2);
 /// center: (1, K). Returns a scalar: sum over pairs of mean_b H(softmax((t_i - c)/τ_t),
 /// softmax(s_j/τ_s)), divided by the number of pairs 2S - 2.
+/// The student's logits in fp32 or bf16 (cast to fp32 first), the teacher's in fp32. `fused`
+/// (train.fused_loss): the student's side through fusedDistillationLoss, one kernel pass each
+/// way where it applies (CUDA), ATen's autograd arithmetic otherwise.
 torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
                                const torch::Tensor& center, double student_temp,
-                               double teacher_temp);
+                               double teacher_temp, bool fused = false);
 /// The same with τ_t a 0-dim tensor on the logits' device (a CUDA-graph step reads the schedule
 /// from device memory, so its value may change between replays).
 torch::Tensor distillationLoss(const torch::Tensor& student, const torch::Tensor& teacher,
                                const torch::Tensor& center, double student_temp,
-                               const torch::Tensor& teacher_temp);
+                               const torch::Tensor& teacher_temp, bool fused = false);
 
 /// c ← m c + (1 − m) mean_rows(teacher), in place. teacher: (R, K), center: (1, K).
 void updateCenter(torch::Tensor& center, const torch::Tensor& teacher, double momentum);
