@@ -1,5 +1,6 @@
 /// @brief The second pass of the kernels' column sums (bias, γ and β gradients): the first pass
 /// leaves one fp32 row of partial sums per block of its grid, (blocks, width); this adds them.
+/// Also the first pass's grid size along the rows.
 /// A block of 8 × 32 threads takes 32 adjacent columns (coalesced rows of the workspace); its
 /// rows of threads split the partial rows between them and meet in shared memory. Included by
 /// the .cu files, each with its own copy of the kernel.
@@ -7,6 +8,10 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/kernels/cuda_status.h"
 
 namespace mst::kernels {
 namespace {
@@ -35,6 +40,28 @@ __global__ void __launch_bounds__(kSumLanes * kSumRows)
 #pragma unroll
   for (int r = 1; r < kSumRows; ++r) total += sums[r][threadIdx.x];
   storeSum(total, out + c);
+}
+
+/// Blocks of `kernel` (`threads` threads, no dynamic shared memory) the device holds at once,
+/// 4 per multiprocessor where the occupancy cannot be asked.
+template <typename Kernel>
+int residentBlocks(Kernel kernel, int threads) {
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess) {
+    cudaGetLastError();
+    per_sm = 4;
+  }
+  return multiprocessors() * (per_sm > 0 ? per_sm : 1);
+}
+
+/// The grid's extent along the rows for a first pass whose blocks cover `column_blocks` column
+/// tiles and `row_threads` rows at a time: as many as the device holds at once (`resident`
+/// blocks in all), fewer for few rows, at least one. (The partial workspace's first dimension.)
+inline int rowBlocks(int resident, int64_t rows, int row_threads, int column_blocks) {
+  const int64_t by_rows = (rows + row_threads - 1) / row_threads;
+  int64_t cap = resident / (column_blocks > 0 ? column_blocks : 1);
+  if (cap < 1) cap = 1;
+  return static_cast<int>(by_rows < cap ? (by_rows > 0 ? by_rows : 1) : cap);
 }
 
 /// out[c] = Σ_b partial[b][c] for c < width.

@@ -30,6 +30,25 @@ torch::Tensor targets(const torch::Tensor& teacher, int64_t S) {
   return torch::cat(parts, 0);
 }
 
+#ifdef MST_HAVE_FUSED_KERNELS
+/// The kernels' shared arguments for these operands, on the logits' current stream.
+kernels::DinoLossArgs kernelArgs(const torch::Tensor& student, const torch::Tensor& teacher,
+                                 double temp) {
+  const int64_t B = teacher.size(0) / 2, K = student.size(1);
+  kernels::DinoLossArgs a;
+  a.student = student.data_ptr();
+  a.teacher = teacher.data_ptr<float>();
+  a.batch = B;
+  a.classes = K;
+  a.crops = static_cast<int>(student.size(0) / B);
+  a.student_bf16 = student.scalar_type() == torch::kBFloat16;
+  a.inv_temp = static_cast<float>(1.0 / temp);
+  a.segments = kernels::dinoLossSegments(B, K);
+  a.stream = at::cuda::getCurrentCUDAStream(student.device().index()).stream();
+  return a;
+}
+#endif
+
 class DistillationFunction : public torch::autograd::Function<DistillationFunction> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& student_in,
@@ -44,20 +63,11 @@ class DistillationFunction : public torch::autograd::Function<DistillationFuncti
 #ifdef MST_HAVE_FUSED_KERNELS
       const c10::cuda::CUDAGuard device(student.device());
       stats = torch::empty({3, rows}, student.options().dtype(torch::kFloat));
-      kernels::DinoLossArgs a;
-      a.student = student.data_ptr();
-      a.teacher = teacher.data_ptr<float>();
-      a.batch = B;
-      a.classes = K;
-      a.crops = static_cast<int>(S);
-      a.student_bf16 = student.scalar_type() == torch::kBFloat16;
-      a.inv_temp = static_cast<float>(1.0 / temp);
-      a.segments = kernels::dinoLossSegments(B, K);
+      auto a = kernelArgs(student, teacher, temp);
       auto partial = torch::empty({kernels::dinoLossPartialFloats(a.segments, B, a.crops)},
                                   stats.options());
       a.partial = partial.data_ptr<float>();
       a.stats = stats.data_ptr<float>();
-      a.stream = at::cuda::getCurrentCUDAStream(student.device().index()).stream();
       const char* error = kernels::dinoLossForward(a);
       TORCH_CHECK(error == nullptr, "fused distillation loss (forward): ", error);
 #endif
@@ -90,20 +100,11 @@ class DistillationFunction : public torch::autograd::Function<DistillationFuncti
       const c10::cuda::CUDAGuard device(student.device());
       dz = torch::empty_like(student);
       auto g = grads[0].to(torch::kFloat).contiguous();  // read on the device: no host sync
-      kernels::DinoLossArgs a;
-      a.student = student.data_ptr();
-      a.teacher = teacher.data_ptr<float>();
-      a.batch = B;
-      a.classes = K;
-      a.crops = static_cast<int>(S);
-      a.student_bf16 = student.scalar_type() == torch::kBFloat16;
-      a.inv_temp = static_cast<float>(1.0 / temp);
-      a.segments = kernels::dinoLossSegments(B, K);
+      auto a = kernelArgs(student, teacher, temp);
       a.stats = const_cast<float*>(stats.data_ptr<float>());
       a.grad = g.data_ptr<float>();
       a.coef = static_cast<float>(coef);
       a.dstudent = dz.data_ptr();
-      a.stream = at::cuda::getCurrentCUDAStream(student.device().index()).stream();
       const char* error = kernels::dinoLossBackward(a);
       TORCH_CHECK(error == nullptr, "fused distillation loss (backward): ", error);
 #endif

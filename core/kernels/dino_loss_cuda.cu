@@ -240,13 +240,22 @@ __global__ void __launch_bounds__(kThreads) dinoLossBackwardKernel(DinoLossArgs 
   }
 }
 
-/// Calls f with the smallest crop count of the kernels' instances that holds S.
-template <typename F>
-bool withCrops(int crops, F&& f) {
-  if (crops <= 4) return f(std::integral_constant<int, 4>{}), true;
-  if (crops <= 12) return f(std::integral_constant<int, 12>{}), true;
-  if (crops <= kDinoLossMaxCrops) return f(std::integral_constant<int, kDinoLossMaxCrops>{}), true;
-  return false;
+using Kernel = void (*)(DinoLossArgs);
+
+template <int kCrops>
+Kernel pick(bool forward, bool bf16) {
+  if (forward)
+    return bf16 ? dinoLossForwardKernel<__nv_bfloat16, kCrops>
+                : dinoLossForwardKernel<float, kCrops>;
+  return bf16 ? dinoLossBackwardKernel<__nv_bfloat16, kCrops>
+              : dinoLossBackwardKernel<float, kCrops>;
+}
+
+/// The instance for these logits with the smallest crop count that holds S (checkArgs: S ≤ 32).
+Kernel kernelFor(const DinoLossArgs& a, bool forward) {
+  if (a.crops <= 4) return pick<4>(forward, a.student_bf16);
+  if (a.crops <= 12) return pick<12>(forward, a.student_bf16);
+  return pick<kDinoLossMaxCrops>(forward, a.student_bf16);
 }
 
 const char* checkArgs(const DinoLossArgs& a) {
@@ -278,13 +287,7 @@ const char* dinoLossForward(const DinoLossArgs& a) {
   if (a.batch == 0) return nullptr;
   auto stream = static_cast<cudaStream_t>(a.stream);
   const dim3 grid(static_cast<unsigned>(a.batch), static_cast<unsigned>(a.segments));
-  withCrops(a.crops, [&](auto crops) {
-    constexpr int kCrops = decltype(crops)::value;
-    if (a.student_bf16)
-      dinoLossForwardKernel<__nv_bfloat16, kCrops><<<grid, kThreads, 0, stream>>>(a);
-    else
-      dinoLossForwardKernel<float, kCrops><<<grid, kThreads, 0, stream>>>(a);
-  });
+  kernelFor(a, /*forward=*/true)<<<grid, kThreads, 0, stream>>>(a);
   if (const char* e = lastError()) return e;
   const int64_t rows = static_cast<int64_t>(a.crops) * a.batch;
   dinoLossCombineKernel<<<static_cast<unsigned>((rows + kThreads - 1) / kThreads), kThreads, 0, stream>>>(a);
@@ -296,13 +299,7 @@ const char* dinoLossBackward(const DinoLossArgs& a) {
   if (a.batch == 0) return nullptr;
   auto stream = static_cast<cudaStream_t>(a.stream);
   const dim3 grid(static_cast<unsigned>(a.batch), static_cast<unsigned>(a.segments));
-  withCrops(a.crops, [&](auto crops) {
-    constexpr int kCrops = decltype(crops)::value;
-    if (a.student_bf16)
-      dinoLossBackwardKernel<__nv_bfloat16, kCrops><<<grid, kThreads, 0, stream>>>(a);
-    else
-      dinoLossBackwardKernel<float, kCrops><<<grid, kThreads, 0, stream>>>(a);
-  });
+  kernelFor(a, /*forward=*/false)<<<grid, kThreads, 0, stream>>>(a);
   return lastError();
 }
 

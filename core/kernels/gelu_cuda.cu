@@ -76,20 +76,8 @@ __global__ void __launch_bounds__(kLanes * kRowThreads)
 }  // namespace
 
 int geluBackwardRowBlocks(int64_t rows, int hidden) {
-  static const int resident = [] {  // blocks of the grid the device holds at once
-    int per_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, geluBackwardKernel,
-                                                      kLanes * kRowThreads, 0) != cudaSuccess) {
-      cudaGetLastError();
-      per_sm = 4;
-    }
-    return multiprocessors() * (per_sm > 0 ? per_sm : 1);
-  }();
-  const int column_blocks = (hidden + kTile - 1) / kTile;
-  const int64_t by_rows = (rows + kRowThreads - 1) / kRowThreads;
-  int64_t cap = resident / (column_blocks > 0 ? column_blocks : 1);
-  if (cap < 1) cap = 1;
-  return static_cast<int>(by_rows < cap ? (by_rows > 0 ? by_rows : 1) : cap);
+  static const int resident = residentBlocks(geluBackwardKernel, kLanes * kRowThreads);
+  return rowBlocks(resident, rows, kRowThreads, (hidden + kTile - 1) / kTile);
 }
 
 const char* geluBackward(const GeluBackwardArgs& a) {
