@@ -318,10 +318,14 @@ torch::Tensor VitImpl::embed(const torch::Tensor& images, const torch::Tensor& m
   TORCH_CHECK(S == images.size(3) && S % P == 0, "Vit: crop size ", S,
               " must be square and divisible by the patch ", P);
   const int64_t g = S / P;
-  // (B, C, g, P, g, P) → (B, g*g, C*P*P): patch pixels in the conv weight's (C, P, P) order.
-  auto patches = images.reshape({B, C, g, P, g, P}).permute({0, 2, 4, 1, 3, 5}).reshape(
-      {B, g * g, C * P * P});
-  auto x = linear(patches, patch_embed);
+  // (B, C, g, P, g, P) → (B, g*g, C*P*P): patch pixels in the conv weight's (C, P, P) order, in
+  // one copy that also casts them to the dtype of the weights the product takes (autocast's
+  // cached bf16 copies under CUDA autocast): the permuted copy and autocast's cast of the fp32
+  // patches, each a pass over the crops, become one.
+  auto [weight, bias] = autocastLinearParams(patch_embed->weight, patch_embed->bias);
+  auto patches = torch::empty({B, g, g, C, P, P}, images.options().dtype(weight.scalar_type()));
+  patches.copy_(images.reshape({B, C, g, P, g, P}).permute({0, 2, 4, 1, 3, 5}));
+  auto x = linear(patches.view({B, g * g, C * P * P}), weight, bias);
   if (mask.defined()) {
     TORCH_CHECK(mask.sizes() == torch::IntArrayRef({B, g * g}), "Vit: mask must be (B, n)");
     x = torch::where(mask.unsqueeze(-1), mask_token.to(x.scalar_type()), x);  // Eq. 6
