@@ -42,6 +42,26 @@ __global__ void __launch_bounds__(kSumLanes * kSumRows)
   storeSum(total, out + c);
 }
 
+/// The end of a first pass whose blocks are kRows × kLanes threads, each thread summing kVector
+/// adjacent columns over its rows (`acc`), the block a tile of kLanes · kVector columns: the
+/// block's rows of threads meet in `sums`, and thread t leaves column t of the tile's sum in
+/// partial[blockIdx.y]. Every thread of the block must call it (it waits for them).
+template <int kLanes, int kRows, int kVector>
+__device__ __forceinline__ void writeTileSums(float (*sums)[kLanes * kVector + 1], const float* acc,
+                                              float* __restrict__ partial, int width) {
+  static_assert(kRows == kVector, "one column of the tile per thread");
+#pragma unroll
+  for (int k = 0; k < kVector; ++k) sums[threadIdx.y][threadIdx.x * kVector + k] = acc[k];
+  __syncthreads();
+  const int t = threadIdx.y * kLanes + threadIdx.x;
+  const int c = blockIdx.x * kLanes * kVector + t;
+  if (c >= width) return;
+  float total = 0.0f;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) total += sums[r][t];
+  partial[static_cast<int64_t>(blockIdx.y) * width + c] = total;
+}
+
 /// Blocks of `kernel` (`threads` threads, no dynamic shared memory) the device holds at once,
 /// 4 per multiprocessor where the occupancy cannot be asked.
 template <typename Kernel>

@@ -53,16 +53,7 @@ __global__ void __launch_bounds__(kLanes * kRowThreads) gatherKernel(HeadsGather
     }
   }
   if (a.partial == nullptr) return;  // uniform across the block: no thread waits below
-#pragma unroll
-  for (int k = 0; k < kVector; ++k) sums[threadIdx.y][threadIdx.x * kVector + k] = acc[k];
-  __syncthreads();
-  const int t = threadIdx.y * kLanes + threadIdx.x;  // one channel of the tile per thread
-  const int c = blockIdx.x * kTile + t;
-  if (c >= width) return;
-  float total = 0.0f;
-#pragma unroll
-  for (int r = 0; r < kRowThreads; ++r) total += sums[r][t];
-  a.partial[static_cast<int64_t>(blockIdx.y) * width + c] = total;
+  writeTileSums<kLanes, kRowThreads, kVector>(sums, acc, a.partial, width);
 }
 
 }  // namespace
