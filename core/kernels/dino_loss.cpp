@@ -2,14 +2,13 @@
 /// they apply, the same arithmetic in ATen operations elsewhere.
 #include "core/kernels/dino_loss.h"
 
+#include "core/kernels/dino_loss_cuda.h"  // (free of CUDA: its limits serve every build)
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
 
 #ifdef MST_HAVE_FUSED_KERNELS
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
-
-#include "core/kernels/dino_loss_cuda.h"
 #endif
 
 namespace mst {
@@ -17,8 +16,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-constexpr int kMaxCrops = 32;  // dino_loss_cuda.h's kDinoLossMaxCrops
 
 /// Each student row's target, (S, B, K): the other global crop's teacher row for the global
 /// crops, both for a local crop.
@@ -133,7 +130,7 @@ bool fusedDistillationApplies(const torch::Tensor& student, const torch::Tensor&
   const int64_t B = teacher_probs.size(0) / 2, K = student.size(1);
   if (B == 0 || B > 65535 || K == 0 || K % 8 != 0 || teacher_probs.size(1) != K) return false;
   const int64_t S = student.size(0) / B;
-  if (S < 2 || S > kMaxCrops || S * B != student.size(0)) return false;
+  if (S < 2 || S > kernels::kDinoLossMaxCrops || S * B != student.size(0)) return false;
   if (!student.is_contiguous() || !teacher_probs.is_contiguous() || !aligned16(student) ||
       !aligned16(teacher_probs))
     return false;

@@ -138,11 +138,12 @@ bool ltMatmul(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, 
 bool applies(const torch::Tensor& h2, const torch::Tensor& w1, const torch::Tensor& b1,
              const torch::Tensor& w2, const torch::Tensor& b2) {
   if (!fusedMlpApplies(h2, w1.size(0))) return false;
-  for (const auto* t : {&h2, &w1, &b1, &w2, &b2})
+  for (const auto* t : {&h2, &w1, &b1, &w2, &b2}) {
     if (t == &b2 && b2.numel() == 0) continue;  // no fc2 bias here: the junction adds it
-    else if (t->scalar_type() != torch::kBFloat16 || !t->is_contiguous() ||
+    if (t->scalar_type() != torch::kBFloat16 || !t->is_contiguous() ||
         reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0)
       return false;
+  }
   return true;
 }
 

@@ -74,9 +74,7 @@ class QkvHeadsFunction : public torch::autograd::Function<QkvHeadsFunction> {
       TORCH_CHECK(error == nullptr, "q/k/v gradient gather: ", error);
 #endif
     } else {
-      // (B, heads, T, d) → (B, T, heads, d), stacked as (B, T, 3, heads, d): one copy.
-      for (auto& g : parts) g = g.transpose(1, 2);
-      dy = torch::stack(parts, 2).view({B * T, out});
+      dy = stackHeadGradients(parts, B, T, heads, d).view({B * T, out});
       dbias = dy.sum(0);
     }
     dbias = dbias.to(static_cast<torch::ScalarType>(ctx->saved_data["bias_dtype"].toInt()));
@@ -88,6 +86,17 @@ class QkvHeadsFunction : public torch::autograd::Function<QkvHeadsFunction> {
 };
 
 }  // namespace
+
+torch::Tensor stackHeadGradients(const std::vector<torch::Tensor>& grads, int64_t B, int64_t T,
+                                 int64_t heads, int64_t d) {
+  torch::Tensor like;
+  for (const auto& g : grads)
+    if (g.defined()) like = g;
+  std::vector<torch::Tensor> parts;  // each (B, T, heads, d)
+  for (const auto& g : grads)
+    parts.push_back(g.defined() ? g.transpose(1, 2) : torch::zeros({B, T, heads, d}, like.options()));
+  return torch::stack(parts, 2).view({B, T, static_cast<int64_t>(grads.size()) * heads * d});
+}
 
 bool headsGatherKernelApplies(const std::vector<torch::Tensor>& grads) {
   if (!fusedKernelsBuilt() || grads.size() != 3) return false;

@@ -20,6 +20,12 @@ namespace mst {
 std::vector<torch::Tensor> qkvHeads(const torch::Tensor& x, torch::nn::LinearImpl& fc,
                                     int64_t heads);
 
+/// The gradients of `grads.size()` head views, (B, heads, T, d) each (an undefined one, an unused
+/// output's, counts as zeros), laid out as the (B, T, parts·heads·d) tensor they are views of:
+/// one stacking copy. The backward pass of splitHeads, and of qkvHeads without the kernel.
+torch::Tensor stackHeadGradients(const std::vector<torch::Tensor>& grads, int64_t B, int64_t T,
+                                 int64_t heads, int64_t d);
+
 /// Whether the backward pass gathers these (B, heads, T, d) gradients with the kernel: CUDA,
 /// bf16, d % 8 == 0, the channels contiguous and every other stride a multiple of 8 elements,
 /// 16-byte aligned, a build whose kernels run on the device.

@@ -131,12 +131,7 @@ class SplitHeadsFunction : public torch::autograd::Function<SplitHeadsFunction> 
     const auto sizes = ctx->saved_data["sizes"].toIntVector();
     const int64_t heads = ctx->saved_data["heads"].toInt();
     const int64_t B = sizes[0], T = sizes[1], d = sizes[2] / (heads * static_cast<int64_t>(grads.size()));
-    torch::Tensor like;
-    for (const auto& g : grads) if (g.defined()) like = g;
-    std::vector<torch::Tensor> parts;  // each (B, T, h, d); an unused output's gradient is zero
-    for (const auto& g : grads)
-      parts.push_back(g.defined() ? g.transpose(1, 2) : torch::zeros({B, T, heads, d}, like.options()));
-    return {torch::stack(parts, 2).view(sizes), torch::Tensor(), torch::Tensor()};
+    return {stackHeadGradients(grads, B, T, heads, d), torch::Tensor(), torch::Tensor()};
   }
 };
 
