@@ -10,6 +10,7 @@
 
 #include "core/kernels/augment_pixel.h"
 #include "core/kernels/cuda_status.h"
+#include "core/kernels/launch.cuh"
 
 namespace mst::kernels {
 namespace {
@@ -114,17 +115,17 @@ const char* augmentCrops(const AugmentArgs& a) {
   auto stream = static_cast<cudaStream_t>(a.stream);
   const int blocks = augmentPartialBlocks(a.S);
   const dim3 grid(blocks, static_cast<unsigned>(a.rows));
-  cropKernel<<<grid, kThreads, 0, stream>>>(a);
+  MST_LAUNCH(grid, kThreads, 0, stream, cropKernel)(a);
   if (const char* e = lastError()) return e;
-  meanKernel<<<static_cast<unsigned>((a.rows + 127) / 128), 128, 0, stream>>>(a, blocks);
+  MST_LAUNCH(static_cast<unsigned>((a.rows + 127) / 128), 128, 0, stream, meanKernel)(a, blocks);
   if (const char* e = lastError()) return e;
-  colourKernel<<<grid, kThreads, 0, stream>>>(a, blocks);
+  MST_LAUNCH(grid, kThreads, 0, stream, colourKernel)(a, blocks);
   if (const char* e = lastError()) return e;
   if (a.blur != nullptr) {
-    blurRowsKernel<<<grid, kThreads, 0, stream>>>(a);
+    MST_LAUNCH(grid, kThreads, 0, stream, blurRowsKernel)(a);
     if (const char* e = lastError()) return e;
   }
-  finishKernel<<<grid, kThreads, 0, stream>>>(a, a.blur != nullptr ? a.work2 : a.work);
+  MST_LAUNCH(grid, kThreads, 0, stream, finishKernel)(a, a.blur != nullptr ? a.work2 : a.work);
   return lastError();
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "core/kernels/cuda_status.h"
+#include "core/kernels/launch.cuh"
 
 namespace mst::kernels {
 namespace {
@@ -89,8 +90,8 @@ template <typename TOut>
 void launchColumnSums(const float* partial, int blocks, int width, TOut* out,
                       cudaStream_t stream) {
   if (width <= 0) return;
-  columnSumsKernel<TOut><<<(width + kSumLanes - 1) / kSumLanes, dim3(kSumLanes, kSumRows), 0,
-                           stream>>>(partial, blocks, width, out);
+  MST_LAUNCH((width + kSumLanes - 1) / kSumLanes, dim3(kSumLanes, kSumRows), 0, stream,
+             columnSumsKernel<TOut>)(partial, blocks, width, out);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "core/kernels/cuda_status.h"
+#include "core/kernels/launch.cuh"
 
 namespace mst::kernels {
 namespace {
@@ -287,10 +288,11 @@ const char* dinoLossForward(const DinoLossArgs& a) {
   if (a.batch == 0) return nullptr;
   auto stream = static_cast<cudaStream_t>(a.stream);
   const dim3 grid(static_cast<unsigned>(a.batch), static_cast<unsigned>(a.segments));
-  kernelFor(a, /*forward=*/true)<<<grid, kThreads, 0, stream>>>(a);
+  MST_LAUNCH(grid, kThreads, 0, stream, kernelFor(a, /*forward=*/true))(a);
   if (const char* e = lastError()) return e;
   const int64_t rows = static_cast<int64_t>(a.crops) * a.batch;
-  dinoLossCombineKernel<<<static_cast<unsigned>((rows + kThreads - 1) / kThreads), kThreads, 0, stream>>>(a);
+  MST_LAUNCH(static_cast<unsigned>((rows + kThreads - 1) / kThreads), kThreads, 0, stream,
+             dinoLossCombineKernel)(a);
   return lastError();
 }
 
@@ -299,7 +301,7 @@ const char* dinoLossBackward(const DinoLossArgs& a) {
   if (a.batch == 0) return nullptr;
   auto stream = static_cast<cudaStream_t>(a.stream);
   const dim3 grid(static_cast<unsigned>(a.batch), static_cast<unsigned>(a.segments));
-  kernelFor(a, /*forward=*/false)<<<grid, kThreads, 0, stream>>>(a);
+  MST_LAUNCH(grid, kThreads, 0, stream, kernelFor(a, /*forward=*/false))(a);
   return lastError();
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/kernels/column_sums.cuh"
 #include "core/kernels/cuda_status.h"
+#include "core/kernels/launch.cuh"
 
 #include "core/kernels/gelu_math.h"
 
@@ -78,7 +79,7 @@ const char* geluBackward(const GeluBackwardArgs& a) {
   const bool bias = a.partial != nullptr && a.dbias != nullptr;
   const dim3 block(kLanes, kRowThreads);
   const dim3 grid((a.hidden + kTile - 1) / kTile, a.row_blocks);
-  geluBackwardKernel<<<grid, block, 0, stream>>>(
+  MST_LAUNCH(grid, block, 0, stream, geluBackwardKernel)(
       static_cast<const __nv_bfloat16*>(a.dgelu), static_cast<const __nv_bfloat16*>(a.pre),
       static_cast<__nv_bfloat16*>(a.dpre), static_cast<__nv_bfloat16*>(a.gelu),
       bias ? a.partial : nullptr, a.rows, a.hidden, a.tanh_approx);

@@ -9,6 +9,7 @@
 
 #include "core/kernels/column_sums.cuh"
 #include "core/kernels/cuda_status.h"
+#include "core/kernels/launch.cuh"
 
 namespace mst::kernels {
 namespace {
@@ -77,7 +78,7 @@ const char* headsGather(const HeadsGatherArgs& a) {
   if (!bias) args.partial = nullptr;
   const dim3 block(kLanes, kRowThreads);
   const dim3 grid((width + kTile - 1) / kTile, a.row_blocks);
-  gatherKernel<<<grid, block, 0, stream>>>(args);
+  MST_LAUNCH(grid, block, 0, stream, gatherKernel)(args);
   if (const char* e = lastError()) return e;
   if (!bias) return nullptr;
   launchColumnSums(a.partial, a.row_blocks, width, static_cast<__nv_bfloat16*>(a.dbias), stream);

@@ -11,6 +11,7 @@
 
 #include "core/kernels/column_sums.cuh"
 #include "core/kernels/cuda_status.h"
+#include "core/kernels/launch.cuh"
 
 #include <map>
 #include <mutex>
@@ -126,7 +127,7 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
                    const float* __restrict__ scale, TS* __restrict__ dx,
                    TB* __restrict__ dbranch, float* __restrict__ partial, int64_t rows,
                    int64_t tokens, int D, int sums) {
-  extern __shared__ float shared[];  // [kWarpsPerBlock][sums][D]
+  MST_DYNAMIC_SHARED(float, shared);  // [kWarpsPerBlock][sums][D]
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const bool bias_sum = sums == 3;
   float* mine = shared + static_cast<int64_t>(warp) * sums * D;
@@ -200,8 +201,8 @@ const char* forwardTyped(const ResidualNormForwardArgs& a) {
   if (blocks == 0) return nullptr;
   auto stream = static_cast<cudaStream_t>(a.stream);
   const bool ok = withPerLane(a.D, [&](auto per_lane) {
-    forwardKernel<TS, TB, TO, decltype(per_lane)::value>
-        <<<static_cast<unsigned>(blocks), kWarp * kWarpsPerBlock, 0, stream>>>(
+    MST_LAUNCH(static_cast<unsigned>(blocks), kWarp * kWarpsPerBlock, 0, stream,
+               forwardKernel<TS, TB, TO, decltype(per_lane)::value>)(
             static_cast<const TS*>(a.x), static_cast<const TB*>(a.branch), a.bias, a.scale,
             a.gamma, a.beta, static_cast<TS*>(a.y), static_cast<TO*>(a.z), a.mean, a.rstd, a.rows,
             a.tokens, a.D, a.eps);
@@ -222,8 +223,8 @@ const char* backwardTyped(const ResidualNormBackwardArgs& a) {
   auto stream = static_cast<cudaStream_t>(a.stream);
   const size_t shared = sizeof(float) * kWarpsPerBlock * a.sums * static_cast<size_t>(a.D);
   const bool ok = withPerLane(a.D, [&](auto per_lane) {
-    backwardKernel<TS, TB, TO, decltype(per_lane)::value>
-        <<<a.blocks, kWarp * kWarpsPerBlock, shared, stream>>>(
+    MST_LAUNCH(a.blocks, kWarp * kWarpsPerBlock, shared, stream,
+               backwardKernel<TS, TB, TO, decltype(per_lane)::value>)(
             static_cast<const TO*>(a.gz), static_cast<const TS*>(a.gy),
             static_cast<const TS*>(a.y), a.mean, a.rstd, a.gamma, a.scale,
             static_cast<TS*>(a.dx), static_cast<TB*>(a.dbranch), a.partial, a.rows, a.tokens,

@@ -1,0 +1,359 @@
+/// @brief The fused CUDA kernels themselves, without a GPU: core/kernels/*.cu compiled as C++
+/// and run by the CPU emulator of tests/cuda_emu/ (one block at a time, its threads as fibers
+/// that meet at every __syncthreads and warp shuffle), through the same launchers the engine
+/// calls, on CPU memory. Each kernel's results are compared with the ATen arithmetic it mirrors
+/// (the autograd functions' CPU paths, which test_model/test_losses check against autograd). The
+/// emulated device has 3 multiprocessors × 2 resident blocks, so the kernels' grid-stride loops
+/// and partial sums take several turns on these small shapes. What only a GPU shows (timing,
+/// the memory model, the real math library's last bits) stays with `mst gpucheck`.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/kernels/dino_loss.h"
+#include "core/kernels/dino_loss_cuda.h"
+#include "core/kernels/gelu_backward.h"
+#include "core/kernels/gelu_cuda.h"
+#include "core/kernels/heads_cuda.h"
+#include "core/kernels/qkv_heads.h"
+#include "core/kernels/residual_norm.h"
+#include "core/kernels/residual_norm_cuda.h"
+#include "tests/cuda_emu/emu_selftest.h"
+
+namespace k = mst::kernels;
+
+namespace {
+
+std::string describe(const torch::Tensor& got, const torch::Tensor& want) {
+  auto d = (got.to(torch::kDouble) - want.to(torch::kDouble)).abs();
+  return "max |difference| " + std::to_string(d.max().item<double>()) + " of max |value| " +
+         std::to_string(want.to(torch::kDouble).abs().max().item<double>());
+}
+
+/// Whether bf16 `got` equals `want` (any dtype, rounded to bf16 here) to within `ulps` bf16
+/// steps of each value, or of a thousandth of want's largest value for values near zero:
+/// different summation orders move a sum by a few fp32 ulps, which can tip its bf16 rounding
+/// by one step, and a difference of nearly equal terms keeps their absolute error.
+bool withinBf16(const torch::Tensor& got, const torch::Tensor& want, double ulps = 1) {
+  auto g = got.to(torch::kDouble), w = want.to(torch::kBFloat16).to(torch::kDouble);
+  const double floor = 1e-3 * w.abs().max().item<double>();
+  auto step = (w.abs() * (ulps / 128.0)).clamp_min(floor);
+  return ((g - w).abs() <= step).all().item<bool>();
+}
+
+/// Random bf16 with a few exact zeros.
+torch::Tensor randomBf16(std::vector<int64_t> sizes) {
+  return torch::randn(sizes).to(torch::kBFloat16);
+}
+
+}  // namespace
+
+class TestKernelsEmulated : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void emulatorCatchesBrokenKernels() {
+    // The emulator can fail: lanes missing from a shuffle, a barrier half the block never
+    // reaches, a block too large to launch; and a plain exchange gives the partner's value.
+    std::vector<float> out(64, -1.0f);
+    QVERIFY(emu_selftest::shuffleAfterReturnError(out.data()).find("returned") != std::string::npos);
+    QVERIFY(emu_selftest::splitBarrierError(out.data()).find("deadlock") != std::string::npos);
+    QCOMPARE(emu_selftest::oversizedBlockError(out.data()), 9);
+    QCOMPARE(QString::fromStdString(emu_selftest::exchangeError(out.data())), QString());
+    for (int t = 0; t < 64; ++t) QCOMPARE(out[t], static_cast<float>(t ^ 5));
+  }
+
+  void junctionMatchesTheAtenPath_data() {
+    QTest::addColumn<bool>("bf16_stream");
+    QTest::addColumn<int>("D");
+    QTest::addColumn<bool>("branch");
+    QTest::addColumn<bool>("bias");
+    QTest::addColumn<bool>("scale");
+    QTest::addColumn<bool>("gy");
+    // D = 384 (DeiT-S, 12 channels a lane), 200 (lanes with a short last column), 96 (the
+    // Fashion-MNIST ViT), 1024 (the most: 48 KiB of shared sums with the bias).
+    QTest::newRow("fp32 D384 bias scale") << false << 384 << true << true << true << true;
+    QTest::newRow("fp32 D384 no bias") << false << 384 << true << false << true << true;
+    QTest::newRow("bf16 D384 bias scale") << true << 384 << true << true << true << true;
+    QTest::newRow("fp32 D200 bias no scale") << false << 200 << true << true << false << true;
+    QTest::newRow("bf16 D96 bias scale") << true << 96 << true << true << true << false;
+    QTest::newRow("fp32 D1024 bias scale") << false << 1024 << true << true << true << true;
+    QTest::newRow("fp32 D384 norm only") << false << 384 << false << false << false << false;
+  }
+  void junctionMatchesTheAtenPath() {
+    QFETCH(bool, bf16_stream);
+    QFETCH(int, D);
+    QFETCH(bool, branch);
+    QFETCH(bool, bias);
+    QFETCH(bool, scale);
+    QFETCH(bool, gy);
+    torch::manual_seed(D + 10 * bias + 100 * scale);
+    const int64_t B = 3, T = 23, rows = B * T;  // 69 rows: not a multiple of 4 warps
+    const auto stream_dtype = bf16_stream ? torch::kBFloat16 : torch::kFloat;
+    auto x = torch::randn({B, T, D}).to(stream_dtype);
+    auto br = branch ? randomBf16({B, T, D}) : torch::Tensor();
+    auto b = bias ? torch::randn({D}) * 0.5 : torch::Tensor();
+    auto s = scale ? torch::tensor({0.0f, 1.25f, 1.0f / 0.9f}) : torch::Tensor();
+    auto gamma = 1 + 0.3 * torch::randn({D}), beta = 0.2 * torch::randn({D});
+    auto gz = randomBf16({B, T, D});
+    auto gyv = gy ? torch::randn({B, T, D}).to(stream_dtype) : torch::Tensor();
+
+    // The reference: the same autograd function's ATen path on the CPU.
+    auto leaf = [](const torch::Tensor& t) {
+      return t.defined() ? t.clone().requires_grad_(true) : torch::Tensor();
+    };
+    auto rx = leaf(x), rbr = leaf(br), rb = leaf(b), rg = leaf(gamma), rbeta = leaf(beta);
+    auto ref = mst::residualLayerNorm(rx, rbr, rb, s, rg, rbeta, 1e-6, torch::kBFloat16);
+    std::vector<torch::Tensor> outs{ref.z}, grads{gz};
+    if (branch && gy) outs.push_back(ref.y), grads.push_back(gyv);
+    torch::autograd::backward(outs, grads);
+
+    // The kernels, through their launchers, as residual_norm.cpp calls them.
+    auto y = branch ? torch::empty_like(x) : x;
+    auto z = torch::empty({B, T, D}, torch::kBFloat16);
+    auto stats = torch::empty({2, rows});
+    k::ResidualNormForwardArgs f;
+    f.x = x.data_ptr();
+    f.branch = branch ? br.data_ptr() : nullptr;
+    f.bias = bias ? b.data_ptr<float>() : nullptr;
+    f.scale = scale ? s.data_ptr<float>() : nullptr;
+    f.gamma = gamma.data_ptr<float>();
+    f.beta = beta.data_ptr<float>();
+    f.y = y.data_ptr();
+    f.z = z.data_ptr();
+    f.mean = stats[0].data_ptr<float>();
+    f.rstd = stats[1].data_ptr<float>();
+    f.rows = rows;
+    f.tokens = T;
+    f.D = D;
+    f.eps = 1e-6f;
+    f.stream_bf16 = bf16_stream;
+    const char* error = k::residualNormForward(f);
+    QVERIFY2(error == nullptr, error);
+    if (branch) QVERIFY2(torch::equal(y, ref.y.detach()), describe(y, ref.y).c_str());
+    QVERIFY2(withinBf16(z, ref.z.detach()), describe(z, ref.z).c_str());
+
+    const int sums = bias ? 3 : 2;
+    const int blocks = k::residualNormBackwardBlocks(rows, D, bf16_stream, sums);
+    QVERIFY(blocks >= 1 && blocks <= 6);  // the emulated device holds 3 × 2 blocks
+    auto dx = torch::empty_like(y);
+    auto dbranch = torch::empty({B, T, D}, torch::kBFloat16);
+    auto partial = torch::empty({blocks, sums, D});
+    auto affine = torch::full({sums, D}, std::nanf(""));
+    k::ResidualNormBackwardArgs g;
+    g.gz = gz.data_ptr();
+    g.gy = gy && branch ? gyv.data_ptr() : nullptr;
+    g.y = y.data_ptr();
+    g.mean = f.mean;
+    g.rstd = f.rstd;
+    g.gamma = f.gamma;
+    g.scale = f.scale;
+    g.dx = dx.data_ptr();
+    g.dbranch = branch ? dbranch.data_ptr() : nullptr;
+    g.partial = partial.data_ptr<float>();
+    g.affine = affine.data_ptr<float>();
+    g.sums = sums;
+    g.rows = rows;
+    g.tokens = T;
+    g.D = D;
+    g.blocks = blocks;
+    g.stream_bf16 = bf16_stream;
+    error = k::residualNormBackward(g);
+    QVERIFY2(error == nullptr, error);
+    const auto& want_dx = rx.grad();
+    if (bf16_stream)
+      QVERIFY2(withinBf16(dx, want_dx), describe(dx, want_dx).c_str());
+    else
+      QVERIFY2(torch::allclose(dx, want_dx, 1e-4, 1e-5), describe(dx, want_dx).c_str());
+    if (branch) QVERIFY2(withinBf16(dbranch, rbr.grad()), describe(dbranch, rbr.grad()).c_str());
+    QVERIFY2(torch::allclose(affine[0], rg.grad(), 1e-4, 1e-4), describe(affine[0], rg.grad()).c_str());
+    QVERIFY2(torch::allclose(affine[1], rbeta.grad(), 1e-4, 1e-4),
+             describe(affine[1], rbeta.grad()).c_str());
+    if (bias) QVERIFY2(torch::allclose(affine[2], rb.grad(), 1e-4, 1e-4), describe(affine[2], rb.grad()).c_str());
+  }
+
+  void qkvGatherMatchesTheStack_data() {
+    QTest::addColumn<int>("heads");
+    QTest::addColumn<int>("d");
+    QTest::addColumn<bool>("token_major");
+    QTest::addColumn<bool>("bias");
+    // 6 × 64 (DeiT-S: 1152 columns, 4.5 tiles of 256), 3 × 32 (the Fashion-MNIST ViT), 2 × 8
+    // (48 columns: most of the one tile idle); the attention's gradients either in (B, heads,
+    // T, d) memory or as views of (B, T, heads, d).
+    QTest::newRow("6x64 head-major") << 6 << 64 << false << true;
+    QTest::newRow("6x64 token-major no bias") << 6 << 64 << true << false;
+    QTest::newRow("3x32 token-major") << 3 << 32 << true << true;
+    QTest::newRow("2x8 head-major") << 2 << 8 << false << true;
+  }
+  void qkvGatherMatchesTheStack() {
+    QFETCH(int, heads);
+    QFETCH(int, d);
+    QFETCH(bool, token_major);
+    QFETCH(bool, bias);
+    torch::manual_seed(heads * d);
+    const int64_t B = 4, T = 37, width = 3 * heads * d;
+    std::vector<torch::Tensor> parts;
+    for (int p = 0; p < 3; ++p) {
+      parts.push_back(token_major ? randomBf16({B, T, heads, d}).transpose(1, 2)
+                                  : randomBf16({B, heads, T, d}));
+    }
+    auto want = mst::stackHeadGradients(parts, B, T, heads, d).view({B * T, width});
+    auto out = torch::empty({B * T, width}, torch::kBFloat16);
+    auto dbias = torch::empty({width}, torch::kBFloat16);
+    k::HeadsGatherArgs a;
+    for (int p = 0; p < 3; ++p) {
+      a.part[p] = parts[p].data_ptr();
+      for (int s = 0; s < 3; ++s) a.stride[p][s] = parts[p].stride(s);
+    }
+    a.out = out.data_ptr();
+    a.dbias = bias ? dbias.data_ptr() : nullptr;
+    a.batch = B;
+    a.tokens = T;
+    a.heads = heads;
+    a.d = d;
+    a.row_blocks = k::headsGatherRowBlocks(B * T, static_cast<int>(width));
+    auto partial = torch::empty({a.row_blocks, width});
+    a.partial = bias ? partial.data_ptr<float>() : nullptr;
+    const char* error = k::headsGather(a);
+    QVERIFY2(error == nullptr, error);
+    QVERIFY2(torch::equal(out, want), describe(out, want).c_str());  // a copy: bit for bit
+    if (bias) {
+      auto sum = want.to(torch::kFloat).sum(0);
+      QVERIFY2(withinBf16(dbias, sum), describe(dbias, sum).c_str());
+    }
+  }
+
+  void qkvGatherRefusesMisalignedStrides() {
+    auto part = randomBf16({2, 2, 5, 12});  // d = 12: not a multiple of 8
+    k::HeadsGatherArgs a;
+    for (int p = 0; p < 3; ++p) {
+      a.part[p] = part.data_ptr();
+      for (int s = 0; s < 3; ++s) a.stride[p][s] = part.stride(s);
+    }
+    a.batch = 2;
+    a.tokens = 5;
+    a.heads = 2;
+    a.d = 12;
+    const char* error = k::headsGather(a);
+    QVERIFY(error != nullptr && std::string(error).find("multiple of 8") != std::string::npos);
+  }
+
+  void distillationLossMatchesTheAtenPath_data() {
+    QTest::addColumn<int>("crops");
+    QTest::addColumn<int>("classes");
+    QTest::addColumn<bool>("bf16");
+    // 4 crops (the 4-crop instance), 12 (the paper's 2 + 10), 13 (the 32-crop instance); 16,384
+    // classes split into 4 segments per sample on the emulated device, 1,032 into one.
+    QTest::newRow("S4 K16384 bf16") << 4 << 16384 << true;
+    QTest::newRow("S12 K1032 bf16") << 12 << 1032 << true;
+    QTest::newRow("S13 K16384 fp32") << 13 << 16384 << false;
+    QTest::newRow("S2 K1032 fp32") << 2 << 1032 << false;
+  }
+  void distillationLossMatchesTheAtenPath() {
+    QFETCH(int, crops);
+    QFETCH(int, classes);
+    QFETCH(bool, bf16);
+    torch::manual_seed(crops * 7 + classes);
+    const int64_t B = 3, S = crops, K = classes;
+    const double temp = 0.1;
+    auto student = (torch::randn({S * B, K}) * 3).to(bf16 ? torch::kBFloat16 : torch::kFloat);
+    auto teacher = torch::softmax(torch::randn({2 * B, K}) * 2, -1);
+    auto rs = student.clone().requires_grad_(true);
+    auto loss = mst::fusedDistillationLoss(rs, teacher, temp);  // the CPU: its ATen path
+    const double upstream = 0.7;
+    loss.backward(torch::full({}, upstream, loss.options()));
+
+    k::DinoLossArgs a;
+    a.student = student.data_ptr();
+    a.teacher = teacher.data_ptr<float>();
+    a.batch = B;
+    a.classes = K;
+    a.crops = crops;
+    a.student_bf16 = bf16;
+    a.inv_temp = static_cast<float>(1.0 / temp);
+    a.segments = k::dinoLossSegments(B, K);
+    QCOMPARE(a.segments, K >= 16384 ? 4 : 1);
+    auto partial = torch::full({k::dinoLossPartialFloats(a.segments, B, crops)}, std::nanf(""));
+    auto stats = torch::empty({3, S * B});
+    a.partial = partial.data_ptr<float>();
+    a.stats = stats.data_ptr<float>();
+    const char* error = k::dinoLossForward(a);
+    QVERIFY2(error == nullptr, error);
+    auto got = -(stats[1] - stats[2] * stats[0]).sum() / static_cast<double>(B * (2 * S - 2));
+    QVERIFY2(std::abs(got.item<double>() - loss.item<double>()) <= 1e-5 * std::abs(loss.item<double>()),
+             (std::to_string(got.item<double>()) + " against " + std::to_string(loss.item<double>())).c_str());
+    // Each row's log-sum-exp against ATen's.
+    auto lse = (student.to(torch::kDouble) / temp).logsumexp(-1);
+    QVERIFY2(torch::allclose(stats[0].to(torch::kDouble), lse, 1e-5, 1e-5), describe(stats[0], lse).c_str());
+
+    auto grad = torch::full({1}, static_cast<float>(upstream));
+    auto dz = torch::empty_like(student);
+    a.grad = grad.data_ptr<float>();
+    a.coef = static_cast<float>(-1.0 / (temp * static_cast<double>(B * (2 * S - 2))));
+    a.dstudent = dz.data_ptr();
+    error = k::dinoLossBackward(a);
+    QVERIFY2(error == nullptr, error);
+    const auto& want = rs.grad();
+    if (bf16) {
+      QVERIFY2(withinBf16(dz, want, 2), describe(dz, want).c_str());
+    } else {
+      const double scale = want.abs().max().item<double>();
+      QVERIFY2(torch::allclose(dz, want, 1e-4, 1e-5 * scale), describe(dz, want).c_str());
+    }
+  }
+
+  void distillationLossRefusesBadShapes() {
+    k::DinoLossArgs a;
+    a.batch = 2;
+    a.crops = 2;
+    a.classes = 12;  // not a multiple of 8
+    QVERIFY(k::dinoLossForward(a) != nullptr);
+    a.classes = 16;
+    a.crops = 33;  // more than the kernels take
+    QVERIFY(k::dinoLossBackward(a) != nullptr);
+  }
+
+  void geluBackwardMatchesItsReference_data() {
+    QTest::addColumn<int>("hidden");
+    QTest::addColumn<bool>("tanh");
+    QTest::addColumn<bool>("outputs");  // gelu(pre) and the bias sum too
+    QTest::newRow("1536 erf all") << 1536 << false << true;
+    QTest::newRow("1536 tanh all") << 1536 << true << true;
+    QTest::newRow("264 erf dpre only") << 264 << false << false;
+    QTest::newRow("8 tanh all") << 8 << true << true;
+  }
+  void geluBackwardMatchesItsReference() {
+    QFETCH(int, hidden);
+    QFETCH(bool, tanh);
+    QFETCH(bool, outputs);
+    torch::manual_seed(hidden);
+    const int64_t rows = 75;
+    auto dgelu = randomBf16({rows, hidden}), pre = (torch::randn({rows, hidden}) * 2).to(torch::kBFloat16);
+    auto want = mst::geluBackwardReference(dgelu, pre, tanh ? "tanh" : "none", outputs, outputs);
+    auto dpre = torch::empty_like(pre), value = torch::empty_like(pre);
+    auto dbias = torch::empty({hidden}, torch::kBFloat16);
+    k::GeluBackwardArgs a;
+    a.dgelu = dgelu.data_ptr();
+    a.pre = pre.data_ptr();
+    a.dpre = dpre.data_ptr();
+    a.gelu = outputs ? value.data_ptr() : nullptr;
+    a.rows = rows;
+    a.hidden = hidden;
+    a.row_blocks = k::geluBackwardRowBlocks(rows, hidden);
+    auto partial = torch::empty({a.row_blocks, hidden});
+    a.partial = outputs ? partial.data_ptr<float>() : nullptr;
+    a.dbias = outputs ? dbias.data_ptr() : nullptr;
+    a.tanh_approx = tanh;
+    const char* error = k::geluBackward(a);
+    QVERIFY2(error == nullptr, error);
+    // The same fp32 formulas on the same stored inputs: bit for bit.
+    QVERIFY2(torch::equal(dpre, want.dpre), describe(dpre, want.dpre).c_str());
+    if (outputs) {
+      QVERIFY2(torch::equal(value, want.gelu), describe(value, want.gelu).c_str());
+      QVERIFY2(withinBf16(dbias, want.dbias.to(torch::kFloat)), describe(dbias, want.dbias).c_str());
+    }
+  }
+};
+
+QTEST_GUILESS_MAIN(TestKernelsEmulated)
+#include "test_kernels_emulated.moc"
