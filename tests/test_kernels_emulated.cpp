@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/kernels/augment_cuda.h"
 #include "core/kernels/dino_loss.h"
 #include "core/kernels/dino_loss_cuda.h"
 #include "core/kernels/gelu_backward.h"
@@ -352,6 +353,81 @@ class TestKernelsEmulated : public QObject {
       QVERIFY2(torch::equal(value, want.gelu), describe(value, want.gelu).c_str());
       QVERIFY2(withinBf16(dbias, want.dbias.to(torch::kFloat)), describe(dbias, want.dbias).c_str());
     }
+  }
+
+  void augmentationMatchesItsHostTwin_data() {
+    QTest::addColumn<int>("C");
+    QTest::addColumn<int>("S");
+    QTest::addColumn<bool>("blur");
+    // 24 px: 576 pixels, three blocks of 256 per crop (the last partly idle) and their partial
+    // luminance sums; 12 px: one block.
+    QTest::newRow("RGB 24 blur") << 3 << 24 << true;
+    QTest::newRow("gray 24 blur") << 1 << 24 << true;
+    QTest::newRow("RGB 12 no blur") << 3 << 12 << false;
+  }
+  void augmentationMatchesItsHostTwin() {
+    // The kernels against augment_reference.cpp's loops over the same arguments (which
+    // test_gpu's fusedAugmentArithmeticMatchesAten compares with MultiCrop's ATen operations).
+    QFETCH(int, C);
+    QFETCH(int, S);
+    QFETCH(bool, blur);
+    torch::manual_seed(C * 100 + S);
+    const int64_t R = 7, Bsrc = 3;
+    const int H = 40, W = 36, radius = 3;
+    auto src = torch::rand({Bsrc, C, H, W});
+    // Crops from a third of the image to more than all of it (reflection padding), some flipped.
+    auto sc = torch::rand({R}) * 1.1 + 0.3;
+    auto flip = (torch::rand({R}) < 0.5).to(torch::kFloat) * 2 - 1;
+    auto theta = torch::zeros({R, 2, 3});
+    theta.select(1, 0).select(1, 0).copy_(sc * flip);
+    theta.select(1, 1).select(1, 1).copy_(sc);
+    theta.select(1, 0).select(1, 2).copy_(torch::rand({R}) * 0.8 - 0.4);
+    theta.select(1, 1).select(1, 2).copy_(torch::rand({R}) * 0.8 - 0.4);
+    auto jitter = torch::rand({R}) < 0.7, gray = torch::rand({R}) < 0.4,
+         solarize = torch::rand({R}) < 0.4;
+    auto factor = [&] { return torch::rand({R}) * 0.8 + 0.6; };
+    auto brightness = factor(), contrast = factor(), saturation = factor();
+    auto hue = torch::rand({R}) * 0.2 - 0.1;
+    auto taps = torch::exp(-torch::arange(-radius, radius + 1).to(torch::kFloat).pow(2).unsqueeze(0) /
+                           (2 * (torch::rand({R, 1}) * 1.5 + 0.5).pow(2)));
+    taps = taps / taps.sum(1, true);
+    auto mean = torch::rand({C}) * 0.2 + 0.4, std = torch::rand({C}) * 0.2 + 0.2;
+    auto run = [&](bool emulated) {
+      auto work = torch::full({R, C, S, S}, std::nanf("")), work2 = torch::full({R, C, S, S}, std::nanf(""));
+      auto partial = torch::full({R, k::augmentPartialBlocks(S) + 1}, std::nanf(""));
+      auto out = torch::full({R, C, S, S}, std::nanf(""));
+      k::AugmentArgs a;
+      a.src = src.data_ptr<float>();
+      a.src_rows = Bsrc;
+      a.C = C;
+      a.H = H;
+      a.W = W;
+      a.rows = R;
+      a.S = S;
+      a.theta = theta.data_ptr<float>();
+      a.jitter = jitter.data_ptr<bool>();
+      a.brightness = brightness.data_ptr<float>();
+      a.contrast = contrast.data_ptr<float>();
+      a.saturation = saturation.data_ptr<float>();
+      a.hue = hue.data_ptr<float>();
+      a.gray = gray.data_ptr<bool>();
+      a.blur = blur ? taps.data_ptr<float>() : nullptr;
+      a.radius = radius;
+      a.solarize = solarize.data_ptr<bool>();
+      a.mean = mean.data_ptr<float>();
+      a.std = std.data_ptr<float>();
+      a.work = work.data_ptr<float>();
+      a.work2 = work2.data_ptr<float>();
+      a.partial = partial.data_ptr<float>();
+      a.out = out.data_ptr<float>();
+      const char* error = emulated ? k::augmentCrops(a) : k::augmentCropsOnHost(a);
+      return std::make_pair(out, std::string(error == nullptr ? "" : error));
+    };
+    auto [want, want_error] = run(false);
+    auto [got, got_error] = run(true);
+    QCOMPARE(QString::fromStdString(got_error), QString::fromStdString(want_error));
+    QVERIFY(!want.isnan().any().item<bool>());
+    QVERIFY2(torch::allclose(got, want, 1e-5, 1e-6), describe(got, want).c_str());
   }
 };
 
