@@ -4,6 +4,7 @@
 
 #include <ucontext.h>
 
+#include <exception>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -34,11 +35,13 @@ struct State {
   ucontext_t scheduler{};
   std::vector<Fiber> fibers;
   std::vector<uint64_t> exchange;  // one slot per thread for shuffles
+  std::vector<int> exchange_mask;  // and the lane mask each lane passed
   std::vector<unsigned char> dynamic_shared;
   const std::function<void()>* body = nullptr;
   Fiber* current = nullptr;
   int error = 0;
   int64_t launches = 0;
+  std::exception_ptr fault;  // thrown inside a thread: rethrown by run()
 };
 State& state() {
   static State s;
@@ -47,7 +50,11 @@ State& state() {
 
 void entry() {
   State& s = state();
-  (*s.body)();
+  try {
+    (*s.body)();
+  } catch (...) {  // (an exception cannot unwind across the fiber's stack)
+    if (!s.fault) s.fault = std::current_exception();
+  }
   s.current->wait = Wait::ended;
   swapcontext(&s.current->context, &s.scheduler);  // never resumed
 }
@@ -120,6 +127,11 @@ void runBlock(State& s, int threads, int round_base) {
       swapcontext(&s.scheduler, &f.context);
     }
     s.current = nullptr;
+    if (s.fault) {
+      auto fault = s.fault;
+      s.fault = nullptr;
+      std::rethrow_exception(fault);
+    }
     bool all_ended = true;
     for (int t = 0; t < threads; ++t) all_ended = all_ended && s.fibers[t].wait == Wait::ended;
     if (all_ended) return;
@@ -154,6 +166,7 @@ void run(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>
                static_cast<unsigned>(t / (static_cast<uint64_t>(block.x) * block.y))};
   }
   s.exchange.assign(threads, 0);
+  s.exchange_mask.assign(threads, 0);
   s.body = &thread;
   blockDim = block;
   gridDim = grid;
@@ -178,9 +191,13 @@ uint64_t exchangeXor(uint64_t bits, int lane_mask) {
   const int lane = me->linear % kWarp, base = me->linear - lane;
   const int from = base + ((lane ^ lane_mask) & (kWarp - 1));
   s.exchange[me->linear] = bits;
+  s.exchange_mask[me->linear] = lane_mask;
   yield(Wait::warp);  // every lane has written its value
-  const uint64_t out =
-      from < static_cast<int>(s.exchange.size()) ? s.exchange[from] : bits;  // (a partial warp)
+  // A partner beyond a partial warp gives all ones (NaN as a float): undefined on a GPU.
+  const bool partner = from < static_cast<int>(s.exchange.size());
+  if (partner && s.exchange_mask[from] != lane_mask)
+    throw std::runtime_error("emu: the lanes of a warp met at shuffles with different lane masks");
+  const uint64_t out = partner ? s.exchange[from] : ~uint64_t{0};
   yield(Wait::warp);  // every lane has read before any writes its next value
   return out;
 }

@@ -1,6 +1,7 @@
 /// @brief Kernels that break the rules the emulator enforces (emu.h), for the test that shows
 /// it catches them: a shuffle after some lanes of the warp returned, half a warp at a shuffle
-/// while the other half waits at __syncthreads, and a block of too many threads.
+/// while the other half waits at __syncthreads, lanes that disagree on a shuffle's lane mask,
+/// and a block of too many threads.
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -26,6 +27,11 @@ __global__ void splitBarrier(float* out) {
   __syncthreads();
 }
 
+/// Lanes of one warp at shuffles with different lane masks.
+__global__ void mixedMasks(float* out) {
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, threadIdx.x % 2 == 0 ? 1 : 2);
+}
+
 /// out[t] = what thread t's xor-partner held, after a barrier: the emulator's plain behaviour.
 __global__ void exchange(float* out) {
   const float mine = static_cast<float>(threadIdx.x);
@@ -48,6 +54,7 @@ namespace emu_selftest {
 
 std::string shuffleAfterReturnError(float* out64) { return caught(shuffleAfterReturn, 64, out64); }
 std::string splitBarrierError(float* out64) { return caught(splitBarrier, 64, out64); }
+std::string mixedMasksError(float* out64) { return caught(mixedMasks, 64, out64); }
 std::string exchangeError(float* out64) { return caught(exchange, 64, out64); }
 int oversizedBlockError(float* out64) {
   MST_LAUNCH(1, 2048, 0, nullptr, exchange)(out64);

@@ -8,6 +8,7 @@ namespace emu_selftest {
 
 std::string shuffleAfterReturnError(float* out64);
 std::string splitBarrierError(float* out64);
+std::string mixedMasksError(float* out64);
 /// No error expected: out64[t] = t ^ 5.
 std::string exchangeError(float* out64);
 /// cudaGetLastError's code after a launch of 2048 threads per block (9: invalid configuration).

@@ -23,7 +23,7 @@ inline float __bfloat162float(__nv_bfloat16 h) {
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, sizeof bits);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return {static_cast<uint16_t>((bits >> 16) | 0x40u)};
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return {0x7fffu};  // NaN: CUDA's canonical one
   bits += 0x7fffu + ((bits >> 16) & 1u);
   return {static_cast<uint16_t>(bits >> 16)};
 }
