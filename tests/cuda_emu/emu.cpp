@@ -4,8 +4,8 @@
 
 #include <ucontext.h>
 
+#include <algorithm>
 #include <exception>
-#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
