@@ -40,7 +40,6 @@ struct State {
   const std::function<void()>* body = nullptr;
   Fiber* current = nullptr;
   int error = 0;
-  int64_t launches = 0;
   std::exception_ptr fault;  // thrown inside a thread: rethrown by run()
 };
 State& state() {
@@ -156,7 +155,6 @@ void run(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>
     s.error = 9;  // cudaErrorInvalidConfiguration
     return;
   }
-  ++s.launches;
   if (s.fibers.size() < threads) s.fibers.resize(threads);
   for (uint64_t t = 0; t < threads; ++t) {
     Fiber& f = s.fibers[t];
@@ -211,6 +209,5 @@ int takeError() {
 void setError(int error) { state().error = error; }
 int multiprocessors() { return 3; }
 int blocksPerMultiprocessor() { return 2; }
-int64_t launches() { return state().launches; }
 
 }  // namespace emu

@@ -69,8 +69,6 @@ void setError(int error);
 /// (small, so that the kernels' grid-stride loops take several turns in small tests).
 int multiprocessors();
 int blocksPerMultiprocessor();
-/// Launches since the process started (a test can tell that a kernel ran).
-int64_t launches();
 
 template <typename K>
 struct Launcher {
