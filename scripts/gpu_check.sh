@@ -69,8 +69,9 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # where the step's time goes (eager, a wait a
   bench b128_phases --batch 128 --steps 6 --warmup 3 --phases --set train.cuda_graph=false
   bench b128_phases_nodrop --batch 128 --steps 6 --warmup 3 --phases --set train.cuda_graph=false --set model.drop_path=0
 fi
-# train.fused_norm, fused_augment and fused_loss are on by default (auto) where the kernels built.
-UNFUSED="--set train.fused_norm=off --set train.fused_augment=off --set train.fused_loss=off"
+# train.fused_norm, fused_augment, fused_loss and fused_decoder are on by default (auto) where
+# the kernels built.
+UNFUSED="--set train.fused_norm=off --set train.fused_augment=off --set train.fused_loss=off --set train.fused_decoder=off"
 STREAM="--set train.precision=bf16_stream"
 # train.fused_mlp: with the tanh GELU also cuBLASLt's forward epilogue (its baseline is the tanh
 # network); with the default erf GELU only the one-pass backward kernel.
@@ -82,12 +83,20 @@ ERF_MLP="--set train.fused_mlp=true"
 bench b128_default_graph --batch 128 --steps 30 --warmup 5
 bench b128_fused_mlp_erf_graph --batch 128 --steps 30 --warmup 5 $ERF_MLP
 bench b128_unfused_loss_graph --batch 128 --steps 20 --warmup 5 --set train.fused_loss=off
+bench b128_unfused_decoder_graph --batch 128 --steps 20 --warmup 5 --set train.fused_decoder=off
 bench b128_all_fused_graph --batch 128 --steps 30 --warmup 5 $STREAM $MLP
 if [[ ${KERNELS:-1} == 1 ]]; then  # device time per kernel inside eager steps (Kineto/CUPTI)
-  bench b128_kernels_default --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 40
+  bench b128_kernels_default --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 60
   bench b128_kernels_all_fused --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false \
-    $STREAM $MLP --kernels 40
+    $STREAM $MLP --kernels 60
 fi
+# The attention kernel: cuDNN's ran for both sequence lengths in session 12, and for the
+# 37-token local crops it took 4.9 ms of the 87 ms step, about four times their reads and writes.
+SHORT="--set train.attention_kernel_short"
+bench b128_attn_short_efficient_graph --batch 128 --steps 20 --warmup 5 $SHORT=efficient
+bench b128_attn_short_flash_graph --batch 128 --steps 20 --warmup 5 $SHORT=flash
+bench b128_attn_short_math_graph --batch 128 --steps 20 --warmup 5 $SHORT=math
+bench b128_attn_flash_graph --batch 128 --steps 20 --warmup 5 $SHORT=flash --set train.attention_kernel=flash
 # Each setting against the default: the plain ATen step, GELU's output kept, the bf16 stream,
 # the tanh network alone and with fused_mlp, eager steps.
 bench b128_unfused_graph --batch 128 --steps 20 --warmup 5 $UNFUSED
@@ -110,17 +119,23 @@ python3 - "$OUT" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl")) if l.strip()]
-lines = ["| run | arithmetic | fused norm | fused augment | fused loss | recompute GELU | fused MLP (ATen fallbacks) | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| run | arithmetic | fused norm | fused augment | fused loss | fused decoder | recompute GELU | fused MLP (ATen fallbacks) | img/s | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph | attention long / short (ran) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def attention(x):
+    a = x.get("attention_kernels")
+    if not a:
+        return "?"
+    ran = ", ".join(f"{k}: {v or '?'}" for k, v in a.get("ran", {}).items())
+    return f"{a.get('long')} / {a.get('short')}" + (f" ({ran})" if ran else "")
 for r in rows:
     if "result" not in r:
-        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||||||||")
+        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||||||||||")
         continue
     x = r["result"]
-    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x.get('fused_loss', False)} | {x.get('recompute_gelu', False)} | {x.get('fused_mlp', False)}{' (' + str(x['fused_mlp_fallbacks']) + ')' if 'fused_mlp_fallbacks' in x else ''} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
+    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x.get('fused_loss', False)} | {x.get('fused_decoder', False)} | {x.get('recompute_gelu', False)} | {x.get('fused_mlp', False)}{' (' + str(x['fused_mlp_fallbacks']) + ')' if 'fused_mlp_fallbacks' in x else ''} | {x['img_s']:.0f} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
                  f"{x['achieved_gflops']/1e3:.0f} | {x['matmul_gflops']/1e3:.0f} ({x['matmul_dtype']}) | "
                  f"{x.get('matmul_fraction') or 0:.3f} | {x.get('peak_gpu_allocated_gb', 0):.1f} | "
-                 f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} |")
+                 f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} | {attention(x)} |")
 name = next((r["result"].get("device_name") for r in rows if "result" in r), "?")
 # Kernel profiles (--kernels): each kind's device time per step, then the costliest kernels.
 for r in rows:

@@ -81,6 +81,8 @@ class TestGpu : public QObject {
         {"mst::kernels::(anonymous namespace)::gatherKernel(mst::kernels::HeadsGatherArgs)", "fused_heads"},
         {"void mst::kernels::(anonymous namespace)::dinoLossForwardKernel<__nv_bfloat16, 12>(mst::kernels::DinoLossArgs)", "fused_loss"},
         {"mst::kernels::(anonymous namespace)::dinoLossCombineKernel(mst::kernels::DinoLossArgs)", "fused_loss"},
+        {"void mst::kernels::(anonymous namespace)::decoderSumsKernel<__nv_bfloat16, true>(__nv_bfloat16 const*, __nv_bfloat16 const*, float const*, float const*, float const*, float const*, mst::kernels::(anonymous namespace)::Geometry, double*)", "fused_decoder"},
+        {"mst::kernels::(anonymous namespace)::decoderStatsKernel(double const*, int, int, double, double, double, float*, float*, float*, float*)", "fused_decoder"},
         {"void mst::kernels::(anonymous namespace)::colourKernel(mst::kernels::AugmentArgs, int)", "fused_augment"},
         {"void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<c10::BFloat16>", "layernorm"},
         {"void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>", "elementwise"},

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/kernels/augment_cuda.h"
+#include "core/kernels/decoder_norm_cuda.h"
 #include "core/kernels/dino_loss.h"
 #include "core/kernels/dino_loss_cuda.h"
 #include "core/kernels/gelu_backward.h"
@@ -19,6 +20,7 @@
 #include "core/kernels/qkv_heads.h"
 #include "core/kernels/residual_norm.h"
 #include "core/kernels/residual_norm_cuda.h"
+#include "core/model/decoder.h"
 #include "tests/cuda_emu/emu_selftest.h"
 
 namespace k = mst::kernels;
@@ -449,6 +451,109 @@ class TestKernelsEmulated : public QObject {
     QCOMPARE(QString::fromStdString(got_error), QString::fromStdString(want_error));
     QVERIFY(!want.isnan().any().item<bool>());
     QVERIFY2(torch::allclose(got, want, 1e-5, 1e-6), describe(got, want).c_str());
+  }
+
+  void decoderStageMatchesTheAtenPath_data() {
+    QTest::addColumn<bool>("bf16");
+    QTest::addColumn<int>("C");
+    QTest::addColumn<int>("B");
+    QTest::addColumn<int>("H");
+    QTest::addColumn<int>("W");
+    QTest::addColumn<double>("beta");  // β's mean: −2 cuts most outputs at ReLU
+    // Lanes per pixel (C · element size / 16 bytes): 1 to 32, so every shuffle distance occurs.
+    QTest::newRow("bf16 C32 (4 lanes)") << true << 32 << 3 << 9 << 7 << 0.0;
+    QTest::newRow("bf16 C64 (8 lanes)") << true << 64 << 2 << 5 << 6 << 0.0;
+    QTest::newRow("bf16 C128 (16 lanes)") << true << 128 << 2 << 4 << 3 << 0.0;
+    QTest::newRow("bf16 C256 (32 lanes)") << true << 256 << 2 << 3 << 4 << 0.0;
+    QTest::newRow("bf16 C8 (1 lane)") << true << 8 << 2 << 12 << 13 << 0.0;
+    QTest::newRow("bf16 C32, ReLU cuts most") << true << 32 << 2 << 8 << 8 << -2.0;
+    QTest::newRow("fp32 C32 (8 lanes)") << false << 32 << 3 << 9 << 7 << 0.0;
+    QTest::newRow("fp32 C128 (32 lanes)") << false << 128 << 2 << 3 << 4 << 0.0;
+    QTest::newRow("fp32 C8 (2 lanes)") << false << 8 << 2 << 6 << 5 << 0.5;
+  }
+  void decoderStageMatchesTheAtenPath() {
+    // The decoder stage's four passes against the phase gather + BatchNorm (training) + ReLU of
+    // ATen in double, from the same stored values: output, running statistics, and the
+    // gradients of y, γ and β.
+    QFETCH(bool, bf16);
+    QFETCH(int, C);
+    QFETCH(int, B);
+    QFETCH(int, H);
+    QFETCH(int, W);
+    QFETCH(double, beta);
+    torch::manual_seed(C * 1000 + H * 10 + W);
+    const auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat;
+    const double momentum = 0.1, eps = 1e-5;
+    auto y = (torch::randn({B, 4 * C, H + 1, W + 1}) * 1.5 + 0.3).to(dtype)
+                 .contiguous(at::MemoryFormat::ChannelsLast);
+    auto g = torch::randn({B, C, 2 * H, 2 * W}).to(dtype).contiguous(at::MemoryFormat::ChannelsLast);
+    auto gamma = 1 + 0.2 * torch::randn({C}), bias = beta + 0.2 * torch::randn({C});
+    auto rmean = 0.1 * torch::randn({C}), rvar = 1 + 0.1 * torch::rand({C});
+    // ATen, in double.
+    auto yd = y.to(torch::kDouble).requires_grad_(true);
+    auto gd = gamma.to(torch::kDouble).requires_grad_(true), bd = bias.to(torch::kDouble).requires_grad_(true);
+    auto rmd = rmean.to(torch::kDouble), rvd = rvar.to(torch::kDouble);
+    auto want = torch::relu(torch::batch_norm(mst::phaseGather(yd, C), gd, bd, rmd, rvd,
+                                              /*training=*/true, momentum, eps, false));
+    want.backward(g.to(torch::kDouble));
+    // The kernels.
+    QVERIFY(k::decoderNormSupports(C, bf16));
+    auto out = unwritten({B, C, 2 * H, 2 * W}, dtype).contiguous(at::MemoryFormat::ChannelsLast);
+    auto dy = unwritten({B, 4 * C, H + 1, W + 1}, dtype).contiguous(at::MemoryFormat::ChannelsLast);
+    auto mean = unwritten({C}), invstd = unwritten({C}), dgamma = unwritten({C}), dbeta = unwritten({C});
+    auto rm = rmean.clone(), rv = rvar.clone();
+    k::DecoderNormArgs a;
+    a.batch = B;
+    a.height = H;
+    a.width = W;
+    a.channels = C;
+    a.bf16 = bf16;
+    a.momentum = momentum;
+    a.eps = eps;
+    a.blocks = k::decoderNormBlocks(B, H, W, C, bf16);
+    auto partial = torch::full({a.blocks, 2 * C}, std::nan(""), torch::TensorOptions().dtype(torch::kDouble));
+    a.y = y.data_ptr();
+    a.out = out.data_ptr();
+    a.dout = g.data_ptr();
+    a.dy = dy.data_ptr();
+    a.gamma = gamma.data_ptr<float>();
+    a.beta = bias.data_ptr<float>();
+    a.mean = mean.data_ptr<float>();
+    a.invstd = invstd.data_ptr<float>();
+    a.running_mean = rm.data_ptr<float>();
+    a.running_var = rv.data_ptr<float>();
+    a.dgamma = dgamma.data_ptr<float>();
+    a.dbeta = dbeta.data_ptr<float>();
+    a.partial = partial.data_ptr<double>();
+    const char* error = k::decoderNormForward(a);
+    QVERIFY2(error == nullptr, error);
+    error = k::decoderNormBackward(a);
+    QVERIFY2(error == nullptr, error);
+    QVERIFY(a.blocks > 1);  // several blocks' partial sums meet in the finishing kernels
+    auto close = [&](const torch::Tensor& got, const torch::Tensor& ref, double rel) {
+      return torch::allclose(got.to(torch::kDouble), ref, rel, rel * ref.abs().max().item<double>());
+    };
+    if (bf16) {
+      QVERIFY2(withinBf16(out, want.detach()), describe(out, want.detach()).c_str());
+      QVERIFY2(withinBf16(dy, yd.grad(), 1, 2e-3), describe(dy, yd.grad()).c_str());
+    } else {
+      QVERIFY2(close(out, want.detach(), 1e-5), describe(out, want.detach()).c_str());
+      QVERIFY2(close(dy, yd.grad(), 1e-4), describe(dy, yd.grad()).c_str());
+    }
+    QVERIFY2(close(rm, rmd, 1e-6), describe(rm, rmd).c_str());
+    QVERIFY2(close(rv, rvd, 1e-6), describe(rv, rvd).c_str());
+    QVERIFY2(close(dgamma, gd.grad(), 1e-5), describe(dgamma, gd.grad()).c_str());
+    QVERIFY2(close(dbeta, bd.grad(), 1e-5), describe(dbeta, bd.grad()).c_str());
+    // Every element of dy is written, and exactly zero where no output pixel reads y: phase
+    // (a, b) (channel block 2a + b) reads window rows a .. H − 1 + a and columns b .. W − 1 + b.
+    QVERIFY(!dy.isnan().any().item<bool>());
+    for (int a_ = 0; a_ < 2; ++a_)
+      for (int b_ = 0; b_ < 2; ++b_) {
+        auto block = dy.narrow(1, (2 * a_ + b_) * C, C);
+        QVERIFY(block.select(2, a_ == 0 ? H : 0).eq(0).all().item<bool>());
+        QVERIFY(block.select(3, b_ == 0 ? W : 0).eq(0).all().item<bool>());
+        QVERIFY(block.narrow(2, a_, H).narrow(3, b_, W).ne(0).any().item<bool>());
+      }
   }
 };
 

@@ -55,12 +55,103 @@ torch::Tensor manualClsAttention(BlockImpl& block, const torch::Tensor& t, int64
   }
   return torch::stack(rows, 1);
 }
+
+// Stand-ins for at::Context's attention switches: every switch of LibTorch 2.x (FA3 included),
+// 2.0–2.1's (no cuDNN switch), and 1.13's (none).
+struct FakeSdpaContext {
+  bool cudnn = true, flash = true, efficient = true, math = true, fa3 = true;
+  void setSDPUseCuDNN(bool e) { cudnn = e; }
+  bool userEnabledCuDNNSDP() const { return cudnn; }
+  void setSDPUseFlash(bool e) { flash = e; }
+  bool userEnabledFlashSDP() const { return flash; }
+  void setSDPUseMemEfficient(bool e) { efficient = e; }
+  bool userEnabledMemEfficientSDP() const { return efficient; }
+  void setSDPUseMath(bool e) { math = e; }
+  bool userEnabledMathSDP() const { return math; }
+  void setSDPUseFA3(bool e) { fa3 = e; }
+  bool userEnabledFA3SDP() const { return fa3; }
+  std::vector<bool> state() const { return {cudnn, flash, efficient, math, fa3}; }
+};
+struct OldSdpaContext {
+  bool flash = true, efficient = true, math = true;
+  void setSDPUseFlash(bool e) { flash = e; }
+  bool userEnabledFlashSDP() const { return flash; }
+  void setSDPUseMemEfficient(bool e) { efficient = e; }
+  bool userEnabledMemEfficientSDP() const { return efficient; }
+  void setSDPUseMath(bool e) { math = e; }
+  bool userEnabledMathSDP() const { return math; }
+};
+struct NoSdpaContext {};
 }  // namespace
 
 class TestModel : public QObject {
   Q_OBJECT
 
  private slots:
+  void attentionKernelSwitchesAllowOneKernelAndRestoreTheRest() {
+    // train.attention_kernel: while the switches live, the chosen kernel and the math fallback
+    // alone are allowed; afterwards every switch is as it was (a user's own choice included).
+    using K = AttentionKernel;
+    FakeSdpaContext ctx;
+    ctx.efficient = false;
+    const auto before = ctx.state();
+    struct Want {
+      K kernel;
+      std::vector<bool> state;  // cudnn, flash, efficient, math, fa3
+    };
+    for (const auto& want : {Want{K::CuDnn, {true, false, false, true, false}},
+                             Want{K::Flash, {false, true, false, true, false}},
+                             Want{K::Efficient, {false, false, true, true, false}},
+                             Want{K::Math, {false, false, false, true, false}},
+                             Want{K::Auto, before}}) {
+      {
+        SdpaSwitches<FakeSdpaContext> switches(ctx, want.kernel);
+        QVERIFY(switches.available());
+        QCOMPARE(ctx.state(), want.state);
+      }
+      QCOMPARE(ctx.state(), before);
+    }
+    // Without a cuDNN switch, cudnn changes nothing and says so; the others still work.
+    OldSdpaContext old;
+    old.math = false;
+    {
+      SdpaSwitches<OldSdpaContext> switches(old, K::CuDnn);
+      QVERIFY(!switches.available());
+      QVERIFY(old.flash && old.efficient && !old.math);
+    }
+    {
+      SdpaSwitches<OldSdpaContext> switches(old, K::Efficient);
+      QVERIFY(switches.available());
+      QVERIFY(!old.flash && old.efficient && old.math);
+    }
+    QVERIFY(old.flash && old.efficient && !old.math);
+    NoSdpaContext none;
+    SdpaSwitches<NoSdpaContext> switches(none, K::Flash);
+    QVERIFY(!switches.available());
+    // Names: each value round-trips; anything else is refused naming the key.
+    for (const auto& name : attentionKernelNames())
+      QCOMPARE(std::string(attentionKernelName(attentionKernelFromName(name, "k"))), name);
+    try {
+      attentionKernelFromName("fast", "train.attention_kernel_short");
+      QFAIL("an unknown kernel was accepted");
+    } catch (const MstError& e) {
+      QVERIFY(std::string(e.what()).find("train.attention_kernel_short") != std::string::npos);
+    }
+    // The Vit hands both choices to every block; the CPU's attention ignores them.
+    ModelConfig mc = micro();
+    torch::manual_seed(0);
+    Vit vit(mc);
+    auto x = torch::randn({2, mc.channels, mc.image_size, mc.image_size});
+    auto ref = vit->forward(x, {}, /*want_attention=*/true);
+    vit->setAttentionKernels(K::Flash, K::Math);
+    for (auto& block : *vit->blocks) {
+      QCOMPARE(block->as<Block>()->attn->kernel_long, K::Flash);
+      QCOMPARE(block->as<Block>()->attn->kernel_short, K::Math);
+    }
+    auto got = vit->forward(x, {}, /*want_attention=*/true);
+    QVERIFY(torch::equal(got.cls, ref.cls));
+  }
+
   void bf16StreamFollowsTheFp32Stream() {
     // train.precision bf16_stream keeps the residual stream and LayerNorms in bf16 under autocast.
     // CUDA runs it; here the CPU's autocast checks the mechanics: dtypes, values, gradients.
@@ -315,6 +406,15 @@ class TestModel : public QObject {
                  std::to_string((fused - plain).abs().max().item<double>()).c_str());
         for (size_t i = 0; i < plain_grads.size(); ++i)
           QVERIFY2(torch::allclose(fused_grads[i], plain_grads[i], 1e-9, 1e-10), std::to_string(i).c_str());
+        // train.fused_decoder where its kernels cannot run (the CPU): every stage still runs,
+        // the same operations bit for bit, and each BatchNorm counts every batch.
+        decoder->fused_stages = true;
+        auto [again, again_grads] = run(true);
+        QVERIFY(torch::equal(again, fused));
+        for (size_t i = 0; i < plain_grads.size(); ++i) QVERIFY(torch::equal(again_grads[i], fused_grads[i]));
+        for (auto& m : decoder->stages->children())
+          if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>())
+            QCOMPARE(bn->num_batches_tracked.item<int64_t>(), int64_t{3});
       }
     }
   }

@@ -12,6 +12,7 @@
 #include "core/data/jpeg_decode.h"
 #include "core/data/loader.h"
 #include "core/kernels/fused_mlp.h"
+#include "core/model/attention_kernel.h"
 #include "core/model/decoder.h"
 #include "core/util/error.h"
 #include "core/train/engine.h"
@@ -87,6 +88,23 @@ std::string deviceName(const torch::Device& device) {
   for (const auto& d : listDevices())
     if (d.id == id) return d.name;
   return id;
+}
+
+/// The attention kernel settings and, for the crops' sequence lengths, which backend LibTorch
+/// runs with them ("" where it cannot say: the CPU, LibTorch 1.13).
+nlohmann::json attentionKernelsReport(const Config& c, const torch::Device& device, bool bf16) {
+  nlohmann::json out{{"long", c.train.attention_kernel}, {"short", c.train.attention_kernel_short}};
+  if (!device.is_cuda()) return out;
+  const int64_t d = c.model.dim / c.model.heads;
+  auto opt = torch::TensorOptions().device(device).dtype(bf16 ? torch::kBFloat16 : torch::kFloat);
+  for (int64_t size : {c.crops.global_size, c.crops.local_size}) {
+    const int64_t g = size / c.model.patch_size, T = g * g + 1;
+    const auto kernel = attentionKernelFromName(
+        T > kShortSequence ? c.train.attention_kernel : c.train.attention_kernel_short, "");
+    auto q = torch::empty({1, c.model.heads, T, d}, opt).requires_grad_(true);
+    out["ran"][std::to_string(T) + " tokens"] = attentionKernelChoice(q, q, q, kernel);
+  }
+  return out;
 }
 
 /// Square matrix products of `dtype` on `device`, GFLOP/s (at least one second of them).
@@ -244,6 +262,8 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
     out["fused_mlp_fallbacks"] = fusedMlpFallbacks();
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();
   out["fused_loss"] = engine.fusedLoss();
+  out["fused_decoder"] = engine.fusedDecoder();
+  out["attention_kernels"] = attentionKernelsReport(c, o.device, engine.bf16());
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");
   out["threads"] = at::get_num_threads();

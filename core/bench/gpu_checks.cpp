@@ -48,7 +48,7 @@ Config gpuCheckConfig() {
   c.optim.warmup_epochs = 0;  // a real update at step 0
   c.optim.freeze_last_layer_epochs = 0;
   // The plain ATen step unless a check turns the fused kernels on (their default is auto).
-  c.train.fused_norm = c.train.fused_augment = c.train.fused_loss = "off";
+  c.train.fused_norm = c.train.fused_augment = c.train.fused_loss = c.train.fused_decoder = "off";
   return c;
 }
 
@@ -235,16 +235,19 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   guarded("recompute_gelu_vs_kept_bf16", [&] { return checkRecomputeGelu(config, "bf16", 4, 1e-3); });
   guarded("graph_vs_eager_fp32", [&] { return checkGraphReplay(config, "fp32", kGraphWarmupSteps + 4, 1e-3); });
   guarded("graph_vs_eager_bf16", [&] { return checkGraphReplay(config, "bf16", kGraphWarmupSteps + 4, 1e-2); });
+  guarded("attention_kernels_vs_reference", [] { return checkAttentionKernels(); });
   // Our own kernels after every check that runs without them: a kernel fault leaves a sticky
   // CUDA error that fails every later check in this process.
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
   guarded("qkv_heads_kernel_vs_reference", [] { return checkQkvHeads(); });
   guarded("fused_loss_vs_reference", [] { return checkFusedLoss(); });
+  guarded("decoder_norm_kernel_vs_reference", [] { return checkDecoderNorm(); });
   guarded("fused_auto_resolves_on", [&] {  // the default (auto) uses the kernels on this GPU
     GpuCheck r;
     r.name = "fused_auto_resolves_on";
     Config defaults = config;
     defaults.train.fused_norm = defaults.train.fused_augment = defaults.train.fused_loss = "auto";
+    defaults.train.fused_decoder = "auto";
     const torch::Device cuda(torch::kCUDA, 0);
     Engine engine(defaults, checkOptions(defaults, cuda));
     const std::string why = fusedKernelsUnavailable(cuda);
@@ -252,12 +255,14 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
     r.values["fused_norm"] = engine.fusedNorm();
     r.values["fused_augment"] = engine.fusedAugment();
     r.values["fused_loss"] = engine.fusedLoss();
-    r.passed = why.empty() && engine.fusedNorm() && engine.fusedAugment() && engine.fusedLoss();
+    r.values["fused_decoder"] = engine.fusedDecoder();
+    r.passed = why.empty() && engine.fusedNorm() && engine.fusedAugment() && engine.fusedLoss() &&
+               engine.fusedDecoder();
     return r;
   });
   guarded("fused_augment_vs_aten", [] { return checkFusedAugment(); });
   Config fused = config;
-  fused.train.fused_norm = fused.train.fused_loss = "on";
+  fused.train.fused_norm = fused.train.fused_loss = fused.train.fused_decoder = "on";
   for (const char* precision : {"bf16", "bf16_stream"}) {
     guarded(std::string("cpu_vs_cuda_") + precision + "_fused", [&] {
       auto r = checkCpuCudaAgreement(fused, precision, 1e-2);
@@ -277,6 +282,13 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
     loss.train.fused_loss = "on";
     auto r = checkCpuCudaAgreement(loss, "fp32", 1e-3);
     r.name += "_fused_loss";
+    return r;
+  });
+  guarded("cpu_vs_cuda_fp32_fused_decoder", [&] {  // the kernels' fp32 instances
+    Config decoder = config;
+    decoder.train.fused_decoder = "on";
+    auto r = checkCpuCudaAgreement(decoder, "fp32", 1e-3);
+    r.name += "_fused_decoder";
     return r;
   });
   guarded("graph_vs_eager_bf16_fused", [&] {

@@ -76,6 +76,19 @@ GpuCheck checkFusedNorm();
 /// (B, T, 3, h, d) buffer, and with v's missing. Fails, saying so, in a build without the kernels.
 GpuCheck checkQkvHeads();
 
+/// train.fused_decoder: one decoder stage (phase gather, BatchNorm in training mode, ReLU)
+/// through its kernels against ATen's three operations on cuda:0, from the same y: the output,
+/// the running statistics, and the gradients of y, γ and β; bf16 and fp32, 32 to 256 channels,
+/// including a stage where most outputs are cut by ReLU. Fails, saying so, in a build without
+/// the kernels.
+GpuCheck checkDecoderNorm();
+
+/// train.attention_kernel(_short): scaled-dot-product attention through each choice (auto,
+/// cudnn, flash, efficient, math) against softmax(q kᵀ/√d) v in fp32 from the same bf16 values,
+/// on cuda:0: the output and the gradients of q, k and v within 2e-2 (relative norm), at
+/// DeiT-S/16's 37 and 197 tokens and Fashion-MNIST's 50; each row says which backend LibTorch ran.
+GpuCheck checkAttentionKernels();
+
 /// train.fused_loss: the distillation loss through its kernels against autograd through ATen on
 /// the logits' fp32 copy, on cuda:0 from the same values: the loss within 1e-5 relative, the
 /// logits' gradient (times an incoming 1.5) within 4e-3 (bf16 logits) or 1e-4 (fp32), relative

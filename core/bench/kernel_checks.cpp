@@ -1,15 +1,19 @@
 /// @brief The GPU checks of our own kernels and of the fused MLP (see gpu_checks.h): each against
 /// the ATen arithmetic it replaces, from the same inputs.
+#include <algorithm>
 #include <cmath>
 
 #include "core/augment/multicrop.h"
 #include "core/bench/check_math.h"
 #include "core/bench/gpu_checks.h"
+#include "core/kernels/decoder_norm.h"
 #include "core/kernels/dino_loss.h"
 #include "core/kernels/fused_mlp.h"
 #include "core/kernels/gelu_backward.h"
 #include "core/kernels/qkv_heads.h"
 #include "core/kernels/residual_norm.h"
+#include "core/model/attention_kernel.h"
+#include "core/model/decoder.h"
 #include "core/model/vit.h"
 #include "core/train/losses.h"
 #include "core/util/torch_compat.h"
@@ -309,6 +313,180 @@ GpuCheck checkQkvHeads() {
   }
   r.values["cases"] = rows;
   r.values["tolerance"] = {{"q", 1e-6}, {"dx", 1e-3}, {"dweight", 1e-3}, {"dbias", 4e-3}};
+  r.passed = all_ok;
+  return r;
+}
+
+GpuCheck checkDecoderNorm() {
+  GpuCheck r;
+  r.name = "decoder_norm_kernel_vs_reference";
+  if (missingKernels(r)) return r;
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(41);
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    torch::ScalarType dtype;
+    int64_t B, C, H, W;
+    double beta;  // β's mean: −2 cuts most outputs at ReLU
+    bool nchw_grad = false;
+    double shift = 0.3;  // the input's mean (its standard deviation is 1.5)
+  };
+  const auto bf16 = torch::kBFloat16, fp32 = torch::kFloat;
+  // DeiT-S/16's stage widths (256 to 32), the Fashion-MNIST decoder's 128, a 56 × 56 stage, odd
+  // sizes, and fp32 (the CPU agreement runs).
+  for (auto c : {Case{bf16, 4, 32, 9, 7, 0.0}, Case{bf16, 2, 64, 8, 8, 0.0},
+                 Case{bf16, 2, 128, 5, 6, 0.0}, Case{bf16, 2, 256, 3, 4, 0.0},
+                 Case{bf16, 8, 32, 56, 56, 0.0}, Case{bf16, 3, 64, 6, 5, -2.0},
+                 Case{fp32, 4, 32, 9, 7, 0.0}, Case{fp32, 2, 128, 5, 6, 0.0},
+                 Case{fp32, 3, 64, 6, 5, -2.0}, Case{bf16, 2, 64, 6, 5, 0.0, true},
+                 Case{fp32, 4, 32, 9, 7, 0.0, false, 40.0}, Case{bf16, 4, 32, 9, 7, 0.0, false, 40.0}}) {
+    auto y = (torch::randn({c.B, 4 * c.C, c.H + 1, c.W + 1}, gen) * 1.5 + c.shift)
+                 .to(c.dtype)
+                 .to(cuda)
+                 .contiguous(at::MemoryFormat::ChannelsLast);
+    auto g = torch::randn({c.B, c.C, 2 * c.H, 2 * c.W}, gen)
+                 .to(c.dtype)
+                 .to(cuda)
+                 .contiguous(at::MemoryFormat::ChannelsLast);
+    auto gamma = 1 + 0.2 * torch::randn({c.C}, gen), beta = c.beta + 0.2 * torch::randn({c.C}, gen);
+    auto rmean = 0.1 * torch::randn({c.C}, gen), rvar = 1 + 0.1 * torch::rand({c.C}, gen);
+    // Output, running statistics and gradients: fused, or ATen's gather + BatchNorm + ReLU.
+    auto run = [&](bool fused, bool& applied) {
+      torch::nn::BatchNorm2d bn(c.C);
+      bn->to(cuda);
+      {
+        torch::NoGradGuard no_grad;
+        bn->weight.copy_(gamma);
+        bn->bias.copy_(beta);
+        bn->running_mean.copy_(rmean);
+        bn->running_var.copy_(rvar);
+      }
+      auto yl = y.clone().requires_grad_(true);
+      applied = decoderNormApplies(yl, c.C, *bn);
+      auto out = fused && applied ? decoderNorm(yl, c.C, *bn)
+                                  : torch::relu(bn->forward(phaseGather(yl, c.C)));
+      // (One case hands the backward pass an fp32 gradient in NCHW order, as a consumer in
+      // another dtype or layout would.)
+      out.backward(c.nchw_grad ? g.to(torch::kFloat).contiguous() : g);
+      return std::vector<torch::Tensor>{out.detach(), bn->running_mean.clone(),
+                                        bn->running_var.clone(), yl.grad(), bn->weight.grad(),
+                                        bn->bias.grad(), bn->num_batches_tracked.clone()};
+    };
+    bool applied = false, unused = false;
+    const auto got = run(true, applied);
+    const auto ref = run(false, unused);
+    const bool low = c.dtype == bf16;
+    const char* names[] = {"out", "running_mean", "running_var", "dy", "dgamma", "dbeta"};
+    const double tolerance[] = {low ? 1e-2 : 1e-5, 1e-5, 1e-5, low ? 1e-2 : 1e-4,
+                                low ? 2e-3 : 1e-4, low ? 2e-3 : 1e-4};
+    nlohmann::json row{{"dtype", low ? "bf16" : "fp32"}, {"B", c.B}, {"C", c.C}, {"H", c.H},
+                       {"W", c.W}, {"beta", c.beta}, {"nchw_grad", c.nchw_grad},
+                       {"shift", c.shift}, {"applied", applied},
+                       {"zero_outputs", (ref[0] == 0).to(torch::kFloat).mean().item<double>()}};
+    bool ok = applied && torch::equal(got[6], ref[6]);
+    for (int i = 0; i < 6; ++i) {
+      const double rel = relNorm(got[i], ref[i]);
+      row[names[i]] = rel;
+      if (!(rel <= tolerance[i])) ok = false;
+    }
+    row["passed"] = ok;
+    rows.push_back(row);
+    all_ok = all_ok && ok;
+  }
+  r.values["cases"] = rows;
+  {  // A whole decoder with DeiT-S/16's stage widths (256 to 32), fp32: fused stages or not.
+    ModelConfig mc = modelPreset("vit_micro28");
+    mc.patch_size = 16;
+    mc.dim = 64;
+    mc.channels = 3;
+    Decoder decoder(mc);
+    decoder->to(cuda);
+    auto patches = torch::randn({2, 16, mc.dim}, gen).to(cuda);
+    auto grad = torch::randn({2, mc.channels, 64, 64}, gen).to(cuda);
+    std::vector<torch::Tensor> buffers0;
+    for (auto& b : decoder->buffers()) buffers0.push_back(b.clone());
+    auto run = [&](bool fused) {
+      {
+        torch::NoGradGuard no_grad;
+        auto buffers = decoder->buffers();
+        for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(buffers0[i]);
+      }
+      decoder->zero_grad();
+      decoder->fused_stages = fused;
+      auto p = patches.clone().requires_grad_(true);
+      auto out = decoder->forward(p);
+      out.backward(grad);
+      std::vector<torch::Tensor> v{out.detach(), p.grad()};
+      for (auto& q : decoder->parameters()) v.push_back(q.grad().clone());
+      for (auto& b : decoder->buffers()) v.push_back(b.clone().to(torch::kDouble));
+      return v;
+    };
+    const auto got = run(true), ref = run(false);
+    double worst = 0.0;
+    for (size_t i = 0; i < got.size(); ++i)
+      worst = std::max(worst, got[i].numel() == 0 ? 0.0 : relNorm(got[i], ref[i]));
+    r.values["decoder_fp32_max_rel"] = worst;
+    if (!(worst <= 1e-4)) all_ok = false;
+  }
+  r.values["tolerance"] = "bf16: output and dy 1e-2, dγ and dβ 2e-3; fp32: 1e-5, 1e-4, 1e-4; "
+                          "running statistics 1e-5; the decoder 1e-4 (relative norms)";
+  r.passed = all_ok;
+  return r;
+}
+
+GpuCheck checkAttentionKernels() {
+  GpuCheck r;
+  r.name = "attention_kernels_vs_reference";
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto gen = at::detail::createCPUGenerator(37);
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    int64_t B, heads, T, d;
+  };
+  // DeiT-S/16's local and global crops, and the Fashion-MNIST ViT's 28-px crops.
+  for (auto c : {Case{48, 6, 37, 64}, Case{8, 6, 197, 64}, Case{32, 3, 50, 64}}) {
+    auto q = torch::randn({c.B, c.heads, c.T, c.d}, gen).to(torch::kBFloat16).to(cuda);
+    auto k = torch::randn({c.B, c.heads, c.T, c.d}, gen).to(torch::kBFloat16).to(cuda);
+    auto v = torch::randn({c.B, c.heads, c.T, c.d}, gen).to(torch::kBFloat16).to(cuda);
+    auto g = torch::randn({c.B, c.heads, c.T, c.d}, gen).to(torch::kBFloat16).to(cuda);
+    // Output and gradients of q, k, v: through the kernel, or in fp32 from the same bf16 values.
+    auto run = [&](bool reference, AttentionKernel kernel) {
+      auto leaf = [&](const torch::Tensor& t) {
+        return (reference ? t.to(torch::kFloat) : t.clone()).requires_grad_(true);
+      };
+      auto ql = leaf(q), kl = leaf(k), vl = leaf(v);
+      torch::Tensor out;
+      if (reference) {
+        const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+        out = torch::matmul(torch::softmax(torch::matmul(ql * scale, kl.transpose(-2, -1)), -1), vl);
+      } else {
+        out = scaledDotProductAttention(ql, kl, vl, kernel);
+      }
+      out.backward(reference ? g.to(torch::kFloat) : g);
+      return std::vector<torch::Tensor>{out.detach(), ql.grad(), kl.grad(), vl.grad()};
+    };
+    const auto ref = run(true, AttentionKernel::Auto);
+    for (const auto& name : attentionKernelNames()) {
+      const auto kernel = attentionKernelFromName(name, "train.attention_kernel");
+      nlohmann::json row{{"B", c.B}, {"heads", c.heads}, {"T", c.T}, {"d", c.d}, {"kernel", name},
+                         {"ran", attentionKernelChoice(q.clone().requires_grad_(true), k, v, kernel)}};
+      const auto got = run(false, kernel);
+      const char* names[] = {"out", "dq", "dk", "dv"};
+      bool ok = true;
+      for (int i = 0; i < 4; ++i) {
+        const double rel = relNorm(got[i], ref[i]);
+        row[names[i]] = rel;
+        if (!(rel <= 2e-2)) ok = false;
+      }
+      row["passed"] = ok;
+      rows.push_back(row);
+      all_ok = all_ok && ok;
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = 2e-2;
   r.passed = all_ok;
   return r;
 }

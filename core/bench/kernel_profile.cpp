@@ -128,13 +128,15 @@ std::string kernelCategory(const std::string& raw) {
   std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
   // Order matters: cuDNN's implicit-GEMM convolutions and flash attention's names mention gemm.
   if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, q/k/v gradient gather,
-                                 // the DINO loss, the column sums, else the residual norm
+                                 // the DINO loss, the column sums, the decoder stages, else the
+                                 // residual norm
     for (const char* k : {"cropkernel", "meankernel", "colourkernel", "blurrowskernel", "finishkernel"})
       if (has(n, k)) return "fused_augment";
     if (has(n, "gelubackwardkernel")) return "fused_gelu";
     if (has(n, "gatherkernel")) return "fused_heads";
     if (has(n, "dinoloss")) return "fused_loss";
     if (has(n, "columnsumskernel")) return "fused_sums";
+    if (has(n, "decoder")) return "fused_decoder";
     return "fused_norm";
   }
   if (has(n, "flash") || has(n, "fmha") || has(n, "attention") || has(n, "sdpa") ||
@@ -273,7 +275,7 @@ nlohmann::json kernelProfileJson(const KernelProfile& p, size_t top) {
   for (size_t i = 0; i < std::min(top, p.kernels.size()); ++i) {
     const auto& k = p.kernels[i];
     nlohmann::json sources = nlohmann::json::array();
-    for (size_t j = 0; j < std::min<size_t>(4, k.sources.size()); ++j) {
+    for (size_t j = 0; j < std::min<size_t>(8, k.sources.size()); ++j) {
       const auto& s = k.sources[j];
       sources.push_back({{"op", s.op},
                          {"inputs", s.inputs.substr(0, 240)},

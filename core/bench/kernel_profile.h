@@ -43,7 +43,7 @@ struct KernelProfile {
 };
 
 /// The kind of work a kernel (or operator) name says it does: matmul, attention, convolution,
-/// fused_norm, fused_augment, fused_gelu, fused_heads, fused_loss, fused_sums (our kernels),
+/// fused_norm, fused_augment, fused_gelu, fused_heads, fused_loss, fused_sums, fused_decoder (our kernels),
 /// layernorm, softmax, reduction, optimizer, copy_cast, elementwise or other.
 std::string kernelCategory(const std::string& name);
 
@@ -54,7 +54,7 @@ KernelProfile profileSteps(const std::function<void()>& step, int64_t steps,
 
 /// {"source", "steps", "total_ms_per_step", "categories": {name: {ms, share}}, "top": [the
 /// `top` kernels with most time: name (at most 160 characters), category, ms, calls, share and
-/// "sources": their (at most 4) sources with most time: op, inputs, within, ms, calls]}.
+/// "sources": their (at most 8) sources with most time: op, inputs, within, ms, calls]}.
 nlohmann::json kernelProfileJson(const KernelProfile& profile, size_t top);
 
 }  // namespace mst

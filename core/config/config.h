@@ -117,6 +117,10 @@ struct TrainConfig {
   /// "auto", "on" or "off", as fused_norm: on CUDA, the self-distillation cross-entropy (Eq. 2)
   /// from the student's logits as one kernel pass forward and one backward (dino_loss.h).
   std::string fused_loss = "auto";
+  /// "auto", "on" or "off", as fused_norm: on CUDA, each decoder upsampling stage's phase gather,
+  /// BatchNorm (batch statistics) and ReLU as two kernel passes forward and two backward
+  /// (core/kernels/decoder_norm.h); not with SyncBN (data-parallel ranks).
+  std::string fused_decoder = "auto";
   /// "auto" (on with CUDA, off on the CPU), "on" or "off": the ViT's MLPs keep gelu's input
   /// alone for the backward pass and recompute gelu(x) there (less activation memory).
   std::string recompute_gelu = "auto";
@@ -125,6 +129,12 @@ struct TrainConfig {
   /// matrix product also applies bias + GELU in its cuBLASLt epilogue (whose backward epilogue
   /// stands in in builds without the CUDA kernels); GELU's output as recompute_gelu says.
   bool fused_mlp = false;
+  /// CUDA: the scaled-dot-product attention kernel for sequences of more than 64 tokens
+  /// (DeiT-S/16's global crops): "auto" (LibTorch's choice), "cudnn", "flash", "efficient" or
+  /// "math" (core/model/attention_kernel.h).
+  std::string attention_kernel = "auto";
+  /// The same for sequences of at most 64 tokens (DeiT-S/16's local crops: 37).
+  std::string attention_kernel_short = "auto";
 };
 
 struct EvalConfig {

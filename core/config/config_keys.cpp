@@ -415,6 +415,15 @@ const std::vector<KeyDef>& keyTable() {
                             "without their fp32 copy (the same arithmetic, in fp32): auto = on "
                             "where the build has kernels for this GPU; on = refused where they "
                             "cannot run; off. Ignored on the CPU; true / false mean on / off."));
+    t.push_back(switchField("train.fused_decoder", &C::train, &TrainConfig::fused_decoder,
+                            "CUDA: run each decoder upsampling stage's phase gather, BatchNorm "
+                            "(batch statistics, running statistics updated) and ReLU as two "
+                            "kernel passes forward and two backward, keeping only the "
+                            "convolution's output for the backward pass (the same arithmetic, "
+                            "statistics summed in fp64): auto = on where the build has kernels "
+                            "for this GPU; on = refused where they cannot run; off. Stages with "
+                            "SyncBN (data-parallel ranks) or widths the kernels do not take run "
+                            "ATen's operations. Ignored on the CPU; true / false mean on / off."));
     t.push_back(choiceField("train.recompute_gelu", &C::train, &TrainConfig::recompute_gelu,
                             "The ViT's MLPs keep only GELU's input for the backward pass, which "
                             "recomputes GELU's output (the same values and gradients, about a "
@@ -431,6 +440,19 @@ const std::vector<KeyDef>& keyTable() {
                       "no kernels). GELU's output is stored or recomputed as "
                       "train.recompute_gelu says. Refused where it cannot run (tanh: no "
                       "cuBLASLt; erf: no kernels for the GPU); ignored on the CPU and in fp32."));
+    t.push_back(choiceField("train.attention_kernel", &C::train, &TrainConfig::attention_kernel,
+                            "CUDA with LibTorch 2.x: the scaled-dot-product attention kernel for "
+                            "sequences of more than 64 tokens (DeiT-S/16's global crops): auto = "
+                            "LibTorch's choice; cudnn, flash (FlashAttention-2), efficient "
+                            "(memory-efficient) = that kernel, with LibTorch's math path where it "
+                            "cannot take the inputs (flash and cudnn in fp32); math. The same "
+                            "attention up to rounding; ignored on the CPU.",
+                            {"auto", "cudnn", "flash", "efficient", "math"}));
+    t.push_back(choiceField("train.attention_kernel_short", &C::train,
+                            &TrainConfig::attention_kernel_short,
+                            "As train.attention_kernel, for sequences of at most 64 tokens "
+                            "(DeiT-S/16's 96-px local crops: 37 tokens).",
+                            {"auto", "cudnn", "flash", "efficient", "math"}));
     // eval
     t.push_back(field("eval.every_epochs", &C::eval, &EvalConfig::every_epochs,
                       "k-NN evaluation during training every this many epochs; 0 = off.",

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/dist/sync_batch_norm.h"
+#include "core/kernels/decoder_norm.h"
 
 namespace mst {
 
@@ -91,7 +92,13 @@ class PhaseGather : public torch::autograd::Function<PhaseGather> {
 
 }  // namespace
 
+torch::Tensor phaseGather(const torch::Tensor& y, int64_t C) { return PhaseGather::apply(y, C); }
+
 torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv) {
+  return PhaseGather::apply(upsampleConvPhases(x, conv), conv.weight.size(0));
+}
+
+torch::Tensor upsampleConvPhases(const torch::Tensor& x, torch::nn::Conv2dImpl& conv) {
   const auto& o = conv.options;
   // (The decoder builds its convolutions with padding 1, which the phase kernels below assume.)
   TORCH_CHECK(conv.weight.dim() == 4 && conv.weight.size(2) == 3 && conv.weight.size(3) == 3 &&
@@ -114,9 +121,8 @@ torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv
   // of one 3x3 kernel per phase.
   auto weight = torch::cat({k00, k01, k10, k11}, 0);  // (4 C_out, C_in, 2, 2)
   auto bias = conv.bias.defined() ? conv.bias.repeat({4}) : torch::Tensor();
-  auto y = torch::nn::functional::conv2d(
+  return torch::nn::functional::conv2d(
       x, weight, torch::nn::functional::Conv2dFuncOptions().bias(bias).padding(1));
-  return PhaseGather::apply(y, w.size(0));
 }
 
 torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
@@ -132,7 +138,10 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
     x = patches.transpose(1, 2).reshape({B, D, g, g});
   }
   bool upsample_pending = false;  // (subpixel) an upsampling that the next convolution does
-  for (auto& stage : *stages) {
+  const auto first = stages->begin();
+  const auto n_stages = static_cast<size_t>(stages->end() - first);
+  for (size_t i = 0; i < n_stages; ++i) {
+    auto& stage = *(first + static_cast<std::ptrdiff_t>(i));
     if (auto* bn = stage.ptr()->as<torch::nn::BatchNorm2dImpl>(); bn && sync_ && is_training()) {
       x = syncBatchNorm(x, *bn, *sync_);
     } else if (stage.ptr()->as<torch::nn::UpsampleImpl>()) {
@@ -141,8 +150,21 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
       else
         x = upsampleNearest2x(x);
     } else if (auto* conv = stage.ptr()->as<torch::nn::Conv2dImpl>(); conv && upsample_pending) {
-      x = upsampleConv2x(x, *conv);
       upsample_pending = false;
+      auto y = upsampleConvPhases(x, *conv);
+      const int64_t C = conv->weight.size(0);
+      // train.fused_decoder: the gather, the BatchNorm and the ReLU after it in one operation.
+      auto* bn = i + 2 < n_stages ? (first + static_cast<std::ptrdiff_t>(i + 1))
+                                        ->ptr()->as<torch::nn::BatchNorm2dImpl>()
+                                  : nullptr;
+      const bool relu = bn != nullptr &&
+                        (first + static_cast<std::ptrdiff_t>(i + 2))->ptr()->as<torch::nn::ReLUImpl>();
+      if (fused_stages && relu && sync_ == nullptr && decoderNormApplies(y, C, *bn)) {
+        x = decoderNorm(y, C, *bn);
+        i += 2;
+      } else {
+        x = phaseGather(y, C);
+      }
     } else {
       x = stage.forward<torch::Tensor>(x);
     }

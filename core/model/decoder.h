@@ -18,6 +18,14 @@ torch::Tensor upsampleNearest2x(const torch::Tensor& x);
 /// traffic and about half the multiply-adds (4 taps per output pixel instead of 9).
 torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv);
 
+/// upsampleConv2x's two steps: the 2×2 convolution over x padded by 1, (B, 4 C_out, H+1, W+1),
+/// whose channel block 2a + b holds output phase (a, b) (its biases repeated per block) ...
+torch::Tensor upsampleConvPhases(const torch::Tensor& x, torch::nn::Conv2dImpl& conv);
+/// ... and the gather of those phases into (B, C, 2H, 2W), in y's memory format:
+/// out[n, c, 2i+a, 2j+b] = y[n, (2a+b) C + c, i+a, j+b]. Its backward pass writes each of y's
+/// elements once (zeros where no output reads it).
+torch::Tensor phaseGather(const torch::Tensor& y, int64_t C);
+
 class Communicator;
 
 /// Channel widths of the decoder stages: config.decoder_widths, or 256 halving per stage.
@@ -38,6 +46,9 @@ class DecoderImpl : public torch::nn::Module {
   /// Each upsampling and the convolution after it as upsampleConv2x (the default); false = the
   /// literal upsample-then-convolve, kept as the reference the tests compare with.
   bool subpixel = true;
+  /// train.fused_decoder (set by the engine on CUDA): each upsampling stage's phase gather,
+  /// BatchNorm and ReLU as one operation (core/kernels/decoder_norm.h) where its kernels apply.
+  bool fused_stages = false;
 
  private:
   Communicator* sync_ = nullptr;

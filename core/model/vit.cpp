@@ -182,7 +182,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cls_
 #if TORCH_VERSION_MAJOR >= 2
   // Fused attention (flash or memory-efficient kernels on CUDA): the (T, T) matrix is never
   // stored. The mask needs only the CLS row of the attention, computed apart: (B, h, 1, T).
-  auto out = at::scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape({B, T, D});
+  auto out = scaledDotProductAttention(q, k, v, T > kShortSequence ? kernel_long : kernel_short)
+                 .transpose(1, 2)
+                 .reshape({B, T, D});
   if (cls_attention) {
     auto row = torch::matmul(q.narrow(2, 0, 1) * scale, k.transpose(-2, -1)).softmax(-1);
     *cls_attention = row.squeeze(2).narrow(-1, 1, T - 1);
@@ -281,6 +283,14 @@ VitImpl::VitImpl(const ModelConfig& c)
 
 void VitImpl::setRecomputeGelu(bool on) {
   for (auto& block : *blocks) block->as<Block>()->recompute_gelu = on;
+}
+
+void VitImpl::setAttentionKernels(AttentionKernel long_sequences, AttentionKernel short_sequences) {
+  for (auto& block : *blocks) {
+    auto& attn = *block->as<Block>()->attn;
+    attn.kernel_long = long_sequences;
+    attn.kernel_short = short_sequences;
+  }
 }
 
 void VitImpl::setFusedMlp(bool on) {

@@ -7,6 +7,7 @@
 
 #include "core/config/config.h"
 #include "core/dist/batch_shard.h"
+#include "core/model/attention_kernel.h"
 
 namespace mst {
 
@@ -33,6 +34,9 @@ class AttentionImpl : public torch::nn::Module {
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
   int64_t heads;
   double scale;
+  /// CUDA's attention kernel for sequences of more than kShortSequence tokens and for the rest
+  /// (train.attention_kernel, train.attention_kernel_short; attention_kernel.h).
+  AttentionKernel kernel_long = AttentionKernel::Auto, kernel_short = AttentionKernel::Auto;
 };
 TORCH_MODULE(Attention);
 
@@ -112,6 +116,8 @@ class VitImpl : public torch::nn::Module {
   void setRecomputeGelu(bool on);
   /// train.fused_mlp for every block (BlockImpl::fused_mlp).
   void setFusedMlp(bool on);
+  /// train.attention_kernel and train.attention_kernel_short for every block.
+  void setAttentionKernels(AttentionKernel long_sequences, AttentionKernel short_sequences);
   /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs.
   torch::Tensor positionEmbedding(int64_t grid);
 

@@ -126,6 +126,7 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm");
     const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
     fused_loss_ = fused(config.train.fused_loss, "train.fused_loss");
+    decoder->fused_stages = fused(config.train.fused_decoder, "train.fused_decoder");
     // The tanh GELU's forward pass needs cuBLASLt's epilogue; the erf GELU's gains are all in
     // the backward kernel. Refused where the setting could only run ATen's operations.
     if (config.train.fused_mlp && bf16_) {
@@ -142,6 +143,12 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     fused_mlp_ = config.train.fused_mlp && bf16_;
     student_vit->setFusedMlp(fused_mlp_);
     teacher_vit->setFusedMlp(fused_mlp_);
+    const auto long_kernel =
+        attentionKernelFromName(config.train.attention_kernel, "train.attention_kernel");
+    const auto short_kernel =
+        attentionKernelFromName(config.train.attention_kernel_short, "train.attention_kernel_short");
+    student_vit->setAttentionKernels(long_kernel, short_kernel);
+    teacher_vit->setAttentionKernels(long_kernel, short_kernel);
     augment_.setFused(fused_augment);
   } else if (precision == "bf16" || precision == "bf16_stream") {
     throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +
@@ -469,6 +476,7 @@ void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra
                        {"fused_norm", fusedNorm()},
                        {"fused_augment", fusedAugment() && options_.device.is_cuda()},
                        {"fused_loss", fusedLoss()},
+                       {"fused_decoder", fusedDecoder()},
                        {"fused_mlp", fusedMlp()},
                        {"recompute_gelu", recomputeGelu()},
                        {"cuda_graph", config_.train.cuda_graph && options_.device.is_cuda()}};

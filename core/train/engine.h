@@ -62,7 +62,7 @@ inline constexpr int64_t kGraphWarmupSteps = 3;
 
 /// The meta record of a checkpoint (format, step, model, config, effective, extra) without loading
 /// weights. `effective`: what the config's automatic settings resolved to where it was written
-/// (device, arithmetic, fused_norm, fused_augment, fused_loss, fused_mlp, recompute_gelu,
+/// (device, arithmetic, fused_norm, fused_augment, fused_loss, fused_decoder, fused_mlp, recompute_gelu,
 /// cuda_graph); absent in checkpoints from before it was recorded.
 /// MstError naming the file when it is missing, corrupt or not an MST checkpoint.
 nlohmann::json readCheckpointMeta(const std::string& path);
@@ -123,6 +123,9 @@ class Engine {
   bool fusedMlp() const { return fused_mlp_; }
   /// train.fused_loss in effect (CUDA, a build with the kernels for the GPU).
   bool fusedLoss() const { return fused_loss_; }
+  /// train.fused_decoder in effect (CUDA, a build with the kernels for the GPU; stages whose
+  /// operands the kernels do not take still run ATen's operations).
+  bool fusedDecoder() const { return decoder->fused_stages; }
   /// train.fused_augment asked for (it applies on CUDA, to 1- and 3-channel crops).
   bool fusedAugment() const { return augment_.fused(); }
   /// Steps now replay a captured CUDA graph.

@@ -1,0 +1,81 @@
+/// @brief Choosing LibTorch's attention kernel (see attention_kernel.h).
+#include "core/model/attention_kernel.h"
+
+#include "core/util/error.h"
+
+namespace mst {
+
+const std::vector<std::string>& attentionKernelNames() {
+  static const std::vector<std::string> names{"auto", "cudnn", "flash", "efficient", "math"};
+  return names;
+}
+
+AttentionKernel attentionKernelFromName(const std::string& name, const std::string& key) {
+  const auto& names = attentionKernelNames();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<AttentionKernel>(i);
+  throw MstError("config key " + key + ": \"" + name +
+                 "\" is no attention kernel (auto, cudnn, flash, efficient or math)");
+}
+
+const char* attentionKernelName(AttentionKernel kernel) {
+  return attentionKernelNames().at(static_cast<size_t>(kernel)).c_str();
+}
+
+std::mutex& sdpaSwitchMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+namespace {
+
+// at::_fused_sdp_choice (LibTorch 2.x), found by argument-dependent lookup where it exists, so
+// that this file compiles against 1.13 too. Returns at::SDPBackend's value, -2 where absent.
+template <class T>
+auto fusedChoice(const T& q, const T& k, const T& v, int) -> decltype(int64_t(_fused_sdp_choice(q, k, v))) {
+  return _fused_sdp_choice(q, k, v);
+}
+template <class T>
+int64_t fusedChoice(const T&, const T&, const T&, long) {
+  return -2;
+}
+
+}  // namespace
+
+torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k,
+                                        const torch::Tensor& v, AttentionKernel kernel) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (kernel == AttentionKernel::Auto || !q.is_cuda()) return at::scaled_dot_product_attention(q, k, v);
+  // The kernel is chosen here, on the host; the backward pass runs the chosen kernel's own
+  // backward (autograd recorded which), so only this call needs the switches.
+  std::lock_guard<std::mutex> lock(sdpaSwitchMutex());
+  SdpaSwitches<at::Context> switches(at::globalContext(), kernel);
+  return at::scaled_dot_product_attention(q, k, v);
+#else
+  (void)q, (void)k, (void)v, (void)kernel;
+  throw MstError("scaledDotProductAttention: this LibTorch (" TORCH_VERSION
+                 ") has no fused attention");
+#endif
+}
+
+std::string attentionKernelChoice(const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v, AttentionKernel kernel) {
+  int64_t choice = -2;
+  {
+    std::lock_guard<std::mutex> lock(sdpaSwitchMutex());
+    SdpaSwitches<at::Context> switches(at::globalContext(), kernel);
+    if (!switches.available()) return "";
+    choice = fusedChoice(q, k, v, 0);
+  }
+  switch (choice) {
+    case -2: return "";
+    case -1: return "none";
+    case 0: return "math";
+    case 1: return "flash";
+    case 2: return "efficient";
+    case 3: return "cudnn";
+    default: return "backend " + std::to_string(choice);
+  }
+}
+
+}  // namespace mst
