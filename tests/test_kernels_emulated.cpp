@@ -414,6 +414,14 @@ class TestKernelsEmulated : public QObject {
     auto taps = torch::exp(-torch::arange(-radius, radius + 1).to(torch::kFloat).pow(2).unsqueeze(0) /
                            (2 * (torch::rand({R, 1}) * 1.5 + 0.5).pow(2)));
     taps = taps / taps.sum(1, true);
+    // Rows the blur was not drawn for get the identity taps, as MultiCrop gives them (the kernels
+    // skip those rows; the host twin convolves them).
+    auto identity = torch::zeros({1, 2 * radius + 1});
+    identity[0][radius] = 1.0f;
+    auto skip = torch::rand({R, 1}) < 0.4;
+    skip[0][0] = true;  // (at least one row of each kind)
+    skip[1][0] = false;
+    taps = torch::where(skip, identity, taps).contiguous();
     auto mean = torch::rand({C}) * 0.2 + 0.4, std = torch::rand({C}) * 0.2 + 0.2;
     auto run = [&](bool emulated) {
       auto work = torch::full({R, C, S, S}, std::nanf("")), work2 = torch::full({R, C, S, S}, std::nanf(""));

@@ -102,7 +102,11 @@ nlohmann::json attentionKernelsReport(const Config& c, const torch::Device& devi
     const auto kernel = attentionKernelFromName(
         T > kShortSequence ? c.train.attention_kernel : c.train.attention_kernel_short, "");
     auto q = torch::empty({1, c.model.heads, T, d}, opt).requires_grad_(true);
-    out["ran"][std::to_string(T) + " tokens"] = attentionKernelChoice(q, q, q, kernel);
+    try {  // (a report, never a reason for the bench to fail)
+      out["ran"][std::to_string(T) + " tokens"] = attentionKernelChoice(q, q, q, kernel);
+    } catch (const std::exception& e) {
+      out["ran"][std::to_string(T) + " tokens"] = std::string("error: ") + e.what();
+    }
   }
   return out;
 }

@@ -76,14 +76,24 @@ __global__ void __launch_bounds__(kThreads) colourKernel(AugmentArgs a, int bloc
   for (int c = 0; c < a.C; ++c) px[c * SS] = v[c];
 }
 
-/// Pass 3: the blur along the rows of each image, work → work2.
+/// Whether a row's taps are the identity (1 at the centre, 0 elsewhere: MultiCrop's taps for a
+/// crop the blur was not drawn for). Such a blur leaves every (finite) value exactly as it is
+/// (0 · x adds ±0), so both passes skip those rows: most local crops and the second global
+/// crops (blur probability 0.5 and 0.1).
+__device__ __forceinline__ bool identityTaps(const float* taps, int radius) {
+  for (int t = 0; t <= 2 * radius; ++t)
+    if (taps[t] != (t == radius ? 1.0f : 0.0f)) return false;
+  return true;
+}
+
+/// Pass 3: the blur along the rows of each image, work → work2 (rows whose blur was drawn).
 __global__ void __launch_bounds__(kThreads) blurRowsKernel(AugmentArgs a) {
   const int64_t row = blockIdx.y;
   const int p = blockIdx.x * kThreads + threadIdx.x;
   const int SS = a.S * a.S;
-  if (p >= SS) return;
-  const int i = p / a.S, j = p % a.S;
   const float* taps = a.blur + row * (2 * a.radius + 1);
+  if (p >= SS || identityTaps(taps, a.radius)) return;
+  const int i = p / a.S, j = p % a.S;
   for (int c = 0; c < a.C; ++c) {
     const float* line = a.work + (row * a.C + c) * SS + static_cast<int64_t>(i) * a.S;
     a.work2[(row * a.C + c) * SS + p] = blurAt(line, 1, a.S, j, taps, a.radius);
@@ -98,11 +108,11 @@ __global__ void __launch_bounds__(kThreads) finishKernel(AugmentArgs a, const fl
   if (p >= SS) return;
   const int i = p / a.S, j = p % a.S;
   const bool solarize = a.solarize != nullptr && a.solarize[row];
+  const float* taps = a.blur != nullptr ? a.blur + row * (2 * a.radius + 1) : nullptr;
+  const bool blurred = taps != nullptr && !identityTaps(taps, a.radius);
   for (int c = 0; c < a.C; ++c) {
-    const float* plane = in + (row * a.C + c) * SS;
-    const float v = a.blur != nullptr
-                        ? blurAt(plane + j, a.S, a.S, i, a.blur + row * (2 * a.radius + 1), a.radius)
-                        : plane[p];
+    const float* plane = (blurred ? in : a.work) + (row * a.C + c) * SS;
+    const float v = blurred ? blurAt(plane + j, a.S, a.S, i, taps, a.radius) : plane[p];
     a.out[(row * a.C + c) * SS + p] = finishValue(v, solarize, a.mean[c], a.std[c]);
   }
 }
