@@ -89,8 +89,9 @@ class TestModel : public QObject {
 
  private slots:
   void attentionKernelSwitchesAllowOneKernelAndRestoreTheRest() {
-    // train.attention_kernel: while the switches live, the chosen kernel and the math fallback
-    // alone are allowed; afterwards every switch is as it was (a user's own choice included).
+    // train.attention_kernel: while the switches live, the chosen kernel alone is allowed (and
+    // math too once asked for); afterwards every switch is as it was (a user's own choice
+    // included).
     using K = AttentionKernel;
     FakeSdpaContext ctx;
     ctx.efficient = false;
@@ -99,15 +100,19 @@ class TestModel : public QObject {
       K kernel;
       std::vector<bool> state;  // cudnn, flash, efficient, math, fa3
     };
-    for (const auto& want : {Want{K::CuDnn, {true, false, false, true, false}},
-                             Want{K::Flash, {false, true, false, true, false}},
-                             Want{K::Efficient, {false, false, true, true, false}},
+    for (const auto& want : {Want{K::CuDnn, {true, false, false, false, false}},
+                             Want{K::Flash, {false, true, false, false, false}},
+                             Want{K::Efficient, {false, false, true, false, false}},
                              Want{K::Math, {false, false, false, true, false}},
                              Want{K::Auto, before}}) {
       {
         SdpaSwitches<FakeSdpaContext> switches(ctx, want.kernel);
         QVERIFY(switches.available());
         QCOMPARE(ctx.state(), want.state);
+        switches.allowMath();
+        auto with_math = want.state;
+        if (want.kernel != K::Auto) with_math[3] = true;  // (Auto changed nothing to add to)
+        QCOMPARE(ctx.state(), with_math);
       }
       QCOMPARE(ctx.state(), before);
     }
@@ -122,6 +127,8 @@ class TestModel : public QObject {
     {
       SdpaSwitches<OldSdpaContext> switches(old, K::Efficient);
       QVERIFY(switches.available());
+      QVERIFY(!old.flash && old.efficient && !old.math);
+      switches.allowMath();
       QVERIFY(!old.flash && old.efficient && old.math);
     }
     QVERIFY(old.flash && old.efficient && !old.math);

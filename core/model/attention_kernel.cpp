@@ -40,16 +40,40 @@ int64_t fusedChoice(const T&, const T&, const T&, long) {
   return -2;
 }
 
+/// Under the lock, with `switches` allowing the chosen kernel alone: also allows math where
+/// LibTorch finds no allowed kernel for (q, k, v) (it throws then), or cannot say.
+template <class Switches>
+void mathWhereNeeded(Switches& switches, const torch::Tensor& q, const torch::Tensor& k,
+                     const torch::Tensor& v) {
+  try {
+    if (fusedChoice(q, k, v, 0) < 0) switches.allowMath();
+  } catch (const std::exception&) {
+    switches.allowMath();
+  }
+}
+
+std::string backendName(int64_t choice) {
+  switch (choice) {
+    case 0: return "math";
+    case 1: return "flash";
+    case 2: return "efficient";
+    case 3: return "cudnn";
+    case 4: return "overrideable";
+    default: return "backend " + std::to_string(choice);
+  }
+}
+
 }  // namespace
 
 torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k,
                                         const torch::Tensor& v, AttentionKernel kernel) {
 #if TORCH_VERSION_MAJOR >= 2
-  if (kernel == AttentionKernel::Auto || !q.is_cuda()) return at::scaled_dot_product_attention(q, k, v);
+  if (!q.is_cuda()) return at::scaled_dot_product_attention(q, k, v);
   // The kernel is chosen here, on the host; the backward pass runs the chosen kernel's own
   // backward (autograd recorded which), so only this call needs the switches.
   std::lock_guard<std::mutex> lock(sdpaSwitchMutex());
   SdpaSwitches<at::Context> switches(at::globalContext(), kernel);
+  if (kernel != AttentionKernel::Auto && switches.available()) mathWhereNeeded(switches, q, k, v);
   return at::scaled_dot_product_attention(q, k, v);
 #else
   (void)q, (void)k, (void)v, (void)kernel;
@@ -60,22 +84,12 @@ torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Ten
 
 std::string attentionKernelChoice(const torch::Tensor& q, const torch::Tensor& k,
                                   const torch::Tensor& v, AttentionKernel kernel) {
-  int64_t choice = -2;
-  {
-    std::lock_guard<std::mutex> lock(sdpaSwitchMutex());
-    SdpaSwitches<at::Context> switches(at::globalContext(), kernel);
-    if (!switches.available()) return "";
-    choice = fusedChoice(q, k, v, 0);
-  }
-  switch (choice) {
-    case -2: return "";
-    case -1: return "none";
-    case 0: return "math";
-    case 1: return "flash";
-    case 2: return "efficient";
-    case 3: return "cudnn";
-    default: return "backend " + std::to_string(choice);
-  }
+  std::lock_guard<std::mutex> lock(sdpaSwitchMutex());
+  SdpaSwitches<at::Context> switches(at::globalContext(), kernel);
+  if (!switches.available()) return "";
+  if (kernel != AttentionKernel::Auto) mathWhereNeeded(switches, q, k, v);
+  const int64_t choice = fusedChoice(q, k, v, 0);
+  return choice == -2 ? "" : backendName(choice);
 }
 
 }  // namespace mst

@@ -18,8 +18,8 @@
 
 namespace mst {
 
-/// "auto" leaves the choice to LibTorch; the others allow that kernel and LibTorch's math path,
-/// which takes over only where the kernel cannot take the inputs (flash and cuDNN in fp32).
+/// "auto" leaves the choice to LibTorch; the others allow that kernel alone, or LibTorch's math
+/// path alone where LibTorch says the kernel cannot take the inputs (flash and cuDNN in fp32).
 enum class AttentionKernel { Auto, CuDnn, Flash, Efficient, Math };
 
 /// Sequences of at most this many tokens use train.attention_kernel_short (one 64-row tile of
@@ -35,7 +35,8 @@ const char* attentionKernelName(AttentionKernel kernel);
 namespace sdpa_detail {
 
 // Each of LibTorch's switches where its Context has it (FA3 and FA4 only in some 2.x versions,
-// cuDNN since 2.2, none in 1.13): detected, so that this compiles against either LibTorch.
+// cuDNN since 2.2, flash and math since 1.13): detected, so that this compiles against either
+// LibTorch.
 #define MST_SDPA_SWITCH(Name, Setter, Getter)                                                   \
   template <class C, class = void>                                                             \
   struct Name : std::false_type {};                                                            \
@@ -56,10 +57,12 @@ MST_SDPA_SWITCH(Fa4Switch, setSDPUseFA4, userEnabledFA4SDP)
 
 }  // namespace sdpa_detail
 
-/// While it lives, `ctx`'s switches allow only `kernel` and the math fallback; the destructor
-/// restores every switch it changed. Auto changes nothing. `available` is false where the
-/// context has no switch for `kernel` (LibTorch 1.13; cuDNN before 2.2): nothing is changed then
-/// either. The switches are process-wide: hold sdpaSwitchMutex() around their use.
+/// While it lives, `ctx`'s switches allow only `kernel` (allowMath() adds the math path); the
+/// destructor restores every switch it changed. Auto changes nothing. `available` is false where
+/// the context has no switch for `kernel` (cuDNN before 2.2, memory-efficient in 1.13): nothing
+/// is changed then either. With only the chosen kernel allowed, LibTorch's priority order among
+/// its kernels does not matter (with math also allowed, math would win wherever it comes first).
+/// The switches are process-wide: hold sdpaSwitchMutex() around their use.
 template <class Ctx>
 class SdpaSwitches {
  public:
@@ -77,7 +80,7 @@ class SdpaSwitches {
     apply<CuDnnSwitch<Ctx>>(0, kernel == AttentionKernel::CuDnn);
     apply<FlashSwitch<Ctx>>(1, kernel == AttentionKernel::Flash);
     apply<EfficientSwitch<Ctx>>(2, kernel == AttentionKernel::Efficient);
-    apply<MathSwitch<Ctx>>(3, true);
+    apply<MathSwitch<Ctx>>(3, kernel == AttentionKernel::Math);
     apply<Fa3Switch<Ctx>>(4, false);
     apply<Fa4Switch<Ctx>>(5, false);
   }
@@ -86,6 +89,11 @@ class SdpaSwitches {
   SdpaSwitches& operator=(const SdpaSwitches&) = delete;
 
   bool available() const { return available_; }
+  /// Also allows LibTorch's math path (where the chosen kernel cannot take the inputs).
+  void allowMath() {
+    if (!available_ || saved_[3] < 0) return;
+    if constexpr (sdpa_detail::MathSwitch<Ctx>::value) sdpa_detail::MathSwitch<Ctx>::set(ctx_, true);
+  }
 
  private:
   template <class S>
@@ -120,15 +128,17 @@ class SdpaSwitches {
 /// runs several training threads).
 std::mutex& sdpaSwitchMutex();
 
-/// at::scaled_dot_product_attention(q, k, v) with `kernel` chosen as above for CUDA tensors;
-/// elsewhere, and for Auto, exactly that call. LibTorch 2.x only (1.13 has no fused attention:
-/// the ViT computes it with matmul and softmax there).
+/// at::scaled_dot_product_attention(q, k, v) with `kernel` chosen as above for CUDA tensors
+/// (LibTorch's math path instead where at::_fused_sdp_choice finds no kernel allowed); elsewhere
+/// exactly that call. Every CUDA call holds sdpaSwitchMutex(), Auto included, so that no call
+/// sees another thread's switches. LibTorch 2.x only (1.13 has no public fused attention: the
+/// ViT computes it with matmul and softmax there).
 torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k,
                                         const torch::Tensor& v, AttentionKernel kernel);
 
-/// The backend LibTorch would run for (q, k, v) with `kernel` allowed as above: "math", "flash",
-/// "efficient", "cudnn", "overrideable", "none" (none can take them); "" where this LibTorch cannot
-/// say (no at::_fused_sdp_choice) or `kernel`'s switch is missing.
+/// The backend scaledDotProductAttention runs for (q, k, v) with `kernel`: "math", "flash",
+/// "efficient", "cudnn", "overrideable"; "" where this LibTorch cannot say (no
+/// at::_fused_sdp_choice) or `kernel`'s switch is missing.
 std::string attentionKernelChoice(const torch::Tensor& q, const torch::Tensor& k,
                                   const torch::Tensor& v, AttentionKernel kernel);
 
