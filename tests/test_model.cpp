@@ -56,22 +56,8 @@ torch::Tensor manualClsAttention(BlockImpl& block, const torch::Tensor& t, int64
   return torch::stack(rows, 1);
 }
 
-// Stand-ins for at::Context's attention switches: every switch of LibTorch 2.x (FA3 included),
-// 2.0–2.1's (no cuDNN switch), and 1.13's (none).
-struct FakeSdpaContext {
-  bool cudnn = true, flash = true, efficient = true, math = true, fa3 = true;
-  void setSDPUseCuDNN(bool e) { cudnn = e; }
-  bool userEnabledCuDNNSDP() const { return cudnn; }
-  void setSDPUseFlash(bool e) { flash = e; }
-  bool userEnabledFlashSDP() const { return flash; }
-  void setSDPUseMemEfficient(bool e) { efficient = e; }
-  bool userEnabledMemEfficientSDP() const { return efficient; }
-  void setSDPUseMath(bool e) { math = e; }
-  bool userEnabledMathSDP() const { return math; }
-  void setSDPUseFA3(bool e) { fa3 = e; }
-  bool userEnabledFA3SDP() const { return fa3; }
-  std::vector<bool> state() const { return {cudnn, flash, efficient, math, fa3}; }
-};
+// Stand-ins for at::Context's attention switches: 2.0–2.1's (no cuDNN switch), every switch of a
+// recent 2.x (FA3 included), and a context without any.
 struct OldSdpaContext {
   bool flash = true, efficient = true, math = true;
   void setSDPUseFlash(bool e) { flash = e; }
@@ -80,6 +66,14 @@ struct OldSdpaContext {
   bool userEnabledMemEfficientSDP() const { return efficient; }
   void setSDPUseMath(bool e) { math = e; }
   bool userEnabledMathSDP() const { return math; }
+};
+struct FakeSdpaContext : OldSdpaContext {
+  bool cudnn = true, fa3 = true;
+  void setSDPUseCuDNN(bool e) { cudnn = e; }
+  bool userEnabledCuDNNSDP() const { return cudnn; }
+  void setSDPUseFA3(bool e) { fa3 = e; }
+  bool userEnabledFA3SDP() const { return fa3; }
+  std::vector<bool> state() const { return {cudnn, flash, efficient, math, fa3}; }
 };
 struct NoSdpaContext {};
 }  // namespace
