@@ -262,6 +262,11 @@ class TestConfig : public QObject {
     QTest::newRow("recompute") << R"({"train": {"recompute_gelu": "yes"}})" << "train.recompute_gelu";
     QTest::newRow("fused norm") << R"({"train": {"fused_norm": "yes"}})" << "train.fused_norm";
     QTest::newRow("fused augment") << R"({"train": {"fused_augment": 1}})" << "train.fused_augment";
+    QTest::newRow("fused decoder") << R"({"train": {"fused_decoder": "always"}})" << "train.fused_decoder";
+    QTest::newRow("attention kernel")
+        << R"({"train": {"attention_kernel": "fa3"}})" << "train.attention_kernel";
+    QTest::newRow("short attention kernel")
+        << R"({"train": {"attention_kernel_short": "fast"}})" << "train.attention_kernel_short";
     QTest::newRow("num > patches") << R"({"masking": {"num": 50}})" << "masking.num";
     QTest::newRow("mean without std") << R"({"data": {"mean": [0.5]}})" << "key data.mean";
     QTest::newRow("mean and std differ")
