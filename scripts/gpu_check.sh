@@ -156,12 +156,27 @@ for r in rows:
     lines += ["", f"Sources of the costliest kernels, {r['run']}:", "",
               "| kernel | op | inputs | within | calls | ms per step |", "|---|---|---|---|---|---|"]
     for t in k["top"][:12]:
-        for s in t.get("sources", [])[:4]:
+        for s in t.get("sources", [])[:8]:
             lines.append(f"| `{t['name'][:60]}` | {s['op']} | {s['inputs'][:120]} | {s['within'][:120]} | {s['calls']:.0f} | {s['ms']:.2f} |")
 fallback = os.path.join(out, "fallback.txt")
 note = ""
 if os.path.exists(fallback):  # kernels gpucheck found wrong (or could not check), left off
     note = "Benches adjusted after gpucheck:\n\n" + "".join(f"- {l}" for l in open(fallback)) + "\n"
+# Which attention backend each train.attention_kernel choice ran (mst gpucheck), per length.
+attention = []
+try:
+    for l in open(os.path.join(out, "gpucheck.jsonl")):
+        if '"attention_kernels_vs_reference"' not in l:
+            continue
+        c = json.loads(l)
+        for row in c.get("values", {}).get("cases", []):
+            attention.append(f"| {row.get('T')} | {row.get('kernel')} | {row.get('ran')} | "
+                             f"{row.get('out', float('nan')):.1e} | {row.get('dq', float('nan')):.1e} | {row.get('passed')} |")
+except (OSError, ValueError):
+    pass
+if attention:
+    lines += ["", "Attention kernels (gpucheck, bf16, against fp32):", "",
+              "| tokens | setting | ran | out rel | dq rel | passed |", "|---|---|---|---|---|---|"] + attention
 table = f"Device: {name}\n\n" + note + "\n".join(lines) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 print(table)
