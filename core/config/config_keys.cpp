@@ -421,9 +421,10 @@ const std::vector<KeyDef>& keyTable() {
                             "kernel passes forward and two backward, keeping only the "
                             "convolution's output for the backward pass (the same arithmetic, "
                             "statistics summed in fp64): auto = on where the build has kernels "
-                            "for this GPU; on = refused where they cannot run; off. Stages with "
-                            "SyncBN (data-parallel ranks) or widths the kernels do not take run "
-                            "ATen's operations. Ignored on the CPU; true / false mean on / off."));
+                            "for this GPU and in one process (data-parallel ranks normalise with "
+                            "SyncBN); on = refused where they cannot run; off. Stages whose widths "
+                            "the kernels do not take run ATen's operations. Ignored on the CPU; "
+                            "true / false mean on / off."));
     t.push_back(choiceField("train.recompute_gelu", &C::train, &TrainConfig::recompute_gelu,
                             "The ViT's MLPs keep only GELU's input for the backward pass, which "
                             "recomputes GELU's output (the same values and gradients, about a "

@@ -126,7 +126,14 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm");
     const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
     fused_loss_ = fused(config.train.fused_loss, "train.fused_loss");
-    decoder->fused_stages = fused(config.train.fused_decoder, "train.fused_decoder");
+    // (Data-parallel ranks normalise with SyncBN, whose statistics the kernels do not gather.)
+    if (config.train.fused_decoder == "on" && options.comm)
+      throw MstError("config key train.fused_decoder: this run has " +
+                     std::to_string(options.comm->worldSize()) +
+                     " data-parallel ranks, whose decoder normalises with SyncBN (ATen's "
+                     "operations): set it to auto or off");
+    decoder->fused_stages =
+        fused(config.train.fused_decoder, "train.fused_decoder") && options.comm == nullptr;
     // The tanh GELU's forward pass needs cuBLASLt's epilogue; the erf GELU's gains are all in
     // the backward kernel. Refused where the setting could only run ATen's operations.
     if (config.train.fused_mlp && bf16_) {

@@ -123,8 +123,8 @@ class Engine {
   bool fusedMlp() const { return fused_mlp_; }
   /// train.fused_loss in effect (CUDA, a build with the kernels for the GPU).
   bool fusedLoss() const { return fused_loss_; }
-  /// train.fused_decoder in effect (CUDA, a build with the kernels for the GPU; stages whose
-  /// operands the kernels do not take still run ATen's operations).
+  /// train.fused_decoder in effect (CUDA, one process, a build with the kernels for the GPU;
+  /// stages whose operands the kernels do not take still run ATen's operations).
   bool fusedDecoder() const { return decoder->fused_stages; }
   /// train.fused_augment asked for (it applies on CUDA, to 1- and 3-channel crops).
   bool fusedAugment() const { return augment_.fused(); }
