@@ -159,6 +159,15 @@ __global__ void __launch_bounds__(kThreads)
   writeBlockSums<kN>(sums, G, geo.C, partial);
 }
 
+/// Channel c's two sums over the blocks' rows of partial (blocks, 2C), in block order.
+__device__ __forceinline__ void addBlockRows(const double* __restrict__ partial, int blocks, int C,
+                                             int c, double& first, double& second) {
+  for (int b = 0; b < blocks; ++b) {
+    first += partial[static_cast<int64_t>(b) * 2 * C + c];
+    second += partial[static_cast<int64_t>(b) * 2 * C + C + c];
+  }
+}
+
 /// μ, σ⁻¹ and the running statistics from the blocks' Σ (x − x₀) and Σ (x − x₀)².
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
@@ -169,10 +178,7 @@ __global__ void __launch_bounds__(kThreads)
                       float* __restrict__ running_var) {
   for (int c = threadIdx.x; c < C; c += kThreads) {
     double s = 0.0, ss = 0.0;
-    for (int b = 0; b < blocks; ++b) {
-      s += partial[static_cast<int64_t>(b) * 2 * C + c];
-      ss += partial[static_cast<int64_t>(b) * 2 * C + C + c];
-    }
+    addBlockRows(partial, blocks, C, c, s, ss);
     const double shift = s / count;
     const double mu = toFloat(y[c]) + shift;
     double var = ss / count - shift * shift;
@@ -193,10 +199,7 @@ __global__ void __launch_bounds__(kThreads)
                      float* __restrict__ dgamma, float* __restrict__ dbeta) {
   for (int c = threadIdx.x; c < C; c += kThreads) {
     double s = 0.0, sx = 0.0;
-    for (int b = 0; b < blocks; ++b) {
-      s += partial[static_cast<int64_t>(b) * 2 * C + c];
-      sx += partial[static_cast<int64_t>(b) * 2 * C + C + c];
-    }
+    addBlockRows(partial, blocks, C, c, s, sx);
     dbeta[c] = static_cast<float>(s);
     dgamma[c] = static_cast<float>(sx);
   }
