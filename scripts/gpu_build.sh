@@ -4,7 +4,8 @@
 # the static HDF5/zlib and the headers that scripts/gpu_deps.sh put in third_party/. Needs OUT and
 # stamp(); sets MST to the built binary (one that starts: `mst doctor` runs). On a build error
 # it retries without the optional parts that failed (cuBLASLt for train.fused_mlp, the kernel
-# profiler, the fused CUDA kernels, CUDA graphs), then gives up with the compiler's messages.
+# profiler, the fused CUDA kernels, CUDA graphs, the attention-kernel switches), then gives up
+# with the compiler's messages.
 TORCH_PREFIX=${TORCH_PREFIX:-$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)")}
 BUILD=${BUILD:-build-gpu}
 TP=$PWD/third_party
@@ -40,13 +41,13 @@ stamp "configure + build (nvcc: ${CUDACXX:-none})"
 # only it compiles. A failed attempt turns off the parts whose sources failed to compile; a
 # failure that names none of them (a link error, a binary that does not start) turns off the next
 # part in this order. A compile error elsewhere ends the build at once.
-PARTS=(MST_CUBLASLT MST_KERNEL_PROFILE MST_CUDA_KERNELS MST_CUDA_GRAPHS)
+PARTS=(MST_CUBLASLT MST_KERNEL_PROFILE MST_CUDA_KERNELS MST_CUDA_GRAPHS MST_ATTENTION_SWITCHES)
 declare -A SOURCES=([MST_CUBLASLT]="fused_mlp" [MST_KERNEL_PROFILE]="kernel_profile"
-  [MST_CUDA_KERNELS]="residual_norm|augment_cuda|multicrop|augment_reference|gelu_cuda|gelu_backward|heads_cuda|qkv_heads|dino_loss|column_sums"
-  [MST_CUDA_GRAPHS]="step_graph")
+  [MST_CUDA_KERNELS]="residual_norm|augment_cuda|multicrop|augment_reference|gelu_cuda|gelu_backward|heads_cuda|qkv_heads|dino_loss|decoder_norm|column_sums"
+  [MST_CUDA_GRAPHS]="step_graph" [MST_ATTENTION_SWITCHES]="attention_kernel")
 declare -A OFF=()
 built=0
-for try in 1 2 3 4 5; do
+for try in 1 2 3 4 5 6; do
   options=()
   for part in "${PARTS[@]}"; do
     [[ -n ${OFF[$part]:-} ]] && options+=("-D$part=OFF") || options+=("-D$part=ON")

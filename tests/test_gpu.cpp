@@ -202,6 +202,51 @@ class TestGpu : public QObject {
       }
     }
   }
+  void gpuBuildFallbackKnowsEveryOptionalSource() {
+    // scripts/gpu_build.sh turns off an optional part of the GPU build when a source only that
+    // part compiles fails there; a source missing from its list ends that build instead (the
+    // decoder kernels were, for a while). Every such source in core/CMakeLists.txt must match
+    // its part's pattern, and each part must be in the order the script tries them.
+    auto read = [](const QString& path) {
+      QFile f(QString(MST_SOURCE_DIR) + "/" + path);
+      if (!f.open(QIODevice::ReadOnly)) qFatal("cannot read %s", qPrintable(path));
+      return QString::fromUtf8(f.readAll());
+    };
+    const QString script = read("scripts/gpu_build.sh");
+    const QString cmake = read("core/CMakeLists.txt");
+    QMap<QString, QRegularExpression> parts;
+    auto it = QRegularExpression("\\[(MST_[A-Z_]+)\\]=\"([^\"]+)\"").globalMatch(script);
+    while (it.hasNext()) {
+      const auto m = it.next();
+      parts[m.captured(1)] = QRegularExpression(m.captured(2));  // grep -E's search, as there
+    }
+    const auto order = QRegularExpression("\\nPARTS=\\(([^)]*)\\)").match(script);
+    QVERIFY(order.hasMatch());
+    const QStringList ordered = order.captured(1).split(' ', Qt::SkipEmptyParts);
+    for (const QString& part : parts.keys())
+      QVERIFY2(ordered.contains(part), qPrintable(part + " is not in PARTS"));
+    // Which part owns which sources, as core/CMakeLists.txt says.
+    QList<QPair<QString, QString>> owned;  // (part, source basename)
+    const int fused = cmake.indexOf("if(MST_FUSED_KERNELS)");
+    const int fusedEnd = cmake.indexOf("\nendif()", fused);
+    QVERIFY(fused >= 0 && fusedEnd > fused);
+    auto files = QRegularExpression("/(\\w+)\\.(cu|cpp)\\b").globalMatch(cmake.mid(fused, fusedEnd - fused));
+    while (files.hasNext()) owned.append({"MST_CUDA_KERNELS", files.next().captured(1)});
+    auto noDefs = QRegularExpression(
+        "if\\(NOT (MST_\\w+)\\)[^\\n]*\\n\\s*set_source_files_properties\\(\\S*/(\\w+)\\.cpp").globalMatch(cmake);
+    while (noDefs.hasNext()) {
+      const auto m = noDefs.next();
+      owned.append({m.captured(1), m.captured(2)});
+    }
+    auto have = QRegularExpression("/(\\w+)\\.cpp APPEND PROPERTY\\s+COMPILE_DEFINITIONS MST_HAVE_CUBLASLT").globalMatch(cmake);
+    while (have.hasNext()) owned.append({"MST_CUBLASLT", have.next().captured(1)});
+    QVERIFY2(owned.size() >= 15, qPrintable(QString::number(owned.size()) + " sources found"));
+    for (const auto& [part, source] : owned) {
+      QVERIFY2(parts.contains(part), qPrintable(part + " (owns " + source + ") has no SOURCES entry"));
+      QVERIFY2(parts[part].match(source).hasMatch(),
+               qPrintable(source + " is missing from SOURCES[" + part + "] in scripts/gpu_build.sh"));
+    }
+  }
   void graphNeedsACudaBuild() {
     // On a CPU-only build, asking for a graph fails with a message that says why.
     if (StepGraph::available()) QSKIP("this build has CUDA graphs");

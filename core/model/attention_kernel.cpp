@@ -27,6 +27,23 @@ std::mutex& sdpaSwitchMutex() {
   return mutex;
 }
 
+#if defined(MST_NO_ATTENTION_SWITCHES) && TORCH_VERSION_MAJOR >= 2
+// Built with -DMST_ATTENTION_SWITCHES=OFF (scripts/gpu_build.sh's fallback where this file did not
+// compile against a LibTorch): LibTorch chooses, and asking for a kernel is an error.
+torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k,
+                                        const torch::Tensor& v, AttentionKernel kernel) {
+  if (q.is_cuda() && kernel != AttentionKernel::Auto)
+    throw MstError(std::string("train.attention_kernel(_short) = ") + attentionKernelName(kernel) +
+                   ": this build has no attention-kernel switches (MST_ATTENTION_SWITCHES=OFF); "
+                   "use auto");
+  return at::scaled_dot_product_attention(q, k, v);
+}
+
+std::string attentionKernelChoice(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                  AttentionKernel) {
+  return "";
+}
+#else
 namespace {
 
 // at::_fused_sdp_choice (LibTorch 2.x), found by argument-dependent lookup where it exists, so
@@ -91,5 +108,6 @@ std::string attentionKernelChoice(const torch::Tensor& q, const torch::Tensor& k
   const int64_t choice = fusedChoice(q, k, v, 0);
   return choice == -2 ? "" : backendName(choice);
 }
+#endif
 
 }  // namespace mst
