@@ -10,13 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "core/augment/multicrop.h"
 #include "core/kernels/augment_cuda.h"
+#include "core/kernels/decoder_norm.h"
 #include "core/kernels/decoder_norm_cuda.h"
 #include "core/kernels/dino_loss.h"
 #include "core/kernels/dino_loss_cuda.h"
 #include "core/kernels/gelu_backward.h"
 #include "core/kernels/gelu_cuda.h"
 #include "core/kernels/heads_cuda.h"
+#include "core/kernels/kernel_device.h"
 #include "core/kernels/qkv_heads.h"
 #include "core/kernels/residual_norm.h"
 #include "core/kernels/residual_norm_cuda.h"
@@ -43,6 +46,38 @@ bool withinBf16(const torch::Tensor& got, const torch::Tensor& want, double ulps
   const double floor = floor_fraction * w.abs().max().item<double>();
   auto step = (w.abs() * (ulps / 128.0)).clamp_min(floor);
   return ((g - w).abs() <= step).all().item<bool>();
+}
+
+/// For one scope, CPU tensors go through the kernels' host code (the autograd functions as a
+/// CUDA build compiles them: tests/CMakeLists.txt's mst_core_emulated) to the emulated kernels;
+/// outside it the same calls take the ATen paths. `launched()`: kernel launches in the scope, so
+/// that a comparison cannot pass with both sides in ATen.
+#ifdef MST_EMULATED_KERNELS
+#define MST_REQUIRE_EMULATED_HOST_CODE()
+#else  // (CMake before 3.24: tests/CMakeLists.txt builds no emulated host code)
+#define MST_REQUIRE_EMULATED_HOST_CODE() QSKIP("no emulated host code in this build (CMake < 3.24)")
+namespace mst::kernels {
+inline bool& kernelEmulation() {
+  static bool on = false;
+  return on;
+}
+}  // namespace mst::kernels
+#endif
+class Emulated {
+ public:
+  Emulated() : first_(emu_selftest::launches()) { k::kernelEmulation() = true; }
+  ~Emulated() { k::kernelEmulation() = false; }
+  Emulated(const Emulated&) = delete;
+  Emulated& operator=(const Emulated&) = delete;
+  uint64_t launched() const { return emu_selftest::launches() - first_; }
+
+ private:
+  uint64_t first_;
+};
+
+/// Leaves with gradients of `t` (undefined stays undefined).
+torch::Tensor leafOf(const torch::Tensor& t) {
+  return t.defined() ? t.detach().clone().requires_grad_(true) : torch::Tensor();
 }
 
 torch::Tensor randomBf16(std::vector<int64_t> sizes) {
@@ -562,6 +597,285 @@ class TestKernelsEmulated : public QObject {
         QVERIFY(block.select(3, b_ == 0 ? W : 0).eq(0).all().item<bool>());
         QVERIFY(block.narrow(2, a_, H).narrow(3, b_, W).ne(0).any().item<bool>());
       }
+  }
+
+  // ---- The host code: the public functions the model calls, kernels (emulated) against ATen.
+
+  void hostCodeRunsTheJunction_data() {
+    QTest::addColumn<bool>("bf16_stream");
+    QTest::addColumn<int>("D");
+    QTest::addColumn<bool>("branch");
+    QTest::addColumn<bool>("bias");
+    QTest::addColumn<bool>("scale");
+    QTest::newRow("fp32 stream, DeiT-S width, all operands") << false << 384 << true << true << true;
+    QTest::newRow("bf16 stream, 96, no bias") << true << 96 << true << false << true;
+    QTest::newRow("fp32 stream, 96, no branch (first norm)") << false << 96 << false << false << false;
+    QTest::newRow("bf16 stream, 64, bias, no scale") << true << 64 << true << true << false;
+  }
+  void hostCodeRunsTheJunction() {
+    // residualLayerNorm as the fused ViT blocks call it, through ResidualNormFunction's kernel
+    // branch, against its ATen branch on the same operands: the stream, the normalised copy and
+    // every gradient, with a non-contiguous stream and an unused y gradient in the mix.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    QFETCH(bool, bf16_stream);
+    QFETCH(int, D);
+    QFETCH(bool, branch);
+    QFETCH(bool, bias);
+    QFETCH(bool, scale);
+    torch::manual_seed(D + 3 * branch + 5 * bias);
+    const int64_t B = 3, T = 21;
+    const auto stream_dtype = bf16_stream ? torch::kBFloat16 : torch::kFloat;
+    // A transposed view: the host code makes it contiguous for the kernels.
+    auto x = torch::randn({T, B, D}).to(stream_dtype).transpose(0, 1);
+    auto br = branch ? randomBf16({B, T, D}) : torch::Tensor();
+    auto b = bias ? torch::randn({D}) * 0.5 : torch::Tensor();
+    auto s = scale ? torch::tensor({0.0f, 1.25f, 1.0f / 0.9f}) : torch::Tensor();
+    auto gamma = 1 + 0.3 * torch::randn({D}), beta = 0.2 * torch::randn({D});
+    auto gz = randomBf16({B, T, D});
+    auto gy = torch::randn({B, T, D}).to(stream_dtype);
+    struct Result {
+      torch::Tensor y, z, dx, dbranch, dbias, dgamma, dbeta;
+    };
+    auto run = [&] {
+      auto lx = leafOf(x), lbr = leafOf(br), lb = leafOf(b), lg = leafOf(gamma), lbeta = leafOf(beta);
+      auto out = mst::residualLayerNorm(lx, lbr, lb, s, lg, lbeta, 1e-6, torch::kBFloat16);
+      std::vector<torch::Tensor> outs{out.z}, grads{gz};
+      if (branch) outs.push_back(out.y), grads.push_back(gy);
+      torch::autograd::backward(outs, grads);
+      return Result{out.y.detach(), out.z.detach(), lx.grad(),
+                    branch ? lbr.grad() : torch::Tensor(), bias ? lb.grad() : torch::Tensor(),
+                    lg.grad(), lbeta.grad()};
+    };
+    const Result want = run();
+    Result got;
+    {
+      Emulated emulated;
+      QVERIFY(mst::fusedNormApplies(x, torch::kBFloat16, torch::kBFloat16));
+      got = run();
+      QVERIFY2(emulated.launched() >= 3, "the junction's kernels did not run");
+    }
+    QVERIFY(!mst::fusedNormApplies(x, torch::kBFloat16, torch::kBFloat16));
+    QVERIFY2(torch::equal(got.y, want.y), describe(got.y, want.y).c_str());
+    QCOMPARE(got.z.scalar_type(), torch::kBFloat16);
+    QVERIFY2(withinBf16(got.z, want.z), describe(got.z, want.z).c_str());
+    QCOMPARE(got.dx.scalar_type(), stream_dtype);
+    if (bf16_stream)
+      QVERIFY2(withinBf16(got.dx, want.dx, 1, 2e-3), describe(got.dx, want.dx).c_str());
+    else
+      QVERIFY2(torch::allclose(got.dx, want.dx, 1e-4, 1e-5), describe(got.dx, want.dx).c_str());
+    if (branch) {
+      QCOMPARE(got.dbranch.scalar_type(), torch::kBFloat16);
+      QVERIFY2(withinBf16(got.dbranch, want.dbranch, 1, 2e-3), describe(got.dbranch, want.dbranch).c_str());
+    }
+    QVERIFY2(torch::allclose(got.dgamma, want.dgamma, 1e-4, 1e-4), describe(got.dgamma, want.dgamma).c_str());
+    QVERIFY2(torch::allclose(got.dbeta, want.dbeta, 1e-4, 1e-4), describe(got.dbeta, want.dbeta).c_str());
+    if (bias) {
+      QCOMPARE(got.dbias.scalar_type(), torch::kFloat);
+      QVERIFY2(torch::allclose(got.dbias, want.dbias, 1e-4, 1e-4), describe(got.dbias, want.dbias).c_str());
+    }
+  }
+
+  void hostCodeRunsTheQkvGather() {
+    // qkvHeads on a bf16 projection (what autocast hands it on the GPU): the backward pass's
+    // gather kernel against the stack + sum, through attention-like use of q, k and v (their
+    // gradients in the layouts the attention leaves), and with v unused.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    torch::manual_seed(11);
+    const int64_t B = 2, T = 13, heads = 3, d = 16, in = 40;
+    torch::nn::Linear fc(torch::nn::LinearOptions(in, 3 * heads * d));
+    fc->to(torch::kBFloat16);
+    auto x = randomBf16({B, T, in});
+    auto upstream = randomBf16({B, heads, T, d});
+    for (bool use_v : {true, false}) {
+      auto run = [&] {
+        fc->zero_grad();
+        auto lx = leafOf(x);
+        auto qkv = mst::qkvHeads(lx, *fc, heads);
+        // Scores as a broadcast product, so that k's gradient keeps its channels contiguous, as
+        // the attention kernels leave it (a transposed one would send the gather to ATen).
+        auto q = qkv[0].to(torch::kFloat), k_ = qkv[1].to(torch::kFloat), v = qkv[2].to(torch::kFloat);
+        auto att = torch::softmax((q.unsqueeze(3) * k_.unsqueeze(2)).sum(-1) * 0.25, -1);
+        auto y = use_v ? att.matmul(v) : att.sum(-1, true) * q;
+        (y * upstream.to(torch::kFloat)).sum().backward();
+        return std::vector<torch::Tensor>{lx.grad(), fc->weight.grad().clone(), fc->bias.grad().clone()};
+      };
+      const auto want = run();
+      std::vector<torch::Tensor> got;
+      {
+        Emulated emulated;
+        got = run();
+        QVERIFY2(emulated.launched() >= 1, "the gather kernel did not run");
+      }
+      const char* names[] = {"x", "weight", "bias"};
+      for (int i = 0; i < 3; ++i) {
+        QCOMPARE(got[i].scalar_type(), want[i].scalar_type());
+        QVERIFY2(withinBf16(got[i], want[i], 2, 1e-2),
+                 (std::string(names[i]) + (use_v ? "" : " (v unused)") + ": " + describe(got[i], want[i])).c_str());
+      }
+    }
+  }
+
+  void hostCodeRunsTheDistillationLoss() {
+    // fusedDistillationLoss from bf16 and fp32 logits, kernels against its ATen branch: the
+    // loss and the logits' gradient under an upstream factor.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    for (bool bf16 : {true, false}) {
+      torch::manual_seed(bf16 ? 5 : 6);
+      const int64_t B = 4, S = 5, K = 256;
+      auto student = (torch::randn({S * B, K}) * 3).to(bf16 ? torch::kBFloat16 : torch::kFloat);
+      auto teacher = torch::softmax(torch::randn({2 * B, K}) * 2, -1);
+      auto run = [&] {
+        auto ls = leafOf(student);
+        auto loss = mst::fusedDistillationLoss(ls, teacher, 0.1);
+        (loss * 0.7).backward();
+        return std::pair{loss.detach(), ls.grad()};
+      };
+      const auto want = run();
+      std::pair<torch::Tensor, torch::Tensor> got;
+      {
+        Emulated emulated;
+        QVERIFY(mst::fusedDistillationApplies(student, teacher));
+        got = run();
+        QVERIFY2(emulated.launched() >= 2, "the loss kernels did not run");
+      }
+      QVERIFY2(torch::allclose(got.first, want.first, 1e-5, 0), describe(got.first, want.first).c_str());
+      QCOMPARE(got.second.scalar_type(), student.scalar_type());
+      if (bf16) {
+        QVERIFY2(withinBf16(got.second, want.second, 2, 1e-5), describe(got.second, want.second).c_str());
+      } else {
+        const double scale = want.second.abs().max().item<double>();
+        QVERIFY2(torch::allclose(got.second, want.second, 1e-4, 1e-7 * scale),
+                 describe(got.second, want.second).c_str());
+      }
+    }
+  }
+
+  void hostCodeRunsTheGeluBackward() {
+    // geluBackward as the fused MLP calls it, every combination of outputs, kernels against the
+    // kernel's arithmetic as a plain loop (geluBackwardReference, which test_model checks
+    // against ATen in double: ATen's own bf16 GELU on the CPU rounds its intermediates).
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    torch::manual_seed(21);
+    auto pre = randomBf16({37, 48}), dgelu = randomBf16({37, 48});
+    for (const std::string approximate : {"none", "tanh"})
+      for (bool want_gelu : {true, false})
+        for (bool want_bias : {true, false}) {
+          const auto want = mst::geluBackwardReference(dgelu, pre, approximate, want_gelu, want_bias);
+          mst::GeluBackwardOut got;
+          {
+            Emulated emulated;
+            QVERIFY(mst::geluBackwardKernelApplies(pre));
+            got = mst::geluBackward(dgelu, pre, approximate, want_gelu, want_bias);
+            QVERIFY2(emulated.launched() >= 1, "the GELU kernel did not run");
+          }
+          const std::string what = approximate + (want_gelu ? " +gelu" : "") + (want_bias ? " +bias" : "");
+          QVERIFY2(withinBf16(got.dpre, want.dpre, 1, 1e-3), (what + ": " + describe(got.dpre, want.dpre)).c_str());
+          // The same fp32 arithmetic from the same inputs, rounded once: equal but for the odd
+          // last bit (the other approximation, ~1e-3 away, would change about a fifth of them).
+          const double equal = got.dpre.eq(want.dpre).to(torch::kDouble).mean().item<double>();
+          QVERIFY2(equal >= 0.99, (what + ": " + std::to_string(equal) + " of dpre equal").c_str());
+          QCOMPARE(got.gelu.defined(), want_gelu);
+          QCOMPARE(got.dbias.defined(), want_bias);
+          if (want_gelu) QVERIFY2(withinBf16(got.gelu, want.gelu, 1, 1e-3), (what + ": " + describe(got.gelu, want.gelu)).c_str());
+          if (want_bias)
+            QVERIFY2(torch::allclose(got.dbias.to(torch::kFloat), want.dbias.to(torch::kFloat), 1e-2, 1e-2),
+                     (what + ": " + describe(got.dbias, want.dbias)).c_str());
+        }
+  }
+
+  void hostCodeRunsTheDecoderStage() {
+    // decoderNorm on a BatchNorm module in training, kernels against the ATen phase gather +
+    // batch_norm + ReLU: output, running statistics, batches tracked, and the gradients of y,
+    // γ and β, for bf16 and fp32 channels-last inputs.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    for (bool bf16 : {true, false}) {
+      torch::manual_seed(bf16 ? 31 : 32);
+      const int64_t B = 2, C = 8, H = 5, W = 6;
+      const auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat;
+      auto y = (torch::randn({B, 4 * C, H + 1, W + 1}) + 0.4).to(dtype).contiguous(at::MemoryFormat::ChannelsLast);
+      auto g = torch::randn({B, C, 2 * H, 2 * W}).to(dtype);
+      struct Result {
+        torch::Tensor out, dy, dgamma, dbeta, rmean, rvar, tracked;
+      };
+      auto run = [&] {
+        torch::manual_seed(77);  // the same γ and β
+        torch::nn::BatchNorm2d bn(C);
+        bn->weight.data().uniform_(0.5, 1.5);
+        bn->bias.data().uniform_(-0.3, 0.3);
+        bn->train();
+        auto ly = leafOf(y);
+        torch::Tensor out;
+        if (mst::decoderNormApplies(ly, C, *bn))
+          out = mst::decoderNorm(ly, C, *bn);
+        else
+          out = torch::relu(bn->forward(mst::phaseGather(ly, C).to(torch::kFloat))).to(dtype);
+        out.backward(g);
+        return Result{out.detach(), ly.grad(), bn->weight.grad(), bn->bias.grad(),
+                      bn->running_mean.clone(), bn->running_var.clone(), bn->num_batches_tracked.clone()};
+      };
+      const auto want = run();
+      Result got;
+      {
+        Emulated emulated;
+        got = run();
+        QVERIFY2(emulated.launched() >= 4, "the decoder kernels did not run");
+      }
+      const std::string what = bf16 ? "bf16: " : "fp32: ";
+      QCOMPARE(got.out.scalar_type(), dtype);
+      QVERIFY(got.out.is_contiguous(at::MemoryFormat::ChannelsLast));
+      auto close = [](const torch::Tensor& a, const torch::Tensor& b, double rel) {
+        auto a64 = a.to(torch::kDouble), b64 = b.to(torch::kDouble);
+        return torch::allclose(a64, b64, rel, rel * b64.abs().max().item<double>());
+      };
+      if (bf16) {
+        QVERIFY2(withinBf16(got.out, want.out, 1, 1e-2), (what + describe(got.out, want.out)).c_str());
+        QVERIFY2(withinBf16(got.dy, want.dy, 2, 1e-2), (what + describe(got.dy, want.dy)).c_str());
+      } else {
+        QVERIFY2(close(got.out, want.out, 1e-5), (what + describe(got.out, want.out)).c_str());
+        QVERIFY2(close(got.dy, want.dy, 1e-4), (what + describe(got.dy, want.dy)).c_str());
+      }
+      QVERIFY2(close(got.dgamma, want.dgamma, bf16 ? 2e-2 : 1e-4), (what + describe(got.dgamma, want.dgamma)).c_str());
+      QVERIFY2(close(got.dbeta, want.dbeta, bf16 ? 2e-2 : 1e-4), (what + describe(got.dbeta, want.dbeta)).c_str());
+      QVERIFY2(close(got.rmean, want.rmean, 1e-4), (what + describe(got.rmean, want.rmean)).c_str());
+      QVERIFY2(close(got.rvar, want.rvar, 1e-4), (what + describe(got.rvar, want.rvar)).c_str());
+      QVERIFY(torch::equal(got.tracked, want.tracked));
+    }
+  }
+
+  void hostCodeRunsTheAugmentation() {
+    // MultiCrop with train.fused_augment, as the engine calls it: every crop set through
+    // applyFused to the kernels, against the ATen operations from the same generator state.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    for (int64_t channels : {int64_t{1}, int64_t{3}}) {
+      mst::CropConfig crops;
+      crops.global_size = 32;
+      crops.local_size = 16;
+      crops.local_crops = 3;
+      mst::AugmentConfig augment;
+      augment.blur_sigma_max = 1.5;
+      mst::MultiCrop multicrop(crops, augment, channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
+      torch::manual_seed(channels);
+      auto images = (torch::rand({4, channels, 40, 36}) * 255).to(torch::kUInt8);
+      auto views = [&](bool fused) {
+        multicrop.setFused(fused);
+        auto gen = at::detail::createCPUGenerator(123);
+        return multicrop(images, gen);
+      };
+      const auto want = views(false);
+      mst::Views got;
+      {
+        Emulated emulated;
+        got = views(true);
+        QVERIFY2(emulated.launched() >= 3, "the augmentation kernels did not run");
+      }
+      for (const auto& [g, w] : {std::pair{got.globals, want.globals}, std::pair{got.locals, want.locals}}) {
+        QCOMPARE(g.sizes(), w.sizes());
+        const double rel = ((g - w).norm() / w.norm()).item<double>();
+        const double worst = (g - w).abs().max().item<double>();
+        QVERIFY2(rel < 1e-5 && worst < 1e-3, (std::to_string(channels) + " channels: rel " +
+                                              std::to_string(rel) + ", max " + std::to_string(worst)).c_str());
+      }
+    }
   }
 };
 

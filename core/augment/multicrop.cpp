@@ -4,11 +4,7 @@
 #include <cmath>
 
 #include "core/kernels/augment_cuda.h"
-
-#ifdef MST_HAVE_FUSED_KERNELS
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#endif
+#include "core/kernels/kernel_device.h"
 
 namespace mst {
 namespace F = torch::nn::functional;
@@ -254,12 +250,12 @@ torch::Tensor MultiCrop::applyOnHost(const torch::Tensor& source, const CropDraw
 bool MultiCrop::applyFused(const torch::Tensor& source, const CropDraws& d, int64_t size,
                            torch::Tensor& out) const {
 #ifdef MST_HAVE_FUSED_KERNELS
-  if (!source.is_cuda() || (channels_ != 1 && channels_ != 3) || d.theta.size(0) > 65535 ||
+  if (!kernels::kernelDevice(source.device()) || (channels_ != 1 && channels_ != 3) || d.theta.size(0) > 65535 ||
       source.size(1) != channels_)
     return false;
-  const c10::cuda::CUDAGuard device(source.device());
+  const kernels::DeviceGuard device(source.device());
   auto f = prepareFused(source, d, size);
-  f.args.stream = at::cuda::getCurrentCUDAStream(source.device().index()).stream();
+  f.args.stream = kernels::launchStream(source.device());
   const char* error = kernels::augmentCrops(f.args);
   TORCH_CHECK(error == nullptr, "fused augmentation: ", error);
   out = f.out;

@@ -5,12 +5,10 @@
 
 #include <torch/csrc/autograd/variable.h>
 
+#include "core/kernels/kernel_device.h"
 #include "core/kernels/residual_norm.h"
 
 #ifdef MST_HAVE_FUSED_KERNELS
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-
 #include "core/kernels/decoder_norm_cuda.h"
 #endif
 
@@ -26,7 +24,7 @@ kernels::DecoderNormArgs argsFor(const torch::Tensor& y, int64_t C) {
   a.channels = static_cast<int>(C);
   a.bf16 = y.scalar_type() == torch::kBFloat16;
   a.blocks = kernels::decoderNormBlocks(a.batch, a.height, a.width, a.channels, a.bf16);
-  a.stream = at::cuda::getCurrentCUDAStream(y.device().index()).stream();
+  a.stream = kernels::launchStream(y.device());
   return a;
 }
 
@@ -36,7 +34,7 @@ class DecoderNormFunction : public torch::autograd::Function<DecoderNormFunction
                                const torch::Tensor& gamma, const torch::Tensor& beta,
                                const torch::Tensor& running_mean, const torch::Tensor& running_var,
                                int64_t C, double momentum, double eps) {
-    const c10::cuda::CUDAGuard device(y.device());
+    const kernels::DeviceGuard device(y.device());
     auto a = argsFor(y, C);
     const auto f32 = y.options().dtype(torch::kFloat);
     auto out = torch::empty({a.batch, C, 2 * int64_t{a.height}, 2 * int64_t{a.width}},
@@ -68,7 +66,7 @@ class DecoderNormFunction : public torch::autograd::Function<DecoderNormFunction
     const auto &y = saved[0], &gamma = saved[1], &beta = saved[2], &mean = saved[3],
                &invstd = saved[4];
     const int64_t C = ctx->saved_data["C"].toInt();
-    const c10::cuda::CUDAGuard device(y.device());
+    const kernels::DeviceGuard device(y.device());
     auto dout = grads[0].to(y.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast);
     if (!aligned16(dout)) dout = dout.clone(at::MemoryFormat::ChannelsLast);
     auto a = argsFor(y, C);
@@ -102,7 +100,7 @@ bool floatVector(const torch::Tensor& t, int64_t C, const torch::Device& device)
 }  // namespace
 
 bool decoderNormApplies(const torch::Tensor& y, int64_t C, const torch::nn::BatchNorm2dImpl& bn) {
-  if (!fusedKernelsBuilt() || !y.defined() || !y.is_cuda() || y.dim() != 4) return false;
+  if (!fusedKernelsBuilt() || !y.defined() || !kernels::kernelDevice(y.device()) || y.dim() != 4) return false;
   const bool bf16 = y.scalar_type() == torch::kBFloat16;
   if (!bf16 && y.scalar_type() != torch::kFloat) return false;
   if (C <= 0 || y.size(1) != 4 * C || y.size(2) < 2 || y.size(3) < 2) return false;

@@ -3,13 +3,9 @@
 #include "core/kernels/dino_loss.h"
 
 #include "core/kernels/dino_loss_cuda.h"  // (free of CUDA: its limits serve every build)
+#include "core/kernels/kernel_device.h"
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
-
-#ifdef MST_HAVE_FUSED_KERNELS
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#endif
 
 namespace mst {
 namespace {
@@ -41,7 +37,7 @@ kernels::DinoLossArgs kernelArgs(const torch::Tensor& student, const torch::Tens
   a.student_bf16 = student.scalar_type() == torch::kBFloat16;
   a.inv_temp = static_cast<float>(1.0 / temp);
   a.segments = kernels::dinoLossSegments(B, K);
-  a.stream = at::cuda::getCurrentCUDAStream(student.device().index()).stream();
+  a.stream = kernels::launchStream(student.device());
   return a;
 }
 #endif
@@ -58,7 +54,7 @@ class DistillationFunction : public torch::autograd::Function<DistillationFuncti
     torch::Tensor stats;  // (3, S·B): log-sum-exp of z/τ, Σ c z/τ, Σ c
     if (kernel) {
 #ifdef MST_HAVE_FUSED_KERNELS
-      const c10::cuda::CUDAGuard device(student.device());
+      const kernels::DeviceGuard device(student.device());
       stats = torch::empty({3, rows}, student.options().dtype(torch::kFloat));
       auto a = kernelArgs(student, teacher, temp);
       auto partial = torch::empty({kernels::dinoLossPartialFloats(a.segments, B, a.crops)},
@@ -94,7 +90,7 @@ class DistillationFunction : public torch::autograd::Function<DistillationFuncti
     torch::Tensor dz;
     if (ctx->saved_data["kernel"].toBool()) {
 #ifdef MST_HAVE_FUSED_KERNELS
-      const c10::cuda::CUDAGuard device(student.device());
+      const kernels::DeviceGuard device(student.device());
       dz = torch::empty_like(student);
       auto g = grads[0].to(torch::kFloat).contiguous();  // read on the device: no host sync
       auto a = kernelArgs(student, teacher, temp);
@@ -121,7 +117,7 @@ class DistillationFunction : public torch::autograd::Function<DistillationFuncti
 }  // namespace
 
 bool fusedDistillationApplies(const torch::Tensor& student, const torch::Tensor& teacher_probs) {
-  if (!fusedKernelsBuilt() || !student.is_cuda() || student.dim() != 2 || teacher_probs.dim() != 2)
+  if (!fusedKernelsBuilt() || !kernels::kernelDevice(student.device()) || student.dim() != 2 || teacher_probs.dim() != 2)
     return false;
   if (student.scalar_type() != torch::kBFloat16 && student.scalar_type() != torch::kFloat)
     return false;

@@ -5,12 +5,10 @@
 #include <limits>
 
 #include "core/kernels/gelu_math.h"
+#include "core/kernels/kernel_device.h"
 #include "core/kernels/residual_norm.h"
 
 #ifdef MST_HAVE_FUSED_KERNELS
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-
 #include "core/kernels/gelu_cuda.h"
 #endif
 
@@ -34,7 +32,7 @@ void checkOperands(const torch::Tensor& dgelu, const torch::Tensor& pre) {
 }  // namespace
 
 bool geluBackwardKernelApplies(const torch::Tensor& pre) {
-  if (!fusedKernelsBuilt() || !pre.is_cuda() || pre.dim() != 2) return false;
+  if (!fusedKernelsBuilt() || !kernels::kernelDevice(pre.device()) || pre.dim() != 2) return false;
   if (pre.scalar_type() != torch::kBFloat16 || !pre.is_contiguous()) return false;
   if (pre.size(1) == 0 || pre.size(1) % 8 != 0 || pre.size(1) > std::numeric_limits<int>::max())
     return false;
@@ -51,7 +49,7 @@ GeluBackwardOut geluBackward(const torch::Tensor& dgelu, const torch::Tensor& pr
                       (dgelu.numel() == 0 || aligned16(dgelu));
   if (kernel) {
 #ifdef MST_HAVE_FUSED_KERNELS
-    const c10::cuda::CUDAGuard device(pre.device());
+    const kernels::DeviceGuard device(pre.device());
     const int64_t rows = pre.size(0);
     const int hidden = static_cast<int>(pre.size(1));
     out.dpre = torch::empty_like(pre);
@@ -65,7 +63,7 @@ GeluBackwardOut geluBackward(const torch::Tensor& dgelu, const torch::Tensor& pr
     a.hidden = hidden;
     a.row_blocks = kernels::geluBackwardRowBlocks(rows, hidden);
     a.tanh_approx = tanh_approx;
-    a.stream = at::cuda::getCurrentCUDAStream(pre.device().index()).stream();
+    a.stream = kernels::launchStream(pre.device());
     torch::Tensor partial;
     if (want_bias) {
       partial = torch::empty({a.row_blocks, hidden}, pre.options().dtype(torch::kFloat));

@@ -4,13 +4,11 @@
 
 #include <limits>
 
+#include "core/kernels/kernel_device.h"
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
 
 #ifdef MST_HAVE_FUSED_KERNELS
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-
 #include "core/kernels/heads_cuda.h"
 #endif
 
@@ -52,7 +50,7 @@ class QkvHeadsFunction : public torch::autograd::Function<QkvHeadsFunction> {
     torch::Tensor dy, dbias;
     if (headsGatherKernelApplies(parts)) {
 #ifdef MST_HAVE_FUSED_KERNELS
-      const c10::cuda::CUDAGuard device(like.device());
+      const kernels::DeviceGuard device(like.device());
       dy = torch::empty({B * T, out}, like.options());
       dbias = torch::empty({out}, like.options());
       kernels::HeadsGatherArgs a;
@@ -69,7 +67,7 @@ class QkvHeadsFunction : public torch::autograd::Function<QkvHeadsFunction> {
       a.row_blocks = kernels::headsGatherRowBlocks(B * T, static_cast<int>(out));
       auto partial = torch::empty({a.row_blocks, out}, like.options().dtype(torch::kFloat));
       a.partial = partial.data_ptr<float>();
-      a.stream = at::cuda::getCurrentCUDAStream(like.device().index()).stream();
+      a.stream = kernels::launchStream(like.device());
       const char* error = kernels::headsGather(a);
       TORCH_CHECK(error == nullptr, "q/k/v gradient gather: ", error);
 #endif
@@ -101,7 +99,7 @@ torch::Tensor stackHeadGradients(const std::vector<torch::Tensor>& grads, int64_
 bool headsGatherKernelApplies(const std::vector<torch::Tensor>& grads) {
   if (!fusedKernelsBuilt() || grads.size() != 3) return false;
   const auto& first = grads[0];
-  if (!first.defined() || !first.is_cuda() || first.dim() != 4) return false;
+  if (!first.defined() || !kernels::kernelDevice(first.device()) || first.dim() != 4) return false;
   const int64_t d = first.size(3);
   if (d == 0 || d % 8 != 0 || 3 * first.size(1) * d > std::numeric_limits<int>::max())
     return false;

@@ -5,10 +5,9 @@
 #include <array>
 #include <atomic>
 
-#ifdef MST_HAVE_FUSED_KERNELS
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
+#include "core/kernels/kernel_device.h"
 
+#ifdef MST_HAVE_FUSED_KERNELS
 #include "core/kernels/residual_norm_cuda.h"
 #endif
 
@@ -39,7 +38,7 @@ void check(const char* error, const char* what) {
 }
 
 void* currentStream(const torch::Tensor& t) {
-  return at::cuda::getCurrentCUDAStream(t.device().index()).stream();
+  return kernels::launchStream(t.device());
 }
 #endif
 
@@ -66,7 +65,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     ctx->set_materialize_grads(false);  // an unused output's gradient stays undefined, not zeros
     if (use_kernels) {
 #ifdef MST_HAVE_FUSED_KERNELS
-      const c10::cuda::CUDAGuard device(x.device());
+      const kernels::DeviceGuard device(x.device());
       TORCH_CHECK(gamma.scalar_type() == torch::kFloat && beta.scalar_type() == torch::kFloat &&
                       (!has_bias || bias.scalar_type() == torch::kFloat),
                   "fused residual norm: the LayerNorm's parameters and the bias must be fp32");
@@ -148,7 +147,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     torch::Tensor dx, dbranch, dbias, dgamma, dbeta;
     if (ctx->saved_data["kernels"].toBool()) {
 #ifdef MST_HAVE_FUSED_KERNELS
-      const c10::cuda::CUDAGuard device(y.device());
+      const kernels::DeviceGuard device(y.device());
       dx = torch::empty_like(y);
       if (want_branch) dbranch = torch::empty(y.sizes(), y.options().dtype(branch_dtype));
       const int sums = want_bias ? 3 : 2;
@@ -223,7 +222,7 @@ std::string fusedKernelsUnavailable(const torch::Device& device) {
   if (!fusedKernelsBuilt())
     return "this build has no fused CUDA kernels (CMake found no CUDA compiler; set CUDACXX and "
            "MST_CUDA_KERNELS=ON)";
-  if (!device.is_cuda()) return "they run on CUDA devices only";
+  if (!kernels::kernelDevice(device)) return "they run on CUDA devices only";
 #ifdef MST_HAVE_FUSED_KERNELS
   if (const char* why = kernels::fusedKernelsLoadable(device.has_index() ? device.index() : -1))
     return std::string("they cannot run on ") + device.str() + " (" + why +
@@ -233,14 +232,17 @@ std::string fusedKernelsUnavailable(const torch::Device& device) {
 }
 
 bool fusedKernelsRunOn(const torch::Device& device) {
-  if (!device.is_cuda()) return false;
+  if (!kernels::kernelDevice(device)) return false;
   static std::array<std::atomic<int>, 64> known{};  // 0 unknown, 1 yes, 2 no
   const int index = device.has_index() ? device.index() : 0;
   if (index < 0 || index >= static_cast<int>(known.size()))
     return fusedKernelsUnavailable(device).empty();
   int state = known[index].load(std::memory_order_relaxed);
   if (state == 0) {
-    state = fusedKernelsUnavailable(torch::Device(torch::kCUDA, index)).empty() ? 1 : 2;
+    state = fusedKernelsUnavailable(device.is_cuda() ? torch::Device(torch::kCUDA, index) : device)
+                    .empty()
+                ? 1
+                : 2;
     known[index].store(state, std::memory_order_relaxed);
   }
   return state == 1;
@@ -248,7 +250,7 @@ bool fusedKernelsRunOn(const torch::Device& device) {
 
 bool fusedNormApplies(const torch::Tensor& x, torch::ScalarType branch_dtype,
                       torch::ScalarType out_dtype) {
-  return fusedKernelsBuilt() && x.is_cuda() && x.dim() >= 2 && x.size(-1) <= 1024 &&
+  return fusedKernelsBuilt() && kernels::kernelDevice(x.device()) && x.dim() >= 2 && x.size(-1) <= 1024 &&
          x.size(0) > 0 && branch_dtype == torch::kBFloat16 && out_dtype == torch::kBFloat16 &&
          (x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kFloat);
 }

@@ -147,8 +147,14 @@ void runBlock(State& s, int threads, int round_base) {
 
 }  // namespace
 
+uint64_t& launchCount() {
+  static uint64_t count = 0;
+  return count;
+}
+
 void run(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& thread) {
   State& s = state();
+  ++launchCount();
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
       grid.z == 0 || grid.y > 65535 || grid.z > 65535 || shared_bytes > kMaxShared) {

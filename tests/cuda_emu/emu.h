@@ -58,6 +58,8 @@ namespace emu {
 /// an invalid configuration sets the error cudaGetLastError returns and runs nothing. Throws
 /// std::runtime_error on a deadlock or a shuffle with lanes that have ended.
 void run(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& thread);
+/// Launches so far (each call of run).
+uint64_t& launchCount();
 void syncthreads();
 /// The value lane (this lane ^ lane_mask) passed, exchanged through 8 bytes per thread.
 uint64_t exchangeXor(uint64_t bits, int lane_mask);

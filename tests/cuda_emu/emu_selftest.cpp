@@ -56,6 +56,8 @@ std::string shuffleAfterReturnError(float* out64) { return caught(shuffleAfterRe
 std::string splitBarrierError(float* out64) { return caught(splitBarrier, 64, out64); }
 std::string mixedMasksError(float* out64) { return caught(mixedMasks, 64, out64); }
 std::string exchangeError(float* out64) { return caught(exchange, 64, out64); }
+uint64_t launches() { return emu::launchCount(); }
+
 int oversizedBlockError(float* out64) {
   MST_LAUNCH(1, 2048, 0, nullptr, exchange)(out64);
   return static_cast<int>(cudaGetLastError());
