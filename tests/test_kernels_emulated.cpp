@@ -842,6 +842,61 @@ class TestKernelsEmulated : public QObject {
     }
   }
 
+  void hostCodeRunsTheDecoder() {
+    // The whole decoder with train.fused_decoder (the CUDA build's channels-last layout, each
+    // upsampling stage's gather + BatchNorm + ReLU through decoderNorm) against the ATen
+    // decoder in NCHW: the image, every parameter's gradient and the running statistics, fp32.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    mst::ModelConfig c;
+    c.dim = 48;
+    c.patch_size = 8;  // three upsampling stages: 256, 128, 64 channels
+    c.decoder_widths = {32, 16, 8};
+    c.channels = 3;
+    const int64_t B = 2, g = 3;
+    torch::manual_seed(41);
+    auto patches = torch::randn({B, g * g, c.dim});
+    auto upstream = torch::randn({B, c.channels, g * c.patch_size, g * c.patch_size});
+    struct Result {
+      torch::Tensor image;
+      std::vector<torch::Tensor> grads, buffers;
+    };
+    auto run = [&](bool fused) {
+      torch::manual_seed(42);  // the same parameters
+      mst::Decoder decoder(c);
+      decoder->fused_stages = fused;
+      decoder->train();
+      auto lp = leafOf(patches);
+      auto image = decoder->forward(lp);
+      image.backward(upstream);
+      Result r{image.detach(), {lp.grad()}, {}};
+      for (const auto& p : decoder->parameters()) r.grads.push_back(p.grad());
+      for (const auto& b : decoder->buffers()) r.buffers.push_back(b.clone());
+      return r;
+    };
+    const auto want = run(false);
+    Result got;
+    {
+      Emulated emulated;
+      got = run(true);
+      // Two launches forward and two backward for each of the two stages after an upsampling.
+      QVERIFY2(emulated.launched() >= 8, std::to_string(emulated.launched()).c_str());
+    }
+    auto close = [](const torch::Tensor& a, const torch::Tensor& b, double rel) {
+      auto a64 = a.to(torch::kDouble), b64 = b.to(torch::kDouble);
+      return torch::allclose(a64, b64, rel, rel * b64.abs().max().item<double>() + 1e-12);
+    };
+    QCOMPARE(got.image.sizes(), want.image.sizes());
+    QVERIFY2(close(got.image, want.image, 1e-4), describe(got.image, want.image).c_str());
+    QCOMPARE(got.grads.size(), want.grads.size());
+    for (size_t i = 0; i < want.grads.size(); ++i)
+      QVERIFY2(close(got.grads[i], want.grads[i], 1e-3),
+               ("gradient " + std::to_string(i) + ": " + describe(got.grads[i], want.grads[i])).c_str());
+    QCOMPARE(got.buffers.size(), want.buffers.size());
+    for (size_t i = 0; i < want.buffers.size(); ++i)
+      QVERIFY2(close(got.buffers[i], want.buffers[i], 1e-5),
+               ("buffer " + std::to_string(i) + ": " + describe(got.buffers[i], want.buffers[i])).c_str());
+  }
+
   void hostCodeRunsTheAugmentation() {
     // MultiCrop with train.fused_augment, as the engine calls it: every crop set through
     // applyFused to the kernels, against the ATen operations from the same generator state.
