@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/augment/multicrop.h"
+#include "core/bench/gpu_checks.h"
 #include "core/kernels/augment_cuda.h"
 #include "core/kernels/decoder_norm.h"
 #include "core/kernels/decoder_norm_cuda.h"
@@ -24,6 +25,7 @@
 #include "core/kernels/residual_norm.h"
 #include "core/kernels/residual_norm_cuda.h"
 #include "core/model/decoder.h"
+#include "core/train/engine.h"
 #include "tests/cuda_emu/emu_selftest.h"
 
 namespace k = mst::kernels;
@@ -895,6 +897,62 @@ class TestKernelsEmulated : public QObject {
     for (size_t i = 0; i < want.buffers.size(); ++i)
       QVERIFY2(close(got.buffers[i], want.buffers[i], 1e-5),
                ("buffer " + std::to_string(i) + ": " + describe(got.buffers[i], want.buffers[i])).c_str());
+  }
+
+  void hostCodeRunsTheTrainingStep() {
+    // Whole training steps of `mst gpucheck`'s small network in fp32, with every kernel family
+    // that takes fp32 on (the augmentation, the distillation loss, the decoder stages; the
+    // junctions need the bf16 operands of CUDA autocast) against the plain ATen engine: the
+    // losses of three steps, as cpu_vs_cuda_fp32_fused_* compare them on the GPU.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    auto config = mst::gpuCheckConfig();
+    config.train.cuda_graph = false;
+    config.train.recompute_gelu = "off";
+    auto options = [&](const mst::Config& c) {
+      mst::EngineOptions o;
+      o.device = torch::kCPU;
+      o.steps_per_epoch = 100;
+      o.total_steps = 1000;
+      o.mean.assign(c.model.channels, 0.5);
+      o.std.assign(c.model.channels, 0.25);
+      return o;
+    };
+    auto images = [&](int64_t step) {
+      auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(1000 + step));
+      return torch::randint(0, 256, {config.train.batch_size, config.model.channels,
+                                     config.model.image_size, config.model.image_size},
+                            gen, torch::TensorOptions().dtype(torch::kUInt8));
+    };
+    const int steps = 3;
+    std::vector<mst::StepMetrics> plain;
+    {
+      torch::manual_seed(3);
+      mst::Engine engine(config, options(config));
+      QVERIFY(!engine.fusedLoss() && !engine.fusedDecoder() && !engine.fusedAugment());
+      for (int i = 0; i < steps; ++i) plain.push_back(engine.trainStep(images(i)));
+    }
+    auto fused_config = config;
+    fused_config.train.fused_augment = fused_config.train.fused_loss = fused_config.train.fused_decoder = "on";
+    Emulated emulated;
+    torch::manual_seed(3);
+    mst::Engine engine(fused_config, options(fused_config));
+    QVERIFY(engine.fusedLoss() && engine.fusedDecoder() && engine.fusedAugment());
+    uint64_t before = emulated.launched();
+    for (int i = 0; i < steps; ++i) {
+      const auto m = engine.trainStep(images(i));
+      // Each step launches the augmentation (3 crop sets), the loss (2 + 1) and the decoder
+      // stages (4 per stage after the first upsampling).
+      QVERIFY2(emulated.launched() - before >= 6, std::to_string(emulated.launched() - before).c_str());
+      before = emulated.launched();
+      for (auto [name, got, want] : {std::tuple{"loss", m.loss, plain[i].loss},
+                                     std::tuple{"loss_ce", m.loss_ce, plain[i].loss_ce},
+                                     std::tuple{"loss_rec", m.loss_rec, plain[i].loss_rec}}) {
+        const double g = got.item<double>(), w = want.item<double>();
+        QVERIFY2(std::abs(g - w) <= 1e-4 * std::abs(w),
+                 ("step " + std::to_string(i) + " " + name + ": " + std::to_string(g) + " against " +
+                  std::to_string(w)).c_str());
+      }
+    }
   }
 
   void hostCodeRunsTheAugmentation() {

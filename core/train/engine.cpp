@@ -8,6 +8,7 @@
 #include "core/dist/communicator.h"
 #include "core/dist/gradient_reducer.h"
 #include "core/kernels/fused_mlp.h"
+#include "core/kernels/kernel_device.h"
 #include "core/kernels/residual_norm.h"
 #include "core/train/losses.h"
 #include "core/util/error.h"
@@ -115,6 +116,12 @@ Engine::Engine(const Config& config, const EngineOptions& options)
       student_vit->stream_dtype = torch::kBFloat16;
       teacher_vit->stream_dtype = torch::kBFloat16;
     }
+  } else if (precision == "bf16" || precision == "bf16_stream") {
+    throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +
+                   options.device.str() + ")");
+  }
+  // (CUDA devices; the CPU in the tests' build with emulated kernels: kernel_device.h.)
+  if (kernels::kernelDevice(options.device)) {
     // auto: wherever the build's kernels run on this GPU; on: insist on them.
     const std::string unavailable = fusedKernelsUnavailable(options.device);
     const auto fused = [&](const std::string& value, const char* key) {
@@ -157,9 +164,6 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     student_vit->setAttentionKernels(long_kernel, short_kernel);
     teacher_vit->setAttentionKernels(long_kernel, short_kernel);
     augment_.setFused(fused_augment);
-  } else if (precision == "bf16" || precision == "bf16_stream") {
-    throw MstError("config key train.precision: " + precision + " needs a CUDA device (this run is on " +
-                   options.device.str() + ")");
   }
   const auto& recompute = config.train.recompute_gelu;
   recompute_gelu_ = recompute == "on" || (recompute == "auto" && options.device.is_cuda());
