@@ -47,7 +47,7 @@ declare -A SOURCES=([MST_CUBLASLT]="fused_mlp" [MST_KERNEL_PROFILE]="kernel_prof
   [MST_CUDA_GRAPHS]="step_graph" [MST_ATTENTION_SWITCHES]="attention_kernel")
 declare -A OFF=()
 built=0
-for try in 1 2 3 4 5 6; do
+for ((try = 1; try <= ${#PARTS[@]} + 1; try++)); do  # (each failed try turns a part off, or stops)
   options=()
   for part in "${PARTS[@]}"; do
     [[ -n ${OFF[$part]:-} ]] && options+=("-D$part=OFF") || options+=("-D$part=ON")

@@ -225,6 +225,10 @@ class TestGpu : public QObject {
     const QStringList ordered = order.captured(1).split(' ', Qt::SkipEmptyParts);
     for (const QString& part : parts.keys())
       QVERIFY2(ordered.contains(part), qPrintable(part + " is not in PARTS"));
+    // Each part is a CMake option (a misspelt -D would be ignored without a word).
+    const QString top = read("CMakeLists.txt");
+    for (const QString& part : ordered)
+      QVERIFY2(top.contains("option(" + part + " "), qPrintable(part + " is no option() in CMakeLists.txt"));
     // Which part owns which sources, as core/CMakeLists.txt says.
     QList<QPair<QString, QString>> owned;  // (part, source basename)
     const int fused = cmake.indexOf("if(MST_FUSED_KERNELS)");

@@ -738,7 +738,7 @@ class TestKernelsEmulated : public QObject {
         Emulated emulated;
         QVERIFY(mst::fusedDistillationApplies(student, teacher));
         got = run();
-        QVERIFY2(emulated.launched() >= 2, "the loss kernels did not run");
+        QVERIFY2(emulated.launched() >= 3, "the loss kernels did not run");  // 2 forward, 1 backward
       }
       QVERIFY2(torch::allclose(got.first, want.first, 1e-5, 0), describe(got.first, want.first).c_str());
       QCOMPARE(got.second.scalar_type(), student.scalar_type());
@@ -940,9 +940,10 @@ class TestKernelsEmulated : public QObject {
     uint64_t before = emulated.launched();
     for (int i = 0; i < steps; ++i) {
       const auto m = engine.trainStep(images(i));
-      // Each step launches the augmentation (3 crop sets), the loss (2 + 1) and the decoder
-      // stages (4 per stage after the first upsampling).
-      QVERIFY2(emulated.launched() - before >= 6, std::to_string(emulated.launched() - before).c_str());
+      // Each step launches the augmentation (at least one per crop set: 3), the loss (2 + 1)
+      // and the decoder stage after the first upsampling (4): a family left to ATen at run
+      // time shows here.
+      QVERIFY2(emulated.launched() - before >= 10, std::to_string(emulated.launched() - before).c_str());
       before = emulated.launched();
       for (auto [name, got, want] : {std::tuple{"loss", m.loss, plain[i].loss},
                                      std::tuple{"loss_ce", m.loss_ce, plain[i].loss_ce},

@@ -138,6 +138,11 @@ class TestModel : public QObject {
     } catch (const MstError& e) {
       QVERIFY(std::string(e.what()).find("train.attention_kernel_short") != std::string::npos);
     }
+    // The engine's reading: this build has the switches, so every name stands on CUDA too.
+    QVERIFY(attentionSwitchesBuilt());
+    QCOMPARE(attentionKernelSetting("flash", "train.attention_kernel", true), K::Flash);
+    QCOMPARE(attentionKernelSetting("math", "train.attention_kernel", false), K::Math);
+    QVERIFY_EXCEPTION_THROWN(attentionKernelSetting("fast", "train.attention_kernel", false), MstError);
     // The Vit hands both choices to every block; the CPU's attention ignores them.
     ModelConfig mc = micro();
     torch::manual_seed(0);

@@ -22,6 +22,22 @@ const char* attentionKernelName(AttentionKernel kernel) {
   return attentionKernelNames().at(static_cast<size_t>(kernel)).c_str();
 }
 
+bool attentionSwitchesBuilt() {
+#if defined(MST_NO_ATTENTION_SWITCHES) && TORCH_VERSION_MAJOR >= 2
+  return false;
+#else
+  return true;
+#endif
+}
+
+AttentionKernel attentionKernelSetting(const std::string& value, const std::string& key, bool cuda) {
+  const auto kernel = attentionKernelFromName(value, key);
+  if (cuda && kernel != AttentionKernel::Auto && !attentionSwitchesBuilt())
+    throw MstError("config key " + key + ": \"" + value + "\" needs the attention-kernel switches, "
+                   "which this build left out (MST_ATTENTION_SWITCHES=OFF): set it to auto");
+  return kernel;
+}
+
 std::mutex& sdpaSwitchMutex() {
   static std::mutex mutex;
   return mutex;

@@ -31,6 +31,13 @@ const std::vector<std::string>& attentionKernelNames();
 /// The value for `name`; throws MstError naming `key` for anything else.
 AttentionKernel attentionKernelFromName(const std::string& name, const std::string& key);
 const char* attentionKernelName(AttentionKernel kernel);
+/// Whether this build can choose the kernel (false where scripts/gpu_build.sh had to build with
+/// -DMST_ATTENTION_SWITCHES=OFF: LibTorch's choice only).
+bool attentionSwitchesBuilt();
+/// The setting `value` of config key `key` for a run on CUDA (`cuda`) or elsewhere; throws
+/// MstError naming the key for an unknown value, or for any value but auto on CUDA in a build
+/// without the switches.
+AttentionKernel attentionKernelSetting(const std::string& value, const std::string& key, bool cuda);
 
 namespace sdpa_detail {
 

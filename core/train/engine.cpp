@@ -157,10 +157,11 @@ Engine::Engine(const Config& config, const EngineOptions& options)
     fused_mlp_ = config.train.fused_mlp && bf16_;
     student_vit->setFusedMlp(fused_mlp_);
     teacher_vit->setFusedMlp(fused_mlp_);
+    const bool cuda = options.device.is_cuda();
     const auto long_kernel =
-        attentionKernelFromName(config.train.attention_kernel, "train.attention_kernel");
+        attentionKernelSetting(config.train.attention_kernel, "train.attention_kernel", cuda);
     const auto short_kernel =
-        attentionKernelFromName(config.train.attention_kernel_short, "train.attention_kernel_short");
+        attentionKernelSetting(config.train.attention_kernel_short, "train.attention_kernel_short", cuda);
     student_vit->setAttentionKernels(long_kernel, short_kernel);
     teacher_vit->setAttentionKernels(long_kernel, short_kernel);
     augment_.setFused(fused_augment);
