@@ -148,6 +148,9 @@ class Engine {
   StepMetrics stepBody(const torch::Tensor& images, at::Generator& gen, bool stop_vote);
   /// Copies this step's schedule values into sched_ (no host synchronisation).
   void loadSchedule(const ScheduleValues& s);
+  /// The fused kernels (train.fused_*) and attention kernels this run uses (engine_kernels.cpp);
+  /// refuses a setting that cannot run, naming its key. After the device and precision are set.
+  void configureKernels(const Config& config, const EngineOptions& options);
   StepMetrics replayGraph(const torch::Tensor& images);
   /// Ends the phase `name` (a no-op unless phase timing is on).
   void phase(const char* name);

@@ -1,0 +1,64 @@
+/// @brief Engine::configureKernels: which of our kernels and which attention kernels a run uses
+/// (train.fused_*, train.attention_kernel*), resolved once at start (see engine.h). Apart from
+/// engine.cpp because the tests' emulated build compiles it a second time, with the CPU as the
+/// kernels' device (core/kernels/kernel_device.h, tests/CMakeLists.txt).
+#include "core/train/engine.h"
+
+#include "core/dist/communicator.h"
+#include "core/kernels/fused_mlp.h"
+#include "core/kernels/kernel_device.h"
+#include "core/kernels/residual_norm.h"
+#include "core/model/attention_kernel.h"
+#include "core/util/error.h"
+
+namespace mst {
+
+void Engine::configureKernels(const Config& config, const EngineOptions& options) {
+  // CUDA devices (the CPU in the tests' build with emulated kernels); elsewhere ATen's operations.
+  if (!kernels::kernelDevice(options.device)) return;
+  // auto: wherever the build's kernels run on this GPU; on: insist on them.
+  const std::string unavailable = fusedKernelsUnavailable(options.device);
+  const auto fused = [&](const std::string& value, const char* key) {
+    if (value == "on" && !unavailable.empty())
+      throw MstError(std::string("config key ") + key + ": " + unavailable +
+                     ": set it to auto or off");
+    return value != "off" && unavailable.empty();
+  };
+  const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm");
+  const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
+  fused_loss_ = fused(config.train.fused_loss, "train.fused_loss");
+  // (Data-parallel ranks normalise with SyncBN, whose statistics the kernels do not gather.)
+  if (config.train.fused_decoder == "on" && options.comm)
+    throw MstError("config key train.fused_decoder: this run has " +
+                   std::to_string(options.comm->worldSize()) +
+                   " data-parallel ranks, whose decoder normalises with SyncBN (ATen's "
+                   "operations): set it to auto or off");
+  decoder->fused_stages =
+      fused(config.train.fused_decoder, "train.fused_decoder") && options.comm == nullptr;
+  // The tanh GELU's forward pass needs cuBLASLt's epilogue; the erf GELU's gains are all in
+  // the backward kernel. Refused where the setting could only run ATen's operations.
+  if (config.train.fused_mlp && bf16_) {
+    if (config.model.gelu == "tanh" && !cublasLtBuilt())
+      throw MstError("config key train.fused_mlp: this build has no cuBLASLt (CMake option "
+                     "MST_CUBLASLT, CUDA::cublasLt not found): set it to false");
+    if (config.model.gelu != "tanh" && !unavailable.empty())
+      throw MstError("config key train.fused_mlp: with model.gelu = " + config.model.gelu +
+                     " it runs the fused GELU backward kernel, but " + unavailable +
+                     ": set it to false");
+  }
+  // The kernels take the bf16 operands of the autocast step; fp32 keeps the exact LayerNorm.
+  student_vit->fused_norm = teacher_vit->fused_norm = fused_norm && bf16_;
+  fused_mlp_ = config.train.fused_mlp && bf16_;
+  student_vit->setFusedMlp(fused_mlp_);
+  teacher_vit->setFusedMlp(fused_mlp_);
+  const bool cuda = options.device.is_cuda();
+  const auto long_kernel =
+      attentionKernelSetting(config.train.attention_kernel, "train.attention_kernel", cuda);
+  const auto short_kernel =
+      attentionKernelSetting(config.train.attention_kernel_short, "train.attention_kernel_short", cuda);
+  student_vit->setAttentionKernels(long_kernel, short_kernel);
+  teacher_vit->setAttentionKernels(long_kernel, short_kernel);
+  augment_.setFused(fused_augment);
+}
+
+}  // namespace mst
