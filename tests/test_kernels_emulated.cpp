@@ -705,8 +705,17 @@ class TestKernelsEmulated : public QObject {
       std::vector<torch::Tensor> got;
       {
         Emulated emulated;
+        const int64_t fallbacks = mst::qkvGatherFallbacks();
         got = run();
         QVERIFY2(emulated.launched() >= 1, "the gather kernel did not run");
+        QCOMPARE(mst::qkvGatherFallbacks(), fallbacks);
+        // Gradients the kernel cannot take (k's transposed, as a matmul leaves it) are stacked
+        // by ATen, and counted.
+        auto lx = leafOf(x);
+        auto qkv = mst::qkvHeads(lx, *fc, heads);
+        (qkv[0].to(torch::kFloat).matmul(qkv[1].to(torch::kFloat).transpose(-2, -1)).sum() +
+         qkv[2].to(torch::kFloat).sum()).backward();
+        QCOMPARE(mst::qkvGatherFallbacks(), fallbacks + 1);
       }
       const char* names[] = {"x", "weight", "bias"};
       for (int i = 0; i < 3; ++i) {
@@ -870,6 +879,10 @@ class TestKernelsEmulated : public QObject {
       auto lp = leafOf(patches);
       auto image = decoder->forward(lp);
       image.backward(upstream);
+      // Both stages after an upsampling, through the kernels where they are on.
+      if (decoder->norm_stages_last != 2 || decoder->fused_stages_last != (fused ? 2 : 0))
+        throw std::runtime_error("fused stages: " + std::to_string(decoder->fused_stages_last) +
+                                 " of " + std::to_string(decoder->norm_stages_last));
       Result r{image.detach(), {lp.grad()}, {}};
       for (const auto& p : decoder->parameters()) r.grads.push_back(p.grad());
       for (const auto& b : decoder->buffers()) r.buffers.push_back(b.clone());
@@ -940,6 +953,8 @@ class TestKernelsEmulated : public QObject {
     uint64_t before = emulated.launched();
     for (int i = 0; i < steps; ++i) {
       const auto m = engine.trainStep(images(i));
+      QCOMPARE(engine.decoder->fused_stages_last, engine.decoder->norm_stages_last);
+      QVERIFY(engine.decoder->norm_stages_last >= 1);
       // Each step launches the augmentation (at least one per crop set: 3), the loss (2 + 1)
       // and the decoder stage after the first upsampling (4): a family left to ATen at run
       // time shows here.

@@ -12,6 +12,7 @@
 #include "core/data/jpeg_decode.h"
 #include "core/data/loader.h"
 #include "core/kernels/fused_mlp.h"
+#include "core/kernels/qkv_heads.h"
 #include "core/model/attention_kernel.h"
 #include "core/model/decoder.h"
 #include "core/util/error.h"
@@ -260,6 +261,7 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["precision"] = engine.arithmetic();
   out["cuda_graph"] = engine.graphActive();
   out["fused_norm"] = engine.fusedNorm();
+  if (engine.fusedNorm()) out["qkv_gather_fallbacks"] = qkvGatherFallbacks();
   out["recompute_gelu"] = engine.recomputeGelu();
   out["fused_mlp"] = engine.fusedMlp();
   if (engine.fusedMlp() && c.model.gelu == "tanh")  // (only the tanh GELU's forward is cuBLASLt's)
@@ -267,6 +269,9 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();
   out["fused_loss"] = engine.fusedLoss();
   out["fused_decoder"] = engine.fusedDecoder();
+  if (engine.fusedDecoder())  // (stages that ran fused in the last forward pass, "k of n")
+    out["fused_decoder_stages"] = std::to_string(engine.decoder->fused_stages_last) + " of " +
+                                  std::to_string(engine.decoder->norm_stages_last);
   out["attention_kernels"] = attentionKernelsReport(c, o.device, engine.bf16());
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");

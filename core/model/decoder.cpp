@@ -139,6 +139,7 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
     x = patches.transpose(1, 2).reshape({B, D, g, g});
   }
   bool upsample_pending = false;  // (subpixel) an upsampling that the next convolution does
+  norm_stages_last = fused_stages_last = 0;
   const auto first = stages->begin();
   const auto n_stages = static_cast<size_t>(stages->end() - first);
   for (size_t i = 0; i < n_stages; ++i) {
@@ -160,8 +161,10 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
                                   : nullptr;
       const bool relu = bn != nullptr &&
                         (first + static_cast<std::ptrdiff_t>(i + 2))->ptr()->as<torch::nn::ReLUImpl>();
+      norm_stages_last += relu ? 1 : 0;
       if (fused_stages && relu && sync_ == nullptr && decoderNormApplies(y, C, *bn)) {
         x = decoderNorm(y, C, *bn);
+        ++fused_stages_last;
         i += 2;
       } else {
         x = phaseGather(y, C);

@@ -49,6 +49,11 @@ class DecoderImpl : public torch::nn::Module {
   /// train.fused_decoder (set by the engine on CUDA): each upsampling stage's phase gather,
   /// BatchNorm and ReLU as one operation (core/kernels/decoder_norm.h) where its kernels apply.
   bool fused_stages = false;
+  /// The last forward pass's stages after an upsampling that BatchNorm + ReLU follow, and how
+  /// many of them ran fused (a stage whose operands the kernels cannot take runs ATen's
+  /// operations): what `mst bench` and `mst gpucheck` report, so that a silent fallback shows.
+  int64_t norm_stages_last = 0;
+  int64_t fused_stages_last = 0;
 
  private:
   Communicator* sync_ = nullptr;
