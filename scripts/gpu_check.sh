@@ -119,13 +119,16 @@ python3 - "$OUT" <<'PY'
 import json, sys, os
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl")) if l.strip()]
-lines = ["| run | arithmetic | fused norm | fused augment | fused loss | fused decoder (stages fused) | recompute GELU | fused MLP (ATen fallbacks) | img/s | vs default | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph | attention long / short (ran) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| run | arithmetic | fused norm | fused augment | fused loss | fused decoder (stages fused) | recompute GELU | fused MLP (cuBLASLt fallbacks) | img/s | vs default | step ms | GFLOP/img | achieved TFLOP/s | matmul TFLOP/s (dtype) | fraction | peak alloc GB | peak reserved GB | graph | attention long / short (ran) | ATen fallbacks |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 # Each run's images/s against the default step's (b128_default_graph) in the same call.
 default = next((r["result"]["img_s"] for r in rows
                 if r["run"] == "b128_default_graph" and "result" in r), None)
 def versus(x):
     return f"{x['img_s'] / default - 1:+.1%}" if default else "?"
+def fallbacks(x):  # calls our kernels could not take (ATen ran them): none expected
+    f = x.get("kernel_fallbacks")
+    return ", ".join(f"{k}: {v}" for k, v in f.items()) if f else ("none" if f is not None else "?")
 def attention(x):
     a = x.get("attention_kernels")
     if not a:
@@ -134,13 +137,13 @@ def attention(x):
     return f"{a.get('long')} / {a.get('short')}" + (f" ({ran})" if ran else "")
 for r in rows:
     if "result" not in r:
-        lines.append(f"| {r['run']} | error: {r['error'][:80]} ||||||||||||||||||")
+        lines.append(f"| {r['run']} | error: {r['error'][:80]} |||||||||||||||||||")
         continue
     x = r["result"]
-    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)}{' (' + str(x['qkv_gather_fallbacks']) + ' ATen q/k/v stacks)' if x.get('qkv_gather_fallbacks') else ''} | {x.get('fused_augment', False)} | {x.get('fused_loss', False)} | {x.get('fused_decoder', False)}{' (' + x['fused_decoder_stages'] + ')' if 'fused_decoder_stages' in x else ''} | {x.get('recompute_gelu', False)} | {x.get('fused_mlp', False)}{' (' + str(x['fused_mlp_fallbacks']) + ')' if 'fused_mlp_fallbacks' in x else ''} | {x['img_s']:.0f} | {versus(x)} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
+    lines.append(f"| {r['run']} | {x.get('precision', '?')} | {x.get('fused_norm', False)} | {x.get('fused_augment', False)} | {x.get('fused_loss', False)} | {x.get('fused_decoder', False)}{' (' + x['fused_decoder_stages'] + ')' if 'fused_decoder_stages' in x else ''} | {x.get('recompute_gelu', False)} | {x.get('fused_mlp', False)}{' (' + str(x['fused_mlp_fallbacks']) + ')' if 'fused_mlp_fallbacks' in x else ''} | {x['img_s']:.0f} | {versus(x)} | {x['step_ms']:.1f} | {x['gflop_per_image']:.1f} | "
                  f"{x['achieved_gflops']/1e3:.0f} | {x['matmul_gflops']/1e3:.0f} ({x['matmul_dtype']}) | "
                  f"{x.get('matmul_fraction') or 0:.3f} | {x.get('peak_gpu_allocated_gb', 0):.1f} | "
-                 f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} | {attention(x)} |")
+                 f"{x.get('peak_gpu_reserved_gb', 0):.1f} | {x['cuda_graph']} | {attention(x)} | {fallbacks(x)} |")
 name = next((r["result"].get("device_name") for r in rows if "result" in r), "?")
 # Kernel profiles (--kernels): each kind's device time per step, then the costliest kernels.
 for r in rows:

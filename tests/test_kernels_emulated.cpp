@@ -653,8 +653,15 @@ class TestKernelsEmulated : public QObject {
     {
       Emulated emulated;
       QVERIFY(mst::fusedNormApplies(x, torch::kBFloat16, torch::kBFloat16));
+      const auto fallbacks = mst::kernelFallbacks();
       got = run();
       QVERIFY2(emulated.launched() >= 3, "the junction's kernels did not run");
+      QVERIFY(mst::kernelFallbacks() == fallbacks);
+      // An fp32 branch is none the kernels take: ATen runs it, and the fallback is counted.
+      if (branch) {
+        mst::residualLayerNorm(x, br.to(torch::kFloat), b, s, gamma, beta, 1e-6, torch::kBFloat16);
+        QCOMPARE(mst::kernelFallbacks()["junction"], fallbacks.count("junction") ? fallbacks.at("junction") + 1 : 1);
+      }
     }
     QVERIFY(!mst::fusedNormApplies(x, torch::kBFloat16, torch::kBFloat16));
     QVERIFY2(torch::equal(got.y, want.y), describe(got.y, want.y).c_str());
@@ -705,17 +712,17 @@ class TestKernelsEmulated : public QObject {
       std::vector<torch::Tensor> got;
       {
         Emulated emulated;
-        const int64_t fallbacks = mst::qkvGatherFallbacks();
+        const int64_t fallbacks = mst::kernelFallbacks()["qkv_gather"];
         got = run();
         QVERIFY2(emulated.launched() >= 1, "the gather kernel did not run");
-        QCOMPARE(mst::qkvGatherFallbacks(), fallbacks);
+        QCOMPARE(mst::kernelFallbacks()["qkv_gather"], fallbacks);
         // Gradients the kernel cannot take (k's transposed, as a matmul leaves it) are stacked
         // by ATen, and counted.
         auto lx = leafOf(x);
         auto qkv = mst::qkvHeads(lx, *fc, heads);
         (qkv[0].to(torch::kFloat).matmul(qkv[1].to(torch::kFloat).transpose(-2, -1)).sum() +
          qkv[2].to(torch::kFloat).sum()).backward();
-        QCOMPARE(mst::qkvGatherFallbacks(), fallbacks + 1);
+        QCOMPARE(mst::kernelFallbacks()["qkv_gather"], fallbacks + 1);
       }
       const char* names[] = {"x", "weight", "bias"};
       for (int i = 0; i < 3; ++i) {
@@ -950,10 +957,12 @@ class TestKernelsEmulated : public QObject {
     torch::manual_seed(3);
     mst::Engine engine(fused_config, options(fused_config));
     QVERIFY(engine.fusedLoss() && engine.fusedDecoder() && engine.fusedAugment());
+    const auto fallbacks = mst::kernelFallbacks();
     uint64_t before = emulated.launched();
     for (int i = 0; i < steps; ++i) {
       const auto m = engine.trainStep(images(i));
       QCOMPARE(engine.decoder->fused_stages_last, engine.decoder->norm_stages_last);
+      QVERIFY(mst::kernelFallbacks() == fallbacks);  // every call through the kernels
       QVERIFY(engine.decoder->norm_stages_last >= 1);
       // Each step launches the augmentation (at least one per crop set: 3), the loss (2 + 1)
       // and the decoder stage after the first upsampling (4): a family left to ATen at run

@@ -5,6 +5,7 @@
 
 #include "core/kernels/augment_cuda.h"
 #include "core/kernels/kernel_device.h"
+#include "core/kernels/residual_norm.h"
 
 namespace mst {
 namespace F = torch::nn::functional;
@@ -276,6 +277,7 @@ Views MultiCrop::operator()(const torch::Tensor& images, at::Generator& gen,
     auto d = draw(rows, size, smin, smax, blur_p, solarize_p, gen, rows_shard, x.options());
     torch::Tensor out;
     if (fused_ && applyFused(x, d, size, out)) return out;
+    if (fused_) countKernelFallback("augment");
     return apply(x, d, size);
   };
   Views views;

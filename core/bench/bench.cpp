@@ -12,7 +12,7 @@
 #include "core/data/jpeg_decode.h"
 #include "core/data/loader.h"
 #include "core/kernels/fused_mlp.h"
-#include "core/kernels/qkv_heads.h"
+#include "core/kernels/residual_norm.h"
 #include "core/model/attention_kernel.h"
 #include "core/model/decoder.h"
 #include "core/util/error.h"
@@ -261,7 +261,6 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   out["precision"] = engine.arithmetic();
   out["cuda_graph"] = engine.graphActive();
   out["fused_norm"] = engine.fusedNorm();
-  if (engine.fusedNorm()) out["qkv_gather_fallbacks"] = qkvGatherFallbacks();
   out["recompute_gelu"] = engine.recomputeGelu();
   out["fused_mlp"] = engine.fusedMlp();
   if (engine.fusedMlp() && c.model.gelu == "tanh")  // (only the tanh GELU's forward is cuBLASLt's)
@@ -272,6 +271,8 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
   if (engine.fusedDecoder())  // (stages that ran fused in the last forward pass, "k of n")
     out["fused_decoder_stages"] = std::to_string(engine.decoder->fused_stages_last) + " of " +
                                   std::to_string(engine.decoder->norm_stages_last);
+  // Calls that the kernels could not take and ATen ran instead (none expected).
+  out["kernel_fallbacks"] = kernelFallbacks();
   out["attention_kernels"] = attentionKernelsReport(c, o.device, engine.bf16());
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");

@@ -2,7 +2,6 @@
 /// ATen's operations elsewhere.
 #include "core/kernels/qkv_heads.h"
 
-#include <atomic>
 #include <limits>
 
 #include "core/kernels/kernel_device.h"
@@ -18,8 +17,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-std::atomic<int64_t> gather_fallbacks{0};  // (qkvGatherFallbacks)
 
 class QkvHeadsFunction : public torch::autograd::Function<QkvHeadsFunction> {
  public:
@@ -75,7 +72,7 @@ class QkvHeadsFunction : public torch::autograd::Function<QkvHeadsFunction> {
       TORCH_CHECK(error == nullptr, "q/k/v gradient gather: ", error);
 #endif
     } else {
-      if (fusedKernelsBuilt() && kernels::kernelDevice(like.device())) ++gather_fallbacks;
+      if (fusedKernelsBuilt() && kernels::kernelDevice(like.device())) countKernelFallback("qkv_gather");
       dy = stackHeadGradients(parts, B, T, heads, d).view({B * T, out});
       dbias = dy.sum(0);
     }
@@ -99,8 +96,6 @@ torch::Tensor stackHeadGradients(const std::vector<torch::Tensor>& grads, int64_
     parts.push_back(g.defined() ? g.transpose(1, 2) : torch::zeros({B, T, heads, d}, like.options()));
   return torch::stack(parts, 2).view({B, T, static_cast<int64_t>(grads.size()) * heads * d});
 }
-
-int64_t qkvGatherFallbacks() { return gather_fallbacks.load(); }
 
 bool headsGatherKernelApplies(const std::vector<torch::Tensor>& grads) {
   if (!fusedKernelsBuilt() || grads.size() != 3) return false;

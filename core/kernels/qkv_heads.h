@@ -31,9 +31,4 @@ torch::Tensor stackHeadGradients(const std::vector<torch::Tensor>& grads, int64_
 /// 16-byte aligned, a build whose kernels run on the device.
 bool headsGatherKernelApplies(const std::vector<torch::Tensor>& grads);
 
-/// Backward passes of qkvHeads on the kernels' device, in a build with the kernels, that stacked
-/// the gradients with ATen because the gather kernel could not take them (their layout, dtype
-/// or alignment): `mst bench` reports it, so that a fallback shows.
-int64_t qkvGatherFallbacks();
-
 }  // namespace mst

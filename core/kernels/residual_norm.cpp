@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <mutex>
 
 #include "core/kernels/kernel_device.h"
 
@@ -62,6 +63,8 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     // The backward pass takes the path the forward pass took (the kernels need its statistics'
     // layout no more than ATen does, but a mixed pair would hide a kernel from the checks).
     const bool use_kernels = useKernels(x, branch, out_dtype);
+    if (!use_kernels && fusedKernelsBuilt() && kernels::kernelDevice(x.device()))
+      countKernelFallback("junction");
     ctx->set_materialize_grads(false);  // an unused output's gradient stays undefined, not zeros
     if (use_kernels) {
 #ifdef MST_HAVE_FUSED_KERNELS
@@ -209,6 +212,21 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
 };
 
 }  // namespace
+
+namespace {
+std::mutex fallback_mutex;
+std::map<std::string, int64_t> fallback_counts;  // (kernelFallbacks)
+}  // namespace
+
+void countKernelFallback(const char* family) {
+  std::lock_guard<std::mutex> lock(fallback_mutex);
+  ++fallback_counts[family];
+}
+
+std::map<std::string, int64_t> kernelFallbacks() {
+  std::lock_guard<std::mutex> lock(fallback_mutex);
+  return fallback_counts;
+}
 
 bool fusedKernelsBuilt() {
 #ifdef MST_HAVE_FUSED_KERNELS

@@ -9,6 +9,9 @@
 /// the kernels with it.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include <torch/torch.h>
 
 namespace mst {
@@ -41,6 +44,14 @@ std::string fusedKernelsUnavailable(const torch::Device& device);
 
 /// fusedKernelsUnavailable(device).empty(), asked once per CUDA device (false for other devices).
 bool fusedKernelsRunOn(const torch::Device& device);
+
+/// Counts a call on the kernels' device, in a build with them, that ran ATen's operations
+/// because the kernels could not take its operands (layout, dtype, alignment, size), by family:
+/// "junction", "qkv_gather", "gelu_backward", "decoder_stage", "loss", "augment". Correct, but
+/// not fused: `mst bench` reports kernelFallbacks() so that such a run does not pass for fused.
+void countKernelFallback(const char* family);
+/// The counts so far in this process (families with none are absent).
+std::map<std::string, int64_t> kernelFallbacks();
 
 /// Whether t's data starts on a 16-byte boundary (the kernels' vector loads).
 inline bool aligned16(const torch::Tensor& t) {

@@ -6,6 +6,7 @@
 #include "core/dist/sync_batch_norm.h"
 #include "core/kernels/decoder_norm.h"
 #include "core/kernels/kernel_device.h"
+#include "core/kernels/residual_norm.h"
 
 namespace mst {
 
@@ -167,6 +168,8 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
         ++fused_stages_last;
         i += 2;
       } else {
+        if (fused_stages && relu && sync_ == nullptr && is_training())
+          countKernelFallback("decoder_stage");
         x = phaseGather(y, C);
       }
     } else {
