@@ -928,21 +928,8 @@ class TestKernelsEmulated : public QObject {
     auto config = mst::gpuCheckConfig();
     config.train.cuda_graph = false;
     config.train.recompute_gelu = "off";
-    auto options = [&](const mst::Config& c) {
-      mst::EngineOptions o;
-      o.device = torch::kCPU;
-      o.steps_per_epoch = 100;
-      o.total_steps = 1000;
-      o.mean.assign(c.model.channels, 0.5);
-      o.std.assign(c.model.channels, 0.25);
-      return o;
-    };
-    auto images = [&](int64_t step) {
-      auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(1000 + step));
-      return torch::randint(0, 256, {config.train.batch_size, config.model.channels,
-                                     config.model.image_size, config.model.image_size},
-                            gen, torch::TensorOptions().dtype(torch::kUInt8));
-    };
+    auto options = [](const mst::Config& c) { return mst::checkOptions(c, torch::kCPU); };
+    auto images = [&](int64_t step) { return mst::checkImages(config, step); };
     const int steps = 3;
     std::vector<mst::StepMetrics> plain;
     {

@@ -12,9 +12,6 @@
 #include "core/train/engine.h"
 
 namespace mst {
-namespace {
-
-using checks::relNorm;
 
 EngineOptions checkOptions(const Config& c, const torch::Device& device) {
   EngineOptions o;
@@ -32,6 +29,10 @@ torch::Tensor checkImages(const Config& c, int64_t step) {
                                  c.model.image_size},
                         gen, torch::TensorOptions().dtype(torch::kUInt8));
 }
+
+namespace {
+
+using checks::relNorm;
 
 double relDiff(double a, double b) { return std::abs(a - b) / std::max(std::abs(a), 1e-12); }
 

@@ -12,6 +12,8 @@
 
 namespace mst {
 
+struct EngineOptions;  // core/train/engine.h
+
 struct GpuCheck {
   std::string name;
   bool passed = false;
@@ -105,6 +107,10 @@ GpuCheck checkFusedAugment();
 /// The small configuration the checks use by default: the Fashion-MNIST ViT on 16 images, with
 /// 3 local crops, drop path and the attention-guided mask, so that every part of the step runs.
 Config gpuCheckConfig();
+/// The engine options the checks train with on `device` (a long schedule, mean 0.5, std 0.25).
+EngineOptions checkOptions(const Config& c, const torch::Device& device);
+/// Step `step`'s batch of random uint8 images of the config's size (the same on every device).
+torch::Tensor checkImages(const Config& c, int64_t step);
 /// All of the above with the tolerances of issue 6 (fp32 1e-4, bf16 and bf16_stream 1e-2), the
 /// bf16 ones also with train.fused_norm and train.fused_mlp. `on_check` sees each result as soon
 /// as it is known (a later crash or timeout then loses only the checks not yet run).
