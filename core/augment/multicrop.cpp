@@ -277,7 +277,7 @@ Views MultiCrop::operator()(const torch::Tensor& images, at::Generator& gen,
     auto d = draw(rows, size, smin, smax, blur_p, solarize_p, gen, rows_shard, x.options());
     torch::Tensor out;
     if (fused_ && applyFused(x, d, size, out)) return out;
-    if (fused_) countKernelFallback("augment");
+    if (fused_) countKernelFallback("augment", x.device());
     return apply(x, d, size);
   };
   Views views;

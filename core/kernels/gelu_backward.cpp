@@ -47,8 +47,7 @@ GeluBackwardOut geluBackward(const torch::Tensor& dgelu, const torch::Tensor& pr
   GeluBackwardOut out;
   const bool kernel = geluBackwardKernelApplies(pre) && dgelu.is_contiguous() &&
                       (dgelu.numel() == 0 || aligned16(dgelu));
-  if (!kernel && fusedKernelsBuilt() && kernels::kernelDevice(pre.device()))
-    countKernelFallback("gelu_backward");
+  if (!kernel) countKernelFallback("gelu_backward", pre.device());
   if (kernel) {
 #ifdef MST_HAVE_FUSED_KERNELS
     const kernels::DeviceGuard device(pre.device());

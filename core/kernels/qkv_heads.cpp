@@ -72,7 +72,7 @@ class QkvHeadsFunction : public torch::autograd::Function<QkvHeadsFunction> {
       TORCH_CHECK(error == nullptr, "q/k/v gradient gather: ", error);
 #endif
     } else {
-      if (fusedKernelsBuilt() && kernels::kernelDevice(like.device())) countKernelFallback("qkv_gather");
+      countKernelFallback("qkv_gather", like.device());
       dy = stackHeadGradients(parts, B, T, heads, d).view({B * T, out});
       dbias = dy.sum(0);
     }

@@ -37,10 +37,6 @@ bool useKernels(const torch::Tensor& x, const torch::Tensor& branch, torch::Scal
 void check(const char* error, const char* what) {
   TORCH_CHECK(error == nullptr, "fused residual norm (", what, "): ", error);
 }
-
-void* currentStream(const torch::Tensor& t) {
-  return kernels::launchStream(t.device());
-}
 #endif
 
 class ResidualNormFunction : public torch::autograd::Function<ResidualNormFunction> {
@@ -63,8 +59,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
     // The backward pass takes the path the forward pass took (the kernels need its statistics'
     // layout no more than ATen does, but a mixed pair would hide a kernel from the checks).
     const bool use_kernels = useKernels(x, branch, out_dtype);
-    if (!use_kernels && fusedKernelsBuilt() && kernels::kernelDevice(x.device()))
-      countKernelFallback("junction");
+    if (!use_kernels) countKernelFallback("junction", x.device());
     ctx->set_materialize_grads(false);  // an unused output's gradient stays undefined, not zeros
     if (use_kernels) {
 #ifdef MST_HAVE_FUSED_KERNELS
@@ -93,7 +88,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       a.D = static_cast<int>(D);
       a.eps = static_cast<float>(eps);
       a.stream_bf16 = x.scalar_type() == torch::kBFloat16;
-      a.stream = currentStream(x);
+      a.stream = kernels::launchStream(x.device());
       check(kernels::residualNormForward(a), "forward");
 #endif
     } else {
@@ -179,7 +174,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       a.D = static_cast<int>(D);
       a.blocks = blocks;
       a.stream_bf16 = y.scalar_type() == torch::kBFloat16;
-      a.stream = currentStream(y);
+      a.stream = kernels::launchStream(y.device());
       check(kernels::residualNormBackward(a), "backward");
 #endif
     } else {
@@ -218,7 +213,8 @@ std::mutex fallback_mutex;
 std::map<std::string, int64_t> fallback_counts;  // (kernelFallbacks)
 }  // namespace
 
-void countKernelFallback(const char* family) {
+void countKernelFallback(const char* family, const torch::Device& device) {
+  if (!fusedKernelsBuilt() || !kernels::kernelDevice(device)) return;
   std::lock_guard<std::mutex> lock(fallback_mutex);
   ++fallback_counts[family];
 }

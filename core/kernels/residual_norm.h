@@ -45,11 +45,12 @@ std::string fusedKernelsUnavailable(const torch::Device& device);
 /// fusedKernelsUnavailable(device).empty(), asked once per CUDA device (false for other devices).
 bool fusedKernelsRunOn(const torch::Device& device);
 
-/// Counts a call on the kernels' device, in a build with them, that ran ATen's operations
-/// because the kernels could not take its operands (layout, dtype, alignment, size), by family:
+/// Counts a call on `device` that ran ATen's operations because the kernels could not take its
+/// operands (layout, dtype, alignment, size), where `device` is the kernels' device in a build
+/// with them (elsewhere ATen is simply the path, and nothing is counted), by family:
 /// "junction", "qkv_gather", "gelu_backward", "decoder_stage", "loss", "augment". Correct, but
 /// not fused: `mst bench` reports kernelFallbacks() so that such a run does not pass for fused.
-void countKernelFallback(const char* family);
+void countKernelFallback(const char* family, const torch::Device& device);
 /// The counts so far in this process (families with none are absent).
 std::map<std::string, int64_t> kernelFallbacks();
 

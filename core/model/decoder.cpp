@@ -169,7 +169,7 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
         i += 2;
       } else {
         if (fused_stages && relu && sync_ == nullptr && is_training())
-          countKernelFallback("decoder_stage");
+          countKernelFallback("decoder_stage", y.device());
         x = phaseGather(y, C);
       }
     } else {

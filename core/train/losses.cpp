@@ -14,7 +14,7 @@ torch::Tensor crossEntropyPairs(const torch::Tensor& student_in,
                                 bool fused) {
   if (fused && fusedDistillationApplies(student_in, teacher_probs))
     return fusedDistillationLoss(student_in, teacher_probs, student_temp);
-  if (fused) countKernelFallback("loss");
+  if (fused) countKernelFallback("loss", student_in.device());
   const auto dtype = student_in.scalar_type();
   const torch::Tensor student =
       dtype == torch::kDouble || dtype == torch::kFloat ? student_in : student_in.to(torch::kFloat);
