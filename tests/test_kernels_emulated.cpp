@@ -7,6 +7,7 @@
 /// and partial sums take several turns on these small shapes. What only a GPU shows (timing,
 /// the memory model, the real math library's last bits) stays with `mst gpucheck`.
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,8 @@
 #include "core/kernels/residual_norm_cuda.h"
 #include "core/model/decoder.h"
 #include "core/train/engine.h"
+#include "core/train/kernel_selfcheck.h"
+#include "core/util/error.h"
 #include "tests/cuda_emu/emu_selftest.h"
 
 namespace k = mst::kernels;
@@ -965,6 +968,105 @@ class TestKernelsEmulated : public QObject {
                   std::to_string(w)).c_str());
       }
     }
+  }
+
+  void selfChecksPassAtTheRunsShapes_data() {
+    QTest::addColumn<QString>("preset");
+    QTest::addColumn<bool>("bf16_stream");
+    QTest::newRow("gpucheck's network, fp32 stream") << "" << false;
+    QTest::newRow("gpucheck's network, bf16 stream") << "" << true;
+    QTest::newRow("DeiT-S/16, the paper's crops") << "deit_s16" << false;
+  }
+  void selfChecksPassAtTheRunsShapes() {
+    // Every kernel family's self-check at a run's own shapes (the engine runs them before its
+    // first step), through the emulated kernels: each passes, and the kernels took every case's
+    // operands (a width they declined would be compared ATen against ATen).
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    QFETCH(QString, preset);
+    QFETCH(bool, bf16_stream);
+    auto config = mst::gpuCheckConfig();
+    if (!preset.isEmpty()) {
+      config.model = mst::modelPreset(preset.toStdString());
+      config.crops.global_size = 224;
+      config.crops.local_size = 96;
+      config.crops.local_crops = 10;
+      config.model.out_dim = 65536;
+    }
+    Emulated emulated;
+    const auto launched_before = emulated.launched();
+    for (const char* family :
+         {"junction", "qkv_gather", "gelu_backward", "decoder_stage", "loss", "augment"}) {
+      const auto r = mst::selfCheckKernels(family, config, torch::kCPU, true, bf16_stream);
+      QVERIFY2(r.passed, (std::string(family) + ": " + r.detail).c_str());
+      QVERIFY2(r.total > 0 && r.ran == r.total,
+               (std::string(family) + ": the kernels took " + std::to_string(r.ran) + " of " +
+                std::to_string(r.total) + " cases").c_str());
+      // Asked again with the same shapes: the process's result, not a second run.
+      const auto launched = emulated.launched();
+      QCOMPARE(mst::selfCheckKernels(family, config, torch::kCPU, true, bf16_stream).ms, r.ms);
+      QCOMPARE(emulated.launched(), launched);
+    }
+    QVERIFY(emulated.launched() > launched_before);
+    // The run's random draws are its own: the checks put the global generator back.
+    torch::manual_seed(5);
+    const auto expected = torch::rand({4});
+    torch::manual_seed(5);
+    config.model.out_dim += 8;  // (new shapes: the loss is checked again)
+    QVERIFY(mst::selfCheckKernels("loss", config, torch::kCPU, true, bf16_stream).passed);
+    mst::selfCheckKernels("qkv_gather", config, torch::kCPU, true, !bf16_stream);
+    QVERIFY(torch::equal(torch::rand({4}), expected));
+  }
+
+  void settlingAKernelSetting() {
+    // What auto, on and off make of a kernel setting, from the build's availability and the
+    // self-checks of the setting's families (here stand-ins that pass or fail as told).
+    std::vector<std::string> asked;
+    auto checks = [&](std::set<std::string> failing) {
+      return [&asked, failing](const std::string& family) {
+        asked.push_back(family);
+        mst::KernelSelfCheck r;
+        r.family = family;
+        r.passed = failing.count(family) == 0;
+        if (!r.passed) r.detail = "dz 0.5 > 0.01";
+        return r;
+      };
+    };
+    std::vector<std::string> notes;
+    // off: never checked.
+    QVERIFY(!mst::settleKernelSetting("off", "train.fused_norm", "", checks({"junction"}), notes));
+    QVERIFY(asked.empty() && notes.empty());
+    // Kernels that cannot run: auto quietly without them, on refused by name.
+    QVERIFY(!mst::settleKernelSetting("auto", "train.fused_loss", "no kernels for sm_80", checks({}), notes));
+    try {
+      mst::settleKernelSetting("on", "train.fused_loss", "no kernels for sm_80", checks({}), notes);
+      QFAIL("on without kernels was accepted");
+    } catch (const mst::MstError& e) {
+      QVERIFY(std::string(e.what()).find("train.fused_loss") != std::string::npos);
+      QVERIFY(std::string(e.what()).find("sm_80") != std::string::npos);
+    }
+    QVERIFY(asked.empty() && notes.empty());
+    // Every family passes: on, with each of the setting's families checked.
+    QVERIFY(mst::settleKernelSetting("auto", "train.fused_norm", "", checks({}), notes));
+    QCOMPARE(asked, (std::vector<std::string>{"junction", "qkv_gather"}));
+    QVERIFY(notes.empty());
+    // One family fails (the second of two): auto goes on without the setting's kernels and says
+    // which family and setting; on is refused, naming both.
+    QVERIFY(!mst::settleKernelSetting("auto", "train.fused_norm", "", checks({"qkv_gather"}), notes));
+    QCOMPARE(notes.size(), size_t{1});
+    QVERIFY2(notes[0].find("train.fused_norm") != std::string::npos &&
+                 notes[0].find("qkv_gather") != std::string::npos &&
+                 notes[0].find("dz 0.5") != std::string::npos,
+             notes[0].c_str());
+    try {
+      mst::settleKernelSetting("on", "train.fused_decoder", "", checks({"decoder_stage"}), notes);
+      QFAIL("on with a failing self-check was accepted");
+    } catch (const mst::MstError& e) {
+      const std::string what = e.what();
+      QVERIFY2(what.find("train.fused_decoder") != std::string::npos &&
+                   what.find("decoder_stage") != std::string::npos,
+               what.c_str());
+    }
+    QCOMPARE(notes.size(), size_t{1});
   }
 
   void hostCodeRunsTheAugmentation() {

@@ -2,7 +2,7 @@
 /// LibTorch's attention kernel against fp32 attention from the same values.
 #include <cmath>
 
-#include "core/bench/check_math.h"
+#include "core/util/check_math.h"
 #include "core/bench/gpu_checks.h"
 #include "core/model/attention_kernel.h"
 

@@ -17,6 +17,7 @@
 #include "core/model/decoder.h"
 #include "core/util/error.h"
 #include "core/train/engine.h"
+#include "core/train/kernel_selfcheck.h"
 #include "core/util/devices.h"
 #include "core/util/torch_compat.h"
 
@@ -273,6 +274,14 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
                                   std::to_string(engine.decoder->norm_stages_last);
   // Calls that the kernels could not take and ATen ran instead (none expected).
   out["kernel_fallbacks"] = kernelFallbacks();
+  // The kernels' self-checks at this run's shapes (kernel_selfcheck.h): a family that failed
+  // one runs ATen's operations under auto, and says so here.
+  nlohmann::json selfchecks = nlohmann::json::object();
+  for (const auto& k : kernelSelfChecks())
+    selfchecks[k.family] = {{"passed", k.passed}, {"ms", k.ms}, {"cases", k.total},
+                            {"kernels_ran", k.ran}, {"detail", k.detail}};
+  out["kernel_selfchecks"] = selfchecks;
+  out["kernel_notes"] = engine.kernelNotes();
   out["attention_kernels"] = attentionKernelsReport(c, o.device, engine.bf16());
   out["device"] = o.device.str();
   out["device_name"] = o.device.is_cuda() ? deviceName(o.device) : std::string("cpu");

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <functional>
 
-#include "core/bench/check_math.h"
+#include "core/util/check_math.h"
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
 #include "core/masking/masking.h"

@@ -34,7 +34,23 @@ inline void* launchStream(const torch::Device&) { return nullptr; }
 struct DeviceGuard {
   explicit DeviceGuard(const torch::Device&) {}
 };
+/// For its lifetime, CPU tensors take ATen's paths: the reference that a comparison with the
+/// (emulated) kernels computes on the CPU.
+class ReferencePath {
+ public:
+  ReferencePath() : was_(kernelEmulation()) { kernelEmulation() = false; }
+  ~ReferencePath() { kernelEmulation() = was_; }
+  ReferencePath(const ReferencePath&) = delete;
+  ReferencePath& operator=(const ReferencePath&) = delete;
+
+ private:
+  bool was_;
+};
 #else
+/// The CPU is never the kernels' device here, so a reference computed there is ATen's already.
+struct ReferencePath {
+  ReferencePath() {}  // (user-provided: a guard variable of this type is not "unused")
+};
 /// Whether tensors on `device` are the kind the kernels take (not whether they can run there:
 /// see fusedKernelsRunOn).
 inline bool kernelDevice(const torch::Device& device) { return device.is_cuda(); }

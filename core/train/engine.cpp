@@ -444,6 +444,7 @@ void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra
                        {"fused_mlp", fusedMlp()},
                        {"recompute_gelu", recomputeGelu()},
                        {"cuda_graph", config_.train.cuda_graph && options_.device.is_cuda()}};
+  if (!kernel_notes_.empty()) meta["effective"]["kernel_notes"] = kernel_notes_;
   meta["extra"] = extra;
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));

@@ -128,6 +128,9 @@ class Engine {
   bool fusedDecoder() const { return decoder->fused_stages; }
   /// train.fused_augment asked for (it applies on CUDA, to 1- and 3-channel crops).
   bool fusedAugment() const { return augment_.fused(); }
+  /// What the kernels' self-checks changed (kernel_selfcheck.h): one line per `auto` setting
+  /// whose kernels disagreed with ATen on this device and were left off. Empty when none did.
+  const std::vector<std::string>& kernelNotes() const { return kernel_notes_; }
   /// Steps now replay a captured CUDA graph.
   bool graphActive() const;
   /// Profiling (`mst bench --phases`, eager steps only): when on, every phase of a step waits for
@@ -173,6 +176,7 @@ class Engine {
   bool recompute_gelu_ = false;
   bool fused_mlp_ = false;
   bool fused_loss_ = false;
+  std::vector<std::string> kernel_notes_;
   bool graph_wanted_ = false;
   int64_t eager_steps_ = 0;
   std::unique_ptr<StepGraph> graph_;

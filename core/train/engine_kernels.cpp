@@ -9,6 +9,7 @@
 #include "core/kernels/kernel_device.h"
 #include "core/kernels/residual_norm.h"
 #include "core/model/attention_kernel.h"
+#include "core/train/kernel_selfcheck.h"
 #include "core/util/error.h"
 
 namespace mst {
@@ -16,15 +17,29 @@ namespace mst {
 void Engine::configureKernels(const Config& config, const EngineOptions& options) {
   // CUDA devices (the CPU in the tests' build with emulated kernels); elsewhere ATen's operations.
   if (!kernels::kernelDevice(options.device)) return;
-  // auto: wherever the build's kernels run on this GPU; on: insist on them.
+  // auto: wherever the build's kernels run on this GPU and pass their self-check there (at this
+  // run's shapes, kernel_selfcheck.h); on: insist on them, and refuse them where they fail it.
   const std::string unavailable = fusedKernelsUnavailable(options.device);
-  const auto fused = [&](const std::string& value, const char* key) {
-    if (value == "on" && !unavailable.empty())
-      throw MstError(std::string("config key ") + key + ": " + unavailable +
-                     ": set it to auto or off");
-    return value != "off" && unavailable.empty();
+  const bool bf16_stream = student_vit->stream_dtype == torch::kBFloat16;
+  const auto check = [&](const std::string& family) {
+    return selfCheckKernels(family, config, options.device, bf16_, bf16_stream);
   };
-  const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm");
+  const auto unused = [](const std::string& family) {  // kernels this run would not launch
+    KernelSelfCheck skipped;
+    skipped.family = family;
+    skipped.passed = true;
+    return skipped;
+  };
+  kernel_notes_.clear();
+  const auto fused = [&](const std::string& value, const char* key, bool launched = true) {
+    return settleKernelSetting(value, key, unavailable,
+                               launched ? std::function<KernelSelfCheck(const std::string&)>(check)
+                                        : unused,
+                               kernel_notes_);
+  };
+  // (The junction kernels take the bf16 operands of the autocast step; fp32 keeps the exact
+  // LayerNorm.)
+  const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm", bf16_);
   const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
   fused_loss_ = fused(config.train.fused_loss, "train.fused_loss");
   // (Data-parallel ranks normalise with SyncBN, whose statistics the kernels do not gather.)
@@ -34,7 +49,8 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
                    " data-parallel ranks, whose decoder normalises with SyncBN (ATen's "
                    "operations): set it to auto or off");
   decoder->fused_stages =
-      fused(config.train.fused_decoder, "train.fused_decoder") && options.comm == nullptr;
+      fused(config.train.fused_decoder, "train.fused_decoder", options.comm == nullptr) &&
+      options.comm == nullptr;
   // The tanh GELU's forward pass needs cuBLASLt's epilogue; the erf GELU's gains are all in
   // the backward kernel. Refused where the setting could only run ATen's operations.
   if (config.train.fused_mlp && bf16_) {
@@ -45,8 +61,9 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
       throw MstError("config key train.fused_mlp: with model.gelu = " + config.model.gelu +
                      " it runs the fused GELU backward kernel, but " + unavailable +
                      ": set it to false");
+    // (true insists, as on does: a GELU backward kernel that fails its self-check is refused.)
+    if (unavailable.empty()) fused("on", "train.fused_mlp");
   }
-  // The kernels take the bf16 operands of the autocast step; fp32 keeps the exact LayerNorm.
   student_vit->fused_norm = teacher_vit->fused_norm = fused_norm && bf16_;
   fused_mlp_ = config.train.fused_mlp && bf16_;
   student_vit->setFusedMlp(fused_mlp_);

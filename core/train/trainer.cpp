@@ -127,13 +127,21 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
   eo.std = config_.data.std.empty() ? dataset->defaultStd() : config_.data.std;
   eo.comm = comm.get();
   Engine engine(config_, eo);
-  if (options_.device.is_cuda() && writer)
+  if (options_.device.is_cuda() && writer) {
+    for (const auto& note : engine.kernelNotes()) say(note);
+    std::string kernels;
+    for (auto [on, name] : {std::pair{engine.fusedNorm(), "residual junctions"},
+                            std::pair{engine.fusedAugment(), "augmentation"},
+                            std::pair{engine.fusedLoss(), "distillation loss"},
+                            std::pair{engine.fusedDecoder(), "decoder stages"},
+                            std::pair{engine.fusedMlp(), "MLP"}})
+      if (on) kernels += (kernels.empty() ? "" : ", ") + std::string(name);
     say("CUDA arithmetic: " + engine.arithmetic() +
-        (engine.fusedNorm() ? "; fused residual-LayerNorm kernels" : "") +
-        (engine.fusedAugment() ? "; fused augmentation kernels" : "") +
+        (kernels.empty() ? "" : "; fused kernels (self-checked on this GPU): " + kernels) +
         (config_.train.cuda_graph ? "; the step is captured as a CUDA graph after " +
                                         std::to_string(kGraphWarmupSteps) + " eager steps"
                                   : ""));
+  }
 
   const std::string ckpt = (fs::path(options_.out_dir) / "checkpoint.pt").string();
   const std::string log_path = (fs::path(options_.out_dir) / "run.h5").string();

@@ -1,4 +1,5 @@
-/// @brief Small helpers shared by the GPU checks (gpu_checks.cpp, kernel_checks.cpp).
+/// @brief Small helpers shared by the GPU checks (core/bench) and the kernels' self-checks
+/// (core/train/kernel_selfcheck.cpp).
 #pragma once
 
 #include <torch/torch.h>
