@@ -944,6 +944,17 @@ class TestKernelsEmulated : public QObject {
     auto fused_config = config;
     fused_config.train.fused_augment = fused_config.train.fused_loss = fused_config.train.fused_decoder = "on";
     Emulated emulated;
+    {
+      // auto (the default) turns every family on that passes its self-check, and notes none.
+      auto automatic_config = config;
+      automatic_config.train.fused_augment = automatic_config.train.fused_loss = "auto";
+      automatic_config.train.fused_decoder = "auto";
+      mst::Engine automatic(automatic_config, options(automatic_config));
+      std::string notes;
+      for (const auto& n : automatic.kernelNotes()) notes += n + "\n";
+      QVERIFY2(notes.empty(), notes.c_str());
+      QVERIFY(automatic.fusedLoss() && automatic.fusedDecoder() && automatic.fusedAugment());
+    }
     torch::manual_seed(3);
     mst::Engine engine(fused_config, options(fused_config));
     QVERIFY(engine.fusedLoss() && engine.fusedDecoder() && engine.fusedAugment());

@@ -257,6 +257,7 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
     r.values["fused_augment"] = engine.fusedAugment();
     r.values["fused_loss"] = engine.fusedLoss();
     r.values["fused_decoder"] = engine.fusedDecoder();
+    r.values["kernel_notes"] = engine.kernelNotes();  // a family that failed its self-check
     r.passed = why.empty() && engine.fusedNorm() && engine.fusedAugment() && engine.fusedLoss() &&
                engine.fusedDecoder();
     return r;
