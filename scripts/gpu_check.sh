@@ -128,7 +128,10 @@ def versus(x):
     return f"{x['img_s'] / default - 1:+.1%}" if default else "?"
 def fallbacks(x):  # calls our kernels could not take (ATen ran them): none expected
     f = x.get("kernel_fallbacks")
-    return ", ".join(f"{k}: {v}" for k, v in f.items()) if f else ("none" if f is not None else "?")
+    text = ", ".join(f"{k}: {v}" for k, v in f.items()) if f else ("none" if f is not None else "?")
+    # families that failed their self-check at the run's shapes (auto left them off)
+    failed = [k for k, v in (x.get("kernel_selfchecks") or {}).items() if not v.get("passed")]
+    return text + (f"; self-check failed: {', '.join(failed)}" if failed else "")
 def attention(x):
     a = x.get("attention_kernels")
     if not a:

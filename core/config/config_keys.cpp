@@ -400,29 +400,34 @@ const std::vector<KeyDef>& keyTable() {
                             "attention's q/k/v gradients with their bias sum in one pass (the "
                             "same arithmetic, the bias added in fp32; +21 % images/s for "
                             "DeiT-S/16 on an H200): auto = on where the build has kernels for "
-                            "this GPU (CMake found nvcc; MST_CUDA_ARCHITECTURES, 90 by default); "
-                            "on = refused where they cannot run; off. "
+                            "this GPU (CMake found nvcc; MST_CUDA_ARCHITECTURES, 90 by default) "
+                            "and they pass their self-check against ATen at the run's shapes "
+                            "when it starts (else ATen's operations, with a note); on = refused "
+                            "where they cannot run or fail it; off. "
                             "Ignored on the CPU and in fp32; true / false mean on / off."));
     t.push_back(switchField("train.fused_augment", &C::train, &TrainConfig::fused_augment,
                             "CUDA: run each crop set's augmentation (crop, colour jitter, "
                             "grayscale, blur, solarisation, normalisation) as four fused kernels "
                             "with the same random draws: auto = on where the build has kernels "
-                            "for this GPU; on = refused where they cannot run; off. Ignored on "
+                            "for this GPU and they pass their self-check; on = refused where they "
+                            "cannot run or fail it; off. Ignored on "
                             "the CPU; true / false mean on / off."));
     t.push_back(switchField("train.fused_loss", &C::train, &TrainConfig::fused_loss,
                             "CUDA: compute the self-distillation cross-entropy (L_CE) from the "
                             "student's logits in one kernel pass forward and one backward, "
                             "without their fp32 copy (the same arithmetic, in fp32): auto = on "
-                            "where the build has kernels for this GPU; on = refused where they "
-                            "cannot run; off. Ignored on the CPU; true / false mean on / off."));
+                            "where the build has kernels for this GPU and they pass their "
+                            "self-check; on = refused where they cannot run or fail it; off. "
+                            "Ignored on the CPU; true / false mean on / off."));
     t.push_back(switchField("train.fused_decoder", &C::train, &TrainConfig::fused_decoder,
                             "CUDA: run each decoder upsampling stage's phase gather, BatchNorm "
                             "(batch statistics, running statistics updated) and ReLU as two "
                             "kernel passes forward and two backward, keeping only the "
                             "convolution's output for the backward pass (the same arithmetic, "
                             "statistics summed in fp64): auto = on where the build has kernels "
-                            "for this GPU and in one process (data-parallel ranks normalise with "
-                            "SyncBN); on = refused where they cannot run; off. Stages whose widths "
+                            "for this GPU, they pass their self-check, and in one process "
+                            "(data-parallel ranks normalise with SyncBN); on = refused where they "
+                            "cannot run or fail it; off. Stages whose widths "
                             "the kernels do not take run ATen's operations. Ignored on the CPU; "
                             "true / false mean on / off."));
     t.push_back(choiceField("train.recompute_gelu", &C::train, &TrainConfig::recompute_gelu,
