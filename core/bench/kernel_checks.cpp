@@ -23,9 +23,9 @@ namespace {
 
 using checks::relNorm;
 
-/// A build without the fused kernels fails their checks, saying so.
 const torch::Device kCuda(torch::kCUDA, 0);
 
+/// A build without the fused kernels fails their checks, saying so.
 bool missingKernels(GpuCheck& r) {
   if (fusedKernelsBuilt()) return false;
   r.values["error"] = "this build has no fused kernels (CMake found no CUDA compiler)";
@@ -51,8 +51,8 @@ GpuCheck checkFusedNorm() {
   for (auto shape : {Shape{96, 197, 384}, Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000},
                      Shape{2, 3, 64}, Shape{1, 7, 33}, Shape{2, 5, 1024}, Shape{2, 0, 384}}) {
     for (auto stream : {torch::kFloat, torch::kBFloat16}) {
-      // branch + scale, branch, no branch, branch + its linear's bias + scale
-      for (int variant = 0; variant < 4; ++variant) {
+      // branch + scale, branch, no branch, branch + its linear's bias (+ scale)
+      for (int variant = 0; variant < 5; ++variant) {
         auto c = kernel_cases::junction(shape.B, shape.T, shape.D, stream, variant, kCuda, ++seed);
         rows.push_back(c.row);
         all_ok = all_ok && c.passed;
@@ -86,9 +86,9 @@ GpuCheck checkFusedAugment() {
                      Set{"global2", 16, 224, 0.4, 1.0, 0.1, 0.2},
                      Set{"locals", 96, 96, 0.05, 0.4, 0.5, 0.0},
                      Set{"unblurred", 32, 64, 0.05, 1.0, 0.0, 0.5}}) {
-      auto c = kernel_cases::augment(CropConfig{}, AugmentConfig{}, channels, set.name, set.rows,
-                                     set.size, set.smin, set.smax, set.blur_p, set.solarize_p,
-                                     160, 120, kCuda, ++seed);
+      auto c = kernel_cases::augment(CropConfig{}, AugmentConfig{}, channels, set.name, 16,
+                                     set.rows, set.size, set.smin, set.smax, set.blur_p,
+                                     set.solarize_p, 160, 120, kCuda, ++seed);
       rows.push_back(c.row);
       all_ok = all_ok && c.passed && c.ran;
     }
@@ -256,7 +256,7 @@ GpuCheck checkFusedLoss() {
                  Case{32, 2, 65536, 1.0, 0.04}, Case{2, 3, 8, 1.0, 0.04},
                  Case{12, 16, 65536, 8.0, 0.04}, Case{12, 16, 65536, 1.0, 10.0}}) {
     for (auto dtype : {torch::kBFloat16, torch::kFloat}) {
-      auto one = kernel_cases::loss(c.S, c.B, c.K, c.scale, c.tt, dtype, kCuda, ++seed);
+      auto one = kernel_cases::loss(c.S, c.B, c.K, c.scale, 0.1, c.tt, dtype, kCuda, ++seed);
       rows.push_back(one.row);
       all_ok = all_ok && one.passed && one.ran;
     }

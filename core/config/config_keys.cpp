@@ -445,7 +445,9 @@ const std::vector<KeyDef>& keyTable() {
                       "epilogue (cuBLASLt; its backward epilogue stands in where the build has "
                       "no kernels). GELU's output is stored or recomputed as "
                       "train.recompute_gelu says. Refused where it cannot run (tanh: no "
-                      "cuBLASLt; erf: no kernels for the GPU); ignored on the CPU and in fp32."));
+                      "cuBLASLt; erf: no kernels for the GPU) and where the GELU backward "
+                      "kernel fails its self-check against ATen when the run starts; ignored "
+                      "on the CPU and in fp32."));
     t.push_back(choiceField("train.attention_kernel", &C::train, &TrainConfig::attention_kernel,
                             "CUDA with LibTorch 2.x: the scaled-dot-product attention kernel for "
                             "sequences of more than 64 tokens (DeiT-S/16's global crops): auto = "

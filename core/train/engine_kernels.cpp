@@ -31,16 +31,28 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
     return skipped;
   };
   kernel_notes_.clear();
+  // Data parallel: a refusal is raised once every rank has decided (below), so that the other
+  // ranks do not wait for this one in their first collective.
+  std::string refused;
+  const auto refuse = [&](const std::string& message) {
+    if (!options.comm) throw MstError(message);
+    if (refused.empty()) refused = message;
+  };
   const auto fused = [&](const std::string& value, const char* key, bool launched = true) {
-    return settleKernelSetting(value, key, unavailable,
-                               launched ? std::function<KernelSelfCheck(const std::string&)>(check)
-                                        : unused,
-                               kernel_notes_);
+    try {
+      return settleKernelSetting(value, key, unavailable,
+                                 launched ? std::function<KernelSelfCheck(const std::string&)>(check)
+                                          : unused,
+                                 kernel_notes_);
+    } catch (const MstError& e) {
+      refuse(e.what());
+      return false;
+    }
   };
   // (The junction kernels take the bf16 operands of the autocast step; fp32 keeps the exact
   // LayerNorm.)
-  const bool fused_norm = fused(config.train.fused_norm, "train.fused_norm", bf16_);
-  const bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
+  bool fused_norm = fused(config.train.fused_norm, "train.fused_norm", bf16_);
+  bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
   fused_loss_ = fused(config.train.fused_loss, "train.fused_loss");
   // (Data-parallel ranks normalise with SyncBN, whose statistics the kernels do not gather.)
   if (config.train.fused_decoder == "on" && options.comm)
@@ -55,14 +67,36 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
   // the backward kernel. Refused where the setting could only run ATen's operations.
   if (config.train.fused_mlp && bf16_) {
     if (config.model.gelu == "tanh" && !cublasLtBuilt())
-      throw MstError("config key train.fused_mlp: this build has no cuBLASLt (CMake option "
-                     "MST_CUBLASLT, CUDA::cublasLt not found): set it to false");
-    if (config.model.gelu != "tanh" && !unavailable.empty())
-      throw MstError("config key train.fused_mlp: with model.gelu = " + config.model.gelu +
-                     " it runs the fused GELU backward kernel, but " + unavailable +
-                     ": set it to false");
+      refuse("config key train.fused_mlp: this build has no cuBLASLt (CMake option "
+             "MST_CUBLASLT, CUDA::cublasLt not found): set it to false");
+    else if (config.model.gelu != "tanh" && !unavailable.empty())
+      refuse("config key train.fused_mlp: with model.gelu = " + config.model.gelu +
+             " it runs the fused GELU backward kernel, but " + unavailable + ": set it to false");
     // (true insists, as on does: a GELU backward kernel that fails its self-check is refused.)
-    if (unavailable.empty()) fused("on", "train.fused_mlp");
+    else if (unavailable.empty())
+      fused("on", "train.fused_mlp");
+  }
+  if (options.comm) {
+    // Every rank takes the same decisions: a family left off on one rank (its self-check failed
+    // there) is left off on all, and a refusal on one refuses the run on all.
+    auto flags = torch::tensor({refused.empty() ? 0.0f : 1.0f, fused_norm ? 0.0f : 1.0f,
+                                fused_augment ? 0.0f : 1.0f, fused_loss_ ? 0.0f : 1.0f})
+                     .to(options.device);
+    options.comm->allReduceSum(flags);
+    const auto sums = flags.cpu();
+    const auto elsewhere = [&](int i) { return sums[i].item<float>() > 0.0f; };
+    if (elsewhere(0))
+      throw MstError(refused.empty() ? "another data-parallel rank refused a kernel setting (its "
+                                       "log names the key and the reason)"
+                                     : refused);
+    for (auto [i, on, key] : {std::tuple{1, &fused_norm, "train.fused_norm"},
+                              std::tuple{2, &fused_augment, "train.fused_augment"},
+                              std::tuple{3, &fused_loss_, "train.fused_loss"}})
+      if (*on && elsewhere(i)) {
+        *on = false;
+        kernel_notes_.push_back(std::string(key) + " (auto): its kernels are off on another "
+                                "data-parallel rank (see that rank's log), so on this one too");
+      }
   }
   student_vit->fused_norm = teacher_vit->fused_norm = fused_norm && bf16_;
   fused_mlp_ = config.train.fused_mlp && bf16_;

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "core/augment/multicrop.h"
+#include "core/config/config.h"
 #include "core/kernels/decoder_norm.h"
 #include "core/kernels/dino_loss.h"
 #include "core/kernels/gelu_backward.h"
@@ -31,7 +32,7 @@ KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, i
                     const torch::Device& device, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   auto randn = [&](std::vector<int64_t> shape) { return torch::randn(shape, gen); };
-  const bool has_branch = variant != 2, has_bias = variant == 3;
+  const bool has_branch = variant != 2, has_bias = variant >= 3;
   auto x = randn({B, T, D}).to(stream);
   auto branch = has_branch ? randn({B, T, D}).to(torch::kBFloat16) : torch::Tensor();
   auto bias = has_bias ? 0.3 * randn({D}) : torch::Tensor();
@@ -269,10 +270,11 @@ KernelCase decoderStage(torch::ScalarType dtype, int64_t B, int64_t C, int64_t H
   return r;
 }
 
-KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double teacher_temp,
-                torch::ScalarType dtype, const torch::Device& device, uint64_t seed) {
+KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double student_temp,
+                double teacher_temp, torch::ScalarType dtype, const torch::Device& device,
+                uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
-  const double ts = 0.1;
+  const double ts = student_temp;
   auto teacher = torch::randn({2 * B, K}, gen).to(device);
   auto center = (0.1 * torch::randn({1, K}, gen)).to(device);
   auto logits = (scale * torch::randn({S * B, K}, gen)).to(dtype).to(device);
@@ -301,9 +303,10 @@ KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double teacher_te
 }
 
 KernelCase augment(const CropConfig& crops, const AugmentConfig& augment, int64_t channels,
-                   const char* set, int64_t rows, int64_t size, double scale_min,
-                   double scale_max, double blur_p, double solarize_p, int64_t source_h,
-                   int64_t source_w, const torch::Device& device, uint64_t seed) {
+                   const char* set, int64_t sources, int64_t rows, int64_t size,
+                   double scale_min, double scale_max, double blur_p, double solarize_p,
+                   int64_t source_h, int64_t source_w, const torch::Device& device,
+                   uint64_t seed) {
   // Exact fp32 on both sides: TF32 would round affine_grid's coordinates in the ATen path.
   struct NoTf32 {
     bool blas = at::globalContext().allowTF32CuBLAS(), dnn = at::globalContext().allowTF32CuDNN();
@@ -319,8 +322,7 @@ KernelCase augment(const CropConfig& crops, const AugmentConfig& augment, int64_
   const double tolerance = 1e-4, max_tolerance = 0.05;
   MultiCrop multicrop(crops, augment, channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
   auto host = at::detail::createCPUGenerator(seed);
-  auto source = torch::rand({std::max<int64_t>(rows / 4, 1), channels, source_h, source_w}, host)
-                    .to(device);
+  auto source = torch::rand({sources, channels, source_h, source_w}, host).to(device);
   at::Generator gen = makeGenerator(device, seed + 1);
   auto draws = multicrop.draw(rows, size, scale_min, scale_max, blur_p, solarize_p, gen, {},
                               source.options());
@@ -376,6 +378,15 @@ std::vector<std::function<KernelCase()>> familyCases(const std::string& family, 
   if (c.local_crops > 0 && t_local != t_global) tokens.push_back(t_local);
   std::vector<std::function<KernelCase()>> cases;
   const uint64_t seed = 7001;
+  // Rows: two samples where the kernels are emulated (the tests; the emulated device's small grid
+  // already gives each warp several rows), and on a GPU enough rows that the grid-stride loops and
+  // partial sums take several turns there too (the junction's backward grid holds a few thousand
+  // warps on an H100): 4,800 token rows, still milliseconds.
+  const bool gpu = dev.is_cuda();
+  const auto samples = [&](int64_t T) {
+    return gpu ? std::max<int64_t>(2, (4800 + std::max<int64_t>(T, 1) - 1) / std::max<int64_t>(T, 1))
+               : int64_t{2};
+  };
   std::vector<torch::ScalarType> dtypes{torch::kFloat};  // the decoder's and the loss's
   if (bf16) dtypes.push_back(torch::kBFloat16);
   // Each family in the run's dtype, and in fp32 where the kernels take it: the fp32 cases' tight
@@ -386,26 +397,29 @@ std::vector<std::function<KernelCase()>> familyCases(const std::string& family, 
     shapes = {{"D", D}, {"tokens", tokens}, {"bf16_stream", bf16_stream}};
     for (auto stream : streams)
       for (int64_t T : tokens)
-        for (int variant = 0; variant < 4; ++variant)
+        for (int variant : {2, 3, 4})  // (the variants the ViT launches)
           cases.push_back([=] {
-            return kernel_cases::junction(2, T, D, stream, variant, dev, seed + 4 * T + variant);
+            return kernel_cases::junction(samples(T), T, D, stream, variant, dev,
+                                          seed + 4 * T + variant);
           });
   } else if (family == "qkv_gather") {
     shapes = {{"D", D}, {"heads", m.heads}, {"tokens", tokens}};
     for (int64_t T : tokens)
       for (int layout = 0; layout < 4; ++layout)
         cases.push_back([=] {
-          return kernel_cases::qkvGather(2, T, m.heads, D / m.heads, D, layout, dev,
+          return kernel_cases::qkvGather(samples(T), T, m.heads, D / m.heads, D, layout, dev,
                                          seed + 4 * T + layout);
         });
   } else if (family == "gelu_backward") {
     const int64_t hidden = static_cast<int64_t>(std::llround(D * m.mlp_ratio));
     const std::string approximate = m.gelu == "tanh" ? "tanh" : "none";
     shapes = {{"hidden", hidden}, {"gelu", approximate}};
-    for (int outputs = 0; outputs < 4; ++outputs)
+    // (The fused MLP always asks for the bias gradient, and for GELU's output unless stored.)
+    for (bool want_gelu : {true, false})
       cases.push_back([=] {
-        return kernel_cases::geluBackward(2 * t_global, hidden, approximate, (outputs & 1) == 0,
-                                          (outputs & 2) == 0, dev, seed + outputs);
+        return kernel_cases::geluBackward(samples(t_global) * t_global, hidden, approximate,
+                                          want_gelu, true, dev,
+                                          seed + want_gelu);
       });
   } else if (family == "decoder_stage") {
     // The stages after an upsampling: every width but the first.
@@ -416,35 +430,38 @@ std::vector<std::function<KernelCase()>> familyCases(const std::string& family, 
     for (auto dtype : dtypes)
       for (int64_t C : stage_widths)
         cases.push_back([=] {
-          return kernel_cases::decoderStage(dtype, 2, C, 3, 4, 0.0, false, 0.3, dev, seed + C);
+          return kernel_cases::decoderStage(dtype, gpu ? 8 : 2, C, gpu ? 14 : 3, gpu ? 15 : 4, 0.0,
+                                            false, 0.3, dev, seed + C);
         });
   } else if (family == "loss") {
     const int64_t S = 2 + c.local_crops;
+    const double ts = config.loss.student_temp;
     shapes = {{"crops", S}, {"classes", m.out_dim}, {"bf16", bf16}};
     for (auto dtype : dtypes)
       for (double tt : {config.loss.teacher_temp_start, config.loss.teacher_temp})
         cases.push_back([=] {
-          return kernel_cases::loss(S, 2, m.out_dim, 1.0, tt, dtype, dev, seed + S);
+          return kernel_cases::loss(S, gpu ? 16 : 2, m.out_dim, 1.0, ts, tt, dtype, dev, seed + S);
         });
   } else if (family == "augment") {
     shapes = {{"channels", m.channels}, {"global", c.global_size}, {"local", c.local_size}};
     const auto& a = config.augment;
     // Sources of another size than the crops, so that crops scale both ways and reflect.
     const int64_t h = c.global_size + c.global_size / 4 + 3, w = c.global_size - c.global_size / 8;
-    const int64_t locals = std::max<int64_t>(c.local_crops, 1) * 2;
+    // Source images as a run's B: its crop sets have B and local_crops × B rows.
+    const int64_t B = gpu ? 8 : 2;
     cases.push_back([=] {
-      return kernel_cases::augment(c, a, m.channels, "global1", 2, c.global_size,
+      return kernel_cases::augment(c, a, m.channels, "global1", B, B, c.global_size,
                                    c.global_scale_min, c.global_scale_max, a.blur_p_global1, 0.0,
                                    h, w, dev, seed + 1);
     });
     cases.push_back([=] {
-      return kernel_cases::augment(c, a, m.channels, "global2", 2, c.global_size,
+      return kernel_cases::augment(c, a, m.channels, "global2", B, B, c.global_size,
                                    c.global_scale_min, c.global_scale_max, a.blur_p_global2,
                                    a.solarize_p, h, w, dev, seed + 2);
     });
     if (c.local_crops > 0)
       cases.push_back([=] {
-        return kernel_cases::augment(c, a, m.channels, "locals", locals, c.local_size,
+        return kernel_cases::augment(c, a, m.channels, "locals", B, B * c.local_crops, c.local_size,
                                      c.local_scale_min, c.local_scale_max, a.blur_p_local, 0.0, h,
                                      w, dev, seed + 3);
       });
@@ -462,19 +479,33 @@ KernelSelfCheck selfCheckKernels(const std::string& family, const Config& config
   r.family = family;
   nlohmann::json shapes;
   auto cases = familyCases(family, config, device, bf16, bf16_stream, shapes);
-  const std::string key = family + " " + device.str() + " " + shapes.dump();
+  // Everything the cases read: the model, the crops, the augmentation and the loss settings.
+  const auto json = configToJson(config);
+  const std::string key = family + " " + device.str() + (bf16 ? " bf16" : " fp32") +
+                          (bf16_stream ? " stream" : "") + " " + json["model"].dump() +
+                          json["crops"].dump() + json["augment"].dump() + json["loss"].dump();
   std::lock_guard<std::mutex> lock(checksMutex());
   if (auto it = checksByKey().find(key); it != checksByKey().end()) return it->second;
   const auto start = std::chrono::steady_clock::now();
   // The cases' modules draw their initial weights from the global CPU generator: it is put back,
-  // so that a run's own draws do not depend on whether its kernels were checked.
+  // so that a run's own draws do not depend on whether its kernels were checked. (Another thread
+  // drawing from it meanwhile, a sweep's engine on another device, would be rewound too: as with
+  // torch::manual_seed, runs in parallel threads share that generator.)
   struct KeepGlobalRng {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
-    torch::Tensor state = gen.get_state();
-    ~KeepGlobalRng() { gen.set_state(state); }
+    torch::Tensor state;
+    KeepGlobalRng() {
+      std::lock_guard<std::mutex> hold(gen.mutex());
+      state = gen.get_state();
+    }
+    ~KeepGlobalRng() {
+      std::lock_guard<std::mutex> hold(gen.mutex());
+      gen.set_state(state);
+    }
   } keep_rng;
   r.passed = true;
   r.cases = nlohmann::json::array();
+  bool errored = false;
   try {
     torch::AutoGradMode grad(true);
     for (auto& run : cases) {
@@ -484,17 +515,20 @@ KernelSelfCheck selfCheckKernels(const std::string& family, const Config& config
       r.ran += one.ran ? 1 : 0;
       if (!one.passed && r.passed) {
         r.passed = false;
-        r.detail = one.row.dump();
+        r.detail = "disagree with ATen's operations on this device: " + one.row.dump();
       }
     }
   } catch (const std::exception& e) {
+    // Out of memory, or a fault (after which CUDA fails every later call in the process, and
+    // the run with it): not a disagreement, and not kept, so that a later engine checks again.
+    errored = true;
     r.passed = false;
     const std::string what = e.what();
-    r.detail = what.substr(0, what.find('\n'));
+    r.detail = "could not be checked on this device: " + what.substr(0, what.find('\n'));
   }
   r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   r.cases = {{"shapes", shapes}, {"cases", r.cases}};
-  checksByKey()[key] = r;
+  if (!errored) checksByKey()[key] = r;
   checksRun().push_back(r);
   return r;
 }
@@ -517,9 +551,10 @@ bool settleKernelSetting(const std::string& value, const std::string& key,
   for (const auto& family : kernelFamilies(key)) {
     const auto result = check(family);
     if (result.passed) continue;
-    const std::string what = "the " + family + " kernels disagree with ATen's operations on this "
-                             "device (" + result.detail + ")";
-    if (value == "on") throw MstError("config key " + key + ": " + what + ": set it to auto or off");
+    const std::string what = "the " + family + " kernels " + result.detail;
+    // (train.fused_mlp is true / false.)
+    const char* remedy = key == "train.fused_mlp" ? "set it to false" : "set it to auto or off";
+    if (value == "on") throw MstError("config key " + key + ": " + what + ": " + remedy);
     notes.push_back(key + " (auto): " + what + "; this run uses ATen's operations instead");
     return false;
   }

@@ -35,7 +35,9 @@ struct KernelCase {
 namespace kernel_cases {
 
 /// train.fused_norm's junction, forward and backward, against its ATen arithmetic on the CPU.
-/// variant: 0 branch + scale, 1 branch, 2 no branch, 3 branch + bias + scale.
+/// variant: 0 branch + scale, 1 branch, 2 no branch, 3 branch + bias + scale, 4 branch + bias
+/// (the fused ViT launches 2, 3 and 4: its first norm, and the blocks' junctions with and without
+/// stochastic depth).
 KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, int variant,
                     const torch::Device& device, uint64_t seed);
 /// The q/k/v projection's gradient gather against linear + splitHeads, bf16. layout: 0 (B, h, T,
@@ -53,15 +55,18 @@ KernelCase decoderStage(torch::ScalarType dtype, int64_t B, int64_t C, int64_t H
                         double beta, bool nchw_grad, double shift, const torch::Device& device,
                         uint64_t seed);
 /// The distillation loss and the logits' gradient against autograd on the logits' fp32 copy.
-/// scale: of the logits; teacher_temp: of the targets.
-KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double teacher_temp,
-                torch::ScalarType dtype, const torch::Device& device, uint64_t seed);
-/// One crop set through the augmentation kernels against MultiCrop's ATen operations, from the
-/// same draws (TF32 off for the comparison, restored after).
+/// scale: of the logits; the temperatures: the student's and the targets'.
+KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double student_temp,
+                double teacher_temp, torch::ScalarType dtype, const torch::Device& device,
+                uint64_t seed);
+/// One crop set of `rows` crops (a multiple of `sources`) cut from `sources` random images
+/// through the augmentation kernels against MultiCrop's ATen operations, from the same draws
+/// (TF32 off for the comparison, restored after).
 KernelCase augment(const CropConfig& crops, const AugmentConfig& augment, int64_t channels,
-                   const char* set, int64_t rows, int64_t size, double scale_min,
-                   double scale_max, double blur_p, double solarize_p, int64_t source_h,
-                   int64_t source_w, const torch::Device& device, uint64_t seed);
+                   const char* set, int64_t sources, int64_t rows, int64_t size,
+                   double scale_min, double scale_max, double blur_p, double solarize_p,
+                   int64_t source_h, int64_t source_w, const torch::Device& device,
+                   uint64_t seed);
 
 }  // namespace kernel_cases
 
@@ -69,7 +74,10 @@ KernelCase augment(const CropConfig& crops, const AugmentConfig& augment, int64_
 struct KernelSelfCheck {
   std::string family;  ///< junction, qkv_gather, gelu_backward, decoder_stage, loss, augment
   bool passed = false;
-  std::string detail;  ///< the first case that failed (or the error), in words; empty if passed
+  /// Empty if passed; else "disagree with ATen's operations on this device: " and the first case
+  /// that failed, or "could not be checked on this device: " and the error (out of memory, a
+  /// CUDA fault), which is not kept for later engines.
+  std::string detail;
   double ms = 0;       ///< wall time of the check
   int64_t total = 0;   ///< cases compared
   int64_t ran = 0;     ///< of them, cases whose operands the kernels took
@@ -82,8 +90,11 @@ struct KernelSelfCheck {
 std::vector<std::string> kernelFamilies(const std::string& key);
 
 /// `family`'s cases at `config`'s shapes on `device`, for a run in bf16 autocast (`bf16`) or fp32
-/// (`bf16_stream`: the junction's stream is bf16). Each result is kept for the process: another
-/// engine with the same shapes on the same device reuses it.
+/// (`bf16_stream`: the junction's stream is bf16): the run's dtype, and fp32 wherever the kernels
+/// take it (their fp32 instances share the arithmetic, and their tolerances are tight enough to
+/// see an error of 0.1 % that bf16 rounding hides; a failure there turns the family off too).
+/// Each result is kept for the process: another engine with the same model, crop, augmentation
+/// and loss settings on the same device reuses it. The checks run one at a time.
 KernelSelfCheck selfCheckKernels(const std::string& family, const Config& config,
                                  const torch::Device& device, bool bf16, bool bf16_stream);
 

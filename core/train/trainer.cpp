@@ -137,7 +137,8 @@ TrainSummary Trainer::run(const std::atomic<bool>* stop, const std::atomic<bool>
                             std::pair{engine.fusedMlp(), "MLP"}})
       if (on) kernels += (kernels.empty() ? "" : ", ") + std::string(name);
     say("CUDA arithmetic: " + engine.arithmetic() +
-        (kernels.empty() ? "" : "; fused kernels (self-checked on this GPU): " + kernels) +
+        (kernels.empty() ? "" : "; fused kernels: " + kernels +
+                                    " (ours checked against ATen on this GPU at this run's shapes)") +
         (config_.train.cuda_graph ? "; the step is captured as a CUDA graph after " +
                                         std::to_string(kGraphWarmupSteps) + " eager steps"
                                   : ""));
