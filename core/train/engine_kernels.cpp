@@ -51,7 +51,7 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
   };
   // (The junction kernels take the bf16 operands of the autocast step; fp32 keeps the exact
   // LayerNorm.)
-  bool fused_norm = fused(config.train.fused_norm, "train.fused_norm", bf16_);
+  bool fused_norm = fused(config.train.fused_norm, "train.fused_norm", bf16_) && bf16_;
   bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
   fused_loss_ = fused(config.train.fused_loss, "train.fused_loss");
   // (Data-parallel ranks normalise with SyncBN, whose statistics the kernels do not gather.)
@@ -98,7 +98,7 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
                                 "data-parallel rank (see that rank's log), so on this one too");
       }
   }
-  student_vit->fused_norm = teacher_vit->fused_norm = fused_norm && bf16_;
+  student_vit->fused_norm = teacher_vit->fused_norm = fused_norm;
   fused_mlp_ = config.train.fused_mlp && bf16_;
   student_vit->setFusedMlp(fused_mlp_);
   teacher_vit->setFusedMlp(fused_mlp_);
