@@ -5,6 +5,7 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <stdexcept>
@@ -23,8 +24,44 @@ constexpr size_t kMaxShared = 48 * 1024;  // without cudaFuncAttributeMaxDynamic
 
 enum class Wait { none, block, warp, ended };
 
+}  // namespace
+
+#if defined(__x86_64__)
+// A fiber switch without system calls: swapcontext saves and restores the signal mask with two
+// sigprocmask calls per switch, which made the emulated tests' time depend on the system's
+// syscall cost (3.6 to 24 s for the same test). switchStack saves the callee-saved registers on
+// the current stack, stores its stack pointer in *from, and resumes the stack `to` the same way.
+extern "C" void mst_emu_switch_stack(void** from, void* to);
+asm(R"(
+  .text
+  .globl mst_emu_switch_stack
+  .type mst_emu_switch_stack, @function
+mst_emu_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size mst_emu_switch_stack, .-mst_emu_switch_stack
+)");
+#define MST_EMU_STACK_SWITCH 1
+#endif
+
+namespace {
+
 struct Fiber {
   ucontext_t context{};
+  void* sp = nullptr;  // (MST_EMU_STACK_SWITCH) the suspended fiber's stack pointer
   std::unique_ptr<char[]> stack;
   uint3 index{};
   int linear = 0;
@@ -33,6 +70,7 @@ struct Fiber {
 
 struct State {
   ucontext_t scheduler{};
+  void* scheduler_sp = nullptr;
   std::vector<Fiber> fibers;
   std::vector<uint64_t> exchange;  // one slot per thread for shuffles
   std::vector<int> exchange_mask;  // and the lane mask each lane passed
@@ -55,15 +93,37 @@ void entry() {
     if (!s.fault) s.fault = std::current_exception();
   }
   s.current->wait = Wait::ended;
+#ifdef MST_EMU_STACK_SWITCH
+  mst_emu_switch_stack(&s.current->sp, s.scheduler_sp);  // never resumed
+#else
   swapcontext(&s.current->context, &s.scheduler);  // never resumed
+#endif
 }
+
+#ifdef MST_EMU_STACK_SWITCH
+/// A new fiber's first stack: mst_emu_switch_stack pops six zero registers and "returns" into
+/// entry, 16-byte aligned as after a call (entry never returns: its last switch is final).
+void* freshStack(char* base, size_t bytes) {
+  auto top = reinterpret_cast<uintptr_t>(base + bytes) & ~uintptr_t{15};
+  auto* slot = reinterpret_cast<void**>(top - 16);
+  slot[1] = nullptr;                                 // entry's own return address (unused)
+  slot[0] = reinterpret_cast<void*>(&entry);         // where the first switch returns to
+  void** sp = slot - 6;                              // r15, r14, r13, r12, rbx, rbp
+  for (int i = 0; i < 6; ++i) sp[i] = nullptr;
+  return sp;
+}
+#endif
 
 void yield(Wait wait) {
   State& s = state();
   Fiber* me = s.current;
   if (me == nullptr) throw std::logic_error("emu: a barrier or shuffle outside a kernel");
   me->wait = wait;
+#ifdef MST_EMU_STACK_SWITCH
+  mst_emu_switch_stack(&me->sp, s.scheduler_sp);
+#else
   swapcontext(&me->context, &s.scheduler);
+#endif
   // Resumed: the scheduler has set threadIdx and current back to this thread.
 }
 
@@ -109,11 +169,15 @@ bool release(State& s, int threads) {
 void runBlock(State& s, int threads, int round_base) {
   for (int t = 0; t < threads; ++t) {
     Fiber& f = s.fibers[t];
+#ifdef MST_EMU_STACK_SWITCH
+    f.sp = freshStack(f.stack.get(), kStackBytes);
+#else
     getcontext(&f.context);
     f.context.uc_stack.ss_sp = f.stack.get();
     f.context.uc_stack.ss_size = kStackBytes;
     f.context.uc_link = nullptr;
     makecontext(&f.context, entry, 0);
+#endif
     f.wait = Wait::none;
   }
   for (int round = round_base;; ++round) {
@@ -123,7 +187,11 @@ void runBlock(State& s, int threads, int round_base) {
       if (f.wait != Wait::none) continue;
       s.current = &f;
       threadIdx = f.index;
+#ifdef MST_EMU_STACK_SWITCH
+      mst_emu_switch_stack(&s.scheduler_sp, f.sp);
+#else
       swapcontext(&s.scheduler, &f.context);
+#endif
     }
     s.current = nullptr;
     if (s.fault) {
