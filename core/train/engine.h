@@ -63,7 +63,8 @@ inline constexpr int64_t kGraphWarmupSteps = 3;
 /// The meta record of a checkpoint (format, step, model, config, effective, extra) without loading
 /// weights. `effective`: what the config's automatic settings resolved to where it was written
 /// (device, arithmetic, fused_norm, fused_augment, fused_loss, fused_decoder, fused_mlp, recompute_gelu,
-/// cuda_graph); absent in checkpoints from before it was recorded.
+/// cuda_graph; kernel_notes where a kernel self-check left an `auto` setting off); absent in
+/// checkpoints from before it was recorded.
 /// MstError naming the file when it is missing, corrupt or not an MST checkpoint.
 nlohmann::json readCheckpointMeta(const std::string& path);
 
