@@ -195,6 +195,7 @@ GpuCheck checkDecoderNorm() {
     mc.patch_size = 16;
     mc.dim = 64;
     mc.channels = 3;
+    mc.decoder_widths.clear();  // (the preset names its own two widths)
     Decoder decoder(mc);
     decoder->to(cuda);
     auto patches = torch::randn({2, 16, mc.dim}, gen).to(cuda);
