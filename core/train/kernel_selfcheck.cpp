@@ -308,17 +308,7 @@ KernelCase augment(const CropConfig& crops, const AugmentConfig& augment, int64_
                    int64_t source_h, int64_t source_w, const torch::Device& device,
                    uint64_t seed) {
   // Exact fp32 on both sides: TF32 would round affine_grid's coordinates in the ATen path.
-  struct NoTf32 {
-    bool blas = at::globalContext().allowTF32CuBLAS(), dnn = at::globalContext().allowTF32CuDNN();
-    NoTf32() {
-      at::globalContext().setAllowTF32CuBLAS(false);
-      at::globalContext().setAllowTF32CuDNN(false);
-    }
-    ~NoTf32() {
-      at::globalContext().setAllowTF32CuBLAS(blas);
-      at::globalContext().setAllowTF32CuDNN(dnn);
-    }
-  } no_tf32;
+  checks::ExactFp32 exact;
   const double tolerance = 1e-4, max_tolerance = 0.05;
   MultiCrop multicrop(crops, augment, channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
   auto host = at::detail::createCPUGenerator(seed);
