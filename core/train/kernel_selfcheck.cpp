@@ -28,6 +28,19 @@ namespace kernel_cases {
 
 using checks::relNorm;
 
+/// Each output's relative difference from its reference, recorded in r.row under its name; r.passed
+/// falls where one exceeds its tolerance (an empty output counts as equal).
+void compareOutputs(KernelCase& r, const std::vector<const char*>& names,
+                    const std::vector<torch::Tensor>& got, const std::vector<torch::Tensor>& ref,
+                    const std::vector<double>& tolerance) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    const double rel = got[i].numel() == 0 ? 0.0 : relNorm(got[i], ref[i]);
+    r.row[names[i]] = rel;
+    if (!(rel <= tolerance[i])) r.passed = false;
+  }
+  r.row["passed"] = r.passed;
+}
+
 KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, int variant,
                     const torch::Device& device, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
@@ -72,24 +85,18 @@ KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, i
   const auto got = run(device);
   const bool bf16 = stream == torch::kBFloat16;
   const bool ran = fusedNormApplies(x.to(device), torch::kBFloat16, torch::kBFloat16);
-  const char* names[] = {"y", "z", "dx", "dbranch", "dgamma", "dbeta", "dbias"};
   // y is rounded the same way on both devices; z and the branch's gradient are bf16; the
   // stream's gradient is in the stream's dtype; the parameters' sums differ in order, and the
   // bias's sums a gradient that a bf16 stream rounds (one step where the devices' fp32
   // arithmetic lands on either side of a rounding boundary).
-  const double tolerance[] = {1e-6, 1e-2, bf16 ? 1e-2 : 1e-4, 1e-2, 1e-4, 1e-4, bf16 ? 1e-3 : 1e-4};
   KernelCase r;
   r.row = {{"B", B},           {"T", T},           {"D", D},
            {"stream", bf16 ? "bf16" : "fp32"},     {"branch", has_branch},
            {"bias", has_bias}, {"scale", scale.defined()}, {"kernel_ran", ran}};
   r.ran = ran;
   r.passed = true;
-  for (int i = 0; i < 7; ++i) {
-    const double rel = relNorm(got[i], ref[i]);
-    r.row[names[i]] = rel;
-    if (!(rel <= tolerance[i])) r.passed = false;
-  }
-  r.row["passed"] = r.passed;
+  compareOutputs(r, {"y", "z", "dx", "dbranch", "dgamma", "dbeta", "dbias"}, got, ref,
+                 {1e-6, 1e-2, bf16 ? 1e-2 : 1e-4, 1e-2, 1e-4, 1e-4, bf16 ? 1e-3 : 1e-4});
   return r;
 }
 
@@ -138,19 +145,12 @@ KernelCase qkvGather(int64_t B, int64_t T, int64_t heads, int64_t d, int64_t in,
   const auto ref = run(false, unused);
   // q's values and the input's and weight's gradients: the same products of the same (gathered)
   // gradient; the bias's: bf16 sums of it, added in another order.
-  const char* names[] = {"q", "dx", "dweight", "dbias"};
-  const double tolerance[] = {1e-6, 1e-3, 1e-3, 4e-3};
   KernelCase r;
   r.row = {{"B", B}, {"T", T}, {"heads", heads}, {"d", d}, {"layout", layouts[layout]},
            {"kernel_ran", ran}};
   r.ran = ran;
   r.passed = true;
-  for (int i = 0; i < 4; ++i) {
-    const double rel = got[i].numel() == 0 ? 0.0 : relNorm(got[i], ref[i]);
-    r.row[names[i]] = rel;
-    if (!(rel <= tolerance[i])) r.passed = false;
-  }
-  r.row["passed"] = r.passed;
+  compareOutputs(r, {"q", "dx", "dweight", "dbias"}, got, ref, {1e-6, 1e-3, 1e-3, 4e-3});
   return r;
 }
 
@@ -252,21 +252,15 @@ KernelCase decoderStage(torch::ScalarType dtype, int64_t B, int64_t C, int64_t H
   const auto got = run(true, applied);
   const auto ref = run(false, unused);
   const bool low = dtype == torch::kBFloat16;
-  const char* names[] = {"out", "running_mean", "running_var", "dy", "dgamma", "dbeta"};
-  const double tolerance[] = {low ? 1e-2 : 1e-5, 1e-5, 1e-5, low ? 1e-2 : 1e-4,
-                              low ? 2e-3 : 1e-4, low ? 2e-3 : 1e-4};
   KernelCase r;
   r.row = {{"dtype", low ? "bf16" : "fp32"}, {"B", B}, {"C", C}, {"H", H}, {"W", W},
            {"beta", beta_mean}, {"nchw_grad", nchw_grad}, {"shift", shift}, {"applied", applied},
            {"zero_outputs", (ref[0] == 0).to(torch::kFloat).mean().item<double>()}};
   r.ran = applied;
-  r.passed = torch::equal(got[6].cpu(), ref[6].cpu());
-  for (int i = 0; i < 6; ++i) {
-    const double rel = relNorm(got[i], ref[i]);
-    r.row[names[i]] = rel;
-    if (!(rel <= tolerance[i])) r.passed = false;
-  }
-  r.row["passed"] = r.passed;
+  r.passed = torch::equal(got[6].cpu(), ref[6].cpu());  // batches tracked
+  compareOutputs(r, {"out", "running_mean", "running_var", "dy", "dgamma", "dbeta"}, got, ref,
+                 {low ? 1e-2 : 1e-5, 1e-5, 1e-5, low ? 1e-2 : 1e-4, low ? 2e-3 : 1e-4,
+                  low ? 2e-3 : 1e-4});
   return r;
 }
 
