@@ -7,7 +7,8 @@
 # Prepare once here (Debian): scripts/gpu_deps.sh (static HDF5 + zlib, header-only json/CLI11 in
 # third_party/). Then, with the `run` tool: command "bash scripts/gpu_check.sh", carry
 # ["third_party/gpu", "third_party/include", "third_party/jpegs"]. Set QUICK=1 to skip the larger benchmarks,
-# RUNS="b128_kernels_bf16 ..." to run only the benches named (SKIP_CHECKS=1 skips gpucheck); DATA_DIR=third_party/jpegs (after
+# RUNS="b128_kernels_bf16 ..." to run only the benches named (SKIP_CHECKS=1 skips gpucheck, MICRO=0
+# the kernels alone); DATA_DIR=third_party/jpegs (after
 # scripts/make_test_jpegs.py third_party/jpegs here) to measure the JPEG input path too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,12 @@ if [[ ${SKIP_CHECKS:-0} != 1 ]]; then
   fi
 fi
 FALLBACK=${FALLBACK:-}
+if [[ ${MICRO:-1} == 1 ]]; then  # our kernels alone at the step's shapes, against a copy's bandwidth
+  stamp "micro"
+  timeout 90 "$MST" bench --device cuda --config experiments/bench_deit_s16.json --batch 128 \
+    --micro 2>&1 | tail -1 >"$OUT/micro.json"
+  cat "$OUT/micro.json"
+fi
 
 # Everything below fits the device tool's 600 s per call: a bench that would start after
 # BUDGET seconds is skipped (and listed as such) so that the table is still written.
@@ -69,9 +76,9 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # where the step's time goes (eager, a wait a
   bench b128_phases --batch 128 --steps 6 --warmup 3 --phases --set train.cuda_graph=false
   bench b128_phases_nodrop --batch 128 --steps 6 --warmup 3 --phases --set train.cuda_graph=false --set model.drop_path=0
 fi
-# train.fused_norm, fused_augment, fused_loss and fused_decoder are on by default (auto) where
-# the kernels built.
-UNFUSED="--set train.fused_norm=off --set train.fused_augment=off --set train.fused_loss=off --set train.fused_decoder=off"
+# train.fused_norm, fused_augment, fused_loss, fused_optimizer and fused_decoder are on by
+# default (auto) where the kernels built.
+UNFUSED="--set train.fused_norm=off --set train.fused_augment=off --set train.fused_loss=off --set train.fused_optimizer=off --set train.fused_decoder=off"
 STREAM="--set train.precision=bf16_stream"
 # train.fused_mlp: with the tanh GELU also cuBLASLt's forward epilogue (its baseline is the tanh
 # network); with the default erf GELU only the one-pass backward kernel.
@@ -188,6 +195,15 @@ except (OSError, ValueError):
 if attention:
     lines += ["", "Attention kernels (gpucheck, bf16, against fp32):", "",
               "| tokens | setting | ran | out rel | dq rel | passed |", "|---|---|---|---|---|---|"] + attention
+try:  # mst bench --micro: each kernel's bandwidth against a plain copy's
+    micro = json.load(open(os.path.join(out, "micro.json")))
+    lines += ["", f"Kernels alone (mst bench --micro; a copy reaches {micro['copy_gb_s']:.0f} GB/s):", "",
+              "| kernel | crops | rows × width | stream | access | µs | GB/s | of the copy's |", "|---|---|---|---|---|---|---|---|"]
+    for k in micro["kernels"]:
+        lines.append(f"| {k['kernel']} | {k['crops']} | {k['rows']} × {k['width']} | {k['stream']} | {k['access']} | "
+                     f"{k['us']:.1f} | {k['gb_s']:.0f} | {k['of_copy']:.0%} |")
+except (OSError, ValueError, KeyError) as e:
+    lines += ["", f"Kernels alone: no result ({e})"]
 table = f"Device: {name}\n\n" + note + "\n".join(lines) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 print(table)

@@ -19,6 +19,7 @@ FAMILIES = {
     "train.fused_loss": ["fused_loss_vs_reference", "cpu_vs_cuda_fp32_fused_loss"],
     "train.fused_augment": ["fused_augment_vs_aten", "cpu_vs_cuda_fp32_fused_augment"],
     "train.fused_decoder": ["decoder_norm_kernel_vs_reference", "cpu_vs_cuda_fp32_fused_decoder"],
+    "train.fused_optimizer": ["fused_optimizer_vs_reference"],
 }
 COMBINED = ["cpu_vs_cuda_bf16_fused", "cpu_vs_cuda_bf16_stream_fused", "graph_vs_eager_bf16_fused"]
 CUDA_FAULT = ("illegal memory access", "misaligned address", "unspecified launch failure",

@@ -263,6 +263,7 @@ class TestConfig : public QObject {
     QTest::newRow("fused norm") << R"({"train": {"fused_norm": "yes"}})" << "train.fused_norm";
     QTest::newRow("fused augment") << R"({"train": {"fused_augment": 1}})" << "train.fused_augment";
     QTest::newRow("fused decoder") << R"({"train": {"fused_decoder": "always"}})" << "train.fused_decoder";
+    QTest::newRow("fused optimizer") << R"({"train": {"fused_optimizer": "fast"}})" << "train.fused_optimizer";
     QTest::newRow("attention kernel")
         << R"({"train": {"attention_kernel": "fa3"}})" << "train.attention_kernel";
     QTest::newRow("short attention kernel")

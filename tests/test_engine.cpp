@@ -327,6 +327,7 @@ class TestEngine : public QObject {
     QCOMPARE(meta["effective"]["fused_norm"].get<bool>(), false);
     QCOMPARE(meta["effective"]["fused_augment"].get<bool>(), false);
     QCOMPARE(meta["effective"]["fused_loss"].get<bool>(), false);
+    QCOMPARE(meta["effective"]["fused_optimizer"].get<bool>(), false);
     QCOMPARE(meta["effective"]["fused_decoder"].get<bool>(), false);
     QCOMPARE(meta["config"]["train"]["fused_decoder"].get<std::string>(), std::string("auto"));
     QCOMPARE(meta["effective"]["recompute_gelu"].get<bool>(), a.recomputeGelu());

@@ -84,6 +84,8 @@ class TestGpu : public QObject {
         {"void mst::kernels::(anonymous namespace)::decoderSumsKernel<__nv_bfloat16, true>(__nv_bfloat16 const*, __nv_bfloat16 const*, float const*, float const*, float const*, float const*, mst::kernels::(anonymous namespace)::Geometry, double*)", "fused_decoder"},
         {"mst::kernels::(anonymous namespace)::decoderStatsKernel(double const*, int, int, double, double, double, float*, float*, float*, float*)", "fused_decoder"},
         {"void mst::kernels::(anonymous namespace)::colourKernel(mst::kernels::AugmentArgs, int)", "fused_augment"},
+        {"mst::kernels::(anonymous namespace)::fusedAdamwKernel(mst::kernels::FusedAdamwArgs)", "fused_optimizer"},
+        {"void mst::kernels::(anonymous namespace)::backwardKernel<float, __nv_bfloat16, float, 12, 4>(float const*)", "fused_norm"},
         {"void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<c10::BFloat16>", "layernorm"},
         {"void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>", "elementwise"},
         {"void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float>>", "reduction"},

@@ -214,6 +214,43 @@ class TestModel : public QObject {
     QVERIFY(up.is_contiguous(at::MemoryFormat::ChannelsLast));
   }
 
+  void positionEmbeddingMatchesAtenBicubic() {
+    // The separable products give upsample_bicubic2d's values and gradients: DeiT-S/16's local
+    // crops (14 → 6), the Fashion-MNIST ViT's (7 → 3), an upsampling (4 → 9) and one sample.
+    for (auto [from, to] : std::vector<std::pair<int64_t, int64_t>>{{14, 6}, {7, 3}, {4, 9}, {5, 1}}) {
+      torch::manual_seed(from * 10 + to);
+      auto c = micro();
+      c.dim = c.heads * 8;
+      c.image_size = from * c.patch_size;
+      Vit vit(c);
+      {
+        torch::NoGradGuard no_grad;
+        vit->pos_embed.normal_();
+      }
+      auto ours = vit->positionEmbedding(to);
+      auto leaf = vit->pos_embed.detach().clone().requires_grad_(true);
+      auto grid = leaf.narrow(1, 1, from * from).reshape({1, from, from, c.dim}).permute({0, 3, 1, 2});
+      auto up = torch::nn::functional::interpolate(
+          grid, torch::nn::functional::InterpolateFuncOptions()
+                    .size(std::vector<int64_t>{to, to})
+                    .mode(torch::kBicubic)
+                    .align_corners(false));
+      auto want = torch::cat({leaf.narrow(1, 0, 1), up.permute({0, 2, 3, 1}).reshape({1, to * to, c.dim})}, 1);
+      QCOMPARE(ours.sizes().vec(), want.sizes().vec());
+      QVERIFY2(torch::allclose(ours, want, 1e-5, 1e-5),
+               (std::to_string(from) + " → " + std::to_string(to) + ": max |difference| " +
+                std::to_string((ours - want).abs().max().item<double>()))
+                   .c_str());
+      auto g = torch::randn_like(want);
+      ours.backward(g);
+      want.backward(g);
+      QVERIFY2(torch::allclose(vit->pos_embed.grad(), leaf.grad(), 1e-5, 1e-5),
+               std::to_string((vit->pos_embed.grad() - leaf.grad()).abs().max().item<double>()).c_str());
+    }
+    // Each row of weights sums to 1 (a constant embedding stays constant).
+    QVERIFY(torch::allclose(bicubicWeights(14, 6).sum(1), torch::ones({6})));
+  }
+
   void forwardShapes() {
     torch::manual_seed(0);
     auto c = micro();

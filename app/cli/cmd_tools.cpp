@@ -3,6 +3,7 @@
 
 #include "app/cli/common.h"
 #include "core/bench/bench.h"
+#include "core/bench/kernel_micro.h"
 #include "core/bench/gpu_checks.h"
 #include "core/util/error.h"
 
@@ -13,6 +14,7 @@ Command registerBench(CLI::App& app) {
     Common common;
     BenchOptions bench;
     bool synthetic = true;
+    bool micro = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("bench", "Training-step throughput on synthetic images");
@@ -36,10 +38,17 @@ Command registerBench(CLI::App& app) {
       ->check(integerAtLeast(0));
   cmd->add_option("--data-batches", o->bench.data_batches, "Batches timed with --data")
       ->check(integerAtLeast(1));
+  cmd->add_flag("--micro", o->micro,
+                "Instead of training steps, time our CUDA kernels alone at the step's shapes "
+                "and compare the bandwidth each reaches with a plain copy's");
   return {cmd, [o, batch] {
             auto config = o->common.config();
             // The experiment's own batch unless --batch says otherwise.
             if (batch->count() == 0) o->bench.batch = config.train.batch_size;
+            if (o->micro) {
+              printResult(runKernelMicro(config, o->common.device(), o->bench.batch));
+              return;
+            }
             // --data names a folder of images unless the experiment already picked a reader.
             const auto j = o->common.experimentJson();
             const bool names_format = j.contains("data.format") ||

@@ -268,6 +268,7 @@ nlohmann::json runBench(const Config& config, const BenchOptions& o) {
     out["fused_mlp_fallbacks"] = fusedMlpFallbacks();
   out["fused_augment"] = engine.fusedAugment() && o.device.is_cuda();
   out["fused_loss"] = engine.fusedLoss();
+  out["fused_optimizer"] = engine.fusedOptimizer();
   out["fused_decoder"] = engine.fusedDecoder();
   if (engine.fusedDecoder())  // (stages that ran fused in the last forward pass, "k of n")
     out["fused_decoder_stages"] = std::to_string(engine.decoder->fused_stages_last) + " of " +

@@ -50,6 +50,7 @@ Config gpuCheckConfig() {
   c.optim.freeze_last_layer_epochs = 0;
   // The plain ATen step unless a check turns the fused kernels on (their default is auto).
   c.train.fused_norm = c.train.fused_augment = c.train.fused_loss = c.train.fused_decoder = "off";
+  c.train.fused_optimizer = "off";
   return c;
 }
 
@@ -242,13 +243,14 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
   guarded("qkv_heads_kernel_vs_reference", [] { return checkQkvHeads(); });
   guarded("fused_loss_vs_reference", [] { return checkFusedLoss(); });
+  guarded("fused_optimizer_vs_reference", [] { return checkFusedOptimizer(); });
   guarded("decoder_norm_kernel_vs_reference", [] { return checkDecoderNorm(); });
   guarded("fused_auto_resolves_on", [&] {  // the default (auto) uses the kernels on this GPU
     GpuCheck r;
     r.name = "fused_auto_resolves_on";
     Config defaults = config;
     defaults.train.fused_norm = defaults.train.fused_augment = defaults.train.fused_loss = "auto";
-    defaults.train.fused_decoder = "auto";
+    defaults.train.fused_decoder = defaults.train.fused_optimizer = "auto";
     const torch::Device cuda(torch::kCUDA, 0);
     Engine engine(defaults, checkOptions(defaults, cuda));
     const std::string why = fusedKernelsUnavailable(cuda);
@@ -257,14 +259,16 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
     r.values["fused_augment"] = engine.fusedAugment();
     r.values["fused_loss"] = engine.fusedLoss();
     r.values["fused_decoder"] = engine.fusedDecoder();
+    r.values["fused_optimizer"] = engine.fusedOptimizer();
     r.values["kernel_notes"] = engine.kernelNotes();  // a family that failed its self-check
     r.passed = why.empty() && engine.fusedNorm() && engine.fusedAugment() && engine.fusedLoss() &&
-               engine.fusedDecoder();
+               engine.fusedDecoder() && engine.fusedOptimizer();
     return r;
   });
   guarded("fused_augment_vs_aten", [] { return checkFusedAugment(); });
   Config fused = config;
   fused.train.fused_norm = fused.train.fused_loss = fused.train.fused_decoder = "on";
+  fused.train.fused_optimizer = "on";
   for (const char* precision : {"bf16", "bf16_stream"}) {
     guarded(std::string("cpu_vs_cuda_") + precision + "_fused", [&] {
       auto r = checkCpuCudaAgreement(fused, precision, 1e-2);

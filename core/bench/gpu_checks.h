@@ -98,6 +98,13 @@ GpuCheck checkAttentionKernels();
 /// 8 classes and sharply peaked logits. Fails, saying so, in a build without the kernels.
 GpuCheck checkFusedLoss();
 
+/// train.fused_optimizer: the optimiser's step (AdamW, the frozen last layer, the teacher's EMA)
+/// through its kernel against ATen's operations on cuda:0 from the same buffers: p, m, v and the
+/// teacher within 1e-6 (relative norm), the step p − p₀ within 1e-4, a frozen last layer exactly
+/// unchanged; 3 M values (several grid-stride turns), buffers off 16 bytes, a few values, one.
+/// Fails, saying so, in a build without the kernels.
+GpuCheck checkFusedOptimizer();
+
 /// train.fused_augment's kernels against MultiCrop's ATen operations on cuda:0, from the same
 /// draws, for 1- and 3-channel images: both global crop sets (blur always, blur rarely +
 /// solarisation), local crops (several crops per image) and a set without blur. TF32 is off for

@@ -51,8 +51,9 @@ GpuCheck checkFusedNorm() {
   for (auto shape : {Shape{96, 197, 384}, Shape{8, 197, 384}, Shape{24, 37, 384}, Shape{16, 50, 192}, Shape{3, 9, 1000},
                      Shape{2, 3, 64}, Shape{1, 7, 33}, Shape{2, 5, 1024}, Shape{2, 0, 384}}) {
     for (auto stream : {torch::kFloat, torch::kBFloat16}) {
-      // branch + scale, branch, no branch, branch + its linear's bias (+ scale)
-      for (int variant = 0; variant < 5; ++variant) {
+      // branch + scale, branch, no branch, branch + its linear's bias (+ scale), and into the
+      // final norm (its output in the stream's dtype)
+      for (int variant = 0; variant < 6; ++variant) {
         auto c = kernel_cases::junction(shape.B, shape.T, shape.D, stream, variant, kCuda, ++seed);
         rows.push_back(c.row);
         all_ok = all_ok && c.passed;
@@ -60,7 +61,8 @@ GpuCheck checkFusedNorm() {
     }
   }
   r.values["cases"] = rows;
-  r.values["tolerance"] = {{"y", 1e-6}, {"z", 1e-2}, {"dx", "1e-4 (fp32 stream), 1e-2 (bf16)"},
+  r.values["tolerance"] = {{"y", 1e-6}, {"z", "1e-2 (bf16), 1e-4 (fp32)"},
+                           {"dx", "1e-4 (fp32 stream), 1e-2 (bf16)"},
                            {"dbranch", 1e-2}, {"dgamma_dbeta", 1e-4},
                            {"dbias", "1e-4 (fp32 stream), 1e-3 (bf16)"}};
   r.passed = !rows.empty() && all_ok;
@@ -267,6 +269,36 @@ GpuCheck checkFusedLoss() {
   }
   r.values["cases"] = rows;
   r.values["tolerance"] = {{"loss_rel", 1e-5}, {"grad_rel", "4e-3 (bf16 logits), 1e-4 (fp32)"}};
+  r.passed = all_ok;
+  return r;
+}
+
+GpuCheck checkFusedOptimizer() {
+  GpuCheck r;
+  r.name = "fused_optimizer_vs_reference";
+  if (missingKernels(r)) return r;
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    int64_t numel, offset, teacher;
+  };
+  uint64_t seed = 41;
+  // An odd count over several grid-stride turns with a shorter teacher, the same off 16 bytes
+  // (one value per thread), a count just past a vector with the teacher ending inside one, the
+  // tail alone, a single value.
+  for (auto c : {Case{3000017, 0, 2500001}, Case{3000017, 1, 3000017}, Case{4099, 2, 4097},
+                 Case{3, 0, 2}, Case{1, 0, 1}}) {
+    // No freezing, the frozen layer held, and its own bias corrections after the freeze.
+    for (auto [with_freeze, frozen] : {std::pair{false, false}, std::pair{true, true},
+                                       std::pair{true, false}}) {
+      auto one = kernel_cases::optimizer(c.numel, c.offset, with_freeze, frozen, c.teacher, kCuda,
+                                         ++seed);
+      rows.push_back(one.row);
+      all_ok = all_ok && one.passed && one.ran;
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"p_m_v_teacher", 1e-6}, {"step", 1e-4}, {"frozen", "exact"}};
   r.passed = all_ok;
   return r;
 }

@@ -128,8 +128,8 @@ std::string kernelCategory(const std::string& raw) {
   std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
   // Order matters: cuDNN's implicit-GEMM convolutions and flash attention's names mention gemm.
   if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, q/k/v gradient gather,
-                                 // the DINO loss, the column sums, the decoder stages, else the
-                                 // residual norm
+                                 // the DINO loss, the column sums, the decoder stages, the
+                                 // optimiser step, else the residual norm
     for (const char* k : {"cropkernel", "meankernel", "colourkernel", "blurrowskernel", "finishkernel"})
       if (has(n, k)) return "fused_augment";
     if (has(n, "gelubackwardkernel")) return "fused_gelu";
@@ -137,6 +137,7 @@ std::string kernelCategory(const std::string& raw) {
     if (has(n, "dinoloss")) return "fused_loss";
     if (has(n, "columnsumskernel")) return "fused_sums";
     if (has(n, "decoder")) return "fused_decoder";
+    if (has(n, "adamw")) return "fused_optimizer";
     return "fused_norm";
   }
   if (has(n, "flash") || has(n, "fmha") || has(n, "attention") || has(n, "sdpa") ||

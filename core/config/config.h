@@ -117,6 +117,9 @@ struct TrainConfig {
   /// "auto", "on" or "off", as fused_norm: on CUDA, the self-distillation cross-entropy (Eq. 2)
   /// from the student's logits as one kernel pass forward and one backward (dino_loss.h).
   std::string fused_loss = "auto";
+  /// "auto", "on" or "off", as fused_norm: on CUDA, the optimiser's step after the backward pass
+  /// (AdamW, the frozen last layer, the teacher's EMA) as one kernel pass (fused_adamw.h).
+  std::string fused_optimizer = "auto";
   /// "auto", "on" or "off", as fused_norm: on CUDA, each decoder upsampling stage's phase gather,
   /// BatchNorm (batch statistics) and ReLU as two kernel passes forward and two backward
   /// (core/kernels/decoder_norm.h); not with SyncBN (data-parallel ranks).

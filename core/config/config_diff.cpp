@@ -13,7 +13,8 @@ bool isOperationalKey(const std::string& key) {
       "data.path",          "data.workers",       "data.prefetch",     "train.threads",
       "train.log_every",    "train.checkpoint_every", "train.snapshot_every",
       "train.probe_images", "train.precision",    "train.cuda_graph",  "train.fused_norm",
-      "train.fused_augment", "train.fused_loss", "train.fused_decoder", "train.recompute_gelu", "train.fused_mlp",
+      "train.fused_augment", "train.fused_loss", "train.fused_optimizer", "train.fused_decoder",
+      "train.recompute_gelu", "train.fused_mlp",
       "train.attention_kernel", "train.attention_kernel_short"};
   if (key.rfind("eval.", 0) == 0) return true;
   for (const char* k : kOperational)

@@ -419,6 +419,14 @@ const std::vector<KeyDef>& keyTable() {
                             "where the build has kernels for this GPU and they pass their "
                             "self-check; on = refused where they cannot run or fail it; off. "
                             "Ignored on the CPU; true / false mean on / off."));
+    t.push_back(switchField("train.fused_optimizer", &C::train, &TrainConfig::fused_optimizer,
+                            "CUDA: run the optimiser's step after the backward pass (AdamW with "
+                            "decoupled weight decay, the frozen last layer held, the teacher's "
+                            "EMA) as one kernel pass over the flat parameter buffers instead of "
+                            "about fifteen ATen operations (the same arithmetic, in fp32): auto = "
+                            "on where the build has kernels for this GPU and they pass their "
+                            "self-check; on = refused where they cannot run or fail it; off. "
+                            "Ignored on the CPU; true / false mean on / off."));
     t.push_back(switchField("train.fused_decoder", &C::train, &TrainConfig::fused_decoder,
                             "CUDA: run each decoder upsampling stage's phase gather, BatchNorm "
                             "(batch statistics, running statistics updated) and ReLU as two "

@@ -157,7 +157,7 @@ nlohmann::json exportBackbone(const std::string& checkpoint, const std::string& 
   config.train.precision = "fp32";
   config.train.cuda_graph = false;
   config.train.fused_norm = config.train.fused_augment = config.train.fused_loss = "off";
-  config.train.fused_decoder = "off";
+  config.train.fused_decoder = config.train.fused_optimizer = "off";
   config.train.fused_mlp = false;
   config.train.recompute_gelu = "auto";
   EngineOptions eo;

@@ -88,6 +88,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       a.D = static_cast<int>(D);
       a.eps = static_cast<float>(eps);
       a.stream_bf16 = x.scalar_type() == torch::kBFloat16;
+      a.out_fp32 = out_dtype == torch::kFloat;
       a.stream = kernels::launchStream(x.device());
       check(kernels::residualNormForward(a), "forward");
 #endif
@@ -174,6 +175,7 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       a.D = static_cast<int>(D);
       a.blocks = blocks;
       a.stream_bf16 = y.scalar_type() == torch::kBFloat16;
+      a.out_fp32 = out_dtype == torch::kFloat;
       a.stream = kernels::launchStream(y.device());
       check(kernels::residualNormBackward(a), "backward");
 #endif
@@ -264,8 +266,11 @@ bool fusedKernelsRunOn(const torch::Device& device) {
 
 bool fusedNormApplies(const torch::Tensor& x, torch::ScalarType branch_dtype,
                       torch::ScalarType out_dtype) {
+  // fp32 out: the final norm of an fp32 stream, whose output keeps the stream's dtype.
+  const bool out_ok = out_dtype == torch::kBFloat16 ||
+                      (out_dtype == torch::kFloat && x.scalar_type() == torch::kFloat);
   return fusedKernelsBuilt() && kernels::kernelDevice(x.device()) && x.dim() >= 2 && x.size(-1) <= 1024 &&
-         x.size(0) > 0 && branch_dtype == torch::kBFloat16 && out_dtype == torch::kBFloat16 &&
+         x.size(0) > 0 && branch_dtype == torch::kBFloat16 && out_ok &&
          (x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kFloat);
 }
 

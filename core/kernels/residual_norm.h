@@ -48,8 +48,9 @@ bool fusedKernelsRunOn(const torch::Device& device);
 /// Counts a call on `device` that ran ATen's operations because the kernels could not take its
 /// operands (layout, dtype, alignment, size), where `device` is the kernels' device in a build
 /// with them (elsewhere ATen is simply the path, and nothing is counted), by family:
-/// "junction", "qkv_gather", "gelu_backward", "decoder_stage", "loss", "augment". Correct, but
-/// not fused: `mst bench` reports kernelFallbacks() so that such a run does not pass for fused.
+/// "junction", "qkv_gather", "gelu_backward", "decoder_stage", "loss", "optimizer", "augment".
+/// Correct, but not fused: `mst bench` reports kernelFallbacks() so that such a run does not pass
+/// for fused.
 void countKernelFallback(const char* family, const torch::Device& device);
 /// The counts so far in this process (families with none are absent).
 std::map<std::string, int64_t> kernelFallbacks();
@@ -59,9 +60,9 @@ inline bool aligned16(const torch::Tensor& t) {
   return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
 }
 
-/// Whether residualLayerNorm runs its kernels for these operands (CUDA, bf16 branch and output,
-/// bf16 or fp32 stream, D ≤ 1024, a build with the kernels); otherwise callers use the
-/// unfused operations.
+/// Whether residualLayerNorm runs its kernels for these operands (CUDA, bf16 branch, bf16 or
+/// fp32 stream, bf16 output or the fp32 stream's own dtype, D ≤ 1024, a build with the kernels);
+/// otherwise callers use the unfused operations.
 bool fusedNormApplies(const torch::Tensor& x, torch::ScalarType branch_dtype,
                       torch::ScalarType out_dtype);
 

@@ -13,9 +13,12 @@
 #include "core/kernels/cuda_status.h"
 #include "core/kernels/launch.cuh"
 
+#include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <utility>
 #include <type_traits>
 
 namespace mst::kernels {
@@ -58,8 +61,61 @@ __device__ __forceinline__ float warpSum(float v) {
   return v;
 }
 
-/// One warp per row; lane l holds channels l, l + 32, ... (coalesced), at most kPerLane of them.
-template <typename TS, typename TB, typename TO, int kPerLane>
+/// V adjacent channels in one access: V = 4 reads or writes 16 bytes of fp32 or 8 of bf16 (the
+/// pointer aligned to that), V = 1 one value (any D, any alignment).
+__device__ __forceinline__ void loadVec(const float* p, float (&o)[4]) {
+  const float4 r = *reinterpret_cast<const float4*>(p);
+  o[0] = r.x;
+  o[1] = r.y;
+  o[2] = r.z;
+  o[3] = r.w;
+}
+__device__ __forceinline__ void loadVec(const __nv_bfloat16* p, float (&o)[4]) {
+  union {
+    uint2 raw;
+    __nv_bfloat162 pair[2];
+  } u;
+  u.raw = *reinterpret_cast<const uint2*>(p);
+  const float2 a = __bfloat1622float2(u.pair[0]), b = __bfloat1622float2(u.pair[1]);
+  o[0] = a.x;
+  o[1] = a.y;
+  o[2] = b.x;
+  o[3] = b.y;
+}
+template <typename T>
+__device__ __forceinline__ void loadVec(const T* p, float (&o)[1]) {
+  o[0] = toFloat(*p);
+}
+__device__ __forceinline__ void storeVec(float* p, const float (&v)[4]) {
+  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ __forceinline__ void storeVec(__nv_bfloat16* p, const float (&v)[4]) {
+  union {
+    uint2 raw;
+    __nv_bfloat162 pair[2];
+  } u;
+  u.pair[0] = __floats2bfloat162_rn(v[0], v[1]);  // round to nearest even, as fromFloat
+  u.pair[1] = __floats2bfloat162_rn(v[2], v[3]);
+  *reinterpret_cast<uint2*>(p) = u.raw;
+}
+template <typename T>
+__device__ __forceinline__ void storeVec(T* p, const float (&v)[1]) {
+  *p = fromFloat<T>(v[0]);
+}
+/// p[0..V) += d (shared memory: one 16-byte access per lane for V = 4, conflict-free).
+__device__ __forceinline__ void addVec(float* p, const float (&d)[4]) {
+  float4 r = *reinterpret_cast<float4*>(p);
+  r.x += d[0];
+  r.y += d[1];
+  r.z += d[2];
+  r.w += d[3];
+  *reinterpret_cast<float4*>(p) = r;
+}
+__device__ __forceinline__ void addVec(float* p, const float (&d)[1]) { p[0] += d[0]; }
+
+/// One warp per row. Lane l holds the chunks of V channels l, l + 32, ... (chunk q is channels
+/// qV .. qV + V - 1: coalesced), at most kPerLane channels; D % V == 0.
+template <typename TS, typename TB, typename TO, int kPerLane, int V>
 __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
     forwardKernel(const TS* __restrict__ x, const TB* __restrict__ branch,
                   const float* __restrict__ bias, const float* __restrict__ scale,
@@ -67,46 +123,69 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
                   const float* __restrict__ beta, TS* __restrict__ y, TO* __restrict__ z,
                   float* __restrict__ mean_out, float* __restrict__ rstd_out, int64_t rows,
                   int64_t tokens, int D, float eps) {
+  constexpr int kChunks = kPerLane / V;
   const int lane = threadIdx.x % kWarp;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   if (row >= rows) return;
   const int64_t base = row * D;
+  const int chunks = D / V;
   const float s = scale != nullptr ? scale[row / tokens] : 1.0f;
   float v[kPerLane];
   float sum = 0.0f;
 #pragma unroll
-  for (int k = 0; k < kPerLane; ++k) {
-    const int c = k * kWarp + lane;
-    v[k] = 0.0f;
-    if (c < D) {
-      float a = toFloat(x[base + c]);
+  for (int k = 0; k < kChunks; ++k) {
+    const int q = k * kWarp + lane;
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[k * V + j] = 0.0f;
+    if (q < chunks) {
+      const int c = q * V;
+      float a[V];
+      loadVec(x + base + c, a);
       if (branch != nullptr) {
         // The unfused ops: the linear's output + bias in the branch's dtype, (branch * scale)
         // stored in the branch's dtype, then added in the stream's dtype.
-        float b = toFloat(branch[base + c]);
-        if (bias != nullptr) b = roundTo<TB>(b + bias[c]);
-        a = roundTo<TS>(a + roundTo<TB>(b * s));
-        y[base + c] = fromFloat<TS>(a);
+        float b[V], bb[V];
+        loadVec(branch + base + c, b);
+        if (bias != nullptr) loadVec(bias + c, bb);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          if (bias != nullptr) b[j] = roundTo<TB>(b[j] + bb[j]);
+          a[j] = roundTo<TS>(a[j] + roundTo<TB>(b[j] * s));
+        }
+        storeVec(y + base + c, a);
       }
-      v[k] = a;
-      sum += a;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        v[k * V + j] = a[j];
+        sum += a[j];
+      }
     }
   }
   const float mean = warpSum(sum) / static_cast<float>(D);
   float sq = 0.0f;
 #pragma unroll
-  for (int k = 0; k < kPerLane; ++k) {
-    const int c = k * kWarp + lane;
-    if (c < D) {
-      const float d = v[k] - mean;
-      sq += d * d;
+  for (int k = 0; k < kChunks; ++k) {
+    if (k * kWarp + lane < chunks) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float d = v[k * V + j] - mean;
+        sq += d * d;
+      }
     }
   }
   const float rstd = rsqrtf(warpSum(sq) / static_cast<float>(D) + eps);
 #pragma unroll
-  for (int k = 0; k < kPerLane; ++k) {
-    const int c = k * kWarp + lane;
-    if (c < D) z[base + c] = fromFloat<TO>((v[k] - mean) * rstd * gamma[c] + beta[c]);
+  for (int k = 0; k < kChunks; ++k) {
+    const int q = k * kWarp + lane;
+    if (q < chunks) {
+      const int c = q * V;
+      float w[V], b[V], out[V];
+      loadVec(gamma + c, w);
+      loadVec(beta + c, b);
+#pragma unroll
+      for (int j = 0; j < V; ++j) out[j] = (v[k * V + j] - mean) * rstd * w[j] + b[j];
+      storeVec(z + base + c, out);
+    }
   }
   if (lane == 0) {
     mean_out[row] = mean;
@@ -114,12 +193,14 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
   }
 }
 
-/// Grid-stride over rows, one warp per row. Each warp adds its rows' gz * x̂, gz and (sums = 3)
-/// dbranch per channel into its own slice of shared memory (registers would hold 2 × kPerLane
-/// more values per thread and halve the warps an SM keeps in flight); the block then leaves the
-/// sum of its warps' slices in partial[blockIdx.x] (gamma's, beta's, the bias's), and
-/// columnSumsKernel (column_sums.cuh) adds the blocks.
-template <typename TS, typename TB, typename TO, int kPerLane>
+/// Grid-stride over rows, one warp per row, each lane holding the same chunks of V channels as
+/// in the forward pass; a row's three inputs (gz, y, gy) are all read before its reductions.
+/// Each warp adds its rows' gz * x̂, gz and (sums = 3) dbranch per channel into its own slice
+/// of shared memory (registers would hold 2 × kPerLane more values per thread and halve the
+/// warps an SM keeps in flight); the block then leaves the sum of its warps' slices in
+/// partial[blockIdx.x] (gamma's, beta's, the bias's), and columnSumsKernel (column_sums.cuh)
+/// adds the blocks.
+template <typename TS, typename TB, typename TO, int kPerLane, int V>
 __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
     backwardKernel(const TO* __restrict__ gz, const TS* __restrict__ gy,
                    const TS* __restrict__ y, const float* __restrict__ mean,
@@ -128,45 +209,78 @@ __global__ void __launch_bounds__(kWarp * kWarpsPerBlock)
                    TB* __restrict__ dbranch, float* __restrict__ partial, int64_t rows,
                    int64_t tokens, int D, int sums) {
   MST_DYNAMIC_SHARED(float, shared);  // [kWarpsPerBlock][sums][D]
+  constexpr int kChunks = kPerLane / V;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  const int chunks = D / V;
   const bool bias_sum = sums == 3;
   float* mine = shared + static_cast<int64_t>(warp) * sums * D;
-  for (int c = lane; c < D; c += kWarp)  // the lane's own channels, which only it adds into
-    for (int s = 0; s < sums; ++s) mine[s * D + c] = 0.0f;
+  for (int q = lane; q < chunks; q += kWarp)  // the lane's own channels, which only it adds into
+    for (int s = 0; s < sums; ++s)
+      for (int j = 0; j < V; ++j) mine[s * D + q * V + j] = 0.0f;
   const float inv_d = 1.0f / static_cast<float>(D);
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; row < rows;
        row += static_cast<int64_t>(gridDim.x) * kWarpsPerBlock) {
     const int64_t base = row * D;
     const float m = mean[row], r = rstd[row];
-    float xhat[kPerLane], g[kPerLane];
+    float dz[kPerLane], xhat[kPerLane], up[kPerLane];
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+      const int q = k * kWarp + lane;
+      float a[V], b[V], u[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) a[j] = b[j] = u[j] = 0.0f;
+      if (q < chunks) {
+        loadVec(gz + base + q * V, a);
+        loadVec(y + base + q * V, b);
+        if (gy != nullptr) loadVec(gy + base + q * V, u);
+      }
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        dz[k * V + j] = a[j];
+        xhat[k * V + j] = (b[j] - m) * r;
+        up[k * V + j] = u[j];
+      }
+    }
     float sum_g = 0.0f, sum_gx = 0.0f;
 #pragma unroll
-    for (int k = 0; k < kPerLane; ++k) {
-      const int c = k * kWarp + lane;
-      xhat[k] = g[k] = 0.0f;
-      if (c < D) {
-        const float dz = toFloat(gz[base + c]);
-        xhat[k] = (toFloat(y[base + c]) - m) * r;
-        mine[c] += dz * xhat[k];
-        mine[D + c] += dz;
-        g[k] = dz * gamma[c];
-        sum_g += g[k];
-        sum_gx += g[k] * xhat[k];
+    for (int k = 0; k < kChunks; ++k) {
+      const int q = k * kWarp + lane;
+      if (q < chunks) {
+        const int c = q * V;
+        float w[V], dgamma[V], dbeta[V];
+        loadVec(gamma + c, w);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const int i = k * V + j;
+          dgamma[j] = dz[i] * xhat[i];
+          dbeta[j] = dz[i];
+          dz[i] *= w[j];  // from here on, g = dz * gamma
+          sum_g += dz[i];
+          sum_gx += dz[i] * xhat[i];
+        }
+        addVec(mine + c, dgamma);
+        addVec(mine + D + c, dbeta);
       }
     }
     const float mean_g = warpSum(sum_g) * inv_d, mean_gx = warpSum(sum_gx) * inv_d;
     const float s = scale != nullptr ? scale[row / tokens] : 1.0f;
 #pragma unroll
-    for (int k = 0; k < kPerLane; ++k) {
-      const int c = k * kWarp + lane;
-      if (c < D) {
-        float d = r * (g[k] - mean_g - xhat[k] * mean_gx);
-        if (gy != nullptr) d += toFloat(gy[base + c]);
-        const TS d_stream = fromFloat<TS>(d);
-        dx[base + c] = d_stream;
-        const float d_branch = toFloat(d_stream) * s;
-        if (dbranch != nullptr) dbranch[base + c] = fromFloat<TB>(d_branch);
-        if (bias_sum) mine[2 * D + c] += d_branch;
+    for (int k = 0; k < kChunks; ++k) {
+      const int q = k * kWarp + lane;
+      if (q < chunks) {
+        const int c = q * V;
+        float d_stream[V], d_branch[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const int i = k * V + j;
+          float d = r * (dz[i] - mean_g - xhat[i] * mean_gx);
+          if (gy != nullptr) d += up[i];
+          d_stream[j] = roundTo<TS>(d);
+          d_branch[j] = d_stream[j] * s;
+        }
+        storeVec(dx + base + c, d_stream);
+        if (dbranch != nullptr) storeVec(dbranch + base + c, d_branch);
+        if (bias_sum) addVec(mine + 2 * D + c, d_branch);
       }
     }
   }
@@ -193,28 +307,48 @@ bool withPerLane(int D, F&& f) {
   return false;
 }
 
-template <typename TS>
+/// Calls f with std::integral_constant V = 4 when D and every pointer allow 4 channels an
+/// access (fp32 pointers 16-byte aligned, bf16 ones 8-byte), else with V = 1.
+template <typename F>
+void withVector(bool allowed, int D, std::initializer_list<std::pair<const void*, int>> pointers,
+                F&& f) {
+  bool vector = allowed && D % 4 == 0;
+  for (const auto& [p, bytes] : pointers)
+    vector = vector && reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(4 * bytes) == 0;
+  if (vector)
+    f(std::integral_constant<int, 4>{});
+  else
+    f(std::integral_constant<int, 1>{});
+}
+
+template <typename TS, typename TO>
 const char* forwardTyped(const ResidualNormForwardArgs& a) {
   using TB = __nv_bfloat16;
-  using TO = __nv_bfloat16;
   const int64_t blocks = (a.rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (blocks == 0) return nullptr;
   auto stream = static_cast<cudaStream_t>(a.stream);
-  const bool ok = withPerLane(a.D, [&](auto per_lane) {
-    MST_LAUNCH(static_cast<unsigned>(blocks), kWarp * kWarpsPerBlock, 0, stream,
-               forwardKernel<TS, TB, TO, decltype(per_lane)::value>)(
-            static_cast<const TS*>(a.x), static_cast<const TB*>(a.branch), a.bias, a.scale,
-            a.gamma, a.beta, static_cast<TS*>(a.y), static_cast<TO*>(a.z), a.mean, a.rstd, a.rows,
-            a.tokens, a.D, a.eps);
-  });
+  constexpr int kS = sizeof(TS), kB = sizeof(TB), kO = sizeof(TO), kF = sizeof(float);
+  bool ok = true;
+  withVector(!a.scalar_access, a.D,
+             {{a.x, kS}, {a.branch, kB}, {a.bias, kF}, {a.gamma, kF}, {a.beta, kF}, {a.y, kS},
+              {a.z, kO}},
+             [&](auto vector) {
+               ok = withPerLane(a.D, [&](auto per_lane) {
+                 MST_LAUNCH(static_cast<unsigned>(blocks), kWarp * kWarpsPerBlock, 0, stream,
+                            forwardKernel<TS, TB, TO, decltype(per_lane)::value,
+                                          decltype(vector)::value>)(
+                         static_cast<const TS*>(a.x), static_cast<const TB*>(a.branch), a.bias,
+                         a.scale, a.gamma, a.beta, static_cast<TS*>(a.y), static_cast<TO*>(a.z),
+                         a.mean, a.rstd, a.rows, a.tokens, a.D, a.eps);
+               });
+             });
   if (!ok) return "residual norm: more than 1024 channels";
   return lastError();
 }
 
-template <typename TS>
+template <typename TS, typename TO>
 const char* backwardTyped(const ResidualNormBackwardArgs& a) {
   using TB = __nv_bfloat16;
-  using TO = __nv_bfloat16;
   if (a.sums != 2 && a.sums != 3) return "residual norm: 2 or 3 column sums";
   // At most 4 warps × 3 sums × 1024 channels × 4 bytes = 48 KiB, the most a block gets without
   // opting in to more (cudaFuncAttributeMaxDynamicSharedMemorySize).
@@ -222,14 +356,21 @@ const char* backwardTyped(const ResidualNormBackwardArgs& a) {
                 "the backward kernel's shared sums outgrow the default limit");
   auto stream = static_cast<cudaStream_t>(a.stream);
   const size_t shared = sizeof(float) * kWarpsPerBlock * a.sums * static_cast<size_t>(a.D);
-  const bool ok = withPerLane(a.D, [&](auto per_lane) {
-    MST_LAUNCH(a.blocks, kWarp * kWarpsPerBlock, shared, stream,
-               backwardKernel<TS, TB, TO, decltype(per_lane)::value>)(
-            static_cast<const TO*>(a.gz), static_cast<const TS*>(a.gy),
-            static_cast<const TS*>(a.y), a.mean, a.rstd, a.gamma, a.scale,
-            static_cast<TS*>(a.dx), static_cast<TB*>(a.dbranch), a.partial, a.rows, a.tokens,
-            a.D, a.sums);
-  });
+  constexpr int kS = sizeof(TS), kB = sizeof(TB), kO = sizeof(TO), kF = sizeof(float);
+  bool ok = true;
+  withVector(!a.scalar_access, a.D,
+             {{a.gz, kO}, {a.gy, kS}, {a.y, kS}, {a.gamma, kF}, {a.dx, kS}, {a.dbranch, kB}},
+             [&](auto vector) {
+               ok = withPerLane(a.D, [&](auto per_lane) {
+                 MST_LAUNCH(a.blocks, kWarp * kWarpsPerBlock, shared, stream,
+                            backwardKernel<TS, TB, TO, decltype(per_lane)::value,
+                                           decltype(vector)::value>)(
+                         static_cast<const TO*>(a.gz), static_cast<const TS*>(a.gy),
+                         static_cast<const TS*>(a.y), a.mean, a.rstd, a.gamma, a.scale,
+                         static_cast<TS*>(a.dx), static_cast<TB*>(a.dbranch), a.partial, a.rows,
+                         a.tokens, a.D, a.sums);
+               });
+             });
   if (!ok) return "residual norm: more than 1024 channels";
   if (const char* e = lastError()) return e;
   launchColumnSums(a.partial, a.blocks, a.sums * a.D, a.affine, stream);
@@ -259,16 +400,20 @@ int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16, int sums) 
       per_sm = it->second;
     } else {
       const size_t shared = sizeof(float) * kWarpsPerBlock * sums * static_cast<size_t>(D);
+      // The 4-channel access variant's residency: what runs wherever D % 4 == 0 (the other
+      // variant's grid may then take a second wave, no more).
       auto query = [&](auto per_lane) {
         constexpr int kPerLane = decltype(per_lane)::value;
+        constexpr int kV = kPerLane % 4 == 0 ? 4 : 1;
         const cudaError_t e =
             stream_bf16
                 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(
                       &per_sm,
-                      backwardKernel<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, kPerLane>,
+                      backwardKernel<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, kPerLane, kV>,
                       kWarp * kWarpsPerBlock, shared)
                 : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                      &per_sm, backwardKernel<float, __nv_bfloat16, __nv_bfloat16, kPerLane>,
+                      &per_sm,
+                      backwardKernel<float, __nv_bfloat16, __nv_bfloat16, kPerLane, kV>,
                       kWarp * kWarpsPerBlock, shared);
         if (e != cudaSuccess) {
           cudaGetLastError();  // leave no error for the next launch check; fall back below
@@ -299,11 +444,19 @@ const char* fusedKernelsLoadable(int device) {
 }
 
 const char* residualNormForward(const ResidualNormForwardArgs& a) {
-  return a.stream_bf16 ? forwardTyped<__nv_bfloat16>(a) : forwardTyped<float>(a);
+  if (a.out_fp32)
+    return a.stream_bf16 ? "residual norm: an fp32 output needs an fp32 stream"
+                         : forwardTyped<float, float>(a);
+  return a.stream_bf16 ? forwardTyped<__nv_bfloat16, __nv_bfloat16>(a)
+                       : forwardTyped<float, __nv_bfloat16>(a);
 }
 
 const char* residualNormBackward(const ResidualNormBackwardArgs& a) {
-  return a.stream_bf16 ? backwardTyped<__nv_bfloat16>(a) : backwardTyped<float>(a);
+  if (a.out_fp32)
+    return a.stream_bf16 ? "residual norm: an fp32 output needs an fp32 stream"
+                         : backwardTyped<float, float>(a);
+  return a.stream_bf16 ? backwardTyped<__nv_bfloat16, __nv_bfloat16>(a)
+                       : backwardTyped<float, __nv_bfloat16>(a);
 }
 
 }  // namespace mst::kernels

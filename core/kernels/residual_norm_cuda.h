@@ -1,6 +1,7 @@
 /// @brief Launchers of the fused residual-junction kernels (residual_norm_cuda.cu), free of
-/// LibTorch so that nvcc compiles them alone. Dtypes: the branch and the normalised output are
-/// bf16; the residual stream is bf16 or fp32; statistics and affine parameters are fp32. All
+/// LibTorch so that nvcc compiles them alone. Dtypes: the branch is bf16; the residual stream is
+/// bf16 or fp32; the normalised output is bf16, or fp32 with an fp32 stream (out_fp32: the
+/// final norm, whose output keeps the stream's dtype); statistics and affine parameters are fp32. All
 /// pointers are device pointers of contiguous (rows, D) arrays; `stream` is a cudaStream_t.
 /// Each launcher returns nullptr, or the CUDA error's text.
 #pragma once
@@ -17,18 +18,22 @@ struct ResidualNormForwardArgs {
   const float* gamma = nullptr;  ///< (D)
   const float* beta = nullptr;   ///< (D)
   void* y = nullptr;             ///< stream out: x + scale * (branch + bias)
-  void* z = nullptr;             ///< (rows, D) bf16: LayerNorm(y) * gamma + beta
+  void* z = nullptr;             ///< (rows, D) bf16 (out_fp32: fp32): LayerNorm(y) * gamma + beta
   float* mean = nullptr;         ///< (rows) saved for the backward pass
   float* rstd = nullptr;         ///< (rows)
   int64_t rows = 0, tokens = 1;  ///< tokens: rows per sample (the scale's broadcast)
   int D = 0;
   float eps = 1e-6f;
   bool stream_bf16 = false;  ///< the stream's dtype: bf16, else fp32
+  bool out_fp32 = false;     ///< z is fp32 (with an fp32 stream only), else bf16
+  /// One channel per memory access even where D and the pointers allow four (`mst bench
+  /// --micro` compares the two).
+  bool scalar_access = false;
   void* stream = nullptr;
 };
 
 struct ResidualNormBackwardArgs {
-  const void* gz = nullptr;      ///< (rows, D) bf16 gradient of z
+  const void* gz = nullptr;      ///< (rows, D) gradient of z, in z's dtype
   const void* gy = nullptr;      ///< (rows, D) stream-dtype gradient of y, or nullptr (0)
   const void* y = nullptr;       ///< the forward's y (its x when it had no branch)
   const float* mean = nullptr, *rstd = nullptr, *gamma = nullptr;
@@ -44,6 +49,8 @@ struct ResidualNormBackwardArgs {
   int D = 0;
   int blocks = 1;  ///< residualNormBackwardBlocks(rows, D, stream_bf16, sums)
   bool stream_bf16 = false;
+  bool out_fp32 = false;       ///< as in ResidualNormForwardArgs
+  bool scalar_access = false;  ///< as in ResidualNormForwardArgs
   void* stream = nullptr;
 };
 

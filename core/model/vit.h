@@ -118,7 +118,9 @@ class VitImpl : public torch::nn::Module {
   void setFusedMlp(bool on);
   /// train.attention_kernel and train.attention_kernel_short for every block.
   void setAttentionKernels(AttentionKernel long_sequences, AttentionKernel short_sequences);
-  /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs.
+  /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs
+  /// (the values of upsample_bicubic2d with align_corners false, as two products by
+  /// bicubicWeights).
   torch::Tensor positionEmbedding(int64_t grid);
 
   int64_t patch_size, dim, grid;
@@ -149,6 +151,11 @@ torch::Tensor geluLinear(const torch::Tensor& a, torch::nn::LinearImpl& fc,
 
 /// model.gelu ("erf" or "tanh") → torch::gelu's `approximate` ("none" or "tanh").
 std::string geluApproximate(const std::string& kind);
+
+/// (out, in) fp32: row i holds the weights with which bicubic interpolation (align_corners
+/// false, A = −0.75, indices clamped at the border: upsample_bicubic2d's) makes output sample i
+/// of `out` from `in` samples along one axis.
+torch::Tensor bicubicWeights(int64_t in, int64_t out);
 
 /// Truncated normal N(0, std) clipped at two standard deviations, in place.
 void truncNormal_(torch::Tensor& t, double std);

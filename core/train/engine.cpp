@@ -7,6 +7,7 @@
 
 #include "core/dist/communicator.h"
 #include "core/dist/gradient_reducer.h"
+#include "core/kernels/fused_adamw.h"
 #include "core/train/losses.h"
 #include "core/util/error.h"
 #include "core/util/torch_compat.h"
@@ -188,24 +189,6 @@ void Engine::loadSchedule(const ScheduleValues& s) {
   sched_.copy_(host, /*non_blocking=*/true);
 }
 
-void Engine::adamw() {
-  torch::NoGradGuard guard;
-  const auto& o = config_.optim;
-  auto lr = sched_[0], wd = sched_[1], bc1 = sched_[5], bc2 = sched_[6];
-  auto& p = student.values();
-  auto& g = student.grads();
-  exp_avg.mul_(o.beta1).add_(g, 1.0 - o.beta1);
-  exp_avg_sq.mul_(o.beta2).addcmul_(g, g, 1.0 - o.beta2);
-  p.addcmul_(p, decay_mask * (-lr * wd));  // decoupled decay, matrices only
-  // p -= lr / bc1 * m / (sqrt(v / bc2) + eps), with the step size folded into the denominator.
-  auto denom = (exp_avg_sq / bc2).sqrt_().add_(o.eps).mul_(bc1 / lr);
-  if (o.freeze_last_layer_epochs > 0) {  // the last layer's moments began after its freeze
-    auto v_last = lastLayerSlice(exp_avg_sq);
-    lastLayerSlice(denom).copy_((v_last / sched_[9]).sqrt_().add_(o.eps).mul_(sched_[8] / lr));
-  }
-  p.addcdiv_(exp_avg, denom, -1.0);
-}
-
 StepMetrics Engine::trainStep(const torch::Tensor& images, bool stop_vote) {
   const auto schedule = schedules_.at(step_);
   loadSchedule(schedule);
@@ -331,15 +314,23 @@ StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bo
       // min(1, clip / norm) as a tensor: no host synchronisation.
       grads.mul_((clip / (m.grad_norm + 1e-6)).clamp_max(1.0));
     }
-    torch::Tensor frozen;
-    if (may_freeze) frozen = lastLayerSlice(student.values()).clone();
-    adamw();
-    if (may_freeze) {
-      auto last = lastLayerSlice(student.values());
-      last.copy_(torch::where(frozen_flag > 0.5f, frozen, last));
-    }
-    // θ_t ← m θ_t + (1 − m) θ_s over the shared (ViT + head) prefix of the flat buffers.
-    teacher.values().lerp_(student.values().narrow(0, 0, teacher.numel()), 1 - sched_[2]);
+    // AdamW, the frozen last layer held, and the teacher's EMA over the shared (ViT + head)
+    // prefix of the flat buffers: one kernel under train.fused_optimizer.
+    OptimizerStep step;
+    step.params = student.values();
+    step.grads = grads;
+    step.exp_avg = exp_avg;
+    step.exp_avg_sq = exp_avg_sq;
+    step.decay_mask = decay_mask;
+    step.teacher = teacher.values();
+    step.schedule = sched_;
+    step.last_offset = last_offset_;
+    step.last_numel = last_numel_;
+    step.freeze_last_layer = may_freeze;
+    step.beta1 = config_.optim.beta1;
+    step.beta2 = config_.optim.beta2;
+    step.eps = config_.optim.eps;
+    optimizerStep(step, fused_optimizer_);
     m.mask_ratio = mask.to(torch::kFloat).mean();
     if (!comm) {
       updateCenter(center, teacher_out, config_.loss.center_momentum);
@@ -440,6 +431,7 @@ void Engine::saveCheckpoint(const std::string& path, const nlohmann::json& extra
                        {"fused_norm", fusedNorm()},
                        {"fused_augment", fusedAugment() && options_.device.is_cuda()},
                        {"fused_loss", fusedLoss()},
+                       {"fused_optimizer", fusedOptimizer()},
                        {"fused_decoder", fusedDecoder()},
                        {"fused_mlp", fusedMlp()},
                        {"recompute_gelu", recomputeGelu()},

@@ -62,8 +62,8 @@ inline constexpr int64_t kGraphWarmupSteps = 3;
 
 /// The meta record of a checkpoint (format, step, model, config, effective, extra) without loading
 /// weights. `effective`: what the config's automatic settings resolved to where it was written
-/// (device, arithmetic, fused_norm, fused_augment, fused_loss, fused_decoder, fused_mlp, recompute_gelu,
-/// cuda_graph; kernel_notes where a kernel self-check left an `auto` setting off); absent in
+/// (device, arithmetic, fused_norm, fused_augment, fused_loss, fused_optimizer, fused_decoder,
+/// fused_mlp, recompute_gelu, cuda_graph; kernel_notes where a kernel self-check left an `auto` setting off); absent in
 /// checkpoints from before it was recorded.
 /// MstError naming the file when it is missing, corrupt or not an MST checkpoint.
 nlohmann::json readCheckpointMeta(const std::string& path);
@@ -124,6 +124,9 @@ class Engine {
   bool fusedMlp() const { return fused_mlp_; }
   /// train.fused_loss in effect (CUDA, a build with the kernels for the GPU).
   bool fusedLoss() const { return fused_loss_; }
+  /// train.fused_optimizer in effect (CUDA, a build with the kernels for the GPU): AdamW, the
+  /// frozen last layer and the teacher's EMA as one kernel (fused_adamw.h).
+  bool fusedOptimizer() const { return fused_optimizer_; }
   /// train.fused_decoder in effect (CUDA, one process, a build with the kernels for the GPU;
   /// stages whose operands the kernels do not take still run ATen's operations).
   bool fusedDecoder() const { return decoder->fused_stages; }
@@ -158,7 +161,6 @@ class Engine {
   StepMetrics replayGraph(const torch::Tensor& images);
   /// Ends the phase `name` (a no-op unless phase timing is on).
   void phase(const char* name);
-  void adamw();
   torch::Tensor lastLayerSlice(torch::Tensor& flat) const;
 
   Config config_;
@@ -177,6 +179,7 @@ class Engine {
   bool recompute_gelu_ = false;
   bool fused_mlp_ = false;
   bool fused_loss_ = false;
+  bool fused_optimizer_ = false;
   std::vector<std::string> kernel_notes_;
   bool graph_wanted_ = false;
   int64_t eager_steps_ = 0;

@@ -54,6 +54,7 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
   bool fused_norm = fused(config.train.fused_norm, "train.fused_norm", bf16_) && bf16_;
   bool fused_augment = fused(config.train.fused_augment, "train.fused_augment");
   fused_loss_ = fused(config.train.fused_loss, "train.fused_loss");
+  fused_optimizer_ = fused(config.train.fused_optimizer, "train.fused_optimizer");
   // (Data-parallel ranks normalise with SyncBN, whose statistics the kernels do not gather.)
   if (config.train.fused_decoder == "on" && options.comm)
     throw MstError("config key train.fused_decoder: this run has " +
@@ -78,9 +79,12 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
   }
   if (options.comm) {
     // Every rank takes the same decisions: a family left off on one rank (its self-check failed
-    // there) is left off on all, and a refusal on one refuses the run on all.
+    // there) is left off on all, and a refusal on one refuses the run on all. (The optimiser's
+    // step too: its kernel and ATen's operations differ in the last bit, and the ranks' weights
+    // must stay identical.)
     auto flags = torch::tensor({refused.empty() ? 0.0f : 1.0f, fused_norm ? 0.0f : 1.0f,
-                                fused_augment ? 0.0f : 1.0f, fused_loss_ ? 0.0f : 1.0f})
+                                fused_augment ? 0.0f : 1.0f, fused_loss_ ? 0.0f : 1.0f,
+                                fused_optimizer_ ? 0.0f : 1.0f})
                      .to(options.device);
     options.comm->allReduceSum(flags);
     const auto sums = flags.cpu();
@@ -91,7 +95,8 @@ void Engine::configureKernels(const Config& config, const EngineOptions& options
                                      : refused);
     for (auto [i, on, key] : {std::tuple{1, &fused_norm, "train.fused_norm"},
                               std::tuple{2, &fused_augment, "train.fused_augment"},
-                              std::tuple{3, &fused_loss_, "train.fused_loss"}})
+                              std::tuple{3, &fused_loss_, "train.fused_loss"},
+                              std::tuple{4, &fused_optimizer_, "train.fused_optimizer"}})
       if (*on && elsewhere(i)) {
         *on = false;
         kernel_notes_.push_back(std::string(key) + " (auto): its kernels are off on another "

@@ -12,6 +12,7 @@
 #include "core/config/config.h"
 #include "core/kernels/decoder_norm.h"
 #include "core/kernels/dino_loss.h"
+#include "core/kernels/fused_adamw.h"
 #include "core/kernels/gelu_backward.h"
 #include "core/kernels/kernel_device.h"
 #include "core/kernels/qkv_heads.h"
@@ -46,14 +47,17 @@ KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, i
   auto gen = at::detail::createCPUGenerator(seed);
   auto randn = [&](std::vector<int64_t> shape) { return torch::randn(shape, gen); };
   const bool has_branch = variant != 2, has_bias = variant >= 3;
+  // Variant 5 is the last block's junction into the final norm, whose output keeps the stream's
+  // dtype (fp32 with an fp32 stream); the others normalise into bf16 for the next block.
+  const auto out_dtype = variant == 5 ? stream : torch::kBFloat16;
   auto x = randn({B, T, D}).to(stream);
   auto branch = has_branch ? randn({B, T, D}).to(torch::kBFloat16) : torch::Tensor();
   auto bias = has_bias ? 0.3 * randn({D}) : torch::Tensor();
-  auto scale = variant == 0 || variant == 3
+  auto scale = variant == 0 || variant == 3 || variant == 5
                    ? (torch::rand({B}, gen) < 0.7).to(torch::kBFloat16).div_(0.7).to(torch::kFloat)
                    : torch::Tensor();
   auto gamma = 1 + 0.1 * randn({D}), beta = 0.1 * randn({D});
-  auto gz = randn({B, T, D}).to(torch::kBFloat16), gy = randn({B, T, D}).to(stream);
+  auto gz = randn({B, T, D}).to(out_dtype), gy = randn({B, T, D}).to(stream);
   // Forward outputs and every gradient, on the CPU (ATen arithmetic) or the device (kernels).
   auto run = [&](const torch::Device& d) {
     // Fresh leaves on every run (to() alone would hand the CPU run the inputs themselves).
@@ -64,7 +68,7 @@ KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, i
     auto bd = has_branch ? leaf(branch) : torch::Tensor();
     auto bias_d = has_bias ? leaf(bias) : torch::Tensor();
     auto out = residualLayerNorm(xd, bd, bias_d, scale.defined() ? scale.to(d) : scale, gd, be,
-                                 1e-6, torch::kBFloat16);
+                                 1e-6, out_dtype);
     std::vector<torch::Tensor> outs{out.z}, grads{gz.to(d)};
     if (has_branch) {
       outs.push_back(out.y);
@@ -84,7 +88,7 @@ KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, i
   }
   const auto got = run(device);
   const bool bf16 = stream == torch::kBFloat16;
-  const bool ran = fusedNormApplies(x.to(device), torch::kBFloat16, torch::kBFloat16);
+  const bool ran = fusedNormApplies(x.to(device), torch::kBFloat16, out_dtype);
   // y is rounded the same way on both devices; z and the branch's gradient are bf16; the
   // stream's gradient is in the stream's dtype; the parameters' sums differ in order, and the
   // bias's sums a gradient that a bf16 stream rounds (one step where the devices' fp32
@@ -92,11 +96,13 @@ KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, i
   KernelCase r;
   r.row = {{"B", B},           {"T", T},           {"D", D},
            {"stream", bf16 ? "bf16" : "fp32"},     {"branch", has_branch},
-           {"bias", has_bias}, {"scale", scale.defined()}, {"kernel_ran", ran}};
+           {"bias", has_bias}, {"scale", scale.defined()},
+           {"out", out_dtype == torch::kFloat ? "fp32" : "bf16"}, {"kernel_ran", ran}};
   r.ran = ran;
   r.passed = true;
   compareOutputs(r, {"y", "z", "dx", "dbranch", "dgamma", "dbeta", "dbias"}, got, ref,
-                 {1e-6, 1e-2, bf16 ? 1e-2 : 1e-4, 1e-2, 1e-4, 1e-4, bf16 ? 1e-3 : 1e-4});
+                 {1e-6, out_dtype == torch::kFloat ? 1e-4 : 1e-2, bf16 ? 1e-2 : 1e-4, 1e-2, 1e-4,
+                  1e-4, bf16 ? 1e-3 : 1e-4});
   return r;
 }
 
@@ -296,6 +302,67 @@ KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double student_te
   return r;
 }
 
+KernelCase optimizer(int64_t numel, int64_t offset, bool with_freeze, bool frozen,
+                     int64_t teacher_numel, const torch::Device& device, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto randn = [&](double scale) { return torch::randn({numel}, gen) * scale; };
+  // Weights and moments of a trained ViT's sizes; v ≥ 0; decay on about two thirds.
+  auto p0 = randn(0.05), g = randn(0.01), m0 = randn(0.005);
+  auto v0 = torch::rand({numel}, gen) * 1e-4, mask = (torch::rand({numel}, gen) < 0.7).to(torch::kFloat);
+  // Unaligned and straddling vectors: the last layer starts one past a multiple of 4.
+  const int64_t last_offset = std::min<int64_t>(numel, 2 * (numel / 5) + 1);
+  const int64_t last_numel = std::min<int64_t>(numel - last_offset, numel / 4 + 3);
+  if (frozen) g.narrow(0, last_offset, last_numel).zero_();  // (the engine's frozen gradient)
+  auto t0 = p0.narrow(0, 0, teacher_numel) + 0.01 * torch::randn({teacher_numel}, gen);
+  // lr, wd, EMA momentum, (teacher temperature), frozen, bc1 and bc2 at t = 7, (unused), and
+  // the last layer's at t = 2.
+  auto schedule = torch::tensor({5e-4f, 0.05f, 0.996f, 0.04f, frozen ? 1.0f : 0.0f,
+                                 static_cast<float>(1.0 - std::pow(0.9, 7)),
+                                 static_cast<float>(1.0 - std::pow(0.999, 7)), 0.0f,
+                                 static_cast<float>(1.0 - std::pow(0.9, 2)),
+                                 static_cast<float>(1.0 - std::pow(0.999, 2))});
+  // Each buffer `offset` values into an allocation of its own on the device.
+  auto place = [&](const torch::Tensor& t) {
+    auto whole = torch::zeros({offset + t.numel()}).to(device);
+    whole.narrow(0, offset, t.numel()).copy_(t);
+    return whole.narrow(0, offset, t.numel());
+  };
+  bool ran = false;
+  auto run = [&](bool fused) {
+    OptimizerStep s;
+    s.params = place(p0);
+    s.grads = place(g);
+    s.exp_avg = place(m0);
+    s.exp_avg_sq = place(v0);
+    s.decay_mask = place(mask);
+    s.teacher = place(t0);
+    s.schedule = schedule.to(device);
+    s.last_offset = last_offset;
+    s.last_numel = last_numel;
+    s.freeze_last_layer = with_freeze;
+    if (fused) ran = fusedOptimizerApplies(s);
+    optimizerStep(s, fused);
+    std::vector<torch::Tensor> v{s.params, s.exp_avg, s.exp_avg_sq, s.teacher};
+    for (auto& t : v) t = t.cpu();
+    v.push_back(v[0] - p0);  // the step alone
+    return v;
+  };
+  const auto got = run(true);
+  const auto ref = run(false);
+  KernelCase r;
+  r.row = {{"numel", numel}, {"offset", offset}, {"teacher", teacher_numel},
+           {"freeze", with_freeze}, {"frozen", frozen}, {"kernel_ran", ran}};
+  r.ran = ran;
+  // The held layer keeps its values exactly, as torch::where keeps them.
+  r.passed = !frozen || !with_freeze ||
+             torch::equal(got[0].narrow(0, last_offset, last_numel),
+                          p0.narrow(0, last_offset, last_numel));
+  // One rounding apart (fused multiply-adds); the step (~lr) carries the rounding of p (~20 lr)
+  // as well, so its tolerance is wider, and it sees an error in the step that p's norm hides.
+  compareOutputs(r, {"p", "m", "v", "teacher", "step"}, got, ref, {1e-6, 1e-6, 1e-6, 1e-6, 1e-4});
+  return r;
+}
+
 KernelCase augment(const CropConfig& crops, const AugmentConfig& augment, int64_t channels,
                    const char* set, int64_t sources, int64_t rows, int64_t size,
                    double scale_min, double scale_max, double blur_p, double solarize_p,
@@ -330,6 +397,7 @@ std::vector<std::string> kernelFamilies(const std::string& key) {
   if (key == "train.fused_mlp") return {"gelu_backward"};
   if (key == "train.fused_decoder") return {"decoder_stage"};
   if (key == "train.fused_loss") return {"loss"};
+  if (key == "train.fused_optimizer") return {"optimizer"};
   if (key == "train.fused_augment") return {"augment"};
   return {};
 }
@@ -381,7 +449,7 @@ std::vector<std::function<KernelCase()>> familyCases(const std::string& family, 
     shapes = {{"D", D}, {"tokens", tokens}, {"bf16_stream", bf16_stream}};
     for (auto stream : streams)
       for (int64_t T : tokens)
-        for (int variant : {2, 3, 4})  // (the variants the ViT launches)
+        for (int variant : {2, 3, 4, 5})  // (the variants the ViT launches)
           cases.push_back([=] {
             return kernel_cases::junction(samples(T), T, D, stream, variant, dev,
                                           seed + 4 * T + variant);
@@ -426,6 +494,27 @@ std::vector<std::function<KernelCase()>> familyCases(const std::string& family, 
         cases.push_back([=] {
           return kernel_cases::loss(S, gpu ? 16 : 2, m.out_dim, 1.0, ts, tt, dtype, dev, seed + S);
         });
+  } else if (family == "optimizer") {
+    // Sizes of its own (the run's 45 M parameters would take seconds emulated): an odd count
+    // (whose grid-stride loop takes several turns on the emulated device), a handful of values
+    // (the tail alone), and buffers off 16 bytes; the last layer frozen, after its freeze, and
+    // without one.
+    const int64_t n = gpu ? 1000003 : 20011;
+    shapes = {{"numel", std::vector<int64_t>{n, 7}}};
+    struct Case {
+      int64_t numel, offset;
+      bool with_freeze, frozen;
+      int64_t teacher;
+    };
+    for (auto o : {Case{n, 0, true, true, 3 * n / 4 + 1}, Case{n, 0, true, false, 3 * n / 4 + 1},
+                   Case{n, 0, false, false, n}, Case{n, 1, true, false, n - 2},
+                   Case{7, 0, true, false, 5}}) {
+      const uint64_t case_seed = seed + cases.size();
+      cases.push_back([=] {
+        return kernel_cases::optimizer(o.numel, o.offset, o.with_freeze, o.frozen, o.teacher, dev,
+                                       case_seed);
+      });
+    }
   } else if (family == "augment") {
     shapes = {{"channels", m.channels}, {"global", c.global_size}, {"local", c.local_size}};
     const auto& a = config.augment;

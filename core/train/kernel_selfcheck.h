@@ -1,8 +1,9 @@
 /// @brief Our CUDA kernels check themselves before a run uses them. When a kernel setting
-/// (train.fused_norm, fused_loss, fused_decoder, fused_augment, fused_mlp) would turn kernels on,
-/// the engine first runs each of their families once on the run's device at the run's own widths
-/// (model width, heads, tokens per crop, decoder stage widths, classes, crops, channels) with a
-/// couple of samples, against the ATen operations they replace, from the same values: tens of
+/// (train.fused_norm, fused_loss, fused_optimizer, fused_decoder, fused_augment, fused_mlp) would
+/// turn kernels on, the engine first runs each of their families once on the run's device at the
+/// run's own widths (model width, heads, tokens per crop, decoder stage widths, classes, crops,
+/// channels) with a couple of samples, against the ATen operations they replace, from the same
+/// values (the optimiser's at a few buffer sizes and alignments of its own): tens of
 /// milliseconds on a GPU. A family that disagrees is not used: under `auto` the run goes on with
 /// ATen's operations and says so; under `on` it is refused, naming the key. `mst gpucheck` runs
 /// the same cases over many more shapes (core/bench/kernel_checks.cpp).
@@ -35,9 +36,10 @@ struct KernelCase {
 namespace kernel_cases {
 
 /// train.fused_norm's junction, forward and backward, against its ATen arithmetic on the CPU.
-/// variant: 0 branch + scale, 1 branch, 2 no branch, 3 branch + bias + scale, 4 branch + bias
-/// (the fused ViT launches 2, 3 and 4: its first norm, and the blocks' junctions with and without
-/// stochastic depth).
+/// variant: 0 branch + scale, 1 branch, 2 no branch, 3 branch + bias + scale, 4 branch + bias,
+/// 5 branch + bias + scale into an output of the stream's dtype (the fused ViT launches 2 to 5:
+/// its first norm, the blocks' junctions with and without stochastic depth, and the last one,
+/// into the final norm); the others' outputs are bf16.
 KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, int variant,
                     const torch::Device& device, uint64_t seed);
 /// The q/k/v projection's gradient gather against linear + splitHeads, bf16. layout: 0 (B, h, T,
@@ -59,6 +61,14 @@ KernelCase decoderStage(torch::ScalarType dtype, int64_t B, int64_t C, int64_t H
 KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double student_temp,
                 double teacher_temp, torch::ScalarType dtype, const torch::Device& device,
                 uint64_t seed);
+/// The optimiser's step (fused_adamw.h) through its kernel against ATen's operations on the
+/// device, from the same fp32 buffers of `numel` values, each starting `offset` values into its
+/// allocation (1: not on 16 bytes, where the kernel takes one value per thread); the last layer
+/// an unaligned slice in the middle, with its own bias corrections (`with_freeze`) and held
+/// (`frozen`, which also zeroes its gradient as the engine does); the teacher the first
+/// `teacher_numel` values. Compares p, m, v and the teacher, and the step p − p₀ itself.
+KernelCase optimizer(int64_t numel, int64_t offset, bool with_freeze, bool frozen,
+                     int64_t teacher_numel, const torch::Device& device, uint64_t seed);
 /// One crop set of `rows` crops (a multiple of `sources`) cut from `sources` random images
 /// through the augmentation kernels against MultiCrop's ATen operations, from the same draws
 /// (TF32 off for the comparison, restored after).
@@ -72,7 +82,8 @@ KernelCase augment(const CropConfig& crops, const AugmentConfig& augment, int64_
 
 /// A family's self-check at one run's shapes.
 struct KernelSelfCheck {
-  std::string family;  ///< junction, qkv_gather, gelu_backward, decoder_stage, loss, augment
+  std::string family;  ///< junction, qkv_gather, gelu_backward, decoder_stage, loss, optimizer,
+                       ///< augment
   bool passed = false;
   /// Empty if passed; else "disagree with ATen's operations on this device: " and the first case
   /// that failed, or "could not be checked on this device: " and the error (out of memory, a
@@ -86,7 +97,7 @@ struct KernelSelfCheck {
 
 /// The kernel families that a setting's kernels consist of: train.fused_norm → junction and
 /// qkv_gather; fused_mlp → gelu_backward; fused_decoder → decoder_stage; fused_loss → loss;
-/// fused_augment → augment.
+/// fused_optimizer → optimizer; fused_augment → augment.
 std::vector<std::string> kernelFamilies(const std::string& key);
 
 /// `family`'s cases at `config`'s shapes on `device`, for a run in bf16 autocast (`bf16`) or fp32

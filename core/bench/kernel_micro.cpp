@@ -1,0 +1,197 @@
+/// @brief `mst bench --micro` (see kernel_micro.h).
+#include "core/bench/kernel_micro.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "core/util/error.h"
+
+#if defined(MST_HAVE_FUSED_KERNELS) && !defined(MST_EMULATED_KERNELS)
+#include "core/kernels/gelu_cuda.h"
+#include "core/kernels/kernel_device.h"
+#include "core/kernels/residual_norm.h"
+#include "core/kernels/residual_norm_cuda.h"
+#endif
+
+namespace mst {
+
+#if defined(MST_HAVE_FUSED_KERNELS) && !defined(MST_EMULATED_KERNELS)
+namespace {
+
+void sync(const torch::Device& device) {
+  torch::cuda::synchronize(device.has_index() ? device.index() : 0);
+}
+
+/// Microseconds per call of `launch`: back-to-back calls after a warm-up, enough of them for
+/// about 20 ms, so that the host's launch time hides behind the kernels.
+double microseconds(const torch::Device& device, const std::function<void()>& launch) {
+  using Clock = std::chrono::steady_clock;
+  for (int i = 0; i < 3; ++i) launch();
+  sync(device);
+  auto t0 = Clock::now();
+  launch();
+  sync(device);
+  const double once = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+  const int calls = static_cast<int>(std::clamp(20000.0 / std::max(once, 1.0), 5.0, 2000.0));
+  t0 = Clock::now();
+  for (int i = 0; i < calls; ++i) launch();
+  sync(device);
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / calls;
+}
+
+void check(const char* error, const std::string& what) {
+  if (error != nullptr) throw MstError("mst bench --micro: " + what + ": " + error);
+}
+
+}  // namespace
+
+nlohmann::json runKernelMicro(const Config& config, const torch::Device& device, int64_t batch) {
+  if (!device.is_cuda()) throw MstError("mst bench --micro: needs a CUDA device (--device cuda)");
+  if (const auto why = fusedKernelsUnavailable(device); !why.empty())
+    throw MstError("mst bench --micro: the kernels cannot run: " + why);
+  const kernels::DeviceGuard guard(device);
+  torch::NoGradGuard no_grad;
+  const auto f32 = torch::TensorOptions().device(device).dtype(torch::kFloat);
+  const auto bf16 = f32.dtype(torch::kBFloat16);
+  void* stream = kernels::launchStream(device);
+  nlohmann::json out;
+  out["device"] = device.str();
+
+  {  // the yardstick: a plain copy, each byte read once and written once
+    auto a = torch::empty({256 << 20}, bf16).fill_(1.0), b = torch::empty_like(a);
+    const double us = microseconds(device, [&] { b.copy_(a); });
+    out["copy_gb_s"] = 2.0 * static_cast<double>(a.nbytes()) / (us * 1e3);
+  }
+  const double copy_gb_s = out["copy_gb_s"].get<double>();
+  auto row = [&](const std::string& kernel, const std::string& crops, int64_t rows, int64_t width,
+                 const std::string& stream_dtype, const std::string& access, double us,
+                 double bytes) {
+    const double gb_s = bytes / (us * 1e3);
+    out["kernels"].push_back({{"kernel", kernel},      {"crops", crops},
+                              {"rows", rows},          {"width", width},
+                              {"stream", stream_dtype}, {"access", access},
+                              {"us", us},              {"gb_s", gb_s},
+                              {"of_copy", gb_s / copy_gb_s}});
+  };
+
+  const auto& m = config.model;
+  const int64_t D = m.dim, hidden = static_cast<int64_t>(static_cast<double>(D) * m.mlp_ratio);
+  const int64_t tg = (config.crops.global_size / m.patch_size), tl = config.crops.local_size / m.patch_size;
+  struct CropSet {
+    const char* name;
+    int64_t samples, tokens;
+  };
+  const CropSet sets[] = {{"global", 2 * batch, tg * tg + 1},
+                          {"local", config.crops.local_crops * batch, tl * tl + 1}};
+  for (const auto& set : sets) {
+    if (set.samples == 0) continue;
+    const int64_t rows = set.samples * set.tokens;
+    auto scale = torch::full({set.samples}, 1.0f / 0.9f, f32);
+    auto gamma = torch::ones({D}, f32), beta = torch::zeros({D}, f32), bias = torch::zeros({D}, f32);
+    auto branch = torch::randn({rows, D}, bf16);
+    auto stats = torch::empty({2, rows}, f32);
+    // fp32 stream into bf16 (the blocks' junctions), bf16 into bf16 (bf16_stream), fp32 into
+    // fp32 (the final norm of an fp32 stream).
+    struct Kind {
+      const char* name;
+      torch::ScalarType stream, out;
+    };
+    for (const Kind& kind : {Kind{"fp32", torch::kFloat, torch::kBFloat16},
+                             Kind{"bf16", torch::kBFloat16, torch::kBFloat16},
+                             Kind{"fp32, fp32 out", torch::kFloat, torch::kFloat}}) {
+      auto x = torch::randn({rows, D}, f32.dtype(kind.stream)), y = torch::empty_like(x);
+      auto z = torch::empty({rows, D}, f32.dtype(kind.out));
+      const double s = static_cast<double>(x.element_size()), o = static_cast<double>(z.element_size());
+      for (const bool scalar : {false, true}) {
+        kernels::ResidualNormForwardArgs a;
+        a.x = x.data_ptr();
+        a.branch = branch.data_ptr();
+        a.bias = bias.data_ptr<float>();
+        a.scale = scale.data_ptr<float>();
+        a.gamma = gamma.data_ptr<float>();
+        a.beta = beta.data_ptr<float>();
+        a.y = y.data_ptr();
+        a.z = z.data_ptr();
+        a.mean = stats[0].data_ptr<float>();
+        a.rstd = stats[1].data_ptr<float>();
+        a.rows = rows;
+        a.tokens = set.tokens;
+        a.D = static_cast<int>(D);
+        a.stream_bf16 = kind.stream == torch::kBFloat16;
+        a.out_fp32 = kind.out == torch::kFloat;
+        a.scalar_access = scalar;
+        a.stream = stream;
+        const double fwd = microseconds(device, [&] { check(kernels::residualNormForward(a), "junction forward"); });
+        // x and the branch read, y and z written
+        row("junction_forward", set.name, rows, D, kind.name, scalar ? "1 channel" : "4 channels",
+            fwd, static_cast<double>(rows * D) * (2 * s + 2 + o));
+
+        auto gz = torch::randn({rows, D}, f32.dtype(kind.out)), gy = torch::randn_like(x);
+        auto dx = torch::empty_like(x), dbranch = torch::empty_like(branch);
+        const int sums = 3;
+        const int blocks = kernels::residualNormBackwardBlocks(rows, static_cast<int>(D),
+                                                               a.stream_bf16, sums);
+        auto partial = torch::empty({blocks, sums, D}, f32), affine = torch::empty({sums, D}, f32);
+        kernels::ResidualNormBackwardArgs g;
+        g.gz = gz.data_ptr();
+        g.gy = gy.data_ptr();
+        g.y = y.data_ptr();
+        g.mean = a.mean;
+        g.rstd = a.rstd;
+        g.gamma = a.gamma;
+        g.scale = a.scale;
+        g.dx = dx.data_ptr();
+        g.dbranch = dbranch.data_ptr();
+        g.partial = partial.data_ptr<float>();
+        g.affine = affine.data_ptr<float>();
+        g.sums = sums;
+        g.rows = rows;
+        g.tokens = set.tokens;
+        g.D = static_cast<int>(D);
+        g.blocks = blocks;
+        g.stream_bf16 = a.stream_bf16;
+        g.out_fp32 = a.out_fp32;
+        g.scalar_access = scalar;
+        g.stream = stream;
+        const double bwd = microseconds(device, [&] { check(kernels::residualNormBackward(g), "junction backward"); });
+        // gz, y and gy read, dx and the branch's gradient written
+        row("junction_backward", set.name, rows, D, kind.name, scalar ? "1 channel" : "4 channels",
+            bwd, static_cast<double>(rows * D) * (o + 3 * s + 2));
+      }
+    }
+    if (hidden % 8 == 0) {
+      auto dgelu = torch::randn({rows, hidden}, bf16), pre = torch::randn({rows, hidden}, bf16);
+      auto dpre = torch::empty_like(pre), gelu = torch::empty_like(pre);
+      kernels::GeluBackwardArgs a;
+      a.row_blocks = kernels::geluBackwardRowBlocks(rows, static_cast<int>(hidden));
+      auto partial = torch::empty({a.row_blocks, hidden}, f32);
+      auto dbias = torch::empty({hidden}, bf16);
+      a.dgelu = dgelu.data_ptr();
+      a.pre = pre.data_ptr();
+      a.dpre = dpre.data_ptr();
+      a.gelu = gelu.data_ptr();
+      a.partial = partial.data_ptr<float>();
+      a.dbias = dbias.data_ptr();
+      a.rows = rows;
+      a.hidden = static_cast<int>(hidden);
+      a.tanh_approx = m.gelu == "tanh";
+      a.stream = stream;
+      const double us = microseconds(device, [&] { check(kernels::geluBackward(a), "GELU backward"); });
+      // dgelu and pre read, dpre and gelu written
+      row("gelu_backward", set.name, rows, hidden, "bf16", "8 channels", us,
+          static_cast<double>(rows * hidden) * 8);
+    }
+  }
+  return out;
+}
+#else
+nlohmann::json runKernelMicro(const Config&, const torch::Device&, int64_t) {
+  throw MstError(
+      "mst bench --micro: this build has no fused CUDA kernels (CMake found no CUDA compiler; "
+      "set CUDACXX and MST_CUDA_KERNELS=ON)");
+}
+#endif
+
+}  // namespace mst
