@@ -124,24 +124,30 @@ class TestKernelsEmulated : public QObject {
     QTest::addColumn<bool>("gy");
     QTest::addColumn<bool>("scalar_access");
     QTest::addColumn<bool>("out_fp32");
+    QTest::addColumn<bool>("misaligned");
     // D = 384 (DeiT-S, 12 channels a lane), 200 (lanes with a short last column), 96 (the
     // Fashion-MNIST ViT), 1024 (the most: 48 KiB of shared sums with the bias), 202 (not a
     // multiple of 4: one channel per access). The kernels read 4 channels per access wherever
     // they can; scalar_access asks for one, as D = 202 gets. out_fp32: z (and its gradient) fp32.
-    QTest::newRow("fp32 D384 bias scale") << false << 384 << true << true << true << true << false << false;
-    QTest::newRow("fp32 D384 no bias") << false << 384 << true << false << true << true << false << false;
-    QTest::newRow("bf16 D384 bias scale") << true << 384 << true << true << true << true << false << false;
-    QTest::newRow("fp32 D200 bias no scale") << false << 200 << true << true << false << true << false << false;
-    QTest::newRow("bf16 D96 bias scale") << true << 96 << true << true << true << false << false << false;
-    QTest::newRow("fp32 D1024 bias scale") << false << 1024 << true << true << true << true << false << false;
-    QTest::newRow("fp32 D384 norm only") << false << 384 << false << false << false << false << false << false;
-    QTest::newRow("bf16 D384 scalar access") << true << 384 << true << true << true << true << true << false;
-    QTest::newRow("fp32 D384 scalar access") << false << 384 << true << true << true << true << true << false;
-    QTest::newRow("bf16 D202 bias scale") << true << 202 << true << true << true << true << false << false;
+    // misaligned: x, y, z, dx and z's gradient start one element past a 16-byte boundary.
+    QTest::newRow("fp32 D384 bias scale") << false << 384 << true << true << true << true << false << false << false;
+    QTest::newRow("fp32 D384 no bias") << false << 384 << true << false << true << true << false << false << false;
+    QTest::newRow("bf16 D384 bias scale") << true << 384 << true << true << true << true << false << false << false;
+    QTest::newRow("fp32 D200 bias no scale") << false << 200 << true << true << false << true << false << false << false;
+    QTest::newRow("bf16 D96 bias scale") << true << 96 << true << true << true << false << false << false << false;
+    QTest::newRow("fp32 D1024 bias scale") << false << 1024 << true << true << true << true << false << false << false;
+    QTest::newRow("fp32 D384 norm only") << false << 384 << false << false << false << false << false << false << false;
+    QTest::newRow("bf16 D384 scalar access") << true << 384 << true << true << true << true << true << false << false;
+    QTest::newRow("fp32 D384 scalar access") << false << 384 << true << true << true << true << true << false << false;
+    QTest::newRow("bf16 D202 bias scale") << true << 202 << true << true << true << true << false << false << false;
     // The final norm of an fp32 stream keeps its dtype (the student's last junction).
-    QTest::newRow("fp32 D384 fp32 out") << false << 384 << true << true << true << true << false << true;
-    QTest::newRow("fp32 D202 fp32 out") << false << 202 << true << true << true << false << false << true;
-    QTest::newRow("fp32 D202 norm only") << false << 202 << false << false << false << false << false << false;
+    QTest::newRow("fp32 D384 fp32 out") << false << 384 << true << true << true << true << false << true << false;
+    QTest::newRow("fp32 D202 fp32 out") << false << 202 << true << true << true << false << false << true << false;
+    // x, z's gradient and the outputs one element off their allocation's 16-byte alignment:
+    // every 4-channel access would be misaligned, so the kernels must take one channel.
+    QTest::newRow("fp32 D384 misaligned") << false << 384 << true << true << true << true << false << false << true;
+    QTest::newRow("bf16 D384 misaligned") << true << 384 << true << true << true << true << false << false << true;
+    QTest::newRow("fp32 D202 norm only") << false << 202 << false << false << false << false << false << false << false;
   }
   void junctionMatchesTheAtenPath() {
     QFETCH(bool, bf16_stream);
@@ -152,6 +158,7 @@ class TestKernelsEmulated : public QObject {
     QFETCH(bool, gy);
     QFETCH(bool, scalar_access);
     QFETCH(bool, out_fp32);
+    QFETCH(bool, misaligned);
     const auto out_dtype = out_fp32 ? torch::kFloat : torch::kBFloat16;
     torch::manual_seed(D + 10 * bias + 100 * scale);
     const int64_t B = 3, T = 23, rows = B * T;  // 69 rows: not a multiple of 4 warps
@@ -161,8 +168,19 @@ class TestKernelsEmulated : public QObject {
     auto b = bias ? torch::randn({D}) * 0.5 : torch::Tensor();
     auto s = scale ? torch::tensor({0.0f, 1.25f, 1.0f / 0.9f}) : torch::Tensor();
     auto gamma = 1 + 0.3 * torch::randn({D}), beta = 0.2 * torch::randn({D});
-    auto gz = randomBf16({B, T, D}).to(out_dtype);
+    // (fp32 values that bf16 cannot hold where z is fp32: a kernel that rounded it would show)
+    auto gz = out_fp32 ? torch::randn({B, T, D}) : randomBf16({B, T, D});
     auto gyv = gy ? torch::randn({B, T, D}).to(stream_dtype) : torch::Tensor();
+    // The same values one element past the start of an allocation (16-byte aligned itself).
+    auto place = [&](const torch::Tensor& t) {
+      if (!misaligned) return t;
+      auto storage = torch::full({t.numel() + 1}, std::nanf(""), t.options());
+      auto view = storage.narrow(0, 1, t.numel()).view(t.sizes());
+      view.copy_(t);
+      return view;
+    };
+    x = place(x);
+    gz = place(gz);
 
     // The reference: the same autograd function's ATen path on the CPU.
     auto leaf = [](const torch::Tensor& t) {
@@ -175,8 +193,9 @@ class TestKernelsEmulated : public QObject {
     torch::autograd::backward(outs, grads);
 
     // The kernels, through their launchers, as residual_norm.cpp calls them.
-    auto y = branch ? unwritten({B, T, D}, stream_dtype) : x;
-    auto z = unwritten({B, T, D}, out_dtype);
+    auto y = branch ? place(unwritten({B, T, D}, stream_dtype)) : x;
+    auto z = place(unwritten({B, T, D}, out_dtype));
+    if (misaligned) QVERIFY(reinterpret_cast<uintptr_t>(x.data_ptr()) % 8 != 0);
     auto stats = unwritten({2, rows});
     k::ResidualNormForwardArgs f;
     f.x = x.data_ptr();
@@ -205,12 +224,8 @@ class TestKernelsEmulated : public QObject {
       QVERIFY2(withinBf16(z, ref.z.detach()), describe(z, ref.z).c_str());
 
     const int sums = bias ? 3 : 2;
-    const int blocks = k::residualNormBackwardBlocks(rows, D, bf16_stream, sums);
-    QVERIFY(blocks >= 1 && blocks <= 6);  // the emulated device holds 3 × 2 blocks
-    auto dx = unwritten({B, T, D}, stream_dtype);
+    auto dx = place(unwritten({B, T, D}, stream_dtype));
     auto dbranch = unwritten({B, T, D}, torch::kBFloat16);
-    auto partial = unwritten({blocks, sums, D});
-    auto affine = torch::full({sums, D}, std::nanf(""));
     k::ResidualNormBackwardArgs g;
     g.gz = gz.data_ptr();
     g.gy = gy && branch ? gyv.data_ptr() : nullptr;
@@ -221,16 +236,19 @@ class TestKernelsEmulated : public QObject {
     g.scale = f.scale;
     g.dx = dx.data_ptr();
     g.dbranch = branch ? dbranch.data_ptr() : nullptr;
-    g.partial = partial.data_ptr<float>();
-    g.affine = affine.data_ptr<float>();
     g.sums = sums;
     g.rows = rows;
     g.tokens = T;
     g.D = D;
-    g.blocks = blocks;
     g.stream_bf16 = bf16_stream;
     g.scalar_access = scalar_access;
     g.out_fp32 = out_fp32;
+    g.blocks = k::residualNormBackwardBlocks(g);
+    QVERIFY(g.blocks >= 1 && g.blocks <= 6);  // the emulated device holds 3 × 2 blocks
+    auto partial = unwritten({g.blocks, sums, D});
+    auto affine = torch::full({sums, D}, std::nanf(""));
+    g.partial = partial.data_ptr<float>();
+    g.affine = affine.data_ptr<float>();
     error = k::residualNormBackward(g);
     QVERIFY2(error == nullptr, error);
     const auto& want_dx = rx.grad();

@@ -1,8 +1,10 @@
 /// @brief The fused optimiser step (see adamw_cuda.h). A grid-stride loop over the flat buffers,
 /// four values per thread and turn (16-byte loads) where every array starts on a 16-byte
 /// boundary, one value otherwise; the last numel % 4 values go to the first threads. Each
-/// element's arithmetic follows the ATen sequence it replaces (fused_adamw.cpp), operation by
-/// operation, so that the two differ only by the contractions into fused multiply-adds.
+/// element's arithmetic follows the ATen sequence it replaces (fused_adamw.cpp) as ATen's CUDA
+/// kernels evaluate it, operation by operation, so that on the GPU the two differ only by the
+/// contractions into fused multiply-adds (ATen's CPU addcmul_ groups (value · t1) · t2: the
+/// emulated tests' last bits may differ).
 #include "core/kernels/adamw_cuda.h"
 
 #include <cuda_runtime.h>
@@ -51,7 +53,7 @@ __device__ __forceinline__ bool inLastLayer(const FusedAdamwArgs& a, int64_t i) 
 __device__ __forceinline__ float adamw(const FusedAdamwArgs& a, const Step& s, float p, float g,
                                        float& m, float& v, float mask, bool last) {
   m = m * a.beta1 + a.one_minus_beta1 * g;
-  v = v * a.beta2 + a.one_minus_beta2 * g * g;
+  v = v * a.beta2 + a.one_minus_beta2 * (g * g);  // CUDA addcmul_: self + value * (t1 * t2)
   const float decayed = p + p * (mask * s.decay);
   const float denom =
       (sqrtf(v / (last ? s.last_bc2 : s.bc2)) + a.eps) * (last ? s.last_factor : s.factor);

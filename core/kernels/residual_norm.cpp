@@ -150,13 +150,6 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       dx = torch::empty_like(y);
       if (want_branch) dbranch = torch::empty(y.sizes(), y.options().dtype(branch_dtype));
       const int sums = want_bias ? 3 : 2;
-      const int blocks = kernels::residualNormBackwardBlocks(
-          rows, static_cast<int>(D), y.scalar_type() == torch::kBFloat16, sums);
-      auto partial = torch::empty({blocks, sums, D}, y.options().dtype(torch::kFloat));
-      auto affine = torch::empty({sums, D}, y.options().dtype(torch::kFloat));
-      dgamma = affine[0];
-      dbeta = affine[1];
-      if (want_bias) dbias = affine[2];
       kernels::ResidualNormBackwardArgs a;
       a.gz = gz.data_ptr();
       a.gy = gy.defined() ? gy.data_ptr() : nullptr;
@@ -167,15 +160,20 @@ class ResidualNormFunction : public torch::autograd::Function<ResidualNormFuncti
       a.scale = has_scale ? scale.data_ptr<float>() : nullptr;
       a.dx = dx.data_ptr();
       a.dbranch = want_branch ? dbranch.data_ptr() : nullptr;
-      a.partial = partial.data_ptr<float>();
-      a.affine = affine.data_ptr<float>();
       a.sums = sums;
       a.rows = rows;
       a.tokens = rows / y.size(0);
       a.D = static_cast<int>(D);
-      a.blocks = blocks;
       a.stream_bf16 = y.scalar_type() == torch::kBFloat16;
       a.out_fp32 = out_dtype == torch::kFloat;
+      a.blocks = kernels::residualNormBackwardBlocks(a);
+      auto partial = torch::empty({a.blocks, sums, D}, y.options().dtype(torch::kFloat));
+      auto affine = torch::empty({sums, D}, y.options().dtype(torch::kFloat));
+      dgamma = affine[0];
+      dbeta = affine[1];
+      if (want_bias) dbias = affine[2];
+      a.partial = partial.data_ptr<float>();
+      a.affine = affine.data_ptr<float>();
       a.stream = kernels::launchStream(y.device());
       check(kernels::residualNormBackward(a), "backward");
 #endif

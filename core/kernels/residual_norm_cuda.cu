@@ -307,18 +307,31 @@ bool withPerLane(int D, F&& f) {
   return false;
 }
 
-/// Calls f with std::integral_constant V = 4 when D and every pointer allow 4 channels an
-/// access (fp32 pointers 16-byte aligned, bf16 ones 8-byte), else with V = 1.
-template <typename F>
-void withVector(bool allowed, int D, std::initializer_list<std::pair<const void*, int>> pointers,
-                F&& f) {
+/// Whether D and every pointer allow 4 channels an access (fp32 pointers 16-byte aligned, bf16
+/// ones 8-byte; nullptr passes).
+bool vectorAccess(bool allowed, int D,
+                  std::initializer_list<std::pair<const void*, int>> pointers) {
   bool vector = allowed && D % 4 == 0;
   for (const auto& [p, bytes] : pointers)
     vector = vector && reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(4 * bytes) == 0;
+  return vector;
+}
+
+/// Calls f with std::integral_constant V = 4 or 1 as `vector` says.
+template <typename F>
+void withVector(bool vector, F&& f) {
   if (vector)
     f(std::integral_constant<int, 4>{});
   else
     f(std::integral_constant<int, 1>{});
+}
+
+template <typename TS, typename TO>
+bool backwardVector(const ResidualNormBackwardArgs& a) {
+  constexpr int kS = sizeof(TS), kO = sizeof(TO), kF = sizeof(float), kB = 2;
+  return vectorAccess(!a.scalar_access, a.D,
+                      {{a.gz, kO}, {a.gy, kS}, {a.y, kS}, {a.gamma, kF}, {a.dx, kS},
+                       {a.dbranch, kB}});
 }
 
 template <typename TS, typename TO>
@@ -328,11 +341,12 @@ const char* forwardTyped(const ResidualNormForwardArgs& a) {
   if (blocks == 0) return nullptr;
   auto stream = static_cast<cudaStream_t>(a.stream);
   constexpr int kS = sizeof(TS), kB = sizeof(TB), kO = sizeof(TO), kF = sizeof(float);
+  const bool vector =
+      vectorAccess(!a.scalar_access, a.D,
+                   {{a.x, kS}, {a.branch, kB}, {a.bias, kF}, {a.gamma, kF}, {a.beta, kF},
+                    {a.y, kS}, {a.z, kO}});
   bool ok = true;
-  withVector(!a.scalar_access, a.D,
-             {{a.x, kS}, {a.branch, kB}, {a.bias, kF}, {a.gamma, kF}, {a.beta, kF}, {a.y, kS},
-              {a.z, kO}},
-             [&](auto vector) {
+  withVector(vector, [&](auto vector) {
                ok = withPerLane(a.D, [&](auto per_lane) {
                  MST_LAUNCH(static_cast<unsigned>(blocks), kWarp * kWarpsPerBlock, 0, stream,
                             forwardKernel<TS, TB, TO, decltype(per_lane)::value,
@@ -356,11 +370,8 @@ const char* backwardTyped(const ResidualNormBackwardArgs& a) {
                 "the backward kernel's shared sums outgrow the default limit");
   auto stream = static_cast<cudaStream_t>(a.stream);
   const size_t shared = sizeof(float) * kWarpsPerBlock * a.sums * static_cast<size_t>(a.D);
-  constexpr int kS = sizeof(TS), kB = sizeof(TB), kO = sizeof(TO), kF = sizeof(float);
   bool ok = true;
-  withVector(!a.scalar_access, a.D,
-             {{a.gz, kO}, {a.gy, kS}, {a.y, kS}, {a.gamma, kF}, {a.dx, kS}, {a.dbranch, kB}},
-             [&](auto vector) {
+  withVector(backwardVector<TS, TO>(a), [&](auto vector) {
                ok = withPerLane(a.D, [&](auto per_lane) {
                  MST_LAUNCH(a.blocks, kWarp * kWarpsPerBlock, shared, stream,
                             backwardKernel<TS, TB, TO, decltype(per_lane)::value,
@@ -379,53 +390,65 @@ const char* backwardTyped(const ResidualNormBackwardArgs& a) {
 
 }  // namespace
 
-int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16, int sums) {
+namespace {
+
+/// Blocks per SM of the backward kernel that `a` launches (its dtypes, access width and channel
+/// bucket), with its shared sums; 0 if the device cannot say.
+template <typename TS, typename TO>
+int backwardResidency(const ResidualNormBackwardArgs& a, size_t shared) {
+  int per_sm = 0;
+  withVector(backwardVector<TS, TO>(a), [&](auto vector) {
+    withPerLane(a.D, [&](auto per_lane) {
+      if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+              &per_sm,
+              backwardKernel<TS, __nv_bfloat16, TO, decltype(per_lane)::value,
+                             decltype(vector)::value>,
+              kWarp * kWarpsPerBlock, shared) != cudaSuccess) {
+        cudaGetLastError();  // leave no error for the next launch check; fall back below
+        per_sm = 0;
+      }
+    });
+  });
+  return per_sm;
+}
+
+}  // namespace
+
+int residualNormBackwardBlocks(const ResidualNormBackwardArgs& a) {
   // As many blocks as the device holds at once (registers and the per-warp shared sums,
   // 4·sums·D bytes a warp, limit it), so that every SM keeps enough rows in flight to cover
-  // memory latency; more would only lengthen the partial sums. Asked once per (device, dtype,
-  // D, sums).
+  // memory latency; more would only lengthen the partial sums or start a second wave. Asked
+  // once per (device, dtypes, access width, D, sums): the variants' registers differ (at
+  // D = 384 on sm_90, 56 to 72).
   static std::mutex mutex;
-  static std::map<std::tuple<int, bool, int, int>, int> resident;
+  static std::map<std::tuple<int, bool, bool, bool, int, int>, int> resident;
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) {
     cudaGetLastError();
     device = -1;
   }
+  const bool vector = a.out_fp32 ? backwardVector<float, float>(a)
+                      : a.stream_bf16 ? backwardVector<__nv_bfloat16, __nv_bfloat16>(a)
+                                      : backwardVector<float, __nv_bfloat16>(a);
   int per_sm = 0;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_tuple(device, stream_bf16, D, sums);
+    const auto key = std::make_tuple(device, a.stream_bf16, a.out_fp32, vector, a.D, a.sums);
     auto it = resident.find(key);
     if (it != resident.end()) {
       per_sm = it->second;
     } else {
-      const size_t shared = sizeof(float) * kWarpsPerBlock * sums * static_cast<size_t>(D);
-      // The 4-channel access variant's residency: what runs wherever D % 4 == 0 (the other
-      // variant's grid may then take a second wave, no more).
-      auto query = [&](auto per_lane) {
-        constexpr int kPerLane = decltype(per_lane)::value;
-        constexpr int kV = kPerLane % 4 == 0 ? 4 : 1;
-        const cudaError_t e =
-            stream_bf16
-                ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                      &per_sm,
-                      backwardKernel<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, kPerLane, kV>,
-                      kWarp * kWarpsPerBlock, shared)
-                : cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                      &per_sm,
-                      backwardKernel<float, __nv_bfloat16, __nv_bfloat16, kPerLane, kV>,
-                      kWarp * kWarpsPerBlock, shared);
-        if (e != cudaSuccess) {
-          cudaGetLastError();  // leave no error for the next launch check; fall back below
-          per_sm = 0;
-        }
-      };
-      if (!withPerLane(D, query) || per_sm <= 0) per_sm = 4;
+      const size_t shared = sizeof(float) * kWarpsPerBlock * a.sums * static_cast<size_t>(a.D);
+      if (a.D > 0 && a.D <= 1024 && (a.sums == 2 || a.sums == 3) && !(a.out_fp32 && a.stream_bf16))
+        per_sm = a.out_fp32      ? backwardResidency<float, float>(a, shared)
+                 : a.stream_bf16 ? backwardResidency<__nv_bfloat16, __nv_bfloat16>(a, shared)
+                                 : backwardResidency<float, __nv_bfloat16>(a, shared);
+      if (per_sm <= 0) per_sm = 4;
       resident.emplace(key, per_sm);
     }
   }
   static const int sms = multiprocessors();
-  const int64_t by_rows = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const int64_t by_rows = (a.rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
   const int64_t cap = static_cast<int64_t>(sms) * per_sm;
   return static_cast<int>(by_rows < cap ? (by_rows > 0 ? by_rows : 1) : cap);
 }

@@ -47,7 +47,7 @@ struct ResidualNormBackwardArgs {
   int sums = 2;                  ///< 2, or 3 when the forward pass added a bias
   int64_t rows = 0, tokens = 1;
   int D = 0;
-  int blocks = 1;  ///< residualNormBackwardBlocks(rows, D, stream_bf16, sums)
+  int blocks = 1;  ///< residualNormBackwardBlocks(*this), once the other fields are set
   bool stream_bf16 = false;
   bool out_fp32 = false;       ///< as in ResidualNormForwardArgs
   bool scalar_access = false;  ///< as in ResidualNormForwardArgs
@@ -59,10 +59,11 @@ struct ResidualNormBackwardArgs {
 /// device's architecture (CMake MST_CUDA_ARCHITECTURES), or the device cannot be queried.
 const char* fusedKernelsLoadable(int device);
 
-/// The backward kernel's grid size for `rows` of D channels in a stream of this dtype with this
-/// many column sums (the partial workspace's first dimension): the blocks the device holds at
-/// once, fewer for few rows.
-int residualNormBackwardBlocks(int64_t rows, int D, bool stream_bf16, int sums);
+/// The backward kernel's grid size (the partial workspace's first dimension) for the launch
+/// `args` describes (its rows, D, dtypes, column sums and the pointers that decide its access
+/// width; blocks, partial and affine are not read): the blocks of that kernel the device holds
+/// at once, fewer for few rows.
+int residualNormBackwardBlocks(const ResidualNormBackwardArgs& args);
 const char* residualNormForward(const ResidualNormForwardArgs& args);
 const char* residualNormBackward(const ResidualNormBackwardArgs& args);
 

@@ -350,16 +350,17 @@ torch::Tensor cachedBicubicWeights(int64_t in, int64_t out, const torch::Device&
 
 torch::Tensor VitImpl::positionEmbedding(int64_t g) {
   if (g == grid) return pos_embed;
-  // Bicubic interpolation is separable: out = W · P · Wᵀ per channel, two small products in
-  // fp32 (autocast bypassed). ATen's upsample_bicubic2d kernel for one image gives a thread per
-  // output pixel that walks all channels: 0.42 ms of an H200 step for 384 × 6 × 6 values.
-  c10::impl::ExcludeDispatchKeyGuard no_autocast_cuda(c10::DispatchKey::AutocastCUDA);
-  c10::impl::ExcludeDispatchKeyGuard no_autocast_cpu(c10::DispatchKey::AutocastCPU);
+  // Bicubic interpolation is separable: out = W · P · Wᵀ per channel. ATen's upsample_bicubic2d
+  // kernel for one image gives a thread to each output pixel, which walks all channels: 0.42 ms
+  // of an H200 step for 384 × 6 × 6 values. Here, broadcast products summed over the source
+  // axis, in fp32: a matrix product would run in TF32 wherever the run allows it (bf16 runs).
   const auto w = cachedBicubicWeights(grid, g, pos_embed.device()).to(pos_embed.scalar_type());
   auto cls_pos = pos_embed.narrow(1, 0, 1);
-  auto patch_pos = pos_embed.narrow(1, 1, grid * grid).reshape({grid, grid * dim});
-  auto rows = torch::mm(w, patch_pos).view({g, grid, dim});  // along the grid's rows
-  auto both = torch::matmul(w, rows);  // (g, g, dim): along its columns, for each output row
+  auto patch_pos = pos_embed.narrow(1, 1, grid * grid).reshape({1, grid, grid * dim});
+  // Along the rows: (g, grid, 1) · (1, grid, grid·dim) summed over the source rows.
+  auto rows = (w.unsqueeze(2) * patch_pos).sum(1).view({g, 1, grid, dim});
+  // Along the columns: (1, g, grid, 1) · (g, 1, grid, dim) summed over the source columns.
+  auto both = (w.view({1, g, grid, 1}) * rows).sum(2);  // (g, g, dim)
   return torch::cat({cls_pos, both.reshape({1, g * g, dim})}, 1);
 }
 

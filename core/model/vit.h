@@ -119,8 +119,8 @@ class VitImpl : public torch::nn::Module {
   /// train.attention_kernel and train.attention_kernel_short for every block.
   void setAttentionKernels(AttentionKernel long_sequences, AttentionKernel short_sequences);
   /// Position embedding for a g×g grid: (1, 1 + g*g, D), bicubic-interpolated when g differs
-  /// (the values of upsample_bicubic2d with align_corners false, as two products by
-  /// bicubicWeights).
+  /// (upsample_bicubic2d's interpolation with align_corners false, as fp32 products by
+  /// bicubicWeights along each axis).
   torch::Tensor positionEmbedding(int64_t grid);
 
   int64_t patch_size, dim, grid;
