@@ -70,6 +70,9 @@ class TestCli : public QObject {
         << QStringList{"bench", "--data-batches", "0"} << QStringList{"--data-batches"};
     QTest::newRow("bench --batch abc")
         << QStringList{"bench", "--batch", "abc"} << QStringList{"--batch", "abc"};
+    // Our CUDA kernels alone: no kernels in a CPU build, no CUDA device on the CPU.
+    QTest::newRow("bench --micro without the kernels or a GPU")
+        << QStringList{"bench", "--micro"} << QStringList{"--micro"};
     QTest::newRow("--threads -2") << QStringList{"config", "--threads", "-2"}
                                   << QStringList{"--threads"};
     QTest::newRow("unknown command")
