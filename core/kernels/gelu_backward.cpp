@@ -94,8 +94,9 @@ GeluBackwardOut geluBackwardReference(const torch::Tensor& dgelu, const torch::T
   const float *gp = g.data_ptr<float>(), *xp = x.data_ptr<float>();
   float *dp = d.data_ptr<float>(), *vp = v.data_ptr<float>();
   for (int64_t i = 0; i < x.numel(); ++i) {
-    dp[i] = gp[i] * kernels::gelu::derivative(xp[i], tanh_approx);
-    vp[i] = kernels::gelu::value(xp[i], tanh_approx);
+    float slope = 0.0f;
+    kernels::gelu::valueAndDerivative(xp[i], tanh_approx, vp[i], slope);
+    dp[i] = gp[i] * slope;
   }
   GeluBackwardOut out;
   out.dpre = d.to(pre.scalar_type());

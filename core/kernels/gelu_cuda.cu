@@ -48,11 +48,12 @@ __global__ void __launch_bounds__(kLanes * kRowThreads)
       for (int k = 0; k < kVector / 2; ++k) {
         const float2 gf = __bfloat1622float2(g.pair[k]);
         const float2 xf = __bfloat1622float2(x.pair[k]);
-        d.pair[k] = __floats2bfloat162_rn(gf.x * gelu::derivative(xf.x, tanh_approx),
-                                          gf.y * gelu::derivative(xf.y, tanh_approx));
-        if (out_gelu != nullptr)
-          v.pair[k] = __floats2bfloat162_rn(gelu::value(xf.x, tanh_approx),
-                                            gelu::value(xf.y, tanh_approx));
+        // (GELU's value costs a product once its derivative's erf or tanh is known)
+        float value_x, value_y, slope_x, slope_y;
+        gelu::valueAndDerivative(xf.x, tanh_approx, value_x, slope_x);
+        gelu::valueAndDerivative(xf.y, tanh_approx, value_y, slope_y);
+        d.pair[k] = __floats2bfloat162_rn(gf.x * slope_x, gf.y * slope_y);
+        if (out_gelu != nullptr) v.pair[k] = __floats2bfloat162_rn(value_x, value_y);
         const float2 stored = __bfloat1622float2(d.pair[k]);  // the bias sums what is stored
         acc[2 * k] += stored.x;
         acc[2 * k + 1] += stored.y;

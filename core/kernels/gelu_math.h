@@ -15,26 +15,23 @@ constexpr float kInvSqrt2Pi = 0.39894228040143267794f;    // 1/√(2π)
 constexpr float kTanhScale = 0.79788456080286535588f;     // √(2/π)
 constexpr float kTanhCubic = 0.044715f;
 
-/// gelu(x): x Φ(x) (erf), or 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) (tanh).
-MST_HD float value(float x, bool tanh_approx) {
-  if (tanh_approx) {
-    const float inner = kTanhScale * (x + kTanhCubic * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(inner));
-  }
-  return x * 0.5f * (1.0f + erff(x * kSqrtHalf));
-}
-
-/// d gelu / dx at x.
-MST_HD float derivative(float x, bool tanh_approx) {
+/// gelu(x) and its derivative at x together, the transcendental (erf, or tanh) evaluated once
+/// for both: gelu(x) = x Φ(x) (erf), or 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) (tanh).
+/// Each result is what ATen's gelu and gelu_backward compute on CUDA, operation by operation
+/// (x³ as (x · x) · x; halving is exact, so x · (0.5 (1 + erf)) is ATen's x · 0.5 · (1 + erf)).
+MST_HD void valueAndDerivative(float x, bool tanh_approx, float& value, float& derivative) {
   if (tanh_approx) {
     const float x_sq = x * x;
-    const float t = tanhf(kTanhScale * (x + kTanhCubic * x_sq * x));
+    const float t = tanhf(kTanhScale * (x + kTanhCubic * (x_sq * x)));
+    const float half_x = 0.5f * x;
+    value = half_x * (1.0f + t);
     const float d_inner = kTanhScale * (1.0f + 3.0f * kTanhCubic * x_sq);
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * d_inner;
+    derivative = 0.5f * (1.0f + t) + half_x * (1.0f - t * t) * d_inner;
+    return;
   }
   const float cdf = 0.5f * (1.0f + erff(x * kSqrtHalf));
-  const float pdf = expf(-0.5f * x * x) * kInvSqrt2Pi;
-  return cdf + x * pdf;
+  value = x * cdf;
+  derivative = cdf + x * (expf(-0.5f * x * x) * kInvSqrt2Pi);
 }
 
 }  // namespace mst::kernels::gelu
