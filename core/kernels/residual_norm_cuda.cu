@@ -341,21 +341,19 @@ const char* forwardTyped(const ResidualNormForwardArgs& a) {
   if (blocks == 0) return nullptr;
   auto stream = static_cast<cudaStream_t>(a.stream);
   constexpr int kS = sizeof(TS), kB = sizeof(TB), kO = sizeof(TO), kF = sizeof(float);
-  const bool vector =
-      vectorAccess(!a.scalar_access, a.D,
-                   {{a.x, kS}, {a.branch, kB}, {a.bias, kF}, {a.gamma, kF}, {a.beta, kF},
-                    {a.y, kS}, {a.z, kO}});
+  const bool four = vectorAccess(!a.scalar_access, a.D,
+                                 {{a.x, kS}, {a.branch, kB}, {a.bias, kF}, {a.gamma, kF},
+                                  {a.beta, kF}, {a.y, kS}, {a.z, kO}});
   bool ok = true;
-  withVector(vector, [&](auto vector) {
-               ok = withPerLane(a.D, [&](auto per_lane) {
-                 MST_LAUNCH(static_cast<unsigned>(blocks), kWarp * kWarpsPerBlock, 0, stream,
-                            forwardKernel<TS, TB, TO, decltype(per_lane)::value,
-                                          decltype(vector)::value>)(
-                         static_cast<const TS*>(a.x), static_cast<const TB*>(a.branch), a.bias,
-                         a.scale, a.gamma, a.beta, static_cast<TS*>(a.y), static_cast<TO*>(a.z),
-                         a.mean, a.rstd, a.rows, a.tokens, a.D, a.eps);
-               });
-             });
+  withVector(four, [&](auto vector) {
+    ok = withPerLane(a.D, [&](auto per_lane) {
+      MST_LAUNCH(static_cast<unsigned>(blocks), kWarp * kWarpsPerBlock, 0, stream,
+                 forwardKernel<TS, TB, TO, decltype(per_lane)::value, decltype(vector)::value>)(
+          static_cast<const TS*>(a.x), static_cast<const TB*>(a.branch), a.bias, a.scale,
+          a.gamma, a.beta, static_cast<TS*>(a.y), static_cast<TO*>(a.z), a.mean, a.rstd, a.rows,
+          a.tokens, a.D, a.eps);
+    });
+  });
   if (!ok) return "residual norm: more than 1024 channels";
   return lastError();
 }
@@ -372,16 +370,14 @@ const char* backwardTyped(const ResidualNormBackwardArgs& a) {
   const size_t shared = sizeof(float) * kWarpsPerBlock * a.sums * static_cast<size_t>(a.D);
   bool ok = true;
   withVector(backwardVector<TS, TO>(a), [&](auto vector) {
-               ok = withPerLane(a.D, [&](auto per_lane) {
-                 MST_LAUNCH(a.blocks, kWarp * kWarpsPerBlock, shared, stream,
-                            backwardKernel<TS, TB, TO, decltype(per_lane)::value,
-                                           decltype(vector)::value>)(
-                         static_cast<const TO*>(a.gz), static_cast<const TS*>(a.gy),
-                         static_cast<const TS*>(a.y), a.mean, a.rstd, a.gamma, a.scale,
-                         static_cast<TS*>(a.dx), static_cast<TB*>(a.dbranch), a.partial, a.rows,
-                         a.tokens, a.D, a.sums);
-               });
-             });
+    ok = withPerLane(a.D, [&](auto per_lane) {
+      MST_LAUNCH(a.blocks, kWarp * kWarpsPerBlock, shared, stream,
+                 backwardKernel<TS, TB, TO, decltype(per_lane)::value, decltype(vector)::value>)(
+          static_cast<const TO*>(a.gz), static_cast<const TS*>(a.gy), static_cast<const TS*>(a.y),
+          a.mean, a.rstd, a.gamma, a.scale, static_cast<TS*>(a.dx), static_cast<TB*>(a.dbranch),
+          a.partial, a.rows, a.tokens, a.D, a.sums);
+    });
+  });
   if (!ok) return "residual norm: more than 1024 channels";
   if (const char* e = lastError()) return e;
   launchColumnSums(a.partial, a.blocks, a.sums * a.D, a.affine, stream);
