@@ -91,6 +91,7 @@ bench b128_default_graph --batch 128 --steps 30 --warmup 5
 bench b128_fused_mlp_erf_graph --batch 128 --steps 30 --warmup 5 $ERF_MLP
 bench b128_unfused_loss_graph --batch 128 --steps 20 --warmup 5 --set train.fused_loss=off
 bench b128_unfused_decoder_graph --batch 128 --steps 20 --warmup 5 --set train.fused_decoder=off
+bench b128_unfused_optimizer_graph --batch 128 --steps 20 --warmup 5 --set train.fused_optimizer=off
 bench b128_all_fused_graph --batch 128 --steps 30 --warmup 5 $STREAM $MLP
 if [[ ${KERNELS:-1} == 1 ]]; then  # device time per kernel inside eager steps (Kineto/CUPTI)
   bench b128_kernels_default --batch 128 --steps 6 --warmup 3 --set train.cuda_graph=false --kernels 60

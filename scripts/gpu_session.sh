@@ -2,9 +2,10 @@
 # @brief Everything a session lent the GPU machine should run, in one call (under 600 s: the
 # benches stop at a 520 s budget and the table is written anyway): the build (with the fused
 # kernels when nvcc is there, cuBLASLt for train.fused_mlp), the CUDA checks, and the DeiT-S/16
-# benchmarks of issue 6 (gpu_check.sh, QUICK): the default step (fused_norm, fused_augment,
-# fused_loss and fused_decoder on), the default with fused_mlp (its one-pass backward kernel),
-# without the fused loss and without the fused decoder stages, everything fused (plus
+# benchmarks of issue 6 (gpu_check.sh, QUICK): our kernels alone against a copy's bandwidth
+# (mst bench --micro), the default step (fused_norm, fused_augment, fused_loss, fused_optimizer
+# and fused_decoder on), the default with fused_mlp (its one-pass backward kernel), without the
+# fused loss, the fused decoder stages or the fused optimiser step, everything fused (plus
 # bf16_stream and the tanh network with fused_mlp) and the kernel profiles of both, the attention
 # kernels for the local crops (efficient, flash, math) and flash for all, then each setting
 # against the default (the plain ATen step, GELU's output kept, bf16_stream, tanh with and
