@@ -16,7 +16,8 @@ import sys
 # cpu_vs_cuda_bf16_fused, run several families at once and blame none of them).
 FAMILIES = {
     "train.fused_norm": ["fused_norm_vs_reference", "qkv_heads_kernel_vs_reference"],
-    "train.fused_loss": ["fused_loss_vs_reference", "cpu_vs_cuda_fp32_fused_loss"],
+    "train.fused_loss": ["fused_loss_vs_reference", "fused_reconstruction_vs_reference",
+                         "cpu_vs_cuda_fp32_fused_loss"],
     "train.fused_augment": ["fused_augment_vs_aten", "cpu_vs_cuda_fp32_fused_augment"],
     "train.fused_decoder": ["decoder_norm_kernel_vs_reference", "cpu_vs_cuda_fp32_fused_decoder"],
     "train.fused_optimizer": ["fused_optimizer_vs_reference"],

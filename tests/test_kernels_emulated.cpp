@@ -25,10 +25,13 @@
 #include "core/kernels/heads_cuda.h"
 #include "core/kernels/kernel_device.h"
 #include "core/kernels/qkv_heads.h"
+#include "core/kernels/recon_loss.h"
+#include "core/kernels/recon_loss_cuda.h"
 #include "core/kernels/residual_norm.h"
 #include "core/kernels/residual_norm_cuda.h"
 #include "core/model/decoder.h"
 #include "core/train/engine.h"
+#include "core/train/losses.h"
 #include "core/train/kernel_selfcheck.h"
 #include "core/util/error.h"
 #include "tests/cuda_emu/emu_selftest.h"
@@ -413,6 +416,89 @@ class TestKernelsEmulated : public QObject {
     a.classes = 16;
     a.crops = 33;  // more than the kernels take
     QVERIFY(k::dinoLossBackward(a) != nullptr);
+  }
+
+  void reconstructionLossMatchesTheAtenPath_data() {
+    QTest::addColumn<bool>("bf16");
+    QTest::addColumn<int>("batch");
+    QTest::addColumn<int>("channels");
+    QTest::addColumn<int>("height");
+    QTest::addColumn<int>("width");
+    // RGB and one channel; rows of 2W = 28 outputs (fewer than a warp), 74 (three turns and a
+    // part), and y's rows of (W + 1) · 4C elements that end inside a warp's turn.
+    QTest::newRow("bf16 B3 C3 14x14") << true << 3 << 3 << 14 << 14;
+    QTest::newRow("fp32 B2 C3 9x37") << false << 2 << 3 << 9 << 37;
+    QTest::newRow("bf16 B5 C1 7x5") << true << 5 << 1 << 7 << 5;
+    QTest::newRow("fp32 B1 C2 1x1") << false << 1 << 2 << 1 << 1;
+  }
+  void reconstructionLossMatchesTheAtenPath() {
+    // train.fused_loss's reconstruction loss through the host code and the emulated kernels
+    // against ATen's gather, cast and mean absolute error: the loss, and y's gradient, which is
+    // ±g/N where an output reads y (0 for an equal target) and 0 in the padding windows.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    QFETCH(bool, bf16);
+    QFETCH(int, batch);
+    QFETCH(int, channels);
+    QFETCH(int, height);
+    QFETCH(int, width);
+    const auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat;
+    mst::KernelCase r;
+    {
+      Emulated emulated;
+      r = mst::kernel_cases::reconstruction(dtype, batch, channels, height, width, torch::kCPU,
+                                            static_cast<uint64_t>(batch * 100 + height));
+      QVERIFY2(emulated.launched() >= 3, "the reconstruction kernels did not run");  // 2 + 1
+    }
+    QVERIFY2(r.ran, r.row.dump().c_str());
+    QVERIFY2(r.passed, r.row.dump().c_str());
+
+    // The gradient's values themselves, and an NHWC y that is not channels-last in memory.
+    torch::manual_seed(batch + channels);
+    const int64_t B = batch, C = channels, H = height, W = width;
+    auto y = torch::randn({B, 4 * C, H + 1, W + 1}).to(dtype);  // (NCHW: made channels-last)
+    auto target = torch::randn({B, C, 2 * H, 2 * W});
+    auto ly = leafOf(y);
+    torch::Tensor loss;
+    {
+      Emulated emulated;
+      QVERIFY(mst::fusedReconstructionApplies(ly, C, target));
+      loss = mst::fusedReconstructionLoss(ly, C, target);
+      (loss * 3.0).backward();
+    }
+    auto want = (mst::phaseGather(y, C).to(torch::kFloat) - target).abs().mean();
+    QVERIFY2(std::abs(loss.item<double>() - want.item<double>()) <= 1e-5 * want.item<double>(),
+             (std::to_string(loss.item<double>()) + " against " + std::to_string(want.item<double>())).c_str());
+    const double step = 3.0 / static_cast<double>(B * C * 4 * H * W);
+    auto dy = ly.grad().to(torch::kDouble);
+    auto reads = mst::phaseGather(torch::ones_like(y, torch::kFloat), C);  // (ones where read)
+    auto read_mask = torch::zeros_like(y, torch::kFloat).requires_grad_(true);
+    mst::phaseGather(read_mask, C).backward(reads);
+    auto used = read_mask.grad() > 0;
+    QVERIFY(torch::equal(dy.masked_select(~used), torch::zeros({(~used).sum().item<int64_t>()},
+                                                               torch::kDouble)));
+    auto magnitudes = dy.masked_select(used).abs();
+    const double tolerance = bf16 ? step / 128 : step * 1e-6;
+    QVERIFY2((magnitudes - step).abs().max().item<double>() <= tolerance, describe(magnitudes, torch::full_like(magnitudes, step)).c_str());
+  }
+
+  void reconstructionLossRefusesBadInputs() {
+    k::ReconLossArgs a;
+    a.batch = 0;
+    a.height = a.width = 4;
+    a.channels = 3;
+    QVERIFY(k::reconLossForward(a) != nullptr);
+    a.batch = 2;
+    a.blocks = 0;
+    QVERIFY(k::reconLossBackward(a) != nullptr);
+    // The host code declines what the kernels cannot take: the target's size, dtype or channels.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    Emulated emulated;
+    auto y = torch::randn({2, 12, 5, 5});
+    QVERIFY(mst::fusedReconstructionApplies(y, 3, torch::zeros({2, 3, 8, 8})));
+    QVERIFY(!mst::fusedReconstructionApplies(y, 3, torch::zeros({2, 3, 8, 9})));
+    QVERIFY(!mst::fusedReconstructionApplies(y, 3, torch::zeros({2, 3, 8, 8}, torch::kDouble)));
+    QVERIFY(!mst::fusedReconstructionApplies(y, 2, torch::zeros({2, 2, 8, 8})));
+    QVERIFY(!mst::fusedReconstructionApplies(y.to(torch::kHalf), 3, torch::zeros({2, 3, 8, 8})));
   }
 
   void geluBackwardMatchesItsReference_data() {
@@ -1163,7 +1249,8 @@ class TestKernelsEmulated : public QObject {
     Emulated emulated;
     const auto launched_before = emulated.launched();
     for (const char* family :
-         {"junction", "qkv_gather", "gelu_backward", "decoder_stage", "loss", "optimizer", "augment"}) {
+         {"junction", "qkv_gather", "gelu_backward", "decoder_stage", "loss", "reconstruction",
+          "optimizer", "augment"}) {
       const auto r = mst::selfCheckKernels(family, config, torch::kCPU, true, bf16_stream);
       QVERIFY2(r.passed, (std::string(family) + ": " + r.detail).c_str());
       QVERIFY2(r.total > 0 && r.ran == r.total,

@@ -243,6 +243,7 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
   guarded("qkv_heads_kernel_vs_reference", [] { return checkQkvHeads(); });
   guarded("fused_loss_vs_reference", [] { return checkFusedLoss(); });
+  guarded("fused_reconstruction_vs_reference", [] { return checkFusedReconstruction(); });
   guarded("fused_optimizer_vs_reference", [] { return checkFusedOptimizer(); });
   guarded("decoder_norm_kernel_vs_reference", [] { return checkDecoderNorm(); });
   guarded("fused_auto_resolves_on", [&] {  // the default (auto) uses the kernels on this GPU

@@ -98,6 +98,13 @@ GpuCheck checkAttentionKernels();
 /// 8 classes and sharply peaked logits. Fails, saying so, in a build without the kernels.
 GpuCheck checkFusedLoss();
 
+/// train.fused_loss's reconstruction loss from the decoder's last phases through its kernels
+/// against ATen's gather, cast and mean absolute error on cuda:0 from the same values: the loss
+/// within 1e-5 relative, y's gradient within 1e-6 (each element is ±g/N or 0 on both sides), in
+/// bf16 and fp32, for the paper's 224-px global crops (128 of them), Fashion-MNIST's 28 px, a
+/// one-channel image and an odd size. Fails, saying so, in a build without the kernels.
+GpuCheck checkFusedReconstruction();
+
 /// train.fused_optimizer: the optimiser's step (AdamW, the frozen last layer, the teacher's EMA)
 /// through its kernel against ATen's operations on cuda:0 from the same buffers: p, m, v and the
 /// teacher within 1e-6 (relative norm), the step p − p₀ within 1e-4, a frozen last layer exactly

@@ -273,6 +273,31 @@ GpuCheck checkFusedLoss() {
   return r;
 }
 
+GpuCheck checkFusedReconstruction() {
+  GpuCheck r;
+  r.name = "fused_reconstruction_vs_reference";
+  if (missingKernels(r)) return r;
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    int64_t B, C, H, W;
+  };
+  uint64_t seed = 61;
+  // DeiT-S/16's 224-px global crops (2 × 64 images), Fashion-MNIST's 28 px, one channel, and an
+  // odd, non-square size (rows that end inside a warp's turn).
+  for (auto c : {Case{128, 3, 112, 112}, Case{64, 1, 14, 14}, Case{3, 1, 5, 5}, Case{5, 3, 37, 21}}) {
+    for (auto dtype : {torch::kBFloat16, torch::kFloat}) {
+      auto one = kernel_cases::reconstruction(dtype, c.B, c.C, c.H, c.W, kCuda, ++seed);
+      rows.push_back(one.row);
+      all_ok = all_ok && one.passed && one.ran;
+    }
+  }
+  r.values["cases"] = rows;
+  r.values["tolerance"] = {{"loss", 1e-5}, {"dy", 1e-6}};
+  r.passed = all_ok;
+  return r;
+}
+
 GpuCheck checkFusedOptimizer() {
   GpuCheck r;
   r.name = "fused_optimizer_vs_reference";

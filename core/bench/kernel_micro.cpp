@@ -11,8 +11,10 @@
 #if defined(MST_HAVE_FUSED_KERNELS) && !defined(MST_EMULATED_KERNELS)
 #include "core/kernels/gelu_cuda.h"
 #include "core/kernels/kernel_device.h"
+#include "core/kernels/recon_loss.h"
 #include "core/kernels/residual_norm.h"
 #include "core/kernels/residual_norm_cuda.h"
+#include "core/train/losses.h"
 #endif
 
 namespace mst {
@@ -190,6 +192,30 @@ nlohmann::json runKernelMicro(const Config& config, const torch::Device& device,
         row("gelu_backward (" + kind + ", ATen's three operations)", set.name, rows, hidden,
             "bf16", "ATen", aten, bytes);
       }
+    }
+  }
+  if (config.model.patch_size % 2 == 0 && config.crops.global_size % 2 == 0) {
+    // The reconstruction loss from the decoder's last phases at the global crops, forward and
+    // backward, fused (train.fused_loss) and through ATen's gather, cast, abs and mean.
+    torch::AutoGradMode grad_mode(true);
+    const int64_t B = 2 * batch, C = m.channels, half = config.crops.global_size / 2;
+    auto y = torch::randn({B, 4 * C, half + 1, half + 1}, bf16)
+                 .contiguous(at::MemoryFormat::ChannelsLast)
+                 .requires_grad_(true);
+    auto target = torch::randn({B, C, 2 * half, 2 * half}, f32);
+    const int64_t outputs = target.numel(), phases = y.numel();
+    // y and the target read forward; y and the target read, y's gradient written backward
+    const double bytes = static_cast<double>(outputs) * 12 + static_cast<double>(phases) * 4;
+    for (const bool fused : {true, false}) {
+      if (fused && !fusedReconstructionApplies(y, C, target)) continue;
+      const double us = microseconds(device, [&] {
+        auto loss = reconstructionLossFromPhases(y, C, target, fused);
+        y.mutable_grad().reset();  // (a fresh gradient each call, as a step makes)
+        loss.backward();
+      });
+      row(fused ? "reconstruction_loss (forward + backward)"
+                : "reconstruction_loss (forward + backward, ATen's operations)",
+          "global", B * 2 * half, 2 * half * C, "bf16", fused ? "kernels" : "ATen", us, bytes);
     }
   }
   return out;

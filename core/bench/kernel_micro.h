@@ -17,8 +17,10 @@ namespace mst {
 /// "copy_gb_s" (a device-to-device copy of 512 MiB, read + write), "kernels": [{"kernel",
 /// "crops", "rows", "width", "stream", "access", "us", "gb_s", "of_copy"}]}, where gb_s counts
 /// the bytes the kernel must read and write once (for the GELU backward's ATen rows, the same
-/// bytes: what its three operations achieve against that minimum). Throws MstError without CUDA
-/// or without the kernels in this build.
+/// bytes: what its three operations achieve against that minimum). The reconstruction loss's
+/// rows time its forward and backward passes together, through the host code, fused and through
+/// ATen (what train.fused_loss saves there). Throws MstError without CUDA or without the kernels
+/// in this build.
 nlohmann::json runKernelMicro(const Config& config, const torch::Device& device, int64_t batch);
 
 }  // namespace mst

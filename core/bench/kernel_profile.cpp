@@ -128,20 +128,21 @@ std::string kernelCategory(const std::string& raw) {
   std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
   // Order matters: cuDNN's implicit-GEMM convolutions and flash attention's names mention gemm.
   if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, q/k/v gradient gather,
-                                 // the DINO loss, the column sums, the decoder stages, the
-                                 // optimiser step, else the residual norm
+                                 // the DINO and reconstruction losses, the column sums, the
+                                 // decoder stages, the optimiser step, else the residual norm
     for (const char* k : {"cropkernel", "meankernel", "colourkernel", "blurrowskernel", "finishkernel"})
       if (has(n, k)) return "fused_augment";
     if (has(n, "gelubackwardkernel")) return "fused_gelu";
     if (has(n, "gatherkernel")) return "fused_heads";
-    if (has(n, "dinoloss")) return "fused_loss";
+    if (has(n, "dinoloss") || has(n, "recon")) return "fused_loss";
     if (has(n, "columnsumskernel")) return "fused_sums";
     if (has(n, "decoder")) return "fused_decoder";
     if (has(n, "adamw")) return "fused_optimizer";
     return "fused_norm";
   }
+  // (cuDNN's attention backward also runs two small kernels of its "fusion" namespace.)
   if (has(n, "flash") || has(n, "fmha") || has(n, "attention") || has(n, "sdpa") ||
-      has(n, "mem_eff"))
+      has(n, "mem_eff") || has(n, "compute_dot_do_o") || has(n, "convert_dq_to_16bits"))
     return "attention";
   if (has(n, "conv") || has(n, "cudnn") || has(n, "dgrad") || has(n, "wgrad") ||
       has(n, "winograd") || has(n, "implicit_gemm"))

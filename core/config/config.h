@@ -115,7 +115,9 @@ struct TrainConfig {
   /// jitter, grayscale, blur, solarisation, normalisation) in four fused passes.
   std::string fused_augment = "auto";
   /// "auto", "on" or "off", as fused_norm: on CUDA, the self-distillation cross-entropy (Eq. 2)
-  /// from the student's logits as one kernel pass forward and one backward (dino_loss.h).
+  /// from the student's logits as one kernel pass forward and one backward (dino_loss.h), and
+  /// the reconstruction loss from the decoder's last convolution phases, the gather included
+  /// (recon_loss.h).
   std::string fused_loss = "auto";
   /// "auto", "on" or "off", as fused_norm: on CUDA, the optimiser's step after the backward pass
   /// (AdamW, the frozen last layer, the teacher's EMA) as one kernel pass (fused_adamw.h).
@@ -136,7 +138,9 @@ struct TrainConfig {
   /// (DeiT-S/16's global crops): "auto" (LibTorch's choice), "cudnn", "flash", "efficient" or
   /// "math" (core/model/attention_kernel.h).
   std::string attention_kernel = "auto";
-  /// The same for sequences of at most 64 tokens (DeiT-S/16's local crops: 37).
+  /// The same for sequences of at most 64 tokens (DeiT-S/16's local crops: 37); here "auto" runs
+  /// the memory-efficient kernel where LibTorch 2.x has its switch and it takes the inputs
+  /// (autoAttentionKernel in core/model/attention_kernel.h), LibTorch's choice otherwise.
   std::string attention_kernel_short = "auto";
 };
 

@@ -415,7 +415,9 @@ const std::vector<KeyDef>& keyTable() {
     t.push_back(switchField("train.fused_loss", &C::train, &TrainConfig::fused_loss,
                             "CUDA: compute the self-distillation cross-entropy (L_CE) from the "
                             "student's logits in one kernel pass forward and one backward, "
-                            "without their fp32 copy (the same arithmetic, in fp32): auto = on "
+                            "without their fp32 copy (the same arithmetic, in fp32), and the "
+                            "reconstruction loss (L_rec) from the decoder's last convolution "
+                            "with its phase gather in the same kernels: auto = on "
                             "where the build has kernels for this GPU and they pass their "
                             "self-check; on = refused where they cannot run or fail it; off. "
                             "Ignored on the CPU; true / false mean on / off."));
@@ -459,7 +461,8 @@ const std::vector<KeyDef>& keyTable() {
     t.push_back(choiceField("train.attention_kernel", &C::train, &TrainConfig::attention_kernel,
                             "CUDA with LibTorch 2.x: the scaled-dot-product attention kernel for "
                             "sequences of more than 64 tokens (DeiT-S/16's global crops): auto = "
-                            "LibTorch's choice; cudnn, flash (FlashAttention-2), efficient "
+                            "LibTorch's choice (for at most 64 tokens: the memory-efficient "
+                            "kernel where it takes the inputs, measured faster); cudnn, flash (FlashAttention-2), efficient "
                             "(memory-efficient) = that kernel, with LibTorch's math path where it "
                             "cannot take the inputs (flash and cudnn in fp32); math. The same "
                             "attention up to rounding; ignored on the CPU.",

@@ -85,6 +85,21 @@ void mathWhereNeeded(Switches& switches, const torch::Tensor& q, const torch::Te
   }
 }
 
+/// Under the lock: whether "auto" runs the memory-efficient kernel for (q, k, v):
+/// autoAttentionKernel says so for their length and, with that kernel alone allowed, LibTorch
+/// finds that it takes them.
+bool autoTakesEfficient(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  if (q.dim() < 2 || autoAttentionKernel<at::Context>(q.size(-2)) != AttentionKernel::Efficient)
+    return false;
+  SdpaSwitches<at::Context> switches(at::globalContext(), AttentionKernel::Efficient);
+  if (!switches.available()) return false;
+  try {
+    return fusedChoice(q, k, v, 0) == 2;  // at::SDPBackend::efficient_attention
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 std::string backendName(int64_t choice) {
   switch (choice) {
     case 0: return "math";
@@ -105,7 +120,9 @@ torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Ten
   // The kernel is chosen here, on the host; the backward pass runs the chosen kernel's own
   // backward (autograd recorded which), so only this call needs the switches.
   std::lock_guard<std::mutex> lock(sdpaSwitchMutex());
-  SdpaSwitches<at::Context> switches(at::globalContext(), kernel);
+  const bool efficient = kernel == AttentionKernel::Auto && autoTakesEfficient(q, k, v);
+  SdpaSwitches<at::Context> switches(at::globalContext(),
+                                     efficient ? AttentionKernel::Efficient : kernel);
   if (kernel != AttentionKernel::Auto && switches.available()) mathWhereNeeded(switches, q, k, v);
   return at::scaled_dot_product_attention(q, k, v);
 #else
@@ -118,7 +135,9 @@ torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Ten
 std::string attentionKernelChoice(const torch::Tensor& q, const torch::Tensor& k,
                                   const torch::Tensor& v, AttentionKernel kernel) {
   std::lock_guard<std::mutex> lock(sdpaSwitchMutex());
-  SdpaSwitches<at::Context> switches(at::globalContext(), kernel);
+  const bool efficient = kernel == AttentionKernel::Auto && autoTakesEfficient(q, k, v);
+  SdpaSwitches<at::Context> switches(at::globalContext(),
+                                     efficient ? AttentionKernel::Efficient : kernel);
   if (!switches.available()) return "";
   if (kernel != AttentionKernel::Auto) mathWhereNeeded(switches, q, k, v);
   const int64_t choice = fusedChoice(q, k, v, 0);

@@ -127,7 +127,12 @@ torch::Tensor upsampleConvPhases(const torch::Tensor& x, torch::nn::Conv2dImpl& 
       x, weight, torch::nn::functional::Conv2dFuncOptions().bias(bias).padding(1));
 }
 
-torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
+bool DecoderImpl::endsWithPhases() const {
+  return subpixel && !stages->is_empty() &&
+         stages->ptr(stages->size() - 1)->as<torch::nn::UpsampleImpl>() != nullptr;
+}
+
+torch::Tensor DecoderImpl::forward(const torch::Tensor& patches, bool gather_last) {
   const int64_t B = patches.size(0), n = patches.size(1), D = patches.size(2);
   const auto g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
   TORCH_CHECK(g * g == n, "Decoder: patch count ", n, " is not a square grid");
@@ -176,7 +181,8 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches) {
       x = stage.forward<torch::Tensor>(x);
     }
   }
-  return upsample_pending ? upsampleConv2x(x, *out) : out(x);
+  if (!upsample_pending) return out(x);
+  return gather_last ? upsampleConv2x(x, *out) : upsampleConvPhases(x, *out);
 }
 
 }  // namespace mst

@@ -35,7 +35,13 @@ class DecoderImpl : public torch::nn::Module {
  public:
   explicit DecoderImpl(const ModelConfig& config);
   /// patches: (B, n, D) with n = g*g → image (B, C, g*P, g*P) in normalised units.
-  torch::Tensor forward(const torch::Tensor& patches);
+  /// `gather_last` false, where endsWithPhases(): the last convolution's phases instead,
+  /// (B, 4C, g*P/2 + 1, g*P/2 + 1), whose phaseGather(·, C) is the image (the fused
+  /// reconstruction loss reads them as they are).
+  torch::Tensor forward(const torch::Tensor& patches, bool gather_last = true);
+  /// Whether the decoder ends with an upsampling and its convolution, done as upsampleConv2x
+  /// (subpixel): then forward(patches, false) returns that convolution's phases.
+  bool endsWithPhases() const;
   /// Data parallel: in training mode, BatchNorm statistics come from every rank's rows (SyncBN,
   /// paper App. C), so N ranks normalise as one process on the global batch would. nullptr
   /// (the default) = plain BatchNorm. `comm` must outlive the decoder's use.

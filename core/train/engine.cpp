@@ -274,12 +274,18 @@ StepMetrics Engine::stepBody(const torch::Tensor& images, at::Generator& gen, bo
     auto student_out = student_head->forward(cls);
     if (!fused_loss_) student_out = student_out.to(torch::kFloat);
     phase("student_head");
-    auto reconstruction = decoder->forward(global_out.patches).to(torch::kFloat);
+    // Where the decoder ends with an upsampling convolution, the loss reads its phases: fused,
+    // the gather is part of the loss's kernels (train.fused_loss).
+    const bool phases = decoder->endsWithPhases();
+    auto decoded = decoder->forward(global_out.patches, /*gather_last=*/!phases);
     phase("decoder");
 
     m.loss_ce = distillationLoss(student_out, teacher_out, center, config_.loss.student_temp,
                                  sched_[3], fused_loss_);
-    m.loss_rec = reconstructionLoss(reconstruction, views.globals);  // unmasked, normalised target
+    // (Unmasked, against the normalised crops.)
+    m.loss_rec = phases ? reconstructionLossFromPhases(decoded, decoder->out->weight.size(0),
+                                                       views.globals, fused_loss_)
+                        : reconstructionLoss(decoded.to(torch::kFloat), views.globals);
     loss = config_.loss.lambda_ce * m.loss_ce + config_.loss.lambda_rec * m.loss_rec;
     phase("losses");
   }

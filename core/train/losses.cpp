@@ -2,7 +2,9 @@
 #include "core/train/losses.h"
 
 #include "core/kernels/dino_loss.h"
+#include "core/kernels/recon_loss.h"
 #include "core/kernels/residual_norm.h"
+#include "core/model/decoder.h"
 
 namespace mst {
 
@@ -57,6 +59,13 @@ torch::Tensor reconstructionLoss(const torch::Tensor& reconstruction, const torc
   TORCH_CHECK(reconstruction.sizes() == target.sizes(),
               "reconstructionLoss: reconstruction and target shapes differ");
   return (reconstruction - target).abs().mean();
+}
+
+torch::Tensor reconstructionLossFromPhases(const torch::Tensor& y, int64_t C,
+                                           const torch::Tensor& target, bool fused) {
+  if (fused && fusedReconstructionApplies(y, C, target)) return fusedReconstructionLoss(y, C, target);
+  if (fused) countKernelFallback("reconstruction", y.device());
+  return reconstructionLoss(phaseGather(y, C).to(torch::kFloat), target);
 }
 
 }  // namespace mst

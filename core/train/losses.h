@@ -27,4 +27,12 @@ void updateCenter(torch::Tensor& center, const torch::Tensor& teacher, double mo
 /// L_rec of Eq. 9: mean absolute error over all pixels, channels and images.
 torch::Tensor reconstructionLoss(const torch::Tensor& reconstruction, const torch::Tensor& target);
 
+/// L_rec of the decoder's output given as its last convolution's phases y (B, 4C, H+1, W+1)
+/// (Decoder::forward with gather_last false) against target (B, C, 2H, 2W): `fused` (the
+/// engine's train.fused_loss) through the fused kernels where fusedReconstructionApplies
+/// (core/kernels/recon_loss.h), else reconstructionLoss(phaseGather(y, C) in fp32, target); the
+/// same value up to the order of the sum, and the same gradient for y.
+torch::Tensor reconstructionLossFromPhases(const torch::Tensor& y, int64_t C,
+                                           const torch::Tensor& target, bool fused);
+
 }  // namespace mst
