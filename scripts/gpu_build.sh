@@ -43,7 +43,7 @@ stamp "configure + build (nvcc: ${CUDACXX:-none})"
 # part in this order. A compile error elsewhere ends the build at once.
 PARTS=(MST_CUBLASLT MST_KERNEL_PROFILE MST_CUDA_KERNELS MST_CUDA_GRAPHS MST_ATTENTION_SWITCHES)
 declare -A SOURCES=([MST_CUBLASLT]="fused_mlp" [MST_KERNEL_PROFILE]="kernel_profile"
-  [MST_CUDA_KERNELS]="residual_norm|augment_cuda|multicrop|augment_reference|gelu_cuda|gelu_backward|heads_cuda|qkv_heads|dino_loss|decoder_norm|column_sums|adamw_cuda|fused_adamw|recon_loss|kernel_micro"
+  [MST_CUDA_KERNELS]="residual_norm|augment_cuda|multicrop|augment_reference|gelu_cuda|gelu_backward|heads_cuda|qkv_heads|dino_loss|decoder_norm|column_sums|adamw_cuda|fused_adamw|recon_loss|embed_cuda|token_embed|kernel_micro"
   [MST_CUDA_GRAPHS]="step_graph" [MST_ATTENTION_SWITCHES]="attention_kernel")
 declare -A OFF=()
 built=0

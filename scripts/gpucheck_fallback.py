@@ -15,7 +15,8 @@ import sys
 # Each switch and the checks that test its kernels alone (the combined end-to-end checks, such as
 # cpu_vs_cuda_bf16_fused, run several families at once and blame none of them).
 FAMILIES = {
-    "train.fused_norm": ["fused_norm_vs_reference", "qkv_heads_kernel_vs_reference"],
+    "train.fused_norm": ["fused_norm_vs_reference", "qkv_heads_kernel_vs_reference",
+                         "token_embed_vs_reference"],
     "train.fused_loss": ["fused_loss_vs_reference", "fused_reconstruction_vs_reference",
                          "cpu_vs_cuda_fp32_fused_loss"],
     "train.fused_augment": ["fused_augment_vs_aten", "cpu_vs_cuda_fp32_fused_augment"],

@@ -91,6 +91,26 @@ class TestEngine : public QObject {
  private slots:
   void initTestCase() { at::set_num_threads(2); }
 
+  void recomputeGeluAutoDependsOnTheDevice() {
+    // train.recompute_gelu = auto: recompute GELU's output only on CUDA devices of less than
+    // 40 GiB (or of unknown memory); keep it on larger ones and on the CPU.
+    const torch::Device cpu(torch::kCPU), cuda(torch::kCUDA, 0);
+    constexpr int64_t GiB = int64_t{1} << 30;
+    QVERIFY(!recomputeGeluByDefault(cpu, 0));
+    QVERIFY(!recomputeGeluByDefault(cuda, 80 * GiB));
+    QVERIFY(!recomputeGeluByDefault(cuda, 40 * GiB));
+    QVERIFY(recomputeGeluByDefault(cuda, 40 * GiB - 1));
+    QVERIFY(recomputeGeluByDefault(cuda, 24 * GiB));
+    QVERIFY(recomputeGeluByDefault(cuda, 0));
+    // On this machine's CPU the engine keeps it; "on" recomputes all the same.
+    Config c = microConfig();
+    Engine keep(c, engineOptions());
+    QVERIFY(!keep.recomputeGelu());
+    c.train.recompute_gelu = "on";
+    Engine again(c, engineOptions());
+    QVERIFY(again.recomputeGelu());
+  }
+
   void stepUpdatesTeacherByEma() {
     Engine e(microConfig(), engineOptions());
     QVERIFY(torch::equal(e.teacher.values(), e.student.values().narrow(0, 0, e.teacher.numel())));

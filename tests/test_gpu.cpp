@@ -37,6 +37,11 @@ class TestGpu : public QObject {
     if (!fusedKernelsBuilt()) QSKIP("this build has no fused kernels (no nvcc at configure time)");
     expect(checkFusedNorm());
   }
+  void tokenEmbeddingMatchesItsReference() {
+    MST_REQUIRE_CUDA();
+    if (!fusedKernelsBuilt()) QSKIP("this build has no fused kernels (no nvcc at configure time)");
+    expect(checkTokenEmbed());
+  }
   void fusedReconstructionLossMatchesItsReference() {
     MST_REQUIRE_CUDA();
     if (!fusedKernelsBuilt()) QSKIP("this build has no fused kernels (no nvcc at configure time)");
@@ -90,6 +95,9 @@ class TestGpu : public QObject {
         {"mst::kernels::(anonymous namespace)::decoderStatsKernel(double const*, int, int, double, double, double, float*, float*, float*, float*)", "fused_decoder"},
         {"void mst::kernels::(anonymous namespace)::colourKernel(mst::kernels::AugmentArgs, int)", "fused_augment"},
         {"mst::kernels::(anonymous namespace)::fusedAdamwKernel(mst::kernels::FusedAdamwArgs)", "fused_optimizer"},
+        {"mst::kernels::(anonymous namespace)::reconFinishKernel(double const*, int, double, float*)", "fused_loss"},
+        {"void mst::kernels::(anonymous namespace)::reconSumsKernel<float>(float const*, float const*, mst::kernels::(anonymous namespace)::Geometry, double*)", "fused_loss"},
+        {"void mst::kernels::(anonymous namespace)::embedBackwardKernel<__nv_bfloat16, float>(mst::kernels::EmbedArgs)", "fused_embed"},
         {"void mst::kernels::(anonymous namespace)::reconGradKernel<__nv_bfloat16>(__nv_bfloat16 const*, float const*, float const*, float, mst::kernels::(anonymous namespace)::Geometry, __nv_bfloat16*)", "fused_loss"},
         {"void cudnn::fusion::compute_dot_do_o_specialized<true, 64>(void const*, void const*, void*, void*, unsigned int)", "attention"},
         {"void cudnn::fusion::convert_dq_to_16bits<true>(void const*, void*, unsigned int, unsigned int, unsigned int)", "attention"},

@@ -19,6 +19,7 @@
 #include "core/kernels/decoder_norm_cuda.h"
 #include "core/kernels/dino_loss.h"
 #include "core/kernels/dino_loss_cuda.h"
+#include "core/kernels/embed_cuda.h"
 #include "core/kernels/fused_adamw.h"
 #include "core/kernels/gelu_backward.h"
 #include "core/kernels/gelu_cuda.h"
@@ -29,6 +30,7 @@
 #include "core/kernels/recon_loss_cuda.h"
 #include "core/kernels/residual_norm.h"
 #include "core/kernels/residual_norm_cuda.h"
+#include "core/kernels/token_embed.h"
 #include "core/model/decoder.h"
 #include "core/train/engine.h"
 #include "core/train/losses.h"
@@ -418,6 +420,76 @@ class TestKernelsEmulated : public QObject {
     QVERIFY(k::dinoLossBackward(a) != nullptr);
   }
 
+  void tokenEmbeddingMatchesTheAtenPath_data() {
+    QTest::addColumn<bool>("x_bf16");
+    QTest::addColumn<bool>("stream_bf16");
+    QTest::addColumn<bool>("masked");
+    QTest::addColumn<int>("batch");
+    QTest::addColumn<int>("patches");
+    QTest::addColumn<int>("width");
+    // Autocast's bf16 projections into an fp32 and a bf16 stream, fp32 runs; D = 384 (96
+    // threads, three warps), 12 (one partial warp) and 260 (a second turn of 4-channel groups
+    // in no block: 65 threads); 37 crops of the batch in one chunk or more.
+    QTest::newRow("bf16 into fp32, masked, D384") << true << false << true << 3 << 16 << 384;
+    QTest::newRow("bf16 into bf16, masked, D384") << true << true << true << 2 << 9 << 384;
+    QTest::newRow("fp32, unmasked, D12, 37 crops") << false << false << false << 37 << 4 << 12;
+    QTest::newRow("bf16 into fp32, unmasked, D260") << true << false << false << 5 << 3 << 260;
+  }
+  void tokenEmbeddingMatchesTheAtenPath() {
+    // train.fused_norm's token embedding through the host code and the emulated kernels against
+    // ATen's where, cat and add: output, x's gradient, and the position embedding's and the
+    // tokens' gradients.
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    QFETCH(bool, x_bf16);
+    QFETCH(bool, stream_bf16);
+    QFETCH(bool, masked);
+    QFETCH(int, batch);
+    QFETCH(int, patches);
+    QFETCH(int, width);
+    mst::KernelCase r;
+    {
+      Emulated emulated;
+      r = mst::kernel_cases::tokenEmbed(batch, patches, width,
+                                        x_bf16 ? torch::kBFloat16 : torch::kFloat,
+                                        stream_bf16 ? torch::kBFloat16 : torch::kFloat, masked,
+                                        torch::kCPU, static_cast<uint64_t>(batch + width));
+      QVERIFY2(emulated.launched() >= 3, "the embedding kernels did not run");  // 1 + 1 + sums
+    }
+    QVERIFY2(r.ran, r.row.dump().c_str());
+    QVERIFY2(r.passed, r.row.dump().c_str());
+  }
+
+  void tokenEmbeddingDeclinesWhatItCannotTake() {
+    k::EmbedArgs a;
+    a.batch = 2;
+    a.tokens = 5;
+    a.D = 6;  // not a multiple of 4
+    QVERIFY(k::embedForward(a) != nullptr);
+    a.D = 8;
+    a.chunks = 0;
+    QVERIFY(k::embedBackward(a) != nullptr);
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    Emulated emulated;
+    auto x = torch::randn({2, 4, 8});
+    auto pos = torch::randn({1, 5, 8});
+    QVERIFY(mst::fusedTokenEmbedApplies(x, {}, pos, torch::kFloat));
+    QVERIFY(!mst::fusedTokenEmbedApplies(torch::randn({2, 4, 6}), {}, torch::randn({1, 5, 6}), torch::kFloat));
+    QVERIFY(!mst::fusedTokenEmbedApplies(x, {}, torch::randn({1, 4, 8}), torch::kFloat));
+    QVERIFY(!mst::fusedTokenEmbedApplies(x, torch::zeros({2, 4}), pos, torch::kFloat));  // not bool
+    QVERIFY(!mst::fusedTokenEmbedApplies(x.transpose(0, 1), {}, pos, torch::kFloat));
+    QVERIFY(!mst::fusedTokenEmbedApplies(x, {}, pos, torch::kHalf));
+    // Where it declines, tokenEmbed still gives ATen's result (and counts the fallback).
+    auto odd = torch::randn({2, 4, 6});
+    auto token = torch::randn({1, 1, 6}), cls = torch::randn({1, 1, 6}), p6 = torch::randn({1, 5, 6});
+    auto mask = torch::rand({2, 4}) < 0.5;
+    const auto before = mst::kernelFallbacks();
+    auto got = mst::tokenEmbed(odd, mask, token, cls, p6, torch::kFloat, true);
+    auto want = torch::cat({cls.expand({2, 1, 6}), torch::where(mask.unsqueeze(-1), token, odd)}, 1) + p6;
+    QVERIFY(torch::equal(got, want));
+    auto after = mst::kernelFallbacks();
+    QCOMPARE(after["embed"], before.count("embed") ? before.at("embed") + 1 : 1);
+  }
+
   void reconstructionLossMatchesTheAtenPath_data() {
     QTest::addColumn<bool>("bf16");
     QTest::addColumn<int>("batch");
@@ -452,7 +524,8 @@ class TestKernelsEmulated : public QObject {
     QVERIFY2(r.ran, r.row.dump().c_str());
     QVERIFY2(r.passed, r.row.dump().c_str());
 
-    // The gradient's values themselves, and an NHWC y that is not channels-last in memory.
+    // The gradient's values themselves, for a y stored NCHW (the host code makes it
+    // channels-last for the kernels).
     torch::manual_seed(batch + channels);
     const int64_t B = batch, C = channels, H = height, W = width;
     auto y = torch::randn({B, 4 * C, H + 1, W + 1}).to(dtype);  // (NCHW: made channels-last)
@@ -1195,10 +1268,10 @@ class TestKernelsEmulated : public QObject {
       QCOMPARE(engine.decoder->fused_stages_last, engine.decoder->norm_stages_last);
       QVERIFY(mst::kernelFallbacks() == fallbacks);  // every call through the kernels
       QVERIFY(engine.decoder->norm_stages_last >= 1);
-      // Each step launches the augmentation (at least one per crop set: 3), the loss (2 + 1),
-      // the decoder stage after the first upsampling (4) and the optimiser's step (1): a family
-      // left to ATen at run time shows here.
-      QVERIFY2(emulated.launched() - before >= 11, std::to_string(emulated.launched() - before).c_str());
+      // Each step launches the augmentation (at least one per crop set: 3), the distillation
+      // loss (2 + 1), the reconstruction loss (2 + 1), the decoder stage after the first
+      // upsampling (4) and the optimiser's step (1): a family left to ATen at run time shows here.
+      QVERIFY2(emulated.launched() - before >= 14, std::to_string(emulated.launched() - before).c_str());
       before = emulated.launched();
       for (auto [name, got, want] : {std::tuple{"loss", m.loss, plain[i].loss},
                                      std::tuple{"loss_ce", m.loss_ce, plain[i].loss_ce},
@@ -1249,7 +1322,7 @@ class TestKernelsEmulated : public QObject {
     Emulated emulated;
     const auto launched_before = emulated.launched();
     for (const char* family :
-         {"junction", "qkv_gather", "gelu_backward", "decoder_stage", "loss", "reconstruction",
+         {"junction", "qkv_gather", "embed", "gelu_backward", "decoder_stage", "loss", "reconstruction",
           "optimizer", "augment"}) {
       const auto r = mst::selfCheckKernels(family, config, torch::kCPU, true, bf16_stream);
       QVERIFY2(r.passed, (std::string(family) + ": " + r.detail).c_str());
@@ -1304,9 +1377,9 @@ class TestKernelsEmulated : public QObject {
     QVERIFY(asked.empty() && notes.empty());
     // Every family passes: on, with each of the setting's families checked.
     QVERIFY(mst::settleKernelSetting("auto", "train.fused_norm", "", checks({}), notes));
-    QCOMPARE(asked, (std::vector<std::string>{"junction", "qkv_gather"}));
+    QCOMPARE(asked, (std::vector<std::string>{"junction", "qkv_gather", "embed"}));
     QVERIFY(notes.empty());
-    // One family fails (the second of two): auto goes on without the setting's kernels and says
+    // One family fails (the second of three): auto goes on without the setting's kernels and says
     // which family and setting; on is refused, naming both.
     QVERIFY(!mst::settleKernelSetting("auto", "train.fused_norm", "", checks({"qkv_gather"}), notes));
     QCOMPARE(notes.size(), size_t{1});

@@ -467,6 +467,20 @@ class TestModel : public QObject {
         for (auto& m : decoder->stages->children())
           if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>())
             QCOMPARE(bn->num_batches_tracked.item<int64_t>(), int64_t{3});
+        // The last convolution's phases (the fused reconstruction loss reads them): gathered,
+        // the image; only the subpixel decoder ends with them.
+        QVERIFY(decoder->endsWithPhases());
+        torch::Tensor phases;
+        {
+          torch::NoGradGuard no_grad;
+          phases = decoder->forward(patches, /*gather_last=*/false);
+        }
+        const int64_t half = c.image_size / 2;
+        QCOMPARE(phases.sizes(), torch::IntArrayRef({3, 4 * c.channels, half + 1, half + 1}));
+        QVERIFY(torch::equal(phaseGather(phases, c.channels), fused));
+        decoder->subpixel = false;
+        QVERIFY(!decoder->endsWithPhases());
+        decoder->subpixel = true;
       }
     }
   }

@@ -241,6 +241,7 @@ std::vector<GpuCheck> runGpuChecks(const Config& config,
   // Our own kernels after every check that runs without them: a kernel fault leaves a sticky
   // CUDA error that fails every later check in this process.
   guarded("fused_norm_vs_reference", [] { return checkFusedNorm(); });
+  guarded("token_embed_vs_reference", [] { return checkTokenEmbed(); });
   guarded("qkv_heads_kernel_vs_reference", [] { return checkQkvHeads(); });
   guarded("fused_loss_vs_reference", [] { return checkFusedLoss(); });
   guarded("fused_reconstruction_vs_reference", [] { return checkFusedReconstruction(); });

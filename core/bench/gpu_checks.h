@@ -71,6 +71,14 @@ GpuCheck checkRecomputeGelu(const Config& config, const std::string& precision, 
 /// Fails, saying so, in a build without the kernels.
 GpuCheck checkFusedNorm();
 
+/// train.fused_norm's token embedding (the [MASK] and CLS tokens and the position embedding)
+/// through its kernels against ATen's where, cat and add on cuda:0 from the same values: the
+/// output and x's gradient within 1e-6, the position embedding's and the tokens' gradients
+/// within 1e-5 (1e-2 where ATen's bf16 path rounds before its sums), for DeiT-S/16's global
+/// (masked) and local crops in each stream, Fashion-MNIST's width, and an odd batch and width.
+/// Fails, saying so, in a build without the kernels.
+GpuCheck checkTokenEmbed();
+
 /// The fused q/k/v projection (qkvHeads, its gradient-gather kernel) against linear + splitHeads
 /// through autograd on cuda:0 in bf16, from the same values: q, and the gradients of the input,
 /// the weight and the bias, for DeiT-S and Fashion-MNIST shapes, a narrow head and no tokens,

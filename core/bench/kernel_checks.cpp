@@ -273,6 +273,31 @@ GpuCheck checkFusedLoss() {
   return r;
 }
 
+GpuCheck checkTokenEmbed() {
+  GpuCheck r;
+  r.name = "token_embed_vs_reference";
+  if (missingKernels(r)) return r;
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  struct Case {
+    int64_t B, n, D;
+    torch::ScalarType x, stream;
+    bool masked;
+  };
+  const auto bf = torch::kBFloat16, fp = torch::kFloat;
+  uint64_t seed = 71;
+  for (auto c : {Case{256, 196, 384, bf, fp, true}, Case{256, 196, 384, bf, bf, true},
+                 Case{1280, 36, 384, bf, fp, false}, Case{1280, 36, 384, bf, bf, false},
+                 Case{64, 49, 192, fp, fp, true}, Case{7, 5, 12, bf, fp, true}}) {
+    auto one = kernel_cases::tokenEmbed(c.B, c.n, c.D, c.x, c.stream, c.masked, kCuda, ++seed);
+    rows.push_back(one.row);
+    all_ok = all_ok && one.passed && one.ran;
+  }
+  r.values["cases"] = rows;
+  r.passed = all_ok;
+  return r;
+}
+
 GpuCheck checkFusedReconstruction() {
   GpuCheck r;
   r.name = "fused_reconstruction_vs_reference";

@@ -14,6 +14,7 @@
 #include "core/kernels/recon_loss.h"
 #include "core/kernels/residual_norm.h"
 #include "core/kernels/residual_norm_cuda.h"
+#include "core/kernels/token_embed.h"
 #include "core/train/losses.h"
 #endif
 
@@ -194,6 +195,37 @@ nlohmann::json runKernelMicro(const Config& config, const torch::Device& device,
       }
     }
   }
+  {
+    // The token embedding at the global crops (masked, as the student's) and the local crops,
+    // forward and backward into an fp32 stream, fused (train.fused_norm) and through ATen's
+    // where, cat and add.
+    torch::AutoGradMode grad_mode(true);
+    for (const auto& set : sets) {
+      if (set.samples == 0) continue;
+      const int64_t n = set.tokens - 1;
+      const bool masked = std::string(set.name) == "global";
+      auto x = torch::randn({set.samples, n, D}, bf16).requires_grad_(true);
+      auto mask = masked ? torch::rand({set.samples, n}, f32) < 0.4 : torch::Tensor();
+      auto token = torch::randn({1, 1, D}, f32).requires_grad_(true);
+      auto cls = torch::randn({1, 1, D}, f32).requires_grad_(true);
+      auto pos = torch::randn({1, set.tokens, D}, f32).requires_grad_(true);
+      auto gout = torch::randn({set.samples, set.tokens, D}, f32);
+      // x read and the fp32 stream written forward; the stream's gradient read and x's written
+      // backward
+      const double bytes = static_cast<double>(set.samples * set.tokens * D) * (2 + 4 + 4 + 2);
+      for (const bool fused : {true, false}) {
+        if (fused && !fusedTokenEmbedApplies(x, mask, pos, torch::kFloat)) continue;
+        const double us = microseconds(device, [&] {
+          auto out = tokenEmbed(x, mask, token, cls, pos, torch::kFloat, fused);
+          for (auto* t : {&x, &token, &cls, &pos}) t->mutable_grad().reset();
+          out.backward(gout);
+        });
+        row(fused ? "token_embedding (forward + backward)"
+                  : "token_embedding (forward + backward, ATen's operations)",
+            set.name, set.samples * set.tokens, D, "fp32", fused ? "kernels" : "ATen", us, bytes);
+      }
+    }
+  }
   if (config.model.patch_size % 2 == 0 && config.crops.global_size % 2 == 0) {
     // The reconstruction loss from the decoder's last phases at the global crops, forward and
     // backward, fused (train.fused_loss) and through ATen's gather, cast, abs and mean.
@@ -204,8 +236,9 @@ nlohmann::json runKernelMicro(const Config& config, const torch::Device& device,
                  .requires_grad_(true);
     auto target = torch::randn({B, C, 2 * half, 2 * half}, f32);
     const int64_t outputs = target.numel(), phases = y.numel();
-    // y and the target read forward; y and the target read, y's gradient written backward
-    const double bytes = static_cast<double>(outputs) * 12 + static_cast<double>(phases) * 4;
+    // Forward: one y value (2 bytes) and one target value (4) per output; backward: y read and
+    // its gradient written (2 + 2 per phase value), the target read again (4 per output).
+    const double bytes = static_cast<double>(outputs) * 10 + static_cast<double>(phases) * 4;
     for (const bool fused : {true, false}) {
       if (fused && !fusedReconstructionApplies(y, C, target)) continue;
       const double us = microseconds(device, [&] {

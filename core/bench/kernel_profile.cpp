@@ -130,11 +130,13 @@ std::string kernelCategory(const std::string& raw) {
   if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, q/k/v gradient gather,
                                  // the DINO and reconstruction losses, the column sums, the
                                  // decoder stages, the optimiser step, else the residual norm
+    if (has(n, "recon")) return "fused_loss";  // (before "finishkernel": reconFinishKernel)
+    if (has(n, "embedforward") || has(n, "embedbackward")) return "fused_embed";
     for (const char* k : {"cropkernel", "meankernel", "colourkernel", "blurrowskernel", "finishkernel"})
       if (has(n, k)) return "fused_augment";
     if (has(n, "gelubackwardkernel")) return "fused_gelu";
     if (has(n, "gatherkernel")) return "fused_heads";
-    if (has(n, "dinoloss") || has(n, "recon")) return "fused_loss";
+    if (has(n, "dinoloss")) return "fused_loss";
     if (has(n, "columnsumskernel")) return "fused_sums";
     if (has(n, "decoder")) return "fused_decoder";
     if (has(n, "adamw")) return "fused_optimizer";

@@ -43,8 +43,9 @@ struct KernelProfile {
 };
 
 /// The kind of work a kernel (or operator) name says it does: matmul, attention, convolution,
-/// fused_norm, fused_augment, fused_gelu, fused_heads, fused_loss, fused_sums, fused_decoder (our kernels),
-/// layernorm, softmax, reduction, optimizer, copy_cast, elementwise or other.
+/// fused_norm, fused_embed, fused_augment, fused_gelu, fused_heads, fused_loss, fused_sums,
+/// fused_decoder, fused_optimizer (our kernels), layernorm, softmax, reduction, optimizer,
+/// copy_cast, elementwise or other.
 std::string kernelCategory(const std::string& name);
 
 /// Runs `step` `steps` times under the profiler (waiting for `device` at the end) and sums the

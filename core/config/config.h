@@ -126,8 +126,9 @@ struct TrainConfig {
   /// BatchNorm (batch statistics) and ReLU as two kernel passes forward and two backward
   /// (core/kernels/decoder_norm.h); not with SyncBN (data-parallel ranks).
   std::string fused_decoder = "auto";
-  /// "auto" (on with CUDA, off on the CPU), "on" or "off": the ViT's MLPs keep gelu's input
-  /// alone for the backward pass and recompute gelu(x) there (less activation memory).
+  /// "auto" (on with CUDA devices of less than 40 GiB, off on larger ones and on the CPU:
+  /// recomputeGeluByDefault in core/train/engine.h), "on" or "off": the ViT's MLPs keep gelu's
+  /// input alone for the backward pass and recompute gelu(x) there (less activation memory).
   std::string recompute_gelu = "auto";
   /// CUDA with bf16 autocast: each ViT MLP's backward pass takes GELU's derivative, its output
   /// and fc1's bias gradient in one pass (gelu_backward.h); with model.gelu "tanh" the first

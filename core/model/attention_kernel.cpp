@@ -1,6 +1,9 @@
 /// @brief Choosing LibTorch's attention kernel (see attention_kernel.h).
 #include "core/model/attention_kernel.h"
 
+#include <cstdint>
+#include <map>
+
 #include "core/util/error.h"
 
 namespace mst {
@@ -85,19 +88,67 @@ void mathWhereNeeded(Switches& switches, const torch::Tensor& q, const torch::Te
   }
 }
 
+#if TORCH_VERSION_MAJOR >= 2
+/// Drops LibTorch's warnings while installed: asked about a kernel it cannot use, LibTorch
+/// explains why in several warnings before it throws.
+class QuietWarnings : public c10::WarningHandler {
+ public:
+  void process(const c10::Warning&) override {}
+};
+#endif
+
+/// What LibTorch's kernel filters read of one operand: dtype, device, head dimension, whether it
+/// needs a gradient, a unit last stride, 16-byte strides and base (not the batch, the heads or
+/// the sequence length).
+std::string operandClass(const torch::Tensor& t) {
+  bool strides16 = true;
+  for (int64_t i = 0; i + 1 < t.dim(); ++i)
+    strides16 = strides16 && (t.stride(i) * static_cast<int64_t>(t.element_size())) % 16 == 0;
+  return t.device().str() + " " + c10::toString(t.scalar_type()) + " d" +
+         std::to_string(t.size(-1)) + (t.requires_grad() ? " grad" : "") +
+         (t.stride(-1) == 1 ? " unit" : "") + (strides16 ? " s16" : "") +
+         (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 ? " a16" : "") + " dim" +
+         std::to_string(t.dim()) + ";";
+}
+
+/// Whether the process allows the memory-efficient kernel (true where `Ctx` has no switch).
+template <class Ctx>
+bool efficientSwitchOn(const Ctx& ctx) {
+  if constexpr (sdpa_detail::EfficientSwitch<Ctx>::value)
+    return sdpa_detail::EfficientSwitch<Ctx>::get(ctx);
+  else
+    return true;
+}
+
 /// Under the lock: whether "auto" runs the memory-efficient kernel for (q, k, v):
-/// autoAttentionKernel says so for their length and, with that kernel alone allowed, LibTorch
-/// finds that it takes them.
+/// autoAttentionKernel says so for their length, the process has not switched that kernel off,
+/// and, with it alone allowed, LibTorch finds that it takes them. LibTorch's answer is kept for
+/// each class of operands (operandClass), so that it is asked once, and its warnings about a
+/// kernel that cannot take them are not repeated every step.
 bool autoTakesEfficient(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   if (q.dim() < 2 || autoAttentionKernel<at::Context>(q.size(-2)) != AttentionKernel::Efficient)
     return false;
-  SdpaSwitches<at::Context> switches(at::globalContext(), AttentionKernel::Efficient);
-  if (!switches.available()) return false;
-  try {
-    return fusedChoice(q, k, v, 0) == 2;  // at::SDPBackend::efficient_attention
-  } catch (const std::exception&) {
-    return false;
+  if (!efficientSwitchOn(at::globalContext())) return false;
+  static std::map<std::string, bool> answers;
+  const std::string key = operandClass(q) + operandClass(k) + operandClass(v);
+  if (auto it = answers.find(key); it != answers.end()) return it->second;
+  bool takes = false;
+  {
+#if TORCH_VERSION_MAJOR >= 2
+    QuietWarnings quiet;
+    c10::WarningUtils::WarningHandlerGuard guard(&quiet);
+#endif
+    SdpaSwitches<at::Context> switches(at::globalContext(), AttentionKernel::Efficient);
+    if (switches.available()) {
+      try {
+        takes = fusedChoice(q, k, v, 0) == 2;  // at::SDPBackend::efficient_attention
+      } catch (const std::exception&) {
+        takes = false;
+      }
+    }
   }
+  answers.emplace(key, takes);
+  return takes;
 }
 
 std::string backendName(int64_t choice) {

@@ -18,8 +18,9 @@
 
 namespace mst {
 
-/// "auto" leaves the choice to LibTorch; the others allow that kernel alone, or LibTorch's math
-/// path alone where LibTorch says the kernel cannot take the inputs (flash and cuDNN in fp32).
+/// "auto" leaves the choice to LibTorch (but for short sequences: autoAttentionKernel); the others
+/// allow that kernel alone, or LibTorch's math path alone where LibTorch says the kernel cannot
+/// take the inputs (flash and cuDNN in fp32).
 enum class AttentionKernel { Auto, CuDnn, Flash, Efficient, Math };
 
 /// Sequences of at most this many tokens use train.attention_kernel_short (one 64-row tile of
@@ -151,7 +152,7 @@ std::mutex& sdpaSwitchMutex();
 
 /// at::scaled_dot_product_attention(q, k, v) with `kernel` chosen as above for CUDA tensors
 /// (LibTorch's math path instead where at::_fused_sdp_choice finds no kernel allowed; Auto as
-/// autoAttentionKernel says, for q's sequence length); elsewhere exactly that call. Every CUDA call holds sdpaSwitchMutex(), Auto included, so that no call
+/// autoAttentionKernel says for q's sequence length); elsewhere exactly that call. Every CUDA call holds sdpaSwitchMutex(), Auto included, so that no call
 /// sees another thread's switches. LibTorch 2.x only (1.13 has no public fused attention: the
 /// ViT computes it with matmul and softmax there).
 torch::Tensor scaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k,

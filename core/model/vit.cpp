@@ -10,6 +10,7 @@
 
 #include "core/kernels/fused_mlp.h"
 #include "core/kernels/qkv_heads.h"
+#include "core/kernels/token_embed.h"
 #include "core/kernels/residual_norm.h"
 #include "core/util/torch_compat.h"
 
@@ -377,13 +378,11 @@ torch::Tensor VitImpl::embed(const torch::Tensor& images, const torch::Tensor& m
   auto patches = torch::empty({B, g, g, C, P, P}, images.options().dtype(weight.scalar_type()));
   patches.copy_(images.reshape({B, C, g, P, g, P}).permute({0, 2, 4, 1, 3, 5}));
   auto x = linear(patches.view({B, g * g, C * P * P}), weight, bias);
-  if (mask.defined()) {
+  if (mask.defined())
     TORCH_CHECK(mask.sizes() == torch::IntArrayRef({B, g * g}), "Vit: mask must be (B, n)");
-    x = torch::where(mask.unsqueeze(-1), mask_token.to(x.scalar_type()), x);  // Eq. 6
-  }
-  x = torch::cat({cls_token.expand({B, 1, dim}).to(x.scalar_type()), x}, 1);
-  if (stream_dtype != torch::kFloat) return x.to(stream_dtype) + positionEmbedding(g).to(stream_dtype);
-  return x + positionEmbedding(g);
+  // The [MASK] token (Eq. 6), the CLS token and the position embedding; with the fused
+  // junctions (CUDA) in one pass forward and one backward (token_embed.h).
+  return tokenEmbed(x, mask, mask_token, cls_token, positionEmbedding(g), stream_dtype, fused_norm);
 }
 
 VitOutput VitImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,

@@ -9,6 +9,7 @@
 #include "core/dist/gradient_reducer.h"
 #include "core/kernels/fused_adamw.h"
 #include "core/train/losses.h"
+#include "core/util/devices.h"
 #include "core/util/error.h"
 #include "core/util/torch_compat.h"
 
@@ -47,7 +48,21 @@ torch::Tensor probeInput(const MultiCrop& augment, const torch::Tensor& images, 
   return x;
 }
 
+/// The memory of `device` as listDevices() reports it (0: the CPU, or unknown).
+int64_t deviceMemoryBytes(const torch::Device& device) {
+  if (!device.is_cuda()) return 0;
+  const std::string id = "cuda:" + std::to_string(device.has_index() ? device.index() : 0);
+  for (const auto& d : listDevices())
+    if (d.id == id) return d.memory_bytes;
+  return 0;
+}
+
 }  // namespace
+
+bool recomputeGeluByDefault(const torch::Device& device, int64_t device_memory_bytes) {
+  constexpr int64_t kLarge = int64_t{40} << 30;
+  return device.is_cuda() && device_memory_bytes < kLarge;
+}
 
 Engine::Engine(const Config& config, const EngineOptions& options)
     : config_(config), options_(options),
@@ -120,7 +135,9 @@ Engine::Engine(const Config& config, const EngineOptions& options)
   }
   configureKernels(config, options);
   const auto& recompute = config.train.recompute_gelu;
-  recompute_gelu_ = recompute == "on" || (recompute == "auto" && options.device.is_cuda());
+  recompute_gelu_ = recompute == "on" ||
+                    (recompute == "auto" &&
+                     recomputeGeluByDefault(options.device, deviceMemoryBytes(options.device)));
   student_vit->setRecomputeGelu(recompute_gelu_);
   if (options.comm) {
     std::vector<torch::Tensor> params;

@@ -12,6 +12,7 @@
 #include "core/kernels/qkv_heads.h"
 #include "core/kernels/recon_loss.h"
 #include "core/kernels/residual_norm.h"
+#include "core/kernels/token_embed.h"
 #include "core/model/decoder.h"
 #include "core/model/vit.h"
 #include "core/train/losses.h"
@@ -296,6 +297,41 @@ KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double student_te
   return r;
 }
 
+KernelCase tokenEmbed(int64_t B, int64_t n, int64_t D, torch::ScalarType x_dtype,
+                      torch::ScalarType stream, bool masked, const torch::Device& device,
+                      uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const auto f32 = torch::TensorOptions().device(device);
+  auto x = torch::randn({B, n, D}, gen).to(x_dtype).to(device);
+  auto mask = masked ? (torch::rand({B, n}, gen) < 0.4).to(device) : torch::Tensor();
+  auto token = torch::randn({1, 1, D}, gen).to(f32), cls = torch::randn({1, 1, D}, gen).to(f32);
+  auto pos = torch::randn({1, n + 1, D}, gen).to(f32);
+  auto g = torch::randn({B, n + 1, D}, gen).to(stream).to(device);
+  auto run = [&](bool fused) {
+    auto xl = x.clone().requires_grad_(true), tl = token.clone().requires_grad_(true);
+    auto cl = cls.clone().requires_grad_(true), pl = pos.clone().requires_grad_(true);
+    auto out = mst::tokenEmbed(xl, mask, tl, cl, pl, stream, fused);
+    out.backward(g);
+    return std::vector<torch::Tensor>{out.detach(), xl.grad(),
+                                      masked ? tl.grad() : torch::zeros({0}, f32), cl.grad(),
+                                      pl.grad()};
+  };
+  const bool applied = fusedTokenEmbedApplies(x, mask, pos, stream);
+  const auto got = run(true);
+  const auto ref = run(false);
+  const bool low_x = x_dtype == torch::kBFloat16, low_stream = stream == torch::kBFloat16;
+  KernelCase r;
+  r.ran = applied;
+  r.row = {{"B", B}, {"n", n}, {"D", D}, {"x", low_x ? "bf16" : "fp32"},
+           {"stream", low_stream ? "bf16" : "fp32"}, {"masked", masked}, {"applied", applied}};
+  r.passed = got[0].scalar_type() == stream && got[1].scalar_type() == x_dtype;
+  // ATen rounds the tokens' gradients to x's dtype before its sums, and in a bf16 stream the
+  // position embedding's too.
+  compareOutputs(r, {"out", "dx", "dtoken", "dcls", "dpos"}, got, ref,
+                 {1e-6, 1e-6, low_x ? 1e-2 : 1e-5, low_x ? 1e-2 : 1e-5, low_stream ? 1e-2 : 1e-5});
+  return r;
+}
+
 KernelCase reconstruction(torch::ScalarType dtype, int64_t B, int64_t C, int64_t H, int64_t W,
                           const torch::Device& device, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
@@ -326,8 +362,8 @@ KernelCase reconstruction(torch::ScalarType dtype, int64_t B, int64_t C, int64_t
   r.ran = applied;
   r.row = {{"dtype", low ? "bf16" : "fp32"}, {"B", B}, {"C", C}, {"H", H}, {"W", W},
            {"applied", applied}, {"loss", got[0].item<double>()}};
-  // The sum in another order; each gradient element is ±g/N or 0 on both sides, so equal but
-  // for a sign that a difference within rounding of zero could flip (none here).
+  // The sum in another order; each gradient element is ±g/N or 0 on both sides, from the same
+  // fp32 difference (g/N itself may differ in its last bit where ATen divides instead).
   r.passed = got[1].scalar_type() == dtype && got[1].sizes() == y.sizes();
   compareOutputs(r, {"loss", "dy"}, got, ref, {1e-5, 1e-6});
   return r;

@@ -36,6 +36,14 @@ namespace kernel_cases {
 /// into the final norm); the others' outputs are bf16.
 KernelCase junction(int64_t B, int64_t T, int64_t D, torch::ScalarType stream, int variant,
                     const torch::Device& device, uint64_t seed);
+/// The token embedding after the patch projection (token_embed.h): x (B, n, D) of `x_dtype`,
+/// the [MASK] token in about 40 % of the patches (`masked`) or none, into a `stream` residual
+/// stream, against ATen's where, cat and add: the output and x's gradient (exactly), the
+/// position embedding's, the CLS token's and the [MASK] token's (the kernels sum in fp32 where
+/// ATen's bf16 path rounds first).
+KernelCase tokenEmbed(int64_t B, int64_t n, int64_t D, torch::ScalarType x_dtype,
+                      torch::ScalarType stream, bool masked, const torch::Device& device,
+                      uint64_t seed);
 /// The q/k/v projection's gradient gather against linear + splitHeads, bf16. layout: 0 (B, h, T,
 /// d), 1 (B, T, h, d) memory, 2 one packed (B, T, 3, h, d) buffer, 3 (B, h, T, d) without v's.
 KernelCase qkvGather(int64_t B, int64_t T, int64_t heads, int64_t d, int64_t in, int layout,

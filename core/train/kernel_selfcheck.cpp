@@ -16,7 +16,7 @@
 namespace mst {
 
 std::vector<std::string> kernelFamilies(const std::string& key) {
-  if (key == "train.fused_norm") return {"junction", "qkv_gather"};
+  if (key == "train.fused_norm") return {"junction", "qkv_gather", "embed"};
   if (key == "train.fused_mlp") return {"gelu_backward"};
   if (key == "train.fused_decoder") return {"decoder_stage"};
   if (key == "train.fused_loss") return {"loss", "reconstruction"};
@@ -85,6 +85,20 @@ std::vector<std::function<KernelCase()>> familyCases(const std::string& family, 
           return kernel_cases::qkvGather(samples(T), T, m.heads, D / m.heads, D, layout, dev,
                                          seed + 4 * T + layout);
         });
+  } else if (family == "embed") {
+    // The global crops masked, the local crops not, in each stream the run may use and in fp32.
+    std::vector<std::pair<torch::ScalarType, torch::ScalarType>> kinds{{torch::kFloat, torch::kFloat}};
+    if (bf16) kinds.emplace_back(torch::kBFloat16, torch::kFloat);
+    if (bf16_stream) kinds.emplace_back(torch::kBFloat16, torch::kBFloat16);
+    shapes = {{"D", D}, {"tokens", tokens}, {"bf16_stream", bf16_stream}};
+    for (auto [x_dtype, stream] : kinds)
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        const int64_t T = tokens[i];
+        cases.push_back([=] {
+          return kernel_cases::tokenEmbed(samples(T), T - 1, D, x_dtype, stream, i == 0, dev,
+                                          seed + 5 * T);
+        });
+      }
   } else if (family == "gelu_backward") {
     const int64_t hidden = static_cast<int64_t>(std::llround(D * m.mlp_ratio));
     const std::string approximate = m.gelu == "tanh" ? "tanh" : "none";

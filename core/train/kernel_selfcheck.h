@@ -23,7 +23,7 @@ namespace mst {
 
 /// A family's self-check at one run's shapes.
 struct KernelSelfCheck {
-  std::string family;  ///< junction, qkv_gather, gelu_backward, decoder_stage, loss,
+  std::string family;  ///< junction, qkv_gather, embed, gelu_backward, decoder_stage, loss,
                        ///< reconstruction, optimizer, augment
   bool passed = false;
   /// Empty if passed; else "disagree with ATen's operations on this device: " and the first case
@@ -36,8 +36,8 @@ struct KernelSelfCheck {
   nlohmann::json cases;
 };
 
-/// The kernel families that a setting's kernels consist of: train.fused_norm → junction and
-/// qkv_gather; fused_mlp → gelu_backward; fused_decoder → decoder_stage; fused_loss → loss and
+/// The kernel families that a setting's kernels consist of: train.fused_norm → junction,
+/// qkv_gather and embed; fused_mlp → gelu_backward; fused_decoder → decoder_stage; fused_loss → loss and
 /// reconstruction;
 /// fused_optimizer → optimizer; fused_augment → augment.
 std::vector<std::string> kernelFamilies(const std::string& key);
