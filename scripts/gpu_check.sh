@@ -108,7 +108,7 @@ bench b128_attn_short_flash_graph --batch 128 --steps 20 --warmup 5 $SHORT=flash
 bench b128_attn_short_math_graph --batch 128 --steps 20 --warmup 5 $SHORT=math
 bench b128_attn_flash_graph --batch 128 --steps 20 --warmup 5 $SHORT=flash --set train.attention_kernel=flash
 # Each setting against the default: the plain ATen step, GELU recomputed (the default on
-# devices under 40 GiB), the bf16 stream,
+# devices under 32 GiB), the bf16 stream,
 # the tanh network alone and with fused_mlp, eager steps.
 bench b128_unfused_graph --batch 128 --steps 20 --warmup 5 $UNFUSED
 bench b128_recomputed_gelu_graph --batch 128 --steps 20 --warmup 5 --set train.recompute_gelu=on

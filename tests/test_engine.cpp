@@ -93,13 +93,14 @@ class TestEngine : public QObject {
 
   void recomputeGeluAutoDependsOnTheDevice() {
     // train.recompute_gelu = auto: recompute GELU's output only on CUDA devices of less than
-    // 40 GiB (or of unknown memory); keep it on larger ones and on the CPU.
+    // 32 GiB (or of unknown memory); keep it on larger ones and on the CPU.
     const torch::Device cpu(torch::kCPU), cuda(torch::kCUDA, 0);
     constexpr int64_t GiB = int64_t{1} << 30;
     QVERIFY(!recomputeGeluByDefault(cpu, 0));
     QVERIFY(!recomputeGeluByDefault(cuda, 80 * GiB));
-    QVERIFY(!recomputeGeluByDefault(cuda, 40 * GiB));
-    QVERIFY(recomputeGeluByDefault(cuda, 40 * GiB - 1));
+    QVERIFY(!recomputeGeluByDefault(cuda, 42505273344));  // an A100 40 GB (39.6 GiB)
+    QVERIFY(!recomputeGeluByDefault(cuda, 32 * GiB));
+    QVERIFY(recomputeGeluByDefault(cuda, 32 * GiB - 1));
     QVERIFY(recomputeGeluByDefault(cuda, 24 * GiB));
     QVERIFY(recomputeGeluByDefault(cuda, 0));
     // On this machine's CPU the engine keeps it; "on" recomputes all the same.

@@ -428,12 +428,16 @@ class TestKernelsEmulated : public QObject {
     QTest::addColumn<int>("patches");
     QTest::addColumn<int>("width");
     // Autocast's bf16 projections into an fp32 and a bf16 stream, fp32 runs; D = 384 (96
-    // threads, three warps), 12 (one partial warp) and 260 (a second turn of 4-channel groups
-    // in no block: 65 threads); 37 crops of the batch in one chunk or more.
+    // threads, three warps), 12 (one partial warp) and 260 (65 groups of 4 channels: 96
+    // threads, 65 of them busy); 37 crops of the batch, in several chunks.
     QTest::newRow("bf16 into fp32, masked, D384") << true << false << true << 3 << 16 << 384;
     QTest::newRow("bf16 into bf16, masked, D384") << true << true << true << 2 << 9 << 384;
     QTest::newRow("fp32, unmasked, D12, 37 crops") << false << false << false << 37 << 4 << 12;
     QTest::newRow("bf16 into fp32, unmasked, D260") << true << false << false << 5 << 3 << 260;
+    // An fp32 x into a bf16 stream (rounded to it before the add, as ATen's x.to(stream)), and
+    // D = 1032: 258 4-channel groups, a second turn for two threads of 256.
+    QTest::newRow("fp32 into bf16, masked, D16") << false << true << true << 4 << 6 << 16;
+    QTest::newRow("bf16 into fp32, masked, D1032") << true << false << true << 2 << 3 << 1032;
   }
   void tokenEmbeddingMatchesTheAtenPath() {
     // train.fused_norm's token embedding through the host code and the emulated kernels against
@@ -472,12 +476,22 @@ class TestKernelsEmulated : public QObject {
     Emulated emulated;
     auto x = torch::randn({2, 4, 8});
     auto pos = torch::randn({1, 5, 8});
-    QVERIFY(mst::fusedTokenEmbedApplies(x, {}, pos, torch::kFloat));
-    QVERIFY(!mst::fusedTokenEmbedApplies(torch::randn({2, 4, 6}), {}, torch::randn({1, 5, 6}), torch::kFloat));
-    QVERIFY(!mst::fusedTokenEmbedApplies(x, {}, torch::randn({1, 4, 8}), torch::kFloat));
-    QVERIFY(!mst::fusedTokenEmbedApplies(x, torch::zeros({2, 4}), pos, torch::kFloat));  // not bool
-    QVERIFY(!mst::fusedTokenEmbedApplies(x.transpose(0, 1), {}, pos, torch::kFloat));
-    QVERIFY(!mst::fusedTokenEmbedApplies(x, {}, pos, torch::kHalf));
+    auto t8 = torch::randn({1, 1, 8}), c8 = torch::randn({1, 1, 8});
+    auto applies = [&](const torch::Tensor& xx, const torch::Tensor& m, const torch::Tensor& p,
+                       torch::ScalarType stream) {
+      return mst::fusedTokenEmbedApplies(xx, m, t8, c8, p, stream);
+    };
+    QVERIFY(applies(x, {}, pos, torch::kFloat));
+    QVERIFY(applies(x, torch::rand({2, 4}) < 0.5, pos, torch::kBFloat16));
+    QVERIFY(!mst::fusedTokenEmbedApplies(torch::randn({2, 4, 6}), {}, torch::randn({1, 1, 6}),
+                                         torch::randn({1, 1, 6}), torch::randn({1, 5, 6}), torch::kFloat));
+    QVERIFY(!applies(x, {}, torch::randn({1, 4, 8}), torch::kFloat));
+    QVERIFY(!applies(x, torch::zeros({2, 4}), pos, torch::kFloat));  // not bool
+    QVERIFY(!applies(torch::randn({2, 8, 4}).transpose(1, 2), {}, pos, torch::kFloat));  // strided
+    QVERIFY(!applies(x, {}, pos.to(torch::kBFloat16), torch::kFloat));
+    QVERIFY(!applies(x, {}, pos, torch::kHalf));
+    QVERIFY(!mst::fusedTokenEmbedApplies(x, {}, t8.to(torch::kDouble), c8, pos, torch::kFloat));
+    QVERIFY(!mst::fusedTokenEmbedApplies(x, {}, t8, torch::randn({1, 1, 4}), pos, torch::kFloat));
     // Where it declines, tokenEmbed still gives ATen's result (and counts the fallback).
     auto odd = torch::randn({2, 4, 6});
     auto token = torch::randn({1, 1, 6}), cls = torch::randn({1, 1, 6}), p6 = torch::randn({1, 5, 6});

@@ -214,7 +214,7 @@ nlohmann::json runKernelMicro(const Config& config, const torch::Device& device,
       // backward
       const double bytes = static_cast<double>(set.samples * set.tokens * D) * (2 + 4 + 4 + 2);
       for (const bool fused : {true, false}) {
-        if (fused && !fusedTokenEmbedApplies(x, mask, pos, torch::kFloat)) continue;
+        if (fused && !fusedTokenEmbedApplies(x, mask, token, cls, pos, torch::kFloat)) continue;
         const double us = microseconds(device, [&] {
           auto out = tokenEmbed(x, mask, token, cls, pos, torch::kFloat, fused);
           for (auto* t : {&x, &token, &cls, &pos}) t->mutable_grad().reset();

@@ -108,8 +108,9 @@ struct TrainConfig {
   /// replay it (fixed shapes; one process). Ignored on the CPU.
   bool cuda_graph = false;
   /// "auto" (on with CUDA where the build has kernels for the GPU's architecture, core/kernels),
-  /// "on" (refused where they cannot run) or "off"; JSON true / false stand for on / off. With bf16 autocast, each ViT residual add
-  /// and the LayerNorm after it run as one fused kernel forward and one backward.
+  /// "on" (refused where they cannot run) or "off"; JSON true / false stand for on / off. With
+  /// bf16 autocast, each ViT residual add and the LayerNorm after it run as one fused kernel
+  /// forward and one backward, and so do the tokens entering the first block (token_embed.h).
   std::string fused_norm = "auto";
   /// "auto", "on" or "off", as fused_norm: on CUDA, each crop set's augmentation (crop, colour
   /// jitter, grayscale, blur, solarisation, normalisation) in four fused passes.
@@ -126,7 +127,7 @@ struct TrainConfig {
   /// BatchNorm (batch statistics) and ReLU as two kernel passes forward and two backward
   /// (core/kernels/decoder_norm.h); not with SyncBN (data-parallel ranks).
   std::string fused_decoder = "auto";
-  /// "auto" (on with CUDA devices of less than 40 GiB, off on larger ones and on the CPU:
+  /// "auto" (on with CUDA devices of less than 32 GiB, off on larger ones and on the CPU:
   /// recomputeGeluByDefault in core/train/engine.h), "on" or "off": the ViT's MLPs keep gelu's
   /// input alone for the backward pass and recompute gelu(x) there (less activation memory).
   std::string recompute_gelu = "auto";

@@ -397,7 +397,9 @@ const std::vector<KeyDef>& keyTable() {
                             "CUDA with bf16 autocast: run each ViT residual add (with its "
                             "stochastic depth and the branch's output bias) and the LayerNorm "
                             "after it as one fused kernel, forward and backward, and gather the "
-                            "attention's q/k/v gradients with their bias sum in one pass (the "
+                            "attention's q/k/v gradients with their bias sum in one pass, and "
+                            "put the [MASK] and CLS tokens and the position embedding into the "
+                            "stream in one pass each way (the "
                             "same arithmetic, the bias added in fp32; +21 % images/s for "
                             "DeiT-S/16 on an H200): auto = on where the build has kernels for "
                             "this GPU (CMake found nvcc; MST_CUDA_ARCHITECTURES, 90 by default) "
@@ -444,7 +446,7 @@ const std::vector<KeyDef>& keyTable() {
                             "The ViT's MLPs keep only GELU's input for the backward pass, which "
                             "recomputes GELU's output (the same values and gradients, about a "
                             "fifth less activation memory for one more elementwise pass): auto = "
-                            "on with CUDA devices of less than 40 GiB, off on larger ones (DeiT-S/16 "
+                            "on with CUDA devices of less than 32 GiB, off on larger ones (DeiT-S/16 "
                             "at batch 128: 3.4 GB more, a 3 % faster step) and on the CPU (where "
                             "the exact GELU costs more than the memory saved); on; off.",
                             {"auto", "on", "off"}));

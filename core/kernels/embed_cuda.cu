@@ -17,7 +17,8 @@ namespace {
 constexpr int kMaxThreads = 256;
 
 /// out[b, t] = v + p, v the CLS token (t = 0), the [MASK] token (masked) or x[b, t − 1], each
-/// rounded to x's dtype as ATen's casts leave it, p = pos[t] rounded to the stream's dtype.
+/// rounded to x's dtype and then to the stream's as ATen's casts leave it, p = pos[t] rounded
+/// to the stream's dtype.
 template <typename TX, typename TO>
 __global__ void __launch_bounds__(kMaxThreads) embedForwardKernel(EmbedArgs a) {
   const TX* __restrict__ x = static_cast<const TX*>(a.x);
@@ -39,16 +40,17 @@ __global__ void __launch_bounds__(kMaxThreads) embedForwardKernel(EmbedArgs a) {
         loadVec(x + patch * a.D + c, v);
       }
       loadVec(a.pos + static_cast<int64_t>(t) * a.D + c, p);
+      // (x.to(stream) + pos.to(stream): an fp32 x into a bf16 stream is rounded first too)
 #pragma unroll
-      for (int k = 0; k < 4; ++k) o[k] = v[k] + roundTo<TO>(p[k]);
+      for (int k = 0; k < 4; ++k) o[k] = roundTo<TO>(v[k]) + roundTo<TO>(p[k]);
       storeVec(out + row * a.D + c, o);
     }
   }
 }
 
 /// For token t (blockIdx.x, striding) and the batch rows of chunk blockIdx.y: x's gradient (0
-/// where masked), and the chunk's sums of the gradient (for pos) and of its masked rows (for
-/// the [MASK] token) in partial[0][chunk][t] and partial[1][chunk][t].
+/// where masked), and the chunk's sums of the gradient (for pos) and, with a mask, of its
+/// masked rows (for the [MASK] token) in partial[0][chunk][t] and partial[1][chunk][t].
 template <typename TX, typename TO>
 __global__ void __launch_bounds__(kMaxThreads) embedBackwardKernel(EmbedArgs a) {
   const TO* __restrict__ g = static_cast<const TO*>(a.gout);
@@ -80,7 +82,7 @@ __global__ void __launch_bounds__(kMaxThreads) embedBackwardKernel(EmbedArgs a) 
         storeVec(dx + patch * a.D + c, v);
       }
       storeVec(pos_sums + static_cast<int64_t>(t) * a.D + c, all);
-      storeVec(token_sums + static_cast<int64_t>(t) * a.D + c, masked_sum);
+      if (a.mask != nullptr) storeVec(token_sums + static_cast<int64_t>(t) * a.D + c, masked_sum);
     }
   }
 }
@@ -109,10 +111,14 @@ const char* backward(const EmbedArgs& a) {
   const int width = a.tokens * a.D;
   launchColumnSums(a.partial, a.chunks, width, a.dpos, stream);
   if (const char* e = lastError()) return e;
-  if (a.dtoken != nullptr) {
-    // (rows (chunk, t) of D sums each)
-    launchColumnSums(a.partial + static_cast<int64_t>(a.chunks) * width, a.chunks * a.tokens, a.D,
-                     a.dtoken, stream);
+  if (a.mask != nullptr) {
+    // Over the chunks into (T, D), then over the tokens into D: one pass over chunks · T rows of
+    // D columns would leave a dozen blocks each summing thousands of rows in turn.
+    float* per_token = a.partial + 2 * static_cast<int64_t>(a.chunks) * width;
+    launchColumnSums(a.partial + static_cast<int64_t>(a.chunks) * width, a.chunks, width,
+                     per_token, stream);
+    if (const char* e = lastError()) return e;
+    launchColumnSums(per_token, a.tokens, a.D, a.dtoken, stream);
   }
   return lastError();
 }

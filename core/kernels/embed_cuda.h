@@ -5,10 +5,11 @@
 /// in the residual stream's dtype. ATen does this in three passes over the tokens (where, cat,
 /// add) and backward in as many more (the add's broadcast sums, the cat's slices, where's
 /// zeros). Forward here: one pass. Backward: one pass writes x's gradient (zeros where masked)
-/// and per-chunk partial sums over the batch, and two small passes add them into the position
-/// embedding's gradient (T, D) and the [MASK] token's (D); the CLS token's gradient is the
-/// position embedding's row 0. The rounding follows ATen's: the tokens are rounded to x's dtype
-/// (autocast's bf16) before the add, and in a bf16 stream the position embedding too.
+/// and per-chunk partial sums over the batch, and small passes add them into the position
+/// embedding's gradient (T, D) and, with a mask, the [MASK] token's (D); the CLS token's
+/// gradient is the position embedding's row 0. The rounding follows ATen's: the tokens are
+/// rounded to x's dtype (autocast's bf16), and in a bf16 stream every term to bf16, before the
+/// add. The gradient sums are fp32 (ATen's bf16 paths round each term first).
 /// Every array contiguous, D a multiple of 4 and every pointer 16-byte aligned (4 channels per
 /// access); x bf16 or fp32, the stream bf16 or fp32; the tokens and pos fp32.
 #pragma once
@@ -26,9 +27,10 @@ struct EmbedArgs {
   void* out = nullptr;           ///< forward: (B, T, D) in the stream's dtype
   const void* gout = nullptr;    ///< backward: out's gradient, (B, T, D) in the stream's dtype
   void* dx = nullptr;            ///< backward: (B, n, D) in x's dtype
-  float* partial = nullptr;      ///< backward: (chunks, 2, T, D) workspace
+  float* partial = nullptr;      ///< backward: embedPartialFloats(...) of workspace
+                                 ///< ([2][chunks][T][D] sums, then (T, D) for the token's)
   float* dpos = nullptr;         ///< backward: (T, D)
-  float* dtoken = nullptr;       ///< backward: (D), or nullptr without a mask
+  float* dtoken = nullptr;       ///< backward: (D) (written only with a mask)
   int64_t batch = 0;             ///< B
   int tokens = 0;                ///< T
   int D = 0;
@@ -42,6 +44,10 @@ struct EmbedArgs {
 bool embedSupports(int D);
 /// How many chunks of the batch the backward pass's partial sums take.
 int embedChunks(int64_t batch, int tokens, int D);
+/// Floats of the backward pass's workspace.
+inline int64_t embedPartialFloats(int chunks, int tokens, int D) {
+  return (2 * static_cast<int64_t>(chunks) + 1) * tokens * D;
+}
 /// nullptr, or the CUDA error's text.
 const char* embedForward(const EmbedArgs& args);
 const char* embedBackward(const EmbedArgs& args);

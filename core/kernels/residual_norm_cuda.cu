@@ -34,9 +34,10 @@ __device__ __forceinline__ float warpSum(float v) {
   return v;
 }
 
-/// (toFloat, fromFloat, roundTo, loadVec, storeVec: vec_access.cuh. V = 4 reads or writes 16
-/// bytes of fp32 or 8 of bf16, the pointer aligned to that; V = 1 one value, any D, any
-/// alignment.)
+// (toFloat, fromFloat, roundTo, loadVec, storeVec: vec_access.cuh. V = 4 reads or writes 16
+// bytes of fp32 or 8 of bf16, the pointer aligned to that; V = 1 one value, any D, any
+// alignment.)
+
 /// p[0..V) += d (shared memory: one 16-byte access per lane for V = 4, conflict-free).
 __device__ __forceinline__ void addVec(float* p, const float (&d)[4]) {
   float4 r = *reinterpret_cast<float4*>(p);

@@ -67,7 +67,7 @@ class TokenEmbedFunction : public torch::autograd::Function<TokenEmbedFunction> 
     auto dpos = torch::empty({T, D}, f32);
     auto dtoken = torch::empty({D}, f32);
     kernels::EmbedArgs a = argsFor(dx, stream);
-    auto partial = torch::empty({2, a.chunks, T, D}, f32);
+    auto partial = torch::empty({kernels::embedPartialFloats(a.chunks, a.tokens, a.D)}, f32);
     a.gout = g.data_ptr();
     a.dx = dx.data_ptr();
     const bool masked = mask.numel() > 0;
@@ -95,10 +95,17 @@ bool alignedContiguous(const torch::Tensor& t) { return t.is_contiguous() && ali
 }  // namespace
 
 bool fusedTokenEmbedApplies(const torch::Tensor& x, const torch::Tensor& mask,
+                            const torch::Tensor& token, const torch::Tensor& cls,
                             const torch::Tensor& pos, torch::ScalarType stream) {
   if (!fusedKernelsBuilt() || !x.defined() || !pos.defined() || !kernels::kernelDevice(x.device()))
     return false;
-  if (x.dim() != 3 || x.size(0) < 1 || x.size(1) < 1 || x.size(2) % 4 != 0) return false;
+  if (x.dim() != 3 || x.size(0) < 1 || x.size(1) < 1 || x.size(2) < 4 || x.size(2) % 4 != 0)
+    return false;
+  if ((x.size(1) + 1) * x.size(2) >= (int64_t{1} << 30)) return false;  // (the kernels' limit)
+  for (const auto* t : {&token, &cls})
+    if (!t->defined() || t->scalar_type() != torch::kFloat || t->device() != x.device() ||
+        t->numel() != x.size(2) || !alignedContiguous(*t))
+      return false;
   if (x.scalar_type() != torch::kBFloat16 && x.scalar_type() != torch::kFloat) return false;
   if (stream != torch::kBFloat16 && stream != torch::kFloat) return false;
   if (pos.scalar_type() != torch::kFloat || pos.device() != x.device() ||
@@ -119,7 +126,7 @@ bool fusedTokenEmbedApplies(const torch::Tensor& x, const torch::Tensor& mask,
 torch::Tensor tokenEmbed(const torch::Tensor& x_in, const torch::Tensor& mask,
                          const torch::Tensor& token, const torch::Tensor& cls,
                          const torch::Tensor& pos, torch::ScalarType stream, bool fused) {
-  if (fused && fusedTokenEmbedApplies(x_in, mask, pos, stream))
+  if (fused && fusedTokenEmbedApplies(x_in, mask, token, cls, pos, stream))
     return fusedTokenEmbed(x_in, mask, token, cls, pos, stream);
   if (fused) countKernelFallback("embed", x_in.device());
   const int64_t B = x_in.size(0), D = x_in.size(2);
@@ -133,12 +140,9 @@ torch::Tensor tokenEmbed(const torch::Tensor& x_in, const torch::Tensor& mask,
 torch::Tensor fusedTokenEmbed(const torch::Tensor& x, const torch::Tensor& mask,
                               const torch::Tensor& token, const torch::Tensor& cls,
                               const torch::Tensor& pos, torch::ScalarType stream) {
-  TORCH_CHECK(fusedTokenEmbedApplies(x, mask, pos, stream),
+  TORCH_CHECK(fusedTokenEmbedApplies(x, mask, token, cls, pos, stream),
               "fusedTokenEmbed: its kernels cannot take x ", x.sizes(), " (", x.scalar_type(),
-              ", ", x.device(), ")");
-  TORCH_CHECK(token.scalar_type() == torch::kFloat && cls.scalar_type() == torch::kFloat &&
-                  token.numel() == x.size(2) && cls.numel() == x.size(2),
-              "fusedTokenEmbed: the tokens must be fp32 with D values");
+              ", ", x.device(), ") with these tokens and position embedding");
 #ifdef MST_HAVE_FUSED_KERNELS
   // (Without a mask, an empty one: LibTorch 1.13's custom functions take no undefined input.)
   const auto m = mask.defined() ? mask : torch::empty({0}, x.options().dtype(torch::kBool));

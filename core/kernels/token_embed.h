@@ -17,16 +17,19 @@ torch::Tensor tokenEmbed(const torch::Tensor& x, const torch::Tensor& mask,
                          const torch::Tensor& pos, torch::ScalarType stream, bool fused);
 
 /// Whether fusedTokenEmbed runs its kernels for x (B, n, D), mask ((B, n) bool or undefined),
-/// pos ((1, n + 1, D)) and the stream's dtype: a device the kernels take, x bf16 or fp32, the
-/// stream fp32 or bf16, pos, the tokens fp32, D % 4 == 0, every operand contiguous and 16-byte
-/// aligned, and a build whose kernels run on the device.
+/// the tokens (D values each), pos ((1, n + 1, D)) and the stream's dtype: a device the kernels
+/// take, x bf16 or fp32, the stream fp32 or bf16, pos and the tokens fp32, D a positive
+/// multiple of 4, every operand contiguous and 16-byte aligned, and a build whose kernels run
+/// on the device.
 bool fusedTokenEmbedApplies(const torch::Tensor& x, const torch::Tensor& mask,
+                            const torch::Tensor& token, const torch::Tensor& cls,
                             const torch::Tensor& pos, torch::ScalarType stream);
 
 /// cat(cls, where(mask, token, x)) + pos in `stream` (B, n + 1, D), rounded as ATen's path
-/// rounds it: the tokens to x's dtype, pos to a bf16 stream's. token and cls: (1, 1, D) fp32
-/// (token unused without a mask). Gradients for x (its dtype), token, cls and pos (fp32; the
-/// batch's sums in fp32, where ATen's bf16-stream path rounds them to bf16 first).
+/// rounds it: the tokens to x's dtype, every term to a bf16 stream's. token and cls: (1, 1, D)
+/// fp32 (token unused without a mask). Gradients for x (its dtype, as ATen's) and for token,
+/// cls and pos (fp32): sums in fp32 of the incoming gradient, where ATen rounds each term to
+/// bf16 first (the tokens' with a bf16 x, the position embedding's in a bf16 stream).
 torch::Tensor fusedTokenEmbed(const torch::Tensor& x, const torch::Tensor& mask,
                               const torch::Tensor& token, const torch::Tensor& cls,
                               const torch::Tensor& pos, torch::ScalarType stream);

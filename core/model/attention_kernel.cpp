@@ -98,14 +98,15 @@ class QuietWarnings : public c10::WarningHandler {
 #endif
 
 /// What LibTorch's kernel filters read of one operand: dtype, device, head dimension, whether it
-/// needs a gradient, a unit last stride, 16-byte strides and base (not the batch, the heads or
-/// the sequence length).
+/// needs a gradient here (grad mode on and requires_grad), a unit last stride, 16-byte strides
+/// and base (not the batch, the heads or the sequence length).
 std::string operandClass(const torch::Tensor& t) {
   bool strides16 = true;
   for (int64_t i = 0; i + 1 < t.dim(); ++i)
     strides16 = strides16 && (t.stride(i) * static_cast<int64_t>(t.element_size())) % 16 == 0;
   return t.device().str() + " " + c10::toString(t.scalar_type()) + " d" +
-         std::to_string(t.size(-1)) + (t.requires_grad() ? " grad" : "") +
+         std::to_string(t.size(-1)) +
+         (torch::GradMode::is_enabled() && t.requires_grad() ? " grad" : "") +
          (t.stride(-1) == 1 ? " unit" : "") + (strides16 ? " s16" : "") +
          (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 ? " a16" : "") + " dim" +
          std::to_string(t.dim()) + ";";

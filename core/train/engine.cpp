@@ -60,7 +60,7 @@ int64_t deviceMemoryBytes(const torch::Device& device) {
 }  // namespace
 
 bool recomputeGeluByDefault(const torch::Device& device, int64_t device_memory_bytes) {
-  constexpr int64_t kLarge = int64_t{40} << 30;
+  constexpr int64_t kLarge = int64_t{32} << 30;
   return device.is_cuda() && device_memory_bytes < kLarge;
 }
 

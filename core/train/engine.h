@@ -62,9 +62,10 @@ inline constexpr int64_t kGraphWarmupSteps = 3;
 
 /// What train.recompute_gelu = auto resolves to for a run on `device`, whose memory is
 /// `device_memory_bytes` (0: unknown): recompute GELU's output (on) only on CUDA devices of less
-/// than 40 GiB. Keeping it costs DeiT-S/16 at batch 128 about 3.4 GB (16.4 → 19.8 GB peak on an
-/// H200, session 18) and makes its step 3 % faster (1,612 → 1,659 images/s); the CPU keeps it
-/// too (there the exact GELU costs more than the memory saved).
+/// than 32 GiB (24 GB cards; a 40 GB A100 reports 39.6 GiB and keeps it). Keeping it costs
+/// DeiT-S/16 at batch 128 about 3.4 GB (16.4 → 19.8 GB peak on an H200, session 18) and makes
+/// its step 3 % faster (1,612 → 1,659 images/s); the CPU keeps it too (there the exact GELU
+/// costs more than the memory saved).
 bool recomputeGeluByDefault(const torch::Device& device, int64_t device_memory_bytes);
 
 /// The meta record of a checkpoint (format, step, model, config, effective, extra) without loading

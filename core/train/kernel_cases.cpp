@@ -316,7 +316,7 @@ KernelCase tokenEmbed(int64_t B, int64_t n, int64_t D, torch::ScalarType x_dtype
                                       masked ? tl.grad() : torch::zeros({0}, f32), cl.grad(),
                                       pl.grad()};
   };
-  const bool applied = fusedTokenEmbedApplies(x, mask, pos, stream);
+  const bool applied = fusedTokenEmbedApplies(x, mask, token, cls, pos, stream);
   const auto got = run(true);
   const auto ref = run(false);
   const bool low_x = x_dtype == torch::kBFloat16, low_stream = stream == torch::kBFloat16;
