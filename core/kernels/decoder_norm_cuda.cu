@@ -15,6 +15,7 @@
 #include "core/kernels/column_sums.cuh"
 #include "core/kernels/cuda_status.h"
 #include "core/kernels/launch.cuh"
+#include "core/kernels/vec_access.cuh"
 
 namespace mst::kernels {
 namespace {
@@ -31,11 +32,6 @@ struct Vec {
     T v[kN];
   };
 };
-
-__device__ __forceinline__ float toFloat(float v) { return v; }
-__device__ __forceinline__ float toFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void store(float v, float* out) { *out = v; }
-__device__ __forceinline__ void store(float v, __nv_bfloat16* out) { *out = __float2bfloat16_rn(v); }
 
 /// BatchNorm's output before ReLU, as every pass computes it (the backward passes recompute
 /// ReLU's mask from it).
@@ -226,7 +222,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < kN; ++u) {
       const int c = c0 + u;
       const float v = affine((toFloat(x.v[u]) - m[c]) * is[c], ga[c], be[c]);
-      store(v <= 0.0f ? 0.0f : v, &o.v[u]);  // (ReLU's threshold: a NaN passes, as in ATen)
+      o.v[u] = fromFloat<T>(v <= 0.0f ? 0.0f : v);  // (ReLU's threshold: a NaN passes, as in ATen)
     }
     *reinterpret_cast<uint4*>(out + p * geo.C + c0) = o.raw;
   }
@@ -275,11 +271,11 @@ __global__ void __launch_bounds__(kThreads)
         const int c = c0 + u;
         const float xhat = (toFloat(x.v[u]) - m[c]) * is[c];
         const float g = affine(xhat, ga[c], be[c]) <= 0.0f ? 0.0f : toFloat(d.v[u]);
-        store((g - k1[c] - xhat * k2[c]) * (is[c] * ga[c]), &o.v[u]);
+        o.v[u] = fromFloat<T>((g - k1[c] - xhat * k2[c]) * (is[c] * ga[c]));
       }
     } else {
 #pragma unroll
-      for (int u = 0; u < kN; ++u) store(0.0f, &o.v[u]);
+      for (int u = 0; u < kN; ++u) o.v[u] = fromFloat<T>(0.0f);
     }
     *reinterpret_cast<uint4*>(dy + row * geo.C + c0) = o.raw;
   }

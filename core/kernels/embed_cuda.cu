@@ -95,8 +95,8 @@ int blockThreads(int D) {
 template <typename TX, typename TO>
 const char* forward(const EmbedArgs& a) {
   static const int resident = residentBlocks(embedForwardKernel<TX, TO>, kMaxThreads);
-  const int64_t rows = a.batch * a.tokens;
-  const int grid = static_cast<int>(rows < 4 * static_cast<int64_t>(resident) ? rows : 4 * resident);
+  // (One token row per block at a time.)
+  const int grid = rowBlocks(4 * resident, a.batch * a.tokens, 1, 1);
   MST_LAUNCH(grid, blockThreads(a.D), 0, static_cast<cudaStream_t>(a.stream),
              embedForwardKernel<TX, TO>)(a);
   return lastError();
@@ -145,8 +145,7 @@ const char* dispatchBackward(const EmbedArgs& a) {
 
 bool embedSupports(int D) { return D > 0 && D % 4 == 0; }
 
-int embedChunks(int64_t batch, int tokens, int D) {
-  (void)D;
+int embedChunks(int64_t batch, int tokens) {
   // About 4,096 blocks in all (tokens × chunks), a dozen or more batch rows per chunk.
   int64_t chunks = (4096 + tokens - 1) / (tokens > 0 ? tokens : 1);
   const int64_t by_rows = (batch + 11) / 12;

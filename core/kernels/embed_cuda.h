@@ -36,14 +36,14 @@ struct EmbedArgs {
   int D = 0;
   bool x_bf16 = true;
   bool out_bf16 = false;         ///< the stream's dtype
-  int chunks = 1;                ///< embedChunks(B, T, D): the workspace's first dimension
+  int chunks = 1;                ///< embedChunks(B, T): the backward pass's chunks of the batch
   void* stream = nullptr;        ///< cudaStream_t
 };
 
 /// Whether the kernels take this width (D % 4 == 0).
 bool embedSupports(int D);
 /// How many chunks of the batch the backward pass's partial sums take.
-int embedChunks(int64_t batch, int tokens, int D);
+int embedChunks(int64_t batch, int tokens);
 /// Floats of the backward pass's workspace.
 inline int64_t embedPartialFloats(int chunks, int tokens, int D) {
   return (2 * static_cast<int64_t>(chunks) + 1) * tokens * D;

@@ -12,17 +12,13 @@
 #include "core/kernels/column_sums.cuh"
 #include "core/kernels/cuda_status.h"
 #include "core/kernels/launch.cuh"
+#include "core/kernels/vec_access.cuh"
 
 namespace mst::kernels {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-
-__device__ __forceinline__ float toFloat(float v) { return v; }
-__device__ __forceinline__ float toFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void store(float v, float* out) { *out = v; }
-__device__ __forceinline__ void store(float v, __nv_bfloat16* out) { *out = __float2bfloat16_rn(v); }
 
 struct Geometry {
   int64_t batch;
@@ -37,6 +33,19 @@ __device__ __forceinline__ int64_t firstRow() {
   return static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
 }
 __device__ __forceinline__ int64_t rowStride() { return static_cast<int64_t>(gridDim.x) * kWarps; }
+
+/// The block's sum of each thread's `v`, in fp64 and a fixed order (the warps' shuffles, then
+/// the warps in turn); thread 0 gets it. Every thread must call it.
+__device__ __forceinline__ double blockSum(double v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  __shared__ double warps[kWarps];
+  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = v;
+  __syncthreads();
+  double total = 0.0;
+  if (threadIdx.x == 0)
+    for (int w = 0; w < kWarps; ++w) total += warps[w];
+  return total;
+}
 
 /// Σ |x − t| over this block's rows of the target, in fp64 from the lanes' fp32 sums; thread 0
 /// writes it to partial[blockIdx.x].
@@ -60,16 +69,8 @@ __global__ void __launch_bounds__(kThreads)
       acc += fabsf(toFloat(y_row[((ox >> 1) + b) * K + b * geo.C]) - t_row[ox]);
     }
   }
-  double v = acc;
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  __shared__ double warps[kWarps];
-  if (lane == 0) warps[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total = 0.0;
-    for (int w = 0; w < kWarps; ++w) total += warps[w];
-    partial[blockIdx.x] = total;
-  }
+  const double total = blockSum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
 /// loss = Σ partial / count, the blocks' sums added in a fixed order.
@@ -78,15 +79,8 @@ __global__ void __launch_bounds__(kThreads)
                       float* __restrict__ loss) {
   double v = 0.0;
   for (int b = threadIdx.x; b < blocks; b += kThreads) v += partial[b];
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  __shared__ double warps[kWarps];
-  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total = 0.0;
-    for (int w = 0; w < kWarps; ++w) total += warps[w];
-    *loss = static_cast<float>(total / count);
-  }
+  const double total = blockSum(v);
+  if (threadIdx.x == 0) *loss = static_cast<float>(total / count);
 }
 
 /// dy = (g / N) · sign(x − t) where an output reads y's element, 0 elsewhere; sign as ATen's
@@ -111,12 +105,12 @@ __global__ void __launch_bounds__(kThreads)
       const int i = r - a, j = s - b;
       float out = 0.0f;
       if (i >= 0 && i < geo.H && j >= 0 && j < geo.W) {
-        const float t = target[(n * geo.C + c) * plane + static_cast<int64_t>(2 * i + a) * 2 * geo.W +
-                               2 * j + b];
+        const float t = target[(n * geo.C + c) * plane +
+                               static_cast<int64_t>(2 * i + a) * 2 * geo.W + 2 * j + b];
         const float d = toFloat(y_row[q]) - t;
         out = static_cast<float>((0.0f < d) - (d < 0.0f)) * g;
       }
-      store(out, dy_row + q);
+      dy_row[q] = fromFloat<T>(out);
     }
   }
 }
@@ -137,13 +131,6 @@ const char* checkArgs(const ReconLossArgs& a) {
   return nullptr;
 }
 
-/// Blocks for a pass whose warps take one of `rows` rows at a time: the device's resident
-/// blocks at most.
-int strideBlocks(int resident, int64_t rows) {
-  const int64_t by_rows = (rows + kWarps - 1) / kWarps;
-  return static_cast<int>(by_rows < resident ? (by_rows > 0 ? by_rows : 1) : resident);
-}
-
 template <typename T>
 const char* forward(const ReconLossArgs& a) {
   auto stream = static_cast<cudaStream_t>(a.stream);
@@ -162,7 +149,8 @@ const char* backward(const ReconLossArgs& a) {
   auto stream = static_cast<cudaStream_t>(a.stream);
   const Geometry geo = geometry(a);
   const float count = static_cast<float>(a.batch * a.channels * 4 * a.height * a.width);
-  MST_LAUNCH(strideBlocks(resident, a.batch * (a.height + 1)), kThreads, 0, stream, reconGradKernel<T>)(
+  MST_LAUNCH(rowBlocks(resident, a.batch * (a.height + 1), kWarps, 1), kThreads, 0, stream,
+             reconGradKernel<T>)(
       static_cast<const T*>(a.y), a.target, a.grad, count, geo, static_cast<T*>(a.dy));
   return lastError();
 }
@@ -171,7 +159,7 @@ const char* backward(const ReconLossArgs& a) {
 
 int reconLossBlocks(int64_t batch, int64_t height, int64_t width, int64_t channels) {
   static const int resident = residentBlocks(reconSumsKernel<__nv_bfloat16>, kThreads);
-  return strideBlocks(resident, batch * channels * 2 * height);
+  return rowBlocks(resident, batch * channels * 2 * height, kWarps, 1);
 }
 
 const char* reconLossForward(const ReconLossArgs& a) {

@@ -20,7 +20,7 @@ kernels::EmbedArgs argsFor(const torch::Tensor& x, torch::ScalarType stream) {
   a.D = static_cast<int>(x.size(2));
   a.x_bf16 = x.scalar_type() == torch::kBFloat16;
   a.out_bf16 = stream == torch::kBFloat16;
-  a.chunks = kernels::embedChunks(a.batch, a.tokens, a.D);
+  a.chunks = kernels::embedChunks(a.batch, a.tokens);
   a.stream = kernels::launchStream(x.device());
   return a;
 }

@@ -76,16 +76,21 @@ int64_t fusedChoice(const T&, const T&, const T&, long) {
   return -2;
 }
 
+/// fusedChoice, or -1 where LibTorch finds no allowed kernel for (q, k, v) (it throws then).
+int64_t allowedChoice(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  try {
+    return fusedChoice(q, k, v, 0);
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
 /// Under the lock, with `switches` allowing the chosen kernel alone: also allows math where
-/// LibTorch finds no allowed kernel for (q, k, v) (it throws then), or cannot say.
+/// LibTorch finds no allowed kernel for (q, k, v), or cannot say.
 template <class Switches>
 void mathWhereNeeded(Switches& switches, const torch::Tensor& q, const torch::Tensor& k,
                      const torch::Tensor& v) {
-  try {
-    if (fusedChoice(q, k, v, 0) < 0) switches.allowMath();
-  } catch (const std::exception&) {
-    switches.allowMath();
-  }
+  if (allowedChoice(q, k, v) < 0) switches.allowMath();
 }
 
 #if TORCH_VERSION_MAJOR >= 2
@@ -140,13 +145,7 @@ bool autoTakesEfficient(const torch::Tensor& q, const torch::Tensor& k, const to
     c10::WarningUtils::WarningHandlerGuard guard(&quiet);
 #endif
     SdpaSwitches<at::Context> switches(at::globalContext(), AttentionKernel::Efficient);
-    if (switches.available()) {
-      try {
-        takes = fusedChoice(q, k, v, 0) == 2;  // at::SDPBackend::efficient_attention
-      } catch (const std::exception&) {
-        takes = false;
-      }
-    }
+    takes = switches.available() && allowedChoice(q, k, v) == 2;  // efficient_attention
   }
   answers.emplace(key, takes);
   return takes;
