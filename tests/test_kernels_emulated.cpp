@@ -729,11 +729,17 @@ class TestKernelsEmulated : public QObject {
     QTest::addColumn<int>("C");
     QTest::addColumn<int>("S");
     QTest::addColumn<bool>("blur");
+    QTest::addColumn<int>("radius");
     // 24 px: 576 pixels, three blocks of 256 per crop (the last partly idle) and their partial
-    // luminance sums; 12 px: one block.
-    QTest::newRow("RGB 24 blur") << 3 << 24 << true;
-    QTest::newRow("gray 24 blur") << 1 << 24 << true;
-    QTest::newRow("RGB 12 no blur") << 3 << 12 << false;
+    // luminance sums, one partial 32-px blur tile; 12 px: one block. 40 px: 2 × 2 blur tiles,
+    // the last 8 px wide. Radius 20 of 24: reflections far into the tile's margins. Radius 33:
+    // a tile too large for 48 KiB of shared memory, so the blur takes its two-pass kernels.
+    QTest::newRow("RGB 24 blur") << 3 << 24 << true << 3;
+    QTest::newRow("gray 24 blur") << 1 << 24 << true << 3;
+    QTest::newRow("RGB 12 no blur") << 3 << 12 << false << 3;
+    QTest::newRow("RGB 40 blur, 4 tiles") << 3 << 40 << true << 3;
+    QTest::newRow("gray 24 blur, radius 20") << 1 << 24 << true << 20;
+    QTest::newRow("gray 40 blur, radius 33 (two passes)") << 1 << 40 << true << 33;
   }
   void augmentationMatchesItsHostTwin() {
     // The kernels against augment_reference.cpp's loops over the same arguments (which
@@ -741,9 +747,11 @@ class TestKernelsEmulated : public QObject {
     QFETCH(int, C);
     QFETCH(int, S);
     QFETCH(bool, blur);
-    torch::manual_seed(C * 100 + S);
+    QFETCH(int, radius);
+    torch::manual_seed(C * 100 + S + radius);
     const int64_t R = 7, Bsrc = 3;
-    const int H = 40, W = 36, radius = 3;
+    const int H = 40, W = 36;
+    QCOMPARE(k::augmentBlurTileBytes(radius) > k::kBlurTileMaxBytes, radius > 30);
     auto src = torch::rand({Bsrc, C, H, W});
     // Crops from a third of the image to more than all of it (reflection padding), some flipped.
     auto sc = torch::rand({R}) * 1.1 + 0.3;
@@ -772,7 +780,7 @@ class TestKernelsEmulated : public QObject {
     auto mean = torch::rand({C}) * 0.2 + 0.4, std = torch::rand({C}) * 0.2 + 0.2;
     auto run = [&](bool emulated) {
       auto work = torch::full({R, C, S, S}, std::nanf("")), work2 = torch::full({R, C, S, S}, std::nanf(""));
-      auto partial = torch::full({R, k::augmentPartialBlocks(S) + 1}, std::nanf(""));
+      auto partial = torch::full({R, k::augmentPartialStride(S)}, std::nanf(""));
       auto out = torch::full({R, C, S, S}, std::nanf(""));
       k::AugmentArgs a;
       a.src = src.data_ptr<float>();
@@ -806,6 +814,25 @@ class TestKernelsEmulated : public QObject {
     QCOMPARE(QString::fromStdString(got_error), QString::fromStdString(want_error));
     QVERIFY(!want.isnan().any().item<bool>());
     QVERIFY2(torch::allclose(got, want, 1e-5, 1e-6), describe(got, want).c_str());
+  }
+
+  void augmentationRejectsARadiusOfTheCropSide() {
+    // Reflection reaches at most one crop side back: a radius of S or more is an error, from the
+    // kernels and the host twin alike, before anything runs.
+    float taps[17] = {};
+    k::AugmentArgs a;
+    a.C = 3;
+    a.rows = 1;
+    a.S = 8;
+    a.blur = taps;
+    a.radius = 7;
+    QVERIFY(k::augmentArgsError(a) == nullptr);
+    a.radius = 8;
+    QVERIFY(k::augmentArgsError(a) != nullptr);
+    QVERIFY(k::augmentCrops(a) != nullptr);
+    QVERIFY(k::augmentCropsOnHost(a) != nullptr);
+    a.blur = nullptr;  // (no blur: the radius is not read)
+    QVERIFY(k::augmentArgsError(a) == nullptr);
   }
 
   void decoderStageMatchesTheAtenPath_data() {

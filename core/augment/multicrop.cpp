@@ -191,14 +191,17 @@ struct MultiCrop::FusedCall {
 };
 
 MultiCrop::FusedCall MultiCrop::prepareFused(const torch::Tensor& source, const CropDraws& d,
-                                             int64_t size) const {
+                                             int64_t size, bool on_host) const {
   FusedCall f;
   const int64_t R = d.theta.size(0), C = channels_, S = size;
   f.src = source.to(torch::kFloat).contiguous();
   auto opt = f.src.options();
-  f.work = torch::empty({R, C, S, S}, opt);
-  if (d.blur.defined()) f.work2 = torch::empty({R, C, S, S}, opt);
-  f.partial = torch::empty({R, kernels::augmentPartialBlocks(static_cast<int>(S)) + 1}, opt);
+  const bool blur = d.blur.defined();
+  if (on_host || blur) f.work = torch::empty({R, C, S, S}, opt);
+  if (blur && (on_host || kernels::augmentBlurTileBytes(static_cast<int>(d.radius)) >
+                              kernels::kBlurTileMaxBytes))
+    f.work2 = torch::empty({R, C, S, S}, opt);
+  f.partial = torch::empty({R, kernels::augmentPartialStride(static_cast<int>(S))}, opt);
   f.out = torch::empty({R, C, S, S}, opt);
   f.theta = d.theta.contiguous();
   f.jitter = d.jitter.contiguous();
@@ -231,7 +234,7 @@ MultiCrop::FusedCall MultiCrop::prepareFused(const torch::Tensor& source, const 
   a.solarize = f.solarize.defined() ? f.solarize.data_ptr<bool>() : nullptr;
   a.mean = f.mean.data_ptr<float>();
   a.std = f.std.data_ptr<float>();
-  a.work = f.work.data_ptr<float>();
+  a.work = f.work.defined() ? f.work.data_ptr<float>() : nullptr;
   a.work2 = f.work2.defined() ? f.work2.data_ptr<float>() : nullptr;
   a.partial = f.partial.data_ptr<float>();
   a.out = f.out.data_ptr<float>();
@@ -242,7 +245,7 @@ torch::Tensor MultiCrop::applyOnHost(const torch::Tensor& source, const CropDraw
                                      int64_t size) const {
   TORCH_CHECK(source.device().is_cpu() && d.theta.device().is_cpu(),
               "MultiCrop::applyOnHost: CPU tensors");
-  auto f = prepareFused(source, d, size);
+  auto f = prepareFused(source, d, size, true);
   const char* error = kernels::augmentCropsOnHost(f.args);
   TORCH_CHECK(error == nullptr, error);
   return f.out;
@@ -255,7 +258,7 @@ bool MultiCrop::applyFused(const torch::Tensor& source, const CropDraws& d, int6
       source.size(1) != channels_)
     return false;
   const kernels::DeviceGuard device(source.device());
-  auto f = prepareFused(source, d, size);
+  auto f = prepareFused(source, d, size, false);
   f.args.stream = kernels::launchStream(source.device());
   const char* error = kernels::augmentCrops(f.args);
   TORCH_CHECK(error == nullptr, "fused augmentation: ", error);

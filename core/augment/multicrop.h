@@ -79,7 +79,10 @@ class MultiCrop {
  private:
   bool fused_ = false;
   struct FusedCall;
-  FusedCall prepareFused(const torch::Tensor& source, const CropDraws& draws, int64_t size) const;
+  /// `on_host`: for augmentCropsOnHost, which needs every scratch; the kernels need `work` only
+  /// for a blur and `work2` only for a radius whose blur tile does not fit in shared memory.
+  FusedCall prepareFused(const torch::Tensor& source, const CropDraws& draws, int64_t size,
+                         bool on_host) const;
   CropConfig crops_;
   AugmentConfig augment_;
   int64_t channels_;

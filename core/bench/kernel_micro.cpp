@@ -9,6 +9,7 @@
 #include "core/util/error.h"
 
 #if defined(MST_HAVE_FUSED_KERNELS) && !defined(MST_EMULATED_KERNELS)
+#include "core/augment/multicrop.h"
 #include "core/kernels/gelu_cuda.h"
 #include "core/kernels/kernel_device.h"
 #include "core/kernels/recon_loss.h"
@@ -16,6 +17,7 @@
 #include "core/kernels/residual_norm_cuda.h"
 #include "core/kernels/token_embed.h"
 #include "core/train/losses.h"
+#include "core/util/torch_compat.h"
 #endif
 
 namespace mst {
@@ -249,6 +251,26 @@ nlohmann::json runKernelMicro(const Config& config, const torch::Device& device,
       row(fused ? "reconstruction_loss (forward + backward)"
                 : "reconstruction_loss (forward + backward, ATen's operations)",
           "global", B * 2 * half, 2 * half * C, "bf16", fused ? "kernels" : "ATen", us, bytes);
+    }
+  }
+  {
+    // One step's augmentation (MultiCrop: both global crop sets and the local crops, their draws
+    // included) from `batch` images of the global crops' side in [0, 1], fused
+    // (train.fused_augment) and through ATen's operations.
+    const auto& c = config.crops;
+    MultiCrop multicrop(c, config.augment, m.channels, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
+    auto images = torch::rand({batch, m.channels, c.global_size, c.global_size}, f32);
+    at::Generator gen = makeGenerator(device, 1);
+    // The crops written once (fp32) and the images read once.
+    const int64_t outputs = batch * m.channels *
+                            (2 * c.global_size * c.global_size + c.local_crops * c.local_size * c.local_size);
+    const double bytes = 4.0 * static_cast<double>(outputs + images.numel());
+    for (const bool fused : {true, false}) {
+      multicrop.setFused(fused);
+      const double us = microseconds(device, [&] { (void)multicrop(images, gen, {}); });
+      row(fused ? "augmentation (one step's crop sets)"
+                : "augmentation (one step's crop sets, ATen's operations)",
+          "all", batch, m.channels, "fp32", fused ? "kernels" : "ATen", us, bytes);
     }
   }
   return out;

@@ -132,8 +132,7 @@ std::string kernelCategory(const std::string& raw) {
                                  // decoder stages, the optimiser step, else the residual norm
     if (has(n, "recon")) return "fused_loss";  // (before "finishkernel": reconFinishKernel)
     if (has(n, "embedforward") || has(n, "embedbackward")) return "fused_embed";
-    for (const char* k : {"cropkernel", "meankernel", "colourkernel", "blurrowskernel", "finishkernel"})
-      if (has(n, k)) return "fused_augment";
+    if (has(n, "augmentargs")) return "fused_augment";  // (every pass takes AugmentArgs)
     if (has(n, "gelubackwardkernel")) return "fused_gelu";
     if (has(n, "gatherkernel")) return "fused_heads";
     if (has(n, "dinoloss")) return "fused_loss";

@@ -29,19 +29,39 @@ struct AugmentArgs {
   const float* std = nullptr;         ///< (C)
   float* work = nullptr;              ///< (rows, C, S, S) scratch
   float* work2 = nullptr;             ///< (rows, C, S, S) scratch (the blur's first pass)
-  float* partial = nullptr;           ///< (rows, augmentPartialBlocks(S) + 1) scratch
+  float* partial = nullptr;           ///< (rows, augmentPartialStride(S)) scratch
   float* out = nullptr;               ///< (rows, C, S, S) normalised crops
   void* stream = nullptr;             ///< cudaStream_t
 };
 
 /// Threads per block of the per-pixel passes.
 constexpr int kAugmentThreads = 256;
-/// Blocks per row of the crop pass (the partial-sum scratch holds one more per row).
+/// Blocks per row of the per-pixel passes: the luminance's partial sums, one per block.
 inline int augmentPartialBlocks(int S) { return (S * S + kAugmentThreads - 1) / kAugmentThreads; }
-/// What is wrong with `args` (channels other than 1 or 3, too many rows), or nullptr.
+/// After a row's partial sums, the row's statistics (written by the kernels' second pass):
+/// the luminance mean, whether the row's blur was drawn (1 or 0), the hue rotation's cosine and
+/// sine.
+enum AugmentRowStat { kRowMean = 0, kRowBlurred = 1, kRowCos = 2, kRowSin = 3, kRowStats = 4 };
+/// Floats per row of the `partial` scratch.
+inline int augmentPartialStride(int S) { return augmentPartialBlocks(S) + kRowStats; }
+/// Side of the square output tile of the one-pass blur kernel.
+constexpr int kBlurTile = 32;
+/// Dynamic shared memory of the one-pass blur at `radius`: the tile's input with its margins,
+/// the rows' horizontal pass and the taps, in floats × 4 bytes.
+inline long long augmentBlurTileBytes(int radius) {
+  const long long span = kBlurTile + 2LL * radius;
+  return 4 * (span * span + span * kBlurTile + 2LL * radius + 1);
+}
+/// The one-pass blur runs where its shared memory fits in the 48 KiB every device gives a block
+/// (radius ≤ 30); beyond that the blur takes two passes through global memory.
+constexpr long long kBlurTileMaxBytes = 48 * 1024;
+/// What is wrong with `args` (channels other than 1 or 3, too many rows, a blur radius not below
+/// the crop side), or nullptr.
 inline const char* augmentArgsError(const AugmentArgs& a) {
   if (a.C != 1 && a.C != 3) return "fused augmentation: 1 or 3 channels";
   if (a.rows > 65535) return "fused augmentation: more than 65535 crops in one set";
+  if (a.blur != nullptr && (a.radius < 0 || (a.S > 0 && a.radius >= a.S)))
+    return "fused augmentation: the blur radius must be below the crop side";
   return nullptr;
 }
 /// Crop (bilinear, reflection padding), colour jitter, grayscale, blur, solarise, normalise, on

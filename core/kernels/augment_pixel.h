@@ -61,10 +61,18 @@ MST_HD void cropPixel(const float* src, int C, int H, int W, const float* t, int
 /// The luminance-mean contribution of a cropped pixel (contrast's statistic).
 MST_HD float grayOf(const float* v, int C) { return C == 3 ? luminance(v[0], v[1], v[2]) : v[0]; }
 
-/// Contrast about `mean`, saturation and hue (YIQ rotation by hue turns) when `jitter`, then
-/// random grayscale when `gray` (3 channels only), in place.
+/// The hue rotation's cosine and sine for `hue` turns: one pair per crop, which the kernels
+/// compute once per row instead of once per pixel.
+MST_HD void hueRotation(float hue, float* cs, float* sn) {
+  const float angle = hue * 6.283185307179586f;
+  *cs = cosf(angle);
+  *sn = sinf(angle);
+}
+
+/// Contrast about `mean`, saturation and hue (YIQ rotation by (cs, sn) = hueRotation(hue)) when
+/// `jitter`, then random grayscale when `gray` (3 channels only), in place.
 MST_HD void colourPixel(float* v, int C, bool jitter, bool gray, float mean, float contrast,
-                        float saturation, float hue) {
+                        float saturation, float cs, float sn) {
   if (jitter) {
     for (int c = 0; c < C; ++c) v[c] = clamp01((v[c] - mean) * contrast + mean);
     if (C == 3) {
@@ -73,8 +81,6 @@ MST_HD void colourPixel(float* v, int C, bool jitter, bool gray, float mean, flo
       const float Y = v[0] * 0.299f + v[1] * 0.587f + v[2] * 0.114f;
       const float I = v[0] * 0.596f - v[1] * 0.274f - v[2] * 0.322f;
       const float Q = v[0] * 0.211f - v[1] * 0.523f + v[2] * 0.312f;
-      const float angle = hue * 6.283185307179586f;
-      const float cs = cosf(angle), sn = sinf(angle);
       const float I2 = I * cs - Q * sn, Q2 = I * sn + Q * cs;
       v[0] = clamp01(Y + 0.956f * I2 + 0.621f * Q2);
       v[1] = clamp01(Y - 0.272f * I2 - 0.647f * Q2);
@@ -82,6 +88,15 @@ MST_HD void colourPixel(float* v, int C, bool jitter, bool gray, float mean, flo
     }
   }
   if (gray && C == 3) v[0] = v[1] = v[2] = luminance(v[0], v[1], v[2]);
+}
+
+/// Whether `taps` (2 radius + 1 of them) are the identity: 1 at the centre, 0 elsewhere, MultiCrop's
+/// taps for a crop the blur was not drawn for. Such a blur leaves every finite value exactly as it
+/// is (0 · x adds ±0), so the kernels skip it.
+MST_HD bool identityTaps(const float* taps, int radius) {
+  for (int t = 0; t <= 2 * radius; ++t)
+    if (taps[t] != (t == radius ? 1.0f : 0.0f)) return false;
+  return true;
 }
 
 /// Σ_t taps[t] · line[reflect(pos + t − radius)] along a line of S values `stride` apart.

@@ -30,10 +30,12 @@ const char* augmentCropsOnHost(const AugmentArgs& a) {
     // Pass 2.
     const bool gray = a.C == 3 && a.gray[row];
     if (jitter || gray) {
+      float cs = 1.0f, sn = 0.0f;
+      if (jitter && a.C == 3) hueRotation(a.hue[row], &cs, &sn);
       for (int p = 0; p < SS; ++p) {
         float v[3];
         for (int c = 0; c < a.C; ++c) v[c] = a.work[(row * a.C + c) * SS + p];
-        colourPixel(v, a.C, jitter, gray, mean, a.contrast[row], a.saturation[row], a.hue[row]);
+        colourPixel(v, a.C, jitter, gray, mean, a.contrast[row], a.saturation[row], cs, sn);
         for (int c = 0; c < a.C; ++c) a.work[(row * a.C + c) * SS + p] = v[c];
       }
     }
