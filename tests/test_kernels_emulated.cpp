@@ -510,12 +510,17 @@ class TestKernelsEmulated : public QObject {
     QTest::addColumn<int>("channels");
     QTest::addColumn<int>("height");
     QTest::addColumn<int>("width");
+    QTest::addColumn<int>("phase_channels");  // 0: 4C
     // RGB and one channel; rows of 2W = 28 outputs (fewer than a warp), 74 (three turns and a
-    // part), and y's rows of (W + 1) · 4C elements that end inside a warp's turn.
-    QTest::newRow("bf16 B3 C3 14x14") << true << 3 << 3 << 14 << 14;
-    QTest::newRow("fp32 B2 C3 9x37") << false << 2 << 3 << 9 << 37;
-    QTest::newRow("bf16 B5 C1 7x5") << true << 5 << 1 << 7 << 5;
-    QTest::newRow("fp32 B1 C2 1x1") << false << 1 << 2 << 1 << 1;
+    // part), and y's rows of (W + 1) · K elements that end inside a warp's turn. K: 4C, or the
+    // decoder's padding to 8 (RGB 16, one channel 8), or more.
+    QTest::newRow("bf16 B3 C3 14x14") << true << 3 << 3 << 14 << 14 << 0;
+    QTest::newRow("bf16 B3 C3 14x14, K 16") << true << 3 << 3 << 14 << 14 << 16;
+    QTest::newRow("fp32 B2 C3 9x37") << false << 2 << 3 << 9 << 37 << 0;
+    QTest::newRow("fp32 B2 C3 9x37, K 16") << false << 2 << 3 << 9 << 37 << 16;
+    QTest::newRow("bf16 B5 C1 7x5") << true << 5 << 1 << 7 << 5 << 0;
+    QTest::newRow("bf16 B5 C1 7x5, K 8") << true << 5 << 1 << 7 << 5 << 8;
+    QTest::newRow("fp32 B1 C2 1x1, K 13") << false << 1 << 2 << 1 << 1 << 13;
   }
   void reconstructionLossMatchesTheAtenPath() {
     // train.fused_loss's reconstruction loss through the host code and the emulated kernels
@@ -527,12 +532,14 @@ class TestKernelsEmulated : public QObject {
     QFETCH(int, channels);
     QFETCH(int, height);
     QFETCH(int, width);
+    QFETCH(int, phase_channels);
     const auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat;
     mst::KernelCase r;
     {
       Emulated emulated;
       r = mst::kernel_cases::reconstruction(dtype, batch, channels, height, width, torch::kCPU,
-                                            static_cast<uint64_t>(batch * 100 + height));
+                                            static_cast<uint64_t>(batch * 100 + height),
+                                            phase_channels);
       QVERIFY2(emulated.launched() >= 3, "the reconstruction kernels did not run");  // 2 + 1
     }
     QVERIFY2(r.ran, r.row.dump().c_str());
@@ -542,7 +549,8 @@ class TestKernelsEmulated : public QObject {
     // channels-last for the kernels).
     torch::manual_seed(batch + channels);
     const int64_t B = batch, C = channels, H = height, W = width;
-    auto y = torch::randn({B, 4 * C, H + 1, W + 1}).to(dtype);  // (NCHW: made channels-last)
+    const int64_t K = phase_channels == 0 ? 4 * C : phase_channels;
+    auto y = torch::randn({B, K, H + 1, W + 1}).to(dtype);  // (NCHW: made channels-last)
     auto target = torch::randn({B, C, 2 * H, 2 * W});
     auto ly = leafOf(y);
     torch::Tensor loss;
@@ -584,8 +592,60 @@ class TestKernelsEmulated : public QObject {
     QVERIFY(mst::fusedReconstructionApplies(y, 3, torch::zeros({2, 3, 8, 8})));
     QVERIFY(!mst::fusedReconstructionApplies(y, 3, torch::zeros({2, 3, 8, 9})));
     QVERIFY(!mst::fusedReconstructionApplies(y, 3, torch::zeros({2, 3, 8, 8}, torch::kDouble)));
-    QVERIFY(!mst::fusedReconstructionApplies(y, 2, torch::zeros({2, 2, 8, 8})));
+    QVERIFY(!mst::fusedReconstructionApplies(y, 4, torch::zeros({2, 4, 8, 8})));
+    // (More channels than 4C: the padding the decoder adds, which the kernels skip.)
+    QVERIFY(mst::fusedReconstructionApplies(y, 2, torch::zeros({2, 2, 8, 8})));
     QVERIFY(!mst::fusedReconstructionApplies(y.to(torch::kHalf), 3, torch::zeros({2, 3, 8, 8})));
+    // Fewer phase channels than 4C: declined by the host code, an error from the kernels.
+    QVERIFY(!mst::fusedReconstructionApplies(y.narrow(1, 0, 11), 3, torch::zeros({2, 3, 8, 8})));
+    a.blocks = 1;
+    a.phase_channels = 11;
+    QVERIFY(k::reconLossForward(a) != nullptr);
+  }
+
+  void decoderPadsItsLastPhasesForTheKernels() {
+    // Where the kernels run, the decoder's last phases come with zero filters up to a multiple
+    // of 8 channels; the image they gather into is the unpadded one's (the zero channels are
+    // not read), and so are the loss and every gradient.
+    QCOMPARE(mst::paddedPhaseChannels(3), int64_t{16});
+    QCOMPARE(mst::paddedPhaseChannels(1), int64_t{8});
+    QCOMPARE(mst::paddedPhaseChannels(2), int64_t{8});
+    QCOMPARE(mst::paddedPhaseChannels(4), int64_t{16});
+    torch::manual_seed(5);
+    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(6, 3, 3).padding(1));
+    auto x = torch::randn({2, 6, 5, 4});
+    auto target = torch::randn({2, 3, 10, 8});
+    auto plain = mst::upsampleConvPhases(x, *conv);
+    auto padded = mst::upsampleConvPhases(x, *conv, 16);
+    QCOMPARE(plain.size(1), int64_t{12});
+    QCOMPARE(padded.size(1), int64_t{16});
+    // (The CPU's convolution may block 12 and 16 output channels differently: last bits.)
+    QVERIFY2(torch::allclose(padded.narrow(1, 0, 12), plain, 1e-5, 1e-6),
+             describe(padded.narrow(1, 0, 12), plain).c_str());
+    QVERIFY(torch::equal(padded.narrow(1, 12, 4), torch::zeros_like(padded.narrow(1, 12, 4))));
+    auto gradients = [&](const torch::Tensor& y) {
+      for (auto& p : conv->parameters()) p.mutable_grad().reset();
+      auto loss = mst::reconstructionLossFromPhases(y, 3, target, false);
+      loss.backward();
+      return std::vector<torch::Tensor>{loss.detach(), conv->weight.grad().clone(), conv->bias.grad().clone()};
+    };
+    const auto a = gradients(mst::upsampleConvPhases(x, *conv));
+    const auto b = gradients(mst::upsampleConvPhases(x, *conv, 16));
+    for (size_t i = 0; i < a.size(); ++i) QVERIFY2(torch::allclose(a[i], b[i], 1e-6, 1e-7), describe(b[i], a[i]).c_str());
+    QVERIFY_THROWS_EXCEPTION(c10::Error, mst::upsampleConvPhases(x, *conv, 8));
+    // The decoder itself: padded phases where the kernels run (here emulated), 4C elsewhere.
+    mst::ModelConfig c;
+    c.dim = 16;
+    c.patch_size = 4;
+    c.decoder_widths = {8, 8};
+    c.channels = 3;
+    mst::Decoder decoder(c);
+    auto patches = torch::randn({2, 4, c.dim});
+    QVERIFY(decoder->endsWithPhases());
+    QCOMPARE(decoder->forward(patches, false).size(1), int64_t{12});
+    MST_REQUIRE_EMULATED_HOST_CODE();
+    Emulated emulated;
+    QCOMPARE(decoder->forward(patches, false).size(1), int64_t{16});
   }
 
   void geluBackwardMatchesItsReference_data() {
@@ -739,7 +799,9 @@ class TestKernelsEmulated : public QObject {
     QTest::newRow("RGB 12 no blur") << 3 << 12 << false << 3;
     QTest::newRow("RGB 40 blur, 4 tiles") << 3 << 40 << true << 3;
     QTest::newRow("gray 24 blur, radius 20") << 1 << 24 << true << 20;
-    QTest::newRow("gray 40 blur, radius 33 (two passes)") << 1 << 40 << true << 33;
+    QTest::newRow("RGB 64 blur, 4 whole tiles, radius 9") << 3 << 64 << true << 9;
+    QTest::newRow("RGB 40 blur, radius 31 (the largest tile)") << 3 << 40 << true << 31;
+    QTest::newRow("RGB 40 blur, radius 32 (two passes)") << 3 << 40 << true << 32;
   }
   void augmentationMatchesItsHostTwin() {
     // The kernels against augment_reference.cpp's loops over the same arguments (which
@@ -751,7 +813,7 @@ class TestKernelsEmulated : public QObject {
     torch::manual_seed(C * 100 + S + radius);
     const int64_t R = 7, Bsrc = 3;
     const int H = 40, W = 36;
-    QCOMPARE(k::augmentBlurTileBytes(radius) > k::kBlurTileMaxBytes, radius > 30);
+    QCOMPARE(k::augmentBlurTileBytes(radius) > k::kBlurTileMaxBytes, radius > 31);
     auto src = torch::rand({Bsrc, C, H, W});
     // Crops from a third of the image to more than all of it (reflection padding), some flipped.
     auto sc = torch::rand({R}) * 1.1 + 0.3;
@@ -763,6 +825,12 @@ class TestKernelsEmulated : public QObject {
     theta.select(1, 1).select(1, 2).copy_(torch::rand({R}) * 0.8 - 0.4);
     auto jitter = torch::rand({R}) < 0.7, gray = torch::rand({R}) < 0.4,
          solarize = torch::rand({R}) < 0.4;
+    // Every kind of row at least once: grayscale without jitter (row 0, blurred: row 1 below),
+    // neither (row 2), jitter alone (row 3), blurred and solarised (row 1).
+    jitter[0] = false, gray[0] = true;
+    jitter[1] = false, solarize[1] = true;
+    jitter[2] = false, gray[2] = false;
+    jitter[3] = true, gray[3] = false;
     auto factor = [&] { return torch::rand({R}) * 0.8 + 0.6; };
     auto brightness = factor(), contrast = factor(), saturation = factor();
     auto hue = torch::rand({R}) * 0.2 - 0.1;
@@ -776,6 +844,7 @@ class TestKernelsEmulated : public QObject {
     auto skip = torch::rand({R, 1}) < 0.4;
     skip[0][0] = true;  // (at least one row of each kind)
     skip[1][0] = false;
+    skip[2][0] = false;
     taps = torch::where(skip, identity, taps).contiguous();
     auto mean = torch::rand({C}) * 0.2 + 0.4, std = torch::rand({C}) * 0.2 + 0.2;
     auto run = [&](bool emulated) {
@@ -814,6 +883,16 @@ class TestKernelsEmulated : public QObject {
     QCOMPARE(QString::fromStdString(got_error), QString::fromStdString(want_error));
     QVERIFY(!want.isnan().any().item<bool>());
     QVERIFY2(torch::allclose(got, want, 1e-5, 1e-6), describe(got, want).c_str());
+    // Rows without colour jitter read no luminance sum, whose order differs (a tree in the
+    // kernels): there the kernels and the host twin add the same products in the same order,
+    // both compiled for this CPU by the same compiler with the same flags (no -march: neither
+    // contracts products into fused multiply-adds), so they agree bit for bit. (A blur
+    // that summed its taps in another order, or a tile that skipped the horizontal pass for a
+    // margin row, would differ here in the last bit.)
+    auto plain = (~jitter).nonzero().squeeze(1);
+    QVERIFY(plain.numel() >= 3);
+    QVERIFY2(torch::equal(got.index_select(0, plain), want.index_select(0, plain)),
+             describe(got.index_select(0, plain), want.index_select(0, plain)).c_str());
   }
 
   void augmentationRejectsARadiusOfTheCropSide() {
@@ -1473,6 +1552,22 @@ class TestKernelsEmulated : public QObject {
         QVERIFY2(rel < 1e-5 && worst < 1e-3, (std::to_string(channels) + " channels: rel " +
                                               std::to_string(rel) + ", max " + std::to_string(worst)).c_str());
       }
+      // An output given to applyFused: the crops land in it (a slice of a larger tensor here);
+      // one of another shape or dtype is refused before anything runs.
+      Emulated emulated;
+      auto gen = at::detail::createCPUGenerator(7);
+      auto source = torch::rand({4, channels, 40, 36});
+      auto draws = multicrop.draw(4, 16, 0.3, 1.0, 0.5, 0.2, gen, {}, source.options());
+      auto both = torch::full({8, channels, 16, 16}, std::nanf(""));
+      torch::Tensor slice = both.narrow(0, 4, 4), fresh;
+      QVERIFY(multicrop.applyFused(source, draws, 16, slice));
+      QVERIFY(multicrop.applyFused(source, draws, 16, fresh));
+      QVERIFY(slice.data_ptr() == both.narrow(0, 4, 4).data_ptr());
+      QVERIFY(torch::equal(both.narrow(0, 4, 4), fresh));
+      QVERIFY(both.narrow(0, 0, 4).isnan().all().item<bool>());
+      torch::Tensor wrong = torch::empty({4, channels, 16, 15}), half = slice.to(torch::kHalf);
+      QVERIFY_THROWS_EXCEPTION(c10::Error, multicrop.applyFused(source, draws, 16, wrong));
+      QVERIFY_THROWS_EXCEPTION(c10::Error, multicrop.applyFused(source, draws, 16, half));
     }
   }
 };

@@ -51,7 +51,9 @@ class MultiCrop {
                  const torch::TensorOptions& options) const;
   /// Crops of `source` rows (row r from source row r % B) with `draws`, normalised, by the ATen
   /// operations; applyFused does the same with the CUDA kernels (false when it cannot: a CPU
-  /// tensor, a build without them, other than 1 or 3 channels).
+  /// tensor, a build without them, other than 1 or 3 channels). A defined `out` on entry (a
+  /// contiguous fp32 tensor of the crops' shape on the source's device, such as a slice of a
+  /// larger batch) receives the crops in place; otherwise `out` is set to a new tensor.
   torch::Tensor apply(const torch::Tensor& source, const CropDraws& draws, int64_t size) const;
   bool applyFused(const torch::Tensor& source, const CropDraws& draws, int64_t size,
                   torch::Tensor& out) const;
@@ -81,8 +83,9 @@ class MultiCrop {
   struct FusedCall;
   /// `on_host`: for augmentCropsOnHost, which needs every scratch; the kernels need `work` only
   /// for a blur and `work2` only for a radius whose blur tile does not fit in shared memory.
+  /// A defined `out` becomes the output (applyFused's contract), else one is allocated.
   FusedCall prepareFused(const torch::Tensor& source, const CropDraws& draws, int64_t size,
-                         bool on_host) const;
+                         bool on_host, const torch::Tensor& out = {}) const;
   CropConfig crops_;
   AugmentConfig augment_;
   int64_t channels_;

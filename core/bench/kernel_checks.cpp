@@ -306,13 +306,17 @@ GpuCheck checkFusedReconstruction() {
   bool all_ok = true;
   struct Case {
     int64_t B, C, H, W;
+    bool padded;  // the decoder's phase channels (paddedPhaseChannels), else exactly 4C
   };
   uint64_t seed = 61;
   // DeiT-S/16's 224-px global crops (2 × 64 images), Fashion-MNIST's 28 px, one channel, and an
-  // odd, non-square size (rows that end inside a warp's turn).
-  for (auto c : {Case{128, 3, 112, 112}, Case{64, 1, 14, 14}, Case{3, 1, 5, 5}, Case{5, 3, 37, 21}}) {
+  // odd, non-square size (rows that end inside a warp's turn); the first two as the decoder
+  // pads them, the others also unpadded.
+  for (auto c : {Case{128, 3, 112, 112, true}, Case{64, 1, 14, 14, true}, Case{3, 1, 5, 5, false},
+                 Case{5, 3, 37, 21, false}, Case{5, 3, 37, 21, true}}) {
     for (auto dtype : {torch::kBFloat16, torch::kFloat}) {
-      auto one = kernel_cases::reconstruction(dtype, c.B, c.C, c.H, c.W, kCuda, ++seed);
+      auto one = kernel_cases::reconstruction(dtype, c.B, c.C, c.H, c.W, kCuda, ++seed,
+                                              c.padded ? paddedPhaseChannels(c.C) : 0);
       rows.push_back(one.row);
       all_ok = all_ok && one.passed && one.ran;
     }

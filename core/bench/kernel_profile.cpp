@@ -130,7 +130,7 @@ std::string kernelCategory(const std::string& raw) {
   if (has(n, "mst::kernels")) {  // ours: augmentation, GELU backward, q/k/v gradient gather,
                                  // the DINO and reconstruction losses, the column sums, the
                                  // decoder stages, the optimiser step, else the residual norm
-    if (has(n, "recon")) return "fused_loss";  // (before "finishkernel": reconFinishKernel)
+    if (has(n, "recon")) return "fused_loss";
     if (has(n, "embedforward") || has(n, "embedbackward")) return "fused_embed";
     if (has(n, "augmentargs")) return "fused_augment";  // (every pass takes AugmentArgs)
     if (has(n, "gelubackwardkernel")) return "fused_gelu";

@@ -53,7 +53,7 @@ inline long long augmentBlurTileBytes(int radius) {
   return 4 * (span * span + span * kBlurTile + 2LL * radius + 1);
 }
 /// The one-pass blur runs where its shared memory fits in the 48 KiB every device gives a block
-/// (radius ≤ 30); beyond that the blur takes two passes through global memory.
+/// (radius ≤ 31); beyond that the blur takes two passes through global memory.
 constexpr long long kBlurTileMaxBytes = 48 * 1024;
 /// What is wrong with `args` (channels other than 1 or 3, too many rows, a blur radius not below
 /// the crop side), or nullptr.

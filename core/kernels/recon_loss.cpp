@@ -21,6 +21,7 @@ kernels::ReconLossArgs argsFor(const torch::Tensor& y, int64_t C, const torch::T
   a.height = y.size(2) - 1;
   a.width = y.size(3) - 1;
   a.channels = C;
+  a.phase_channels = y.size(1);
   a.bf16 = y.scalar_type() == torch::kBFloat16;
   a.blocks = kernels::reconLossBlocks(a.batch, a.height, a.width, a.channels);
   a.stream = kernels::launchStream(y.device());
@@ -70,7 +71,7 @@ bool fusedReconstructionApplies(const torch::Tensor& y, int64_t C, const torch::
   if (!fusedKernelsBuilt() || !y.defined() || !target.defined() ||
       !kernels::kernelDevice(y.device()) || target.device() != y.device())
     return false;
-  if (y.dim() != 4 || target.dim() != 4 || C <= 0 || y.size(1) != 4 * C || y.size(2) < 2 ||
+  if (y.dim() != 4 || target.dim() != 4 || C <= 0 || y.size(1) < 4 * C || y.size(2) < 2 ||
       y.size(3) < 2)
     return false;
   if (y.scalar_type() != torch::kBFloat16 && y.scalar_type() != torch::kFloat) return false;

@@ -23,6 +23,7 @@ constexpr int kWarps = kThreads / 32;
 struct Geometry {
   int64_t batch;
   int H, W, C;
+  int K;  ///< y's channels (≥ 4C): the stride between its pixels
   /// The target's rows (n, c, oy) and y's rows (n, r): each warp takes one row at a time.
   __device__ __forceinline__ int64_t outputRows() const { return batch * C * 2 * H; }
   __device__ __forceinline__ int64_t phaseRows() const { return batch * (H + 1); }
@@ -53,7 +54,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     reconSumsKernel(const T* __restrict__ y, const float* __restrict__ target, Geometry geo,
                     double* __restrict__ partial) {
-  const int lane = threadIdx.x & 31, W2 = 2 * geo.W, K = 4 * geo.C;
+  const int lane = threadIdx.x & 31, W2 = 2 * geo.W, K = geo.K;
   float acc = 0.0f;
   for (int64_t row = firstRow(); row < geo.outputRows(); row += rowStride()) {
     const int oy = static_cast<int>(row % (2 * geo.H));
@@ -83,7 +84,8 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) *loss = static_cast<float>(total / count);
 }
 
-/// dy = (g / N) · sign(x − t) where an output reads y's element, 0 elsewhere; sign as ATen's
+/// dy = (g / N) · sign(x − t) where an output reads y's element, 0 elsewhere (the padding
+/// windows, and the channels past the 4C phases); sign as ATen's
 /// abs backward takes it (0 for a zero difference). g / N is g · (1 / N) in fp32, as ATen's
 /// mean backward divides by a scalar on CUDA.
 template <typename T>
@@ -91,7 +93,7 @@ __global__ void __launch_bounds__(kThreads)
     reconGradKernel(const T* __restrict__ y, const float* __restrict__ target,
                     const float* __restrict__ grad, float count, Geometry geo, T* __restrict__ dy) {
   const float g = grad[0] * (1.0f / count);
-  const int lane = threadIdx.x & 31, K = 4 * geo.C, width = (geo.W + 1) * K;
+  const int lane = threadIdx.x & 31, K = geo.K, phases = 4 * geo.C, width = (geo.W + 1) * K;
   const int64_t plane = static_cast<int64_t>(4) * geo.H * geo.W;  // one channel of the target
   for (int64_t row = firstRow(); row < geo.phaseRows(); row += rowStride()) {
     const int r = static_cast<int>(row % (geo.H + 1));
@@ -104,7 +106,7 @@ __global__ void __launch_bounds__(kThreads)
       const int a = blk >> 1, b = blk & 1;
       const int i = r - a, j = s - b;
       float out = 0.0f;
-      if (i >= 0 && i < geo.H && j >= 0 && j < geo.W) {
+      if (k < phases && i >= 0 && i < geo.H && j >= 0 && j < geo.W) {
         const float t = target[(n * geo.C + c) * plane +
                                static_cast<int64_t>(2 * i + a) * 2 * geo.W + 2 * j + b];
         const float d = toFloat(y_row[q]) - t;
@@ -115,18 +117,24 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+int64_t phaseChannels(const ReconLossArgs& a) {
+  return a.phase_channels == 0 ? 4 * a.channels : a.phase_channels;
+}
+
 Geometry geometry(const ReconLossArgs& a) {
   return Geometry{a.batch, static_cast<int>(a.height), static_cast<int>(a.width),
-                  static_cast<int>(a.channels)};
+                  static_cast<int>(a.channels), static_cast<int>(phaseChannels(a))};
 }
 
 const char* checkArgs(const ReconLossArgs& a) {
   if (a.batch <= 0 || a.height <= 0 || a.width <= 0 || a.channels <= 0)
     return "reconstruction loss: empty input";
   if (a.blocks < 1) return "reconstruction loss: no blocks";
+  if (phaseChannels(a) < 4 * a.channels)
+    return "reconstruction loss: fewer phase channels than 4 × the image's";
   // (Indices within a row and a pixel are 32-bit.)
-  if (a.height >= (1 << 29) || a.width >= (1 << 29) || a.channels >= (1 << 20) ||
-      (a.width + 1) * 4 * a.channels >= (int64_t{1} << 31))
+  if (a.height >= (1 << 29) || a.width >= (1 << 29) || phaseChannels(a) >= (1 << 22) ||
+      (a.width + 1) * phaseChannels(a) >= (int64_t{1} << 31))
     return "reconstruction loss: an image too large for the kernels";
   return nullptr;
 }

@@ -9,7 +9,10 @@
 /// padding windows), from y and t again. Unfused this is the gather's copy, a cast to fp32, a
 /// subtraction, abs and mean, and backward abs's product, the cast back and the gather's scatter
 /// into zeros: about ten passes over the crops' pixels, against three here.
-/// y: channels-last (NHWC) bf16 or fp32, (B, H+1, W+1, 4C); t: contiguous NCHW fp32, (B, C, 2H, 2W).
+/// y: channels-last (NHWC) bf16 or fp32, (B, H+1, W+1, K) with K ≥ 4C channels, of which the
+/// first 4C are the phases (the decoder pads them with zero filters to a multiple of 8, where
+/// cuDNN's tensor-core kernels would otherwise pad and unpad every call); the rest are not read,
+/// and their gradient is 0. t: contiguous NCHW fp32, (B, C, 2H, 2W).
 #pragma once
 
 #include <cstdint>
@@ -17,11 +20,12 @@
 namespace mst::kernels {
 
 struct ReconLossArgs {
-  const void* y = nullptr;          ///< (B, H+1, W+1, 4C): the last convolution's phases
+  const void* y = nullptr;          ///< (B, H+1, W+1, K): the last convolution's phases
   const float* target = nullptr;    ///< (B, C, 2H, 2W)
   int64_t batch = 0;
   int64_t height = 0, width = 0;    ///< H, W: the convolution's input size (the output is 2H × 2W)
   int64_t channels = 0;             ///< C
+  int64_t phase_channels = 0;       ///< K ≥ 4C, y's channels; 0: 4C
   bool bf16 = true;                 ///< y's dtype: bf16, else fp32
   int blocks = 1;                   ///< reconLossBlocks(...): the forward's grid and workspace
   double* partial = nullptr;        ///< forward: (blocks) workspace

@@ -48,7 +48,7 @@ torch::Tensor upsampleNearest2x(const torch::Tensor& x) {
 
 namespace {
 
-/// out[n, c, 2i+a, 2j+b] = y[n, (2a+b) C + c, i+a, j+b] for y (B, 4C, H+1, W+1): an affine
+/// out[n, c, 2i+a, 2j+b] = y[n, (2a+b) C + c, i+a, j+b] for y (B, K ≥ 4C, H+1, W+1): an affine
 /// gather, so one strided view of y over (n, c, i, a, j, b) and one copy, in y's memory format.
 /// Its backward pass writes the gradient back through the same view into zeros: every element of
 /// y is read at most once, so nothing is summed.
@@ -100,7 +100,10 @@ torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv
   return PhaseGather::apply(upsampleConvPhases(x, conv), conv.weight.size(0));
 }
 
-torch::Tensor upsampleConvPhases(const torch::Tensor& x, torch::nn::Conv2dImpl& conv) {
+int64_t paddedPhaseChannels(int64_t C_out) { return (4 * C_out + 7) / 8 * 8; }
+
+torch::Tensor upsampleConvPhases(const torch::Tensor& x, torch::nn::Conv2dImpl& conv,
+                                 int64_t channels) {
   const auto& o = conv.options;
   // (The decoder builds its convolutions with padding 1, which the phase kernels below assume.)
   TORCH_CHECK(conv.weight.dim() == 4 && conv.weight.size(2) == 3 && conv.weight.size(3) == 3 &&
@@ -123,6 +126,14 @@ torch::Tensor upsampleConvPhases(const torch::Tensor& x, torch::nn::Conv2dImpl& 
   // of one 3x3 kernel per phase.
   auto weight = torch::cat({k00, k01, k10, k11}, 0);  // (4 C_out, C_in, 2, 2)
   auto bias = conv.bias.defined() ? conv.bias.repeat({4}) : torch::Tensor();
+  const int64_t phases_out = weight.size(0);
+  TORCH_CHECK(channels == 0 || channels >= phases_out, "upsampleConvPhases: ", channels,
+              " output channels for ", phases_out, " phases");
+  if (channels > phases_out) {  // zero filters (constants: no gradient reaches them)
+    weight = torch::cat({weight, torch::zeros({channels - phases_out, weight.size(1), 2, 2},
+                                              weight.options())});
+    if (bias.defined()) bias = torch::cat({bias, torch::zeros({channels - phases_out}, bias.options())});
+  }
   return torch::nn::functional::conv2d(
       x, weight, torch::nn::functional::Conv2dFuncOptions().bias(bias).padding(1));
 }
@@ -182,7 +193,14 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& patches, bool gather_las
     }
   }
   if (!upsample_pending) return out(x);
-  return gather_last ? upsampleConv2x(x, *out) : upsampleConvPhases(x, *out);
+  if (gather_last) return upsampleConv2x(x, *out);
+  // The phases for the loss. Where cuDNN runs (and in the emulated tests), 4 C_out phases that
+  // are not a multiple of 8 channels (12 for RGB, 4 for one channel) get zero filters up to the
+  // next one: bf16 tensor-core convolutions want 8-channel multiples, and for 12 channels cuDNN
+  // padded and unpadded the output and its gradient on every call (nhwcAddPaddingKernel: 0.38 ms
+  // per step at DeiT-S/16's 224-px crops, batch 128, in session 18's H200 profile).
+  const int64_t C_out = out->weight.size(0);
+  return upsampleConvPhases(x, *out, kernels::kernelDevice(x.device()) ? paddedPhaseChannels(C_out) : 0);
 }
 
 }  // namespace mst

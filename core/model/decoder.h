@@ -19,8 +19,13 @@ torch::Tensor upsampleNearest2x(const torch::Tensor& x);
 torch::Tensor upsampleConv2x(const torch::Tensor& x, torch::nn::Conv2dImpl& conv);
 
 /// upsampleConv2x's two steps: the 2×2 convolution over x padded by 1, (B, 4 C_out, H+1, W+1),
-/// whose channel block 2a + b holds output phase (a, b) (its biases repeated per block) ...
-torch::Tensor upsampleConvPhases(const torch::Tensor& x, torch::nn::Conv2dImpl& conv);
+/// whose channel block 2a + b holds output phase (a, b) (its biases repeated per block); with
+/// `channels` > 4 C_out, zero filters (and biases) fill the channels after the phases ...
+torch::Tensor upsampleConvPhases(const torch::Tensor& x, torch::nn::Conv2dImpl& conv,
+                                 int64_t channels = 0);
+/// 4 C_out rounded up to a multiple of 8: the phase channels of the decoder's last convolution
+/// where the kernels run (DecoderImpl::forward with gather_last false).
+int64_t paddedPhaseChannels(int64_t C_out);
 /// ... and the gather of those phases into (B, C, 2H, 2W), in y's memory format:
 /// out[n, c, 2i+a, 2j+b] = y[n, (2a+b) C + c, i+a, j+b]. Its backward pass writes each of y's
 /// elements once (zeros where no output reads it).
@@ -36,8 +41,9 @@ class DecoderImpl : public torch::nn::Module {
   explicit DecoderImpl(const ModelConfig& config);
   /// patches: (B, n, D) with n = g*g → image (B, C, g*P, g*P) in normalised units.
   /// `gather_last` false, where endsWithPhases(): the last convolution's phases instead,
-  /// (B, 4C, g*P/2 + 1, g*P/2 + 1), whose phaseGather(·, C) is the image (the fused
-  /// reconstruction loss reads them as they are).
+  /// (B, K, g*P/2 + 1, g*P/2 + 1), whose phaseGather(·, C) is the image (the fused
+  /// reconstruction loss reads them as they are); K = 4C on the CPU, paddedPhaseChannels(C)
+  /// where the kernels run (the extra channels are zeros).
   torch::Tensor forward(const torch::Tensor& patches, bool gather_last = true);
   /// Whether the decoder ends with an upsampling and its convolution, done as upsampleConv2x
   /// (subpixel): then forward(patches, false) returns that convolution's phases.

@@ -333,9 +333,10 @@ KernelCase tokenEmbed(int64_t B, int64_t n, int64_t D, torch::ScalarType x_dtype
 }
 
 KernelCase reconstruction(torch::ScalarType dtype, int64_t B, int64_t C, int64_t H, int64_t W,
-                          const torch::Device& device, uint64_t seed) {
+                          const torch::Device& device, uint64_t seed, int64_t phase_channels) {
   auto gen = at::detail::createCPUGenerator(seed);
-  auto y = (torch::randn({B, 4 * C, H + 1, W + 1}, gen) * 0.8)
+  const int64_t K = phase_channels == 0 ? 4 * C : phase_channels;
+  auto y = (torch::randn({B, K, H + 1, W + 1}, gen) * 0.8)
                .to(dtype)
                .to(device)
                .contiguous(at::MemoryFormat::ChannelsLast);
@@ -360,7 +361,7 @@ KernelCase reconstruction(torch::ScalarType dtype, int64_t B, int64_t C, int64_t
   const bool low = dtype == torch::kBFloat16;
   KernelCase r;
   r.ran = applied;
-  r.row = {{"dtype", low ? "bf16" : "fp32"}, {"B", B}, {"C", C}, {"H", H}, {"W", W},
+  r.row = {{"dtype", low ? "bf16" : "fp32"}, {"B", B}, {"C", C}, {"K", K}, {"H", H}, {"W", W},
            {"applied", applied}, {"loss", got[0].item<double>()}};
   // The sum in another order; each gradient element is ±g/N or 0 on both sides, from the same
   // fp32 difference (g/N itself may differ in its last bit where ATen divides instead).

@@ -63,12 +63,14 @@ KernelCase decoderStage(torch::ScalarType dtype, int64_t B, int64_t C, int64_t H
 KernelCase loss(int64_t S, int64_t B, int64_t K, double scale, double student_temp,
                 double teacher_temp, torch::ScalarType dtype, const torch::Device& device,
                 uint64_t seed);
-/// The reconstruction loss from the decoder's last phases y (B, 4C, H+1, W+1) of `dtype` against
+/// The reconstruction loss from the decoder's last phases y (B, K, H+1, W+1) of `dtype` against
 /// an fp32 target (B, C, 2H, 2W), through its kernels against ATen's gather, cast and mean
 /// absolute error: the loss, and y's gradient under an upstream factor. A tenth of the target
 /// copies the gathered values exactly (a zero difference, whose gradient is zero in both).
+/// K = `phase_channels`, or 4C for 0; the channels past 4C hold noise that neither side may read
+/// (the decoder's padding channels, zeros there).
 KernelCase reconstruction(torch::ScalarType dtype, int64_t B, int64_t C, int64_t H, int64_t W,
-                          const torch::Device& device, uint64_t seed);
+                          const torch::Device& device, uint64_t seed, int64_t phase_channels = 0);
 /// The optimiser's step (fused_adamw.h) through its kernel against ATen's operations on the
 /// device, from the same fp32 buffers of `numel` values, each starting `offset` values into its
 /// allocation (1: not on 16 bytes, where the kernel takes one value per thread); the last layer

@@ -132,14 +132,15 @@ std::vector<std::function<KernelCase()>> familyCases(const std::string& family, 
           return kernel_cases::loss(S, gpu ? 16 : 2, m.out_dim, 1.0, ts, tt, dtype, dev, seed + S);
         });
   } else if (family == "reconstruction") {
-    // The decoder's last phases at the global crops' size (fewer rows emulated), in the run's
-    // dtype and fp32.
+    // The decoder's last phases at the global crops' size (fewer rows emulated), with the
+    // decoder's padding channels, in the run's dtype and fp32.
     const int64_t half = gpu ? c.global_size / 2 : std::min<int64_t>(c.global_size / 2, 9);
-    shapes = {{"channels", m.channels}, {"size", 2 * half}, {"bf16", bf16}};
+    const int64_t K = paddedPhaseChannels(m.channels);
+    shapes = {{"channels", m.channels}, {"phase_channels", K}, {"size", 2 * half}, {"bf16", bf16}};
     for (auto dtype : dtypes)
       cases.push_back([=] {
         return kernel_cases::reconstruction(dtype, gpu ? 8 : 2, m.channels, half, half, dev,
-                                            seed + 11);
+                                            seed + 11, K);
       });
   } else if (family == "optimizer") {
     // Sizes of its own (the run's 45 M parameters would take seconds emulated): an odd count
