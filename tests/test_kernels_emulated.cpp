@@ -813,7 +813,7 @@ class TestKernelsEmulated : public QObject {
     torch::manual_seed(C * 100 + S + radius);
     const int64_t R = 7, Bsrc = 3;
     const int H = 40, W = 36;
-    QCOMPARE(k::augmentBlurTileBytes(radius) > k::kBlurTileMaxBytes, radius > 31);
+    QCOMPARE(k::augmentBlurTakesTwoPasses(radius), radius > 31);
     auto src = torch::rand({Bsrc, C, H, W});
     // Crops from a third of the image to more than all of it (reflection padding), some flipped.
     auto sc = torch::rand({R}) * 1.1 + 0.3;

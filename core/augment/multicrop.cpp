@@ -199,8 +199,7 @@ MultiCrop::FusedCall MultiCrop::prepareFused(const torch::Tensor& source, const 
   auto opt = f.src.options();
   const bool blur = d.blur.defined();
   if (on_host || blur) f.work = torch::empty({R, C, S, S}, opt);
-  if (blur && (on_host || kernels::augmentBlurTileBytes(static_cast<int>(d.radius)) >
-                              kernels::kBlurTileMaxBytes))
+  if (blur && (on_host || kernels::augmentBlurTakesTwoPasses(static_cast<int>(d.radius))))
     f.work2 = torch::empty({R, C, S, S}, opt);
   f.partial = torch::empty({R, kernels::augmentPartialStride(static_cast<int>(S))}, opt);
   if (out.defined()) {

@@ -208,8 +208,8 @@ const char* augmentCrops(const AugmentArgs& a) {
     MST_LAUNCH(grid, kThreads, 0, stream, pixelKernel<1>)(a, blocks);
   if (const char* e = lastError()) return e;
   if (a.blur == nullptr) return nullptr;
-  const long long tile_bytes = augmentBlurTileBytes(a.radius);
-  if (tile_bytes <= kBlurTileMaxBytes) {
+  if (!augmentBlurTakesTwoPasses(a.radius)) {
+    const long long tile_bytes = augmentBlurTileBytes(a.radius);
     const int tiles = (a.S + kBlurTile - 1) / kBlurTile;
     const dim3 tile_grid(static_cast<unsigned>(tiles * tiles), static_cast<unsigned>(a.C),
                          static_cast<unsigned>(a.rows));

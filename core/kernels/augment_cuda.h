@@ -55,6 +55,11 @@ inline long long augmentBlurTileBytes(int radius) {
 /// The one-pass blur runs where its shared memory fits in the 48 KiB every device gives a block
 /// (radius ≤ 31); beyond that the blur takes two passes through global memory.
 constexpr long long kBlurTileMaxBytes = 48 * 1024;
+/// Whether the blur at `radius` takes the two passes through global memory (and so the second
+/// scratch, `work2`) instead of the tile kernel.
+inline bool augmentBlurTakesTwoPasses(int radius) {
+  return augmentBlurTileBytes(radius) > kBlurTileMaxBytes;
+}
 /// What is wrong with `args` (channels other than 1 or 3, too many rows, a blur radius not below
 /// the crop side), or nullptr.
 inline const char* augmentArgsError(const AugmentArgs& a) {
